@@ -1,0 +1,181 @@
+//! Loading: built-in defaults, then the TOML file, then `PORTCULLIS_*` env vars.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+
+use super::types::Config;
+use super::validate::{Problem, validate};
+
+/// The top-level sections; only env vars naming one of them are configuration
+/// (so `PORTCULLIS_CONFIG` or `PORTCULLIS_REQUIRE_SERVICES` are not mistaken for keys).
+const SECTIONS: &[&str] = &[
+    "server",
+    "upstream",
+    "auth",
+    "session",
+    "otp",
+    "store",
+    "mail",
+    "rate_limit",
+    "lockout",
+    "access_control",
+];
+
+/// A validated configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// The file that was read, if any (built-in defaults otherwise).
+    pub file: Option<PathBuf>,
+}
+
+/// Why a configuration was refused: every problem found, each with its key.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = match &self.file {
+            Some(p) => p.display().to_string(),
+            None => "built-in defaults".to_string(),
+        };
+        writeln!(f, "invalid configuration ({source}):")?;
+        for p in &self.problems {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Which file to read: the flag, else `$PORTCULLIS_CONFIG`, else
+/// `config/portcullis.toml` when it exists, else none (built-in defaults).
+pub fn resolve_config_path(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("PORTCULLIS_CONFIG").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let default = PathBuf::from("config/portcullis.toml");
+    default.exists().then_some(default)
+}
+
+fn env_provider() -> Env {
+    Env::prefixed("PORTCULLIS_")
+        .filter(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            SECTIONS.iter().any(|s| key.strip_prefix(s).is_some_and(|rest| rest.starts_with("__")))
+        })
+        .split("__")
+}
+
+/// Loads and validates the configuration for `serve` and `check-config`.
+/// `demo` relaxes the checks that only make sense in production (the secret).
+pub fn load(flag: Option<&Path>, base: Config, demo: bool) -> Result<LoadedConfig, ConfigError> {
+    let file = resolve_config_path(flag);
+    let mut figment = Figment::from(Serialized::defaults(base));
+    if let Some(path) = &file {
+        if !path.is_file() {
+            return Err(ConfigError {
+                file: file.clone(),
+                problems: vec![Problem::new("--config", "file not found or not readable")],
+            });
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(env_provider());
+    load_from_figment(figment, file, demo)
+}
+
+/// Extracts and validates from an assembled figment (also used by tests).
+pub fn load_from_figment(
+    figment: Figment,
+    file: Option<PathBuf>,
+    demo: bool,
+) -> Result<LoadedConfig, ConfigError> {
+    let config: Config = figment.extract().map_err(|e| ConfigError {
+        file: file.clone(),
+        problems: e.into_iter().map(problem_from_figment).collect(),
+    })?;
+    let problems = validate(&config, demo);
+    if !problems.is_empty() {
+        return Err(ConfigError { file, problems });
+    }
+    Ok(LoadedConfig { config, file })
+}
+
+fn problem_from_figment(e: figment::Error) -> Problem {
+    use figment::error::Kind;
+    let mut key = e.path.join(".");
+    let what = match &e.kind {
+        Kind::UnknownField(field, _) => {
+            if e.path.last() != Some(field) {
+                key = if key.is_empty() { field.clone() } else { format!("{key}.{field}") };
+            }
+            "unknown key".to_string()
+        }
+        Kind::MissingField(field) => {
+            if e.path.last().map(String::as_str) != Some(field.as_ref()) {
+                key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+            }
+            "missing required key".to_string()
+        }
+        _ => e.kind.to_string(),
+    };
+    let origin = e
+        .metadata
+        .as_ref()
+        .and_then(|m| m.source.as_ref())
+        .map(|s| format!(" (from {s})"))
+        .unwrap_or_default();
+    Problem::new(if key.is_empty() { "<root>".into() } else { key }, format!("{what}{origin}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_toml(text: &str) -> Result<LoadedConfig, ConfigError> {
+        let fig = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
+        load_from_figment(fig, None, true)
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_path() {
+        let err = from_toml("[server]\nlisten_port = 8080\n").unwrap_err();
+        assert_eq!(err.problems[0].key, "server.listen_port", "{err}");
+        assert!(err.problems[0].message.contains("unknown key"));
+    }
+
+    #[test]
+    fn bad_values_are_named_with_their_path() {
+        let err = from_toml("[otp]\nttl = \"ten minutes\"\n").unwrap_err();
+        assert_eq!(err.problems[0].key, "otp.ttl", "{err}");
+        let err = from_toml("[rate_limit]\nlogin = \"5 per minute\"\n").unwrap_err();
+        assert_eq!(err.problems[0].key, "rate_limit.login", "{err}");
+        let err = from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/99\"]\n").unwrap_err();
+        assert!(err.problems[0].key.starts_with("server.trusted_proxies"), "{err}");
+    }
+
+    #[test]
+    fn values_parse_into_their_types() {
+        let c = from_toml(
+            "[session]\nremember_me = \"7d\"\n[rate_limit]\nlogin = \"3/1m\"\n\
+             [[upstream]]\nurl = \"http://10.0.0.5:8000\"\nhost = \"app.example.com\"\n",
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.session.remember_me.as_secs(), 7 * 86400);
+        assert_eq!(c.rate_limit.login.limit, 3);
+        assert_eq!(c.upstream.len(), 1);
+        assert_eq!(c.upstream[0].host.as_deref(), Some("app.example.com"));
+    }
+}

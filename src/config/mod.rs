@@ -1,0 +1,14 @@
+//! Configuration: the typed tree (`types`), its value languages (`values`),
+//! loading from file and environment (`load`) and validation (`validate`).
+//! A bad config never starts the gateway half-way: loading and validation
+//! report every problem with its key path and the file it came from.
+
+mod load;
+mod types;
+mod validate;
+pub mod values;
+
+pub use load::{ConfigError, LoadedConfig, load, load_from_figment};
+pub use types::*;
+pub use validate::{Problem, validate};
+pub use values::{RateSpec, Secret};

@@ -1,0 +1,400 @@
+//! The typed configuration tree. It mirrors the TOML file of SPEC §2 section by
+//! section; every field carries its default next to it, and parsing of the small
+//! value languages (durations, rate specs, CIDRs, URLs) happens at deserialisation
+//! so that an error is attributed to its key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::values::{RateSpec, Secret, duration};
+
+/// The whole configuration, one field per TOML section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: Vec<UpstreamConfig>,
+    pub auth: AuthConfig,
+    pub session: SessionConfig,
+    pub otp: OtpConfig,
+    pub store: StoreConfig,
+    pub mail: MailConfig,
+    pub rate_limit: RateLimitConfig,
+    pub lockout: LockoutConfig,
+    pub access_control: AccessControlConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            upstream: vec![UpstreamConfig::default()],
+            auth: AuthConfig::default(),
+            session: SessionConfig::default(),
+            otp: OtpConfig::default(),
+            store: StoreConfig::default(),
+            mail: MailConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            lockout: LockoutConfig::default(),
+            access_control: AccessControlConfig::default(),
+        }
+    }
+}
+
+/// `[server]`: listeners, TLS, trust boundary and connection limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The address users type; its scheme decides `Secure` cookies and its origin
+    /// is the one CSRF checks accept.
+    pub public_url: Url,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Peers allowed to speak for the client through `X-Forwarded-*`.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Where `/metrics` is served; never the public listener.
+    pub metrics_listen: Option<SocketAddr>,
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Connections beyond this wait in the kernel backlog instead of being served.
+    pub max_connections: usize,
+    /// A client must finish sending its request head within this time (slowloris).
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted; larger ones get `431`.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: Url::parse("http://127.0.0.1:8080").expect("static url"),
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: vec![
+                "127.0.0.1/32".parse().expect("static net"),
+                "::1/128".parse().expect("static net"),
+            ],
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+            shutdown_grace: Duration::from_secs(10),
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 32 * 1024,
+        }
+    }
+}
+
+/// One `[[upstream]]` entry: where authenticated traffic goes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub url: Url,
+    /// Requests whose Host matches go here; an entry without host is the default.
+    pub host: Option<String>,
+    /// Time allowed for the upstream to answer with its response head.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Extra PEM CA bundle trusted for an `https://` upstream (besides webpki roots).
+    pub ca_file: Option<PathBuf>,
+    /// Send the client's Host header upstream (true) or the upstream URL's host.
+    pub preserve_host: bool,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            url: Url::parse("http://127.0.0.1:3000").expect("static url"),
+            host: None,
+            timeout: Duration::from_secs(30),
+            ca_file: None,
+            preserve_host: true,
+        }
+    }
+}
+
+/// `[auth]`: the portal's prefix, users, redirects, identity headers and the secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub prefix: String,
+    pub users_file: PathBuf,
+    pub allowed_redirect_domains: Vec<String>,
+    pub identity_headers: IdentityHeaders,
+    /// Signs CSRF tokens and peppers code hashes; at least 32 bytes.
+    pub secret: Secret,
+    /// Name shown on pages and in e-mails.
+    pub app_name: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            prefix: "/_auth".into(),
+            users_file: PathBuf::from("config/users.toml"),
+            allowed_redirect_domains: Vec::new(),
+            identity_headers: IdentityHeaders::default(),
+            secret: Secret::default(),
+            app_name: "Portcullis".into(),
+        }
+    }
+}
+
+/// Names of the headers that carry the identity to the upstream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityHeaders {
+    pub user: String,
+    pub email: String,
+    pub name: String,
+    pub groups: String,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        IdentityHeaders {
+            user: "Remote-User".into(),
+            email: "Remote-Email".into(),
+            name: "Remote-Name".into(),
+            groups: "Remote-Groups".into(),
+        }
+    }
+}
+
+/// `[session]`: the cookie and the lifetimes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub cookie_name: String,
+    pub cookie_domain: Option<String>,
+    /// Sliding: each request pushes expiry this far ahead.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Hard limit for a browser session, however active.
+    #[serde(with = "duration")]
+    pub absolute_timeout: Duration,
+    /// Lifetime of a "remember me" session (cookie Max-Age and server-side limit).
+    #[serde(with = "duration")]
+    pub remember_me: Duration,
+    /// Password accepted, code not yet entered.
+    #[serde(with = "duration")]
+    pub pending_login_ttl: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            cookie_name: "portcullis_session".into(),
+            cookie_domain: None,
+            idle_timeout: Duration::from_secs(3600),
+            absolute_timeout: Duration::from_secs(12 * 3600),
+            remember_me: Duration::from_secs(30 * 86400),
+            pending_login_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// `[otp]`: the e-mailed one-time codes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtpConfig {
+    pub digits: u32,
+    #[serde(with = "duration")]
+    pub ttl: Duration,
+    pub max_attempts: u32,
+    #[serde(with = "duration")]
+    pub resend_cooldown: Duration,
+}
+
+impl Default for OtpConfig {
+    fn default() -> Self {
+        OtpConfig {
+            digits: 6,
+            ttl: Duration::from_secs(600),
+            max_attempts: 3,
+            resend_cooldown: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[store]`: where state lives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `memory://`, `redis://host:port/db` or `rediss://...`.
+    pub url: Secret,
+    /// Memory store: where durable per-user state survives restarts.
+    pub state_file: Option<PathBuf>,
+    pub pool_size: usize,
+    /// Deadline for every store operation; beyond it the store counts as unavailable.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Namespace for every Redis key.
+    pub key_prefix: String,
+    /// Memory store: most entries kept per kind before new ones are refused.
+    pub max_entries: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: Secret::new("memory://"),
+            state_file: None,
+            pool_size: 32,
+            timeout: Duration::from_secs(2),
+            key_prefix: "portcullis:".into(),
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+/// How mail leaves the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    Console,
+    File,
+    Smtp,
+}
+
+/// Transport security for SMTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    Starttls,
+    Tls,
+    None,
+}
+
+/// `[mail]`: codes and security alerts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    pub transport: MailTransport,
+    pub file_dir: Option<PathBuf>,
+    pub from: String,
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub smtp_tls: SmtpTls,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Secret,
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            transport: MailTransport::Console,
+            file_dir: None,
+            from: "Portcullis <noreply@localhost>".into(),
+            smtp_host: None,
+            smtp_port: 587,
+            smtp_tls: SmtpTls::Starttls,
+            smtp_username: None,
+            smtp_password: Secret::default(),
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// `[rate_limit]`: sliding windows per client IP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub login: RateSpec,
+    pub verify: RateSpec,
+    pub resend: RateSpec,
+    pub otp_emails_per_ip: RateSpec,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            login: RateSpec::new(5, Duration::from_secs(300)),
+            verify: RateSpec::new(10, Duration::from_secs(300)),
+            resend: RateSpec::new(3, Duration::from_secs(600)),
+            otp_emails_per_ip: RateSpec::new(5, Duration::from_secs(3600)),
+        }
+    }
+}
+
+/// `[lockout]`: what failures cost.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LockoutConfig {
+    pub ip_failures: RateSpec,
+    pub account_failures: RateSpec,
+    #[serde(with = "duration")]
+    pub account_lock: Duration,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        LockoutConfig {
+            ip_failures: RateSpec::new(5, Duration::from_secs(900)),
+            account_failures: RateSpec::new(10, Duration::from_secs(3600)),
+            account_lock: Duration::from_secs(900),
+        }
+    }
+}
+
+/// How strongly a request must be authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    Bypass,
+    OneFactor,
+    TwoFactor,
+    Deny,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Bypass => "bypass",
+            Policy::OneFactor => "one_factor",
+            Policy::TwoFactor => "two_factor",
+            Policy::Deny => "deny",
+        }
+    }
+}
+
+/// `[access_control]`: ordered rules; the first match decides.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessControlConfig {
+    pub default_policy: Policy,
+    pub rules: Vec<RuleConfig>,
+}
+
+impl Default for AccessControlConfig {
+    fn default() -> Self {
+        AccessControlConfig { default_policy: Policy::TwoFactor, rules: Vec::new() }
+    }
+}
+
+/// One access-control rule as written; compiled by `access`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    #[serde(default, deserialize_with = "super::values::one_or_many")]
+    pub domain: Vec<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default, deserialize_with = "super::values::one_or_many")]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub networks: Vec<IpNet>,
+    #[serde(default, deserialize_with = "super::values::one_or_many")]
+    pub groups: Vec<String>,
+    #[serde(default, deserialize_with = "super::values::one_or_many")]
+    pub users: Vec<String>,
+    pub policy: Policy,
+}

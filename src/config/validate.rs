@@ -1,0 +1,245 @@
+//! Validation: the checks that span keys or need more than a type, run after
+//! deserialisation. It returns every problem at once, each with its key path,
+//! so an operator fixes a config in one pass.
+
+use std::fmt;
+
+use super::types::{Config, MailTransport};
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `upstream[0].url` or `auth.secret`.
+    pub key: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem { key: key.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Minimum length of `auth.secret`: it keys HMACs, so it must carry 256 bits.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Store URL schemes this build understands.
+const STORE_SCHEMES: &[&str] = &["memory", "redis", "rediss"];
+
+/// Checks everything the types alone cannot. `demo` waives the secret, which
+/// the demo generates at random.
+pub fn validate(c: &Config, demo: bool) -> Vec<Problem> {
+    let mut p = Vec::new();
+    let mut bad = |key: &str, msg: String| p.push(Problem::new(key, msg));
+
+    // [server]
+    let s = &c.server;
+    if !matches!(s.public_url.scheme(), "http" | "https") {
+        bad("server.public_url", "must be an http:// or https:// URL".into());
+    }
+    if s.public_url.host_str().is_none() {
+        bad("server.public_url", "must name a host".into());
+    }
+    match (&s.tls_cert, &s.tls_key) {
+        (Some(_), None) => bad("server.tls_key", "required when server.tls_cert is set".into()),
+        (None, Some(_)) => bad("server.tls_cert", "required when server.tls_key is set".into()),
+        (Some(cert), Some(key)) => {
+            if !cert.is_file() {
+                bad("server.tls_cert", format!("file {} not found", cert.display()));
+            }
+            if !key.is_file() {
+                bad("server.tls_key", format!("file {} not found", key.display()));
+            }
+        }
+        (None, None) => {}
+    }
+    if s.metrics_listen.is_some_and(|m| m == s.listen && m.port() != 0) {
+        bad("server.metrics_listen", "must differ from server.listen".into());
+    }
+    if s.max_connections == 0 {
+        bad("server.max_connections", "must be at least 1".into());
+    }
+    if s.max_header_bytes < 1024 {
+        bad("server.max_header_bytes", "must be at least 1024".into());
+    }
+    if s.header_read_timeout.is_zero() {
+        bad("server.header_read_timeout", "must be above zero".into());
+    }
+
+    // [[upstream]]
+    if c.upstream.is_empty() {
+        bad("upstream", "at least one [[upstream]] is required".into());
+    }
+    let mut defaults = 0;
+    for (i, u) in c.upstream.iter().enumerate() {
+        if !matches!(u.url.scheme(), "http" | "https") {
+            bad(&format!("upstream[{i}].url"), "must be an http:// or https:// URL".into());
+        }
+        if u.url.host_str().is_none() {
+            bad(&format!("upstream[{i}].url"), "must name a host".into());
+        }
+        if u.timeout.is_zero() {
+            bad(&format!("upstream[{i}].timeout"), "must be above zero".into());
+        }
+        if let Some(ca) = &u.ca_file
+            && !ca.is_file()
+        {
+            bad(&format!("upstream[{i}].ca_file"), format!("file {} not found", ca.display()));
+        }
+        match &u.host {
+            None => defaults += 1,
+            Some(h) if h.is_empty() || h.contains('/') => {
+                bad(&format!("upstream[{i}].host"), "must be a host name like app.example.com".into())
+            }
+            Some(_) => {}
+        }
+    }
+    if defaults > 1 {
+        bad("upstream", "only one [[upstream]] may omit host (the default)".into());
+    }
+
+    // [auth]
+    let a = &c.auth;
+    if !a.prefix.starts_with('/') || a.prefix.ends_with('/') || a.prefix.len() < 2 {
+        bad("auth.prefix", "must start with '/' and not end with '/', e.g. \"/_auth\"".into());
+    }
+    if !demo && a.secret.expose().len() < MIN_SECRET_LEN {
+        bad(
+            "auth.secret",
+            format!(
+                "must be at least {MIN_SECRET_LEN} bytes (generate one with `openssl rand -base64 48`)"
+            ),
+        );
+    }
+    for (key, name) in [
+        ("auth.identity_headers.user", &a.identity_headers.user),
+        ("auth.identity_headers.email", &a.identity_headers.email),
+        ("auth.identity_headers.name", &a.identity_headers.name),
+        ("auth.identity_headers.groups", &a.identity_headers.groups),
+    ] {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            bad(key, format!("{name:?} is not a valid header name"));
+        }
+    }
+    for (i, d) in a.allowed_redirect_domains.iter().enumerate() {
+        let host = d.strip_prefix("*.").unwrap_or(d);
+        if host.is_empty() || host.contains(['/', ':', ' ']) {
+            bad(
+                &format!("auth.allowed_redirect_domains[{i}]"),
+                "must be a host or *.suffix".into(),
+            );
+        }
+    }
+
+    // [session]
+    let se = &c.session;
+    if se.cookie_name.is_empty()
+        || !se.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    {
+        bad("session.cookie_name", "must be letters, digits, '_', '-' or '.'".into());
+    }
+    for (key, d) in [
+        ("session.idle_timeout", se.idle_timeout),
+        ("session.absolute_timeout", se.absolute_timeout),
+        ("session.remember_me", se.remember_me),
+        ("session.pending_login_ttl", se.pending_login_ttl),
+    ] {
+        if d.is_zero() {
+            bad(key, "must be above zero".into());
+        }
+    }
+
+    // [otp]
+    if !(6..=10).contains(&c.otp.digits) {
+        bad("otp.digits", "must be between 6 and 10".into());
+    }
+    if c.otp.max_attempts == 0 {
+        bad("otp.max_attempts", "must be at least 1".into());
+    }
+    if c.otp.ttl.is_zero() {
+        bad("otp.ttl", "must be above zero".into());
+    }
+
+    // [store]
+    let url = c.store.url.expose();
+    match url::Url::parse(url) {
+        Ok(u) if STORE_SCHEMES.contains(&u.scheme()) => {}
+        Ok(u) => bad(
+            "store.url",
+            format!("scheme {:?} is not supported; use memory://, redis:// or rediss://", u.scheme()),
+        ),
+        Err(e) => bad("store.url", format!("not a URL ({e})")),
+    }
+    if c.store.pool_size == 0 {
+        bad("store.pool_size", "must be at least 1".into());
+    }
+    if c.store.timeout.is_zero() {
+        bad("store.timeout", "must be above zero".into());
+    }
+
+    // [mail]
+    let m = &c.mail;
+    if m.from.parse::<lettre::message::Mailbox>().is_err() {
+        bad("mail.from", format!("{:?} is not a mailbox like \"Name <addr@host>\"", m.from));
+    }
+    match m.transport {
+        MailTransport::Smtp if m.smtp_host.as_deref().is_none_or(str::is_empty) => {
+            bad("mail.smtp_host", "required when mail.transport = \"smtp\"".into())
+        }
+        MailTransport::File if m.file_dir.is_none() => {
+            bad("mail.file_dir", "required when mail.transport = \"file\"".into())
+        }
+        _ => {}
+    }
+    if m.smtp_username.is_some() != !m.smtp_password.is_empty() {
+        bad("mail.smtp_password", "smtp_username and smtp_password go together".into());
+    }
+
+    // [access_control]
+    for (i, r) in c.access_control.rules.iter().enumerate() {
+        if let Some(path) = &r.path
+            && let Err(e) = regex::Regex::new(path)
+        {
+            bad(&format!("access_control.rules[{i}].path"), format!("invalid regex: {e}"));
+        }
+        for m in &r.methods {
+            if http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).is_err() {
+                bad(&format!("access_control.rules[{i}].methods"), format!("{m:?} is not a method"));
+            }
+        }
+    }
+
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn production_requires_a_long_secret() {
+        let mut c = Config::default();
+        let p = validate(&c, false);
+        assert!(p.iter().any(|p| p.key == "auth.secret"), "{p:?}");
+        assert!(validate(&c, true).is_empty());
+        c.auth.secret = Secret::new("x".repeat(32));
+        assert!(validate(&c, false).is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut c = Config::default();
+        c.auth.prefix = "auth/".into();
+        c.otp.digits = 4;
+        c.mail.transport = MailTransport::Smtp;
+        let keys: Vec<_> = validate(&c, true).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["auth.prefix", "otp.digits", "mail.smtp_host"]);
+    }
+}
