@@ -1,1 +1,337 @@
-fn main() {}
+//! The `portcullis` command line: parsing and wiring only (SPEC §1).
+//! Exit codes: 0 ok, 1 usage or configuration error, 2 runtime failure.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use portcullis::app::{self, App};
+use portcullis::auth::users::{self, UserEntry, UsersFile};
+use portcullis::config::{self, Config};
+use portcullis::server::Shutdown;
+use portcullis::{demo, store};
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "Two-factor authentication gateway")]
+struct Cli {
+    /// Log format: human-readable on a terminal, JSON lines otherwise (auto).
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve(ConfigArg),
+    /// Try it out: in-memory store, console mail, a demo user and a whoami upstream.
+    Demo(ConfigArg),
+    /// Validate and print the effective configuration (secrets redacted).
+    CheckConfig(ConfigArg),
+    /// Read a password (without echo on a terminal, else from stdin) and print its argon2id hash.
+    HashPassword,
+    /// Manage the users file.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Clear the lockout of an account.
+    Unlock {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Manage sessions in the configured store.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+#[derive(clap::Args, Clone)]
+struct ConfigArg {
+    /// Config file (default: $PORTCULLIS_CONFIG, else config/portcullis.toml if present).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user (prompts for the password).
+    Add {
+        name: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        #[arg(long)]
+        users_file: Option<PathBuf>,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        users_file: Option<PathBuf>,
+    },
+    /// Disable a user (they can no longer log in; existing sessions end).
+    Disable {
+        name: String,
+        #[arg(long)]
+        users_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// End every session of a user.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+/// An error with the exit code it deserves.
+enum Failure {
+    Usage(String),
+    Runtime(String),
+}
+
+impl From<config::ConfigError> for Failure {
+    fn from(e: config::ConfigError) -> Self {
+        Failure::Usage(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(cli.log_format);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let result = match cli.command.unwrap_or(Command::Serve(ConfigArg { config: None })) {
+        Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a.config.as_deref()))),
+        Command::Demo(a) => runtime().and_then(|rt| rt.block_on(run_demo(a.config.as_deref()))),
+        Command::CheckConfig(a) => check_config(a.config.as_deref()),
+        Command::HashPassword => hash_password(),
+        Command::User(u) => user_command(u),
+        Command::Unlock { name, config } => {
+            runtime().and_then(|rt| rt.block_on(unlock(&name, config.config.as_deref())))
+        }
+        Command::Sessions(SessionsCommand::Revoke { name, config }) => {
+            runtime().and_then(|rt| rt.block_on(revoke_sessions(&name, config.config.as_deref())))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(m)) => {
+            eprintln!("error: {}", m.trim_end());
+            ExitCode::from(1)
+        }
+        Err(Failure::Runtime(m)) => {
+            eprintln!("error: {}", m.trim_end());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn start_error(e: app::StartError) -> Failure {
+    match e {
+        app::StartError::Config(_) | app::StartError::Users(_) => Failure::Usage(e.to_string()),
+        other => Failure::Runtime(other.to_string()),
+    }
+}
+
+async fn serve(config_flag: Option<&Path>) -> Result<(), Failure> {
+    let loaded = config::load(config_flag, Config::default(), false)?;
+    let app = App::build(loaded.config, None).await.map_err(start_error)?;
+    let shutdown = Shutdown::default();
+    shutdown.on_signals();
+    app::run(app, shutdown).await.map_err(start_error)
+}
+
+async fn run_demo(config_flag: Option<&Path>) -> Result<(), Failure> {
+    // The demo reads a config file only when asked to; env overrides always apply.
+    let flag = config_flag.map(Path::to_path_buf).or_else(|| std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from));
+    let mut loaded = config::load_file(flag, demo::base_config(), true)?;
+    let shutdown = Shutdown::default();
+    shutdown.on_signals();
+    let whoami = demo::start_whoami(shutdown.clone()).await.map_err(|e| Failure::Runtime(e.to_string()))?;
+    let mut upstream = loaded.config.upstream.first().cloned().unwrap_or_default();
+    upstream.url = url::Url::parse(&format!("http://{whoami}")).map_err(|e| Failure::Runtime(e.to_string()))?;
+    upstream.host = None;
+    loaded.config.upstream = vec![upstream];
+    let user = demo::demo_user().map_err(start_error)?;
+    let listen = loaded.config.server.listen;
+    let public = loaded.config.server.public_url.clone();
+    let app = App::build(loaded.config, Some(user.users)).await.map_err(start_error)?;
+    println!();
+    println!("  Portcullis demo");
+    println!("  open      {public}  (gateway on {listen}, whoami upstream on {whoami})");
+    println!("  user      {}", user.name);
+    println!("  password  {}", user.password);
+    println!("  codes and alerts are e-mailed to this console");
+    println!();
+    app::run(app, shutdown).await.map_err(start_error)
+}
+
+fn check_config(flag: Option<&Path>) -> Result<(), Failure> {
+    let loaded = config::load(flag, Config::default(), false)?;
+    let source = loaded.file.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
+    let text = toml::to_string_pretty(&loaded.config).map_err(|e| Failure::Runtime(e.to_string()))?;
+    println!("# effective configuration (from {source} and PORTCULLIS_* variables; secrets redacted)");
+    println!("{text}");
+    Ok(())
+}
+
+fn read_password(prompt: &str) -> Result<String, Failure> {
+    let pw = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(prompt).map_err(|e| Failure::Runtime(e.to_string()))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map_err(|e| Failure::Runtime(e.to_string()))?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if pw.is_empty() {
+        return Err(Failure::Usage("empty password".into()));
+    }
+    Ok(pw)
+}
+
+fn hash_password() -> Result<(), Failure> {
+    let pw = read_password("Password: ")?;
+    let hash = portcullis::auth::password::hash_password(&pw).map_err(|e| Failure::Runtime(e.to_string()))?;
+    println!("{hash}");
+    Ok(())
+}
+
+fn users_file_path(flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    if let Some(f) = flag {
+        return Ok(f);
+    }
+    let loaded = config::load(None, Config::default(), true)?;
+    Ok(loaded.config.auth.users_file)
+}
+
+fn read_users_file(path: &Path) -> Result<UsersFile, Failure> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UsersFile::default()),
+        Err(e) => Err(Failure::Runtime(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn write_users_file(path: &Path, file: &UsersFile) -> Result<(), Failure> {
+    let text = toml::to_string_pretty(file).map_err(|e| Failure::Runtime(e.to_string()))?;
+    // Check that what we write loads back before replacing the file.
+    users::parse(path, &text).map_err(|e| Failure::Usage(e.to_string()))?;
+    let tmp = path.with_extension("toml.tmp");
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| Failure::Runtime(format!("{}: {e}", path.display())))
+}
+
+fn user_command(cmd: UserCommand) -> Result<(), Failure> {
+    match cmd {
+        UserCommand::Add { name, email, display_name, groups, users_file } => {
+            if !users::valid_username(&name) {
+                return Err(Failure::Usage(format!("NAME {name:?}: use 1-64 of A-Z a-z 0-9 . _ @ + -")));
+            }
+            if !email.contains('@') {
+                return Err(Failure::Usage(format!("--email {email:?}: not an e-mail address")));
+            }
+            let path = users_file_path(users_file)?;
+            let mut file = read_users_file(&path)?;
+            if file.users.contains_key(&name) {
+                return Err(Failure::Usage(format!("NAME: user {name:?} already exists in {}", path.display())));
+            }
+            let pw = read_password(&format!("Password for {name}: "))?;
+            let password =
+                portcullis::auth::password::hash_password(&pw).map_err(|e| Failure::Runtime(e.to_string()))?;
+            file.users.insert(name.clone(), UserEntry { email, display_name, password, groups, disabled: false });
+            write_users_file(&path, &file)?;
+            println!("added {name} to {}", path.display());
+            Ok(())
+        }
+        UserCommand::List { users_file } => {
+            let path = users_file_path(users_file)?;
+            let file = read_users_file(&path)?;
+            for (name, u) in &file.users {
+                let state = if u.disabled { "disabled" } else { "active" };
+                println!("{name}\t{}\t{}\t{state}", u.email, u.groups.join(","));
+            }
+            Ok(())
+        }
+        UserCommand::Disable { name, users_file } => {
+            let path = users_file_path(users_file)?;
+            let mut file = read_users_file(&path)?;
+            let Some(u) = file.users.get_mut(&name) else {
+                return Err(Failure::Usage(format!("NAME: no user {name:?} in {}", path.display())));
+            };
+            u.disabled = true;
+            write_users_file(&path, &file)?;
+            println!("disabled {name} in {}", path.display());
+            Ok(())
+        }
+    }
+}
+
+async fn open_store(flag: Option<&Path>) -> Result<store::Store, Failure> {
+    let loaded = config::load(flag, Config::default(), true)?;
+    store::Store::open(&loaded.config.store).await.map_err(|e| Failure::Runtime(e.to_string()))
+}
+
+async fn unlock(name: &str, flag: Option<&Path>) -> Result<(), Failure> {
+    let store = open_store(flag).await?;
+    let was = store.unlock_account(name).await.map_err(|e| Failure::Runtime(e.to_string()))?;
+    println!("{name}: {}", if was { "unlocked" } else { "was not locked (failure count cleared)" });
+    Ok(())
+}
+
+async fn revoke_sessions(name: &str, flag: Option<&Path>) -> Result<(), Failure> {
+    let store = open_store(flag).await?;
+    let n = store.revoke_user_sessions(name).await.map_err(|e| Failure::Runtime(e.to_string()))?;
+    println!("{name}: {n} session(s) revoked");
+    Ok(())
+}

@@ -80,7 +80,11 @@ fn env_provider() -> Env {
 /// Loads and validates the configuration for `serve` and `check-config`.
 /// `demo` relaxes the checks that only make sense in production (the secret).
 pub fn load(flag: Option<&Path>, base: Config, demo: bool) -> Result<LoadedConfig, ConfigError> {
-    let file = resolve_config_path(flag);
+    load_file(resolve_config_path(flag), base, demo)
+}
+
+/// Loads from exactly `file` (None: defaults and environment only).
+pub fn load_file(file: Option<PathBuf>, base: Config, demo: bool) -> Result<LoadedConfig, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(base));
     if let Some(path) = &file {
         if !path.is_file() {

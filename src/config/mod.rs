@@ -8,7 +8,7 @@ mod types;
 mod validate;
 pub mod values;
 
-pub use load::{ConfigError, LoadedConfig, load, load_from_figment};
+pub use load::{ConfigError, LoadedConfig, load, load_file, load_from_figment};
 pub use types::*;
 pub use validate::{Problem, validate};
 pub use values::{RateSpec, Secret};

@@ -1,0 +1,273 @@
+//! The users file (SPEC §2): who may log in, their e-mail, groups and password
+//! hash. Loaded at start; reloaded when the file changes or on SIGHUP. A broken
+//! edit keeps the last good copy (and says why in the log), so a typo never locks
+//! everyone out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
+
+/// Allowed user names: also used in store keys and logs, so kept plain.
+pub fn valid_username(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
+}
+
+/// One entry of the users file, as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// argon2 PHC string.
+    pub password: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// The file as a whole.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersFile {
+    #[serde(default)]
+    pub users: BTreeMap<String, UserEntry>,
+}
+
+/// A user as the gateway uses it, with identity header values prepared once.
+#[derive(Debug)]
+pub struct User {
+    pub username: String,
+    pub email: String,
+    pub display_name: String,
+    pub password_hash: String,
+    pub groups: Vec<String>,
+    pub disabled: bool,
+    /// Values for the user, email, name and groups identity headers.
+    pub header_values: [HeaderValue; 4],
+}
+
+/// One consistent view of the users file.
+#[derive(Debug, Default)]
+pub struct UserDirectory {
+    by_name: HashMap<String, Arc<User>>,
+    by_email: HashMap<String, String>,
+}
+
+impl UserDirectory {
+    /// Finds a user by name or (case-insensitive) e-mail, as the login form allows.
+    pub fn find(&self, name_or_email: &str) -> Option<&Arc<User>> {
+        let key = name_or_email.trim();
+        self.by_name.get(key).or_else(|| {
+            self.by_email.get(&key.to_ascii_lowercase()).and_then(|n| self.by_name.get(n))
+        })
+    }
+
+    pub fn get(&self, username: &str) -> Option<&Arc<User>> {
+        self.by_name.get(username)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Parses and checks a users file's text.
+pub fn parse(path: &Path, text: &str) -> Result<UserDirectory, UsersError> {
+    let invalid = |message: String| UsersError::Invalid { path: path.to_path_buf(), message };
+    let file: UsersFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    let mut dir = UserDirectory::default();
+    for (name, e) in file.users {
+        if !valid_username(&name) {
+            return Err(invalid(format!("users.{name}: name must be 1-64 of A-Z a-z 0-9 . _ @ + -")));
+        }
+        if !e.email.contains('@') {
+            return Err(invalid(format!("users.{name}.email: not an e-mail address")));
+        }
+        if argon2::password_hash::phc::PasswordHash::new(&e.password).is_err() {
+            return Err(invalid(format!(
+                "users.{name}.password: not a PHC hash (make one with `portcullis hash-password`)"
+            )));
+        }
+        let display_name = e.display_name.clone().unwrap_or_else(|| name.clone());
+        let header = |s: &str| {
+            HeaderValue::from_str(s)
+                .map_err(|_| invalid(format!("users.{name}: {s:?} cannot be sent in a header")))
+        };
+        let header_values = [
+            header(&name)?,
+            header(&e.email)?,
+            header(&display_name)?,
+            header(&e.groups.join(","))?,
+        ];
+        let email_key = e.email.to_ascii_lowercase();
+        if let Some(other) = dir.by_email.insert(email_key, name.clone()) {
+            return Err(invalid(format!("users.{name}.email: already used by users.{other}")));
+        }
+        dir.by_name.insert(
+            name.clone(),
+            Arc::new(User {
+                username: name,
+                email: e.email,
+                display_name,
+                password_hash: e.password,
+                groups: e.groups,
+                disabled: e.disabled,
+                header_values,
+            }),
+        );
+    }
+    Ok(dir)
+}
+
+/// Reads and parses the users file.
+pub fn load(path: &Path) -> Result<UserDirectory, UsersError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| UsersError::Io { path: path.to_path_buf(), source })?;
+    parse(path, &text)
+}
+
+/// The live user directory, swapped atomically on reload.
+pub struct Users {
+    path: PathBuf,
+    current: ArcSwap<UserDirectory>,
+    stamp: std::sync::Mutex<Option<(SystemTime, u64)>>,
+}
+
+impl Users {
+    pub fn open(path: &Path) -> Result<Users, UsersError> {
+        let dir = load(path)?;
+        Ok(Users {
+            path: path.to_path_buf(),
+            current: ArcSwap::from_pointee(dir),
+            stamp: std::sync::Mutex::new(file_stamp(path)),
+        })
+    }
+
+    /// A fixed directory (tests, demo).
+    pub fn fixed(path: &Path, dir: UserDirectory) -> Users {
+        Users {
+            path: path.to_path_buf(),
+            current: ArcSwap::from_pointee(dir),
+            stamp: std::sync::Mutex::new(file_stamp(path)),
+        }
+    }
+
+    /// A consistent snapshot; cheap (no lock held across awaits).
+    pub fn snapshot(&self) -> Arc<UserDirectory> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the file; on error keeps the previous directory and reports why.
+    pub async fn reload(&self) -> Result<usize, UsersError> {
+        let path = self.path.clone();
+        let dir = tokio::task::spawn_blocking(move || load(&path))
+            .await
+            .map_err(|e| UsersError::Invalid { path: self.path.clone(), message: e.to_string() })??;
+        let n = dir.len();
+        self.current.store(Arc::new(dir));
+        Ok(n)
+    }
+
+    /// Reloads when the file's modification time or size changed.
+    async fn reload_if_changed(&self) {
+        let now = file_stamp(&self.path);
+        {
+            let mut stamp = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
+            if *stamp == now {
+                return;
+            }
+            *stamp = now;
+        }
+        self.reload_logged("file changed").await;
+    }
+
+    async fn reload_logged(&self, why: &str) {
+        match self.reload().await {
+            Ok(n) => tracing::info!(users = n, reason = why, "users file reloaded"),
+            Err(e) => tracing::error!(error = %e, "users file not reloaded; keeping the last good copy"),
+        }
+    }
+
+    /// Watches the file (polling its stamp) and SIGHUP until shutdown.
+    pub fn watch(self: &Arc<Self>, shutdown: crate::server::Shutdown) {
+        let users = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            #[cfg(unix)]
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            loop {
+                #[cfg(unix)]
+                let hup_fut = async {
+                    match hup.as_mut() {
+                        Some(h) => {
+                            h.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                #[cfg(not(unix))]
+                let hup_fut = std::future::pending::<()>();
+                tokio::select! {
+                    _ = tick.tick() => users.reload_if_changed().await,
+                    _ = hup_fut => users.reload_logged("SIGHUP").await,
+                    _ = shutdown.wait() => return,
+                }
+            }
+        });
+    }
+}
+
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J8I4fhkHh1u7yDw4x2JRq2x3v3Kwm3bD8d1p4C4mYfI";
+
+    #[test]
+    fn users_are_found_by_name_or_email() {
+        let text = format!(
+            "[users.alice]\nemail = \"Alice@Example.com\"\npassword = \"{HASH}\"\ngroups = [\"admins\"]\n"
+        );
+        let dir = parse(Path::new("u.toml"), &text).unwrap();
+        assert_eq!(dir.find("alice").unwrap().email, "Alice@Example.com");
+        assert_eq!(dir.find("alice@example.com").unwrap().username, "alice");
+        assert_eq!(dir.find("alice").unwrap().header_values[3], "admins");
+        assert!(dir.find("bob").is_none());
+    }
+
+    #[test]
+    fn a_bad_entry_names_the_user_and_key() {
+        let err = parse(Path::new("u.toml"), "[users.bob]\nemail = \"bob@x\"\npassword = \"plain\"\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("users.bob.password"), "{err}");
+        let err = parse(Path::new("u.toml"), "[users.bob]\nemail = \"bob@x\"\n").err().unwrap().to_string();
+        assert!(err.contains("password"), "{err}");
+    }
+}

@@ -1,0 +1,117 @@
+//! `portcullis demo`: the embedded defaults, a demo user with a random password,
+//! mail printed to the console, and a built-in "whoami" upstream that echoes the
+//! request and the identity headers it received.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use http::{Request, StatusCode, header};
+use hyper::body::Incoming;
+
+use crate::auth::users::{self, Users};
+use crate::body::{Body, Response};
+use crate::config::{Config, MailTransport, Secret};
+use crate::server::{ConnInfo, Handler, Limits, Listener, Shutdown};
+
+/// The demo's starting point before env overrides: everything embedded.
+pub fn base_config() -> Config {
+    let mut c = Config::default();
+    let mut secret = [0u8; 48];
+    rand::fill(&mut secret);
+    c.auth.secret = Secret::new(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret));
+    c.mail.transport = MailTransport::Console;
+    c.server.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    c
+}
+
+/// The demo user, with a fresh random password.
+pub struct DemoUser {
+    pub name: &'static str,
+    pub password: String,
+    pub users: Users,
+}
+
+pub fn demo_user() -> Result<DemoUser, crate::app::StartError> {
+    let password = crate::session::new_token()[..16].to_string();
+    let hash = crate::auth::password::hash_password(&password)?;
+    let mut file = users::UsersFile { users: BTreeMap::new() };
+    file.users.insert(
+        "demo".into(),
+        users::UserEntry {
+            email: "demo@example.com".into(),
+            display_name: Some("Demo User".into()),
+            password: hash,
+            groups: vec!["demo".into()],
+            disabled: false,
+        },
+    );
+    let text = toml::to_string(&file).map_err(|e| crate::app::StartError::Config(e.to_string()))?;
+    let path = Path::new("(demo users)");
+    let dir = users::parse(path, &text)?;
+    Ok(DemoUser { name: "demo", password, users: Users::fixed(path, dir) })
+}
+
+/// Starts the whoami upstream on a free loopback port; returns its address.
+pub async fn start_whoami(shutdown: Shutdown) -> Result<std::net::SocketAddr, crate::server::ServerError> {
+    let listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), None).await?;
+    let addr = listener.local_addr();
+    let limits = Limits {
+        max_connections: 1024,
+        header_read_timeout: std::time::Duration::from_secs(10),
+        max_header_bytes: 64 * 1024,
+        shutdown_grace: std::time::Duration::from_secs(1),
+    };
+    tokio::spawn(crate::server::serve(listener, Arc::new(Whoami), limits, shutdown));
+    Ok(addr)
+}
+
+/// Echoes method, path and headers: JSON, or a small page for browsers.
+pub struct Whoami;
+
+impl Handler for Whoami {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response {
+        let headers: BTreeMap<String, String> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let echo = serde_json::json!({
+            "service": "portcullis demo whoami",
+            "method": req.method().as_str(),
+            "path": req.uri().path_and_query().map_or("/", |p| p.as_str()),
+            "peer": conn.peer.to_string(),
+            "headers": headers,
+        });
+        let browser = crate::portal::respond::wants_html(req.headers());
+        let (ctype, body) = if browser {
+            let rows: String = headers
+                .iter()
+                .map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v)))
+                .collect();
+            let user = headers.get("remote-user").map_or("(nobody)", String::as_str);
+            (
+                "text/html; charset=utf-8",
+                format!(
+                    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>whoami</title></head>\
+                     <body><h1>Hello, {}</h1><p>This page is the demo upstream. It received:</p>\
+                     <p><code>{} {}</code></p><table>{rows}</table>\
+                     <p><a href=\"/_auth/account\">Your account</a> · <a href=\"/_auth/logout\">Log out</a></p></body></html>",
+                    escape(user),
+                    escape(req.method().as_str()),
+                    escape(req.uri().path()),
+                ),
+            )
+        } else {
+            ("application/json", format!("{echo:#}\n"))
+        };
+        let mut r = Response::new(Body::full(body));
+        *r.status_mut() = StatusCode::OK;
+        r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(ctype));
+        r
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}

@@ -1,0 +1,177 @@
+//! Every Prometheus metric of the gateway, defined in one place (SPEC §9). The
+//! registry is the one global of the program. Label values are bounded: routes
+//! are names from the router, never paths; no users or IPs.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use http::StatusCode;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// Buckets from 1 ms to 10 s: auth latencies span cache hits to argon2 plus SMTP.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Store operations are sub-millisecond to seconds (timeouts).
+const STORE_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 2.5];
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub auth_attempts: IntCounterVec,
+    pub otp_sent: IntCounterVec,
+    pub mail_failures: IntCounter,
+    pub rate_limited: IntCounterVec,
+    pub lockouts: IntCounter,
+    pub forward_auth: IntCounterVec,
+    pub sessions_created: IntCounter,
+    pub store_duration: HistogramVec,
+    pub store_errors: IntCounterVec,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help).namespace("portcullis"), labels)
+        .expect("static metric definition");
+    r.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::with_opts(Opts::new(name, help).namespace("portcullis"))
+        .expect("static metric definition");
+    r.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64]) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).namespace("portcullis").buckets(b.to_vec()),
+        labels,
+    )
+    .expect("static metric definition");
+    r.register(Box::new(h.clone())).expect("metric registered once");
+    h
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let r = Registry::new();
+    #[cfg(target_os = "linux")]
+    {
+        let _ = r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+    }
+    Metrics {
+        http_requests: counter_vec(
+            &r,
+            "http_requests_total",
+            "Requests answered, by route, method and status.",
+            &["route", "method", "status"],
+        ),
+        http_duration: histogram_vec(
+            &r,
+            "http_request_duration_seconds",
+            "Time to answer a request (response head), by route.",
+            &["route"],
+            LATENCY_BUCKETS,
+        ),
+        upstream_duration: histogram_vec(
+            &r,
+            "upstream_request_duration_seconds",
+            "Time for the upstream to answer with its response head.",
+            &["upstream", "status"],
+            LATENCY_BUCKETS,
+        ),
+        upstream_errors: counter_vec(
+            &r,
+            "upstream_errors_total",
+            "Failed upstream requests, by kind (connect, timeout, protocol, no_upstream).",
+            &["upstream", "kind"],
+        ),
+        auth_attempts: counter_vec(
+            &r,
+            "auth_attempts_total",
+            "Authentication attempts by stage (password, otp, backup_code) and result.",
+            &["stage", "result"],
+        ),
+        otp_sent: counter_vec(&r, "otp_sent_total", "One-time codes e-mailed, by purpose.", &["purpose"]),
+        mail_failures: counter(&r, "mail_failures_total", "E-mails that could not be sent."),
+        rate_limited: counter_vec(
+            &r,
+            "rate_limited_total",
+            "Requests refused by a rate limit, by bucket.",
+            &["bucket"],
+        ),
+        lockouts: counter(&r, "lockouts_total", "Accounts locked after repeated failures."),
+        forward_auth: counter_vec(
+            &r,
+            "forward_auth_decisions_total",
+            "Forward-auth answers by decision (allow, unauthorized, redirect, deny, error).",
+            &["decision"],
+        ),
+        sessions_created: counter(&r, "sessions_created_total", "Sessions created (logins)."),
+        store_duration: histogram_vec(
+            &r,
+            "store_operation_duration_seconds",
+            "Store operation latency, by operation.",
+            &["op"],
+            STORE_BUCKETS,
+        ),
+        store_errors: counter_vec(&r, "store_errors_total", "Failed store operations.", &["op"]),
+        registry: r,
+    }
+});
+
+/// The metrics; first use registers them.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+/// Status codes as static label values (no allocation per request).
+pub fn status_label(s: StatusCode) -> &'static str {
+    match s.as_u16() {
+        200 => "200",
+        101 => "101",
+        204 => "204",
+        206 => "206",
+        301 => "301",
+        302 => "302",
+        303 => "303",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        421 => "421",
+        429 => "429",
+        431 => "431",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Records one upstream round trip (`status` None when it failed).
+pub fn observe_upstream(upstream: &str, elapsed: Duration, status: Option<StatusCode>) {
+    let status = status.map_or("error", status_label);
+    get().upstream_duration.with_label_values(&[upstream, status]).observe(elapsed.as_secs_f64());
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn render() -> Vec<u8> {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let _ = TextEncoder::new().encode(&get().registry.gather(), &mut buf);
+    buf
+}

@@ -1,0 +1,245 @@
+//! Header hygiene between client and upstream: hop-by-hop removal, the
+//! X-Forwarded-* set, the client's IP (believed from X-Forwarded-For only when
+//! the peer is a trusted proxy), and stripping what a client must not smuggle in
+//! (identity headers, the gateway's own cookies).
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies also drop.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::TRAILER,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// True when `ip` is inside one of the trusted networks.
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    let ip = canonical(ip);
+    trusted.iter().any(|n| n.contains(&ip))
+}
+
+/// IPv4-mapped IPv6 peers (dual-stack sockets) compare as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The client's address. From an untrusted peer, the peer itself; from a
+/// trusted one, the rightmost X-Forwarded-For entry that is not itself a trusted
+/// proxy (walking right to left, so a client cannot forge its way in from the left).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = canonical(peer);
+    if !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let mut candidate = peer;
+    for value in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
+        let Ok(s) = value.to_str() else { return candidate };
+        for part in s.rsplit(',') {
+            let Some(ip) = parse_forwarded_ip(part) else { return candidate };
+            candidate = canonical(ip);
+            if !is_trusted(candidate, trusted) {
+                return candidate;
+            }
+        }
+    }
+    candidate
+}
+
+/// Accepts `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` and `[2001:db8::1]:443`.
+fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    s.rsplit_once(':').and_then(|(h, _)| h.parse().ok())
+}
+
+/// Removes hop-by-hop headers and every header named in `Connection`.
+/// `keep_upgrade` keeps `Connection: upgrade` + `Upgrade` for a protocol switch.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Sets X-Forwarded-For/-Proto/-Host. A trusted peer's values are extended or
+/// kept; an untrusted peer's are replaced.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    trusted_peer: bool,
+    scheme: &'static str,
+    host: Option<&HeaderValue>,
+) {
+    let peer = canonical(peer);
+    let xff = match (trusted_peer, joined(headers, &X_FORWARDED_FOR)) {
+        (true, Some(prev)) => HeaderValue::from_str(&format!("{prev}, {peer}")).ok(),
+        _ => HeaderValue::from_str(&peer.to_string()).ok(),
+    };
+    if let Some(v) = xff {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if !trusted_peer || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+    }
+    if !trusted_peer || !headers.contains_key(&X_FORWARDED_HOST) {
+        match host {
+            Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+}
+
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut out: Option<String> = None;
+    for v in headers.get_all(name) {
+        let s = v.to_str().ok()?;
+        match &mut out {
+            Some(o) => {
+                o.push_str(", ");
+                o.push_str(s);
+            }
+            None => out = Some(s.to_string()),
+        }
+    }
+    out
+}
+
+/// Drops the named cookies from every `Cookie` header, so the upstream never
+/// sees the gateway's session. Other cookies pass untouched.
+pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
+    let has_ours = headers.get_all(header::COOKIE).iter().any(|v| {
+        v.to_str().map_or(true, |s| s.split(';').any(|c| cookie_named(c, names)))
+    });
+    if !has_ours {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !cookie_named(c, names))
+        .map(str::to_string)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+fn cookie_named(pair: &str, names: &[&str]) -> bool {
+    let name = pair.split('=').next().unwrap_or("").trim();
+    names.contains(&name)
+}
+
+/// Reads one cookie's value from the request's `Cookie` headers.
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn untrusted_peer_cannot_claim_another_address() {
+        let ip = client_ip("203.0.113.9".parse().unwrap(), &xff("1.1.1.1"), &nets(&["127.0.0.1/32"]));
+        assert_eq!(ip.to_string(), "203.0.113.9");
+    }
+
+    #[test]
+    fn trusted_peer_yields_rightmost_untrusted_entry() {
+        let trusted = nets(&["127.0.0.1/32", "10.0.0.0/8"]);
+        let h = xff("6.6.6.6, 198.51.100.7, 10.0.0.3");
+        assert_eq!(client_ip("127.0.0.1".parse().unwrap(), &h, &trusted).to_string(), "198.51.100.7");
+    }
+
+    #[test]
+    fn garbage_in_forwarded_for_stops_the_walk() {
+        let trusted = nets(&["127.0.0.1/32"]);
+        let h = xff("not-an-ip");
+        assert_eq!(client_ip("127.0.0.1".parse().unwrap(), &h, &trusted).to_string(), "127.0.0.1");
+        let h = xff("[2001:db8::1]:443");
+        assert_eq!(client_ip("127.0.0.1".parse().unwrap(), &h, &trusted).to_string(), "2001:db8::1");
+    }
+
+    #[test]
+    fn connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.get("x-secret").is_none() && h.get("keep-alive").is_none());
+        assert!(h.get(header::CONNECTION).is_none());
+        assert_eq!(h.get("x-kept").unwrap(), "1");
+    }
+
+    #[test]
+    fn session_cookie_is_removed_and_others_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; portcullis_session=s3cr3t; b=2"));
+        strip_cookies(&mut h, &["portcullis_session"]);
+        assert_eq!(h.get(header::COOKIE).unwrap(), "a=1; b=2");
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("portcullis_session=s3cr3t"));
+        strip_cookies(&mut h, &["portcullis_session"]);
+        assert!(h.get(header::COOKIE).is_none());
+    }
+}

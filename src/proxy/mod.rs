@@ -1,0 +1,269 @@
+//! The reverse proxy: picks the upstream by Host, cleans the headers, streams the
+//! body both ways, passes protocol upgrades (WebSocket) through, and maps
+//! upstream failures to 502 (unreachable) or 504 (too slow).
+
+mod client;
+pub mod headers;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use ipnet::IpNet;
+
+use crate::body::{Body, Response};
+use crate::config::UpstreamConfig;
+use client::UpstreamClient;
+
+/// How forwarding failed; the router turns it into an error page.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no upstream serves this host")]
+    NoUpstream,
+    #[error("upstream {upstream} unreachable: {detail}")]
+    Connect { upstream: String, detail: String },
+    #[error("upstream {upstream} did not answer within {timeout:?}")]
+    Timeout { upstream: String, timeout: Duration },
+    #[error("upstream {upstream} failed: {detail}")]
+    Protocol { upstream: String, detail: String },
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoUpstream => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::NoUpstream => "no_upstream",
+            ProxyError::Connect { .. } => "connect",
+            ProxyError::Timeout { .. } => "timeout",
+            ProxyError::Protocol { .. } => "protocol",
+        }
+    }
+}
+
+/// One configured upstream with its own connection pool.
+pub struct Upstream {
+    /// Label for logs and metrics: the configured URL's authority.
+    pub name: String,
+    host: Option<String>,
+    scheme: Scheme,
+    authority: Authority,
+    /// Path prefix of the upstream URL without trailing slash ("" for "/").
+    base_path: String,
+    host_header: HeaderValue,
+    timeout: Duration,
+    preserve_host: bool,
+    client: UpstreamClient,
+}
+
+/// What the proxy needs to know about the request besides the request itself.
+pub struct ForwardContext<'a> {
+    pub peer: IpAddr,
+    pub trusted_peer: bool,
+    pub scheme: &'static str,
+    /// Cookies of the gateway that never reach the upstream.
+    pub strip_cookies: &'a [&'a str],
+    /// Headers the gateway owns (identity); client-sent copies are removed.
+    pub reserved_headers: &'a [http::HeaderName],
+    /// Identity headers to add (after the client's were removed).
+    pub identity: &'a [(http::HeaderName, HeaderValue)],
+}
+
+/// All upstreams, in configuration order.
+pub struct Proxy {
+    upstreams: Vec<Upstream>,
+    default: Option<usize>,
+}
+
+impl Proxy {
+    pub fn new(configs: &[UpstreamConfig]) -> Result<Proxy, String> {
+        let mut upstreams = Vec::with_capacity(configs.len());
+        for (i, c) in configs.iter().enumerate() {
+            let key = format!("upstream[{i}]");
+            let uri: Uri = c.url.as_str().parse().map_err(|e| format!("{key}.url: {e}"))?;
+            let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
+            let authority =
+                uri.authority().cloned().ok_or_else(|| format!("{key}.url: no host"))?;
+            let client = client::build(c.ca_file.as_deref(), c.timeout.min(Duration::from_secs(10)))
+                .map_err(|e| format!("{key}.ca_file: {e}"))?;
+            upstreams.push(Upstream {
+                name: authority.to_string(),
+                host: c.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                host_header: HeaderValue::from_str(authority.as_str())
+                    .map_err(|e| format!("{key}.url: {e}"))?,
+                base_path: uri.path().trim_end_matches('/').to_string(),
+                scheme,
+                authority,
+                timeout: c.timeout,
+                preserve_host: c.preserve_host,
+                client,
+            });
+        }
+        let default = upstreams.iter().position(|u| u.host.is_none());
+        Ok(Proxy { upstreams, default })
+    }
+
+    /// First upstream whose host matches (case-insensitive, port ignored), else the default.
+    pub fn select(&self, host: Option<&str>) -> Option<&Upstream> {
+        if let Some(host) = host {
+            let bare = strip_port(host);
+            if let Some(u) = self
+                .upstreams
+                .iter()
+                .find(|u| u.host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(bare)))
+            {
+                return Some(u);
+            }
+        }
+        self.default.map(|i| &self.upstreams[i])
+    }
+
+    /// Forwards `req` to `upstream`, streaming both bodies.
+    pub async fn forward(
+        &self,
+        upstream: &Upstream,
+        mut req: Request<Incoming>,
+        ctx: &ForwardContext<'_>,
+    ) -> Result<Response, ProxyError> {
+        let upgrade = is_upgrade(&req);
+        let original_host = request_host(&req);
+
+        let headers = req.headers_mut();
+        headers::strip_hop_by_hop(headers, upgrade);
+        for name in ctx.reserved_headers {
+            headers.remove(name);
+        }
+        headers::strip_cookies(headers, ctx.strip_cookies);
+        headers::set_forwarded(headers, ctx.peer, ctx.trusted_peer, ctx.scheme, original_host.as_ref());
+        for (name, value) in ctx.identity {
+            headers.insert(name.clone(), value.clone());
+        }
+        let host = match (&original_host, upstream.preserve_host) {
+            (Some(h), true) => h.clone(),
+            _ => upstream.host_header.clone(),
+        };
+        headers.insert(header::HOST, host);
+
+        *req.uri_mut() = upstream_uri(upstream, req.uri())?;
+        *req.version_mut() = Version::HTTP_11;
+
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let started = Instant::now();
+        let result = tokio::time::timeout(upstream.timeout, upstream.client.request(req)).await;
+        crate::metrics::observe_upstream(&upstream.name, started.elapsed(), result.as_ref().ok().and_then(|r| r.as_ref().ok()).map(|r| r.status()));
+        let mut resp = match result {
+            Err(_) => {
+                return Err(ProxyError::Timeout { upstream: upstream.name.clone(), timeout: upstream.timeout });
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                return Err(ProxyError::Connect { upstream: upstream.name.clone(), detail: error_chain(&e) });
+            }
+            Ok(Err(e)) => {
+                return Err(ProxyError::Protocol { upstream: upstream.name.clone(), detail: error_chain(&e) });
+            }
+            Ok(Ok(resp)) => resp,
+        };
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
+                        let mut c = TokioIo::new(c);
+                        let mut u = TokioIo::new(u);
+                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                    }
+                });
+            }
+            let (parts, _) = resp.into_parts();
+            return Ok(Response::from_parts(parts, Body::empty()));
+        }
+
+        headers::strip_hop_by_hop(resp.headers_mut(), false);
+        Ok(resp.map(Body::upstream))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// The Host the client asked for: the Host header, or the authority of an
+/// HTTP/2 request.
+pub fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    req.headers()
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
+}
+
+/// Host without port, for matching.
+pub fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| &host[..h.len() + 1]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+fn upstream_uri(up: &Upstream, original: &Uri) -> Result<Uri, ProxyError> {
+    let pq = original.path_and_query().map_or("/", PathAndQuery::as_str);
+    let pq: PathAndQuery = if up.base_path.is_empty() {
+        original.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"))
+    } else {
+        format!("{}{}", up.base_path, pq).parse().map_err(|e: http::uri::InvalidUri| {
+            ProxyError::Protocol { upstream: up.name.clone(), detail: e.to_string() }
+        })?
+    };
+    Uri::builder()
+        .scheme(up.scheme.clone())
+        .authority(up.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|e| ProxyError::Protocol { upstream: up.name.clone(), detail: e.to_string() })
+}
+
+/// Whether `trusted` networks include the peer (re-exported for the router).
+pub fn peer_is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    headers::is_trusted(peer, trusted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_ignored_when_matching_hosts() {
+        assert_eq!(strip_port("app.example.com:8443"), "app.example.com");
+        assert_eq!(strip_port("app.example.com"), "app.example.com");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+    }
+}

@@ -1,0 +1,255 @@
+//! Listeners: plain TCP or TLS (rustls, ALPN h2 + http/1.1), HTTP/1.1 and HTTP/2
+//! auto-detected, a connection cap, slowloris protection (header-read timeout,
+//! header-size cap) and graceful shutdown: stop accepting, let in-flight requests
+//! finish within `shutdown_grace`, then close what is left.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::body::Response;
+use crate::config::ServerConfig;
+
+/// What a handler knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Handles one request; implemented by the gateway and by the demo upstream.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = Response> + Send;
+}
+
+/// Why a listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// A broadcast "stop now" that every accept loop and background task watches.
+#[derive(Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown { tx: Arc::new(watch::channel(false).0) }
+    }
+}
+
+impl Shutdown {
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Resolves once shutdown has been triggered.
+    pub async fn wait(&self) {
+        let mut rx = self.tx.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    /// Triggers on SIGINT or SIGTERM.
+    pub fn on_signals(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received");
+            this.trigger();
+        });
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Connection-level limits taken from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Limits {
+    pub fn from_config(c: &ServerConfig) -> Limits {
+        Limits {
+            max_connections: c.max_connections,
+            header_read_timeout: c.header_read_timeout,
+            max_header_bytes: c.max_header_bytes,
+            shutdown_grace: c.shutdown_grace,
+        }
+    }
+}
+
+/// A bound listener, ready to serve.
+pub struct Listener {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Listener {
+    pub async fn bind(addr: SocketAddr, tls: Option<TlsAcceptor>) -> Result<Listener, ServerError> {
+        let tcp = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        Ok(Listener { tcp, tls })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.tcp.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+}
+
+/// Builds the TLS acceptor from PEM files, offering h2 and http/1.1 by ALPN.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServerError> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ServerError::Tls(format!("server.tls_cert {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(ServerError::Tls(format!("server.tls_cert {}: no certificate", cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServerError::Tls(format!("server.tls_key {}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServerError::Tls(format!("server.tls_cert/tls_key: {e}")))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    b
+}
+
+/// Accepts and serves connections until `shutdown` fires, then drains them for at
+/// most `limits.shutdown_grace`.
+pub async fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limits, shutdown: Shutdown) {
+    let builder = connection_builder(&limits);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let tls = listener.tls.clone();
+    loop {
+        // Past the cap, new connections wait in the kernel's backlog.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.wait() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.tcp.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let builder = builder.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        let first_byte = limits.header_read_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = ConnInfo { peer, tls: tls.is_some() };
+            let svc = service_fn(move |req| {
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(handler.handle(req, conn).await) }
+            });
+            match tls {
+                None => {
+                    if !first_byte_within(&stream, first_byte).await {
+                        return;
+                    }
+                    let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    let _ = watcher.watch(c.into_owned()).await;
+                }
+                Some(acceptor) => {
+                    let Ok(Ok(tls_stream)) =
+                        tokio::time::timeout(first_byte, acceptor.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    let c = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
+                    let _ = watcher.watch(c.into_owned()).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown grace elapsed; closing remaining connections");
+    }
+}
+
+/// A client that connects and sends nothing is dropped after the header timeout
+/// (hyper's own timer starts once a request head begins).
+async fn first_byte_within(stream: &TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 1];
+    matches!(tokio::time::timeout(limit, stream.peek(&mut buf)).await, Ok(Ok(n)) if n > 0)
+}

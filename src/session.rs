@@ -1,0 +1,176 @@
+//! Cookie ⇄ session: token generation, the cookies that carry sessions and
+//! pending logins, and the lifetimes. Tokens are 256-bit random values; the
+//! store keeps only their hash, so a store dump cannot be replayed as cookies.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cookie::{Cookie, SameSite};
+use http::HeaderValue;
+
+use crate::config::SessionConfig;
+use crate::store::{AuthLevel, SessionRecord};
+
+/// A fresh 256-bit token, base64url without padding (43 characters).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Rejects anything that is not shaped like one of our tokens before it reaches the store.
+pub fn plausible_token(t: &str) -> bool {
+    t.len() == 43 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Cookie settings derived once from the config.
+#[derive(Debug, Clone)]
+pub struct CookieJar {
+    pub session_name: String,
+    pub pending_name: String,
+    domain: Option<String>,
+    secure: bool,
+}
+
+impl CookieJar {
+    pub fn new(cfg: &SessionConfig, secure: bool) -> CookieJar {
+        CookieJar {
+            session_name: cfg.cookie_name.clone(),
+            pending_name: format!("{}_pending", cfg.cookie_name),
+            domain: cfg.cookie_domain.clone(),
+            secure,
+        }
+    }
+
+    fn build(&self, name: &str, value: &str, max_age: Option<Duration>) -> HeaderValue {
+        let mut c = Cookie::build((name.to_owned(), value.to_owned()))
+            .path("/")
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Lax);
+        if let Some(d) = &self.domain {
+            c = c.domain(d.clone());
+        }
+        if let Some(age) = max_age {
+            c = c.max_age(cookie::time::Duration::seconds(age.as_secs() as i64));
+        }
+        HeaderValue::from_str(&c.build().to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// The session cookie: persistent for remember-me, else a browser-session cookie.
+    pub fn session(&self, token: &str, persistent: Option<Duration>) -> HeaderValue {
+        self.build(&self.session_name, token, persistent)
+    }
+
+    /// The pending-login cookie (password accepted, code not yet given).
+    pub fn pending(&self, token: &str, ttl: Duration) -> HeaderValue {
+        self.build(&self.pending_name, token, Some(ttl))
+    }
+
+    /// Expires a cookie in the browser.
+    pub fn clear(&self, name: &str) -> HeaderValue {
+        self.build(name, "", Some(Duration::ZERO))
+    }
+}
+
+/// A new session record for `user` at `level`, with the lifetimes of SPEC §2:
+/// remember-me sessions last `remember_me`; others slide by `idle_timeout` up to
+/// `absolute_timeout`.
+pub fn new_record(
+    cfg: &SessionConfig,
+    user: &str,
+    level: AuthLevel,
+    remember_me: bool,
+    ip: &str,
+    device: &str,
+) -> SessionRecord {
+    let now = now_unix();
+    let (idle, absolute) = if remember_me {
+        (cfg.remember_me, cfg.remember_me)
+    } else {
+        (cfg.idle_timeout, cfg.absolute_timeout)
+    };
+    SessionRecord {
+        user: user.to_owned(),
+        level,
+        created: now,
+        last_seen: now,
+        idle_secs: idle.as_secs(),
+        absolute_expiry: now + absolute.as_secs(),
+        remember_me,
+        ip: ip.to_owned(),
+        device: device.to_owned(),
+    }
+}
+
+/// A short, bounded device description from a User-Agent ("Firefox on Linux").
+pub fn describe_device(user_agent: &str) -> String {
+    let ua = user_agent;
+    let browser = if ua.contains("Edg/") {
+        "Edge"
+    } else if ua.contains("Chrome/") || ua.contains("Chromium/") {
+        "Chrome"
+    } else if ua.contains("Firefox/") {
+        "Firefox"
+    } else if ua.contains("Safari/") {
+        "Safari"
+    } else if ua.starts_with("curl/") {
+        "curl"
+    } else if ua.is_empty() {
+        "Unknown browser"
+    } else {
+        "Other client"
+    };
+    let os = if ua.contains("Android") {
+        "Android"
+    } else if ua.contains("iPhone") || ua.contains("iPad") {
+        "iOS"
+    } else if ua.contains("Windows") {
+        "Windows"
+    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
+        "macOS"
+    } else if ua.contains("Linux") {
+        "Linux"
+    } else {
+        ""
+    };
+    if os.is_empty() { browser.to_string() } else { format!("{browser} on {os}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_256_bit_and_distinct() {
+        let a = new_token();
+        assert!(plausible_token(&a));
+        assert_ne!(a, new_token());
+        assert!(!plausible_token("short"));
+    }
+
+    #[test]
+    fn cookies_carry_the_security_flags() {
+        let jar = CookieJar::new(&SessionConfig::default(), true);
+        let c = jar.session("tok", None);
+        let s = c.to_str().unwrap();
+        assert!(s.contains("HttpOnly") && s.contains("Secure") && s.contains("SameSite=Lax"), "{s}");
+        assert!(!s.contains("Max-Age"));
+        let c = jar.session("tok", Some(Duration::from_secs(30 * 86400)));
+        assert!(c.to_str().unwrap().contains("Max-Age=2592000"));
+        let plain = CookieJar::new(&SessionConfig::default(), false).session("t", None);
+        assert!(!plain.to_str().unwrap().contains("Secure"));
+    }
+
+    #[test]
+    fn devices_are_summarised() {
+        let ff = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+        assert_eq!(describe_device(ff), "Firefox on Linux");
+        assert_eq!(describe_device("curl/8.5.0"), "curl");
+    }
+}
