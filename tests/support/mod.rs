@@ -1,0 +1,243 @@
+//! Fixtures shared by the integration tests: the real gateway binary on a free
+//! port, an echo upstream (HTTP, streaming, slow, WebSocket), a users file and
+//! self-signed TLS material. Everything listens on loopback only.
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Installs the ring provider for reqwest/rustls in tests (idempotent).
+pub fn crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Whether a missing external service must fail the test (`scripts/test` sets it).
+pub fn services_required() -> bool {
+    std::env::var("PORTCULLIS_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    child: Child,
+    pub addr: String,
+    pub scheme: &'static str,
+    pub metrics_addr: Option<String>,
+    pub dir: tempfile::TempDir,
+    log: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+}
+
+/// A 48-byte secret for test configs.
+pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+
+impl Gateway {
+    /// Writes `config` to a temp file and runs `portcullis serve --config` on it.
+    /// The config should listen on 127.0.0.1:0; the bound address is read back.
+    pub fn start(config: &str) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, config, &[])
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Gateway {
+        let path = dir.path().join("portcullis.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.args(["--log-format", "json", "serve", "--config"])
+            .arg(&path)
+            .current_dir(dir.path())
+            .env_remove("PORTCULLIS_CONFIG")
+            .env("PORTCULLIS_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn portcullis");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stdout_text = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        {
+            let stdout_text = stdout_text.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    stdout_text.lock().unwrap().push_str(&format!("{line}\n"));
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (mut addr, mut scheme, mut metrics) = (None, "http", None);
+        while addr.is_none() || (metrics.is_none() && config_has_metrics(config)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("portcullis listening on ") {
+                        let (s, a) = rest.split_once("://").expect("scheme");
+                        scheme = if s == "https" { "https" } else { "http" };
+                        addr = Some(a.trim().to_string());
+                    } else if let Some(rest) = line.strip_prefix("portcullis metrics on http://") {
+                        metrics = Some(rest.trim_end_matches("/metrics").to_string());
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("gateway did not start; log:\n{}", log.lock().unwrap());
+                }
+            }
+        }
+        Gateway {
+            child,
+            addr: addr.expect("address"),
+            scheme,
+            metrics_addr: metrics,
+            dir,
+            log,
+            stdout: stdout_text,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}://{}{}", self.scheme, self.addr, path)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the gateway logged so far (stderr).
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Everything printed on stdout (console mail, banners).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Peak resident memory (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("kill");
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+fn config_has_metrics(config: &str) -> bool {
+    config.contains("metrics_listen") && !config.contains("metrics_listen = \"\"")
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A base config: loopback listeners on free ports, the given upstream and policy.
+pub fn base_config(upstream: &str, default_policy: &str, users_file: &Path) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+metrics_listen = "127.0.0.1:0"
+public_url = "http://127.0.0.1"
+shutdown_grace = "5s"
+
+[[upstream]]
+url = "{upstream}"
+timeout = "5s"
+
+[auth]
+secret = "{SECRET}"
+users_file = "{users}"
+
+[access_control]
+default_policy = "{default_policy}"
+"#,
+        users = users_file.display()
+    )
+}
+
+/// Writes a users file with `(name, email, password, groups)` entries.
+pub fn write_users(path: &Path, users: &[(&str, &str, &str, &[&str])]) {
+    let mut text = String::new();
+    for (name, email, password, groups) in users {
+        let hash = portcullis::auth::password::hash_password(password).expect("hash");
+        let groups: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
+        text.push_str(&format!(
+            "[users.{name}]\nemail = \"{email}\"\npassword = \"{hash}\"\ngroups = [{}]\n\n",
+            groups.join(", ")
+        ));
+    }
+    std::fs::write(path, text).expect("write users");
+}
+
+/// An empty users file in `dir`.
+pub fn empty_users(dir: &Path) -> PathBuf {
+    let p = dir.join("users.toml");
+    std::fs::write(&p, "").expect("write users");
+    p
+}
+
+/// Self-signed certificate for `localhost`/127.0.0.1: (cert PEM path, key PEM path).
+pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).expect("cert");
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
+    (cert, key)
+}
+
+/// A reqwest client that keeps cookies and does not follow redirects.
+pub fn client() -> reqwest::Client {
+    crypto();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
