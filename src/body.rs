@@ -25,7 +25,11 @@ impl Body {
 
     pub fn full(data: impl Into<Bytes>) -> Body {
         let data = data.into();
-        if data.is_empty() { Body::Empty } else { Body::Full { data: Some(data) } }
+        if data.is_empty() {
+            Body::Empty
+        } else {
+            Body::Full { data: Some(data) }
+        }
     }
 
     pub fn upstream(inner: Incoming) -> Body {
@@ -59,7 +63,9 @@ impl http_body::Body for Body {
     fn size_hint(&self) -> SizeHint {
         match self {
             Body::Empty => SizeHint::with_exact(0),
-            Body::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Body::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             Body::Upstream { inner } => inner.size_hint(),
         }
     }

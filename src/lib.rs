@@ -3,19 +3,20 @@
 //! Caddy), serves its own login and one-time-code pages, and forwards
 //! authenticated traffic with identity headers.
 
-pub mod config;
-pub mod store;
-pub mod assets;
-pub mod mail;
-pub mod render;
-pub mod body;
-pub mod metrics;
-pub mod proxy;
-pub mod server;
 pub mod access;
-pub mod auth;
-pub mod session;
 pub mod app;
-pub mod portal;
-pub mod router;
+pub mod assets;
+pub mod audit;
+pub mod auth;
+pub mod body;
+pub mod config;
 pub mod demo;
+pub mod mail;
+pub mod metrics;
+pub mod portal;
+pub mod proxy;
+pub mod render;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod store;

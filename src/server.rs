@@ -45,7 +45,10 @@ pub trait Handler: Send + Sync + 'static {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("TLS: {0}")]
     Tls(String),
 }
@@ -58,7 +61,9 @@ pub struct Shutdown {
 
 impl Default for Shutdown {
     fn default() -> Self {
-        Shutdown { tx: Arc::new(watch::channel(false).0) }
+        Shutdown {
+            tx: Arc::new(watch::channel(false).0),
+        }
     }
 }
 
@@ -134,12 +139,16 @@ pub struct Listener {
 
 impl Listener {
     pub async fn bind(addr: SocketAddr, tls: Option<TlsAcceptor>) -> Result<Listener, ServerError> {
-        let tcp = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
         Ok(Listener { tcp, tls })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.tcp.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.tcp
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     pub fn is_tls(&self) -> bool {
@@ -153,7 +162,10 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServerError>
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| ServerError::Tls(format!("server.tls_cert {}: {e}", cert.display())))?;
     if certs.is_empty() {
-        return Err(ServerError::Tls(format!("server.tls_cert {}: no certificate", cert.display())));
+        return Err(ServerError::Tls(format!(
+            "server.tls_cert {}: no certificate",
+            cert.display()
+        )));
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| ServerError::Tls(format!("server.tls_key {}: {e}", key.display())))?;
@@ -185,7 +197,12 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 
 /// Accepts and serves connections until `shutdown` fires, then drains them for at
 /// most `limits.shutdown_grace`.
-pub async fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limits, shutdown: Shutdown) {
+pub async fn serve<H: Handler>(
+    listener: Listener,
+    handler: Arc<H>,
+    limits: Limits,
+    shutdown: Shutdown,
+) {
     let builder = connection_builder(&limits);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -216,7 +233,10 @@ pub async fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limi
         let first_byte = limits.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            let conn = ConnInfo { peer, tls: tls.is_some() };
+            let conn = ConnInfo {
+                peer,
+                tls: tls.is_some(),
+            };
             let svc = service_fn(move |req| {
                 let handler = handler.clone();
                 async move { Ok::<_, Infallible>(handler.handle(req, conn).await) }
@@ -242,7 +262,10 @@ pub async fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limi
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown grace elapsed; closing remaining connections");
     }
 }

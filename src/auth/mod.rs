@@ -2,5 +2,8 @@
 //! (`password`), one-time and backup codes (`codes`) and the login state machine
 //! (`login`). Handlers speak HTTP; this module decides; the store persists.
 
+pub mod codes;
+pub mod login;
 pub mod password;
+pub mod suspicious;
 pub mod users;

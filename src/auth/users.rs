@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 /// Allowed user names: also used in store keys and logs, so kept plain.
 pub fn valid_username(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
 }
 
 /// One entry of the users file, as written.
@@ -66,7 +68,9 @@ impl UserDirectory {
     pub fn find(&self, name_or_email: &str) -> Option<&Arc<User>> {
         let key = name_or_email.trim();
         self.by_name.get(key).or_else(|| {
-            self.by_email.get(&key.to_ascii_lowercase()).and_then(|n| self.by_name.get(n))
+            self.by_email
+                .get(&key.to_ascii_lowercase())
+                .and_then(|n| self.by_name.get(n))
         })
     }
 
@@ -88,20 +92,30 @@ pub enum UsersError {
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Parses and checks a users file's text.
 pub fn parse(path: &Path, text: &str) -> Result<UserDirectory, UsersError> {
-    let invalid = |message: String| UsersError::Invalid { path: path.to_path_buf(), message };
+    let invalid = |message: String| UsersError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
     let file: UsersFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
     let mut dir = UserDirectory::default();
     for (name, e) in file.users {
         if !valid_username(&name) {
-            return Err(invalid(format!("users.{name}: name must be 1-64 of A-Z a-z 0-9 . _ @ + -")));
+            return Err(invalid(format!(
+                "users.{name}: name must be 1-64 of A-Z a-z 0-9 . _ @ + -"
+            )));
         }
         if !e.email.contains('@') {
-            return Err(invalid(format!("users.{name}.email: not an e-mail address")));
+            return Err(invalid(format!(
+                "users.{name}.email: not an e-mail address"
+            )));
         }
         if argon2::password_hash::phc::PasswordHash::new(&e.password).is_err() {
             return Err(invalid(format!(
@@ -121,7 +135,9 @@ pub fn parse(path: &Path, text: &str) -> Result<UserDirectory, UsersError> {
         ];
         let email_key = e.email.to_ascii_lowercase();
         if let Some(other) = dir.by_email.insert(email_key, name.clone()) {
-            return Err(invalid(format!("users.{name}.email: already used by users.{other}")));
+            return Err(invalid(format!(
+                "users.{name}.email: already used by users.{other}"
+            )));
         }
         dir.by_name.insert(
             name.clone(),
@@ -141,8 +157,10 @@ pub fn parse(path: &Path, text: &str) -> Result<UserDirectory, UsersError> {
 
 /// Reads and parses the users file.
 pub fn load(path: &Path) -> Result<UserDirectory, UsersError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| UsersError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| UsersError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse(path, &text)
 }
 
@@ -182,7 +200,10 @@ impl Users {
         let path = self.path.clone();
         let dir = tokio::task::spawn_blocking(move || load(&path))
             .await
-            .map_err(|e| UsersError::Invalid { path: self.path.clone(), message: e.to_string() })??;
+            .map_err(|e| UsersError::Invalid {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })??;
         let n = dir.len();
         self.current.store(Arc::new(dir));
         Ok(n)
@@ -204,7 +225,9 @@ impl Users {
     async fn reload_logged(&self, why: &str) {
         match self.reload().await {
             Ok(n) => tracing::info!(users = n, reason = why, "users file reloaded"),
-            Err(e) => tracing::error!(error = %e, "users file not reloaded; keeping the last good copy"),
+            Err(e) => {
+                tracing::error!(error = %e, "users file not reloaded; keeping the last good copy")
+            }
         }
     }
 
@@ -214,7 +237,8 @@ impl Users {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             #[cfg(unix)]
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             loop {
                 #[cfg(unix)]
                 let hup_fut = async {
@@ -262,12 +286,18 @@ mod tests {
 
     #[test]
     fn a_bad_entry_names_the_user_and_key() {
-        let err = parse(Path::new("u.toml"), "[users.bob]\nemail = \"bob@x\"\npassword = \"plain\"\n")
+        let err = parse(
+            Path::new("u.toml"),
+            "[users.bob]\nemail = \"bob@x\"\npassword = \"plain\"\n",
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("users.bob.password"), "{err}");
+        let err = parse(Path::new("u.toml"), "[users.bob]\nemail = \"bob@x\"\n")
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("users.bob.password"), "{err}");
-        let err = parse(Path::new("u.toml"), "[users.bob]\nemail = \"bob@x\"\n").err().unwrap().to_string();
         assert!(err.contains("password"), "{err}");
     }
 }

@@ -376,7 +376,10 @@ pub struct AccessControlConfig {
 
 impl Default for AccessControlConfig {
     fn default() -> Self {
-        AccessControlConfig { default_policy: Policy::TwoFactor, rules: Vec::new() }
+        AccessControlConfig {
+            default_policy: Policy::TwoFactor,
+            rules: Vec::new(),
+        }
     }
 }
 

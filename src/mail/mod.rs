@@ -91,3 +91,8 @@ impl Mailer {
         todo!()
     }
 }
+
+/// "alice@example.com" → "ali***@example.com" (skeleton).
+pub fn mask_email(e: &str) -> String {
+    e.to_owned()
+}

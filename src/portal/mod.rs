@@ -2,13 +2,20 @@
 //! forward-auth, health and static files. Handlers speak HTTP; decisions live in
 //! `auth`, state in `store`.
 
+pub mod api;
+mod outcome;
+pub mod pages;
+pub mod request;
 pub mod respond;
 
-use http::{Method, Request, StatusCode, header};
+use http::{HeaderMap, Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 
 use crate::app::App;
+use crate::auth::login::{Client, Completed};
+use crate::body::Response;
 use crate::router::{Outcome, RequestInfo};
+use crate::store::{SessionInfo, StoreError, UserState};
 
 /// Dispatches `rest` (the path after the prefix).
 pub async fn handle(app: &App, req: Request<Incoming>, info: RequestInfo, rest: &str) -> Outcome {
@@ -20,26 +27,82 @@ pub async fn handle(app: &App, req: Request<Incoming>, info: RequestInfo, rest: 
 }
 
 async fn dispatch(app: &App, req: Request<Incoming>, info: RequestInfo, rest: &str) -> Outcome {
-    let _ = info;
     let method = req.method().clone();
+    let (parts, body) = req.into_parts();
+    let (uri, h) = (&parts.uri, &parts.headers);
+    let html = respond::wants_html(h);
     match (&method, rest) {
-        (&Method::GET | &Method::HEAD, "/healthz") => {
-            Outcome::new("healthz", respond::json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
+        (&Method::GET | &Method::HEAD, "/login") => {
+            Outcome::new("login", pages::get_login(app, uri, h).await)
         }
+        (&Method::POST, "/login") => {
+            Outcome::new("login", pages::post_login(app, uri, h, body, &info).await)
+        }
+        (&Method::GET | &Method::HEAD, "/otp") => {
+            Outcome::new("otp", pages::get_otp(app, uri, h).await)
+        }
+        (&Method::POST, "/otp") => Outcome::new("otp", pages::post_otp(app, h, body, &info).await),
+        (&Method::POST, "/otp/resend") => {
+            Outcome::new("otp_resend", pages::post_resend(app, h, body, &info).await)
+        }
+        (&Method::GET | &Method::HEAD, "/logout") => {
+            Outcome::new("logout", pages::get_logout(app, h).await)
+        }
+        (&Method::POST, "/logout") => {
+            Outcome::new("logout", pages::post_logout(app, h, body, !html).await)
+        }
+        (&Method::GET | &Method::HEAD, "/account" | "/") => {
+            let (r, user) = pages::get_account(app, uri, h).await;
+            Outcome {
+                route: "account",
+                user,
+                response: r,
+            }
+        }
+        (&Method::POST, "/api/send-login-otp") => Outcome::new(
+            "api_send_login_otp",
+            api::send_login_otp(app, uri, h, body, &info).await,
+        ),
+        (&Method::POST, "/api/verify-login-otp") => Outcome::new(
+            "api_verify_login_otp",
+            api::verify_login_otp(app, h, body, &info, false).await,
+        ),
+        (&Method::POST, "/api/verify-backup-code") => Outcome::new(
+            "api_verify_backup_code",
+            api::verify_login_otp(app, h, body, &info, true).await,
+        ),
+        (&Method::POST, "/api/resend-otp") => {
+            Outcome::new("api_resend_otp", api::resend_otp(app, h, body, &info).await)
+        }
+        (&Method::GET, "/api/me") => {
+            let (r, user) = api::me(app, h).await;
+            Outcome {
+                route: "api_me",
+                user,
+                response: r,
+            }
+        }
+        (&Method::GET | &Method::HEAD, "/healthz") => Outcome::new(
+            "healthz",
+            respond::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        ),
         (&Method::GET | &Method::HEAD, "/readyz") => Outcome::new("readyz", readyz(app).await),
         (&Method::GET | &Method::HEAD, p) if p.starts_with("/static/") => {
-            Outcome::new("static", static_file(&req, &p["/static/".len()..]))
+            Outcome::new("static", static_file(h, &p["/static/".len()..]))
         }
-        _ => {
-            let html = respond::wants_html(req.headers());
-            Outcome::new("not_found", respond::error(app, StatusCode::NOT_FOUND, "No such page.", html))
-        }
+        _ => Outcome::new(
+            "not_found",
+            respond::error(app, StatusCode::NOT_FOUND, "No such page.", html),
+        ),
     }
 }
 
 async fn readyz(app: &App) -> crate::body::Response {
     match app.store.ping().await {
-        Ok(()) => respond::json(StatusCode::OK, &serde_json::json!({"status": "ready", "store": "ok"})),
+        Ok(()) => respond::json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ready", "store": "ok"}),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: store unreachable");
             respond::json(
@@ -50,23 +113,118 @@ async fn readyz(app: &App) -> crate::body::Response {
     }
 }
 
-fn static_file(req: &Request<Incoming>, path: &str) -> crate::body::Response {
+fn static_file(headers: &HeaderMap, path: &str) -> crate::body::Response {
     let Some(asset) = crate::assets::find(path) else {
         return respond::text(StatusCode::NOT_FOUND, "not found\n");
     };
-    let mut r = if req.headers().get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == asset.etag.as_bytes()) {
+    let mut r = if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == asset.etag.as_bytes())
+    {
         let mut r = crate::body::Response::new(crate::body::Body::empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        crate::body::Response::new(crate::body::Body::full(bytes::Bytes::from_static(asset.body)))
+        crate::body::Response::new(crate::body::Body::full(bytes::Bytes::from_static(
+            asset.body,
+        )))
     };
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, http::HeaderValue::from_static(asset.content_type));
+    h.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(asset.content_type),
+    );
     if let Ok(v) = http::HeaderValue::from_str(asset.etag) {
         h.insert(header::ETAG, v);
     }
-    h.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("public, max-age=3600"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, http::HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("public, max-age=3600"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
     r
+}
+
+/// Who is asking: the client IP (trusted-proxy aware) and user agent.
+pub fn client(info: &RequestInfo, headers: &HeaderMap) -> Client {
+    Client {
+        ip: info.client_ip.to_string(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .take(256)
+            .collect(),
+    }
+}
+
+/// The pending-login token from its cookie.
+pub fn pending_cookie<'a>(app: &App, headers: &'a HeaderMap) -> Option<&'a str> {
+    crate::proxy::headers::cookie_value(headers, &app.cookies.pending_name)
+}
+
+/// Sets the new session cookie, clears the pending one, and ends any session the
+/// browser carried before (rotation: the old id is dead).
+pub async fn finish_login(app: &App, headers: &HeaderMap, done: &Completed, r: &mut Response) {
+    if let Some(old) = crate::proxy::headers::cookie_value(headers, &app.cookies.session_name)
+        && crate::session::plausible_token(old)
+        && old != done.token
+        && let Err(e) = app.store.delete_session(old).await
+    {
+        tracing::warn!(error = %e, "previous session not deleted");
+    }
+    let persistent = done.remember_me.then_some(app.config.session.remember_me);
+    respond::set_cookie(r, app.cookies.session(&done.token, persistent));
+    respond::set_cookie(r, app.cookies.clear(&app.cookies.pending_name));
+}
+
+/// One successful login, for the account page and `api/me`.
+pub struct LoginRow {
+    pub timestamp: String,
+    pub ip: String,
+    pub device: String,
+}
+
+pub struct AccountData {
+    pub state: UserState,
+    pub recent_logins: Vec<LoginRow>,
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// RFC 3339 UTC time of a unix timestamp.
+pub fn format_time(unix: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix as i64)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// The seed's dashboard data: 2FA state, last 5 successful logins, sessions.
+pub async fn account_data(app: &App, user: &str) -> Result<AccountData, StoreError> {
+    let state = app.store.user_state(user).await?;
+    let audit = app.store.recent_audit(Some(user), 100).await?;
+    let recent_logins = audit
+        .iter()
+        .filter(|r| r.kind == "login_attempt" && r.event == "success")
+        .take(5)
+        .map(|r| LoginRow {
+            timestamp: format_time(r.time),
+            ip: r.ip.clone(),
+            device: crate::session::describe_device(&r.user_agent),
+        })
+        .collect();
+    let mut sessions = app.store.list_sessions(user).await?;
+    sessions.sort_by(|a, b| b.record.last_seen.cmp(&a.record.last_seen));
+    Ok(AccountData {
+        state,
+        recent_logins,
+        sessions,
+    })
 }

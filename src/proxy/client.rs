@@ -24,7 +24,9 @@ pub fn build(ca_file: Option<&Path>, connect_timeout: Duration) -> Result<Upstre
             .and_then(|it| it.collect::<Result<Vec<_>, _>>())
             .map_err(|e| format!("{}: {e}", path.display()))?;
         for c in certs {
-            roots.add(c).map_err(|e| format!("{}: {e}", path.display()))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -95,7 +95,9 @@ impl CodePurpose {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeCheck {
     Ok,
-    Wrong { remaining: u32 },
+    Wrong {
+        remaining: u32,
+    },
     /// The last allowed attempt failed (or attempts were already used up); the code is void.
     Exhausted,
     Expired,
@@ -173,7 +175,12 @@ impl Store {
     }
 
     /// Replaces `old` by `new` atomically (privilege change: no fixation).
-    pub async fn rotate_session(&self, old: &str, new: &str, rec: &SessionRecord) -> StoreResult<()> {
+    pub async fn rotate_session(
+        &self,
+        old: &str,
+        new: &str,
+        rec: &SessionRecord,
+    ) -> StoreResult<()> {
         todo!()
     }
 
@@ -202,7 +209,12 @@ impl Store {
 
     // --- pending logins (keyed by the hash of their own cookie token) ---
 
-    pub async fn put_pending(&self, token: &str, p: &PendingLogin, ttl: Duration) -> StoreResult<()> {
+    pub async fn put_pending(
+        &self,
+        token: &str,
+        p: &PendingLogin,
+        ttl: Duration,
+    ) -> StoreResult<()> {
         todo!()
     }
 
@@ -333,7 +345,11 @@ impl Store {
     }
 
     /// Newest first; `user` None = the global list.
-    pub async fn recent_audit(&self, user: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>> {
+    pub async fn recent_audit(
+        &self,
+        user: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditRecord>> {
         todo!()
     }
 }

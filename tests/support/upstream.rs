@@ -34,7 +34,9 @@ impl Upstream {
     }
 
     pub async fn start_with_tls(tls: Option<(std::path::PathBuf, std::path::PathBuf)>) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let acceptor = tls.map(|(cert, key)| {
             super::crypto();
@@ -44,7 +46,10 @@ impl Upstream {
                 .map(|c| c.expect("cert"))
                 .collect();
             let key = rustls_pki_types::PrivateKeyDer::from_pem_file(&key).expect("key");
-            let mut cfg = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).expect("tls");
+            let mut cfg = rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("tls");
             cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
             tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
         });
@@ -52,7 +57,9 @@ impl Upstream {
         let counter = hits.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let counter = counter.clone();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
@@ -64,11 +71,15 @@ impl Upstream {
                     match acceptor {
                         Some(a) => {
                             if let Ok(s) = a.accept(stream).await {
-                                let _ = builder.serve_connection_with_upgrades(TokioIo::new(s), svc).await;
+                                let _ = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(s), svc)
+                                    .await;
                             }
                         }
                         None => {
-                            let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                                .await;
                         }
                     }
                 });
@@ -103,7 +114,11 @@ fn full(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Bod
 fn query_num(req: &Request<Incoming>, key: &str) -> u64 {
     req.uri()
         .query()
-        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == key).and_then(|(_, v)| v.parse().ok()))
+        .and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == key)
+                .and_then(|(_, v)| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -124,7 +139,10 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
                         return None;
                     }
                     let n = left.min(chunk.len() as u64);
-                    Some((Ok::<_, Infallible>(Frame::data(chunk.slice(..n as usize))), left - n))
+                    Some((
+                        Ok::<_, Infallible>(Frame::data(chunk.slice(..n as usize))),
+                        left - n,
+                    ))
                 }
             });
             Response::builder()
@@ -139,17 +157,32 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             while let Some(frame) = body.frame().await {
                 match frame {
                     Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
-                    Err(_) => return Ok(full(StatusCode::BAD_REQUEST, "text/plain", "broken upload")),
+                    Err(_) => {
+                        return Ok(full(StatusCode::BAD_REQUEST, "text/plain", "broken upload"));
+                    }
                 }
             }
-            full(StatusCode::OK, "application/json", format!("{{\"bytes\":{n}}}"))
+            full(
+                StatusCode::OK,
+                "application/json",
+                format!("{{\"bytes\":{n}}}"),
+            )
         }
         "/ws" => websocket(req),
         _ => {
-            let headers: BTreeMap<String, Vec<String>> = req.headers().keys().map(|k| {
-                let values = req.headers().get_all(k).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
-                (k.as_str().to_string(), values)
-            }).collect();
+            let headers: BTreeMap<String, Vec<String>> = req
+                .headers()
+                .keys()
+                .map(|k| {
+                    let values = req
+                        .headers()
+                        .get_all(k)
+                        .iter()
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                        .collect();
+                    (k.as_str().to_string(), values)
+                })
+                .collect();
             let echo = serde_json::json!({
                 "method": req.method().as_str(),
                 "path": req.uri().path_and_query().map_or("/", |p| p.as_str()),
@@ -163,12 +196,18 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
 
 fn websocket(mut req: Request<Incoming>) -> Response<Body> {
     let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
-        return full(StatusCode::BAD_REQUEST, "text/plain", "not a websocket request");
+        return full(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "not a websocket request",
+        );
     };
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
         let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
             TokioIo::new(upgraded),
             tokio_tungstenite::tungstenite::protocol::Role::Server,
