@@ -74,14 +74,8 @@ impl AccessRules {
                 policy: r.policy,
             });
         }
-        let identity_dependent = rules
-            .iter()
-            .any(|r| !r.groups.is_empty() || !r.users.is_empty());
-        Ok(AccessRules {
-            rules,
-            default_policy: cfg.default_policy,
-            identity_dependent,
-        })
+        let identity_dependent = rules.iter().any(|r| !r.groups.is_empty() || !r.users.is_empty());
+        Ok(AccessRules { rules, default_policy: cfg.default_policy, identity_dependent })
     }
 
     /// The policy for `s`. Without a user, a rule that names users or groups and
@@ -146,18 +140,8 @@ mod tests {
         }
     }
 
-    fn subject<'a>(
-        host: &'a str,
-        path: &'a str,
-        user: Option<(&'a str, &'a [String])>,
-    ) -> Subject<'a> {
-        Subject {
-            host,
-            path,
-            method: &Method::GET,
-            ip: "10.1.2.3".parse().unwrap(),
-            user,
-        }
+    fn subject<'a>(host: &'a str, path: &'a str, user: Option<(&'a str, &'a [String])>) -> Subject<'a> {
+        Subject { host, path, method: &Method::GET, ip: "10.1.2.3".parse().unwrap(), user }
     }
 
     #[test]
@@ -165,43 +149,23 @@ mod tests {
         let mut public = rule(Policy::Bypass);
         public.path = Some("^/public/".into());
         public.domain = vec!["*.example.com".into()];
-        let cfg = AccessControlConfig {
-            default_policy: Policy::TwoFactor,
-            rules: vec![public, rule(Policy::OneFactor)],
-        };
+        let cfg =
+            AccessControlConfig { default_policy: Policy::TwoFactor, rules: vec![public, rule(Policy::OneFactor)] };
         let rules = AccessRules::compile(&cfg).unwrap();
-        assert_eq!(
-            rules.decide(&subject("app.example.com:443", "/public/x", None)),
-            Decision::Policy(Policy::Bypass)
-        );
-        assert_eq!(
-            rules.decide(&subject("example.com", "/public/x", None)),
-            Decision::Policy(Policy::OneFactor)
-        );
+        assert_eq!(rules.decide(&subject("app.example.com:443", "/public/x", None)), Decision::Policy(Policy::Bypass));
+        assert_eq!(rules.decide(&subject("example.com", "/public/x", None)), Decision::Policy(Policy::OneFactor));
     }
 
     #[test]
     fn group_rules_need_the_user_first() {
         let mut admins = rule(Policy::TwoFactor);
         admins.groups = vec!["admins".into()];
-        let cfg = AccessControlConfig {
-            default_policy: Policy::Deny,
-            rules: vec![admins],
-        };
+        let cfg = AccessControlConfig { default_policy: Policy::Deny, rules: vec![admins] };
         let rules = AccessRules::compile(&cfg).unwrap();
-        assert_eq!(
-            rules.decide(&subject("a", "/", None)),
-            Decision::NeedsIdentity
-        );
+        assert_eq!(rules.decide(&subject("a", "/", None)), Decision::NeedsIdentity);
         let g = vec!["admins".to_string()];
-        assert_eq!(
-            rules.decide(&subject("a", "/", Some(("bob", &g)))),
-            Decision::Policy(Policy::TwoFactor)
-        );
-        assert_eq!(
-            rules.decide(&subject("a", "/", Some(("eve", &[])))),
-            Decision::Policy(Policy::Deny)
-        );
+        assert_eq!(rules.decide(&subject("a", "/", Some(("bob", &g)))), Decision::Policy(Policy::TwoFactor));
+        assert_eq!(rules.decide(&subject("a", "/", Some(("eve", &[])))), Decision::Policy(Policy::Deny));
     }
 
     #[test]

@@ -122,10 +122,7 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
         Some(addr) => Some(Listener::bind(addr, None).await?),
         None => None,
     };
-    let bound = Bound {
-        public: listener.local_addr(),
-        metrics: metrics.as_ref().map(Listener::local_addr),
-    };
+    let bound = Bound { public: listener.local_addr(), metrics: metrics.as_ref().map(Listener::local_addr) };
     let scheme = if listener.is_tls() { "https" } else { "http" };
     // One machine-readable line per listener (tests and scripts wait for it).
     println!("portcullis listening on {scheme}://{}", bound.public);
@@ -139,12 +136,7 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
     app.users.watch(shutdown.clone());
     let metrics_task = metrics.map(|m| {
         let s = shutdown.clone();
-        tokio::spawn(server::serve(
-            m,
-            Arc::new(crate::router::MetricsEndpoint),
-            limits,
-            s,
-        ))
+        tokio::spawn(server::serve(m, Arc::new(crate::router::MetricsEndpoint), limits, s))
     });
     server::serve(listener, app, limits, shutdown).await;
     if let Some(t) = metrics_task {

@@ -25,11 +25,7 @@ impl Body {
 
     pub fn full(data: impl Into<Bytes>) -> Body {
         let data = data.into();
-        if data.is_empty() {
-            Body::Empty
-        } else {
-            Body::Full { data: Some(data) }
-        }
+        if data.is_empty() { Body::Empty } else { Body::Full { data: Some(data) } }
     }
 
     pub fn upstream(inner: Incoming) -> Body {
@@ -41,10 +37,7 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.project() {
             BodyProj::Empty => Poll::Ready(None),
             BodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
@@ -63,9 +56,7 @@ impl http_body::Body for Body {
     fn size_hint(&self) -> SizeHint {
         match self {
             Body::Empty => SizeHint::with_exact(0),
-            Body::Full { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
+            Body::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Body::Upstream { inner } => inner.size_hint(),
         }
     }

@@ -19,10 +19,7 @@ pub fn base_config() -> Config {
     let mut c = Config::default();
     let mut secret = [0u8; 48];
     rand::fill(&mut secret);
-    c.auth.secret = Secret::new(base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        secret,
-    ));
+    c.auth.secret = Secret::new(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret));
     c.mail.transport = MailTransport::Console;
     c.server.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     c
@@ -38,9 +35,7 @@ pub struct DemoUser {
 pub fn demo_user() -> Result<DemoUser, crate::app::StartError> {
     let password = crate::session::new_token()[..16].to_string();
     let hash = crate::auth::password::hash_password(&password)?;
-    let mut file = users::UsersFile {
-        users: BTreeMap::new(),
-    };
+    let mut file = users::UsersFile { users: BTreeMap::new() };
     file.users.insert(
         "demo".into(),
         users::UserEntry {
@@ -54,17 +49,11 @@ pub fn demo_user() -> Result<DemoUser, crate::app::StartError> {
     let text = toml::to_string(&file).map_err(|e| crate::app::StartError::Config(e.to_string()))?;
     let path = Path::new("(demo users)");
     let dir = users::parse(path, &text)?;
-    Ok(DemoUser {
-        name: "demo",
-        password,
-        users: Users::fixed(path, dir),
-    })
+    Ok(DemoUser { name: "demo", password, users: Users::fixed(path, dir) })
 }
 
 /// Starts the whoami upstream on a free loopback port; returns its address.
-pub async fn start_whoami(
-    shutdown: Shutdown,
-) -> Result<std::net::SocketAddr, crate::server::ServerError> {
+pub async fn start_whoami(shutdown: Shutdown) -> Result<std::net::SocketAddr, crate::server::ServerError> {
     let listener = Listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), None).await?;
     let addr = listener.local_addr();
     let limits = Limits {
@@ -73,12 +62,7 @@ pub async fn start_whoami(
         max_header_bytes: 64 * 1024,
         shutdown_grace: std::time::Duration::from_secs(1),
     };
-    tokio::spawn(crate::server::serve(
-        listener,
-        Arc::new(Whoami),
-        limits,
-        shutdown,
-    ));
+    tokio::spawn(crate::server::serve(listener, Arc::new(Whoami), limits, shutdown));
     Ok(addr)
 }
 
@@ -90,12 +74,7 @@ impl Handler for Whoami {
         let headers: BTreeMap<String, String> = req
             .headers()
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
         let echo = serde_json::json!({
             "service": "portcullis demo whoami",
@@ -106,13 +85,9 @@ impl Handler for Whoami {
         });
         let browser = crate::portal::respond::wants_html(req.headers());
         let (ctype, body) = if browser {
-            let rows: String = headers
-                .iter()
-                .map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v)))
-                .collect();
-            let user = headers
-                .get("remote-user")
-                .map_or("(nobody)", String::as_str);
+            let rows: String =
+                headers.iter().map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v))).collect();
+            let user = headers.get("remote-user").map_or("(nobody)", String::as_str);
             (
                 "text/html; charset=utf-8",
                 format!(
@@ -130,15 +105,11 @@ impl Handler for Whoami {
         };
         let mut r = Response::new(Body::full(body));
         *r.status_mut() = StatusCode::OK;
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(ctype));
+        r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(ctype));
         r
     }
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

@@ -13,11 +13,7 @@ use portcullis::server::Shutdown;
 use portcullis::{demo, store};
 
 #[derive(Parser)]
-#[command(
-    name = "portcullis",
-    version,
-    about = "Two-factor authentication gateway"
-)]
+#[command(name = "portcullis", version, about = "Two-factor authentication gateway")]
 struct Cli {
     /// Log format: human-readable on a terminal, JSON lines otherwise (auto).
     #[arg(long, value_enum, default_value_t = LogFormat::Auto, global = true)]
@@ -124,10 +120,7 @@ fn main() -> ExitCode {
     };
     init_logging(cli.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let result = match cli
-        .command
-        .unwrap_or(Command::Serve(ConfigArg { config: None }))
-    {
+    let result = match cli.command.unwrap_or(Command::Serve(ConfigArg { config: None })) {
         Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a.config.as_deref()))),
         Command::Demo(a) => runtime().and_then(|rt| rt.block_on(run_demo(a.config.as_deref()))),
         Command::CheckConfig(a) => check_config(a.config.as_deref()),
@@ -162,22 +155,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init();
+        builder.json().flatten_event(true).with_current_span(false).init();
     } else {
         builder.init();
     }
@@ -200,26 +186,19 @@ async fn serve(config_flag: Option<&Path>) -> Result<(), Failure> {
 
 async fn run_demo(config_flag: Option<&Path>) -> Result<(), Failure> {
     // The demo reads a config file only when asked to; env overrides always apply.
-    let flag = config_flag
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from));
+    let flag = config_flag.map(Path::to_path_buf).or_else(|| std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from));
     let mut loaded = config::load_file(flag, demo::base_config(), true)?;
     let shutdown = Shutdown::default();
     shutdown.on_signals();
-    let whoami = demo::start_whoami(shutdown.clone())
-        .await
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    let whoami = demo::start_whoami(shutdown.clone()).await.map_err(|e| Failure::Runtime(e.to_string()))?;
     let mut upstream = loaded.config.upstream.first().cloned().unwrap_or_default();
-    upstream.url = url::Url::parse(&format!("http://{whoami}"))
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    upstream.url = url::Url::parse(&format!("http://{whoami}")).map_err(|e| Failure::Runtime(e.to_string()))?;
     upstream.host = None;
     loaded.config.upstream = vec![upstream];
     let user = demo::demo_user().map_err(start_error)?;
     let listen = loaded.config.server.listen;
     let public = loaded.config.server.public_url.clone();
-    let app = App::build(loaded.config, Some(user.users))
-        .await
-        .map_err(start_error)?;
+    let app = App::build(loaded.config, Some(user.users)).await.map_err(start_error)?;
     println!();
     println!("  Portcullis demo");
     println!("  open      {public}  (gateway on {listen}, whoami upstream on {whoami})");
@@ -232,15 +211,9 @@ async fn run_demo(config_flag: Option<&Path>) -> Result<(), Failure> {
 
 fn check_config(flag: Option<&Path>) -> Result<(), Failure> {
     let loaded = config::load(flag, Config::default(), false)?;
-    let source = loaded
-        .file
-        .as_ref()
-        .map_or("built-in defaults".to_string(), |p| p.display().to_string());
-    let text =
-        toml::to_string_pretty(&loaded.config).map_err(|e| Failure::Runtime(e.to_string()))?;
-    println!(
-        "# effective configuration (from {source} and PORTCULLIS_* variables; secrets redacted)"
-    );
+    let source = loaded.file.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
+    let text = toml::to_string_pretty(&loaded.config).map_err(|e| Failure::Runtime(e.to_string()))?;
+    println!("# effective configuration (from {source} and PORTCULLIS_* variables; secrets redacted)");
     println!("{text}");
     Ok(())
 }
@@ -250,10 +223,7 @@ fn read_password(prompt: &str) -> Result<String, Failure> {
         rpassword::prompt_password(prompt).map_err(|e| Failure::Runtime(e.to_string()))?
     } else {
         let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        std::io::stdin().lock().read_line(&mut line).map_err(|e| Failure::Runtime(e.to_string()))?;
         line.trim_end_matches(['\r', '\n']).to_string()
     };
     if pw.is_empty() {
@@ -264,8 +234,7 @@ fn read_password(prompt: &str) -> Result<String, Failure> {
 
 fn hash_password() -> Result<(), Failure> {
     let pw = read_password("Password: ")?;
-    let hash = portcullis::auth::password::hash_password(&pw)
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    let hash = portcullis::auth::password::hash_password(&pw).map_err(|e| Failure::Runtime(e.to_string()))?;
     println!("{hash}");
     Ok(())
 }
@@ -280,9 +249,7 @@ fn users_file_path(flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
 
 fn read_users_file(path: &Path) -> Result<UsersFile, Failure> {
     match std::fs::read_to_string(path) {
-        Ok(text) => {
-            toml::from_str(&text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))
-        }
+        Ok(text) => toml::from_str(&text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UsersFile::default()),
         Err(e) => Err(Failure::Runtime(format!("{}: {e}", path.display()))),
     }
@@ -307,44 +274,22 @@ fn write_users_file(path: &Path, file: &UsersFile) -> Result<(), Failure> {
 
 fn user_command(cmd: UserCommand) -> Result<(), Failure> {
     match cmd {
-        UserCommand::Add {
-            name,
-            email,
-            display_name,
-            groups,
-            users_file,
-        } => {
+        UserCommand::Add { name, email, display_name, groups, users_file } => {
             if !users::valid_username(&name) {
-                return Err(Failure::Usage(format!(
-                    "NAME {name:?}: use 1-64 of A-Z a-z 0-9 . _ @ + -"
-                )));
+                return Err(Failure::Usage(format!("NAME {name:?}: use 1-64 of A-Z a-z 0-9 . _ @ + -")));
             }
             if !email.contains('@') {
-                return Err(Failure::Usage(format!(
-                    "--email {email:?}: not an e-mail address"
-                )));
+                return Err(Failure::Usage(format!("--email {email:?}: not an e-mail address")));
             }
             let path = users_file_path(users_file)?;
             let mut file = read_users_file(&path)?;
             if file.users.contains_key(&name) {
-                return Err(Failure::Usage(format!(
-                    "NAME: user {name:?} already exists in {}",
-                    path.display()
-                )));
+                return Err(Failure::Usage(format!("NAME: user {name:?} already exists in {}", path.display())));
             }
             let pw = read_password(&format!("Password for {name}: "))?;
-            let password = portcullis::auth::password::hash_password(&pw)
-                .map_err(|e| Failure::Runtime(e.to_string()))?;
-            file.users.insert(
-                name.clone(),
-                UserEntry {
-                    email,
-                    display_name,
-                    password,
-                    groups,
-                    disabled: false,
-                },
-            );
+            let password =
+                portcullis::auth::password::hash_password(&pw).map_err(|e| Failure::Runtime(e.to_string()))?;
+            file.users.insert(name.clone(), UserEntry { email, display_name, password, groups, disabled: false });
             write_users_file(&path, &file)?;
             println!("added {name} to {}", path.display());
             Ok(())
@@ -362,10 +307,7 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
             let path = users_file_path(users_file)?;
             let mut file = read_users_file(&path)?;
             let Some(u) = file.users.get_mut(&name) else {
-                return Err(Failure::Usage(format!(
-                    "NAME: no user {name:?} in {}",
-                    path.display()
-                )));
+                return Err(Failure::Usage(format!("NAME: no user {name:?} in {}", path.display())));
             };
             u.disabled = true;
             write_users_file(&path, &file)?;
@@ -377,34 +319,19 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
 
 async fn open_store(flag: Option<&Path>) -> Result<store::Store, Failure> {
     let loaded = config::load(flag, Config::default(), true)?;
-    store::Store::open(&loaded.config.store)
-        .await
-        .map_err(|e| Failure::Runtime(e.to_string()))
+    store::Store::open(&loaded.config.store).await.map_err(|e| Failure::Runtime(e.to_string()))
 }
 
 async fn unlock(name: &str, flag: Option<&Path>) -> Result<(), Failure> {
     let store = open_store(flag).await?;
-    let was = store
-        .unlock_account(name)
-        .await
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
-    println!(
-        "{name}: {}",
-        if was {
-            "unlocked"
-        } else {
-            "was not locked (failure count cleared)"
-        }
-    );
+    let was = store.unlock_account(name).await.map_err(|e| Failure::Runtime(e.to_string()))?;
+    println!("{name}: {}", if was { "unlocked" } else { "was not locked (failure count cleared)" });
     Ok(())
 }
 
 async fn revoke_sessions(name: &str, flag: Option<&Path>) -> Result<(), Failure> {
     let store = open_store(flag).await?;
-    let n = store
-        .revoke_user_sessions(name)
-        .await
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    let n = store.revoke_user_sessions(name).await.map_err(|e| Failure::Runtime(e.to_string()))?;
     println!("{name}: {n} session(s) revoked");
     Ok(())
 }

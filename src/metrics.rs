@@ -6,19 +6,13 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use http::StatusCode;
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
 
 /// Buckets from 1 ms to 10 s: auth latencies span cache hits to argon2 plus SMTP.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Store operations are sub-millisecond to seconds (timeouts).
-const STORE_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 2.5,
-];
+const STORE_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 2.5];
 
 pub struct Metrics {
     pub registry: Registry,
@@ -38,31 +32,22 @@ pub struct Metrics {
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help).namespace("portcullis"), labels)
-        .expect("static metric definition");
-    r.register(Box::new(c.clone()))
-        .expect("metric registered once");
+    let c =
+        IntCounterVec::new(Opts::new(name, help).namespace("portcullis"), labels).expect("static metric definition");
+    r.register(Box::new(c.clone())).expect("metric registered once");
     c
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::with_opts(Opts::new(name, help).namespace("portcullis"))
-        .expect("static metric definition");
-    r.register(Box::new(c.clone()))
-        .expect("metric registered once");
+    let c = IntCounter::with_opts(Opts::new(name, help).namespace("portcullis")).expect("static metric definition");
+    r.register(Box::new(c.clone())).expect("metric registered once");
     c
 }
 
 fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64]) -> HistogramVec {
-    let h = HistogramVec::new(
-        HistogramOpts::new(name, help)
-            .namespace("portcullis")
-            .buckets(b.to_vec()),
-        labels,
-    )
-    .expect("static metric definition");
-    r.register(Box::new(h.clone()))
-        .expect("metric registered once");
+    let h = HistogramVec::new(HistogramOpts::new(name, help).namespace("portcullis").buckets(b.to_vec()), labels)
+        .expect("static metric definition");
+    r.register(Box::new(h.clone())).expect("metric registered once");
     h
 }
 
@@ -70,9 +55,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let r = Registry::new();
     #[cfg(target_os = "linux")]
     {
-        let _ = r.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ));
+        let _ = r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
     }
     Metrics {
         http_requests: counter_vec(
@@ -107,12 +90,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Authentication attempts by stage (password, otp, backup_code) and result.",
             &["stage", "result"],
         ),
-        otp_sent: counter_vec(
-            &r,
-            "otp_sent_total",
-            "One-time codes e-mailed, by purpose.",
-            &["purpose"],
-        ),
+        otp_sent: counter_vec(&r, "otp_sent_total", "One-time codes e-mailed, by purpose.", &["purpose"]),
         mail_failures: counter(&r, "mail_failures_total", "E-mails that could not be sent."),
         rate_limited: counter_vec(
             &r,
@@ -120,11 +98,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Requests refused by a rate limit, by bucket.",
             &["bucket"],
         ),
-        lockouts: counter(
-            &r,
-            "lockouts_total",
-            "Accounts locked after repeated failures.",
-        ),
+        lockouts: counter(&r, "lockouts_total", "Accounts locked after repeated failures."),
         forward_auth: counter_vec(
             &r,
             "forward_auth_decisions_total",
@@ -139,12 +113,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &["op"],
             STORE_BUCKETS,
         ),
-        store_errors: counter_vec(
-            &r,
-            "store_errors_total",
-            "Failed store operations.",
-            &["op"],
-        ),
+        store_errors: counter_vec(&r, "store_errors_total", "Failed store operations.", &["op"]),
         registry: r,
     }
 });
@@ -189,10 +158,7 @@ pub fn status_label(s: StatusCode) -> &'static str {
 /// Records one upstream round trip (`status` None when it failed).
 pub fn observe_upstream(upstream: &str, elapsed: Duration, status: Option<StatusCode>) {
     let status = status.map_or("error", status_label);
-    get()
-        .upstream_duration
-        .with_label_values(&[upstream, status])
-        .observe(elapsed.as_secs_f64());
+    get().upstream_duration.with_label_values(&[upstream, status]).observe(elapsed.as_secs_f64());
 }
 
 /// Renders the registry in the Prometheus text format.

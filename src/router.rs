@@ -30,11 +30,7 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn new(route: &'static str, response: Response) -> Outcome {
-        Outcome {
-            route,
-            user: None,
-            response,
-        }
+        Outcome { route, user: None, response }
     }
 }
 
@@ -57,25 +53,15 @@ impl Handler for App {
         } else {
             conn.peer.ip()
         };
-        let info = RequestInfo {
-            conn,
-            client_ip,
-            trusted_peer,
-        };
+        let info = RequestInfo { conn, client_ip, trusted_peer };
         let outcome = route(&self, req, info).await;
         let status = outcome.response.status();
         let elapsed = started.elapsed();
         let m = crate::metrics::get();
         m.http_requests
-            .with_label_values(&[
-                outcome.route,
-                method_label(&method),
-                crate::metrics::status_label(status),
-            ])
+            .with_label_values(&[outcome.route, method_label(&method), crate::metrics::status_label(status)])
             .inc();
-        m.http_duration
-            .with_label_values(&[outcome.route])
-            .observe(elapsed.as_secs_f64());
+        m.http_duration.with_label_values(&[outcome.route]).observe(elapsed.as_secs_f64());
         tracing::info!(
             target: "access",
             method = %method,
@@ -122,10 +108,7 @@ pub struct Authenticated {
 
 /// Resolves the session cookie to a live session of an enabled user.
 /// `Ok(None)`: not logged in. `Err`: the store could not answer (fail closed).
-pub async fn authenticate(
-    app: &App,
-    headers: &http::HeaderMap,
-) -> Result<Option<Authenticated>, StoreError> {
+pub async fn authenticate(app: &App, headers: &http::HeaderMap) -> Result<Option<Authenticated>, StoreError> {
     let Some(token) = proxy::headers::cookie_value(headers, &app.cookies.session_name) else {
         return Ok(None);
     };
@@ -137,11 +120,7 @@ pub async fn authenticate(
     };
     let users = app.users.snapshot();
     match users.get(&record.user) {
-        Some(user) if !user.disabled => Ok(Some(Authenticated {
-            token: token.to_owned(),
-            user: user.clone(),
-            record,
-        })),
+        Some(user) if !user.disabled => Ok(Some(Authenticated { token: token.to_owned(), user: user.clone(), record })),
         _ => {
             // The account was removed or disabled: its sessions end now.
             app.store.delete_session(token).await?;
@@ -155,35 +134,24 @@ pub fn client_scheme(req_headers: &http::HeaderMap, info: &RequestInfo) -> &'sta
     if info.trusted_peer
         && let Some(p) = req_headers.get(&proxy::headers::X_FORWARDED_PROTO)
     {
-        return if p.as_bytes().eq_ignore_ascii_case(b"https") {
-            "https"
-        } else {
-            "http"
-        };
+        return if p.as_bytes().eq_ignore_ascii_case(b"https") { "https" } else { "http" };
     }
     if info.conn.tls { "https" } else { "http" }
 }
 
 /// The answer to an unauthenticated request for a protected resource (SPEC §3):
 /// browsers are sent to the login page with `rd`, everything else gets a 401.
-pub fn login_required(
-    app: &App,
-    method: &Method,
-    headers: &http::HeaderMap,
-    original_url: &str,
-) -> Response {
+pub fn login_required(app: &App, method: &Method, headers: &http::HeaderMap, original_url: &str) -> Response {
     if respond::is_navigation(method, headers) {
         let mut location = format!("{}{}/login", app.public_origin, app.prefix);
         location.push_str("?rd=");
         location.extend(form_urlencoded::byte_serialize(original_url.as_bytes()));
         let mut r = respond::redirect(StatusCode::FOUND, &location);
-        r.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         r
     } else {
         let mut r = respond::json_error(StatusCode::UNAUTHORIZED, "authentication required");
-        r.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         r
     }
 }
@@ -199,17 +167,8 @@ pub fn required_level(p: Policy) -> Option<AuthLevel> {
 
 async fn protected(app: &App, req: Request<Incoming>, info: RequestInfo) -> Outcome {
     let host_value = proxy::request_host(&req);
-    let host = host_value
-        .as_ref()
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let mut subject = Subject {
-        host,
-        path: req.uri().path(),
-        method: req.method(),
-        ip: info.client_ip,
-        user: None,
-    };
+    let host = host_value.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+    let mut subject = Subject { host, path: req.uri().path(), method: req.method(), ip: info.client_ip, user: None };
     let first = app.rules.decide(&subject);
     let html = respond::wants_html(req.headers());
 
@@ -220,12 +179,7 @@ async fn protected(app: &App, req: Request<Incoming>, info: RequestInfo) -> Outc
     if first == Decision::Policy(Policy::Deny) {
         return Outcome::new(
             "proxy",
-            respond::error(
-                app,
-                StatusCode::FORBIDDEN,
-                "Access to this resource is denied.",
-                html,
-            ),
+            respond::error(app, StatusCode::FORBIDDEN, "Access to this resource is denied.", html),
         );
     }
 
@@ -256,36 +210,19 @@ async fn protected(app: &App, req: Request<Incoming>, info: RequestInfo) -> Outc
     };
     match policy {
         Policy::Deny => {
-            let r = respond::error(
-                app,
-                StatusCode::FORBIDDEN,
-                "Your account may not access this resource.",
-                html,
-            );
-            return Outcome {
-                route: "proxy",
-                user: Some(auth.user),
-                response: r,
-            };
+            let r = respond::error(app, StatusCode::FORBIDDEN, "Your account may not access this resource.", html);
+            return Outcome { route: "proxy", user: Some(auth.user), response: r };
         }
         Policy::Bypass => {}
         p => {
             if required_level(p).is_some_and(|need| auth.record.level < need) {
                 let r = login_required(app, req.method(), req.headers(), &original_url());
-                return Outcome {
-                    route: "proxy",
-                    user: Some(auth.user),
-                    response: r,
-                };
+                return Outcome { route: "proxy", user: Some(auth.user), response: r };
             }
         }
     }
     let response = forward(app, req, &info, Some(&auth.user)).await;
-    Outcome {
-        route: "proxy",
-        user: Some(auth.user),
-        response,
-    }
+    Outcome { route: "proxy", user: Some(auth.user), response }
 }
 
 /// 503 for a store failure: the request is not forwarded (fail closed).
@@ -301,18 +238,10 @@ pub fn store_unavailable(app: &App, e: &StoreError, html: bool) -> Response {
     r
 }
 
-async fn forward(
-    app: &App,
-    req: Request<Incoming>,
-    info: &RequestInfo,
-    user: Option<&User>,
-) -> Response {
+async fn forward(app: &App, req: Request<Incoming>, info: &RequestInfo, user: Option<&User>) -> Response {
     let html = respond::wants_html(req.headers());
     let host = proxy::request_host(&req);
-    let Some(upstream) = app
-        .proxy
-        .select(host.as_ref().and_then(|h| h.to_str().ok()))
-    else {
+    let Some(upstream) = app.proxy.select(host.as_ref().and_then(|h| h.to_str().ok())) else {
         return respond::error(
             app,
             StatusCode::MISDIRECTED_REQUEST,
@@ -323,17 +252,12 @@ async fn forward(
     let identity: [(http::HeaderName, HeaderValue); 4];
     let identity_slice: &[(http::HeaderName, HeaderValue)] = match user {
         Some(u) => {
-            identity = std::array::from_fn(|i| {
-                (app.identity_headers[i].clone(), u.header_values[i].clone())
-            });
+            identity = std::array::from_fn(|i| (app.identity_headers[i].clone(), u.header_values[i].clone()));
             &identity
         }
         None => &[],
     };
-    let cookie_names = [
-        app.cookies.session_name.as_str(),
-        app.cookies.pending_name.as_str(),
-    ];
+    let cookie_names = [app.cookies.session_name.as_str(), app.cookies.pending_name.as_str()];
     let ctx = ForwardContext {
         peer: info.conn.peer.ip(),
         trusted_peer: info.trusted_peer,
@@ -346,10 +270,7 @@ async fn forward(
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "upstream request failed");
-            crate::metrics::get()
-                .upstream_errors
-                .with_label_values(&[upstream.name.as_str(), e.kind()])
-                .inc();
+            crate::metrics::get().upstream_errors.with_label_values(&[upstream.name.as_str(), e.kind()]).inc();
             let msg = match e.status() {
                 StatusCode::GATEWAY_TIMEOUT => "The application took too long to answer.",
                 _ => "The application is not reachable right now.",
@@ -368,10 +289,8 @@ impl Handler for MetricsEndpoint {
             return respond::text(StatusCode::NOT_FOUND, "not found\n");
         }
         let mut r = Response::new(crate::body::Body::full(crate::metrics::render()));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        );
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
         r
     }
 }

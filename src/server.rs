@@ -34,21 +34,14 @@ pub struct ConnInfo {
 
 /// Handles one request; implemented by the gateway and by the demo upstream.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-        conn: ConnInfo,
-    ) -> impl Future<Output = Response> + Send;
+    fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> impl Future<Output = Response> + Send;
 }
 
 /// Why a listener could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("TLS: {0}")]
     Tls(String),
 }
@@ -61,9 +54,7 @@ pub struct Shutdown {
 
 impl Default for Shutdown {
     fn default() -> Self {
-        Shutdown {
-            tx: Arc::new(watch::channel(false).0),
-        }
+        Shutdown { tx: Arc::new(watch::channel(false).0) }
     }
 }
 
@@ -139,16 +130,12 @@ pub struct Listener {
 
 impl Listener {
     pub async fn bind(addr: SocketAddr, tls: Option<TlsAcceptor>) -> Result<Listener, ServerError> {
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
+        let tcp = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
         Ok(Listener { tcp, tls })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.tcp
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.tcp.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     pub fn is_tls(&self) -> bool {
@@ -162,10 +149,7 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServerError>
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| ServerError::Tls(format!("server.tls_cert {}: {e}", cert.display())))?;
     if certs.is_empty() {
-        return Err(ServerError::Tls(format!(
-            "server.tls_cert {}: no certificate",
-            cert.display()
-        )));
+        return Err(ServerError::Tls(format!("server.tls_cert {}: no certificate", cert.display())));
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| ServerError::Tls(format!("server.tls_key {}: {e}", key.display())))?;
@@ -197,12 +181,7 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 
 /// Accepts and serves connections until `shutdown` fires, then drains them for at
 /// most `limits.shutdown_grace`.
-pub async fn serve<H: Handler>(
-    listener: Listener,
-    handler: Arc<H>,
-    limits: Limits,
-    shutdown: Shutdown,
-) {
+pub async fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limits, shutdown: Shutdown) {
     let builder = connection_builder(&limits);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -233,10 +212,7 @@ pub async fn serve<H: Handler>(
         let first_byte = limits.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            let conn = ConnInfo {
-                peer,
-                tls: tls.is_some(),
-            };
+            let conn = ConnInfo { peer, tls: tls.is_some() };
             let svc = service_fn(move |req| {
                 let handler = handler.clone();
                 async move { Ok::<_, Infallible>(handler.handle(req, conn).await) }
@@ -250,9 +226,7 @@ pub async fn serve<H: Handler>(
                     let _ = watcher.watch(c.into_owned()).await;
                 }
                 Some(acceptor) => {
-                    let Ok(Ok(tls_stream)) =
-                        tokio::time::timeout(first_byte, acceptor.accept(stream)).await
-                    else {
+                    let Ok(Ok(tls_stream)) = tokio::time::timeout(first_byte, acceptor.accept(stream)).await else {
                         return;
                     };
                     let c = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
@@ -262,10 +236,7 @@ pub async fn serve<H: Handler>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("shutdown grace elapsed; closing remaining connections");
     }
 }

@@ -21,15 +21,11 @@ pub fn new_token() -> String {
 
 /// Rejects anything that is not shaped like one of our tokens before it reaches the store.
 pub fn plausible_token(t: &str) -> bool {
-    t.len() == 43
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    t.len() == 43 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Cookie settings derived once from the config.
@@ -63,8 +59,7 @@ impl CookieJar {
         if let Some(age) = max_age {
             c = c.max_age(cookie::time::Duration::seconds(age.as_secs() as i64));
         }
-        HeaderValue::from_str(&c.build().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static(""))
+        HeaderValue::from_str(&c.build().to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
     /// The session cookie: persistent for remember-me, else a browser-session cookie.
@@ -95,11 +90,8 @@ pub fn new_record(
     device: &str,
 ) -> SessionRecord {
     let now = now_unix();
-    let (idle, absolute) = if remember_me {
-        (cfg.remember_me, cfg.remember_me)
-    } else {
-        (cfg.idle_timeout, cfg.absolute_timeout)
-    };
+    let (idle, absolute) =
+        if remember_me { (cfg.remember_me, cfg.remember_me) } else { (cfg.idle_timeout, cfg.absolute_timeout) };
     SessionRecord {
         user: user.to_owned(),
         level,
@@ -144,11 +136,7 @@ pub fn describe_device(user_agent: &str) -> String {
     } else {
         ""
     };
-    if os.is_empty() {
-        browser.to_string()
-    } else {
-        format!("{browser} on {os}")
-    }
+    if os.is_empty() { browser.to_string() } else { format!("{browser} on {os}") }
 }
 
 #[cfg(test)]
@@ -168,10 +156,7 @@ mod tests {
         let jar = CookieJar::new(&SessionConfig::default(), true);
         let c = jar.session("tok", None);
         let s = c.to_str().unwrap();
-        assert!(
-            s.contains("HttpOnly") && s.contains("Secure") && s.contains("SameSite=Lax"),
-            "{s}"
-        );
+        assert!(s.contains("HttpOnly") && s.contains("Secure") && s.contains("SameSite=Lax"), "{s}");
         assert!(!s.contains("Max-Age"));
         let c = jar.session("tok", Some(Duration::from_secs(30 * 86400)));
         assert!(c.to_str().unwrap().contains("Max-Age=2592000"));

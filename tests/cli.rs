@@ -18,24 +18,14 @@ fn portcullis(args: &[&str], dir: &std::path::Path) -> std::process::Output {
 fn a_bad_config_exits_1_and_names_the_key_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(
-        &path,
-        "[session]\nidle_timeout = \"soon\"\n[server]\nlisten_port = 1\n",
-    )
-    .unwrap();
+    std::fs::write(&path, "[session]\nidle_timeout = \"soon\"\n[server]\nlisten_port = 1\n").unwrap();
     let out = portcullis(&["serve", "--config", path.to_str().unwrap()], dir.path());
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml"), "{err}");
-    assert!(
-        err.contains("server.listen_port") || err.contains("session.idle_timeout"),
-        "{err}"
-    );
+    assert!(err.contains("server.listen_port") || err.contains("session.idle_timeout"), "{err}");
 
-    let out = portcullis(
-        &["check-config", "--config", path.to_str().unwrap()],
-        dir.path(),
-    );
+    let out = portcullis(&["check-config", "--config", path.to_str().unwrap()], dir.path());
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -44,10 +34,7 @@ fn a_missing_secret_is_reported_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.toml");
     std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:0\"\n").unwrap();
-    let out = portcullis(
-        &["check-config", "--config", path.to_str().unwrap()],
-        dir.path(),
-    );
+    let out = portcullis(&["check-config", "--config", path.to_str().unwrap()], dir.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("auth.secret"));
 }
@@ -65,12 +52,7 @@ fn env_vars_override_the_file_and_check_config_redacts_secrets() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("login = \"7/2m\""), "{stdout}");
     assert!(stdout.contains("127.0.0.1:6390"), "{stdout}");
     assert!(!stdout.contains("hunter2"), "{stdout}");
@@ -101,19 +83,11 @@ fn hash_password_prints_an_argon2id_phc_string() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse battery staple\n")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"correct horse battery staple\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let hash = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-        "{hash}"
-    );
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
 }
 
 #[test]

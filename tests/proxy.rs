@@ -33,22 +33,12 @@ fn header<'a>(echo: &'a serde_json::Value, name: &str) -> Option<&'a str> {
 async fn requests_reach_the_upstream_with_forwarded_headers() {
     let up = Upstream::start().await;
     let gw = open_gateway(&up, "");
-    let e = echo(
-        &gw,
-        client()
-            .get(gw.url("/hello?x=1"))
-            .header("Host", "app.test:8080"),
-    )
-    .await;
+    let e = echo(&gw, client().get(gw.url("/hello?x=1")).header("Host", "app.test:8080")).await;
     assert_eq!(e["path"], "/hello?x=1");
     assert_eq!(header(&e, "x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(header(&e, "x-forwarded-proto"), Some("http"));
     assert_eq!(header(&e, "x-forwarded-host"), Some("app.test:8080"));
-    assert_eq!(
-        header(&e, "host"),
-        Some("app.test:8080"),
-        "Host is preserved by default"
-    );
+    assert_eq!(header(&e, "host"), Some("app.test:8080"), "Host is preserved by default");
 }
 
 #[tokio::test]
@@ -56,24 +46,13 @@ async fn forwarded_for_from_an_untrusted_peer_is_replaced() {
     let up = Upstream::start().await;
     let gw = open_gateway(&up, "");
     // Loopback is trusted by default: its chain is extended.
-    let e = echo(
-        &gw,
-        client()
-            .get(gw.url("/"))
-            .header("X-Forwarded-For", "198.51.100.7"),
-    )
-    .await;
-    assert_eq!(
-        header(&e, "x-forwarded-for"),
-        Some("198.51.100.7, 127.0.0.1")
-    );
+    let e = echo(&gw, client().get(gw.url("/")).header("X-Forwarded-For", "198.51.100.7")).await;
+    assert_eq!(header(&e, "x-forwarded-for"), Some("198.51.100.7, 127.0.0.1"));
 
     let dir = tempfile::tempdir().unwrap();
     let users = empty_users(dir.path());
-    let config = base_config(&up.url(), "bypass", &users).replace(
-        "[server]\n",
-        "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
-    );
+    let config = base_config(&up.url(), "bypass", &users)
+        .replace("[server]\n", "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n");
     let gw = Gateway::start_in(dir, &config, &[]);
     let e = echo(
         &gw,
@@ -101,18 +80,11 @@ async fn hop_by_hop_identity_and_session_headers_do_not_reach_the_upstream() {
             .header("X-Private", "secret")
             .header("Remote-User", "admin")
             .header("Remote-Groups", "admins")
-            .header(
-                "Cookie",
-                "theme=dark; portcullis_session=AAAA; portcullis_session_pending=BBBB",
-            ),
+            .header("Cookie", "theme=dark; portcullis_session=AAAA; portcullis_session_pending=BBBB"),
     )
     .await;
     assert_eq!(header(&e, "x-private"), None);
-    assert_eq!(
-        header(&e, "remote-user"),
-        None,
-        "spoofed identity must be stripped"
-    );
+    assert_eq!(header(&e, "remote-user"), None, "spoofed identity must be stripped");
     assert_eq!(header(&e, "remote-groups"), None);
     assert_eq!(header(&e, "cookie"), Some("theme=dark"));
 }
@@ -121,23 +93,10 @@ async fn hop_by_hop_identity_and_session_headers_do_not_reach_the_upstream() {
 async fn upstream_is_chosen_by_host() {
     let default = Upstream::start().await;
     let special = Upstream::start().await;
-    let extra = format!(
-        "\n[[upstream]]\nurl = \"{}\"\nhost = \"special.test\"\n",
-        special.url()
-    );
+    let extra = format!("\n[[upstream]]\nurl = \"{}\"\nhost = \"special.test\"\n", special.url());
     let gw = open_gateway(&default, &extra);
-    client()
-        .get(gw.url("/"))
-        .header("Host", "special.test:1234")
-        .send()
-        .await
-        .unwrap();
-    client()
-        .get(gw.url("/"))
-        .header("Host", "other.test")
-        .send()
-        .await
-        .unwrap();
+    client().get(gw.url("/")).header("Host", "special.test:1234").send().await.unwrap();
+    client().get(gw.url("/")).header("Host", "other.test").send().await.unwrap();
     assert_eq!(special.hits(), 1);
     assert_eq!(default.hits(), 1);
 }
@@ -148,11 +107,7 @@ async fn large_uploads_and_downloads_stream_in_bounded_memory() {
     let up = Upstream::start().await;
     let gw = open_gateway(&up, "");
 
-    let r = client()
-        .get(gw.url(&format!("/download?bytes={SIZE}")))
-        .send()
-        .await
-        .unwrap();
+    let r = client().get(gw.url(&format!("/download?bytes={SIZE}"))).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let mut stream = r.bytes_stream();
     let mut got = 0u64;
@@ -163,15 +118,8 @@ async fn large_uploads_and_downloads_stream_in_bounded_memory() {
 
     let chunk = bytes::Bytes::from(vec![b'u'; 256 * 1024]);
     let chunks = (SIZE / chunk.len() as u64) as usize;
-    let body = futures_util::stream::iter(
-        (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
-    );
-    let r = client()
-        .post(gw.url("/upload"))
-        .body(reqwest::Body::wrap_stream(body))
-        .send()
-        .await
-        .unwrap();
+    let body = futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let r = client().post(gw.url("/upload")).body(reqwest::Body::wrap_stream(body)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["bytes"].as_u64(), Some(SIZE));
@@ -184,61 +132,33 @@ async fn large_uploads_and_downloads_stream_in_bounded_memory() {
 async fn websocket_upgrades_pass_through() {
     let up = Upstream::start().await;
     let gw = open_gateway(&up, "");
-    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.addr))
-        .await
-        .unwrap();
+    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.addr)).await.unwrap();
     assert_eq!(resp.status(), 101);
-    ws.send(tokio_tungstenite::tungstenite::Message::text(
-        "ping through the gate",
-    ))
-    .await
-    .unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text("ping through the gate")).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(reply.into_text().unwrap().as_str(), "ping through the gate");
 }
 
 #[tokio::test]
 async fn unreachable_upstream_gives_502_and_slow_upstream_504() {
     // A port with nothing listening.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let users = empty_users(dir.path());
-    let gw = Gateway::start_in(
-        dir,
-        &base_config(&format!("http://{dead}"), "bypass", &users),
-        &[],
-    );
+    let gw = Gateway::start_in(dir, &base_config(&format!("http://{dead}"), "bypass", &users), &[]);
     let r = client().get(gw.url("/")).send().await.unwrap();
     assert_eq!(r.status(), 502);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["success"], false);
-    let r = client()
-        .get(gw.url("/"))
-        .header("Accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let r = client().get(gw.url("/")).header("Accept", "text/html").send().await.unwrap();
     assert_eq!(r.status(), 502);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(r.text().await.unwrap().contains("not reachable"));
 
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let users = empty_users(dir.path());
-    let config =
-        base_config(&up.url(), "bypass", &users).replace("timeout = \"5s\"", "timeout = \"500ms\"");
+    let config = base_config(&up.url(), "bypass", &users).replace("timeout = \"5s\"", "timeout = \"500ms\"");
     let gw = Gateway::start_in(dir, &config, &[]);
     let started = Instant::now();
     let r = client().get(gw.url("/slow?ms=3000")).send().await.unwrap();
@@ -252,15 +172,8 @@ async fn https_upstream_with_a_custom_ca_is_reached() {
     let (cert, key) = support::self_signed(dir.path(), "upstream");
     let up = Upstream::start_with_tls(Some((cert.clone(), key))).await;
     let users = empty_users(dir.path());
-    let config = base_config(
-        &format!("https://localhost:{}", up.addr.port()),
-        "bypass",
-        &users,
-    )
-    .replace(
-        "timeout = \"5s\"",
-        &format!("timeout = \"5s\"\nca_file = \"{}\"", cert.display()),
-    );
+    let config = base_config(&format!("https://localhost:{}", up.addr.port()), "bypass", &users)
+        .replace("timeout = \"5s\"", &format!("timeout = \"5s\"\nca_file = \"{}\"", cert.display()));
     let gw = Gateway::start_in(dir, &config, &[]);
     let e = echo(&gw, client().get(gw.url("/tls"))).await;
     assert_eq!(e["path"], "/tls");
@@ -274,20 +187,13 @@ async fn http2_is_served_over_tls_and_cleartext() {
     let users = empty_users(dir.path());
     let config = base_config(&up.url(), "bypass", &users).replace(
         "[server]\n",
-        &format!(
-            "[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
-            cert.display(),
-            key.display()
-        ),
+        &format!("[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n", cert.display(), key.display()),
     );
     let gw = Gateway::start_in(dir, &config, &[]);
     assert_eq!(gw.scheme, "https");
     support::crypto();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
-    let tls_client = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
+    let tls_client = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
     let url = format!("https://localhost:{}/h2", gw.port());
     let r = tls_client.get(&url).send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2, "ALPN should pick h2");
@@ -297,10 +203,7 @@ async fn http2_is_served_over_tls_and_cleartext() {
     assert_eq!(e["version"], "HTTP/1.1", "upstream gets HTTP/1.1");
 
     let gw = open_gateway(&up, "");
-    let h2c = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2c = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
     let r = h2c.get(gw.url("/h2c")).send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);
@@ -311,25 +214,17 @@ async fn oversized_headers_get_431_and_stalled_headers_are_cut_off() {
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let users = empty_users(dir.path());
-    let config = base_config(&up.url(), "bypass", &users).replace(
-        "[server]\n",
-        "[server]\nheader_read_timeout = \"1s\"\nmax_header_bytes = 16384\n",
-    );
+    let config = base_config(&up.url(), "bypass", &users)
+        .replace("[server]\n", "[server]\nheader_read_timeout = \"1s\"\nmax_header_bytes = 16384\n");
     let gw = Gateway::start_in(dir, &config, &[]);
-    let r = client()
-        .get(gw.url("/"))
-        .header("X-Big", "a".repeat(40_000))
-        .send()
-        .await
-        .unwrap();
+    let r = client().get(gw.url("/")).header("X-Big", "a".repeat(40_000)).send().await.unwrap();
     assert_eq!(r.status(), 431);
 
     let addr = gw.addr.clone();
     let (closed_after, n) = tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: slow\r\nX-Drip: 1\r\n")
-            .unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: slow\r\nX-Drip: 1\r\n").unwrap();
         let started = Instant::now();
         let mut buf = Vec::new();
         let n = s.read_to_end(&mut buf).unwrap_or(0);
@@ -337,16 +232,9 @@ async fn oversized_headers_get_431_and_stalled_headers_are_cut_off() {
     })
     .await
     .unwrap();
-    assert!(
-        closed_after < Duration::from_secs(5),
-        "stalled client held for {closed_after:?}"
-    );
+    assert!(closed_after < Duration::from_secs(5), "stalled client held for {closed_after:?}");
     let _ = n;
-    assert_eq!(
-        up.hits(),
-        0,
-        "the stalled request never reached the upstream"
-    );
+    assert_eq!(up.hits(), 0, "the stalled request never reached the upstream");
 }
 
 #[tokio::test]
@@ -362,8 +250,5 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
     assert_eq!(r.text().await.unwrap(), "finally");
     let code = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(10)));
     assert_eq!(code, Some(0));
-    assert!(
-        std::net::TcpStream::connect(&gw.addr).is_err(),
-        "no longer accepting"
-    );
+    assert!(std::net::TcpStream::connect(&gw.addr).is_err(), "no longer accepting");
 }

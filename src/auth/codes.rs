@@ -29,15 +29,7 @@ fn keyed(secret: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 
 /// The stored form of an e-mailed code.
 pub fn code_hash(secret: &[u8], user: &str, purpose: &str, code: &str) -> [u8; 32] {
-    keyed(
-        secret,
-        &[
-            b"otp",
-            user.as_bytes(),
-            purpose.as_bytes(),
-            code.trim().as_bytes(),
-        ],
-    )
+    keyed(secret, &[b"otp", user.as_bytes(), purpose.as_bytes(), code.trim().as_bytes()])
 }
 
 /// Letters and digits without look-alikes (0/O, 1/I/L).
@@ -60,24 +52,13 @@ pub fn generate_backup_codes() -> Vec<String> {
 
 /// Accepts what a person types: any case, spaces and dashes ignored.
 pub fn normalize_backup_code(input: &str) -> String {
-    input
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
+    input.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
 }
 
 /// The stored form of a backup code: keyed and bound to the user (a per-user salt),
 /// unlike the seed's bare SHA-256.
 pub fn backup_hash(secret: &[u8], user: &str, code: &str) -> [u8; 32] {
-    keyed(
-        secret,
-        &[
-            b"backup",
-            user.as_bytes(),
-            normalize_backup_code(code).as_bytes(),
-        ],
-    )
+    keyed(secret, &[b"backup", user.as_bytes(), normalize_backup_code(code).as_bytes()])
 }
 
 /// Shape check before any store work: exactly `digits` ASCII digits.

@@ -88,30 +88,16 @@ fn limited(d: RateDecision) -> Option<Duration> {
 }
 
 fn count_attempt(stage: &str, result: &str) {
-    crate::metrics::get()
-        .auth_attempts
-        .with_label_values(&[stage, result])
-        .inc();
+    crate::metrics::get().auth_attempts.with_label_values(&[stage, result]).inc();
 }
 
 fn count_limited(bucket: &str) {
-    crate::metrics::get()
-        .rate_limited
-        .with_label_values(&[bucket])
-        .inc();
+    crate::metrics::get().rate_limited.with_label_values(&[bucket]).inc();
 }
 
 /// The policy that applies to the login's destination, raised by the user's own 2FA.
-async fn required_level(
-    app: &App,
-    user: &User,
-    rd: Option<&str>,
-    client: &Client,
-) -> Result<AuthLevel, LoginError> {
-    let ip = client
-        .ip
-        .parse()
-        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+async fn required_level(app: &App, user: &User, rd: Option<&str>, client: &Client) -> Result<AuthLevel, LoginError> {
+    let ip = client.ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     let policy = match rd.and_then(|r| url::Url::parse(r).ok()) {
         Some(url) => {
             let host = url.host_str().unwrap_or("").to_owned();
@@ -130,35 +116,18 @@ async fn required_level(
         None => app.config.access_control.default_policy,
     };
     let state = app.store.user_state(&user.username).await?;
-    Ok(if state.otp_enabled || policy >= Policy::TwoFactor {
-        AuthLevel::TwoFactor
-    } else {
-        AuthLevel::OneFactor
-    })
+    Ok(if state.otp_enabled || policy >= Policy::TwoFactor { AuthLevel::TwoFactor } else { AuthLevel::OneFactor })
 }
 
 /// Counts a failed attempt against the client IP and the account; locks the
 /// account when it crosses `lockout.account_failures`.
 async fn record_failure(app: &App, user: Option<&User>, client: &Client) -> Result<(), LoginError> {
     let lc = &app.config.lockout;
-    app.store
-        .rate_record("ip_failures", &client.ip, lc.ip_failures.window)
-        .await?;
+    app.store.rate_record("ip_failures", &client.ip, lc.ip_failures.window).await?;
     if let Some(user) = user {
-        let n = app
-            .store
-            .rate_record(
-                "account_failures",
-                &user.username,
-                lc.account_failures.window,
-            )
-            .await?;
-        if n >= lc.account_failures.limit
-            && app.store.account_locked(&user.username).await?.is_none()
-        {
-            app.store
-                .lock_account(&user.username, lc.account_lock)
-                .await?;
+        let n = app.store.rate_record("account_failures", &user.username, lc.account_failures.window).await?;
+        if n >= lc.account_failures.limit && app.store.account_locked(&user.username).await?.is_none() {
+            app.store.lock_account(&user.username, lc.account_lock).await?;
             crate::metrics::get().lockouts.inc();
             let actor = Actor {
                 username: &user.username,
@@ -166,13 +135,7 @@ async fn record_failure(app: &App, user: Option<&User>, client: &Client) -> Resu
                 ip: &client.ip,
                 user_agent: &client.user_agent,
             };
-            audit::security_event(
-                app,
-                actor,
-                SecurityEvent::AccountLocked,
-                &format!("{n} failed attempts"),
-            )
-            .await;
+            audit::security_event(app, actor, SecurityEvent::AccountLocked, &format!("{n} failed attempts")).await;
         }
     }
     Ok(())
@@ -189,38 +152,17 @@ pub async fn password_step(
 ) -> Result<PasswordOutcome, LoginError> {
     let rl = &app.config.rate_limit;
     let lc = &app.config.lockout;
-    let anon = Actor {
-        username: name_or_email,
-        user: None,
-        ip: &client.ip,
-        user_agent: &client.user_agent,
-    };
-    if let Some(retry_after) = limited(
-        app.store
-            .rate_check(
-                "ip_failures",
-                &client.ip,
-                lc.ip_failures.limit,
-                lc.ip_failures.window,
-            )
-            .await?,
-    ) {
+    let anon = Actor { username: name_or_email, user: None, ip: &client.ip, user_agent: &client.user_agent };
+    if let Some(retry_after) =
+        limited(app.store.rate_check("ip_failures", &client.ip, lc.ip_failures.limit, lc.ip_failures.window).await?)
+    {
         count_limited("ip_failures");
         count_attempt("password", "rate_limited");
-        audit::login_attempt(
-            app,
-            anon,
-            AttemptResult::RateLimited,
-            "too many failures from this IP",
-        )
-        .await;
+        audit::login_attempt(app, anon, AttemptResult::RateLimited, "too many failures from this IP").await;
         return Err(LoginError::RateLimited { retry_after });
     }
-    if let Some(retry_after) = limited(
-        app.store
-            .rate_hit("login", &client.ip, rl.login.limit, rl.login.window)
-            .await?,
-    ) {
+    if let Some(retry_after) = limited(app.store.rate_hit("login", &client.ip, rl.login.limit, rl.login.window).await?)
+    {
         count_limited("login");
         count_attempt("password", "rate_limited");
         audit::login_attempt(app, anon, AttemptResult::RateLimited, "login rate limit").await;
@@ -240,10 +182,7 @@ pub async fn password_step(
         && let Some(retry_after) = app.store.account_locked(&u.username).await?
     {
         count_attempt("password", "locked");
-        let actor = Actor {
-            user: Some(&u.username),
-            ..anon
-        };
+        let actor = Actor { user: Some(&u.username), ..anon };
         audit::login_attempt(app, actor, AttemptResult::AccountLocked, "account locked").await;
         return Err(LoginError::Locked { retry_after });
     }
@@ -251,10 +190,7 @@ pub async fn password_step(
         (Some(u), true) => u,
         (u, _) => {
             count_attempt("password", "invalid_credentials");
-            let actor = Actor {
-                user: u.as_ref().map(|u| u.username.as_str()),
-                ..anon
-            };
+            let actor = Actor { user: u.as_ref().map(|u| u.username.as_str()), ..anon };
             audit::login_attempt(app, actor, AttemptResult::InvalidCredentials, "").await;
             record_failure(app, u.as_deref(), client).await?;
             return Err(LoginError::InvalidCredentials);
@@ -281,29 +217,15 @@ pub async fn password_step(
         ip: client.ip.clone(),
         device: client.device(),
     };
-    app.store
-        .put_pending(
-            &pending_token,
-            &pending,
-            app.config.session.pending_login_ttl,
-        )
-        .await?;
-    app.store
-        .start_cooldown(
-            &user.username,
-            CodePurpose::Login,
-            app.config.otp.resend_cooldown,
-        )
-        .await?;
-    send_code(app, &user, CodePurpose::Login, client)
-        .await
-        .inspect_err(|_| {
-            let store = app.store.clone();
-            let token = pending_token.clone();
-            tokio::spawn(async move {
-                let _ = store.take_pending(&token).await;
-            });
-        })?;
+    app.store.put_pending(&pending_token, &pending, app.config.session.pending_login_ttl).await?;
+    app.store.start_cooldown(&user.username, CodePurpose::Login, app.config.otp.resend_cooldown).await?;
+    send_code(app, &user, CodePurpose::Login, client).await.inspect_err(|_| {
+        let store = app.store.clone();
+        let token = pending_token.clone();
+        tokio::spawn(async move {
+            let _ = store.take_pending(&token).await;
+        });
+    })?;
     Ok(PasswordOutcome::CodeSent {
         pending_token,
         masked_email: mail::mask_email(&user.email),
@@ -313,22 +235,10 @@ pub async fn password_step(
 
 /// Issues a code (voiding the previous one) and e-mails it. A mail failure voids
 /// the code again and reports `MailFailed`.
-pub async fn send_code(
-    app: &App,
-    user: &User,
-    purpose: CodePurpose,
-    client: &Client,
-) -> Result<(), LoginError> {
+pub async fn send_code(app: &App, user: &User, purpose: CodePurpose, client: &Client) -> Result<(), LoginError> {
     let rl = &app.config.rate_limit;
     if let Some(retry_after) = limited(
-        app.store
-            .rate_hit(
-                "otp_emails",
-                &client.ip,
-                rl.otp_emails_per_ip.limit,
-                rl.otp_emails_per_ip.window,
-            )
-            .await?,
+        app.store.rate_hit("otp_emails", &client.ip, rl.otp_emails_per_ip.limit, rl.otp_emails_per_ip.window).await?,
     ) {
         count_limited("otp_emails");
         return Err(LoginError::RateLimited { retry_after });
@@ -336,9 +246,7 @@ pub async fn send_code(
     let otp = &app.config.otp;
     let code = codes::generate_code(otp.digits);
     let hash = codes::code_hash(&app.secret, &user.username, purpose.as_str(), &code);
-    app.store
-        .issue_code(&user.username, purpose, &hash, otp.ttl, otp.max_attempts)
-        .await?;
+    app.store.issue_code(&user.username, purpose, &hash, otp.ttl, otp.max_attempts).await?;
 
     let now = time::OffsetDateTime::now_utc();
     let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
@@ -367,10 +275,7 @@ pub async fn send_code(
         app.store.void_code(&user.username, purpose).await?;
         return Err(LoginError::MailFailed);
     }
-    crate::metrics::get()
-        .otp_sent
-        .with_label_values(&[purpose.as_str()])
-        .inc();
+    crate::metrics::get().otp_sent.with_label_values(&[purpose.as_str()]).inc();
     Ok(())
 }
 
@@ -385,31 +290,16 @@ async fn complete(
 ) -> Result<Completed, LoginError> {
     let token = session::new_token();
     let device = client.device();
-    let record = session::new_record(
-        &app.config.session,
-        &user.username,
-        level,
-        remember_me,
-        &client.ip,
-        &device,
-    );
+    let record = session::new_record(&app.config.session, &user.username, level, remember_me, &client.ip, &device);
     app.store.create_session(&token, &record).await?;
     crate::metrics::get().sessions_created.inc();
-    let actor = Actor {
-        username: &user.username,
-        user: Some(&user.username),
-        ip: &client.ip,
-        user_agent: &client.user_agent,
-    };
+    let actor =
+        Actor { username: &user.username, user: Some(&user.username), ip: &client.ip, user_agent: &client.user_agent };
     audit::login_attempt(
         app,
         actor,
         AttemptResult::Success,
-        if level == AuthLevel::TwoFactor {
-            "two_factor"
-        } else {
-            "one_factor"
-        },
+        if level == AuthLevel::TwoFactor { "two_factor" } else { "one_factor" },
     )
     .await;
     crate::auth::suspicious::after_login(app, user, client).await;
@@ -422,23 +312,11 @@ async fn complete(
 }
 
 /// Loads the pending login behind `token` and its (still enabled) user.
-async fn pending_user(
-    app: &App,
-    token: Option<&str>,
-) -> Result<(PendingLogin, std::sync::Arc<User>), LoginError> {
-    let token = token
-        .filter(|t| session::plausible_token(t))
-        .ok_or(LoginError::NoPendingLogin)?;
-    let pending = app
-        .store
-        .get_pending(token)
-        .await?
-        .ok_or(LoginError::NoPendingLogin)?;
+async fn pending_user(app: &App, token: Option<&str>) -> Result<(PendingLogin, std::sync::Arc<User>), LoginError> {
+    let token = token.filter(|t| session::plausible_token(t)).ok_or(LoginError::NoPendingLogin)?;
+    let pending = app.store.get_pending(token).await?.ok_or(LoginError::NoPendingLogin)?;
     let users = app.users.snapshot();
-    let user = users
-        .get(&pending.user)
-        .cloned()
-        .ok_or(LoginError::NoPendingLogin)?;
+    let user = users.get(&pending.user).cloned().ok_or(LoginError::NoPendingLogin)?;
     if user.disabled {
         return Err(LoginError::Disabled);
     }
@@ -453,42 +331,27 @@ pub async fn code_step(
     client: &Client,
 ) -> Result<Completed, LoginError> {
     let rl = &app.config.rate_limit;
-    if let Some(retry_after) = limited(
-        app.store
-            .rate_hit("verify", &client.ip, rl.verify.limit, rl.verify.window)
-            .await?,
-    ) {
+    if let Some(retry_after) =
+        limited(app.store.rate_hit("verify", &client.ip, rl.verify.limit, rl.verify.window).await?)
+    {
         count_limited("verify");
         count_attempt("otp", "rate_limited");
         return Err(LoginError::RateLimited { retry_after });
     }
     let (pending, user) = pending_user(app, pending_token).await?;
-    let actor = Actor {
-        username: &user.username,
-        user: Some(&user.username),
-        ip: &client.ip,
-        user_agent: &client.user_agent,
-    };
+    let actor =
+        Actor { username: &user.username, user: Some(&user.username), ip: &client.ip, user_agent: &client.user_agent };
     if let Some(retry_after) = app.store.account_locked(&user.username).await? {
         count_attempt("otp", "locked");
         audit::login_attempt(app, actor, AttemptResult::AccountLocked, "account locked").await;
         return Err(LoginError::Locked { retry_after });
     }
     let check = if codes::plausible_code(code, app.config.otp.digits) {
-        let hash = codes::code_hash(
-            &app.secret,
-            &user.username,
-            CodePurpose::Login.as_str(),
-            code,
-        );
-        app.store
-            .verify_code(&user.username, CodePurpose::Login, &hash)
-            .await?
+        let hash = codes::code_hash(&app.secret, &user.username, CodePurpose::Login.as_str(), code);
+        app.store.verify_code(&user.username, CodePurpose::Login, &hash).await?
     } else {
         // A malformed code still costs an attempt, through a hash that cannot match.
-        app.store
-            .verify_code(&user.username, CodePurpose::Login, &[0u8; 32])
-            .await?
+        app.store.verify_code(&user.username, CodePurpose::Login, &[0u8; 32]).await?
     };
     match check {
         CodeCheck::Ok => {
@@ -497,25 +360,13 @@ pub async fn code_step(
         }
         CodeCheck::Wrong { remaining } => {
             count_attempt("otp", "invalid_otp");
-            audit::login_attempt(
-                app,
-                actor,
-                AttemptResult::InvalidOtp,
-                &format!("{remaining} attempts left"),
-            )
-            .await;
+            audit::login_attempt(app, actor, AttemptResult::InvalidOtp, &format!("{remaining} attempts left")).await;
             record_failure(app, Some(&user), client).await?;
             Err(LoginError::InvalidCode { remaining })
         }
         CodeCheck::Exhausted => {
             count_attempt("otp", "max_attempts");
-            audit::login_attempt(
-                app,
-                actor,
-                AttemptResult::InvalidOtp,
-                "maximum attempts reached",
-            )
-            .await;
+            audit::login_attempt(app, actor, AttemptResult::InvalidOtp, "maximum attempts reached").await;
             record_failure(app, Some(&user), client).await?;
             Err(LoginError::MaxAttempts)
         }
@@ -536,22 +387,16 @@ pub async fn backup_step(
     client: &Client,
 ) -> Result<Completed, LoginError> {
     let rl = &app.config.rate_limit;
-    if let Some(retry_after) = limited(
-        app.store
-            .rate_hit("verify", &client.ip, rl.verify.limit, rl.verify.window)
-            .await?,
-    ) {
+    if let Some(retry_after) =
+        limited(app.store.rate_hit("verify", &client.ip, rl.verify.limit, rl.verify.window).await?)
+    {
         count_limited("verify");
         count_attempt("backup_code", "rate_limited");
         return Err(LoginError::RateLimited { retry_after });
     }
     let (_, user) = pending_user(app, pending_token).await?;
-    let actor = Actor {
-        username: &user.username,
-        user: Some(&user.username),
-        ip: &client.ip,
-        user_agent: &client.user_agent,
-    };
+    let actor =
+        Actor { username: &user.username, user: Some(&user.username), ip: &client.ip, user_agent: &client.user_agent };
     if let Some(retry_after) = app.store.account_locked(&user.username).await? {
         count_attempt("backup_code", "locked");
         return Err(LoginError::Locked { retry_after });
@@ -561,18 +406,8 @@ pub async fn backup_step(
         && app.store.consume_backup_code(&user.username, &hash).await?
     {
         count_attempt("backup_code", "success");
-        let left = app
-            .store
-            .user_state(&user.username)
-            .await?
-            .backup_codes_left;
-        audit::security_event(
-            app,
-            actor,
-            SecurityEvent::BackupCodeUsed,
-            &format!("{left} backup codes left"),
-        )
-        .await;
+        let left = app.store.user_state(&user.username).await?.backup_codes_left;
+        audit::security_event(app, actor, SecurityEvent::BackupCodeUsed, &format!("{left} backup codes left")).await;
         return finish_pending(app, pending_token, &user, client).await;
     }
     count_attempt("backup_code", "invalid_otp");
@@ -589,50 +424,24 @@ async fn finish_pending(
 ) -> Result<Completed, LoginError> {
     // Taking the pending login is the commit point: it completes exactly once.
     let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
-    let pending = app
-        .store
-        .take_pending(token)
-        .await?
-        .ok_or(LoginError::NoPendingLogin)?;
-    app.store
-        .void_code(&user.username, CodePurpose::Login)
-        .await?;
-    complete(
-        app,
-        user,
-        AuthLevel::TwoFactor,
-        pending.remember_me,
-        pending.rd,
-        client,
-    )
-    .await
+    let pending = app.store.take_pending(token).await?.ok_or(LoginError::NoPendingLogin)?;
+    app.store.void_code(&user.username, CodePurpose::Login).await?;
+    complete(app, user, AuthLevel::TwoFactor, pending.remember_me, pending.rd, client).await
 }
 
 /// Resend: a new code (the old one is void) after the cooldown.
-pub async fn resend(
-    app: &App,
-    pending_token: Option<&str>,
-    client: &Client,
-) -> Result<u64, LoginError> {
+pub async fn resend(app: &App, pending_token: Option<&str>, client: &Client) -> Result<u64, LoginError> {
     let rl = &app.config.rate_limit;
     let (_, user) = pending_user(app, pending_token).await?;
-    if let Some(left) = app
-        .store
-        .start_cooldown(
-            &user.username,
-            CodePurpose::Login,
-            app.config.otp.resend_cooldown,
-        )
-        .await?
+    if let Some(left) =
+        app.store.start_cooldown(&user.username, CodePurpose::Login, app.config.otp.resend_cooldown).await?
     {
         count_limited("resend_cooldown");
         return Err(LoginError::RateLimited { retry_after: left });
     }
-    if let Some(retry_after) = limited(
-        app.store
-            .rate_hit("resend", &client.ip, rl.resend.limit, rl.resend.window)
-            .await?,
-    ) {
+    if let Some(retry_after) =
+        limited(app.store.rate_hit("resend", &client.ip, rl.resend.limit, rl.resend.window).await?)
+    {
         count_limited("resend");
         return Err(LoginError::RateLimited { retry_after });
     }
@@ -646,13 +455,7 @@ pub struct PendingView {
     pub user: std::sync::Arc<User>,
 }
 
-pub async fn pending_view(
-    app: &App,
-    pending_token: Option<&str>,
-) -> Result<PendingView, LoginError> {
+pub async fn pending_view(app: &App, pending_token: Option<&str>) -> Result<PendingView, LoginError> {
     let (_, user) = pending_user(app, pending_token).await?;
-    Ok(PendingView {
-        masked_email: mail::mask_email(&user.email),
-        user,
-    })
+    Ok(PendingView { masked_email: mail::mask_email(&user.email), user })
 }

@@ -29,9 +29,7 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
 /// Verifies against a PHC string; a malformed hash simply fails.
 fn verify_blocking(hash: &str, password: &str) -> bool {
     match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
+        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
         Err(_) => false,
     }
 }
@@ -47,25 +45,14 @@ impl PasswordChecker {
     pub fn new(concurrency: usize) -> Result<PasswordChecker, PasswordError> {
         let mut random = [0u8; 24];
         rand::fill(&mut random);
-        let dummy = hash_password(&base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            random,
-        ))?;
-        Ok(PasswordChecker {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            dummy_hash: dummy.into(),
-        })
+        let dummy = hash_password(&base64::Engine::encode(&base64::engine::general_purpose::STANDARD, random))?;
+        Ok(PasswordChecker { permits: Arc::new(Semaphore::new(concurrency.max(1))), dummy_hash: dummy.into() })
     }
 
     /// True when `password` matches `hash`. With `hash` None (unknown user) the
     /// dummy hash is checked and the answer is false, at the same cost.
     pub async fn verify(&self, hash: Option<&str>, password: &str) -> Result<bool, PasswordError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| PasswordError::Cancelled)?;
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| PasswordError::Cancelled)?;
         let known = hash.is_some();
         let hash: Arc<str> = match hash {
             Some(h) => h.into(),
@@ -83,12 +70,7 @@ impl PasswordChecker {
 
     /// Hashes on the blocking pool (for changing passwords at run time).
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| PasswordError::Cancelled)?;
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| PasswordError::Cancelled)?;
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;

@@ -12,23 +12,13 @@ use crate::session::now_unix;
 const NEW_IP_AFTER_SECS: u64 = 30 * 86400;
 
 pub async fn after_login(app: &App, user: &User, client: &Client) {
-    let actor = Actor {
-        username: &user.username,
-        user: Some(&user.username),
-        ip: &client.ip,
-        user_agent: &client.user_agent,
-    };
+    let actor =
+        Actor { username: &user.username, user: Some(&user.username), ip: &client.ip, user_agent: &client.user_agent };
     let now = now_unix();
-    let recent = app
-        .store
-        .recent_audit(Some(&user.username), 50)
-        .await
-        .unwrap_or_default();
+    let recent = app.store.recent_audit(Some(&user.username), 50).await.unwrap_or_default();
     let failures = recent
         .iter()
-        .filter(|r| {
-            r.kind == "login_attempt" && r.event != "success" && now.saturating_sub(r.time) < 3600
-        })
+        .filter(|r| r.kind == "login_attempt" && r.event != "success" && now.saturating_sub(r.time) < 3600)
         .count();
     if failures >= 3 {
         audit::security_event(
@@ -39,10 +29,7 @@ pub async fn after_login(app: &App, user: &User, client: &Client) {
         )
         .await;
     }
-    let previous_success = recent
-        .iter()
-        .filter(|r| r.kind == "login_attempt" && r.event == "success")
-        .nth(1);
+    let previous_success = recent.iter().filter(|r| r.kind == "login_attempt" && r.event == "success").nth(1);
     if let Some(p) = previous_success
         && now.saturating_sub(p.time) < 300
     {
@@ -57,20 +44,19 @@ pub async fn after_login(app: &App, user: &User, client: &Client) {
     match app.store.record_known_ip(&user.username, &client.ip).await {
         Ok(last) => {
             let first_login = last.is_none()
-                && !recent
-                    .iter()
-                    .any(|r| r.kind == "login_attempt" && r.event == "success" && r.time < now);
+                && !recent.iter().any(|r| r.kind == "login_attempt" && r.event == "success" && r.time < now);
             let new_ip = last.is_none_or(|t| now.saturating_sub(t) > NEW_IP_AFTER_SECS);
             if new_ip && !first_login {
-                audit::security_event(
+                audit::security_event(app, actor, SecurityEvent::SuspiciousActivity, "login from a new IP address")
+                    .await;
+                send_alert(
                     app,
-                    actor,
-                    SecurityEvent::SuspiciousActivity,
-                    "login from a new IP address",
+                    user,
+                    client,
+                    "New sign-in from an unfamiliar IP address",
+                    "Your account was signed in to from an IP address not seen in the last 30 days.",
                 )
                 .await;
-                send_alert(app, user, client, "New sign-in from an unfamiliar IP address",
-                    "Your account was signed in to from an IP address not seen in the last 30 days.").await;
             }
         }
         Err(e) => tracing::warn!(error = %e, "known-IP record failed"),
@@ -80,9 +66,7 @@ pub async fn after_login(app: &App, user: &User, client: &Client) {
 /// E-mails a security alert; failures are logged and counted, never fatal.
 pub async fn send_alert(app: &App, user: &User, client: &Client, title: &str, details: &str) {
     let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    let now = time::OffsetDateTime::now_utc()
-        .format(&fmt)
-        .unwrap_or_default();
+    let now = time::OffsetDateTime::now_utc().format(&fmt).unwrap_or_default();
     let device = client.device();
     let msg = mail::compose_alert_mail(
         &app.templates,

@@ -14,10 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// Allowed user names: also used in store keys and logs, so kept plain.
 pub fn valid_username(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
 }
 
 /// One entry of the users file, as written.
@@ -67,11 +64,7 @@ impl UserDirectory {
     /// Finds a user by name or (case-insensitive) e-mail, as the login form allows.
     pub fn find(&self, name_or_email: &str) -> Option<&Arc<User>> {
         let key = name_or_email.trim();
-        self.by_name.get(key).or_else(|| {
-            self.by_email
-                .get(&key.to_ascii_lowercase())
-                .and_then(|n| self.by_name.get(n))
-        })
+        self.by_name.get(key).or_else(|| self.by_email.get(&key.to_ascii_lowercase()).and_then(|n| self.by_name.get(n)))
     }
 
     pub fn get(&self, username: &str) -> Option<&Arc<User>> {
@@ -92,30 +85,20 @@ pub enum UsersError {
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 /// Parses and checks a users file's text.
 pub fn parse(path: &Path, text: &str) -> Result<UserDirectory, UsersError> {
-    let invalid = |message: String| UsersError::Invalid {
-        path: path.to_path_buf(),
-        message,
-    };
+    let invalid = |message: String| UsersError::Invalid { path: path.to_path_buf(), message };
     let file: UsersFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
     let mut dir = UserDirectory::default();
     for (name, e) in file.users {
         if !valid_username(&name) {
-            return Err(invalid(format!(
-                "users.{name}: name must be 1-64 of A-Z a-z 0-9 . _ @ + -"
-            )));
+            return Err(invalid(format!("users.{name}: name must be 1-64 of A-Z a-z 0-9 . _ @ + -")));
         }
         if !e.email.contains('@') {
-            return Err(invalid(format!(
-                "users.{name}.email: not an e-mail address"
-            )));
+            return Err(invalid(format!("users.{name}.email: not an e-mail address")));
         }
         if argon2::password_hash::phc::PasswordHash::new(&e.password).is_err() {
             return Err(invalid(format!(
@@ -124,20 +107,12 @@ pub fn parse(path: &Path, text: &str) -> Result<UserDirectory, UsersError> {
         }
         let display_name = e.display_name.clone().unwrap_or_else(|| name.clone());
         let header = |s: &str| {
-            HeaderValue::from_str(s)
-                .map_err(|_| invalid(format!("users.{name}: {s:?} cannot be sent in a header")))
+            HeaderValue::from_str(s).map_err(|_| invalid(format!("users.{name}: {s:?} cannot be sent in a header")))
         };
-        let header_values = [
-            header(&name)?,
-            header(&e.email)?,
-            header(&display_name)?,
-            header(&e.groups.join(","))?,
-        ];
+        let header_values = [header(&name)?, header(&e.email)?, header(&display_name)?, header(&e.groups.join(","))?];
         let email_key = e.email.to_ascii_lowercase();
         if let Some(other) = dir.by_email.insert(email_key, name.clone()) {
-            return Err(invalid(format!(
-                "users.{name}.email: already used by users.{other}"
-            )));
+            return Err(invalid(format!("users.{name}.email: already used by users.{other}")));
         }
         dir.by_name.insert(
             name.clone(),
@@ -157,10 +132,7 @@ pub fn parse(path: &Path, text: &str) -> Result<UserDirectory, UsersError> {
 
 /// Reads and parses the users file.
 pub fn load(path: &Path) -> Result<UserDirectory, UsersError> {
-    let text = std::fs::read_to_string(path).map_err(|source| UsersError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| UsersError::Io { path: path.to_path_buf(), source })?;
     parse(path, &text)
 }
 
@@ -200,10 +172,7 @@ impl Users {
         let path = self.path.clone();
         let dir = tokio::task::spawn_blocking(move || load(&path))
             .await
-            .map_err(|e| UsersError::Invalid {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })??;
+            .map_err(|e| UsersError::Invalid { path: self.path.clone(), message: e.to_string() })??;
         let n = dir.len();
         self.current.store(Arc::new(dir));
         Ok(n)
@@ -237,8 +206,7 @@ impl Users {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             #[cfg(unix)]
-            let mut hup =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             loop {
                 #[cfg(unix)]
                 let hup_fut = async {
@@ -270,13 +238,13 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
 mod tests {
     use super::*;
 
-    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J8I4fhkHh1u7yDw4x2JRq2x3v3Kwm3bD8d1p4C4mYfI";
+    const HASH: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J8I4fhkHh1u7yDw4x2JRq2x3v3Kwm3bD8d1p4C4mYfI";
 
     #[test]
     fn users_are_found_by_name_or_email() {
-        let text = format!(
-            "[users.alice]\nemail = \"Alice@Example.com\"\npassword = \"{HASH}\"\ngroups = [\"admins\"]\n"
-        );
+        let text =
+            format!("[users.alice]\nemail = \"Alice@Example.com\"\npassword = \"{HASH}\"\ngroups = [\"admins\"]\n");
         let dir = parse(Path::new("u.toml"), &text).unwrap();
         assert_eq!(dir.find("alice").unwrap().email, "Alice@Example.com");
         assert_eq!(dir.find("alice@example.com").unwrap().username, "alice");
@@ -286,18 +254,12 @@ mod tests {
 
     #[test]
     fn a_bad_entry_names_the_user_and_key() {
-        let err = parse(
-            Path::new("u.toml"),
-            "[users.bob]\nemail = \"bob@x\"\npassword = \"plain\"\n",
-        )
-        .err()
-        .unwrap()
-        .to_string();
-        assert!(err.contains("users.bob.password"), "{err}");
-        let err = parse(Path::new("u.toml"), "[users.bob]\nemail = \"bob@x\"\n")
+        let err = parse(Path::new("u.toml"), "[users.bob]\nemail = \"bob@x\"\npassword = \"plain\"\n")
             .err()
             .unwrap()
             .to_string();
+        assert!(err.contains("users.bob.password"), "{err}");
+        let err = parse(Path::new("u.toml"), "[users.bob]\nemail = \"bob@x\"\n").err().unwrap().to_string();
         assert!(err.contains("password"), "{err}");
     }
 }

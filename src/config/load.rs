@@ -11,18 +11,8 @@ use super::validate::{Problem, validate};
 
 /// The top-level sections; only env vars naming one of them are configuration
 /// (so `PORTCULLIS_CONFIG` or `PORTCULLIS_REQUIRE_SERVICES` are not mistaken for keys).
-const SECTIONS: &[&str] = &[
-    "server",
-    "upstream",
-    "auth",
-    "session",
-    "otp",
-    "store",
-    "mail",
-    "rate_limit",
-    "lockout",
-    "access_control",
-];
+const SECTIONS: &[&str] =
+    &["server", "upstream", "auth", "session", "otp", "store", "mail", "rate_limit", "lockout", "access_control"];
 
 /// A validated configuration and where it came from.
 #[derive(Debug, Clone)]
@@ -72,10 +62,7 @@ fn env_provider() -> Env {
     Env::prefixed("PORTCULLIS_")
         .filter(|key| {
             let key = key.as_str().to_ascii_lowercase();
-            SECTIONS.iter().any(|s| {
-                key.strip_prefix(s)
-                    .is_some_and(|rest| rest.starts_with("__"))
-            })
+            SECTIONS.iter().any(|s| key.strip_prefix(s).is_some_and(|rest| rest.starts_with("__")))
         })
         .split("__")
 }
@@ -87,11 +74,7 @@ pub fn load(flag: Option<&Path>, base: Config, demo: bool) -> Result<LoadedConfi
 }
 
 /// Loads from exactly `file` (None: defaults and environment only).
-pub fn load_file(
-    file: Option<PathBuf>,
-    base: Config,
-    demo: bool,
-) -> Result<LoadedConfig, ConfigError> {
+pub fn load_file(file: Option<PathBuf>, base: Config, demo: bool) -> Result<LoadedConfig, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(base));
     if let Some(path) = &file {
         if !path.is_file() {
@@ -107,15 +90,10 @@ pub fn load_file(
 }
 
 /// Extracts and validates from an assembled figment (also used by tests).
-pub fn load_from_figment(
-    figment: Figment,
-    file: Option<PathBuf>,
-    demo: bool,
-) -> Result<LoadedConfig, ConfigError> {
-    let config: Config = figment.extract().map_err(|e| ConfigError {
-        file: file.clone(),
-        problems: e.into_iter().map(problem_from_figment).collect(),
-    })?;
+pub fn load_from_figment(figment: Figment, file: Option<PathBuf>, demo: bool) -> Result<LoadedConfig, ConfigError> {
+    let config: Config = figment
+        .extract()
+        .map_err(|e| ConfigError { file: file.clone(), problems: e.into_iter().map(problem_from_figment).collect() })?;
     let problems = validate(&config, demo);
     if !problems.is_empty() {
         return Err(ConfigError { file, problems });
@@ -129,36 +107,21 @@ fn problem_from_figment(e: figment::Error) -> Problem {
     let what = match &e.kind {
         Kind::UnknownField(field, _) => {
             if e.path.last() != Some(field) {
-                key = if key.is_empty() {
-                    field.clone()
-                } else {
-                    format!("{key}.{field}")
-                };
+                key = if key.is_empty() { field.clone() } else { format!("{key}.{field}") };
             }
             "unknown key".to_string()
         }
         Kind::MissingField(field) => {
             if e.path.last().map(String::as_str) != Some(field.as_ref()) {
-                key = if key.is_empty() {
-                    field.to_string()
-                } else {
-                    format!("{key}.{field}")
-                };
+                key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
             }
             "missing required key".to_string()
         }
         _ => e.kind.to_string(),
     };
-    let origin = e
-        .metadata
-        .as_ref()
-        .and_then(|m| m.source.as_ref())
-        .map(|s| format!(" (from {s})"))
-        .unwrap_or_default();
-    Problem::new(
-        if key.is_empty() { "<root>".into() } else { key },
-        format!("{what}{origin}"),
-    )
+    let origin =
+        e.metadata.as_ref().and_then(|m| m.source.as_ref()).map(|s| format!(" (from {s})")).unwrap_or_default();
+    Problem::new(if key.is_empty() { "<root>".into() } else { key }, format!("{what}{origin}"))
 }
 
 #[cfg(test)]
@@ -184,10 +147,7 @@ mod tests {
         let err = from_toml("[rate_limit]\nlogin = \"5 per minute\"\n").unwrap_err();
         assert_eq!(err.problems[0].key, "rate_limit.login", "{err}");
         let err = from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/99\"]\n").unwrap_err();
-        assert!(
-            err.problems[0].key.starts_with("server.trusted_proxies"),
-            "{err}"
-        );
+        assert!(err.problems[0].key.starts_with("server.trusted_proxies"), "{err}");
     }
 
     #[test]

@@ -78,10 +78,7 @@ impl Default for ServerConfig {
             public_url: Url::parse("http://127.0.0.1:8080").expect("static url"),
             tls_cert: None,
             tls_key: None,
-            trusted_proxies: vec![
-                "127.0.0.1/32".parse().expect("static net"),
-                "::1/128".parse().expect("static net"),
-            ],
+            trusted_proxies: vec!["127.0.0.1/32".parse().expect("static net"), "::1/128".parse().expect("static net")],
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
             shutdown_grace: Duration::from_secs(10),
             max_connections: 10_000,
@@ -376,10 +373,7 @@ pub struct AccessControlConfig {
 
 impl Default for AccessControlConfig {
     fn default() -> Self {
-        AccessControlConfig {
-            default_policy: Policy::TwoFactor,
-            rules: Vec::new(),
-        }
+        AccessControlConfig { default_policy: Policy::TwoFactor, rules: Vec::new() }
     }
 }
 

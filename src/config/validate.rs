@@ -16,10 +16,7 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem {
-            key: key.into(),
-            message: message.into(),
-        }
+        Problem { key: key.into(), message: message.into() }
     }
 }
 
@@ -44,46 +41,26 @@ pub fn validate(c: &Config, demo: bool) -> Vec<Problem> {
     // [server]
     let s = &c.server;
     if !matches!(s.public_url.scheme(), "http" | "https") {
-        bad(
-            "server.public_url",
-            "must be an http:// or https:// URL".into(),
-        );
+        bad("server.public_url", "must be an http:// or https:// URL".into());
     }
     if s.public_url.host_str().is_none() {
         bad("server.public_url", "must name a host".into());
     }
     match (&s.tls_cert, &s.tls_key) {
-        (Some(_), None) => bad(
-            "server.tls_key",
-            "required when server.tls_cert is set".into(),
-        ),
-        (None, Some(_)) => bad(
-            "server.tls_cert",
-            "required when server.tls_key is set".into(),
-        ),
+        (Some(_), None) => bad("server.tls_key", "required when server.tls_cert is set".into()),
+        (None, Some(_)) => bad("server.tls_cert", "required when server.tls_key is set".into()),
         (Some(cert), Some(key)) => {
             if !cert.is_file() {
-                bad(
-                    "server.tls_cert",
-                    format!("file {} not found", cert.display()),
-                );
+                bad("server.tls_cert", format!("file {} not found", cert.display()));
             }
             if !key.is_file() {
-                bad(
-                    "server.tls_key",
-                    format!("file {} not found", key.display()),
-                );
+                bad("server.tls_key", format!("file {} not found", key.display()));
             }
         }
         (None, None) => {}
     }
-    if s.metrics_listen
-        .is_some_and(|m| m == s.listen && m.port() != 0)
-    {
-        bad(
-            "server.metrics_listen",
-            "must differ from server.listen".into(),
-        );
+    if s.metrics_listen.is_some_and(|m| m == s.listen && m.port() != 0) {
+        bad("server.metrics_listen", "must differ from server.listen".into());
     }
     if s.max_connections == 0 {
         bad("server.max_connections", "must be at least 1".into());
@@ -102,58 +79,40 @@ pub fn validate(c: &Config, demo: bool) -> Vec<Problem> {
     let mut defaults = 0;
     for (i, u) in c.upstream.iter().enumerate() {
         if !matches!(u.url.scheme(), "http" | "https") {
-            bad(
-                &format!("upstream[{i}].url"),
-                "must be an http:// or https:// URL".into(),
-            );
+            bad(&format!("upstream[{i}].url"), "must be an http:// or https:// URL".into());
         }
         if u.url.host_str().is_none() {
             bad(&format!("upstream[{i}].url"), "must name a host".into());
         }
         if u.timeout.is_zero() {
-            bad(
-                &format!("upstream[{i}].timeout"),
-                "must be above zero".into(),
-            );
+            bad(&format!("upstream[{i}].timeout"), "must be above zero".into());
         }
         if let Some(ca) = &u.ca_file
             && !ca.is_file()
         {
-            bad(
-                &format!("upstream[{i}].ca_file"),
-                format!("file {} not found", ca.display()),
-            );
+            bad(&format!("upstream[{i}].ca_file"), format!("file {} not found", ca.display()));
         }
         match &u.host {
             None => defaults += 1,
-            Some(h) if h.is_empty() || h.contains('/') => bad(
-                &format!("upstream[{i}].host"),
-                "must be a host name like app.example.com".into(),
-            ),
+            Some(h) if h.is_empty() || h.contains('/') => {
+                bad(&format!("upstream[{i}].host"), "must be a host name like app.example.com".into())
+            }
             Some(_) => {}
         }
     }
     if defaults > 1 {
-        bad(
-            "upstream",
-            "only one [[upstream]] may omit host (the default)".into(),
-        );
+        bad("upstream", "only one [[upstream]] may omit host (the default)".into());
     }
 
     // [auth]
     let a = &c.auth;
     if !a.prefix.starts_with('/') || a.prefix.ends_with('/') || a.prefix.len() < 2 {
-        bad(
-            "auth.prefix",
-            "must start with '/' and not end with '/', e.g. \"/_auth\"".into(),
-        );
+        bad("auth.prefix", "must start with '/' and not end with '/', e.g. \"/_auth\"".into());
     }
     if !demo && a.secret.expose().len() < MIN_SECRET_LEN {
         bad(
             "auth.secret",
-            format!(
-                "must be at least {MIN_SECRET_LEN} bytes (generate one with `openssl rand -base64 48`)"
-            ),
+            format!("must be at least {MIN_SECRET_LEN} bytes (generate one with `openssl rand -base64 48`)"),
         );
     }
     for (key, name) in [
@@ -169,25 +128,14 @@ pub fn validate(c: &Config, demo: bool) -> Vec<Problem> {
     for (i, d) in a.allowed_redirect_domains.iter().enumerate() {
         let host = d.strip_prefix("*.").unwrap_or(d);
         if host.is_empty() || host.contains(['/', ':', ' ']) {
-            bad(
-                &format!("auth.allowed_redirect_domains[{i}]"),
-                "must be a host or *.suffix".into(),
-            );
+            bad(&format!("auth.allowed_redirect_domains[{i}]"), "must be a host or *.suffix".into());
         }
     }
 
     // [session]
     let se = &c.session;
-    if se.cookie_name.is_empty()
-        || !se
-            .cookie_name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-    {
-        bad(
-            "session.cookie_name",
-            "must be letters, digits, '_', '-' or '.'".into(),
-        );
+    if se.cookie_name.is_empty() || !se.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) {
+        bad("session.cookie_name", "must be letters, digits, '_', '-' or '.'".into());
     }
     for (key, d) in [
         ("session.idle_timeout", se.idle_timeout),
@@ -215,13 +163,9 @@ pub fn validate(c: &Config, demo: bool) -> Vec<Problem> {
     let url = c.store.url.expose();
     match url::Url::parse(url) {
         Ok(u) if STORE_SCHEMES.contains(&u.scheme()) => {}
-        Ok(u) => bad(
-            "store.url",
-            format!(
-                "scheme {:?} is not supported; use memory://, redis:// or rediss://",
-                u.scheme()
-            ),
-        ),
+        Ok(u) => {
+            bad("store.url", format!("scheme {:?} is not supported; use memory://, redis:// or rediss://", u.scheme()))
+        }
         Err(e) => bad("store.url", format!("not a URL ({e})")),
     }
     if c.store.pool_size == 0 {
@@ -234,27 +178,19 @@ pub fn validate(c: &Config, demo: bool) -> Vec<Problem> {
     // [mail]
     let m = &c.mail;
     if m.from.parse::<lettre::message::Mailbox>().is_err() {
-        bad(
-            "mail.from",
-            format!("{:?} is not a mailbox like \"Name <addr@host>\"", m.from),
-        );
+        bad("mail.from", format!("{:?} is not a mailbox like \"Name <addr@host>\"", m.from));
     }
     match m.transport {
-        MailTransport::Smtp if m.smtp_host.as_deref().is_none_or(str::is_empty) => bad(
-            "mail.smtp_host",
-            "required when mail.transport = \"smtp\"".into(),
-        ),
-        MailTransport::File if m.file_dir.is_none() => bad(
-            "mail.file_dir",
-            "required when mail.transport = \"file\"".into(),
-        ),
+        MailTransport::Smtp if m.smtp_host.as_deref().is_none_or(str::is_empty) => {
+            bad("mail.smtp_host", "required when mail.transport = \"smtp\"".into())
+        }
+        MailTransport::File if m.file_dir.is_none() => {
+            bad("mail.file_dir", "required when mail.transport = \"file\"".into())
+        }
         _ => {}
     }
     if m.smtp_username.is_some() != !m.smtp_password.is_empty() {
-        bad(
-            "mail.smtp_password",
-            "smtp_username and smtp_password go together".into(),
-        );
+        bad("mail.smtp_password", "smtp_username and smtp_password go together".into());
     }
 
     // [access_control]
@@ -262,17 +198,11 @@ pub fn validate(c: &Config, demo: bool) -> Vec<Problem> {
         if let Some(path) = &r.path
             && let Err(e) = regex::Regex::new(path)
         {
-            bad(
-                &format!("access_control.rules[{i}].path"),
-                format!("invalid regex: {e}"),
-            );
+            bad(&format!("access_control.rules[{i}].path"), format!("invalid regex: {e}"));
         }
         for m in &r.methods {
             if http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).is_err() {
-                bad(
-                    &format!("access_control.rules[{i}].methods"),
-                    format!("{m:?} is not a method"),
-                );
+                bad(&format!("access_control.rules[{i}].methods"), format!("{m:?} is not a method"));
             }
         }
     }

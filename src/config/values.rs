@@ -60,8 +60,7 @@ pub mod opt_duration {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let raw: Option<String> = Option::deserialize(d)?;
-        raw.map(|s| parse_duration(&s).map_err(de::Error::custom))
-            .transpose()
+        raw.map(|s| parse_duration(&s).map_err(de::Error::custom)).transpose()
     }
 }
 
@@ -83,18 +82,11 @@ impl FromStr for RateSpec {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let help = "write it as \"N/window\", e.g. \"5/5m\"";
-        let (n, w) = s
-            .split_once('/')
-            .ok_or_else(|| format!("invalid rate {s:?}: {help}"))?;
-        let limit: u32 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("invalid rate {s:?}: {n:?} is not a count; {help}"))?;
+        let (n, w) = s.split_once('/').ok_or_else(|| format!("invalid rate {s:?}: {help}"))?;
+        let limit: u32 = n.trim().parse().map_err(|_| format!("invalid rate {s:?}: {n:?} is not a count; {help}"))?;
         let window = parse_duration(w)?;
         if limit == 0 || window.is_zero() {
-            return Err(format!(
-                "invalid rate {s:?}: count and window must be above zero"
-            ));
+            return Err(format!("invalid rate {s:?}: count and window must be above zero"));
         }
         Ok(RateSpec { limit, window })
     }
@@ -141,11 +133,7 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "\"\""
-        } else {
-            "\"[redacted]\""
-        })
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"[redacted]\"" })
     }
 }
 
@@ -202,10 +190,7 @@ mod tests {
     fn durations_accept_operator_spellings() {
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
-        assert_eq!(
-            parse_duration("30d").unwrap(),
-            Duration::from_secs(30 * 86400)
-        );
+        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86400));
         assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("15").unwrap(), Duration::from_secs(15));
         assert!(parse_duration("ten minutes").is_err());
@@ -227,9 +212,6 @@ mod tests {
         assert_eq!(format!("{s:?}"), "\"[redacted]\"");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"[redacted]\"");
         let u = Secret::new("redis://:pw@10.0.0.1:6379/0");
-        assert_eq!(
-            serde_json::to_string(&u).unwrap(),
-            "\"redis://:REDACTED@10.0.0.1:6379/0\""
-        );
+        assert_eq!(serde_json::to_string(&u).unwrap(), "\"redis://:REDACTED@10.0.0.1:6379/0\"");
     }
 }

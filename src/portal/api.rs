@@ -24,14 +24,9 @@ fn fail(e: &login::LoginError) -> Response {
 
 /// Reads the body and checks CSRF; an `Err` is the response to send.
 pub async fn form(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Fields, Response> {
-    let fields = request::read_fields(headers, body)
-        .await
-        .map_err(|e| e.response())?;
+    let fields = request::read_fields(headers, body).await.map_err(|e| e.response())?;
     if !request::csrf_ok(app, headers, &fields) {
-        return Err(respond::json_error(
-            StatusCode::FORBIDDEN,
-            "cross-site request refused",
-        ));
+        return Err(respond::json_error(StatusCode::FORBIDDEN, "cross-site request refused"));
     }
     Ok(fields)
 }
@@ -47,22 +42,14 @@ pub async fn send_login_otp(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let (Some(name), Some(password)) = (fields.get("username_or_email"), fields.get("password"))
-    else {
-        return respond::json_error(
-            StatusCode::BAD_REQUEST,
-            "username_or_email and password are required",
-        );
+    let (Some(name), Some(password)) = (fields.get("username_or_email"), fields.get("password")) else {
+        return respond::json_error(StatusCode::BAD_REQUEST, "username_or_email and password are required");
     };
     let query = request::query(uri);
     let rd = request::validate_rd(app, fields.get("rd").or(query.get("rd")));
     let client = portal::client(info, headers);
     match login::password_step(app, name, password, fields.flag("remember_me"), rd, &client).await {
-        Ok(PasswordOutcome::CodeSent {
-            pending_token,
-            masked_email,
-            expires_in,
-        }) => {
+        Ok(PasswordOutcome::CodeSent { pending_token, masked_email, expires_in }) => {
             let mut r = respond::json(
                 StatusCode::OK,
                 &json!({
@@ -72,11 +59,7 @@ pub async fn send_login_otp(
                     "expires_in": expires_in,
                 }),
             );
-            respond::set_cookie(
-                &mut r,
-                app.cookies
-                    .pending(&pending_token, app.config.session.pending_login_ttl),
-            );
+            respond::set_cookie(&mut r, app.cookies.pending(&pending_token, app.config.session.pending_login_ttl));
             r
         }
         Ok(PasswordOutcome::Done(done)) => {
@@ -126,12 +109,7 @@ pub async fn verify_login_otp(
     }
 }
 
-pub async fn resend_otp(
-    app: &App,
-    headers: &HeaderMap,
-    body: Incoming,
-    info: &RequestInfo,
-) -> Response {
+pub async fn resend_otp(app: &App, headers: &HeaderMap, body: Incoming, info: &RequestInfo) -> Response {
     if let Err(r) = form(app, headers, body).await {
         return r;
     }
@@ -145,17 +123,11 @@ pub async fn resend_otp(
     }
 }
 
-pub async fn me(
-    app: &App,
-    headers: &HeaderMap,
-) -> (Response, Option<std::sync::Arc<crate::auth::users::User>>) {
+pub async fn me(app: &App, headers: &HeaderMap) -> (Response, Option<std::sync::Arc<crate::auth::users::User>>) {
     let auth = match crate::router::authenticate(app, headers).await {
         Ok(Some(a)) => a,
         Ok(None) => {
-            return (
-                respond::json_error(StatusCode::UNAUTHORIZED, "authentication required"),
-                None,
-            );
+            return (respond::json_error(StatusCode::UNAUTHORIZED, "authentication required"), None);
         }
         Err(e) => return (crate::router::store_unavailable(app, &e, false), None),
     };
@@ -164,11 +136,8 @@ pub async fn me(
         Ok(d) => d,
         Err(e) => return (crate::router::store_unavailable(app, &e, false), Some(user)),
     };
-    let recent: Vec<_> = data
-        .recent_logins
-        .iter()
-        .map(|l| json!({"timestamp": l.timestamp, "ip": l.ip, "device": l.device}))
-        .collect();
+    let recent: Vec<_> =
+        data.recent_logins.iter().map(|l| json!({"timestamp": l.timestamp, "ip": l.ip, "device": l.device})).collect();
     let body = json!({
         "success": true,
         "username": user.username,

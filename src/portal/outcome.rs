@@ -16,75 +16,47 @@ pub struct Failure {
 
 fn minutes(secs: u64) -> String {
     let m = secs.div_ceil(60).max(1);
-    if m == 1 {
-        "1 minute".into()
-    } else {
-        format!("{m} minutes")
-    }
+    if m == 1 { "1 minute".into() } else { format!("{m} minutes") }
 }
 
 pub fn failure(e: &LoginError) -> Failure {
     let mut extra = Map::new();
     let mut retry = None;
     let (status, message) = match e {
-        LoginError::InvalidCredentials => (
-            StatusCode::BAD_REQUEST,
-            "Invalid username or password.".to_string(),
-        ),
-        LoginError::Disabled => (
-            StatusCode::FORBIDDEN,
-            "This account is disabled.".to_string(),
-        ),
+        LoginError::InvalidCredentials => (StatusCode::BAD_REQUEST, "Invalid username or password.".to_string()),
+        LoginError::Disabled => (StatusCode::FORBIDDEN, "This account is disabled.".to_string()),
         LoginError::Locked { retry_after } => {
             retry = Some(retry_after.as_secs().max(1));
             extra.insert("retry_after".into(), json!(retry_after.as_secs().max(1)));
             extra.insert("account_locked".into(), json!(true));
             (
                 StatusCode::FORBIDDEN,
-                format!(
-                    "This account is temporarily locked. Try again in {}.",
-                    minutes(retry_after.as_secs())
-                ),
+                format!("This account is temporarily locked. Try again in {}.", minutes(retry_after.as_secs())),
             )
         }
         LoginError::RateLimited { retry_after } => {
             let secs = retry_after.as_secs().max(1);
             retry = Some(secs);
             extra.insert("retry_after".into(), json!(secs));
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("Too many attempts. Please try again in {secs} seconds."),
-            )
+            (StatusCode::TOO_MANY_REQUESTS, format!("Too many attempts. Please try again in {secs} seconds."))
         }
-        LoginError::NoPendingLogin => (
-            StatusCode::BAD_REQUEST,
-            "No pending login, or it has expired. Please sign in again.".to_string(),
-        ),
+        LoginError::NoPendingLogin => {
+            (StatusCode::BAD_REQUEST, "No pending login, or it has expired. Please sign in again.".to_string())
+        }
         LoginError::InvalidCode { remaining } => {
             extra.insert("remaining_attempts".into(), json!(remaining));
-            (
-                StatusCode::BAD_REQUEST,
-                format!("Invalid verification code. {remaining} attempt(s) left."),
-            )
+            (StatusCode::BAD_REQUEST, format!("Invalid verification code. {remaining} attempt(s) left."))
         }
         LoginError::MaxAttempts => {
             extra.insert("max_attempts_reached".into(), json!(true));
             extra.insert("remaining_attempts".into(), json!(0));
-            (
-                StatusCode::BAD_REQUEST,
-                "Maximum attempts reached. Please request a new code.".to_string(),
-            )
+            (StatusCode::BAD_REQUEST, "Maximum attempts reached. Please request a new code.".to_string())
         }
         LoginError::Expired => {
             extra.insert("expired".into(), json!(true));
-            (
-                StatusCode::BAD_REQUEST,
-                "The verification code has expired. Please request a new one.".to_string(),
-            )
+            (StatusCode::BAD_REQUEST, "The verification code has expired. Please request a new one.".to_string())
         }
-        LoginError::InvalidBackupCode => {
-            (StatusCode::BAD_REQUEST, "Invalid backup code.".to_string())
-        }
+        LoginError::InvalidBackupCode => (StatusCode::BAD_REQUEST, "Invalid backup code.".to_string()),
         LoginError::MailFailed => (
             StatusCode::SERVICE_UNAVAILABLE,
             "The verification code could not be sent. Please try again later.".to_string(),
@@ -94,24 +66,15 @@ pub fn failure(e: &LoginError) -> Failure {
             retry = Some(5);
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "The sign-in service is temporarily unavailable. Please try again shortly."
-                    .to_string(),
+                "The sign-in service is temporarily unavailable. Please try again shortly.".to_string(),
             )
         }
         LoginError::Internal(err) => {
             tracing::error!(error = %err, "internal error during login");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong. Please try again.".to_string(),
-            )
+            (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong. Please try again.".to_string())
         }
     };
-    Failure {
-        status,
-        message,
-        extra,
-        retry_after: retry,
-    }
+    Failure { status, message, extra, retry_after: retry }
 }
 
 /// The JSON body of a failure: `{"success": false, "error": ..., ...extra}`.

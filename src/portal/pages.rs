@@ -14,7 +14,7 @@ use crate::portal::request::{self, Fields};
 use crate::portal::{self as portal, respond};
 use crate::router::RequestInfo;
 
-fn base_context(app: &App, headers: &HeaderMap, binding_override: Option<&str>) -> tera::Context {
+pub(crate) fn base_context(app: &App, headers: &HeaderMap, binding_override: Option<&str>) -> tera::Context {
     let mut ctx = tera::Context::new();
     ctx.insert("prefix", &app.prefix);
     ctx.insert("app_name", &app.config.auth.app_name);
@@ -23,17 +23,12 @@ fn base_context(app: &App, headers: &HeaderMap, binding_override: Option<&str>) 
     ctx
 }
 
-fn render(app: &App, status: StatusCode, name: &str, ctx: &tera::Context) -> Response {
+pub(crate) fn render(app: &App, status: StatusCode, name: &str, ctx: &tera::Context) -> Response {
     match app.templates.render(name, ctx) {
         Ok(page) => respond::html(status, page),
         Err(e) => {
             tracing::error!(error = %e, "page failed to render");
-            respond::error(
-                app,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "This page could not be shown.",
-                true,
-            )
+            respond::error(app, StatusCode::INTERNAL_SERVER_ERROR, "This page could not be shown.", true)
         }
     }
 }
@@ -59,21 +54,11 @@ fn login_page(
 pub async fn get_login(app: &App, uri: &Uri, headers: &HeaderMap) -> Response {
     let q = request::query(uri);
     let rd = request::validate_rd(app, q.get("rd"));
-    let info = if q.get("logged_out").is_some() {
-        "You have been signed out."
-    } else {
-        ""
-    };
+    let info = if q.get("logged_out").is_some() { "You have been signed out." } else { "" };
     login_page(app, headers, StatusCode::OK, rd.as_deref(), "", "", info)
 }
 
-pub async fn post_login(
-    app: &App,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Incoming,
-    info: &RequestInfo,
-) -> Response {
+pub async fn post_login(app: &App, uri: &Uri, headers: &HeaderMap, body: Incoming, info: &RequestInfo) -> Response {
     let fields = match read_form(app, headers, body).await {
         Ok(f) => f,
         Err(r) => return r,
@@ -81,8 +66,7 @@ pub async fn post_login(
     let q = request::query(uri);
     let rd = request::validate_rd(app, fields.get("rd").or(q.get("rd")));
     let name = fields.get("username_or_email").unwrap_or("");
-    let (Some(_), Some(password)) = (fields.get("username_or_email"), fields.get("password"))
-    else {
+    let (Some(_), Some(password)) = (fields.get("username_or_email"), fields.get("password")) else {
         return login_page(
             app,
             headers,
@@ -94,24 +78,10 @@ pub async fn post_login(
         );
     };
     let client = portal::client(info, headers);
-    match login::password_step(
-        app,
-        name,
-        password,
-        fields.flag("remember_me"),
-        rd.clone(),
-        &client,
-    )
-    .await
-    {
+    match login::password_step(app, name, password, fields.flag("remember_me"), rd.clone(), &client).await {
         Ok(PasswordOutcome::CodeSent { pending_token, .. }) => {
-            let mut r =
-                respond::redirect(StatusCode::SEE_OTHER, &format!("{}/otp?sent=1", app.prefix));
-            respond::set_cookie(
-                &mut r,
-                app.cookies
-                    .pending(&pending_token, app.config.session.pending_login_ttl),
-            );
+            let mut r = respond::redirect(StatusCode::SEE_OTHER, &format!("{}/otp?sent=1", app.prefix));
+            respond::set_cookie(&mut r, app.cookies.pending(&pending_token, app.config.session.pending_login_ttl));
             r
         }
         Ok(PasswordOutcome::Done(done)) => {
@@ -131,24 +101,14 @@ pub async fn post_login(
 }
 
 /// Reads a form body and checks CSRF; failures come back as pages.
-async fn read_form(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Fields, Response> {
+pub(crate) async fn read_form(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Fields, Response> {
     let fields = match request::read_fields(headers, body).await {
         Ok(f) => f,
         Err(request::BodyError::TooLarge) => {
-            return Err(respond::error(
-                app,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "The form was too large.",
-                true,
-            ));
+            return Err(respond::error(app, StatusCode::PAYLOAD_TOO_LARGE, "The form was too large.", true));
         }
         Err(request::BodyError::Invalid) => {
-            return Err(respond::error(
-                app,
-                StatusCode::BAD_REQUEST,
-                "The form could not be read.",
-                true,
-            ));
+            return Err(respond::error(app, StatusCode::BAD_REQUEST, "The form could not be read.", true));
         }
     };
     if !request::csrf_ok(app, headers, &fields) {
@@ -195,32 +155,13 @@ async fn otp_page(app: &App, headers: &HeaderMap, status: StatusCode, v: OtpView
 pub async fn get_otp(app: &App, uri: &Uri, headers: &HeaderMap) -> Response {
     let q = request::query(uri);
     let sent = q.get("sent").is_some();
-    let info = if sent {
-        "We e-mailed you a verification code."
-    } else {
-        ""
-    };
-    let resend_in = if sent {
-        app.config.otp.resend_cooldown.as_secs()
-    } else {
-        0
-    };
-    let view = OtpView {
-        error: "",
-        info,
-        remaining: None,
-        backup: q.get("backup").is_some(),
-        resend_in,
-    };
+    let info = if sent { "We e-mailed you a verification code." } else { "" };
+    let resend_in = if sent { app.config.otp.resend_cooldown.as_secs() } else { 0 };
+    let view = OtpView { error: "", info, remaining: None, backup: q.get("backup").is_some(), resend_in };
     otp_page(app, headers, StatusCode::OK, view).await
 }
 
-pub async fn post_otp(
-    app: &App,
-    headers: &HeaderMap,
-    body: Incoming,
-    info: &RequestInfo,
-) -> Response {
+pub async fn post_otp(app: &App, headers: &HeaderMap, body: Incoming, info: &RequestInfo) -> Response {
     let fields = match read_form(app, headers, body).await {
         Ok(f) => f,
         Err(r) => return r,
@@ -231,9 +172,7 @@ pub async fn post_otp(
     let result = match (fields.get("otp_code"), fields.get("code")) {
         (Some(code), _) => login::code_step(app, pending, code, &client).await,
         (None, Some(code)) => login::backup_step(app, pending, code, &client).await,
-        (None, None) => Err(LoginError::InvalidCode {
-            remaining: app.config.otp.max_attempts,
-        }),
+        (None, None) => Err(LoginError::InvalidCode { remaining: app.config.otp.max_attempts }),
     };
     match result {
         Ok(done) => {
@@ -241,22 +180,14 @@ pub async fn post_otp(
             portal::finish_login(app, headers, &done, &mut r).await;
             r
         }
-        Err(LoginError::NoPendingLogin) => {
-            respond::redirect(StatusCode::SEE_OTHER, &format!("{}/login", app.prefix))
-        }
+        Err(LoginError::NoPendingLogin) => respond::redirect(StatusCode::SEE_OTHER, &format!("{}/login", app.prefix)),
         Err(e) => {
             let f = failure(&e);
             let remaining = match e {
                 LoginError::InvalidCode { remaining } => Some(remaining),
                 _ => None,
             };
-            let view = OtpView {
-                error: &f.message,
-                info: "",
-                remaining,
-                backup,
-                resend_in: 0,
-            };
+            let view = OtpView { error: &f.message, info: "", remaining, backup, resend_in: 0 };
             let mut r = otp_page(app, headers, f.status, view).await;
             if let Some(s) = f.retry_after {
                 respond::retry_after(&mut r, s);
@@ -266,31 +197,18 @@ pub async fn post_otp(
     }
 }
 
-pub async fn post_resend(
-    app: &App,
-    headers: &HeaderMap,
-    body: Incoming,
-    info: &RequestInfo,
-) -> Response {
+pub async fn post_resend(app: &App, headers: &HeaderMap, body: Incoming, info: &RequestInfo) -> Response {
     if let Err(r) = read_form(app, headers, body).await {
         return r;
     }
     let client = portal::client(info, headers);
     match login::resend(app, portal::pending_cookie(app, headers), &client).await {
         Ok(_) => respond::redirect(StatusCode::SEE_OTHER, &format!("{}/otp?sent=1", app.prefix)),
-        Err(LoginError::NoPendingLogin) => {
-            respond::redirect(StatusCode::SEE_OTHER, &format!("{}/login", app.prefix))
-        }
+        Err(LoginError::NoPendingLogin) => respond::redirect(StatusCode::SEE_OTHER, &format!("{}/login", app.prefix)),
         Err(e) => {
             let f = failure(&e);
             let wait = f.retry_after.unwrap_or(0);
-            let view = OtpView {
-                error: &f.message,
-                info: "",
-                remaining: None,
-                backup: false,
-                resend_in: wait,
-            };
+            let view = OtpView { error: &f.message, info: "", remaining: None, backup: false, resend_in: wait };
             let mut r = otp_page(app, headers, f.status, view).await;
             if let Some(s) = f.retry_after {
                 respond::retry_after(&mut r, s);
@@ -311,17 +229,9 @@ pub async fn get_logout(app: &App, headers: &HeaderMap) -> Response {
     render(app, StatusCode::OK, "logout.html", &ctx)
 }
 
-pub async fn post_logout(
-    app: &App,
-    headers: &HeaderMap,
-    body: Incoming,
-    as_json: bool,
-) -> Response {
-    let fields = if as_json {
-        crate::portal::api::form(app, headers, body).await
-    } else {
-        read_form(app, headers, body).await
-    };
+pub async fn post_logout(app: &App, headers: &HeaderMap, body: Incoming, as_json: bool) -> Response {
+    let fields =
+        if as_json { crate::portal::api::form(app, headers, body).await } else { read_form(app, headers, body).await };
     if let Err(r) = fields {
         return r;
     }
@@ -332,88 +242,11 @@ pub async fn post_logout(
         return crate::router::store_unavailable(app, &e, !as_json);
     }
     let mut r = if as_json {
-        respond::json(
-            StatusCode::OK,
-            &json!({"success": true, "message": "Signed out"}),
-        )
+        respond::json(StatusCode::OK, &json!({"success": true, "message": "Signed out"}))
     } else {
-        respond::redirect(
-            StatusCode::SEE_OTHER,
-            &format!("{}/login?logged_out=1", app.prefix),
-        )
+        respond::redirect(StatusCode::SEE_OTHER, &format!("{}/login?logged_out=1", app.prefix))
     };
     respond::set_cookie(&mut r, app.cookies.clear(&app.cookies.session_name));
     respond::set_cookie(&mut r, app.cookies.clear(&app.cookies.pending_name));
     r
-}
-
-pub async fn get_account(
-    app: &App,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> (Response, Option<std::sync::Arc<crate::auth::users::User>>) {
-    let auth = match crate::router::authenticate(app, headers).await {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            let url = format!("{}{}/account", app.public_origin, app.prefix);
-            return (
-                crate::router::login_required(app, &http::Method::GET, headers, &url),
-                None,
-            );
-        }
-        Err(e) => return (crate::router::store_unavailable(app, &e, true), None),
-    };
-    let data = match portal::account_data(app, &auth.user.username).await {
-        Ok(d) => d,
-        Err(e) => {
-            return (
-                crate::router::store_unavailable(app, &e, true),
-                Some(auth.user),
-            );
-        }
-    };
-    let q = request::query(uri);
-    let current = crate::store::Store::session_id(&auth.token);
-    let sessions: Vec<_> = data
-        .sessions
-        .iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "created": portal::format_time(s.record.created),
-                "last_seen": portal::format_time(s.record.last_seen),
-                "ip": s.record.ip,
-                "device": s.record.device,
-                "current": s.id == current,
-            })
-        })
-        .collect();
-    let recent: Vec<_> = data
-        .recent_logins
-        .iter()
-        .map(|l| json!({"time": l.timestamp, "ip": l.ip, "device": l.device}))
-        .collect();
-    let mut ctx = base_context(app, headers, None);
-    ctx.insert("title", "Your account");
-    ctx.insert(
-        "user",
-        &json!({
-            "username": auth.user.username,
-            "email": auth.user.email,
-            "display_name": auth.user.display_name,
-            "groups": auth.user.groups,
-        }),
-    );
-    ctx.insert("otp_enabled", &data.state.otp_enabled);
-    ctx.insert("backup_codes_left", &data.state.backup_codes_left);
-    ctx.insert("backup_codes", &Vec::<String>::new());
-    ctx.insert("confirm_enable", &false);
-    ctx.insert("recent_logins", &recent);
-    ctx.insert("sessions", &sessions);
-    ctx.insert("message", q.get("message").unwrap_or(""));
-    ctx.insert("error", "");
-    (
-        render(app, StatusCode::OK, "account.html", &ctx),
-        Some(auth.user),
-    )
 }

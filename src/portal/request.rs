@@ -25,16 +25,12 @@ pub struct Fields(HashMap<String, String>);
 
 impl Fields {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// Checkbox / JSON boolean: true, "true", "on", "1", "yes".
     pub fn flag(&self, name: &str) -> bool {
-        self.get(name)
-            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "on" | "1" | "yes"))
+        self.get(name).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "on" | "1" | "yes"))
     }
 
     pub fn insert(&mut self, k: &str, v: &str) {
@@ -51,12 +47,8 @@ pub enum BodyError {
 impl BodyError {
     pub fn response(&self) -> Response {
         match self {
-            BodyError::TooLarge => {
-                respond::json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-            }
-            BodyError::Invalid => {
-                respond::json_error(StatusCode::BAD_REQUEST, "invalid request body")
-            }
+            BodyError::TooLarge => respond::json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+            BodyError::Invalid => respond::json_error(StatusCode::BAD_REQUEST, "invalid request body"),
         }
     }
 }
@@ -76,17 +68,13 @@ pub async fn read_fields(headers: &HeaderMap, body: Incoming) -> Result<Fields, 
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(BodyError::TooLarge),
         Err(_) => return Err(BodyError::Invalid),
     };
-    let ctype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mut fields = Fields::default();
     if ctype.starts_with("application/json") || (ctype.is_empty() && bytes.first() == Some(&b'{')) {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(fields);
         }
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|_| BodyError::Invalid)?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| BodyError::Invalid)?;
         let serde_json::Value::Object(map) = value else {
             return Err(BodyError::Invalid);
         };
@@ -168,9 +156,7 @@ pub fn csrf_binding<'a>(app: &App, headers: &'a HeaderMap) -> &'a str {
 }
 
 fn origin_of(url: &str) -> Option<String> {
-    url::Url::parse(url)
-        .ok()
-        .map(|u| u.origin().ascii_serialization())
+    url::Url::parse(url).ok().map(|u| u.origin().ascii_serialization())
 }
 
 /// SPEC §4: a state-changing request must come from our own origin (Origin, or
@@ -194,11 +180,7 @@ pub fn csrf_ok(app: &App, headers: &HeaderMap, fields: &Fields) -> bool {
 }
 
 fn token_ok(app: &App, headers: &HeaderMap, fields: &Fields) -> bool {
-    let token = fields.get("csrf_token").or_else(|| {
-        headers
-            .get(&respond::X_CSRF_TOKEN)
-            .and_then(|v| v.to_str().ok())
-    });
+    let token = fields.get("csrf_token").or_else(|| headers.get(&respond::X_CSRF_TOKEN).and_then(|v| v.to_str().ok()));
     token.is_some_and(|t| csrf_token_valid(&app.secret, csrf_binding(app, headers), t))
 }
 
@@ -216,20 +198,11 @@ pub fn validate_rd(app: &App, rd: Option<&str>) -> Option<String> {
         return Some(url.to_string());
     }
     let url = url::Url::parse(rd).ok()?;
-    if !matches!(url.scheme(), "http" | "https")
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
+    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
         return None;
     }
     let host = url.host_str()?.to_ascii_lowercase();
-    let public_host = app
-        .config
-        .server
-        .public_url
-        .host_str()
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let public_host = app.config.server.public_url.host_str().unwrap_or("").to_ascii_lowercase();
     let allowed = host == public_host
         || app
             .config

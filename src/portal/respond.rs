@@ -13,34 +13,21 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 
 /// Adds the headers every gateway page carries.
 pub fn secure_headers(h: &mut HeaderMap, hsts: bool) {
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     // same-origin keeps Referer for our own CSRF fallback and leaks nothing elsewhere.
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if hsts {
-        h.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        );
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     }
 }
 
 fn with_type(status: StatusCode, ctype: &'static str, body: impl Into<bytes::Bytes>) -> Response {
     let mut r = Response::new(Body::full(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     r
 }
 
@@ -68,17 +55,12 @@ pub fn redirect(status: StatusCode, location: &str) -> Response {
 
 /// `{"success": false, "error": msg}`.
 pub fn json_error(status: StatusCode, msg: &str) -> Response {
-    json(
-        status,
-        &serde_json::json!({ "success": false, "error": msg }),
-    )
+    json(status, &serde_json::json!({ "success": false, "error": msg }))
 }
 
 /// True for browser navigation: the client accepts HTML.
 pub fn wants_html(h: &HeaderMap) -> bool {
-    h.get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"))
+    h.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
 }
 
 /// True for a top-level browser navigation (GET/HEAD that accepts HTML).
@@ -114,8 +96,7 @@ fn error_unsecured(app: &App, status: StatusCode, message: &str, as_html: bool) 
 
 /// Sets `Retry-After` (whole seconds, at least 1).
 pub fn retry_after(r: &mut Response, secs: u64) {
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
 }
 
 pub fn set_cookie(r: &mut Response, v: HeaderValue) {

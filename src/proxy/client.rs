@@ -24,9 +24,7 @@ pub fn build(ca_file: Option<&Path>, connect_timeout: Duration) -> Result<Upstre
             .and_then(|it| it.collect::<Result<Vec<_>, _>>())
             .map_err(|e| format!("{}: {e}", path.display()))?;
         for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            roots.add(c).map_err(|e| format!("{}: {e}", path.display()))?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -40,11 +38,7 @@ pub fn build(ca_file: Option<&Path>, connect_timeout: Duration) -> Result<Upstre
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(60)));
-    let https = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+    let https = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))

@@ -146,10 +146,10 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 /// Drops the named cookies from every `Cookie` header, so the upstream never
 /// sees the gateway's session. Other cookies pass untouched.
 pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
-    let has_ours = headers.get_all(header::COOKIE).iter().any(|v| {
-        v.to_str()
-            .map_or(true, |s| s.split(';').any(|c| cookie_named(c, names)))
-    });
+    let has_ours = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|v| v.to_str().map_or(true, |s| s.split(';').any(|c| cookie_named(c, names))));
     if !has_ours {
         return;
     }
@@ -203,11 +203,7 @@ mod tests {
 
     #[test]
     fn untrusted_peer_cannot_claim_another_address() {
-        let ip = client_ip(
-            "203.0.113.9".parse().unwrap(),
-            &xff("1.1.1.1"),
-            &nets(&["127.0.0.1/32"]),
-        );
+        let ip = client_ip("203.0.113.9".parse().unwrap(), &xff("1.1.1.1"), &nets(&["127.0.0.1/32"]));
         assert_eq!(ip.to_string(), "203.0.113.9");
     }
 
@@ -215,34 +211,22 @@ mod tests {
     fn trusted_peer_yields_rightmost_untrusted_entry() {
         let trusted = nets(&["127.0.0.1/32", "10.0.0.0/8"]);
         let h = xff("6.6.6.6, 198.51.100.7, 10.0.0.3");
-        assert_eq!(
-            client_ip("127.0.0.1".parse().unwrap(), &h, &trusted).to_string(),
-            "198.51.100.7"
-        );
+        assert_eq!(client_ip("127.0.0.1".parse().unwrap(), &h, &trusted).to_string(), "198.51.100.7");
     }
 
     #[test]
     fn garbage_in_forwarded_for_stops_the_walk() {
         let trusted = nets(&["127.0.0.1/32"]);
         let h = xff("not-an-ip");
-        assert_eq!(
-            client_ip("127.0.0.1".parse().unwrap(), &h, &trusted).to_string(),
-            "127.0.0.1"
-        );
+        assert_eq!(client_ip("127.0.0.1".parse().unwrap(), &h, &trusted).to_string(), "127.0.0.1");
         let h = xff("[2001:db8::1]:443");
-        assert_eq!(
-            client_ip("127.0.0.1".parse().unwrap(), &h, &trusted).to_string(),
-            "2001:db8::1"
-        );
+        assert_eq!(client_ip("127.0.0.1".parse().unwrap(), &h, &trusted).to_string(), "2001:db8::1");
     }
 
     #[test]
     fn connection_named_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("close, x-secret"),
-        );
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-kept", HeaderValue::from_static("1"));
@@ -255,17 +239,11 @@ mod tests {
     #[test]
     fn session_cookie_is_removed_and_others_kept() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; portcullis_session=s3cr3t; b=2"),
-        );
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; portcullis_session=s3cr3t; b=2"));
         strip_cookies(&mut h, &["portcullis_session"]);
         assert_eq!(h.get(header::COOKIE).unwrap(), "a=1; b=2");
         let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("portcullis_session=s3cr3t"),
-        );
+        h.insert(header::COOKIE, HeaderValue::from_static("portcullis_session=s3cr3t"));
         strip_cookies(&mut h, &["portcullis_session"]);
         assert!(h.get(header::COOKIE).is_none());
     }

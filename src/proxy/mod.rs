@@ -91,24 +91,15 @@ impl Proxy {
         let mut upstreams = Vec::with_capacity(configs.len());
         for (i, c) in configs.iter().enumerate() {
             let key = format!("upstream[{i}]");
-            let uri: Uri = c
-                .url
-                .as_str()
-                .parse()
-                .map_err(|e| format!("{key}.url: {e}"))?;
+            let uri: Uri = c.url.as_str().parse().map_err(|e| format!("{key}.url: {e}"))?;
             let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
-            let authority = uri
-                .authority()
-                .cloned()
-                .ok_or_else(|| format!("{key}.url: no host"))?;
-            let client =
-                client::build(c.ca_file.as_deref(), c.timeout.min(Duration::from_secs(10)))
-                    .map_err(|e| format!("{key}.ca_file: {e}"))?;
+            let authority = uri.authority().cloned().ok_or_else(|| format!("{key}.url: no host"))?;
+            let client = client::build(c.ca_file.as_deref(), c.timeout.min(Duration::from_secs(10)))
+                .map_err(|e| format!("{key}.ca_file: {e}"))?;
             upstreams.push(Upstream {
                 name: authority.to_string(),
                 host: c.host.as_ref().map(|h| h.to_ascii_lowercase()),
-                host_header: HeaderValue::from_str(authority.as_str())
-                    .map_err(|e| format!("{key}.url: {e}"))?,
+                host_header: HeaderValue::from_str(authority.as_str()).map_err(|e| format!("{key}.url: {e}"))?,
                 base_path: uri.path().trim_end_matches('/').to_string(),
                 scheme,
                 authority,
@@ -125,11 +116,9 @@ impl Proxy {
     pub fn select(&self, host: Option<&str>) -> Option<&Upstream> {
         if let Some(host) = host {
             let bare = strip_port(host);
-            if let Some(u) = self.upstreams.iter().find(|u| {
-                u.host
-                    .as_deref()
-                    .is_some_and(|h| h.eq_ignore_ascii_case(bare))
-            }) {
+            if let Some(u) =
+                self.upstreams.iter().find(|u| u.host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(bare)))
+            {
                 return Some(u);
             }
         }
@@ -152,13 +141,7 @@ impl Proxy {
             headers.remove(name);
         }
         headers::strip_cookies(headers, ctx.strip_cookies);
-        headers::set_forwarded(
-            headers,
-            ctx.peer,
-            ctx.trusted_peer,
-            ctx.scheme,
-            original_host.as_ref(),
-        );
+        headers::set_forwarded(headers, ctx.peer, ctx.trusted_peer, ctx.scheme, original_host.as_ref());
         for (name, value) in ctx.identity {
             headers.insert(name.clone(), value.clone());
         }
@@ -177,30 +160,17 @@ impl Proxy {
         crate::metrics::observe_upstream(
             &upstream.name,
             started.elapsed(),
-            result
-                .as_ref()
-                .ok()
-                .and_then(|r| r.as_ref().ok())
-                .map(|r| r.status()),
+            result.as_ref().ok().and_then(|r| r.as_ref().ok()).map(|r| r.status()),
         );
         let mut resp = match result {
             Err(_) => {
-                return Err(ProxyError::Timeout {
-                    upstream: upstream.name.clone(),
-                    timeout: upstream.timeout,
-                });
+                return Err(ProxyError::Timeout { upstream: upstream.name.clone(), timeout: upstream.timeout });
             }
             Ok(Err(e)) if e.is_connect() => {
-                return Err(ProxyError::Connect {
-                    upstream: upstream.name.clone(),
-                    detail: error_chain(&e),
-                });
+                return Err(ProxyError::Connect { upstream: upstream.name.clone(), detail: error_chain(&e) });
             }
             Ok(Err(e)) => {
-                return Err(ProxyError::Protocol {
-                    upstream: upstream.name.clone(),
-                    detail: error_chain(&e),
-                });
+                return Err(ProxyError::Protocol { upstream: upstream.name.clone(), detail: error_chain(&e) });
             }
             Ok(Ok(resp)) => resp,
         };
@@ -239,20 +209,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// The Host the client asked for: the Host header, or the authority of an
 /// HTTP/2 request.
 pub fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
-    req.headers().get(header::HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    })
+    req.headers()
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
 }
 
 /// Host without port, for matching.
 pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host
-            .split(']')
-            .next()
-            .map_or(host, |h| &host[..h.len() + 1]);
+        return host.split(']').next().map_or(host, |h| &host[..h.len() + 1]);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
@@ -271,27 +237,19 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
 fn upstream_uri(up: &Upstream, original: &Uri) -> Result<Uri, ProxyError> {
     let pq = original.path_and_query().map_or("/", PathAndQuery::as_str);
     let pq: PathAndQuery = if up.base_path.is_empty() {
-        original
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"))
+        original.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"))
     } else {
-        format!("{}{}", up.base_path, pq)
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| ProxyError::Protocol {
-                upstream: up.name.clone(),
-                detail: e.to_string(),
-            })?
+        format!("{}{}", up.base_path, pq).parse().map_err(|e: http::uri::InvalidUri| ProxyError::Protocol {
+            upstream: up.name.clone(),
+            detail: e.to_string(),
+        })?
     };
     Uri::builder()
         .scheme(up.scheme.clone())
         .authority(up.authority.clone())
         .path_and_query(pq)
         .build()
-        .map_err(|e| ProxyError::Protocol {
-            upstream: up.name.clone(),
-            detail: e.to_string(),
-        })
+        .map_err(|e| ProxyError::Protocol { upstream: up.name.clone(), detail: e.to_string() })
 }
 
 /// Whether `trusted` networks include the peer (re-exported for the router).

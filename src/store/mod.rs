@@ -175,12 +175,7 @@ impl Store {
     }
 
     /// Replaces `old` by `new` atomically (privilege change: no fixation).
-    pub async fn rotate_session(
-        &self,
-        old: &str,
-        new: &str,
-        rec: &SessionRecord,
-    ) -> StoreResult<()> {
+    pub async fn rotate_session(&self, old: &str, new: &str, rec: &SessionRecord) -> StoreResult<()> {
         todo!()
     }
 
@@ -209,12 +204,7 @@ impl Store {
 
     // --- pending logins (keyed by the hash of their own cookie token) ---
 
-    pub async fn put_pending(
-        &self,
-        token: &str,
-        p: &PendingLogin,
-        ttl: Duration,
-    ) -> StoreResult<()> {
+    pub async fn put_pending(&self, token: &str, p: &PendingLogin, ttl: Duration) -> StoreResult<()> {
         todo!()
     }
 
@@ -266,24 +256,12 @@ impl Store {
     // --- sliding windows ---
 
     /// Counts the hit if under `limit` within `window`; else Limited with retry_after.
-    pub async fn rate_hit(
-        &self,
-        bucket: &str,
-        key: &str,
-        limit: u32,
-        window: Duration,
-    ) -> StoreResult<RateDecision> {
+    pub async fn rate_hit(&self, bucket: &str, key: &str, limit: u32, window: Duration) -> StoreResult<RateDecision> {
         todo!()
     }
 
     /// Checks without counting.
-    pub async fn rate_check(
-        &self,
-        bucket: &str,
-        key: &str,
-        limit: u32,
-        window: Duration,
-    ) -> StoreResult<RateDecision> {
+    pub async fn rate_check(&self, bucket: &str, key: &str, limit: u32, window: Duration) -> StoreResult<RateDecision> {
         todo!()
     }
 
@@ -345,11 +323,7 @@ impl Store {
     }
 
     /// Newest first; `user` None = the global list.
-    pub async fn recent_audit(
-        &self,
-        user: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<AuditRecord>> {
+    pub async fn recent_audit(&self, user: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>> {
         todo!()
     }
 }

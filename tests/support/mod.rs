@@ -103,15 +103,7 @@ impl Gateway {
                 }
             }
         }
-        Gateway {
-            child,
-            addr: addr.expect("address"),
-            scheme,
-            metrics_addr: metrics,
-            dir,
-            log,
-            stdout: stdout_text,
-        }
+        Gateway { child, addr: addr.expect("address"), scheme, metrics_addr: metrics, dir, log, stdout: stdout_text }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -119,11 +111,7 @@ impl Gateway {
     }
 
     pub fn port(&self) -> u16 {
-        self.addr
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port")
+        self.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
     }
 
     pub fn pid(&self) -> u32 {
@@ -142,8 +130,7 @@ impl Gateway {
 
     /// Peak resident memory (VmHWM) in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -152,11 +139,7 @@ impl Gateway {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("kill");
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("kill");
         assert!(ok.success());
     }
 
@@ -232,8 +215,7 @@ pub fn empty_users(dir: &Path) -> PathBuf {
 
 /// Self-signed certificate for `localhost`/127.0.0.1: (cert PEM path, key PEM path).
 pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .expect("cert");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).expect("cert");
     let cert = dir.join(format!("{name}.crt"));
     let key = dir.join(format!("{name}.key"));
     std::fs::write(&cert, ck.cert.pem()).expect("write cert");
@@ -250,4 +232,42 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client")
+}
+
+/// A loopback port that was free a moment ago (for configs that must name their
+/// own public URL before the gateway starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Extracts the first run of `digits` consecutive ASCII digits standing alone.
+pub fn find_code(text: &str, digits: usize) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric()) {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i - start == digits && (i == bytes.len() || !bytes[i].is_ascii_alphanumeric()) {
+                return Some(text[start..i].to_string());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// The value of a hidden form field in an HTML page.
+pub fn form_field(html: &str, name: &str) -> Option<String> {
+    let needle = format!("name=\"{name}\"");
+    let at = html.find(&needle)?;
+    let tag_start = html[..at].rfind('<')?;
+    let tag_end = at + html[at..].find('>')?;
+    let tag = &html[tag_start..tag_end];
+    let v = tag.find("value=\"")? + 7;
+    let end = tag[v..].find('"')?;
+    Some(tag[v..v + end].replace("&amp;", "&"))
 }

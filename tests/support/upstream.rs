@@ -34,9 +34,7 @@ impl Upstream {
     }
 
     pub async fn start_with_tls(tls: Option<(std::path::PathBuf, std::path::PathBuf)>) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let acceptor = tls.map(|(cert, key)| {
             super::crypto();
@@ -46,10 +44,8 @@ impl Upstream {
                 .map(|c| c.expect("cert"))
                 .collect();
             let key = rustls_pki_types::PrivateKeyDer::from_pem_file(&key).expect("key");
-            let mut cfg = rustls::ServerConfig::builder()
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .expect("tls");
+            let mut cfg =
+                rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).expect("tls");
             cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
             tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
         });
@@ -71,15 +67,11 @@ impl Upstream {
                     match acceptor {
                         Some(a) => {
                             if let Ok(s) = a.accept(stream).await {
-                                let _ = builder
-                                    .serve_connection_with_upgrades(TokioIo::new(s), svc)
-                                    .await;
+                                let _ = builder.serve_connection_with_upgrades(TokioIo::new(s), svc).await;
                             }
                         }
                         None => {
-                            let _ = builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                                .await;
+                            let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
                         }
                     }
                 });
@@ -114,11 +106,7 @@ fn full(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Bod
 fn query_num(req: &Request<Incoming>, key: &str) -> u64 {
     req.uri()
         .query()
-        .and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == key)
-                .and_then(|(_, v)| v.parse().ok())
-        })
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == key).and_then(|(_, v)| v.parse().ok()))
         .unwrap_or(0)
 }
 
@@ -139,10 +127,7 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
                         return None;
                     }
                     let n = left.min(chunk.len() as u64);
-                    Some((
-                        Ok::<_, Infallible>(Frame::data(chunk.slice(..n as usize))),
-                        left - n,
-                    ))
+                    Some((Ok::<_, Infallible>(Frame::data(chunk.slice(..n as usize))), left - n))
                 }
             });
             Response::builder()
@@ -162,11 +147,7 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
                     }
                 }
             }
-            full(
-                StatusCode::OK,
-                "application/json",
-                format!("{{\"bytes\":{n}}}"),
-            )
+            full(StatusCode::OK, "application/json", format!("{{\"bytes\":{n}}}"))
         }
         "/ws" => websocket(req),
         _ => {
@@ -196,11 +177,7 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
 
 fn websocket(mut req: Request<Incoming>) -> Response<Body> {
     let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
-        return full(
-            StatusCode::BAD_REQUEST,
-            "text/plain",
-            "not a websocket request",
-        );
+        return full(StatusCode::BAD_REQUEST, "text/plain", "not a websocket request");
     };
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
