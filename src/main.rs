@@ -48,6 +48,19 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Print recent login attempts and security events from the configured store.
+    Audit {
+        /// Only this user's records (else the global trail).
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Manage sessions in the configured store.
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -128,6 +141,9 @@ fn main() -> ExitCode {
         Command::User(u) => user_command(u),
         Command::Unlock { name, config } => {
             runtime().and_then(|rt| rt.block_on(unlock(&name, config.config.as_deref())))
+        }
+        Command::Audit { user, limit, json, config } => {
+            runtime().and_then(|rt| rt.block_on(audit(user.as_deref(), limit, json, config.config.as_deref())))
         }
         Command::Sessions(SessionsCommand::Revoke { name, config }) => {
             runtime().and_then(|rt| rt.block_on(revoke_sessions(&name, config.config.as_deref())))
@@ -319,6 +335,13 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
 
 async fn open_store(flag: Option<&Path>) -> Result<store::Store, Failure> {
     let loaded = config::load(flag, Config::default(), true)?;
+    if loaded.config.store.url.expose().starts_with("memory:") {
+        return Err(Failure::Usage(
+            "store.url: the memory store lives inside the running gateway process; \
+             this command needs a shared store (redis://...)"
+                .into(),
+        ));
+    }
     store::Store::open(&loaded.config.store).await.map_err(|e| Failure::Runtime(e.to_string()))
 }
 
@@ -333,5 +356,29 @@ async fn revoke_sessions(name: &str, flag: Option<&Path>) -> Result<(), Failure>
     let store = open_store(flag).await?;
     let n = store.revoke_user_sessions(name).await.map_err(|e| Failure::Runtime(e.to_string()))?;
     println!("{name}: {n} session(s) revoked");
+    Ok(())
+}
+
+async fn audit(user: Option<&str>, limit: usize, json: bool, flag: Option<&Path>) -> Result<(), Failure> {
+    let store = open_store(flag).await?;
+    let records = store.recent_audit(user, limit).await.map_err(|e| Failure::Runtime(e.to_string()))?;
+    for r in &records {
+        if json {
+            println!("{}", serde_json::to_string(r).map_err(|e| Failure::Runtime(e.to_string()))?);
+        } else {
+            println!(
+                "{}  {:<15} {:<22} {:<16} {:<15} {}",
+                portcullis::portal::format_time(r.time),
+                r.kind,
+                r.event,
+                r.username,
+                r.ip,
+                r.details
+            );
+        }
+    }
+    if records.is_empty() && !json {
+        println!("no audit records");
+    }
     Ok(())
 }

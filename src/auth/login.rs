@@ -136,6 +136,15 @@ async fn record_failure(app: &App, user: Option<&User>, client: &Client) -> Resu
                 user_agent: &client.user_agent,
             };
             audit::security_event(app, actor, SecurityEvent::AccountLocked, &format!("{n} failed attempts")).await;
+            let minutes = lc.account_lock.as_secs().div_ceil(60);
+            crate::auth::suspicious::send_alert(
+                app,
+                user,
+                client,
+                "Your account was temporarily locked",
+                &format!("After {n} failed sign-in attempts, sign-ins are blocked for {minutes} minutes."),
+            )
+            .await;
         }
     }
     Ok(())

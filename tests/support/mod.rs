@@ -3,6 +3,7 @@
 //! self-signed TLS material. Everything listens on loopback only.
 #![allow(dead_code)]
 
+pub mod proxies;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};
