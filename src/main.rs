@@ -131,7 +131,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(cli.log_format);
+    let _log_guard = init_logging(cli.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command.unwrap_or(Command::Serve(ConfigArg { config: None })) {
         Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a.config.as_deref()))),
@@ -169,7 +169,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go through a background writer so a slow stderr never blocks the runtime;
+/// the guard flushes it at exit.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match format {
@@ -177,12 +179,16 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     if json {
         builder.json().flatten_event(true).with_current_span(false).init();
     } else {
-        builder.init();
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
+    guard
 }
 
 fn start_error(e: app::StartError) -> Failure {

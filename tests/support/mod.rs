@@ -3,7 +3,10 @@
 //! self-signed TLS material. Everything listens on loopback only.
 #![allow(dead_code)]
 
+pub mod flow;
 pub mod proxies;
+pub mod redis;
+pub mod smtp;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};

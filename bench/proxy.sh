@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Side-by-side proxy throughput on this machine, all on loopback, in one run:
+#   1. wrk → nginx (plain reverse proxy)              → static upstream (nginx)
+#   2. wrk → portcullis (authenticated session)        → static upstream
+#   3. wrk → nginx auth_request → portcullis /verify   → static upstream
+#   4. wrk → traefik (plain reverse proxy, if present) → static upstream
+# Prints req/s and latency for each and the ratios against nginx.
+# Usage: bench/proxy.sh [duration=10s] [connections=64]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR="${1:-10s}"
+CONNS="${2:-64}"
+command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exit 1; }
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+[ -x "$NGINX" ] || { echo "nginx is required"; exit 1; }
+
+cargo build --release --quiet
+BIN=target/release/portcullis
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+STATIC=$(free_port); NGX=$(free_port); GW=$(free_port); NGXAUTH=$(free_port); TRF=$(free_port)
+USER_DIRECTIVE=""; [ "$(id -u)" = 0 ] && USER_DIRECTIVE="user root root;"
+
+mkdir -p "$WORK/www"; head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/www/index.html"
+cat > "$WORK/nginx.conf" <<CONF
+$USER_DIRECTIVE
+daemon off; worker_processes 1; pid $WORK/nginx.pid; error_log $WORK/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off; client_body_temp_path $WORK/b; proxy_temp_path $WORK/p;
+  fastcgi_temp_path $WORK/f; uwsgi_temp_path $WORK/u; scgi_temp_path $WORK/s;
+  upstream static_up { server 127.0.0.1:$STATIC; keepalive 128; }
+  upstream gw_up { server 127.0.0.1:$GW; keepalive 128; }
+  server { listen 127.0.0.1:$STATIC; root $WORK/www; location / { try_files /index.html =404; } }
+  server { listen 127.0.0.1:$NGX;
+    location / { proxy_pass http://static_up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:$NGXAUTH;
+    location = /_verify { internal; proxy_pass http://gw_up/_auth/verify?mode=nginx;
+      proxy_pass_request_body off; proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+      proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location / { auth_request /_verify; proxy_pass http://static_up;
+      proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+CONF
+"$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/error.log" & PIDS+=($!)
+
+printf '[users.bench]\nemail = "bench@example.com"\npassword = "%s"\n' "$(echo bench-password | $BIN hash-password)" > "$WORK/users.toml"
+cat > "$WORK/portcullis.toml" <<CONF
+[server]
+listen = "127.0.0.1:$GW"
+public_url = "http://127.0.0.1:$GW"
+metrics_listen = "127.0.0.1:0"
+[[upstream]]
+url = "http://127.0.0.1:$STATIC"
+[auth]
+secret = "bench-secret-bench-secret-bench-secret-0123"
+users_file = "$WORK/users.toml"
+[access_control]
+default_policy = "one_factor"
+CONF
+PORTCULLIS_LOG=warn "$BIN" --log-format json serve --config "$WORK/portcullis.toml" > "$WORK/gw.out" 2>&1 & PIDS+=($!)
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$GW/_auth/healthz" && break; sleep 0.1; done
+
+COOKIE=$(curl -s -D - -o /dev/null -H "Origin: http://127.0.0.1:$GW" -H 'Content-Type: application/json' \
+  -d '{"username_or_email":"bench","password":"bench-password"}' "http://127.0.0.1:$GW/_auth/api/send-login-otp" \
+  | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(portcullis_session=[^;]*\).*/\1/p' | head -1)
+[ -n "$COOKIE" ] || { echo "login failed"; cat "$WORK/gw.out"; exit 1; }
+curl -sf -o /dev/null -H "Cookie: $COOKIE" "http://127.0.0.1:$GW/" || { echo "authenticated request failed"; exit 1; }
+
+if command -v traefik >/dev/null; then
+  cat > "$WORK/dyn.yml" <<CONF
+http:
+  routers: { r: { rule: "PathPrefix(\`/\`)", service: s, entryPoints: [web] } }
+  services: { s: { loadBalancer: { servers: [ { url: "http://127.0.0.1:$STATIC" } ] } } }
+CONF
+  traefik --entryPoints.web.address=127.0.0.1:$TRF --providers.file.filename="$WORK/dyn.yml" --log.level=ERROR > "$WORK/traefik.log" 2>&1 & PIDS+=($!)
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$TRF/" && break; sleep 0.1; done
+fi
+
+run() { # name url [header]
+  local name="$1" url="$2"; shift 2
+  wrk -t2 -c"$CONNS" -d"$DUR" --latency "$@" "$url" > "$WORK/$name.txt" 2>&1
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.txt")
+  p50=$(awk '$1=="50%" {print $2}' "$WORK/$name.txt")
+  p99=$(awk '$1=="99%" {print $2}' "$WORK/$name.txt")
+  local non2xx; non2xx=$(awk '/Non-2xx/ {print $4}' "$WORK/$name.txt")
+  printf '%-40s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}"
+  eval "RPS_$(echo "$name" | tr -c 'a-zA-Z0-9\n' '_')=$rps"
+}
+
+echo "wrk -t2 -c$CONNS -d$DUR, 1 KiB static response, loopback, $(nproc) cores"
+run nginx_proxy "http://127.0.0.1:$NGX/"
+run portcullis_authenticated "http://127.0.0.1:$GW/" -H "Cookie: $COOKIE"
+run nginx_auth_request_portcullis "http://127.0.0.1:$NGXAUTH/" -H "Cookie: $COOKIE"
+if command -v traefik >/dev/null; then run traefik_proxy "http://127.0.0.1:$TRF/"; fi
+python3 - "$RPS_nginx_proxy" "$RPS_portcullis_authenticated" "$RPS_nginx_auth_request_portcullis" <<'PY'
+import sys
+n, p, a = map(float, sys.argv[1:4])
+print(f"ratio portcullis (authenticated proxy) / nginx (plain proxy): {p/n:.2f}")
+print(f"ratio nginx+portcullis forward-auth / nginx (plain proxy):   {a/n:.2f}")
+PY

@@ -1,0 +1,149 @@
+//! A running gateway with everything a login needs: an echo upstream, a real
+//! SMTP sink receiving the codes, a users file, and the memory store or a real
+//! redis-server; plus a cookie-keeping client and helpers for each step.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::smtp::SmtpSink;
+use super::upstream::Upstream;
+use super::{Gateway, SECRET, client, find_code, free_port, write_users};
+
+pub const PASSWORD: &str = "testpassword123";
+
+/// Gateway + upstream + SMTP sink + a cookie-keeping client.
+pub struct Harness {
+    pub gw: Gateway,
+    pub up: Upstream,
+    pub smtp: SmtpSink,
+    pub http: reqwest::Client,
+    pub origin: String,
+    pub redis: Option<super::redis::RedisServer>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+pub struct Options {
+    pub policy: &'static str,
+    pub otp_ttl: &'static str,
+    pub resend_cooldown: &'static str,
+    pub extra: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { policy: "two_factor", otp_ttl: "10m", resend_cooldown: "1s", extra: String::new() }
+    }
+}
+
+impl Harness {
+    pub async fn start(backend: Backend, o: Options) -> Option<Harness> {
+        let redis = match backend {
+            Backend::Memory => None,
+            Backend::Redis => Some(super::redis::RedisServer::start_or_skip()?),
+        };
+        let store_url = redis.as_ref().map_or("memory://".to_string(), |r| r.url());
+        let up = Upstream::start().await;
+        let smtp = SmtpSink::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users.toml");
+        write_users(
+            &users,
+            &[
+                ("testuser", "test@example.com", PASSWORD, &["staff"]),
+                ("bob", "bob@example.com", "bobs-password-1", &[]),
+            ],
+        );
+        let port = free_port();
+        let origin = format!("http://127.0.0.1:{port}");
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "{origin}"
+metrics_listen = "127.0.0.1:0"
+[[upstream]]
+url = "{upstream}"
+[auth]
+secret = "{SECRET}"
+users_file = "{users}"
+[otp]
+ttl = "{ttl}"
+resend_cooldown = "{cooldown}"
+[store]
+url = "{store_url}"
+[mail]
+transport = "smtp"
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_port}
+smtp_tls = "none"
+timeout = "5s"
+[rate_limit]
+login = "50/5m"
+verify = "50/5m"
+resend = "20/10m"
+otp_emails_per_ip = "50/1h"
+[lockout]
+ip_failures = "50/15m"
+[access_control]
+default_policy = "{policy}"
+{extra}
+"#,
+            upstream = up.url(),
+            users = users.display(),
+            ttl = o.otp_ttl,
+            cooldown = o.resend_cooldown,
+            smtp_port = smtp.port(),
+            policy = o.policy,
+            extra = o.extra,
+        );
+        let gw = Gateway::start_in(dir, &config, &[]);
+        Some(Harness { gw, up, smtp, http: client(), origin, redis })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.origin)
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self.http.post(self.url(path)).header("Origin", &self.origin).json(&body).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn send_login(&self, user: &str, password: &str) -> (StatusCode, Value) {
+        self.post_json("/_auth/api/send-login-otp", json!({"username_or_email": user, "password": password})).await
+    }
+
+    /// Waits for the `n`th e-mail and returns the code in it.
+    pub async fn code_from_mail(&self, n: usize) -> String {
+        let msgs = self.smtp.wait_for(n, Duration::from_secs(10)).await;
+        assert!(msgs.len() >= n, "expected {n} e-mails, got {}", msgs.len());
+        let text = msgs[n - 1].text_body();
+        find_code(&text, 6).unwrap_or_else(|| panic!("no code in e-mail:\n{text}"))
+    }
+
+    pub async fn verify(&self, code: &str) -> (StatusCode, Value) {
+        self.post_json("/_auth/api/verify-login-otp", json!({"otp_code": code})).await
+    }
+
+    /// Password then code: a logged-in client.
+    pub async fn login(&self) {
+        let (s, v) = self.send_login("testuser", PASSWORD).await;
+        assert_eq!(s, 200, "{v}");
+        let code = self.code_from_mail(self.smtp.messages().len() + usize::from(v["otp_required"] == true)).await;
+        let (s, v) = self.verify(&code).await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    pub async fn upstream_status(&self) -> StatusCode {
+        self.http.get(self.url("/app")).send().await.unwrap().status()
+    }
+}
+
