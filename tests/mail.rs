@@ -253,3 +253,36 @@ fn smtp_mailers_can_be_built_outside_a_runtime() {
         assert!(Mailer::new(&cfg).is_ok(), "{tls:?}");
     }
 }
+
+#[tokio::test]
+async fn lines_starting_with_a_dot_survive_the_smtp_round_trip() {
+    let sink = SmtpSink::start().await;
+    let mailer = Mailer::new(&smtp_config(sink.port(), Duration::from_secs(5))).expect("mailer");
+    let email = Email {
+        to_email: "bob@example.com".into(),
+        to_name: None,
+        subject: "dots".into(),
+        text: "first\n.second\n..third\n.\nlast 424242\n".into(),
+        html: "<p>dots</p>".into(),
+    };
+    mailer.send(&email).await.expect("send");
+    let messages = sink.wait_for(1, Duration::from_secs(5)).await;
+    let text = messages[0].text_body().expect("text part");
+    assert!(
+        text.contains(".second\r\n..third\r\n.\r\nlast 424242"),
+        "{text:?}"
+    );
+    assert_eq!(messages[0].code().as_deref(), Some("424242"));
+}
+
+#[test]
+fn mailer_and_templates_can_be_shared_across_tasks() {
+    fn shared<T: Send + Sync + 'static>() {}
+    fn send_future<F: std::future::Future + Send>(_: F) {}
+    shared::<Mailer>();
+    shared::<Templates>();
+    let mailer = Mailer::new(&MailConfig::default()).expect("mailer");
+    let email = code_email("123456");
+    // Handlers run on a multi-threaded runtime, so the send future must be Send.
+    send_future(mailer.send(&email));
+}
