@@ -1,0 +1,288 @@
+//! Mail delivery over real sockets: SMTP (plain + AUTH) into an in-process sink,
+//! rejection, a server that never answers, the file outbox and the console.
+
+#[path = "support/smtp.rs"]
+mod smtp;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use portcullis::config::{MailConfig, MailTransport, Secret, SmtpTls};
+use portcullis::mail::{CodeMail, Email, MailError, Mailer, compose_code_mail};
+use portcullis::render::Templates;
+use smtp::SmtpSink;
+
+fn smtp_config(port: u16, timeout: Duration) -> MailConfig {
+    MailConfig {
+        transport: MailTransport::Smtp,
+        from: "Portcullis <noreply@example.com>".into(),
+        smtp_host: Some("127.0.0.1".into()),
+        smtp_port: port,
+        smtp_tls: SmtpTls::None,
+        smtp_username: Some("mailer".into()),
+        smtp_password: Secret::new("hunter2"),
+        timeout,
+        ..MailConfig::default()
+    }
+}
+
+fn code_email(code: &str) -> Email {
+    let templates = Templates::load().expect("templates load");
+    compose_code_mail(
+        &templates,
+        &CodeMail {
+            app_name: "Portcullis",
+            to_email: "alice@example.com",
+            to_name: Some("Alice Liddell"),
+            username: "alice",
+            code,
+            purpose: "login",
+            expires_minutes: 10,
+            expires_at: "2026-11-24 13:15 UTC",
+            ip: "203.0.113.9",
+            device: "Firefox on Linux",
+            time: "2026-11-24 13:05 UTC",
+        },
+    )
+    .expect("compose")
+}
+
+#[tokio::test]
+async fn smtp_without_tls_authenticates_and_delivers_a_multipart_code_mail() {
+    let sink = SmtpSink::start().await;
+    let mailer = Mailer::new(&smtp_config(sink.port(), Duration::from_secs(5))).expect("mailer");
+
+    mailer.send(&code_email("314159")).await.expect("send");
+
+    let messages = sink.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert_eq!(m.from, "noreply@example.com");
+    assert_eq!(m.to, vec!["alice@example.com".to_owned()]);
+    assert_eq!(m.auth_user.as_deref(), Some("mailer"));
+    assert_eq!(
+        m.header("Subject").as_deref(),
+        Some("Your Portcullis verification code")
+    );
+    assert!(
+        m.header("Content-Type")
+            .is_some_and(|c| c.starts_with("multipart/alternative"))
+    );
+    let text = m.text_body().expect("text part");
+    assert!(text.contains("    314159"), "{text}");
+    assert!(text.contains("203.0.113.9"));
+    assert_eq!(m.code().as_deref(), Some("314159"));
+    assert!(m.html_body().expect("html part").contains("314159"));
+    assert!(
+        !m.data.contains("hunter2"),
+        "the SMTP password never ends up in the mail"
+    );
+}
+
+#[tokio::test]
+async fn pooled_smtp_sends_several_messages() {
+    let sink = SmtpSink::start().await;
+    let mailer = Mailer::new(&smtp_config(sink.port(), Duration::from_secs(5))).expect("mailer");
+    for code in ["111111", "222222", "333333"] {
+        mailer.clone().send(&code_email(code)).await.expect("send");
+    }
+    let codes: Vec<_> = sink
+        .wait_for(3, Duration::from_secs(5))
+        .await
+        .iter()
+        .filter_map(|m| m.code())
+        .collect();
+    assert_eq!(codes, ["111111", "222222", "333333"]);
+}
+
+#[tokio::test]
+async fn a_rejecting_server_is_a_transport_error() {
+    let sink = SmtpSink::start().await;
+    sink.set_reject(true);
+    let mailer = Mailer::new(&smtp_config(sink.port(), Duration::from_secs(5))).expect("mailer");
+
+    let err = mailer.send(&code_email("123456")).await;
+    match err {
+        Err(MailError::Transport(msg)) => assert!(msg.contains("554"), "{msg}"),
+        other => panic!("expected a transport error, got {other:?}"),
+    }
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_within_the_limit() {
+    let sink = SmtpSink::start_silent().await;
+    let timeout = Duration::from_millis(500);
+    let mailer = Mailer::new(&smtp_config(sink.port(), timeout)).expect("mailer");
+
+    let started = Instant::now();
+    let err = mailer.send(&code_email("123456")).await;
+    let took = started.elapsed();
+    assert!(matches!(err, Err(MailError::Timeout)), "{err:?}");
+    assert!(took >= timeout, "gave up early: {took:?}");
+    assert!(took < timeout + Duration::from_secs(1), "took {took:?}");
+}
+
+#[tokio::test]
+async fn a_closed_port_is_a_transport_error() {
+    let port = {
+        let sink = SmtpSink::start().await;
+        sink.port()
+    };
+    // The sink is dropped: nothing listens there any more.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mailer = Mailer::new(&smtp_config(port, Duration::from_secs(5))).expect("mailer");
+    let err = mailer.send(&code_email("123456")).await;
+    assert!(matches!(err, Err(MailError::Transport(_))), "{err:?}");
+}
+
+#[tokio::test]
+async fn file_transport_writes_one_parseable_eml_per_message() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir: PathBuf = tmp.path().join("outbox").join("nested");
+    let cfg = MailConfig {
+        transport: MailTransport::File,
+        file_dir: Some(dir.clone()),
+        from: "Portcullis <noreply@example.com>".into(),
+        timeout: Duration::from_secs(5),
+        ..MailConfig::default()
+    };
+    let mailer = Mailer::new(&cfg).expect("mailer");
+    mailer.send(&code_email("271828")).await.expect("send");
+    mailer.send(&code_email("161803")).await.expect("send");
+
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("outbox exists")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.iter().all(|n| n.ends_with(".eml")),
+        "no temp files left: {names:?}"
+    );
+
+    let raw = std::fs::read_to_string(dir.join(&names[0])).expect("read eml");
+    assert!(raw.contains("\r\n"), "RFC 5322 line endings");
+    let parsed = smtp::Message {
+        from: String::new(),
+        to: Vec::new(),
+        data: raw,
+        auth_user: None,
+    };
+    assert_eq!(
+        parsed.header("To").as_deref(),
+        Some("\"Alice Liddell\" <alice@example.com>")
+    );
+    assert_eq!(
+        parsed.header("From").as_deref(),
+        Some("Portcullis <noreply@example.com>")
+    );
+    assert!(parsed.header("Date").is_some());
+    assert!(parsed.header("Message-ID").is_some());
+    assert_eq!(parsed.code().as_deref(), Some("271828"));
+    assert!(parsed.html_body().is_some_and(|h| h.contains("271828")));
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(&names[0]))
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "outbox files are private: {mode:o}");
+    }
+}
+
+#[tokio::test]
+async fn console_transport_prints_without_error() {
+    let cfg = MailConfig {
+        transport: MailTransport::Console,
+        ..MailConfig::default()
+    };
+    let mailer = Mailer::new(&cfg).expect("mailer");
+    assert_eq!(mailer.transport_name(), "console");
+    mailer
+        .send(&code_email("999999"))
+        .await
+        .expect("console send");
+}
+
+#[tokio::test]
+async fn an_invalid_recipient_is_refused_before_sending() {
+    let sink = SmtpSink::start().await;
+    let mailer = Mailer::new(&smtp_config(sink.port(), Duration::from_secs(5))).expect("mailer");
+    let mut email = code_email("123456");
+    email.to_email = "not-an-address".into();
+    let err = mailer.send(&email).await;
+    assert!(matches!(err, Err(MailError::InvalidAddress(_))), "{err:?}");
+    assert!(sink.messages().is_empty());
+}
+
+#[test]
+fn configuration_errors_are_reported_at_construction() {
+    let bad_from = MailConfig {
+        from: "nobody".into(),
+        ..MailConfig::default()
+    };
+    assert!(matches!(
+        Mailer::new(&bad_from),
+        Err(MailError::InvalidAddress(_))
+    ));
+
+    let no_host = MailConfig {
+        transport: MailTransport::Smtp,
+        smtp_host: None,
+        ..MailConfig::default()
+    };
+    assert!(matches!(
+        Mailer::new(&no_host),
+        Err(MailError::Transport(_))
+    ));
+}
+
+#[test]
+fn smtp_mailers_can_be_built_outside_a_runtime() {
+    // The pool's cleanup task needs Tokio, so lettre's transport is built on first send.
+    for tls in [SmtpTls::None, SmtpTls::Starttls, SmtpTls::Tls] {
+        let cfg = MailConfig {
+            smtp_tls: tls,
+            smtp_host: Some("smtp.example.com".into()),
+            ..smtp_config(587, Duration::from_secs(1))
+        };
+        assert!(Mailer::new(&cfg).is_ok(), "{tls:?}");
+    }
+}
+
+#[tokio::test]
+async fn lines_starting_with_a_dot_survive_the_smtp_round_trip() {
+    let sink = SmtpSink::start().await;
+    let mailer = Mailer::new(&smtp_config(sink.port(), Duration::from_secs(5))).expect("mailer");
+    let email = Email {
+        to_email: "bob@example.com".into(),
+        to_name: None,
+        subject: "dots".into(),
+        text: "first\n.second\n..third\n.\nlast 424242\n".into(),
+        html: "<p>dots</p>".into(),
+    };
+    mailer.send(&email).await.expect("send");
+    let messages = sink.wait_for(1, Duration::from_secs(5)).await;
+    let text = messages[0].text_body().expect("text part");
+    assert!(
+        text.contains(".second\r\n..third\r\n.\r\nlast 424242"),
+        "{text:?}"
+    );
+    assert_eq!(messages[0].code().as_deref(), Some("424242"));
+}
+
+#[test]
+fn mailer_and_templates_can_be_shared_across_tasks() {
+    fn shared<T: Send + Sync + 'static>() {}
+    fn send_future<F: std::future::Future + Send>(_: F) {}
+    shared::<Mailer>();
+    shared::<Templates>();
+    let mailer = Mailer::new(&MailConfig::default()).expect("mailer");
+    let email = code_email("123456");
+    // Handlers run on a multi-threaded runtime, so the send future must be Send.
+    send_future(mailer.send(&email));
+}
