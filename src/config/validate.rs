@@ -189,7 +189,7 @@ pub fn validate(c: &Config, demo: bool) -> Vec<Problem> {
         }
         _ => {}
     }
-    if m.smtp_username.is_some() != !m.smtp_password.is_empty() {
+    if m.smtp_username.is_some() == m.smtp_password.is_empty() {
         bad("mail.smtp_password", "smtp_username and smtp_password go together".into());
     }
 

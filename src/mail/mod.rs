@@ -182,7 +182,3 @@ impl std::fmt::Debug for Mailer {
     }
 }
 
-/// "alice@example.com" → "ali***@example.com" (skeleton).
-pub fn mask_email(e: &str) -> String {
-    e.to_owned()
-}

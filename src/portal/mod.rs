@@ -208,6 +208,6 @@ pub async fn account_data(app: &App, user: &str) -> Result<AccountData, StoreErr
         })
         .collect();
     let mut sessions = app.store.list_sessions(user).await?;
-    sessions.sort_by(|a, b| b.record.last_seen.cmp(&a.record.last_seen));
+    sessions.sort_by_key(|s| std::cmp::Reverse(s.record.last_seen));
     Ok(AccountData { state, recent_logins, sessions })
 }
