@@ -4,13 +4,38 @@
 //! never build keys. Two backends: `memory://` (embedded, single process) and
 //! Redis (`redis://`, `rediss://`) for production and several replicas.
 //!
-//! API contract (skeleton; bodies are filled in by the store work, issue 3).
+//! Every operation is bounded by `store.timeout`: a slow or absent backend turns
+//! into `StoreError::Timeout`/`Unavailable`, never a hung request. Secrets that
+//! act as bearer tokens (session and pending-login cookies) are only ever stored
+//! under their SHA-256, so a dump of the store cannot log anyone in.
 
-use std::time::Duration;
+mod memory;
+mod redis;
 
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::config::StoreConfig;
+
+use self::memory::MemoryStore;
+use self::redis::RedisStore;
+
+/// Most audit entries kept per user.
+pub const AUDIT_PER_USER: usize = 100;
+/// Most audit entries kept in the global list.
+pub const AUDIT_GLOBAL: usize = 1000;
+/// Most known IPs remembered per user; the least recently seen is forgotten first.
+pub const KNOWN_IPS_PER_USER: usize = 64;
+/// The rate bucket counting failed attempts per account; `unlock_account` clears it.
+pub const ACCOUNT_FAILURES: &str = "account_failures";
+/// Most events `rate_record` keeps per window; the count saturates there.
+pub const RATE_RECORD_CAP: u32 = 10_000;
 
 /// Why a store operation failed. Every variant fails closed: the gateway answers 503.
 #[derive(Debug, thiserror::Error)]
@@ -141,84 +166,156 @@ pub struct AuditRecord {
 /// The gateway's state handle; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    _private: (),
+    backend: Backend,
+    timeout: Duration,
 }
 
-#[allow(unused_variables)]
+/// The concrete backend; an enum rather than a trait object so calls are not boxed.
+#[derive(Clone)]
+enum Backend {
+    Memory(Arc<MemoryStore>),
+    Redis(RedisStore),
+}
+
+/// Runs the same method call on whichever backend is configured, under the
+/// store's deadline.
+macro_rules! dispatch {
+    ($self:ident, $b:ident => $call:expr) => {
+        $self
+            .bounded(async {
+                match &$self.backend {
+                    Backend::Memory($b) => $call.await,
+                    Backend::Redis($b) => $call.await,
+                }
+            })
+            .await
+    };
+}
+
 impl Store {
     /// Opens the backend named by `cfg.url`. Redis: builds the pool without
     /// requiring the server to be up (the gateway starts and reports not-ready).
     pub async fn open(cfg: &StoreConfig) -> StoreResult<Store> {
-        todo!()
+        let url = cfg.url.expose();
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or(url);
+        let backend = match scheme {
+            "memory" => Backend::Memory(MemoryStore::open(cfg).await?),
+            "redis" | "rediss" => Backend::Redis(RedisStore::open(cfg)?),
+            // The URL may carry a password: name only the scheme.
+            other => {
+                return Err(StoreError::Unavailable(format!(
+                    "unsupported store url scheme `{other}` (use memory://, redis:// or rediss://)"
+                )));
+            }
+        };
+        Ok(Store {
+            backend,
+            timeout: cfg.timeout,
+        })
     }
 
     /// `memory` or `redis`, for logs and metrics.
     pub fn backend_name(&self) -> &'static str {
-        todo!()
+        match self.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Redis(_) => "redis",
+        }
     }
 
     /// Round trip to the backend (readiness).
     pub async fn ping(&self) -> StoreResult<()> {
-        todo!()
+        dispatch!(self, b => b.ping())
+    }
+
+    /// Applies the per-operation deadline.
+    async fn bounded<T>(&self, op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        tokio::time::timeout(self.timeout, op)
+            .await
+            .unwrap_or(Err(StoreError::Timeout))
     }
 
     // --- sessions (token = the secret cookie value; stored under its hash) ---
 
     pub async fn create_session(&self, token: &str, rec: &SessionRecord) -> StoreResult<()> {
-        todo!()
+        let id = Self::session_id(token);
+        dispatch!(self, b => b.create_session(&id, rec))
     }
 
     /// Load-and-touch: returns the session and slides its idle expiry, or None
     /// when absent or expired (idle or absolute).
     pub async fn touch_session(&self, token: &str) -> StoreResult<Option<SessionRecord>> {
-        todo!()
+        let id = Self::session_id(token);
+        dispatch!(self, b => b.touch_session(&id))
     }
 
     /// Replaces `old` by `new` atomically (privilege change: no fixation).
-    pub async fn rotate_session(&self, old: &str, new: &str, rec: &SessionRecord) -> StoreResult<()> {
-        todo!()
+    pub async fn rotate_session(
+        &self,
+        old: &str,
+        new: &str,
+        rec: &SessionRecord,
+    ) -> StoreResult<()> {
+        let old_id = Self::session_id(old);
+        let new_id = Self::session_id(new);
+        dispatch!(self, b => b.rotate_session(&old_id, &new_id, rec))
     }
 
     /// Deletes a session by its token; returns its user if it existed.
     pub async fn delete_session(&self, token: &str) -> StoreResult<Option<String>> {
-        todo!()
+        let id = Self::session_id(token);
+        dispatch!(self, b => b.delete_session(&id))
     }
 
+    /// The user's live sessions, in no particular order.
     pub async fn list_sessions(&self, user: &str) -> StoreResult<Vec<SessionInfo>> {
-        todo!()
+        dispatch!(self, b => b.list_sessions(user))
     }
 
     /// The public id of a token (what `list_sessions` calls `id`).
     pub fn session_id(token: &str) -> String {
-        todo!()
+        URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
     }
 
     /// Revokes one session of `user` by its public id; false if not theirs/absent.
     pub async fn revoke_session(&self, user: &str, id: &str) -> StoreResult<bool> {
-        todo!()
+        // Ids come from request paths: anything that is not a hash we made is absent.
+        if !is_session_id(id) {
+            return Ok(false);
+        }
+        dispatch!(self, b => b.revoke_session(user, id))
     }
 
+    /// Ends every session of `user`; returns how many there were.
     pub async fn revoke_user_sessions(&self, user: &str) -> StoreResult<usize> {
-        todo!()
+        dispatch!(self, b => b.revoke_user_sessions(user))
     }
 
     // --- pending logins (keyed by the hash of their own cookie token) ---
 
-    pub async fn put_pending(&self, token: &str, p: &PendingLogin, ttl: Duration) -> StoreResult<()> {
-        todo!()
+    pub async fn put_pending(
+        &self,
+        token: &str,
+        p: &PendingLogin,
+        ttl: Duration,
+    ) -> StoreResult<()> {
+        let id = Self::session_id(token);
+        dispatch!(self, b => b.put_pending(&id, p, ttl))
     }
 
     pub async fn get_pending(&self, token: &str) -> StoreResult<Option<PendingLogin>> {
-        todo!()
+        let id = Self::session_id(token);
+        dispatch!(self, b => b.get_pending(&id))
     }
 
     /// Atomically reads and deletes (a login completes exactly once).
     pub async fn take_pending(&self, token: &str) -> StoreResult<Option<PendingLogin>> {
-        todo!()
+        let id = Self::session_id(token);
+        dispatch!(self, b => b.take_pending(&id))
     }
 
     // --- one-time codes (the caller passes a keyed hash, never the code) ---
 
+    /// Stores a new code for `user`/`purpose`, voiding the previous one.
     pub async fn issue_code(
         &self,
         user: &str,
@@ -227,20 +324,22 @@ impl Store {
         ttl: Duration,
         max_attempts: u32,
     ) -> StoreResult<()> {
-        todo!()
+        dispatch!(self, b => b.issue_code(user, purpose, code_hash, ttl, max_attempts))
     }
 
+    /// Counts the attempt and compares in one atomic step; a correct code is
+    /// consumed, so it succeeds exactly once.
     pub async fn verify_code(
         &self,
         user: &str,
         purpose: CodePurpose,
         candidate_hash: &[u8; 32],
     ) -> StoreResult<CodeCheck> {
-        todo!()
+        dispatch!(self, b => b.verify_code(user, purpose, candidate_hash))
     }
 
     pub async fn void_code(&self, user: &str, purpose: CodePurpose) -> StoreResult<()> {
-        todo!()
+        dispatch!(self, b => b.void_code(user, purpose))
     }
 
     /// Starts a cooldown unless one runs; returns the time left of a running one.
@@ -250,80 +349,185 @@ impl Store {
         purpose: CodePurpose,
         cooldown: Duration,
     ) -> StoreResult<Option<Duration>> {
-        todo!()
+        dispatch!(self, b => b.start_cooldown(user, purpose, cooldown))
     }
 
     // --- sliding windows ---
 
     /// Counts the hit if under `limit` within `window`; else Limited with retry_after.
-    pub async fn rate_hit(&self, bucket: &str, key: &str, limit: u32, window: Duration) -> StoreResult<RateDecision> {
-        todo!()
+    pub async fn rate_hit(
+        &self,
+        bucket: &str,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> StoreResult<RateDecision> {
+        dispatch!(self, b => b.rate_hit(bucket, key, limit, window))
     }
 
     /// Checks without counting.
-    pub async fn rate_check(&self, bucket: &str, key: &str, limit: u32, window: Duration) -> StoreResult<RateDecision> {
-        todo!()
+    pub async fn rate_check(
+        &self,
+        bucket: &str,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> StoreResult<RateDecision> {
+        dispatch!(self, b => b.rate_check(bucket, key, limit, window))
     }
 
-    /// Records an event unconditionally; returns how many fall in the window.
+    /// Records an event unconditionally; returns how many fall in the window
+    /// (saturating at `RATE_RECORD_CAP`).
     pub async fn rate_record(&self, bucket: &str, key: &str, window: Duration) -> StoreResult<u32> {
-        todo!()
+        dispatch!(self, b => b.rate_record(bucket, key, window))
     }
 
     pub async fn rate_reset(&self, bucket: &str, key: &str) -> StoreResult<()> {
-        todo!()
+        dispatch!(self, b => b.rate_reset(bucket, key))
     }
 
     // --- account lock ---
 
     pub async fn lock_account(&self, user: &str, duration: Duration) -> StoreResult<()> {
-        todo!()
+        dispatch!(self, b => b.lock_account(user, duration))
     }
 
     /// Time left on the lock, if locked.
     pub async fn account_locked(&self, user: &str) -> StoreResult<Option<Duration>> {
-        todo!()
+        dispatch!(self, b => b.account_locked(user))
     }
 
     /// Clears the lock and the account's failure window; true if it was locked.
     pub async fn unlock_account(&self, user: &str) -> StoreResult<bool> {
-        todo!()
+        dispatch!(self, b => b.unlock_account(user))
     }
 
     // --- durable per-user state ---
 
     pub async fn user_state(&self, user: &str) -> StoreResult<UserState> {
-        todo!()
+        dispatch!(self, b => b.user_state(user))
     }
 
     pub async fn set_otp_enabled(&self, user: &str, enabled: bool) -> StoreResult<()> {
-        todo!()
+        dispatch!(self, b => b.set_otp_enabled(user, enabled))
     }
 
     /// Replaces all backup codes (the old ones become void).
     pub async fn replace_backup_codes(&self, user: &str, hashes: &[[u8; 32]]) -> StoreResult<()> {
-        todo!()
+        dispatch!(self, b => b.replace_backup_codes(user, hashes))
     }
 
     /// Consumes one backup code; true exactly once per code, even concurrently.
     pub async fn consume_backup_code(&self, user: &str, hash: &[u8; 32]) -> StoreResult<bool> {
-        todo!()
+        dispatch!(self, b => b.consume_backup_code(user, hash))
     }
 
     /// Records a login from `ip`; returns when it was last seen before (unix secs).
     pub async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<Option<u64>> {
-        todo!()
+        dispatch!(self, b => b.record_known_ip(user, ip))
     }
 
     // --- audit ---
 
     /// Appends to the user's list (if `rec.user` is set) and the global list, both capped.
     pub async fn append_audit(&self, rec: &AuditRecord) -> StoreResult<()> {
-        todo!()
+        dispatch!(self, b => b.append_audit(rec))
     }
 
     /// Newest first; `user` None = the global list.
-    pub async fn recent_audit(&self, user: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>> {
-        todo!()
+    pub async fn recent_audit(
+        &self,
+        user: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        dispatch!(self, b => b.recent_audit(user, limit))
+    }
+}
+
+/// True for strings shaped like `Store::session_id` output (43 base64url chars).
+fn is_session_id(id: &str) -> bool {
+    id.len() == 43
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
+/// Wall-clock unix time in milliseconds (0 if the clock is before 1970).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(duration_ms)
+        .unwrap_or(0)
+}
+
+/// A duration in whole milliseconds, saturating.
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// When a session stops being valid, in unix milliseconds: it lives through the
+/// whole second `min(last_seen + idle, absolute_expiry)`.
+fn session_expiry_ms(last_seen: u64, idle_secs: u64, absolute_expiry: u64) -> u64 {
+    last_seen
+        .saturating_add(idle_secs)
+        .min(absolute_expiry)
+        .saturating_add(1)
+        .saturating_mul(1000)
+}
+
+/// Lower-case hex of a 32-byte hash.
+fn hex32(bytes: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(64);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
+/// Parses what `hex32` wrote.
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hi = char::from(pair[0]).to_digit(16)?;
+        let lo = char::from(pair[1]).to_digit(16)?;
+        out[i] = u8::try_from(hi * 16 + lo).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_id_is_base64url_of_sha256() {
+        let id = Store::session_id("token");
+        assert!(is_session_id(&id));
+        assert_ne!(id, Store::session_id("token2"));
+        assert!(!is_session_id("{u:alice}"));
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let mut h = [0u8; 32];
+        h[0] = 0xab;
+        h[31] = 0x01;
+        assert_eq!(unhex32(&hex32(&h)), Some(h));
+        assert_eq!(unhex32("zz"), None);
+    }
+
+    #[test]
+    fn session_lives_through_its_last_second() {
+        assert_eq!(session_expiry_ms(100, 10, 1000), 111_000);
+        assert_eq!(session_expiry_ms(100, 10, 105), 106_000);
     }
 }

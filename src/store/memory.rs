@@ -1,0 +1,709 @@
+//! The embedded backend (`memory://`): one process, maps behind short-held
+//! mutexes, one mutex per kind of entry so unrelated operations do not contend.
+//! Each kind is bounded by `max_entries` (a flood of logins cannot exhaust
+//! memory; it gets `StoreError::Full` instead). A background sweeper removes
+//! expired entries; it holds only a `Weak` handle and stops with the store.
+//! Durable per-user state lives in `durable` and is persisted to `state_file`.
+
+mod durable;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use subtle::ConstantTimeEq;
+
+use super::{
+    AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, PendingLogin,
+    RATE_RECORD_CAP, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, UserState,
+    duration_ms, now_ms, session_expiry_ms,
+};
+use crate::config::StoreConfig;
+
+use self::durable::Durable;
+
+/// How often the sweeper runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// A full table purges expired entries inline at most this often (ms), so a
+/// flood against a full table cannot make every insert a full scan.
+const INLINE_PURGE_EVERY_MS: u64 = 1000;
+
+/// The in-process store.
+pub(super) struct MemoryStore {
+    max_entries: usize,
+    sessions: Mutex<Sessions>,
+    pending: Mutex<Table<String, Expiring<PendingLogin>>>,
+    codes: Mutex<Table<(String, CodePurpose), CodeEntry>>,
+    cooldowns: Mutex<Table<(String, CodePurpose), Until>>,
+    rates: Mutex<Table<(String, String), RateLog>>,
+    locks: Mutex<Table<String, Until>>,
+    audit: Mutex<Audit>,
+    durable: Durable,
+}
+
+/// Entries that can tell whether they still matter at `now_ms`.
+trait Expires {
+    fn alive(&self, now_ms: u64) -> bool;
+}
+
+/// A map bounded by `max_entries`.
+struct Table<K, V> {
+    map: HashMap<K, V>,
+    last_purge_ms: u64,
+}
+
+impl<K: Eq + Hash, V: Expires> Table<K, V> {
+    fn new() -> Self {
+        Table {
+            map: HashMap::new(),
+            last_purge_ms: 0,
+        }
+    }
+
+    /// Ok if `key` may be inserted without exceeding `max`.
+    fn make_room(&mut self, key: &K, max: usize, now: u64) -> StoreResult<()> {
+        if self.map.len() < max || self.map.contains_key(key) {
+            return Ok(());
+        }
+        if now.saturating_sub(self.last_purge_ms) >= INLINE_PURGE_EVERY_MS {
+            self.purge(now, |_, _| {});
+        }
+        if self.map.len() < max {
+            Ok(())
+        } else {
+            Err(StoreError::Full)
+        }
+    }
+
+    /// Drops expired entries, telling `removed` about each.
+    fn purge(&mut self, now: u64, mut removed: impl FnMut(&K, &V)) {
+        self.map.retain(|k, v| {
+            let keep = v.alive(now);
+            if !keep {
+                removed(k, v);
+            }
+            keep
+        });
+        self.last_purge_ms = now;
+    }
+
+    /// The live entry under `key`; an expired one is removed.
+    fn live_mut(&mut self, key: &K, now: u64) -> Option<&mut V> {
+        if self.map.get(key).is_some_and(|v| !v.alive(now)) {
+            self.map.remove(key);
+        }
+        self.map.get_mut(key)
+    }
+}
+
+/// A deadline in unix ms (cooldowns, locks).
+struct Until(u64);
+
+impl Expires for Until {
+    fn alive(&self, now: u64) -> bool {
+        now < self.0
+    }
+}
+
+struct Expiring<T> {
+    value: T,
+    until_ms: u64,
+}
+
+impl<T> Expires for Expiring<T> {
+    fn alive(&self, now: u64) -> bool {
+        now < self.until_ms
+    }
+}
+
+impl Expires for SessionRecord {
+    fn alive(&self, now: u64) -> bool {
+        now < session_expiry_ms(self.last_seen, self.idle_secs, self.absolute_expiry)
+    }
+}
+
+/// Sessions by id, plus each user's ids (for listing and revoke-all).
+struct Sessions {
+    by_id: Table<String, SessionRecord>,
+    by_user: HashMap<String, HashSet<String>>,
+}
+
+impl Sessions {
+    fn unindex(by_user: &mut HashMap<String, HashSet<String>>, user: &str, id: &str) {
+        if let Some(ids) = by_user.get_mut(user) {
+            ids.remove(id);
+            if ids.is_empty() {
+                by_user.remove(user);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<SessionRecord> {
+        let rec = self.by_id.map.remove(id)?;
+        Self::unindex(&mut self.by_user, &rec.user, id);
+        Some(rec)
+    }
+
+    fn insert(&mut self, id: &str, rec: &SessionRecord, max: usize, now: u64) -> StoreResult<()> {
+        let key = id.to_owned();
+        if self.by_id.map.len() >= max && !self.by_id.map.contains_key(&key) {
+            if now.saturating_sub(self.by_id.last_purge_ms) >= INLINE_PURGE_EVERY_MS {
+                self.purge(now);
+            }
+            if self.by_id.map.len() >= max {
+                return Err(StoreError::Full);
+            }
+        }
+        if let Some(old) = self.by_id.map.insert(key.clone(), rec.clone()) {
+            Self::unindex(&mut self.by_user, &old.user, id);
+        }
+        self.by_user
+            .entry(rec.user.clone())
+            .or_default()
+            .insert(key);
+        Ok(())
+    }
+
+    fn purge(&mut self, now: u64) {
+        let by_user = &mut self.by_user;
+        self.by_id
+            .purge(now, |id, rec| Self::unindex(by_user, &rec.user, id));
+    }
+}
+
+/// A one-time code. Kept past its expiry (until `keep_until_ms`) so a late
+/// attempt hears `Expired` rather than `None`.
+struct CodeEntry {
+    hash: [u8; 32],
+    expires_ms: u64,
+    keep_until_ms: u64,
+    attempts_left: u32,
+}
+
+impl Expires for CodeEntry {
+    fn alive(&self, now: u64) -> bool {
+        now < self.keep_until_ms
+    }
+}
+
+/// An exact sliding log: the times (ms) of counted events, oldest first.
+struct RateLog {
+    hits: VecDeque<u64>,
+    window_ms: u64,
+}
+
+impl Expires for RateLog {
+    fn alive(&self, now: u64) -> bool {
+        self.hits
+            .back()
+            .is_some_and(|&t| t.saturating_add(self.window_ms) > now)
+    }
+}
+
+impl RateLog {
+    /// Forgets events that left the window `(now - window, now]`.
+    fn slide(&mut self, now: u64, window_ms: u64) {
+        self.window_ms = window_ms;
+        while self
+            .hits
+            .front()
+            .is_some_and(|&t| t.saturating_add(window_ms) <= now)
+        {
+            self.hits.pop_front();
+        }
+    }
+
+    /// The decision for one more event; records it if `count` and allowed.
+    fn decide(&mut self, now: u64, limit: u32, count: bool) -> RateDecision {
+        let n = u32::try_from(self.hits.len()).unwrap_or(u32::MAX);
+        if n < limit {
+            if count {
+                self.hits.push_back(now);
+            }
+            let used = if count { n + 1 } else { n };
+            return RateDecision::Allowed {
+                remaining: limit - used,
+            };
+        }
+        let oldest = self.hits.front().copied().unwrap_or(now);
+        let retry_ms = oldest.saturating_add(self.window_ms).saturating_sub(now);
+        RateDecision::Limited {
+            retry_after: Duration::from_millis(retry_ms),
+        }
+    }
+}
+
+/// Capped audit lists, newest first.
+struct Audit {
+    global: VecDeque<AuditRecord>,
+    by_user: HashMap<String, VecDeque<AuditRecord>>,
+}
+
+/// Takes a mutex even if a panicking thread poisoned it: every critical section
+/// leaves the maps consistent, so the data is still good.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn push_capped(list: &mut VecDeque<AuditRecord>, rec: &AuditRecord, cap: usize) {
+    list.push_front(rec.clone());
+    list.truncate(cap);
+}
+
+impl MemoryStore {
+    /// Loads durable state from `cfg.state_file` and starts the sweeper.
+    pub(super) async fn open(cfg: &StoreConfig) -> StoreResult<Arc<MemoryStore>> {
+        let max_entries = cfg.max_entries.max(1);
+        let store = Arc::new(MemoryStore {
+            max_entries,
+            sessions: Mutex::new(Sessions {
+                by_id: Table::new(),
+                by_user: HashMap::new(),
+            }),
+            pending: Mutex::new(Table::new()),
+            codes: Mutex::new(Table::new()),
+            cooldowns: Mutex::new(Table::new()),
+            rates: Mutex::new(Table::new()),
+            locks: Mutex::new(Table::new()),
+            audit: Mutex::new(Audit {
+                global: VecDeque::new(),
+                by_user: HashMap::new(),
+            }),
+            durable: Durable::load(cfg.state_file.clone(), max_entries).await?,
+        });
+        spawn_sweeper(Arc::downgrade(&store));
+        Ok(store)
+    }
+
+    /// Removes every expired entry.
+    fn sweep(&self) {
+        let now = now_ms();
+        lock(&self.sessions).purge(now);
+        lock(&self.pending).purge(now, |_, _| {});
+        lock(&self.codes).purge(now, |_, _| {});
+        lock(&self.cooldowns).purge(now, |_, _| {});
+        lock(&self.rates).purge(now, |_, _| {});
+        lock(&self.locks).purge(now, |_, _| {});
+    }
+
+    pub(super) async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    // --- sessions ---
+
+    pub(super) async fn create_session(&self, id: &str, rec: &SessionRecord) -> StoreResult<()> {
+        lock(&self.sessions).insert(id, rec, self.max_entries, now_ms())
+    }
+
+    pub(super) async fn touch_session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        let now = now_ms();
+        let mut sessions = lock(&self.sessions);
+        let Some(rec) = sessions.by_id.map.get_mut(id) else {
+            return Ok(None);
+        };
+        if !rec.alive(now) {
+            sessions.remove(id);
+            return Ok(None);
+        }
+        rec.last_seen = now / 1000;
+        Ok(Some(rec.clone()))
+    }
+
+    pub(super) async fn rotate_session(
+        &self,
+        old_id: &str,
+        new_id: &str,
+        rec: &SessionRecord,
+    ) -> StoreResult<()> {
+        let mut sessions = lock(&self.sessions);
+        sessions.remove(old_id);
+        sessions.insert(new_id, rec, self.max_entries, now_ms())
+    }
+
+    pub(super) async fn delete_session(&self, id: &str) -> StoreResult<Option<String>> {
+        Ok(lock(&self.sessions).remove(id).map(|rec| rec.user))
+    }
+
+    pub(super) async fn list_sessions(&self, user: &str) -> StoreResult<Vec<SessionInfo>> {
+        let now = now_ms();
+        let mut sessions = lock(&self.sessions);
+        let ids: Vec<String> = sessions
+            .by_user
+            .get(user)
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match sessions.by_id.map.get(&id) {
+                Some(rec) if rec.alive(now) => out.push(SessionInfo {
+                    id,
+                    record: rec.clone(),
+                }),
+                _ => {
+                    sessions.remove(&id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn revoke_session(&self, user: &str, id: &str) -> StoreResult<bool> {
+        let mut sessions = lock(&self.sessions);
+        if sessions.by_id.map.get(id).is_some_and(|r| r.user == user) {
+            sessions.remove(id);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    pub(super) async fn revoke_user_sessions(&self, user: &str) -> StoreResult<usize> {
+        let mut sessions = lock(&self.sessions);
+        let ids = sessions.by_user.remove(user).unwrap_or_default();
+        Ok(ids
+            .iter()
+            .filter(|id| sessions.by_id.map.remove(*id).is_some())
+            .count())
+    }
+
+    // --- pending logins ---
+
+    pub(super) async fn put_pending(
+        &self,
+        id: &str,
+        p: &PendingLogin,
+        ttl: Duration,
+    ) -> StoreResult<()> {
+        let now = now_ms();
+        let mut pending = lock(&self.pending);
+        let key = id.to_owned();
+        pending.make_room(&key, self.max_entries, now)?;
+        pending.map.insert(
+            key,
+            Expiring {
+                value: p.clone(),
+                until_ms: now.saturating_add(duration_ms(ttl)),
+            },
+        );
+        Ok(())
+    }
+
+    pub(super) async fn get_pending(&self, id: &str) -> StoreResult<Option<PendingLogin>> {
+        let mut pending = lock(&self.pending);
+        Ok(pending
+            .live_mut(&id.to_owned(), now_ms())
+            .map(|e| e.value.clone()))
+    }
+
+    pub(super) async fn take_pending(&self, id: &str) -> StoreResult<Option<PendingLogin>> {
+        let now = now_ms();
+        let entry = lock(&self.pending).map.remove(id);
+        Ok(entry.filter(|e| e.alive(now)).map(|e| e.value))
+    }
+
+    // --- one-time codes ---
+
+    pub(super) async fn issue_code(
+        &self,
+        user: &str,
+        purpose: CodePurpose,
+        code_hash: &[u8; 32],
+        ttl: Duration,
+        max_attempts: u32,
+    ) -> StoreResult<()> {
+        let now = now_ms();
+        let ttl = duration_ms(ttl);
+        let key = (user.to_owned(), purpose);
+        let mut codes = lock(&self.codes);
+        codes.make_room(&key, self.max_entries, now)?;
+        codes.map.insert(
+            key,
+            CodeEntry {
+                hash: *code_hash,
+                expires_ms: now.saturating_add(ttl),
+                keep_until_ms: now.saturating_add(ttl.saturating_mul(2)),
+                attempts_left: max_attempts,
+            },
+        );
+        Ok(())
+    }
+
+    pub(super) async fn verify_code(
+        &self,
+        user: &str,
+        purpose: CodePurpose,
+        candidate_hash: &[u8; 32],
+    ) -> StoreResult<CodeCheck> {
+        let now = now_ms();
+        let key = (user.to_owned(), purpose);
+        let mut codes = lock(&self.codes);
+        let Some(code) = codes.live_mut(&key, now) else {
+            return Ok(CodeCheck::None);
+        };
+        if now >= code.expires_ms {
+            return Ok(CodeCheck::Expired);
+        }
+        if code.attempts_left == 0 {
+            return Ok(CodeCheck::Exhausted);
+        }
+        if bool::from(code.hash.ct_eq(candidate_hash)) {
+            // Consumed: a correct code logs in exactly once.
+            codes.map.remove(&key);
+            return Ok(CodeCheck::Ok);
+        }
+        code.attempts_left -= 1;
+        Ok(match code.attempts_left {
+            0 => CodeCheck::Exhausted,
+            remaining => CodeCheck::Wrong { remaining },
+        })
+    }
+
+    pub(super) async fn void_code(&self, user: &str, purpose: CodePurpose) -> StoreResult<()> {
+        lock(&self.codes).map.remove(&(user.to_owned(), purpose));
+        Ok(())
+    }
+
+    pub(super) async fn start_cooldown(
+        &self,
+        user: &str,
+        purpose: CodePurpose,
+        cooldown: Duration,
+    ) -> StoreResult<Option<Duration>> {
+        let now = now_ms();
+        let key = (user.to_owned(), purpose);
+        let mut cooldowns = lock(&self.cooldowns);
+        if let Some(Until(until)) = cooldowns.live_mut(&key, now) {
+            return Ok(Some(Duration::from_millis(*until - now)));
+        }
+        cooldowns.make_room(&key, self.max_entries, now)?;
+        cooldowns
+            .map
+            .insert(key, Until(now.saturating_add(duration_ms(cooldown))));
+        Ok(None)
+    }
+
+    // --- sliding windows ---
+
+    /// Runs `f` on the slid log of `bucket`/`key`, creating it if `create`.
+    fn with_log<T>(
+        &self,
+        bucket: &str,
+        key: &str,
+        window: Duration,
+        create: bool,
+        f: impl FnOnce(&mut RateLog, u64) -> T,
+    ) -> StoreResult<Option<T>> {
+        let now = now_ms();
+        let window_ms = duration_ms(window);
+        let k = (bucket.to_owned(), key.to_owned());
+        let mut rates = lock(&self.rates);
+        if create {
+            rates.make_room(&k, self.max_entries, now)?;
+        } else if !rates.map.contains_key(&k) {
+            return Ok(None);
+        }
+        let log = rates.map.entry(k).or_insert_with(|| RateLog {
+            hits: VecDeque::new(),
+            window_ms,
+        });
+        log.slide(now, window_ms);
+        Ok(Some(f(log, now)))
+    }
+
+    pub(super) async fn rate_hit(
+        &self,
+        bucket: &str,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> StoreResult<RateDecision> {
+        let decision = self.with_log(bucket, key, window, true, |log, now| {
+            log.decide(now, limit, true)
+        })?;
+        Ok(decision.unwrap_or(RateDecision::Allowed { remaining: limit }))
+    }
+
+    pub(super) async fn rate_check(
+        &self,
+        bucket: &str,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> StoreResult<RateDecision> {
+        let decision = self.with_log(bucket, key, window, false, |log, now| {
+            log.decide(now, limit, false)
+        })?;
+        Ok(decision.unwrap_or(if limit > 0 {
+            RateDecision::Allowed { remaining: limit }
+        } else {
+            RateDecision::Limited {
+                retry_after: window,
+            }
+        }))
+    }
+
+    pub(super) async fn rate_record(
+        &self,
+        bucket: &str,
+        key: &str,
+        window: Duration,
+    ) -> StoreResult<u32> {
+        let n = self.with_log(bucket, key, window, true, |log, now| {
+            log.hits.push_back(now);
+            while log.hits.len() > RATE_RECORD_CAP as usize {
+                log.hits.pop_front();
+            }
+            u32::try_from(log.hits.len()).unwrap_or(u32::MAX)
+        })?;
+        Ok(n.unwrap_or(0))
+    }
+
+    pub(super) async fn rate_reset(&self, bucket: &str, key: &str) -> StoreResult<()> {
+        lock(&self.rates)
+            .map
+            .remove(&(bucket.to_owned(), key.to_owned()));
+        Ok(())
+    }
+
+    // --- account lock ---
+
+    pub(super) async fn lock_account(&self, user: &str, duration: Duration) -> StoreResult<()> {
+        let now = now_ms();
+        let key = user.to_owned();
+        let mut locks = lock(&self.locks);
+        locks.make_room(&key, self.max_entries, now)?;
+        locks
+            .map
+            .insert(key, Until(now.saturating_add(duration_ms(duration))));
+        Ok(())
+    }
+
+    pub(super) async fn account_locked(&self, user: &str) -> StoreResult<Option<Duration>> {
+        let now = now_ms();
+        let mut locks = lock(&self.locks);
+        Ok(locks
+            .live_mut(&user.to_owned(), now)
+            .map(|Until(until)| Duration::from_millis(*until - now)))
+    }
+
+    pub(super) async fn unlock_account(&self, user: &str) -> StoreResult<bool> {
+        let now = now_ms();
+        let was_locked = lock(&self.locks)
+            .map
+            .remove(user)
+            .is_some_and(|l| l.alive(now));
+        self.rate_reset(super::ACCOUNT_FAILURES, user).await?;
+        Ok(was_locked)
+    }
+
+    // --- durable per-user state ---
+
+    pub(super) async fn user_state(&self, user: &str) -> StoreResult<UserState> {
+        Ok(self.durable.user_state(user))
+    }
+
+    pub(super) async fn set_otp_enabled(&self, user: &str, enabled: bool) -> StoreResult<()> {
+        self.durable.set_otp_enabled(user, enabled).await
+    }
+
+    pub(super) async fn replace_backup_codes(
+        &self,
+        user: &str,
+        hashes: &[[u8; 32]],
+    ) -> StoreResult<()> {
+        self.durable.replace_backup_codes(user, hashes).await
+    }
+
+    pub(super) async fn consume_backup_code(
+        &self,
+        user: &str,
+        hash: &[u8; 32],
+    ) -> StoreResult<bool> {
+        self.durable.consume_backup_code(user, hash).await
+    }
+
+    pub(super) async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<Option<u64>> {
+        self.durable
+            .record_known_ip(user, ip, now_ms() / 1000)
+            .await
+    }
+
+    // --- audit ---
+
+    pub(super) async fn append_audit(&self, rec: &AuditRecord) -> StoreResult<()> {
+        let mut audit = lock(&self.audit);
+        if let Some(user) = &rec.user {
+            if !audit.by_user.contains_key(user) && audit.by_user.len() >= self.max_entries {
+                return Err(StoreError::Full);
+            }
+            let list = audit.by_user.entry(user.clone()).or_default();
+            push_capped(list, rec, AUDIT_PER_USER);
+        }
+        push_capped(&mut audit.global, rec, AUDIT_GLOBAL);
+        Ok(())
+    }
+
+    pub(super) async fn recent_audit(
+        &self,
+        user: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let audit = lock(&self.audit);
+        let list = match user {
+            Some(user) => audit.by_user.get(user),
+            None => Some(&audit.global),
+        };
+        Ok(list
+            .map(|l| l.iter().take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+}
+
+/// Sweeps every `SWEEP_EVERY` until the store is dropped.
+fn spawn_sweeper(store: Weak<MemoryStore>) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SWEEP_EVERY);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let Some(store) = store.upgrade() else { break };
+            store.sweep();
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_log_allows_limit_then_reports_when_the_oldest_leaves() {
+        let mut log = RateLog {
+            hits: VecDeque::new(),
+            window_ms: 1000,
+        };
+        log.slide(0, 1000);
+        assert_eq!(
+            log.decide(0, 2, true),
+            RateDecision::Allowed { remaining: 1 }
+        );
+        log.slide(400, 1000);
+        assert_eq!(
+            log.decide(400, 2, true),
+            RateDecision::Allowed { remaining: 0 }
+        );
+        log.slide(500, 1000);
+        assert_eq!(
+            log.decide(500, 2, true),
+            RateDecision::Limited {
+                retry_after: Duration::from_millis(500)
+            }
+        );
+        log.slide(1000, 1000);
+        assert_eq!(
+            log.decide(1000, 2, true),
+            RateDecision::Allowed { remaining: 0 }
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! Durable per-user state of the memory backend (2FA switch, backup-code
+//! hashes, known IPs) and its state file. The file is rewritten whole after
+//! every change: written to a temporary file in the same directory, synced,
+//! then renamed over the old one, so a crash leaves either the old or the new
+//! state, never a torn file. Writes are serialized and versioned so an older
+//! snapshot never lands after a newer one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::lock;
+use crate::store::{KNOWN_IPS_PER_USER, StoreError, StoreResult, UserState, hex32, unhex32};
+
+/// Everything durable, for every user.
+pub(super) struct Durable {
+    state: Mutex<State>,
+    file: Option<StateFile>,
+    max_users: usize,
+}
+
+struct State {
+    users: HashMap<String, UserDurable>,
+    /// Bumped on every change; the file records which version it holds.
+    version: u64,
+}
+
+#[derive(Default)]
+struct UserDurable {
+    otp_enabled: bool,
+    backup_codes: Vec<[u8; 32]>,
+    /// IP → unix seconds last seen.
+    known_ips: HashMap<String, u64>,
+}
+
+/// Where the state is written, and the version last written.
+struct StateFile {
+    path: PathBuf,
+    written: tokio::sync::Mutex<u64>,
+}
+
+/// The on-disk shape (JSON). Hashes are hex; they are keyed hashes, useless
+/// without the gateway secret, but the file is still created mode 0600.
+#[derive(Serialize, Deserialize, Default)]
+struct OnDisk {
+    version: u32,
+    users: BTreeMap<String, UserOnDisk>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct UserOnDisk {
+    #[serde(default)]
+    otp_enabled: bool,
+    #[serde(default)]
+    backup_codes: Vec<String>,
+    #[serde(default)]
+    known_ips: BTreeMap<String, u64>,
+}
+
+const FORMAT_VERSION: u32 = 1;
+
+impl Durable {
+    /// Reads the state file if there is one (a missing file is an empty state).
+    pub(super) async fn load(path: Option<PathBuf>, max_users: usize) -> StoreResult<Durable> {
+        let mut users = HashMap::new();
+        if let Some(path) = &path {
+            match tokio::fs::read(path).await {
+                Ok(bytes) => users = decode(&bytes)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(file_error(path, &e)),
+            }
+        }
+        Ok(Durable {
+            state: Mutex::new(State { users, version: 0 }),
+            file: path.map(|path| StateFile {
+                path,
+                written: tokio::sync::Mutex::new(0),
+            }),
+            max_users,
+        })
+    }
+
+    pub(super) fn user_state(&self, user: &str) -> UserState {
+        let state = lock(&self.state);
+        state
+            .users
+            .get(user)
+            .map(|u| UserState {
+                otp_enabled: u.otp_enabled,
+                backup_codes_left: u32::try_from(u.backup_codes.len()).unwrap_or(u32::MAX),
+            })
+            .unwrap_or_default()
+    }
+
+    pub(super) async fn set_otp_enabled(&self, user: &str, enabled: bool) -> StoreResult<()> {
+        self.change(user, |u| {
+            u.otp_enabled = enabled;
+        })
+        .await
+    }
+
+    pub(super) async fn replace_backup_codes(
+        &self,
+        user: &str,
+        hashes: &[[u8; 32]],
+    ) -> StoreResult<()> {
+        self.change(user, |u| u.backup_codes = hashes.to_vec())
+            .await
+    }
+
+    pub(super) async fn consume_backup_code(
+        &self,
+        user: &str,
+        hash: &[u8; 32],
+    ) -> StoreResult<bool> {
+        let snapshot = {
+            let mut state = lock(&self.state);
+            let Some(u) = state.users.get_mut(user) else {
+                return Ok(false);
+            };
+            // Compare against every code, without stopping at the match.
+            let mut found = None;
+            for (i, code) in u.backup_codes.iter().enumerate() {
+                if bool::from(code.ct_eq(hash)) {
+                    found = Some(i);
+                }
+            }
+            let Some(i) = found else {
+                return Ok(false);
+            };
+            u.backup_codes.swap_remove(i);
+            self.snapshot(&mut state)
+        };
+        self.persist(snapshot).await?;
+        Ok(true)
+    }
+
+    pub(super) async fn record_known_ip(
+        &self,
+        user: &str,
+        ip: &str,
+        now: u64,
+    ) -> StoreResult<Option<u64>> {
+        let mut before = None;
+        self.change(user, |u| {
+            before = u.known_ips.insert(ip.to_owned(), now);
+            if u.known_ips.len() > KNOWN_IPS_PER_USER {
+                let oldest = u
+                    .known_ips
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != ip)
+                    .min_by_key(|(_, seen)| **seen)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    u.known_ips.remove(&oldest);
+                }
+            }
+        })
+        .await?;
+        Ok(before)
+    }
+
+    /// Applies `f` to the user's state (creating it within `max_users`) and persists.
+    async fn change(&self, user: &str, f: impl FnOnce(&mut UserDurable)) -> StoreResult<()> {
+        let snapshot = {
+            let mut state = lock(&self.state);
+            if !state.users.contains_key(user) && state.users.len() >= self.max_users {
+                return Err(StoreError::Full);
+            }
+            f(state.users.entry(user.to_owned()).or_default());
+            self.snapshot(&mut state)
+        };
+        self.persist(snapshot).await
+    }
+
+    /// Bumps the version and, if there is a file, serializes the state.
+    fn snapshot(&self, state: &mut State) -> Option<(u64, Vec<u8>)> {
+        state.version += 1;
+        self.file.as_ref()?;
+        Some((state.version, encode(&state.users)))
+    }
+
+    /// Writes `snapshot` unless a newer one is already on disk.
+    async fn persist(&self, snapshot: Option<(u64, Vec<u8>)>) -> StoreResult<()> {
+        let (Some(file), Some((version, bytes))) = (&self.file, snapshot) else {
+            return Ok(());
+        };
+        let mut written = file.written.lock().await;
+        if *written >= version {
+            return Ok(());
+        }
+        let path = file.path.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("state file writer failed: {e}")))??;
+        *written = version;
+        Ok(())
+    }
+}
+
+fn encode(users: &HashMap<String, UserDurable>) -> Vec<u8> {
+    let on_disk = OnDisk {
+        version: FORMAT_VERSION,
+        users: users
+            .iter()
+            .map(|(name, u)| {
+                let user = UserOnDisk {
+                    otp_enabled: u.otp_enabled,
+                    backup_codes: u.backup_codes.iter().map(hex32).collect(),
+                    known_ips: u.known_ips.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                };
+                (name.clone(), user)
+            })
+            .collect(),
+    };
+    // Serializing plain maps of strings and numbers cannot fail.
+    serde_json::to_vec_pretty(&on_disk).unwrap_or_default()
+}
+
+fn decode(bytes: &[u8]) -> StoreResult<HashMap<String, UserDurable>> {
+    let on_disk: OnDisk = serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("state file: {e}")))?;
+    if on_disk.version != FORMAT_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "state file: unknown format version {}",
+            on_disk.version
+        )));
+    }
+    let mut users = HashMap::with_capacity(on_disk.users.len());
+    for (name, u) in on_disk.users {
+        let backup_codes = u
+            .backup_codes
+            .iter()
+            .map(|h| unhex32(h))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("state file: bad backup code hash for {name}"))
+            })?;
+        let user = UserDurable {
+            otp_enabled: u.otp_enabled,
+            backup_codes,
+            known_ips: u.known_ips.into_iter().collect(),
+        };
+        users.insert(name, user);
+    }
+    Ok(users)
+}
+
+fn file_error(path: &Path, e: &std::io::Error) -> StoreError {
+    StoreError::Unavailable(format!("state file {}: {e}", path.display()))
+}
+
+/// Temp file in the same directory, fsync, rename, fsync the directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> StoreResult<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        std::fs::create_dir_all(&dir)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable; not every platform can open a directory.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e: std::io::Error| file_error(path, &e))
+}
