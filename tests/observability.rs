@@ -41,7 +41,7 @@ fn promtool() -> Option<std::path::PathBuf> {
 #[tokio::test]
 async fn counters_move_for_each_outcome_and_pass_promtool() {
     let extra = "[[access_control.rules]]\npath = \"^/nope/\"\npolicy = \"deny\"\n".to_string();
-    let Some(h) = Harness::start(Backend::Redis, Options { extra, ..Default::default() }).await else { return };
+    let Some(mut h) = Harness::start(Backend::Redis, Options { extra, ..Default::default() }).await else { return };
     let m0 = scrape(&h).await;
 
     // invalid_credentials, then success (password + code).
@@ -66,7 +66,7 @@ async fn counters_move_for_each_outcome_and_pass_promtool() {
     let r = anon.get(h.url("/_auth/verify")).header("X-Forwarded-Proto", "http").header("X-Forwarded-Host", "app.test").header("X-Forwarded-Uri", "/ok").send().await.unwrap();
     assert_eq!(r.status(), 302);
     // store error: the store goes away; a protected request fails closed.
-    h.redis.as_ref().unwrap().stop();
+    h.redis.as_mut().unwrap().kill();
     let r = h.http.get(h.url("/app")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     let ready = h.http.get(h.url("/_auth/readyz")).send().await.unwrap();

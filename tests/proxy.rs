@@ -237,7 +237,7 @@ async fn oversized_headers_get_431_and_stalled_headers_are_cut_off() {
     assert_eq!(up.hits(), 0, "the stalled request never reached the upstream");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_lets_an_in_flight_request_finish() {
     let up = Upstream::start().await;
     let mut gw = open_gateway(&up, "");

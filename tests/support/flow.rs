@@ -46,7 +46,7 @@ impl Harness {
     pub async fn start(backend: Backend, o: Options) -> Option<Harness> {
         let redis = match backend {
             Backend::Memory => None,
-            Backend::Redis => Some(super::redis::RedisServer::start_or_skip()?),
+            Backend::Redis => Some(super::redis::server_or_skip("gateway")?),
         };
         let store_url = redis.as_ref().map_or("memory://".to_string(), |r| r.url());
         let up = Upstream::start().await;
