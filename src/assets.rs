@@ -45,12 +45,8 @@ const SOURCES: &[Source] = &[
 ];
 
 /// The assets with their ETags, hashed once for the life of the process.
-static ASSETS: LazyLock<Vec<(&'static str, String, &'static Source)>> = LazyLock::new(|| {
-    SOURCES
-        .iter()
-        .map(|s| (s.path, etag_of(s.body), s))
-        .collect()
-});
+static ASSETS: LazyLock<Vec<(&'static str, String, &'static Source)>> =
+    LazyLock::new(|| SOURCES.iter().map(|s| (s.path, etag_of(s.body), s)).collect());
 
 /// `"` + first 16 bytes of SHA-256 in hex + `"`: collisions are irrelevant at
 /// this size, and the quotes make it a valid strong entity tag.
@@ -69,14 +65,11 @@ fn etag_of(body: &[u8]) -> String {
 /// embedded names match, so no path can escape the set.
 pub fn find(path: &str) -> Option<Asset> {
     let assets: &'static [(&'static str, String, &'static Source)] = ASSETS.as_slice();
-    assets
-        .iter()
-        .find(|(name, _, _)| *name == path)
-        .map(|(_, etag, source)| Asset {
-            body: source.body,
-            content_type: source.content_type,
-            etag: etag.as_str(),
-        })
+    assets.iter().find(|(name, _, _)| *name == path).map(|(_, etag, source)| Asset {
+        body: source.body,
+        content_type: source.content_type,
+        etag: etag.as_str(),
+    })
 }
 
 #[cfg(test)]
@@ -95,24 +88,15 @@ mod tests {
 
     #[test]
     fn unknown_or_traversing_paths_are_not_found() {
-        for p in [
-            "",
-            "nope.css",
-            "../render.rs",
-            "/portcullis.css",
-            "PORTCULLIS.CSS",
-        ] {
+        for p in ["", "nope.css", "../render.rs", "/portcullis.css", "PORTCULLIS.CSS"] {
             assert!(find(p).is_none(), "{p}");
         }
     }
 
     #[test]
     fn etag_is_a_stable_quoted_content_hash() {
-        let (Some(a), Some(b), Some(c)) = (
-            find("portcullis.css"),
-            find("portcullis.css"),
-            find("portcullis.js"),
-        ) else {
+        let (Some(a), Some(b), Some(c)) = (find("portcullis.css"), find("portcullis.css"), find("portcullis.js"))
+        else {
             panic!("assets missing");
         };
         assert_eq!(a.etag, b.etag);

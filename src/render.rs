@@ -14,31 +14,16 @@ use std::error::Error as _;
 const SOURCES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
     ("_brand.html", include_str!("../templates/_brand.html")),
-    (
-        "_messages.html",
-        include_str!("../templates/_messages.html"),
-    ),
+    ("_messages.html", include_str!("../templates/_messages.html")),
     ("login.html", include_str!("../templates/login.html")),
     ("otp.html", include_str!("../templates/otp.html")),
     ("logout.html", include_str!("../templates/logout.html")),
     ("account.html", include_str!("../templates/account.html")),
     ("error.html", include_str!("../templates/error.html")),
-    (
-        "email/login_code.txt",
-        include_str!("../templates/email/login_code.txt"),
-    ),
-    (
-        "email/login_code.html",
-        include_str!("../templates/email/login_code.html"),
-    ),
-    (
-        "email/security_alert.txt",
-        include_str!("../templates/email/security_alert.txt"),
-    ),
-    (
-        "email/security_alert.html",
-        include_str!("../templates/email/security_alert.html"),
-    ),
+    ("email/login_code.txt", include_str!("../templates/email/login_code.txt")),
+    ("email/login_code.html", include_str!("../templates/email/login_code.html")),
+    ("email/security_alert.txt", include_str!("../templates/email/security_alert.txt")),
+    ("email/security_alert.html", include_str!("../templates/email/security_alert.html")),
 ];
 
 /// The compiled template set. Cheap to share behind an `Arc`; rendering takes `&self`.
@@ -64,10 +49,7 @@ impl RenderError {
             message.push_str(&inner.to_string());
             source = inner.source();
         }
-        RenderError {
-            name: name.to_owned(),
-            message,
-        }
+        RenderError { name: name.to_owned(), message }
     }
 }
 
@@ -75,17 +57,14 @@ impl Templates {
     /// Parses every embedded template; fails at start-up, never per request.
     pub fn load() -> Result<Templates, RenderError> {
         let mut tera = tera::Tera::new();
-        tera.add_raw_templates(SOURCES.iter().copied())
-            .map_err(|e| RenderError::from_tera("(all)", &e))?;
+        tera.add_raw_templates(SOURCES.iter().copied()).map_err(|e| RenderError::from_tera("(all)", &e))?;
         Ok(Templates { tera })
     }
 
     /// Renders `name` with `ctx`. A variable the template needs but `ctx` lacks is
     /// an error, not an empty string, so contract drift shows up in tests.
     pub fn render(&self, name: &str, ctx: &tera::Context) -> Result<String, RenderError> {
-        self.tera
-            .render(name, ctx)
-            .map_err(|e| RenderError::from_tera(name, &e))
+        self.tera.render(name, ctx).map_err(|e| RenderError::from_tera(name, &e))
     }
 
     /// Names of every embedded template (pages, partials and e-mails).

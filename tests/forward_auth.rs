@@ -56,6 +56,16 @@ policy = "deny"
     let proxy = start(&gw_addr, &up.addr.to_string())?;
     let config = config.replace(proxy_port_placeholder, &proxy.origin());
     let gw = Gateway::start_in(dir, &config, &[]);
+    // Proxies may accept connections before their routes are loaded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let r = client().get(proxy.url("/_auth/healthz")).send().await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} never routed to the gateway", proxy.name);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     Some(Setup { proxy, up, _gw: gw })
 }
 
@@ -123,11 +133,7 @@ async fn verify_ignores_forwarded_headers_from_untrusted_peers() {
     let config = support::base_config(&up.url(), "two_factor", &users)
         .replace("[server]\n", "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n");
     let gw = Gateway::start_in(dir, &config, &[]);
-    let r = client()
-        .get(gw.url("/_auth/verify"))
-        .header("X-Original-URL", "http://app.example.com/")
-        .send()
-        .await
-        .unwrap();
+    let r =
+        client().get(gw.url("/_auth/verify")).header("X-Original-URL", "http://app.example.com/").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }

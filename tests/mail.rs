@@ -60,23 +60,14 @@ async fn smtp_without_tls_authenticates_and_delivers_a_multipart_code_mail() {
     assert_eq!(m.from, "noreply@example.com");
     assert_eq!(m.to, vec!["alice@example.com".to_owned()]);
     assert_eq!(m.auth_user.as_deref(), Some("mailer"));
-    assert_eq!(
-        m.header("Subject").as_deref(),
-        Some("Your Portcullis verification code")
-    );
-    assert!(
-        m.header("Content-Type")
-            .is_some_and(|c| c.starts_with("multipart/alternative"))
-    );
+    assert_eq!(m.header("Subject").as_deref(), Some("Your Portcullis verification code"));
+    assert!(m.header("Content-Type").is_some_and(|c| c.starts_with("multipart/alternative")));
     let text = m.text_body().expect("text part");
     assert!(text.contains("    314159"), "{text}");
     assert!(text.contains("203.0.113.9"));
     assert_eq!(m.code().as_deref(), Some("314159"));
     assert!(m.html_body().expect("html part").contains("314159"));
-    assert!(
-        !m.data.contains("hunter2"),
-        "the SMTP password never ends up in the mail"
-    );
+    assert!(!m.data.contains("hunter2"), "the SMTP password never ends up in the mail");
 }
 
 #[tokio::test]
@@ -86,12 +77,7 @@ async fn pooled_smtp_sends_several_messages() {
     for code in ["111111", "222222", "333333"] {
         mailer.clone().send(&code_email(code)).await.expect("send");
     }
-    let codes: Vec<_> = sink
-        .wait_for(3, Duration::from_secs(5))
-        .await
-        .iter()
-        .filter_map(|m| m.code())
-        .collect();
+    let codes: Vec<_> = sink.wait_for(3, Duration::from_secs(5)).await.iter().filter_map(|m| m.code()).collect();
     assert_eq!(codes, ["111111", "222222", "333333"]);
 }
 
@@ -157,27 +143,13 @@ async fn file_transport_writes_one_parseable_eml_per_message() {
         .collect();
     names.sort();
     assert_eq!(names.len(), 2, "{names:?}");
-    assert!(
-        names.iter().all(|n| n.ends_with(".eml")),
-        "no temp files left: {names:?}"
-    );
+    assert!(names.iter().all(|n| n.ends_with(".eml")), "no temp files left: {names:?}");
 
     let raw = std::fs::read_to_string(dir.join(&names[0])).expect("read eml");
     assert!(raw.contains("\r\n"), "RFC 5322 line endings");
-    let parsed = smtp::Message {
-        from: String::new(),
-        to: Vec::new(),
-        data: raw,
-        auth_user: None,
-    };
-    assert_eq!(
-        parsed.header("To").as_deref(),
-        Some("\"Alice Liddell\" <alice@example.com>")
-    );
-    assert_eq!(
-        parsed.header("From").as_deref(),
-        Some("Portcullis <noreply@example.com>")
-    );
+    let parsed = smtp::Message { from: String::new(), to: Vec::new(), data: raw, auth_user: None };
+    assert_eq!(parsed.header("To").as_deref(), Some("\"Alice Liddell\" <alice@example.com>"));
+    assert_eq!(parsed.header("From").as_deref(), Some("Portcullis <noreply@example.com>"));
     assert!(parsed.header("Date").is_some());
     assert!(parsed.header("Message-ID").is_some());
     assert_eq!(parsed.code().as_deref(), Some("271828"));
@@ -186,26 +158,17 @@ async fn file_transport_writes_one_parseable_eml_per_message() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join(&names[0]))
-            .expect("metadata")
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.join(&names[0])).expect("metadata").permissions().mode();
         assert_eq!(mode & 0o077, 0, "outbox files are private: {mode:o}");
     }
 }
 
 #[tokio::test]
 async fn console_transport_prints_without_error() {
-    let cfg = MailConfig {
-        transport: MailTransport::Console,
-        ..MailConfig::default()
-    };
+    let cfg = MailConfig { transport: MailTransport::Console, ..MailConfig::default() };
     let mailer = Mailer::new(&cfg).expect("mailer");
     assert_eq!(mailer.transport_name(), "console");
-    mailer
-        .send(&code_email("999999"))
-        .await
-        .expect("console send");
+    mailer.send(&code_email("999999")).await.expect("console send");
 }
 
 #[tokio::test]
@@ -221,24 +184,11 @@ async fn an_invalid_recipient_is_refused_before_sending() {
 
 #[test]
 fn configuration_errors_are_reported_at_construction() {
-    let bad_from = MailConfig {
-        from: "nobody".into(),
-        ..MailConfig::default()
-    };
-    assert!(matches!(
-        Mailer::new(&bad_from),
-        Err(MailError::InvalidAddress(_))
-    ));
+    let bad_from = MailConfig { from: "nobody".into(), ..MailConfig::default() };
+    assert!(matches!(Mailer::new(&bad_from), Err(MailError::InvalidAddress(_))));
 
-    let no_host = MailConfig {
-        transport: MailTransport::Smtp,
-        smtp_host: None,
-        ..MailConfig::default()
-    };
-    assert!(matches!(
-        Mailer::new(&no_host),
-        Err(MailError::Transport(_))
-    ));
+    let no_host = MailConfig { transport: MailTransport::Smtp, smtp_host: None, ..MailConfig::default() };
+    assert!(matches!(Mailer::new(&no_host), Err(MailError::Transport(_))));
 }
 
 #[test]
@@ -268,10 +218,7 @@ async fn lines_starting_with_a_dot_survive_the_smtp_round_trip() {
     mailer.send(&email).await.expect("send");
     let messages = sink.wait_for(1, Duration::from_secs(5)).await;
     let text = messages[0].text_body().expect("text part");
-    assert!(
-        text.contains(".second\r\n..third\r\n.\r\nlast 424242"),
-        "{text:?}"
-    );
+    assert!(text.contains(".second\r\n..third\r\n.\r\nlast 424242"), "{text:?}");
     assert_eq!(messages[0].code().as_deref(), Some("424242"));
 }
 

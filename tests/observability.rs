@@ -58,12 +58,23 @@ async fn counters_move_for_each_outcome_and_pass_promtool() {
     h.smtp.set_reject(false);
     // forward-auth: allow (logged in), deny (rule), redirect (anonymous browser).
     let verify = |path: &str| {
-        h.http.get(h.url("/_auth/verify")).header("X-Forwarded-Proto", "http").header("X-Forwarded-Host", "app.test").header("X-Forwarded-Uri", path.to_string())
+        h.http
+            .get(h.url("/_auth/verify"))
+            .header("X-Forwarded-Proto", "http")
+            .header("X-Forwarded-Host", "app.test")
+            .header("X-Forwarded-Uri", path.to_string())
     };
     assert_eq!(verify("/ok").send().await.unwrap().status(), 200);
     assert_eq!(verify("/nope/x").send().await.unwrap().status(), 403);
     let anon = support::client();
-    let r = anon.get(h.url("/_auth/verify")).header("X-Forwarded-Proto", "http").header("X-Forwarded-Host", "app.test").header("X-Forwarded-Uri", "/ok").send().await.unwrap();
+    let r = anon
+        .get(h.url("/_auth/verify"))
+        .header("X-Forwarded-Proto", "http")
+        .header("X-Forwarded-Host", "app.test")
+        .header("X-Forwarded-Uri", "/ok")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     // store error: the store goes away; a protected request fails closed.
     h.redis.as_mut().unwrap().kill();
@@ -74,7 +85,9 @@ async fn counters_move_for_each_outcome_and_pass_promtool() {
 
     let m1 = scrape(&h).await;
     let moved = |name: &str, labels: &[(&str, &str)]| sample(&m1, name, labels) - sample(&m0, name, labels);
-    assert!(moved("portcullis_auth_attempts_total", &[("stage", "password"), ("result", "invalid_credentials")]) >= 1.0);
+    assert!(
+        moved("portcullis_auth_attempts_total", &[("stage", "password"), ("result", "invalid_credentials")]) >= 1.0
+    );
     assert!(moved("portcullis_auth_attempts_total", &[("stage", "password"), ("result", "success")]) >= 2.0);
     assert!(moved("portcullis_auth_attempts_total", &[("stage", "otp"), ("result", "success")]) >= 1.0);
     assert!(moved("portcullis_auth_attempts_total", &[("stage", "otp"), ("result", "invalid_otp")]) >= 1.0);
@@ -120,7 +133,8 @@ async fn rate_limits_and_lockouts_are_counted() {
     let moved = |name: &str, labels: &[(&str, &str)]| sample(&m1, name, labels) - sample(&m0, name, labels);
     assert!(moved("portcullis_lockouts_total", &[]) >= 1.0);
     assert!(
-        moved("portcullis_auth_attempts_total", &[("result", "locked")]) + moved("portcullis_rate_limited_total", &[]) >= 1.0
+        moved("portcullis_auth_attempts_total", &[("result", "locked")]) + moved("portcullis_rate_limited_total", &[])
+            >= 1.0
     );
 }
 
@@ -164,11 +178,8 @@ async fn logs_never_carry_passwords_codes_or_session_ids() {
     assert!(!log.contains(&token), "session id in logs");
     assert!(!log.contains(support::SECRET), "secret in logs");
     // The access log and the security target are there, as JSON lines.
-    let access: Vec<Value> = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["target"] == "access")
-        .collect();
+    let access: Vec<Value> =
+        log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["target"] == "access").collect();
     assert!(access.iter().any(|v| v["route"] == "proxy" && v["user"] == "testuser" && v["status"] == 200));
     assert!(log.lines().any(|l| l.contains("\"target\":\"security\"") && l.contains("success")));
 }
@@ -176,15 +187,23 @@ async fn logs_never_carry_passwords_codes_or_session_ids() {
 #[test]
 fn dashboard_is_valid_json_and_alert_rules_pass_promtool() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dash: Value = serde_json::from_str(&std::fs::read_to_string(root.join("deploy/grafana/portcullis.json")).unwrap()).unwrap();
+    let dash: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("deploy/grafana/portcullis.json")).unwrap()).unwrap();
     let panels = dash["panels"].as_array().unwrap();
     assert!(panels.len() >= 8);
-    let exprs: String = panels.iter().flat_map(|p| p["targets"].as_array().unwrap()).map(|t| t["expr"].as_str().unwrap()).collect();
-    for metric in ["http_requests_total", "auth_attempts_total", "lockouts_total", "mail_failures_total", "store_errors_total"] {
+    let exprs: String =
+        panels.iter().flat_map(|p| p["targets"].as_array().unwrap()).map(|t| t["expr"].as_str().unwrap()).collect();
+    for metric in
+        ["http_requests_total", "auth_attempts_total", "lockouts_total", "mail_failures_total", "store_errors_total"]
+    {
         assert!(exprs.contains(metric), "dashboard lacks {metric}");
     }
     if let Some(promtool) = promtool() {
-        let out = Command::new(promtool).args(["check", "rules"]).arg(root.join("deploy/prometheus/alerts.yml")).output().unwrap();
+        let out = Command::new(promtool)
+            .args(["check", "rules"])
+            .arg(root.join("deploy/prometheus/alerts.yml"))
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     }
 }

@@ -42,14 +42,7 @@ pub fn compose_alert_mail(t: &Templates, m: &AlertMail<'_>) -> Result<Email, Mai
     ctx.insert("ip", m.ip);
     ctx.insert("device", m.device);
     ctx.insert("time", m.time);
-    render_pair(
-        t,
-        "email/security_alert",
-        &ctx,
-        m.to_email,
-        m.to_name,
-        subject,
-    )
+    render_pair(t, "email/security_alert", &ctx, m.to_email, m.to_name, subject)
 }
 
 fn greeting_name<'a>(to_name: Option<&'a str>, username: &'a str) -> &'a str {
@@ -67,10 +60,7 @@ fn render_pair(
     to_name: Option<&str>,
     subject: String,
 ) -> Result<Email, MailError> {
-    let render = |ext: &str| {
-        t.render(&format!("{stem}.{ext}"), ctx)
-            .map_err(|e| MailError::Render(e.to_string()))
-    };
+    let render = |ext: &str| t.render(&format!("{stem}.{ext}"), ctx).map_err(|e| MailError::Render(e.to_string()));
     Ok(Email {
         to_email: to_email.to_owned(),
         to_name: to_name.map(str::to_owned),
@@ -82,38 +72,25 @@ fn render_pair(
 
 /// Header values never carry line breaks, whatever a title or display name holds.
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// Parses the configured sender once, at start-up.
 pub(super) fn parse_from(from: &str) -> Result<Mailbox, MailError> {
-    from.parse::<Mailbox>()
-        .map_err(|_| MailError::InvalidAddress(from.to_owned()))
+    from.parse::<Mailbox>().map_err(|_| MailError::InvalidAddress(from.to_owned()))
 }
 
 /// The wire form every transport sends or stores: text and HTML as
 /// multipart/alternative, with Date and Message-ID set.
 pub(super) fn to_message(from: &Mailbox, email: &Email) -> Result<Message, MailError> {
-    let address: Address = email
-        .to_email
-        .parse()
-        .map_err(|_| MailError::InvalidAddress(email.to_email.clone()))?;
-    let name = email
-        .to_name
-        .as_deref()
-        .map(one_line)
-        .filter(|n| !n.trim().is_empty());
+    let address: Address = email.to_email.parse().map_err(|_| MailError::InvalidAddress(email.to_email.clone()))?;
+    let name = email.to_name.as_deref().map(one_line).filter(|n| !n.trim().is_empty());
     Message::builder()
         .from(from.clone())
         .to(Mailbox::new(name, address))
         .subject(one_line(&email.subject))
         .message_id(None)
-        .multipart(MultiPart::alternative_plain_html(
-            email.text.clone(),
-            email.html.clone(),
-        ))
+        .multipart(MultiPart::alternative_plain_html(email.text.clone(), email.html.clone()))
         .map_err(|e| MailError::Transport(format!("building message: {e}")))
 }
 
@@ -166,10 +143,7 @@ mod tests {
         let Ok(mail) = compose_code_mail(&templates(), &code_mail("enable_otp")) else {
             panic!("compose failed");
         };
-        assert_eq!(
-            mail.subject,
-            "Confirm two-factor authentication for Portcullis"
-        );
+        assert_eq!(mail.subject, "Confirm two-factor authentication for Portcullis");
         assert!(mail.text.contains("turning on two-factor authentication"));
     }
 
@@ -205,18 +179,9 @@ mod tests {
         let Ok(mail) = compose_alert_mail(&templates(), &alert) else {
             panic!("compose failed");
         };
-        assert_eq!(
-            mail.subject,
-            "Portcullis security alert: Two-factor authentication was turned off"
-        );
-        assert!(
-            mail.text
-                .contains("Someone with your password turned it off.")
-        );
-        assert!(
-            mail.html
-                .contains("Someone with your password turned it off.")
-        );
+        assert_eq!(mail.subject, "Portcullis security alert: Two-factor authentication was turned off");
+        assert!(mail.text.contains("Someone with your password turned it off."));
+        assert!(mail.html.contains("Someone with your password turned it off."));
     }
 
     #[test]
@@ -244,23 +209,12 @@ mod tests {
 
     #[test]
     fn bad_addresses_are_reported() {
-        assert!(matches!(
-            parse_from("not an address"),
-            Err(MailError::InvalidAddress(_))
-        ));
+        assert!(matches!(parse_from("not an address"), Err(MailError::InvalidAddress(_))));
         let Ok(from) = parse_from("noreply@example.com") else {
             panic!("from");
         };
-        let email = Email {
-            to_email: "nobody".into(),
-            to_name: None,
-            subject: "x".into(),
-            text: "x".into(),
-            html: "x".into(),
-        };
-        assert!(matches!(
-            to_message(&from, &email),
-            Err(MailError::InvalidAddress(_))
-        ));
+        let email =
+            Email { to_email: "nobody".into(), to_name: None, subject: "x".into(), text: "x".into(), html: "x".into() };
+        assert!(matches!(to_message(&from, &email), Err(MailError::InvalidAddress(_))));
     }
 }

@@ -40,10 +40,7 @@ mod tests {
     #[test]
     fn non_ascii_is_cut_on_character_boundaries() {
         assert_eq!(mask_email("émilie@exemple.fr"), "émi***@exemple.fr");
-        assert_eq!(
-            mask_email("日本語テキスト@example.jp"),
-            "日本語***@example.jp"
-        );
+        assert_eq!(mask_email("日本語テキスト@example.jp"), "日本語***@example.jp");
     }
 
     #[test]

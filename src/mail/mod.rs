@@ -108,20 +108,12 @@ impl Mailer {
         let from = compose::parse_from(&cfg.from)?;
         let transport = match cfg.transport {
             MailTransport::Console => Transport::Console,
-            MailTransport::File => Transport::Outbox(
-                cfg.file_dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTBOX)),
-            ),
+            MailTransport::File => {
+                Transport::Outbox(cfg.file_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_OUTBOX)))
+            }
             MailTransport::Smtp => Transport::Smtp(Box::new(smtp::SmtpRelay::new(cfg)?)),
         };
-        Ok(Mailer {
-            inner: Arc::new(Inner {
-                from,
-                timeout: cfg.timeout,
-                transport,
-            }),
-        })
+        Ok(Mailer { inner: Arc::new(Inner { from, timeout: cfg.timeout, transport }) })
     }
 
     /// Sends one message within `mail.timeout`.
@@ -137,9 +129,7 @@ impl Mailer {
                 Transport::Smtp(relay) => relay.send(message).await,
             }
         };
-        let result = tokio::time::timeout(inner.timeout, delivery)
-            .await
-            .unwrap_or(Err(MailError::Timeout));
+        let result = tokio::time::timeout(inner.timeout, delivery).await.unwrap_or(Err(MailError::Timeout));
         match &result {
             Ok(()) => tracing::debug!(
                 target: "mail",
@@ -181,4 +171,3 @@ impl std::fmt::Debug for Mailer {
         d.finish()
     }
 }
-

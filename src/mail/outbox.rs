@@ -20,14 +20,9 @@ pub(super) async fn write(dir: &Path, raw: &[u8]) -> Result<PathBuf, MailError> 
     let fail = |what: &str, path: &Path, e: std::io::Error| {
         MailError::Transport(format!("outbox {what} {}: {e}", path.display()))
     };
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| fail("creating", dir, e))?;
+    tokio::fs::create_dir_all(dir).await.map_err(|e| fail("creating", dir, e))?;
 
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
     let seq = COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = format!("{millis:013}-{}-{seq:06}.eml", std::process::id());
     let tmp = dir.join(format!(".{name}.tmp"));

@@ -31,9 +31,7 @@ impl SmtpRelay {
             .as_deref()
             .map(str::trim)
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| {
-                MailError::Transport("mail.smtp_host is required for the smtp transport".into())
-            })?;
+            .ok_or_else(|| MailError::Transport("mail.smtp_host is required for the smtp transport".into()))?;
         let tls_error = |e: SmtpError| MailError::Transport(format!("TLS setup for {host}: {e}"));
         let builder = match cfg.smtp_tls {
             SmtpTls::Starttls => {
@@ -48,21 +46,14 @@ impl SmtpRelay {
         };
         let mut builder = builder.port(cfg.smtp_port).timeout(Some(cfg.timeout));
         if let Some(user) = cfg.smtp_username.as_deref().filter(|u| !u.is_empty()) {
-            builder = builder.credentials(Credentials::new(
-                user.to_owned(),
-                cfg.smtp_password.expose().to_owned(),
-            ));
+            builder = builder.credentials(Credentials::new(user.to_owned(), cfg.smtp_password.expose().to_owned()));
         }
         let mode = match cfg.smtp_tls {
             SmtpTls::Starttls => "starttls",
             SmtpTls::Tls => "tls",
             SmtpTls::None => "plain",
         };
-        Ok(SmtpRelay {
-            builder,
-            transport: OnceLock::new(),
-            describe: format!("{host}:{} ({mode})", cfg.smtp_port),
-        })
+        Ok(SmtpRelay { builder, transport: OnceLock::new(), describe: format!("{host}:{} ({mode})", cfg.smtp_port) })
     }
 
     pub(super) async fn send(&self, message: Message) -> Result<(), MailError> {

@@ -42,9 +42,7 @@ fn with(extra: serde_json::Value) -> serde_json::Value {
 }
 
 fn login_ctx() -> serde_json::Value {
-    with(
-        json!({"rd": "https://app.example.com/x?a=1&b=2", "username": "", "error": "", "info": ""}),
-    )
+    with(json!({"rd": "https://app.example.com/x?a=1&b=2", "username": "", "error": "", "info": ""}))
 }
 
 fn otp_ctx(backup: bool) -> serde_json::Value {
@@ -86,13 +84,7 @@ fn login_page_renders_the_form_contract() {
     assert!(html.contains("<title>Sign in · Portcullis</title>"));
     assert!(html.contains(r#"action="/_auth/login""#));
     assert!(html.contains(r#"method="post""#));
-    for field in [
-        "username_or_email",
-        "password",
-        "remember_me",
-        "rd",
-        "csrf_token",
-    ] {
+    for field in ["username_or_email", "password", "remember_me", "rd", "csrf_token"] {
         assert!(html.contains(&format!(r#"name="{field}""#)), "{field}");
     }
     assert!(html.contains(r#"value="true""#));
@@ -100,10 +92,7 @@ fn login_page_renders_the_form_contract() {
     // The return address is attribute-escaped, not dropped.
     assert!(html.contains("https://app.example.com/x?a=1&amp;b=2"));
     assert!(html.contains(r#"href="/_auth/static/portcullis.css""#));
-    assert!(
-        !html.contains("role=\"alert\""),
-        "no error box when error is empty"
-    );
+    assert!(!html.contains("role=\"alert\""), "no error box when error is empty");
 }
 
 #[test]
@@ -183,10 +172,7 @@ fn account_page_renders_every_section() {
     assert!(html.contains("198.51.100.7"));
     assert!(html.contains(r#"action="/_auth/account/sessions/revoke""#));
     assert!(html.contains(r#"name="id" value="s2""#));
-    assert!(
-        !html.contains(r#"value="s1""#),
-        "the current session has no revoke form"
-    );
+    assert!(!html.contains(r#"value="s1""#), "the current session has no revoke form");
     assert!(html.contains(r#"href="/_auth/logout""#));
     assert!(html.contains("Backup codes generated"));
 }
@@ -233,10 +219,7 @@ fn user_controlled_values_are_escaped_in_pages() {
     v["error"] = json!("<b>x</b>");
     let html = render("login.html", v);
     assert!(!html.contains("<script>alert"));
-    assert!(
-        html.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt;")
-            || html.contains("&lt;script&gt;")
-    );
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt;") || html.contains("&lt;script&gt;"));
     assert!(!html.contains("<b>x</b>"));
 
     let mut v = account_ctx();
@@ -255,18 +238,11 @@ fn pages_have_no_inline_script_or_style() {
         ("otp.html", otp_ctx(true)),
         ("logout.html", with(json!({"username": "alice"}))),
         ("account.html", account_ctx()),
-        (
-            "error.html",
-            with(json!({"status": 404, "title": "Not found", "message": "No such page."})),
-        ),
+        ("error.html", with(json!({"status": 404, "title": "Not found", "message": "No such page."}))),
     ];
     for (name, v) in pages {
         let html = render(name, v);
-        assert_eq!(
-            html.matches("<script").count(),
-            1,
-            "{name}: only the external script"
-        );
+        assert_eq!(html.matches("<script").count(), 1, "{name}: only the external script");
         assert!(html.contains(r#"<script src="/_auth/static/portcullis.js" defer></script>"#));
         assert!(!html.contains("<style"), "{name}: inline <style>");
         assert!(!html.contains("style="), "{name}: style attribute");
@@ -293,10 +269,7 @@ fn code_mail_renders_in_text_and_html() {
     assert!(text.contains("IP address: 203.0.113.9"));
     assert!(text.contains("Device: Firefox on Linux"));
     assert!(text.contains("didn't request"));
-    assert!(
-        text.contains("Hello Alice <Liddell>,"),
-        "text is not HTML-escaped"
-    );
+    assert!(text.contains("Hello Alice <Liddell>,"), "text is not HTML-escaped");
 
     let html = render("email/login_code.html", code_mail_ctx("enable_otp"));
     assert!(html.contains("123456"));

@@ -15,9 +15,8 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 use super::{
-    AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, PendingLogin,
-    RATE_RECORD_CAP, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, UserState,
-    duration_ms, now_ms, session_expiry_ms,
+    AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, PendingLogin, RATE_RECORD_CAP, RateDecision,
+    SessionInfo, SessionRecord, StoreError, StoreResult, UserState, duration_ms, now_ms, session_expiry_ms,
 };
 use crate::config::StoreConfig;
 
@@ -55,10 +54,7 @@ struct Table<K, V> {
 
 impl<K: Eq + Hash, V: Expires> Table<K, V> {
     fn new() -> Self {
-        Table {
-            map: HashMap::new(),
-            last_purge_ms: 0,
-        }
+        Table { map: HashMap::new(), last_purge_ms: 0 }
     }
 
     /// Ok if `key` may be inserted without exceeding `max`.
@@ -69,11 +65,7 @@ impl<K: Eq + Hash, V: Expires> Table<K, V> {
         if now.saturating_sub(self.last_purge_ms) >= INLINE_PURGE_EVERY_MS {
             self.purge(now, |_, _| {});
         }
-        if self.map.len() < max {
-            Ok(())
-        } else {
-            Err(StoreError::Full)
-        }
+        if self.map.len() < max { Ok(()) } else { Err(StoreError::Full) }
     }
 
     /// Drops expired entries, telling `removed` about each.
@@ -158,17 +150,13 @@ impl Sessions {
         if let Some(old) = self.by_id.map.insert(key.clone(), rec.clone()) {
             Self::unindex(&mut self.by_user, &old.user, id);
         }
-        self.by_user
-            .entry(rec.user.clone())
-            .or_default()
-            .insert(key);
+        self.by_user.entry(rec.user.clone()).or_default().insert(key);
         Ok(())
     }
 
     fn purge(&mut self, now: u64) {
         let by_user = &mut self.by_user;
-        self.by_id
-            .purge(now, |id, rec| Self::unindex(by_user, &rec.user, id));
+        self.by_id.purge(now, |id, rec| Self::unindex(by_user, &rec.user, id));
     }
 }
 
@@ -195,9 +183,7 @@ struct RateLog {
 
 impl Expires for RateLog {
     fn alive(&self, now: u64) -> bool {
-        self.hits
-            .back()
-            .is_some_and(|&t| t.saturating_add(self.window_ms) > now)
+        self.hits.back().is_some_and(|&t| t.saturating_add(self.window_ms) > now)
     }
 }
 
@@ -205,11 +191,7 @@ impl RateLog {
     /// Forgets events that left the window `(now - window, now]`.
     fn slide(&mut self, now: u64, window_ms: u64) {
         self.window_ms = window_ms;
-        while self
-            .hits
-            .front()
-            .is_some_and(|&t| t.saturating_add(window_ms) <= now)
-        {
+        while self.hits.front().is_some_and(|&t| t.saturating_add(window_ms) <= now) {
             self.hits.pop_front();
         }
     }
@@ -222,15 +204,11 @@ impl RateLog {
                 self.hits.push_back(now);
             }
             let used = if count { n + 1 } else { n };
-            return RateDecision::Allowed {
-                remaining: limit - used,
-            };
+            return RateDecision::Allowed { remaining: limit - used };
         }
         let oldest = self.hits.front().copied().unwrap_or(now);
         let retry_ms = oldest.saturating_add(self.window_ms).saturating_sub(now);
-        RateDecision::Limited {
-            retry_after: Duration::from_millis(retry_ms),
-        }
+        RateDecision::Limited { retry_after: Duration::from_millis(retry_ms) }
     }
 }
 
@@ -257,19 +235,13 @@ impl MemoryStore {
         let max_entries = cfg.max_entries.max(1);
         let store = Arc::new(MemoryStore {
             max_entries,
-            sessions: Mutex::new(Sessions {
-                by_id: Table::new(),
-                by_user: HashMap::new(),
-            }),
+            sessions: Mutex::new(Sessions { by_id: Table::new(), by_user: HashMap::new() }),
             pending: Mutex::new(Table::new()),
             codes: Mutex::new(Table::new()),
             cooldowns: Mutex::new(Table::new()),
             rates: Mutex::new(Table::new()),
             locks: Mutex::new(Table::new()),
-            audit: Mutex::new(Audit {
-                global: VecDeque::new(),
-                by_user: HashMap::new(),
-            }),
+            audit: Mutex::new(Audit { global: VecDeque::new(), by_user: HashMap::new() }),
             durable: Durable::load(cfg.state_file.clone(), max_entries).await?,
         });
         spawn_sweeper(Arc::downgrade(&store));
@@ -311,12 +283,7 @@ impl MemoryStore {
         Ok(Some(rec.clone()))
     }
 
-    pub(super) async fn rotate_session(
-        &self,
-        old_id: &str,
-        new_id: &str,
-        rec: &SessionRecord,
-    ) -> StoreResult<()> {
+    pub(super) async fn rotate_session(&self, old_id: &str, new_id: &str, rec: &SessionRecord) -> StoreResult<()> {
         let mut sessions = lock(&self.sessions);
         sessions.remove(old_id);
         sessions.insert(new_id, rec, self.max_entries, now_ms())
@@ -329,18 +296,11 @@ impl MemoryStore {
     pub(super) async fn list_sessions(&self, user: &str) -> StoreResult<Vec<SessionInfo>> {
         let now = now_ms();
         let mut sessions = lock(&self.sessions);
-        let ids: Vec<String> = sessions
-            .by_user
-            .get(user)
-            .map(|ids| ids.iter().cloned().collect())
-            .unwrap_or_default();
+        let ids: Vec<String> = sessions.by_user.get(user).map(|ids| ids.iter().cloned().collect()).unwrap_or_default();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             match sessions.by_id.map.get(&id) {
-                Some(rec) if rec.alive(now) => out.push(SessionInfo {
-                    id,
-                    record: rec.clone(),
-                }),
+                Some(rec) if rec.alive(now) => out.push(SessionInfo { id, record: rec.clone() }),
                 _ => {
                     sessions.remove(&id);
                 }
@@ -361,39 +321,23 @@ impl MemoryStore {
     pub(super) async fn revoke_user_sessions(&self, user: &str) -> StoreResult<usize> {
         let mut sessions = lock(&self.sessions);
         let ids = sessions.by_user.remove(user).unwrap_or_default();
-        Ok(ids
-            .iter()
-            .filter(|id| sessions.by_id.map.remove(*id).is_some())
-            .count())
+        Ok(ids.iter().filter(|id| sessions.by_id.map.remove(*id).is_some()).count())
     }
 
     // --- pending logins ---
 
-    pub(super) async fn put_pending(
-        &self,
-        id: &str,
-        p: &PendingLogin,
-        ttl: Duration,
-    ) -> StoreResult<()> {
+    pub(super) async fn put_pending(&self, id: &str, p: &PendingLogin, ttl: Duration) -> StoreResult<()> {
         let now = now_ms();
         let mut pending = lock(&self.pending);
         let key = id.to_owned();
         pending.make_room(&key, self.max_entries, now)?;
-        pending.map.insert(
-            key,
-            Expiring {
-                value: p.clone(),
-                until_ms: now.saturating_add(duration_ms(ttl)),
-            },
-        );
+        pending.map.insert(key, Expiring { value: p.clone(), until_ms: now.saturating_add(duration_ms(ttl)) });
         Ok(())
     }
 
     pub(super) async fn get_pending(&self, id: &str) -> StoreResult<Option<PendingLogin>> {
         let mut pending = lock(&self.pending);
-        Ok(pending
-            .live_mut(&id.to_owned(), now_ms())
-            .map(|e| e.value.clone()))
+        Ok(pending.live_mut(&id.to_owned(), now_ms()).map(|e| e.value.clone()))
     }
 
     pub(super) async fn take_pending(&self, id: &str) -> StoreResult<Option<PendingLogin>> {
@@ -477,9 +421,7 @@ impl MemoryStore {
             return Ok(Some(Duration::from_millis(*until - now)));
         }
         cooldowns.make_room(&key, self.max_entries, now)?;
-        cooldowns
-            .map
-            .insert(key, Until(now.saturating_add(duration_ms(cooldown))));
+        cooldowns.map.insert(key, Until(now.saturating_add(duration_ms(cooldown))));
         Ok(None)
     }
 
@@ -503,10 +445,7 @@ impl MemoryStore {
         } else if !rates.map.contains_key(&k) {
             return Ok(None);
         }
-        let log = rates.map.entry(k).or_insert_with(|| RateLog {
-            hits: VecDeque::new(),
-            window_ms,
-        });
+        let log = rates.map.entry(k).or_insert_with(|| RateLog { hits: VecDeque::new(), window_ms });
         log.slide(now, window_ms);
         Ok(Some(f(log, now)))
     }
@@ -518,9 +457,7 @@ impl MemoryStore {
         limit: u32,
         window: Duration,
     ) -> StoreResult<RateDecision> {
-        let decision = self.with_log(bucket, key, window, true, |log, now| {
-            log.decide(now, limit, true)
-        })?;
+        let decision = self.with_log(bucket, key, window, true, |log, now| log.decide(now, limit, true))?;
         Ok(decision.unwrap_or(RateDecision::Allowed { remaining: limit }))
     }
 
@@ -531,24 +468,15 @@ impl MemoryStore {
         limit: u32,
         window: Duration,
     ) -> StoreResult<RateDecision> {
-        let decision = self.with_log(bucket, key, window, false, |log, now| {
-            log.decide(now, limit, false)
-        })?;
+        let decision = self.with_log(bucket, key, window, false, |log, now| log.decide(now, limit, false))?;
         Ok(decision.unwrap_or(if limit > 0 {
             RateDecision::Allowed { remaining: limit }
         } else {
-            RateDecision::Limited {
-                retry_after: window,
-            }
+            RateDecision::Limited { retry_after: window }
         }))
     }
 
-    pub(super) async fn rate_record(
-        &self,
-        bucket: &str,
-        key: &str,
-        window: Duration,
-    ) -> StoreResult<u32> {
+    pub(super) async fn rate_record(&self, bucket: &str, key: &str, window: Duration) -> StoreResult<u32> {
         let n = self.with_log(bucket, key, window, true, |log, now| {
             log.hits.push_back(now);
             while log.hits.len() > RATE_RECORD_CAP as usize {
@@ -560,9 +488,7 @@ impl MemoryStore {
     }
 
     pub(super) async fn rate_reset(&self, bucket: &str, key: &str) -> StoreResult<()> {
-        lock(&self.rates)
-            .map
-            .remove(&(bucket.to_owned(), key.to_owned()));
+        lock(&self.rates).map.remove(&(bucket.to_owned(), key.to_owned()));
         Ok(())
     }
 
@@ -573,26 +499,19 @@ impl MemoryStore {
         let key = user.to_owned();
         let mut locks = lock(&self.locks);
         locks.make_room(&key, self.max_entries, now)?;
-        locks
-            .map
-            .insert(key, Until(now.saturating_add(duration_ms(duration))));
+        locks.map.insert(key, Until(now.saturating_add(duration_ms(duration))));
         Ok(())
     }
 
     pub(super) async fn account_locked(&self, user: &str) -> StoreResult<Option<Duration>> {
         let now = now_ms();
         let mut locks = lock(&self.locks);
-        Ok(locks
-            .live_mut(&user.to_owned(), now)
-            .map(|Until(until)| Duration::from_millis(*until - now)))
+        Ok(locks.live_mut(&user.to_owned(), now).map(|Until(until)| Duration::from_millis(*until - now)))
     }
 
     pub(super) async fn unlock_account(&self, user: &str) -> StoreResult<bool> {
         let now = now_ms();
-        let was_locked = lock(&self.locks)
-            .map
-            .remove(user)
-            .is_some_and(|l| l.alive(now));
+        let was_locked = lock(&self.locks).map.remove(user).is_some_and(|l| l.alive(now));
         self.rate_reset(super::ACCOUNT_FAILURES, user).await?;
         Ok(was_locked)
     }
@@ -607,26 +526,16 @@ impl MemoryStore {
         self.durable.set_otp_enabled(user, enabled).await
     }
 
-    pub(super) async fn replace_backup_codes(
-        &self,
-        user: &str,
-        hashes: &[[u8; 32]],
-    ) -> StoreResult<()> {
+    pub(super) async fn replace_backup_codes(&self, user: &str, hashes: &[[u8; 32]]) -> StoreResult<()> {
         self.durable.replace_backup_codes(user, hashes).await
     }
 
-    pub(super) async fn consume_backup_code(
-        &self,
-        user: &str,
-        hash: &[u8; 32],
-    ) -> StoreResult<bool> {
+    pub(super) async fn consume_backup_code(&self, user: &str, hash: &[u8; 32]) -> StoreResult<bool> {
         self.durable.consume_backup_code(user, hash).await
     }
 
     pub(super) async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<Option<u64>> {
-        self.durable
-            .record_known_ip(user, ip, now_ms() / 1000)
-            .await
+        self.durable.record_known_ip(user, ip, now_ms() / 1000).await
     }
 
     // --- audit ---
@@ -644,19 +553,13 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub(super) async fn recent_audit(
-        &self,
-        user: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<AuditRecord>> {
+    pub(super) async fn recent_audit(&self, user: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>> {
         let audit = lock(&self.audit);
         let list = match user {
             Some(user) => audit.by_user.get(user),
             None => Some(&audit.global),
         };
-        Ok(list
-            .map(|l| l.iter().take(limit).cloned().collect())
-            .unwrap_or_default())
+        Ok(list.map(|l| l.iter().take(limit).cloned().collect()).unwrap_or_default())
     }
 }
 
@@ -679,31 +582,14 @@ mod tests {
 
     #[test]
     fn sliding_log_allows_limit_then_reports_when_the_oldest_leaves() {
-        let mut log = RateLog {
-            hits: VecDeque::new(),
-            window_ms: 1000,
-        };
+        let mut log = RateLog { hits: VecDeque::new(), window_ms: 1000 };
         log.slide(0, 1000);
-        assert_eq!(
-            log.decide(0, 2, true),
-            RateDecision::Allowed { remaining: 1 }
-        );
+        assert_eq!(log.decide(0, 2, true), RateDecision::Allowed { remaining: 1 });
         log.slide(400, 1000);
-        assert_eq!(
-            log.decide(400, 2, true),
-            RateDecision::Allowed { remaining: 0 }
-        );
+        assert_eq!(log.decide(400, 2, true), RateDecision::Allowed { remaining: 0 });
         log.slide(500, 1000);
-        assert_eq!(
-            log.decide(500, 2, true),
-            RateDecision::Limited {
-                retry_after: Duration::from_millis(500)
-            }
-        );
+        assert_eq!(log.decide(500, 2, true), RateDecision::Limited { retry_after: Duration::from_millis(500) });
         log.slide(1000, 1000);
-        assert_eq!(
-            log.decide(1000, 2, true),
-            RateDecision::Allowed { remaining: 0 }
-        );
+        assert_eq!(log.decide(1000, 2, true), RateDecision::Allowed { remaining: 0 });
     }
 }

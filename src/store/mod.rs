@@ -180,12 +180,12 @@ enum Backend {
 /// Runs the same method call on whichever backend is configured, under the
 /// store's deadline.
 macro_rules! dispatch {
-    ($self:ident, $b:ident => $call:expr) => {
+    ($self:ident, $b:ident => $recv:ident . $m:ident ( $($arg:expr),* $(,)? )) => {
         $self
-            .bounded(async {
+            .bounded(stringify!($m), async {
                 match &$self.backend {
-                    Backend::Memory($b) => $call.await,
-                    Backend::Redis($b) => $call.await,
+                    Backend::Memory($b) => $recv.$m($($arg),*).await,
+                    Backend::Redis($b) => $recv.$m($($arg),*).await,
                 }
             })
             .await
@@ -208,10 +208,7 @@ impl Store {
                 )));
             }
         };
-        Ok(Store {
-            backend,
-            timeout: cfg.timeout,
-        })
+        Ok(Store { backend, timeout: cfg.timeout })
     }
 
     /// `memory` or `redis`, for logs and metrics.
@@ -227,11 +224,17 @@ impl Store {
         dispatch!(self, b => b.ping())
     }
 
-    /// Applies the per-operation deadline.
-    async fn bounded<T>(&self, op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
-        tokio::time::timeout(self.timeout, op)
-            .await
-            .unwrap_or(Err(StoreError::Timeout))
+    /// Applies the per-operation deadline, and records latency and failures
+    /// under the operation's name (a bounded label).
+    async fn bounded<T>(&self, op: &'static str, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.timeout, fut).await.unwrap_or(Err(StoreError::Timeout));
+        let m = crate::metrics::get();
+        m.store_duration.with_label_values(&[op]).observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            m.store_errors.with_label_values(&[op]).inc();
+        }
+        result
     }
 
     // --- sessions (token = the secret cookie value; stored under its hash) ---
@@ -249,12 +252,7 @@ impl Store {
     }
 
     /// Replaces `old` by `new` atomically (privilege change: no fixation).
-    pub async fn rotate_session(
-        &self,
-        old: &str,
-        new: &str,
-        rec: &SessionRecord,
-    ) -> StoreResult<()> {
+    pub async fn rotate_session(&self, old: &str, new: &str, rec: &SessionRecord) -> StoreResult<()> {
         let old_id = Self::session_id(old);
         let new_id = Self::session_id(new);
         dispatch!(self, b => b.rotate_session(&old_id, &new_id, rec))
@@ -292,12 +290,7 @@ impl Store {
 
     // --- pending logins (keyed by the hash of their own cookie token) ---
 
-    pub async fn put_pending(
-        &self,
-        token: &str,
-        p: &PendingLogin,
-        ttl: Duration,
-    ) -> StoreResult<()> {
+    pub async fn put_pending(&self, token: &str, p: &PendingLogin, ttl: Duration) -> StoreResult<()> {
         let id = Self::session_id(token);
         dispatch!(self, b => b.put_pending(&id, p, ttl))
     }
@@ -355,24 +348,12 @@ impl Store {
     // --- sliding windows ---
 
     /// Counts the hit if under `limit` within `window`; else Limited with retry_after.
-    pub async fn rate_hit(
-        &self,
-        bucket: &str,
-        key: &str,
-        limit: u32,
-        window: Duration,
-    ) -> StoreResult<RateDecision> {
+    pub async fn rate_hit(&self, bucket: &str, key: &str, limit: u32, window: Duration) -> StoreResult<RateDecision> {
         dispatch!(self, b => b.rate_hit(bucket, key, limit, window))
     }
 
     /// Checks without counting.
-    pub async fn rate_check(
-        &self,
-        bucket: &str,
-        key: &str,
-        limit: u32,
-        window: Duration,
-    ) -> StoreResult<RateDecision> {
+    pub async fn rate_check(&self, bucket: &str, key: &str, limit: u32, window: Duration) -> StoreResult<RateDecision> {
         dispatch!(self, b => b.rate_check(bucket, key, limit, window))
     }
 
@@ -435,11 +416,7 @@ impl Store {
     }
 
     /// Newest first; `user` None = the global list.
-    pub async fn recent_audit(
-        &self,
-        user: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<AuditRecord>> {
+    pub async fn recent_audit(&self, user: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -449,18 +426,12 @@ impl Store {
 
 /// True for strings shaped like `Store::session_id` output (43 base64url chars).
 fn is_session_id(id: &str) -> bool {
-    id.len() == 43
-        && id
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    id.len() == 43 && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
 }
 
 /// Wall-clock unix time in milliseconds (0 if the clock is before 1970).
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(duration_ms)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(duration_ms).unwrap_or(0)
 }
 
 /// A duration in whole milliseconds, saturating.
@@ -471,11 +442,7 @@ fn duration_ms(d: Duration) -> u64 {
 /// When a session stops being valid, in unix milliseconds: it lives through the
 /// whole second `min(last_seen + idle, absolute_expiry)`.
 fn session_expiry_ms(last_seen: u64, idle_secs: u64, absolute_expiry: u64) -> u64 {
-    last_seen
-        .saturating_add(idle_secs)
-        .min(absolute_expiry)
-        .saturating_add(1)
-        .saturating_mul(1000)
+    last_seen.saturating_add(idle_secs).min(absolute_expiry).saturating_add(1).saturating_mul(1000)
 }
 
 /// Lower-case hex of a 32-byte hash.

@@ -135,9 +135,11 @@ default_policy = "{policy}"
 
     /// Password then code: a logged-in client.
     pub async fn login(&self) {
+        let before = self.smtp.messages().len();
         let (s, v) = self.send_login("testuser", PASSWORD).await;
         assert_eq!(s, 200, "{v}");
-        let code = self.code_from_mail(self.smtp.messages().len() + usize::from(v["otp_required"] == true)).await;
+        assert_eq!(v["otp_required"], true, "{v}");
+        let code = self.code_from_mail(before + 1).await;
         let (s, v) = self.verify(&code).await;
         assert_eq!(s, 200, "{v}");
     }
@@ -146,4 +148,3 @@ default_policy = "{policy}"
         self.http.get(self.url("/app")).send().await.unwrap().status()
     }
 }
-

@@ -34,10 +34,7 @@ impl Drop for ProxyProcess {
 /// Finds a program on PATH (or in the given extra locations).
 pub fn find_program(name: &str, extra: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .chain(extra.iter().map(PathBuf::from))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(name)).chain(extra.iter().map(PathBuf::from)).find(|p| p.is_file())
 }
 
 /// None (with a message) when the program is missing and services are optional.

@@ -32,11 +32,7 @@ impl RedisServer {
     /// Starts a server on `port`.
     pub fn start_on(port: u16) -> Result<RedisServer, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
-        let mut server = RedisServer {
-            port,
-            child: None,
-            dir,
-        };
+        let mut server = RedisServer { port, child: None, dir };
         server.restart()?;
         Ok(server)
     }
@@ -80,10 +76,7 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "redis-server on port {} exited: {status}",
-                    self.port
-                ));
+                return Err(format!("redis-server on port {} exited: {status}", self.port));
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 self.child = Some(child);
@@ -92,10 +85,7 @@ impl RedisServer {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "redis-server on port {} did not come up",
-                    self.port
-                ));
+                return Err(format!("redis-server on port {} did not come up", self.port));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -111,9 +101,7 @@ impl Drop for RedisServer {
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> Result<u16, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("local_addr: {e}"))
+    l.local_addr().map(|a| a.port()).map_err(|e| format!("local_addr: {e}"))
 }
 
 /// True when the environment demands real services (CI): then a missing

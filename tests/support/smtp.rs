@@ -79,17 +79,11 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Binds 127.0.0.1 on a free port and starts accepting.
     pub async fn start() -> SmtpSink {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind smtp sink");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp sink");
         let port = listener.local_addr().expect("sink address").port();
         let state = Arc::new(State::default());
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
-        SmtpSink {
-            port,
-            state,
-            accept,
-        }
+        SmtpSink { port, state, accept }
     }
 
     /// A sink that accepts connections but never says a word.
@@ -175,9 +169,7 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     let mut from: Option<String> = None;
     let mut to: Vec<String> = Vec::new();
 
-    write
-        .write_all(format!("220 {HOST} ESMTP test sink\r\n").as_bytes())
-        .await?;
+    write.write_all(format!("220 {HOST} ESMTP test sink\r\n").as_bytes()).await?;
     loop {
         let Some(line) = read_line(&mut lines).await? else {
             return Ok(());
@@ -187,9 +179,9 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
             None => (line.to_ascii_uppercase(), String::new()),
         };
         let reply: String = match verb.as_str() {
-            "EHLO" => format!(
-                "250-{HOST} greets {arg}\r\n250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n"
-            ),
+            "EHLO" => {
+                format!("250-{HOST} greets {arg}\r\n250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n")
+            }
             "HELO" => format!("250 {HOST}\r\n"),
             "AUTH" => {
                 let mut parts = arg.split_whitespace();
@@ -246,9 +238,7 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
                 if from.is_none() || to.is_empty() {
                     "503 5.5.1 RCPT first\r\n".into()
                 } else {
-                    write
-                        .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                        .await?;
+                    write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
                     let Some(data) = read_data(&mut lines).await? else {
                         return Ok(());
                     };
@@ -310,17 +300,12 @@ async fn read_data<R: AsyncBufReadExt + Unpin>(r: &mut R) -> std::io::Result<Opt
 fn angle_address(arg: &str) -> String {
     match (arg.find('<'), arg.find('>')) {
         (Some(start), Some(end)) if start < end => arg[start + 1..end].to_owned(),
-        _ => arg
-            .split_once(':')
-            .map(|(_, a)| a.trim().to_owned())
-            .unwrap_or_default(),
+        _ => arg.split_once(':').map(|(_, a)| a.trim().to_owned()).unwrap_or_default(),
     }
 }
 
 fn b64_text(s: &str) -> String {
-    B64.decode(s.trim())
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    B64.decode(s.trim()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 // ---- just enough MIME to read what lettre writes ----
@@ -374,22 +359,17 @@ pub fn decode_part(raw: &str, mime: &str) -> Option<String> {
 fn boundary_of(content_type: &str) -> Option<String> {
     content_type.split(';').find_map(|param| {
         let (k, v) = param.trim().split_once('=')?;
-        k.eq_ignore_ascii_case("boundary")
-            .then(|| v.trim_matches('"').to_owned())
+        k.eq_ignore_ascii_case("boundary").then(|| v.trim_matches('"').to_owned())
     })
 }
 
 fn decode_body(head: &str, body: &str) -> String {
-    let encoding = header_value(head, "Content-Transfer-Encoding")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let encoding = header_value(head, "Content-Transfer-Encoding").unwrap_or_default().to_ascii_lowercase();
     match encoding.as_str() {
         "quoted-printable" => decode_quoted_printable(body),
         "base64" => {
             let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-            B64.decode(compact)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
+            B64.decode(compact).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
         }
         _ => body.to_owned(),
     }
@@ -409,9 +389,7 @@ fn decode_quoted_printable(body: &str) -> String {
                 i += 2;
                 continue;
             }
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
             if let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(byte);
                 i += 3;

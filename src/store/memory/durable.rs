@@ -76,10 +76,7 @@ impl Durable {
         }
         Ok(Durable {
             state: Mutex::new(State { users, version: 0 }),
-            file: path.map(|path| StateFile {
-                path,
-                written: tokio::sync::Mutex::new(0),
-            }),
+            file: path.map(|path| StateFile { path, written: tokio::sync::Mutex::new(0) }),
             max_users,
         })
     }
@@ -103,20 +100,11 @@ impl Durable {
         .await
     }
 
-    pub(super) async fn replace_backup_codes(
-        &self,
-        user: &str,
-        hashes: &[[u8; 32]],
-    ) -> StoreResult<()> {
-        self.change(user, |u| u.backup_codes = hashes.to_vec())
-            .await
+    pub(super) async fn replace_backup_codes(&self, user: &str, hashes: &[[u8; 32]]) -> StoreResult<()> {
+        self.change(user, |u| u.backup_codes = hashes.to_vec()).await
     }
 
-    pub(super) async fn consume_backup_code(
-        &self,
-        user: &str,
-        hash: &[u8; 32],
-    ) -> StoreResult<bool> {
+    pub(super) async fn consume_backup_code(&self, user: &str, hash: &[u8; 32]) -> StoreResult<bool> {
         let snapshot = {
             let mut state = lock(&self.state);
             let Some(u) = state.users.get_mut(user) else {
@@ -139,12 +127,7 @@ impl Durable {
         Ok(true)
     }
 
-    pub(super) async fn record_known_ip(
-        &self,
-        user: &str,
-        ip: &str,
-        now: u64,
-    ) -> StoreResult<Option<u64>> {
+    pub(super) async fn record_known_ip(&self, user: &str, ip: &str, now: u64) -> StoreResult<Option<u64>> {
         let mut before = None;
         self.change(user, |u| {
             before = u.known_ips.insert(ip.to_owned(), now);
@@ -222,13 +205,9 @@ fn encode(users: &HashMap<String, UserDurable>) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> StoreResult<HashMap<String, UserDurable>> {
-    let on_disk: OnDisk = serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("state file: {e}")))?;
+    let on_disk: OnDisk = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("state file: {e}")))?;
     if on_disk.version != FORMAT_VERSION {
-        return Err(StoreError::Corrupt(format!(
-            "state file: unknown format version {}",
-            on_disk.version
-        )));
+        return Err(StoreError::Corrupt(format!("state file: unknown format version {}", on_disk.version)));
     }
     let mut users = HashMap::with_capacity(on_disk.users.len());
     for (name, u) in on_disk.users {
@@ -237,14 +216,9 @@ fn decode(bytes: &[u8]) -> StoreResult<HashMap<String, UserDurable>> {
             .iter()
             .map(|h| unhex32(h))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!("state file: bad backup code hash for {name}"))
-            })?;
-        let user = UserDurable {
-            otp_enabled: u.otp_enabled,
-            backup_codes,
-            known_ips: u.known_ips.into_iter().collect(),
-        };
+            .ok_or_else(|| StoreError::Corrupt(format!("state file: bad backup code hash for {name}")))?;
+        let user =
+            UserDurable { otp_enabled: u.otp_enabled, backup_codes, known_ips: u.known_ips.into_iter().collect() };
         users.insert(name, user);
     }
     Ok(users)
@@ -260,10 +234,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> StoreResult<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "state".into());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
         std::fs::create_dir_all(&dir)?;

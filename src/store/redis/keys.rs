@@ -15,9 +15,7 @@ pub(super) struct Keys {
 
 impl Keys {
     pub(super) fn new(prefix: &str) -> Keys {
-        Keys {
-            prefix: prefix.to_owned(),
-        }
+        Keys { prefix: prefix.to_owned() }
     }
 
     /// `{prefix}{s}:sess:` — prefix of session hashes (scripts append ids).
@@ -74,12 +72,7 @@ impl Keys {
     }
 
     pub(super) fn rate(&self, bucket: &str, key: &str) -> String {
-        format!(
-            "{}rate:{}:{}",
-            self.prefix,
-            component(bucket),
-            component(key)
-        )
+        format!("{}rate:{}:{}", self.prefix, component(bucket), component(key))
     }
 }
 
@@ -104,10 +97,7 @@ mod tests {
     #[test]
     fn user_keys_share_a_hash_tag() {
         let k = Keys::new("portcullis:");
-        assert_eq!(
-            k.code("alice", CodePurpose::Login),
-            "portcullis:{u:alice}:code:login"
-        );
+        assert_eq!(k.code("alice", CodePurpose::Login), "portcullis:{u:alice}:code:login");
         assert_eq!(k.lock("alice"), "portcullis:{u:alice}:lock");
     }
 

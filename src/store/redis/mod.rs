@@ -17,9 +17,9 @@ use deadpool_redis::redis::{self as r, AsyncConnectionConfig, ErrorKind, RedisEr
 use deadpool_redis::{Connection, Manager, Pool, PoolError, Runtime};
 
 use super::{
-    ACCOUNT_FAILURES, AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose,
-    KNOWN_IPS_PER_USER, PendingLogin, RATE_RECORD_CAP, RateDecision, SessionInfo, SessionRecord,
-    StoreError, StoreResult, UserState, duration_ms, hex32, session_expiry_ms,
+    ACCOUNT_FAILURES, AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, KNOWN_IPS_PER_USER,
+    PendingLogin, RATE_RECORD_CAP, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, UserState,
+    duration_ms, hex32, session_expiry_ms,
 };
 use crate::config::StoreConfig;
 
@@ -86,9 +86,7 @@ impl RedisStore {
     /// Builds the pool; connects lazily, so a down server does not stop start-up.
     pub(super) fn open(cfg: &StoreConfig) -> StoreResult<RedisStore> {
         let timeout = Some(cfg.timeout);
-        let conn_cfg = AsyncConnectionConfig::new()
-            .set_connection_timeout(timeout)
-            .set_response_timeout(timeout);
+        let conn_cfg = AsyncConnectionConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
         // The URL may hold a password: never echo it.
         let manager = Manager::new_with_config(cfg.url.expose(), conn_cfg)
             .map_err(|e| StoreError::Unavailable(format!("invalid redis url ({:?})", e.kind())))?;
@@ -100,10 +98,7 @@ impl RedisStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Unavailable(format!("redis pool: {e}")))?;
-        Ok(RedisStore {
-            pool,
-            keys: Arc::new(Keys::new(&cfg.key_prefix)),
-        })
+        Ok(RedisStore { pool, keys: Arc::new(Keys::new(&cfg.key_prefix)) })
     }
 
     async fn conn(&self) -> StoreResult<Connection> {
@@ -112,29 +107,18 @@ impl RedisStore {
 
     pub(super) async fn ping(&self) -> StoreResult<()> {
         let mut c = self.conn().await?;
-        r::cmd("PING")
-            .query_async::<String>(&mut c)
-            .await
-            .map_err(redis_error)?;
+        r::cmd("PING").query_async::<String>(&mut c).await.map_err(redis_error)?;
         Ok(())
     }
 
     // --- sessions ---
 
-    async fn put_session(
-        &self,
-        old_id: Option<&str>,
-        id: &str,
-        rec: &SessionRecord,
-    ) -> StoreResult<()> {
+    async fn put_session(&self, old_id: Option<&str>, id: &str, rec: &SessionRecord) -> StoreResult<()> {
         let json = to_json(rec)?;
-        let expiry =
-            session_expiry_ms(rec.last_seen, rec.idle_secs, rec.absolute_expiry).min(MAX_EXPIRY_MS);
-        let index_expiry = session_expiry_ms(rec.absolute_expiry, 0, rec.absolute_expiry)
-            .clamp(expiry, MAX_EXPIRY_MS);
+        let expiry = session_expiry_ms(rec.last_seen, rec.idle_secs, rec.absolute_expiry).min(MAX_EXPIRY_MS);
+        let index_expiry = session_expiry_ms(rec.absolute_expiry, 0, rec.absolute_expiry).clamp(expiry, MAX_EXPIRY_MS);
         let mut inv = SCRIPTS.session_put.prepare_invoke();
-        inv.key(self.keys.session(id))
-            .key(self.keys.user_sessions(&rec.user));
+        inv.key(self.keys.session(id)).key(self.keys.user_sessions(&rec.user));
         if let Some(old) = old_id {
             inv.key(self.keys.session(old));
         }
@@ -158,13 +142,8 @@ impl RedisStore {
 
     pub(super) async fn touch_session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
         let mut c = self.conn().await?;
-        let found: Option<(String, u64)> = SCRIPTS
-            .session_touch
-            .key(self.keys.session(id))
-            .arg(id)
-            .invoke_async(&mut c)
-            .await
-            .map_err(redis_error)?;
+        let found: Option<(String, u64)> =
+            SCRIPTS.session_touch.key(self.keys.session(id)).arg(id).invoke_async(&mut c).await.map_err(redis_error)?;
         found
             .map(|(json, last_seen)| {
                 let mut rec: SessionRecord = from_json(&json)?;
@@ -174,24 +153,13 @@ impl RedisStore {
             .transpose()
     }
 
-    pub(super) async fn rotate_session(
-        &self,
-        old_id: &str,
-        new_id: &str,
-        rec: &SessionRecord,
-    ) -> StoreResult<()> {
+    pub(super) async fn rotate_session(&self, old_id: &str, new_id: &str, rec: &SessionRecord) -> StoreResult<()> {
         self.put_session(Some(old_id), new_id, rec).await
     }
 
     pub(super) async fn delete_session(&self, id: &str) -> StoreResult<Option<String>> {
         let mut c = self.conn().await?;
-        SCRIPTS
-            .session_delete
-            .key(self.keys.session(id))
-            .arg(id)
-            .invoke_async(&mut c)
-            .await
-            .map_err(redis_error)
+        SCRIPTS.session_delete.key(self.keys.session(id)).arg(id).invoke_async(&mut c).await.map_err(redis_error)
     }
 
     pub(super) async fn list_sessions(&self, user: &str) -> StoreResult<Vec<SessionInfo>> {
@@ -206,13 +174,8 @@ impl RedisStore {
         flat.chunks_exact(3)
             .map(|f| {
                 let mut record: SessionRecord = from_json(&f[1])?;
-                record.last_seen = f[2]
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt("session last_seen".into()))?;
-                Ok(SessionInfo {
-                    id: f[0].clone(),
-                    record,
-                })
+                record.last_seen = f[2].parse().map_err(|_| StoreError::Corrupt("session last_seen".into()))?;
+                Ok(SessionInfo { id: f[0].clone(), record })
             })
             .collect()
     }
@@ -244,12 +207,7 @@ impl RedisStore {
 
     // --- pending logins ---
 
-    pub(super) async fn put_pending(
-        &self,
-        id: &str,
-        p: &PendingLogin,
-        ttl: Duration,
-    ) -> StoreResult<()> {
+    pub(super) async fn put_pending(&self, id: &str, p: &PendingLogin, ttl: Duration) -> StoreResult<()> {
         let json = to_json(p)?;
         let mut c = self.conn().await?;
         r::cmd("SET")
@@ -264,21 +222,15 @@ impl RedisStore {
 
     pub(super) async fn get_pending(&self, id: &str) -> StoreResult<Option<PendingLogin>> {
         let mut c = self.conn().await?;
-        let json: Option<String> = r::cmd("GET")
-            .arg(self.keys.pending(id))
-            .query_async(&mut c)
-            .await
-            .map_err(redis_error)?;
+        let json: Option<String> =
+            r::cmd("GET").arg(self.keys.pending(id)).query_async(&mut c).await.map_err(redis_error)?;
         json.map(|j| from_json(&j)).transpose()
     }
 
     pub(super) async fn take_pending(&self, id: &str) -> StoreResult<Option<PendingLogin>> {
         let mut c = self.conn().await?;
-        let json: Option<String> = r::cmd("GETDEL")
-            .arg(self.keys.pending(id))
-            .query_async(&mut c)
-            .await
-            .map_err(redis_error)?;
+        let json: Option<String> =
+            r::cmd("GETDEL").arg(self.keys.pending(id)).query_async(&mut c).await.map_err(redis_error)?;
         json.map(|j| from_json(&j)).transpose()
     }
 
@@ -324,9 +276,7 @@ impl RedisStore {
             1 => CodeCheck::Expired,
             2 => CodeCheck::Exhausted,
             3 => CodeCheck::Ok,
-            4 => CodeCheck::Wrong {
-                remaining: u32::try_from(remaining).unwrap_or(0),
-            },
+            4 => CodeCheck::Wrong { remaining: u32::try_from(remaining).unwrap_or(0) },
             other => return Err(StoreError::Corrupt(format!("code status {other}"))),
         })
     }
@@ -382,13 +332,9 @@ impl RedisStore {
 
     fn decision((allowed, n): (i64, u64)) -> RateDecision {
         if allowed == 1 {
-            RateDecision::Allowed {
-                remaining: u32::try_from(n).unwrap_or(u32::MAX),
-            }
+            RateDecision::Allowed { remaining: u32::try_from(n).unwrap_or(u32::MAX) }
         } else {
-            RateDecision::Limited {
-                retry_after: Duration::from_millis(n),
-            }
+            RateDecision::Limited { retry_after: Duration::from_millis(n) }
         }
     }
 
@@ -410,18 +356,11 @@ impl RedisStore {
         limit: u32,
         window: Duration,
     ) -> StoreResult<RateDecision> {
-        let reply = self
-            .rate(RateMode::Check, bucket, key, limit, window)
-            .await?;
+        let reply = self.rate(RateMode::Check, bucket, key, limit, window).await?;
         Ok(Self::decision(reply))
     }
 
-    pub(super) async fn rate_record(
-        &self,
-        bucket: &str,
-        key: &str,
-        window: Duration,
-    ) -> StoreResult<u32> {
+    pub(super) async fn rate_record(&self, bucket: &str, key: &str, window: Duration) -> StoreResult<u32> {
         let (_, n) = self.rate(RateMode::Record, bucket, key, 0, window).await?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
@@ -446,15 +385,8 @@ impl RedisStore {
 
     pub(super) async fn account_locked(&self, user: &str) -> StoreResult<Option<Duration>> {
         let mut c = self.conn().await?;
-        let ms: i64 = r::cmd("PTTL")
-            .arg(self.keys.lock(user))
-            .query_async(&mut c)
-            .await
-            .map_err(redis_error)?;
-        Ok(u64::try_from(ms)
-            .ok()
-            .filter(|&ms| ms > 0)
-            .map(Duration::from_millis))
+        let ms: i64 = r::cmd("PTTL").arg(self.keys.lock(user)).query_async(&mut c).await.map_err(redis_error)?;
+        Ok(u64::try_from(ms).ok().filter(|&ms| ms > 0).map(Duration::from_millis))
     }
 
     pub(super) async fn unlock_account(&self, user: &str) -> StoreResult<bool> {
@@ -485,10 +417,7 @@ impl RedisStore {
             .query_async(&mut c)
             .await
             .map_err(redis_error)?;
-        Ok(UserState {
-            otp_enabled: otp.as_deref() == Some("1"),
-            backup_codes_left: left,
-        })
+        Ok(UserState { otp_enabled: otp.as_deref() == Some("1"), backup_codes_left: left })
     }
 
     pub(super) async fn set_otp_enabled(&self, user: &str, enabled: bool) -> StoreResult<()> {
@@ -502,11 +431,7 @@ impl RedisStore {
             .map_err(redis_error)
     }
 
-    pub(super) async fn replace_backup_codes(
-        &self,
-        user: &str,
-        hashes: &[[u8; 32]],
-    ) -> StoreResult<()> {
+    pub(super) async fn replace_backup_codes(&self, user: &str, hashes: &[[u8; 32]]) -> StoreResult<()> {
         let key = self.keys.backup_codes(user);
         let mut p = r::pipe();
         p.atomic().cmd("DEL").arg(&key).ignore();
@@ -521,11 +446,7 @@ impl RedisStore {
     /// SREM is atomic, so exactly one concurrent caller removes the member. It
     /// is a hash lookup rather than a constant-time compare; the members are
     /// keyed hashes, so timing reveals nothing usable without the secret.
-    pub(super) async fn consume_backup_code(
-        &self,
-        user: &str,
-        hash: &[u8; 32],
-    ) -> StoreResult<bool> {
+    pub(super) async fn consume_backup_code(&self, user: &str, hash: &[u8; 32]) -> StoreResult<bool> {
         let mut c = self.conn().await?;
         let removed: i64 = r::cmd("SREM")
             .arg(self.keys.backup_codes(user))
@@ -557,51 +478,30 @@ impl RedisStore {
         if let Some(user) = &rec.user {
             let key = self.keys.user_audit(user);
             p.cmd("LPUSH").arg(&key).arg(&json).ignore();
-            p.cmd("LTRIM")
-                .arg(&key)
-                .arg(0)
-                .arg(AUDIT_PER_USER - 1)
-                .ignore();
+            p.cmd("LTRIM").arg(&key).arg(0).arg(AUDIT_PER_USER - 1).ignore();
         }
         let global = self.keys.global_audit();
         p.cmd("LPUSH").arg(&global).arg(&json).ignore();
-        p.cmd("LTRIM")
-            .arg(&global)
-            .arg(0)
-            .arg(AUDIT_GLOBAL - 1)
-            .ignore();
+        p.cmd("LTRIM").arg(&global).arg(0).arg(AUDIT_GLOBAL - 1).ignore();
         let mut c = self.conn().await?;
         p.query_async::<()>(&mut c).await.map_err(redis_error)
     }
 
-    pub(super) async fn recent_audit(
-        &self,
-        user: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<AuditRecord>> {
+    pub(super) async fn recent_audit(&self, user: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>> {
         let key = match user {
             Some(user) => self.keys.user_audit(user),
             None => self.keys.global_audit(),
         };
         let stop = i64::try_from(limit).unwrap_or(i64::MAX) - 1;
         let mut c = self.conn().await?;
-        let items: Vec<String> = r::cmd("LRANGE")
-            .arg(key)
-            .arg(0)
-            .arg(stop)
-            .query_async(&mut c)
-            .await
-            .map_err(redis_error)?;
+        let items: Vec<String> =
+            r::cmd("LRANGE").arg(key).arg(0).arg(stop).query_async(&mut c).await.map_err(redis_error)?;
         items.iter().map(|j| from_json(j)).collect()
     }
 
     async fn del(&self, keys: &[String]) -> StoreResult<i64> {
         let mut c = self.conn().await?;
-        r::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut c)
-            .await
-            .map_err(redis_error)
+        r::cmd("DEL").arg(keys).query_async(&mut c).await.map_err(redis_error)
     }
 }
 
@@ -621,9 +521,7 @@ fn redis_error(e: RedisError) -> StoreError {
     }
     match e.kind() {
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType => StoreError::Corrupt(e.to_string()),
-        _ if matches!(e.code(), Some("CORRUPT" | "WRONGTYPE")) => {
-            StoreError::Corrupt(e.to_string())
-        }
+        _ if matches!(e.code(), Some("CORRUPT" | "WRONGTYPE")) => StoreError::Corrupt(e.to_string()),
         _ => StoreError::Unavailable(e.to_string()),
     }
 }
