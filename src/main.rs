@@ -165,6 +165,7 @@ fn main() -> ExitCode {
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(4 * 1024 * 1024)
         .build()
         .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))
 }

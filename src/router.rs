@@ -94,7 +94,10 @@ async fn route(app: &App, req: Request<Incoming>, info: RequestInfo) -> Outcome 
         && (rest.is_empty() || rest.starts_with('/'))
     {
         let rest = rest.to_owned();
-        return portal::handle(app, req, info, &rest).await;
+        // Boxed: the portal's handlers (argon2, store scripts, mail) make large
+        // futures; keeping them off the connection task's stack leaves the hot
+        // proxy path small.
+        return Box::pin(portal::handle(app, req, info, &rest)).await;
     }
     protected(app, req, info).await
 }

@@ -149,3 +149,19 @@ pub async fn revoke(app: &App, user: &User, id: &str, client: &Client) -> Result
     audit::security_event(app, actor(user, client), SecurityEvent::SessionRevoked, "").await;
     Ok(())
 }
+
+/// Ends every session of the user except `keep` ("sign out everywhere else").
+pub async fn revoke_others(app: &App, user: &User, keep: &str, client: &Client) -> Result<usize, AccountError> {
+    let keep_id = crate::store::Store::session_id(keep);
+    let mut n = 0;
+    for s in app.store.list_sessions(&user.username).await? {
+        if s.id != keep_id && app.store.revoke_session(&user.username, &s.id).await? {
+            n += 1;
+        }
+    }
+    if n > 0 {
+        audit::security_event(app, actor(user, client), SecurityEvent::SessionRevoked, &format!("{n} other sessions"))
+            .await;
+    }
+    Ok(n)
+}

@@ -417,6 +417,14 @@ pub async fn backup_step(
         count_attempt("backup_code", "success");
         let left = app.store.user_state(&user.username).await?.backup_codes_left;
         audit::security_event(app, actor, SecurityEvent::BackupCodeUsed, &format!("{left} backup codes left")).await;
+        crate::auth::suspicious::send_alert(
+            app,
+            &user,
+            client,
+            "A backup code was used to sign in",
+            &format!("One of your backup codes was used to sign in. {left} unused backup codes remain."),
+        )
+        .await;
         return finish_pending(app, pending_token, &user, client).await;
     }
     count_attempt("backup_code", "invalid_otp");

@@ -104,6 +104,11 @@ pub async fn page(
     ctx.insert("otp_enabled", &data.state.otp_enabled);
     ctx.insert("backup_codes_left", &data.state.backup_codes_left);
     ctx.insert("backup_codes", &n.backup_codes);
+    let txt = n.backup_codes.join("\n") + "\n";
+    ctx.insert(
+        "backup_codes_txt",
+        &form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20"),
+    );
     ctx.insert("confirm_enable", &n.confirm_enable);
     ctx.insert("recent_logins", &recent);
     ctx.insert("sessions", &sessions);
@@ -137,6 +142,7 @@ pub enum Action {
     ConfirmEnable,
     BackupCodes,
     Revoke,
+    RevokeOthers,
 }
 
 /// Runs an action from a form post (HTML) or an API call (JSON).
@@ -274,6 +280,14 @@ pub async fn act(
                 Err(e) => fail(app, headers, &auth, &e, html).await,
             }
         }
+        Action::RevokeOthers => match account::revoke_others(app, &user, &auth.token, &client).await {
+            Ok(n) if html => {
+                let msg = format!("Signed out {n} other session(s).");
+                page(app, headers, &auth, StatusCode::OK, Notice { message: &msg, ..Default::default() }, None).await
+            }
+            Ok(n) => respond::json(StatusCode::OK, &json!({"success": true, "revoked": n})),
+            Err(e) => fail(app, headers, &auth, &e, html).await,
+        },
     };
     (response, Some(user))
 }

@@ -55,6 +55,12 @@ async fn dispatch(app: &App, req: Request<Incoming>, info: RequestInfo, rest: &s
         (&Method::POST, "/account/sessions/revoke") => {
             acted("account_revoke", account::act(app, h, body, &info, Action::Revoke, true, None).await)
         }
+        (&Method::POST, "/account/sessions/revoke-others") => {
+            acted("account_revoke", account::act(app, h, body, &info, Action::RevokeOthers, true, None).await)
+        }
+        (&Method::DELETE, "/api/sessions") => {
+            acted("api_sessions", account::act(app, h, body, &info, Action::RevokeOthers, false, None).await)
+        }
         (&Method::POST, "/api/toggle-otp") => {
             acted("api_toggle_otp", account::act(app, h, body, &info, Action::ToggleOtp, false, None).await)
         }

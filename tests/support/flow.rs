@@ -148,3 +148,48 @@ default_policy = "{policy}"
         self.http.get(self.url("/app")).send().await.unwrap().status()
     }
 }
+
+impl Harness {
+    /// Posts JSON as `c` with the right Origin.
+    pub async fn post_as(&self, c: &reqwest::Client, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = c.post(self.url(path)).header("Origin", &self.origin).json(&body).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A fresh client (own cookies, given User-Agent) logged in as `user`,
+    /// entering the e-mailed code when one is asked for.
+    pub async fn login_client(&self, user: &str, password: &str, user_agent: &str) -> reqwest::Client {
+        super::crypto();
+        let c = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(true)
+            .user_agent(user_agent)
+            .build()
+            .unwrap();
+        let before = self.smtp.messages().len();
+        let (s, v) = self
+            .post_as(&c, "/_auth/api/send-login-otp", json!({"username_or_email": user, "password": password}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        if v["otp_required"] == true {
+            let code = self.code_from_mail(before + 1).await;
+            let (s, v) = self.post_as(&c, "/_auth/api/verify-login-otp", json!({"otp_code": code})).await;
+            assert_eq!(s, 200, "{v}");
+        }
+        c
+    }
+
+    /// Turns 2FA on for the logged-in `c` (code from e-mail); returns the backup codes.
+    pub async fn enable_2fa(&self, c: &reqwest::Client) -> Vec<String> {
+        let before = self.smtp.messages().len();
+        let (s, v) = self.post_as(c, "/_auth/api/toggle-otp", json!({"enable_otp": true})).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["verification_required"], true, "{v}");
+        let code = self.code_from_mail(before + 1).await;
+        let (s, v) = self.post_as(c, "/_auth/api/confirm-enable-otp", json!({"otp_code": code})).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["otp_enabled"], true);
+        v["backup_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect()
+    }
+}

@@ -166,6 +166,9 @@ fn config_has_metrics(config: &str) -> bool {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- gateway log ---\n{}--- end of gateway log ---", self.log());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
