@@ -1,0 +1,86 @@
+//! Real headless Chromium (Debian's) through the pages, with JavaScript on and
+//! off, driven by tests/browser/flow.mjs (playwright-core). Codes come from the
+//! SMTP sink and are handed to the script when it asks.
+
+mod support;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::flow::{Backend, Harness, Options};
+use support::proxies::find_program;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn browser_ready() -> bool {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let missing: Vec<&str> = [
+        ("chromium", find_program("chromium", &["/usr/bin/chromium"]).is_some()),
+        ("node", find_program("node", &[]).is_some()),
+        ("playwright-core", root.join("tests/browser/node_modules/playwright-core").is_dir()),
+    ]
+    .iter()
+    .filter(|(_, ok)| !ok)
+    .map(|(n, _)| *n)
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if support::services_required() {
+        panic!("browser tests need {missing:?} (scripts/test installs them)");
+    }
+    eprintln!("skipping browser test: missing {missing:?}");
+    false
+}
+
+async fn run_flow(js: &str) {
+    if !browser_ready() {
+        return;
+    }
+    let Some(h) = Harness::start(Backend::Memory, Options::default()).await else { return };
+    let mut child = tokio::process::Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/flow.mjs"))
+        .arg(&h.origin)
+        .arg(js)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = 0;
+    let mut transcript = String::new();
+    let result = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(line) = out.next_line().await.unwrap() {
+            transcript.push_str(&line);
+            transcript.push('\n');
+            if line == "NEED_CODE" {
+                seen += 1;
+                let code = h.code_from_mail(seen).await;
+                stdin.write_all(format!("{code}\n").as_bytes()).await.unwrap();
+                stdin.flush().await.unwrap();
+            }
+        }
+        child.wait().await.unwrap()
+    })
+    .await;
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use tokio::io::AsyncReadExt;
+        let _ = tokio::time::timeout(Duration::from_secs(2), e.read_to_string(&mut err)).await;
+    }
+    let status = result.expect("browser flow timed out");
+    assert!(status.success() && transcript.contains("OK"), "browser flow (js {js}) failed:\n{transcript}\n{err}");
+}
+
+#[tokio::test]
+async fn the_whole_flow_works_in_chromium_with_javascript() {
+    run_flow("on").await;
+}
+
+#[tokio::test]
+async fn the_whole_flow_works_in_chromium_without_javascript() {
+    run_flow("off").await;
+}

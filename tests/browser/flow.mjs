@@ -1,0 +1,103 @@
+// Drives Debian's headless Chromium through the login, code and account pages,
+// once with JavaScript on and once with it off. The Rust test (tests/browser.rs)
+// runs the gateway and the SMTP sink; when a code is needed this script prints
+// "NEED_CODE" and reads the code from stdin. Any failed check exits non-zero.
+import { chromium } from "playwright-core";
+import readline from "node:readline";
+
+const [origin, js] = process.argv.slice(2);
+const jsOn = js === "on";
+const rl = readline.createInterface({ input: process.stdin });
+const lines = rl[Symbol.asyncIterator]();
+
+async function code() {
+  console.log("NEED_CODE");
+  const { value } = await lines.next();
+  return value.trim();
+}
+
+function check(cond, msg) {
+  if (!cond) {
+    console.error("FAILED: " + msg);
+    process.exit(1);
+  }
+}
+
+process.on("unhandledRejection", (e) => {
+  console.error("FAILED at " + step + ": " + e);
+  process.exit(1);
+});
+let step = "start";
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
+});
+const context = await browser.newContext({ javaScriptEnabled: jsOn });
+const page = await context.newPage();
+const problems = [];
+page.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });
+page.on("pageerror", (e) => problems.push(String(e)));
+if (process.env.FLOW_DEBUG) page.on("response", (r) => console.error(`${r.status()} ${r.request().method()} ${r.url()}`));
+page.on("response", (r) => { if (r.status() >= 400) problems.push(`${r.status()} ${r.request().method()} ${r.url()}`); });
+
+step = "login page";
+// A protected page sends the browser to the login page, which keeps rd.
+await page.goto(origin + "/app/start?from=browser");
+check(page.url().startsWith(origin + "/_auth/login?rd="), "redirected to login, got " + page.url());
+check((await page.locator("h1").innerText()).includes("Sign in"), "login heading");
+await page.getByLabel("Username or e-mail").fill("testuser");
+await page.getByLabel("Password", { exact: true }).fill("testpassword123");
+await Promise.all([page.waitForURL(/\/_auth\/otp/), page.getByRole("button", { name: "Sign in" }).click()]);
+check((await page.content()).includes("tes***@example.com"), "masked e-mail on the code page");
+
+step = "code entry";
+const input = page.locator("#otp_code");
+check(await input.getAttribute("autocomplete") === "one-time-code", "one-time-code autocomplete");
+const first = await code();
+if (jsOn) {
+  // Typing six digits submits the form by itself.
+  await Promise.all([page.waitForURL(/\/app\/start/), input.pressSequentially(first)]);
+} else {
+  await input.fill(first);
+  await Promise.all([page.waitForURL(/\/app\/start/), page.getByRole("button", { name: "Verify and sign in" }).click()]);
+}
+const echo = JSON.parse(await page.locator("body").innerText());
+check(echo.headers["remote-user"][0] === "testuser", "upstream sees the user");
+check(echo.path === "/app/start?from=browser", "back at the original URL: " + echo.path);
+
+step = "account";
+// The account page: turn on 2FA, confirmed by an e-mailed code.
+await page.goto(origin + "/_auth/account");
+check((await page.locator("h1").innerText()).length > 0, "account heading");
+await page.getByRole("button", { name: "Turn on two-factor authentication" }).click();
+await page.waitForLoadState();
+const confirm = await code();
+if (jsOn) {
+  // Six digits submit the confirmation form by themselves.
+  await Promise.all([page.waitForURL(/\/account\/otp\/confirm/), page.locator("#otp_code").pressSequentially(confirm)]);
+} else {
+  await page.locator("#otp_code").fill(confirm);
+  await Promise.all([page.waitForURL(/\/account\/otp\/confirm/), page.getByRole("button", { name: "Confirm" }).click()]);
+}
+await page.waitForLoadState();
+const codes = await page.locator("#backup-codes li").count();
+check(codes === 8, "eight backup codes shown, got " + codes);
+const copy = page.getByRole("button", { name: "Copy codes" });
+check((await copy.isVisible()) === jsOn, "copy button only with JavaScript");
+check(await page.getByRole("link", { name: "Download as .txt" }).isVisible(), "download link");
+await page.goto(origin + "/_auth/account");
+check((await page.locator("#backup-codes li").count()) === 0, "codes are shown only once");
+
+step = "logout";
+// Sign out through the confirm page.
+await page.goto(origin + "/_auth/logout");
+await Promise.all([page.waitForURL(/\/_auth\/login/), page.getByRole("button", { name: /Sign out/ }).click()]);
+await page.goto(origin + "/app/start");
+check(page.url().startsWith(origin + "/_auth/login"), "signed out for real");
+
+const csp = problems.filter((p) => /Content Security Policy|Refused/.test(p));
+check(csp.length === 0, "no CSP violations: " + csp.join("; "));
+check(problems.length === 0, "no console errors: " + problems.join("; "));
+await browser.close();
+console.log("OK");
+process.exit(0);
