@@ -57,7 +57,7 @@ fn account_ctx() -> serde_json::Value {
         "user": {"username": "alice", "email": "alice@example.com", "display_name": "Alice Liddell",
                  "groups": ["admins", "dev"]},
         "otp_enabled": true, "backup_codes_left": 7,
-        "backup_codes": ["ABCD2345", "EFGH6789"], "confirm_enable": false,
+        "backup_codes": ["ABCD2345", "EFGH6789"], "backup_codes_txt": "ABCD2345%0AEFGH6789%0A", "confirm_enable": false,
         "recent_logins": [{"time": "2026-11-24 13:05 UTC", "ip": "203.0.113.9", "device": "Firefox on Linux"}],
         "sessions": [
             {"id": "s1", "created": "2026-11-24 13:05 UTC", "last_seen": "2026-11-24 13:30 UTC",
