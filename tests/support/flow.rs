@@ -21,6 +21,9 @@ pub struct Harness {
     pub http: reqwest::Client,
     pub origin: String,
     pub redis: Option<super::redis::RedisServer>,
+    /// The config text and users file, for starting replicas.
+    pub config: String,
+    pub users: std::path::PathBuf,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -33,12 +36,27 @@ pub struct Options {
     pub policy: &'static str,
     pub otp_ttl: &'static str,
     pub resend_cooldown: &'static str,
+    /// Appended after `[access_control]` (rules, further sections).
     pub extra: String,
+    /// Replaces the generous test limits of `[rate_limit]`.
+    pub rate_limit: Option<&'static str>,
+    /// Replaces the generous test limits of `[lockout]`.
+    pub lockout: Option<&'static str>,
+    /// Replaces `[server] trusted_proxies`.
+    pub trusted_proxies: Option<&'static str>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { policy: "two_factor", otp_ttl: "10m", resend_cooldown: "1s", extra: String::new() }
+        Options {
+            policy: "two_factor",
+            otp_ttl: "10m",
+            resend_cooldown: "1s",
+            extra: String::new(),
+            rate_limit: None,
+            lockout: None,
+            trusted_proxies: None,
+        }
     }
 }
 
@@ -68,6 +86,7 @@ impl Harness {
 listen = "127.0.0.1:{port}"
 public_url = "{origin}"
 metrics_listen = "127.0.0.1:0"
+trusted_proxies = {trusted}
 [[upstream]]
 url = "{upstream}"
 [auth]
@@ -85,12 +104,9 @@ smtp_port = {smtp_port}
 smtp_tls = "none"
 timeout = "5s"
 [rate_limit]
-login = "50/5m"
-verify = "50/5m"
-resend = "20/10m"
-otp_emails_per_ip = "50/1h"
+{rate_limit}
 [lockout]
-ip_failures = "50/15m"
+{lockout}
 [access_control]
 default_policy = "{policy}"
 {extra}
@@ -102,9 +118,12 @@ default_policy = "{policy}"
             smtp_port = smtp.port(),
             policy = o.policy,
             extra = o.extra,
+            trusted = o.trusted_proxies.unwrap_or(r#"["127.0.0.1/32", "::1/128"]"#),
+            rate_limit = o.rate_limit.unwrap_or("login = \"50/5m\"\nverify = \"50/5m\"\nresend = \"20/10m\"\notp_emails_per_ip = \"50/1h\""),
+            lockout = o.lockout.unwrap_or("ip_failures = \"50/15m\""),
         );
         let gw = Gateway::start_in(dir, &config, &[]);
-        Some(Harness { gw, up, smtp, http: client(), origin, redis })
+        Some(Harness { gw, up, smtp, http: client(), origin, redis, config, users })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -191,5 +210,19 @@ impl Harness {
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["otp_enabled"], true);
         v["backup_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect()
+    }
+}
+
+impl Harness {
+    /// A second gateway with the same config (and store) on another port, as a
+    /// replica behind a load balancer would be. Returns it and its base URL.
+    pub fn start_replica(&self) -> (Gateway, String) {
+        let port = free_port();
+        let listen = self.config.lines().find(|l| l.starts_with("listen = ")).expect("listen line").to_string();
+        let config = self.config.replacen(&listen, &format!("listen = \"127.0.0.1:{port}\""), 1);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(&self.users, dir.path().join("users.toml")).unwrap();
+        let gw = Gateway::start_in(dir, &config, &[]);
+        (gw, format!("http://127.0.0.1:{port}"))
     }
 }

@@ -127,6 +127,20 @@ impl Gateway {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits until the log contains `needle` (logs are written asynchronously).
+    pub fn log_contains(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     /// Everything printed on stdout (console mail, banners).
     pub fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
