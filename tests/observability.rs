@@ -5,7 +5,6 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::flow::{Backend, Harness, Options, PASSWORD};
