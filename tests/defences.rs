@@ -11,7 +11,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::flow::{Backend, Harness, Options, PASSWORD};
 
-async fn attempt(h: &Harness, base: &str, user: &str, password: &str, xff: Option<&str>) -> (StatusCode, Value, Option<String>) {
+async fn attempt(
+    h: &Harness,
+    base: &str,
+    user: &str,
+    password: &str,
+    xff: Option<&str>,
+) -> (StatusCode, Value, Option<String>) {
     let mut req = support::client()
         .post(format!("{base}/_auth/api/send-login-otp"))
         .header("Origin", &h.origin)
@@ -58,7 +64,11 @@ async fn login_rate_limit_gives_429_with_retry_after(b: Backend) {
 }
 
 async fn rotating_forwarded_for_evades_nothing_from_an_untrusted_peer(b: Backend) {
-    let o = Options { trusted_proxies: Some("[\"10.0.0.0/8\"]"), lockout: Some("ip_failures = \"5/15m\""), ..Default::default() };
+    let o = Options {
+        trusted_proxies: Some("[\"10.0.0.0/8\"]"),
+        lockout: Some("ip_failures = \"5/15m\""),
+        ..Default::default()
+    };
     let Some(h) = Harness::start(b, o).await else { return };
     let mut statuses = Vec::new();
     for i in 0..8 {
@@ -73,7 +83,11 @@ async fn forwarded_for_from_a_trusted_proxy_is_honoured(b: Backend) {
     let Some(h) = Harness::start(b, o).await else { return };
     for i in 0..8 {
         let ip = format!("198.51.100.{i}");
-        assert_eq!(attempt(&h, &h.origin, "testuser", "wrong", Some(&ip)).await.0, 400, "each client has its own window");
+        assert_eq!(
+            attempt(&h, &h.origin, "testuser", "wrong", Some(&ip)).await.0,
+            400,
+            "each client has its own window"
+        );
     }
     // One client over its limit is refused; another is not.
     for _ in 0..5 {
@@ -194,7 +208,9 @@ async fn unlock_lifts_a_lock_and_the_audit_trail_records_each_case() {
     let first_attempt = records.iter().find(|r| r["kind"] == "login_attempt").unwrap();
     assert_eq!(first_attempt["event"], "success", "newest first: {events:?}");
     assert!(
-        records.iter().any(|r| r["event"] == "suspicious_activity" && r["details"].as_str().unwrap().contains("failed attempts")),
+        records
+            .iter()
+            .any(|r| r["event"] == "suspicious_activity" && r["details"].as_str().unwrap().contains("failed attempts")),
         "three failures within the hour are flagged: {events:?}"
     );
     for expected in ["success", "invalid_credentials", "account_locked"] {

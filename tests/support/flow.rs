@@ -119,7 +119,9 @@ default_policy = "{policy}"
             policy = o.policy,
             extra = o.extra,
             trusted = o.trusted_proxies.unwrap_or(r#"["127.0.0.1/32", "::1/128"]"#),
-            rate_limit = o.rate_limit.unwrap_or("login = \"50/5m\"\nverify = \"50/5m\"\nresend = \"20/10m\"\notp_emails_per_ip = \"50/1h\""),
+            rate_limit = o
+                .rate_limit
+                .unwrap_or("login = \"50/5m\"\nverify = \"50/5m\"\nresend = \"20/10m\"\notp_emails_per_ip = \"50/1h\""),
             lockout = o.lockout.unwrap_or("ip_failures = \"50/15m\""),
         );
         let gw = Gateway::start_in(dir, &config, &[]);

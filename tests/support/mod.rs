@@ -39,6 +39,12 @@ pub struct Gateway {
 /// A 48-byte secret for test configs.
 pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
 
+/// The gateway binary under test: this build's, or `PORTCULLIS_BIN` (e.g. the
+/// release build, for the timings the load tests print).
+pub fn binary() -> std::path::PathBuf {
+    std::env::var_os("PORTCULLIS_BIN").map_or_else(|| env!("CARGO_BIN_EXE_portcullis").into(), Into::into)
+}
+
 impl Gateway {
     /// Writes `config` to a temp file and runs `portcullis serve --config` on it.
     /// The config should listen on 127.0.0.1:0; the bound address is read back.
@@ -50,7 +56,7 @@ impl Gateway {
     pub fn start_in(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Gateway {
         let path = dir.path().join("portcullis.toml");
         std::fs::write(&path, config).expect("write config");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        let mut cmd = Command::new(binary());
         cmd.args(["--log-format", "json", "serve", "--config"])
             .arg(&path)
             .current_dir(dir.path())

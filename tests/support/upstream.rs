@@ -25,7 +25,8 @@ pub struct Upstream {
     pub addr: SocketAddr,
     /// Requests served (to check that a refused request never arrived).
     pub hits: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Upstream {
@@ -34,8 +35,9 @@ impl Upstream {
     }
 
     pub async fn start_with_tls(tls: Option<(std::path::PathBuf, std::path::PathBuf)>) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
-        let addr = listener.local_addr().expect("addr");
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("addr");
         let acceptor = tls.map(|(cert, key)| {
             super::crypto();
             use rustls_pki_types::pem::PemObject;
@@ -51,33 +53,46 @@ impl Upstream {
         });
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let counter = counter.clone();
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        handle(req)
-                    });
-                    let builder = auto::Builder::new(TokioExecutor::new());
-                    match acceptor {
-                        Some(a) => {
-                            if let Ok(s) = a.accept(stream).await {
-                                let _ = builder.serve_connection_with_upgrades(TokioIo::new(s), svc).await;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // Its own thread and runtime: the upstream answers at its own pace
+        // whatever load the test's runtime is under.
+        let thread = std::thread::spawn(move || {
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(std_listener).expect("listener");
+                let accept = async {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else { return };
+                        let counter = counter.clone();
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            let svc = service_fn(move |req| {
+                                counter.fetch_add(1, Ordering::SeqCst);
+                                handle(req)
+                            });
+                            let builder = auto::Builder::new(TokioExecutor::new());
+                            match acceptor {
+                                Some(a) => {
+                                    if let Ok(s) = a.accept(stream).await {
+                                        let _ = builder.serve_connection_with_upgrades(TokioIo::new(s), svc).await;
+                                    }
+                                }
+                                None => {
+                                    let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+                                }
                             }
-                        }
-                        None => {
-                            let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
-                        }
+                        });
                     }
-                });
-            }
+                };
+                tokio::select! {
+                    _ = accept => {}
+                    _ = stop_rx => {}
+                }
+            });
+            rt.shutdown_background();
         });
-        Upstream { addr, hits, task }
+        Upstream { addr, hits, stop: Some(stop_tx), thread: Some(thread) }
     }
 
     pub fn url(&self) -> String {
@@ -91,7 +106,12 @@ impl Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
