@@ -129,7 +129,8 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
     if let Some(m) = bound.metrics {
         println!("portcullis metrics on http://{m}/metrics");
     }
-    tracing::info!(listen = %bound.public, metrics = ?bound.metrics, store = app.store.backend_name(), "gateway started");
+    let metrics_addr = bound.metrics.map_or_else(|| "off".to_string(), |m| m.to_string());
+    tracing::info!(listen = %bound.public, metrics = %metrics_addr, store = app.store.backend_name(), "gateway started");
 
     let limits = Limits::from_config(&app.config.server);
     let app = Arc::new(app);

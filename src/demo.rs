@@ -25,6 +25,25 @@ pub fn base_config() -> Config {
     c
 }
 
+/// When only `server.listen` was changed (say by `PORTCULLIS_SERVER__LISTEN`),
+/// the public URL follows it, so the printed link, cookies and the CSRF origin
+/// check all name the address the gateway really answers on.
+pub fn public_url_follows_listen(server: &mut crate::config::ServerConfig) {
+    let defaults = crate::config::ServerConfig::default();
+    if server.public_url != defaults.public_url || server.listen == defaults.listen || server.listen.port() == 0 {
+        return;
+    }
+    let ip = match server.listen.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let addr = std::net::SocketAddr::new(ip, server.listen.port());
+    if let Ok(url) = url::Url::parse(&format!("http://{addr}/")) {
+        server.public_url = url;
+    }
+}
+
 /// The demo user, with a fresh random password.
 pub struct DemoUser {
     pub name: &'static str,
@@ -112,4 +131,30 @@ impl Handler for Whoami {
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServerConfig;
+
+    #[test]
+    fn public_url_follows_a_changed_listen_address_only_when_left_default() {
+        let mut s = ServerConfig { listen: "0.0.0.0:9000".parse().unwrap(), ..ServerConfig::default() };
+        public_url_follows_listen(&mut s);
+        assert_eq!(s.public_url.as_str(), "http://127.0.0.1:9000/");
+
+        let mut s = ServerConfig { listen: "[::1]:9000".parse().unwrap(), ..ServerConfig::default() };
+        public_url_follows_listen(&mut s);
+        assert_eq!(s.public_url.as_str(), "http://[::1]:9000/");
+
+        let chosen = url::Url::parse("https://auth.example.com/").unwrap();
+        let mut s = ServerConfig {
+            listen: "0.0.0.0:9000".parse().unwrap(),
+            public_url: chosen.clone(),
+            ..ServerConfig::default()
+        };
+        public_url_follows_listen(&mut s);
+        assert_eq!(s.public_url, chosen, "an explicit public_url is kept");
+    }
 }

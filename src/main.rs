@@ -210,6 +210,7 @@ async fn run_demo(config_flag: Option<&Path>) -> Result<(), Failure> {
     // The demo reads a config file only when asked to; env overrides always apply.
     let flag = config_flag.map(Path::to_path_buf).or_else(|| std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from));
     let mut loaded = config::load_file(flag, demo::base_config(), true)?;
+    demo::public_url_follows_listen(&mut loaded.config.server);
     let shutdown = Shutdown::default();
     shutdown.on_signals();
     let whoami = demo::start_whoami(shutdown.clone()).await.map_err(|e| Failure::Runtime(e.to_string()))?;
