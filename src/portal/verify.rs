@@ -2,7 +2,9 @@
 //! `forward_auth` ask here whether a request may pass. The original URL comes
 //! from `X-Original-URL` (nginx) or `X-Forwarded-Proto/-Host/-Uri/-Method`
 //! (Traefik, Caddy), believed only from trusted proxies; the same rules and
-//! session cookie as proxy mode decide.
+//! session cookie as proxy mode decide. Not logged in: Traefik and Caddy relay
+//! a 302 to the login page; nginx only understands 401, so its 401 names the
+//! login page in `Location` for browser navigations.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri};
@@ -101,19 +103,23 @@ pub async fn verify(app: &App, uri: &Uri, headers: &HeaderMap, info: &RequestInf
         }
     };
     let unauthenticated = |user| {
+        let mut location = format!("{}{}/login?rd=", app.public_origin, app.prefix);
+        location.extend(form_urlencoded::byte_serialize(orig.url.as_str().as_bytes()));
         if redirect_style {
             count("redirect");
-            let mut location = format!("{}{}/login?rd=", app.public_origin, app.prefix);
-            location.extend(form_urlencoded::byte_serialize(orig.url.as_str().as_bytes()));
-            Outcome { route: "verify", user, response: respond::redirect(StatusCode::FOUND, &location) }
-        } else {
-            count("unauthorized");
-            Outcome {
-                route: "verify",
-                user,
-                response: respond::json_error(StatusCode::UNAUTHORIZED, "authentication required"),
-            }
+            return Outcome { route: "verify", user, response: respond::redirect(StatusCode::FOUND, &location) };
         }
+        count("unauthorized");
+        let mut response = respond::json_error(StatusCode::UNAUTHORIZED, "authentication required");
+        // nginx cannot percent-encode the original URL into rd itself, nor knows
+        // public_url: for a browser navigation the 401 carries the login URL, which
+        // the nginx config turns into the redirect (auth_request_set + error_page).
+        if respond::is_navigation(&orig.method, headers)
+            && let Ok(v) = HeaderValue::from_str(&location)
+        {
+            response.headers_mut().insert(http::header::LOCATION, v);
+        }
+        Outcome { route: "verify", user, response }
     };
     let Some(auth) = auth else { return unauthenticated(None) };
     let decision = match first {
