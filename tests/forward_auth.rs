@@ -1,46 +1,90 @@
 //! Forward-auth behind real nginx, Traefik and Caddy, using the configs shipped
-//! in deploy/: unauthenticated requests are sent to the login page, logged-in
-//! ones reach the app with identity headers, rules can deny or bypass.
+//! in deploy/: an unauthenticated browser is sent to the login page and back to
+//! the exact URL it asked for; the app sees the identity headers and never
+//! client-sent copies; bypass, deny and group rules hold; logout ends access;
+//! and with `session.cookie_domain` one login on the portal host serves every
+//! subdomain (single sign-on). Every scenario runs against each proxy.
 
 mod support;
 
+use std::sync::Arc;
+
 use reqwest::StatusCode;
+use reqwest::cookie::CookieStore;
 use serde_json::{Value, json};
 use support::proxies::{self, ProxyProcess};
 use support::upstream::Upstream;
-use support::{Gateway, SECRET, client, write_users};
+use support::{Gateway, SECRET, client, form_field, write_users};
+
+type StartProxy = fn(&str, &str) -> Option<ProxyProcess>;
+
+const ALICE: (&str, &str) = ("alice", "alice-password-1");
+const BOB: (&str, &str) = ("bob", "bob-password-1");
+
+/// A path with a query whose parameters must all survive the trip through `rd`.
+const DEEP_PATH: &str = "/app/report?x=1&y=a%2Fb&z=%C3%A9";
+
+/// The names used for single sign-on: the portal and an app under one parent
+/// domain, and a host outside it. All resolve to 127.0.0.1.
+const SSO_PARENT: &str = "corp.localtest";
+const PORTAL_HOST: &str = "auth.corp.localtest";
+const APP_HOST: &str = "app.corp.localtest";
+const FOREIGN_HOST: &str = "evil.localtest";
+const LOOKALIKE_HOST: &str = "app.corp.localtest.evil.localtest";
 
 struct Setup {
     proxy: ProxyProcess,
     up: Upstream,
+    /// The public origin of the portal (the proxy's own origin, or the SSO portal host's).
+    portal: String,
     _gw: Gateway,
 }
 
-async fn setup(start: fn(&str, &str) -> Option<ProxyProcess>) -> Option<Setup> {
+/// Alice (group dev) and Bob (group admins); `/public/` bypasses, `/admin/` is
+/// for admins only, `/blocked/` is denied to everyone, everything else needs a
+/// password. With `sso`, the portal lives at PORTAL_HOST and its cookie covers
+/// SSO_PARENT.
+async fn setup(start: StartProxy, sso: bool) -> Option<Setup> {
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users.toml");
-    write_users(&users, &[("alice", "alice@example.com", "alice-password-1", &["dev"])]);
-    // The proxy's port must be known for public_url: start the gateway on a fixed
-    // free port, then the proxy pointing at it.
+    write_users(
+        &users,
+        &[(ALICE.0, "alice@example.com", ALICE.1, &["dev"]), (BOB.0, "bob@example.com", BOB.1, &["admins", "dev"])],
+    );
+    // public_url names the proxy's port: start the proxy first, pointing at a
+    // gateway port chosen in advance.
     let gw_port = support::free_port();
-    let proxy_port_placeholder = "PROXY_ORIGIN";
+    let proxy = start(&format!("127.0.0.1:{gw_port}"), &up.addr.to_string())?;
+    let (portal, sso_config) = if sso {
+        let portal = format!("http://{PORTAL_HOST}:{}", proxy.port);
+        (
+            portal,
+            format!("allowed_redirect_domains = [\"*.{SSO_PARENT}\"]\n[session]\ncookie_domain = \"{SSO_PARENT}\"\n"),
+        )
+    } else {
+        (proxy.origin(), String::new())
+    };
     let config = format!(
         r#"
 [server]
 listen = "127.0.0.1:{gw_port}"
-public_url = "{proxy_port_placeholder}"
+public_url = "{portal}"
 metrics_listen = "127.0.0.1:0"
 [[upstream]]
 url = "{up}"
 [auth]
 secret = "{SECRET}"
 users_file = "{users}"
+{sso_config}
 [access_control]
 default_policy = "one_factor"
 [[access_control.rules]]
 path = "^/public/"
 policy = "bypass"
+[[access_control.rules]]
+path = "^/blocked/"
+policy = "deny"
 [[access_control.rules]]
 path = "^/admin/"
 groups = ["admins"]
@@ -52,9 +96,6 @@ policy = "deny"
         up = up.url(),
         users = users.display(),
     );
-    let gw_addr = format!("127.0.0.1:{gw_port}");
-    let proxy = start(&gw_addr, &up.addr.to_string())?;
-    let config = config.replace(proxy_port_placeholder, &proxy.origin());
     let gw = Gateway::start_in(dir, &config, &[]);
     // Proxies may accept connections before their routes are loaded.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
@@ -66,64 +107,311 @@ policy = "deny"
         assert!(std::time::Instant::now() < deadline, "{} never routed to the gateway", proxy.name);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    Some(Setup { proxy, up, _gw: gw })
+    Some(Setup { proxy, up, portal, _gw: gw })
 }
 
-async fn check_proxy(start: fn(&str, &str) -> Option<ProxyProcess>) {
-    let Some(s) = setup(start).await else { return };
-    let name = s.proxy.name;
-    let http = client();
+/// A browser-like client: keeps cookies by domain (readable through `jar`),
+/// follows no redirects, and resolves the *.localtest names to loopback.
+fn browser(port: u16) -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
+    support::crypto();
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_provider(jar.clone())
+        .timeout(std::time::Duration::from_secs(30));
+    for host in [PORTAL_HOST, APP_HOST, FOREIGN_HOST, LOOKALIKE_HOST] {
+        b = b.resolve(host, loopback);
+    }
+    (b.build().expect("client"), jar)
+}
 
-    // Not logged in: a browser is sent to the login page, with rd back here.
-    let r = http.get(s.proxy.url("/app?x=1")).header("Accept", "text/html").send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::FOUND, "{name}");
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    assert!(loc.contains("/_auth/login?rd="), "{name}: {loc}");
-    assert!(loc.contains("%2Fapp") || loc.contains("/app"), "{name}: {loc}");
-    assert_eq!(s.up.hits(), 0, "{name}: nothing reached the app");
+/// A top-level navigation, as a browser sends it.
+async fn navigate(http: &reqwest::Client, url: &str) -> reqwest::Response {
+    http.get(url).header("Accept", "text/html,application/xhtml+xml,*/*;q=0.8").send().await.unwrap()
+}
 
-    // Bypass rule: public pages need no login.
-    let r = http.get(s.proxy.url("/public/info")).send().await.unwrap();
-    assert_eq!(r.status(), 200, "{name}");
+fn location(r: &reqwest::Response) -> String {
+    r.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+}
 
-    // Log in through the proxy (the portal lives on the same host).
+/// The `rd` parameter of a login URL, decoded.
+fn rd_of(login_url: &str) -> Option<String> {
+    let u = url::Url::parse(login_url).ok()?;
+    u.query_pairs().find(|(k, _)| k == "rd").map(|(_, v)| v.into_owned())
+}
+
+/// Asserts `r` sends a browser to the portal's login page with `rd` = `original`.
+fn assert_login_redirect(r: &reqwest::Response, portal: &str, original: &str, name: &str) {
+    assert_eq!(r.status(), StatusCode::FOUND, "{name}: {original}");
+    let loc = location(r);
+    assert!(loc.starts_with(&format!("{portal}/_auth/login?")), "{name}: {loc}");
+    assert_eq!(rd_of(&loc).as_deref(), Some(original), "{name}: {loc}");
+}
+
+/// Signs in with the HTML form through the proxy; returns the 303's Location.
+async fn form_login(http: &reqwest::Client, portal: &str, who: (&str, &str), rd: &str) -> reqwest::Response {
     let r = http
-        .post(s.proxy.url("/_auth/api/send-login-otp"))
-        .header("Origin", s.proxy.origin())
-        .json(&json!({"username_or_email": "alice", "password": "alice-password-1"}))
+        .post(format!("{portal}/_auth/login"))
+        .header("Origin", portal)
+        .form(&[("username_or_email", who.0), ("password", who.1), ("rd", rd)])
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "{name}");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "login as {}", who.0);
+    r
+}
+
+/// Signs in with the JSON API through the proxy (no code needed: one_factor).
+async fn api_login(http: &reqwest::Client, s: &Setup, who: (&str, &str)) {
+    let r = http
+        .post(format!("{}/_auth/api/send-login-otp", s.portal))
+        .header("Origin", &s.portal)
+        .json(&json!({"username_or_email": who.0, "password": who.1}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["otp_required"], false, "{name}: {v}");
+    assert_eq!(status, 200, "{}: {v}", s.proxy.name);
+    assert_eq!(v["otp_required"], false, "{}: {v}", s.proxy.name);
+}
 
-    let r = http.get(s.proxy.url("/app")).header("Remote-User", "mallory").send().await.unwrap();
-    assert_eq!(r.status(), 200, "{name}");
-    let echo: Value = r.json().await.unwrap();
-    assert_eq!(echo["headers"]["remote-user"], json!(["alice"]), "{name}: {echo}");
-    assert_eq!(echo["headers"]["remote-groups"], json!(["dev"]), "{name}");
-    assert_eq!(echo["headers"]["remote-email"], json!(["alice@example.com"]), "{name}");
+async fn echo(r: reqwest::Response, name: &str) -> Value {
+    assert_eq!(r.status(), StatusCode::OK, "{name}");
+    r.json().await.unwrap_or_else(|e| panic!("{name}: the app's echo is not JSON: {e}"))
+}
 
-    // Logged in, but the rule requires a group alice lacks.
-    let r = http.get(s.proxy.url("/admin/panel")).send().await.unwrap();
+// ---- scenarios, each run against every proxy ----
+
+async fn unauthenticated_browser_comes_back_to_the_exact_url(start: StartProxy) {
+    let Some(s) = setup(start, false).await else { return };
+    let name = s.proxy.name;
+    let (http, _) = browser(s.proxy.port);
+    let original = s.proxy.url(DEEP_PATH);
+
+    let r = navigate(&http, &original).await;
+    assert_login_redirect(&r, &s.portal, &original, name);
+    assert_eq!(s.up.hits(), 0, "{name}: nothing reached the app");
+
+    // The login page (through the proxy) accepted rd and carries it in its form.
+    let r = navigate(&http, &location(&r)).await;
+    assert_eq!(r.status(), StatusCode::OK, "{name}");
+    let page = r.text().await.unwrap();
+    assert_eq!(form_field(&page, "rd").as_deref(), Some(original.as_str()), "{name}");
+
+    // Signing in sends the browser back there, and the app gets the full URL.
+    let r = form_login(&http, &s.portal, ALICE, &original).await;
+    assert_eq!(location(&r), original, "{name}");
+    let e = echo(navigate(&http, &original).await, name).await;
+    assert_eq!(e["path"], DEEP_PATH, "{name}: {e}");
+    assert_eq!(e["headers"]["remote-user"], json!(["alice"]), "{name}: {e}");
+}
+
+async fn app_sees_identity_headers_and_never_spoofed_ones(start: StartProxy) {
+    let Some(s) = setup(start, false).await else { return };
+    let name = s.proxy.name;
+    let (http, _) = browser(s.proxy.port);
+    let spoof = |rb: reqwest::RequestBuilder| {
+        rb.header("Remote-User", "mallory")
+            .header("Remote-Email", "mallory@evil.example")
+            .header("Remote-Groups", "admins")
+            .header("Remote-Name", "Mallory")
+    };
+
+    // A bypassed route is forwarded without a session: the spoofed identity must not ride along.
+    let e = echo(spoof(http.get(s.proxy.url("/public/info"))).send().await.unwrap(), name).await;
+    for h in ["remote-user", "remote-email", "remote-groups", "remote-name"] {
+        assert!(e["headers"][h].as_array().is_none_or(|v| v.iter().all(|v| v == "")), "{name}: {h} in {e}");
+    }
+
+    api_login(&http, &s, ALICE).await;
+    let e = echo(spoof(http.get(s.proxy.url("/app"))).send().await.unwrap(), name).await;
+    assert_eq!(e["headers"]["remote-user"], json!(["alice"]), "{name}: {e}");
+    assert_eq!(e["headers"]["remote-email"], json!(["alice@example.com"]), "{name}: {e}");
+    assert_eq!(e["headers"]["remote-groups"], json!(["dev"]), "{name}: {e}");
+    // Alice has no display name: her username stands in, not Mallory's.
+    assert_eq!(e["headers"]["remote-name"], json!(["alice"]), "{name}: {e}");
+}
+
+async fn bypass_deny_and_group_rules_hold(start: StartProxy) {
+    let Some(s) = setup(start, false).await else { return };
+    let name = s.proxy.name;
+    let (anon, _) = browser(s.proxy.port);
+
+    // Anonymous: bypass passes, deny refuses outright, the group rule asks who you are.
+    let r = anon.get(s.proxy.url("/public/info")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{name}");
+    assert_eq!(s.up.hits(), 1, "{name}");
+    let r = navigate(&anon, &s.proxy.url("/blocked/x")).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}");
+    let r = navigate(&anon, &s.proxy.url("/admin/panel")).await;
+    assert_login_redirect(&r, &s.portal, &s.proxy.url("/admin/panel"), name);
+    assert_eq!(s.up.hits(), 1, "{name}: refused requests never reach the app");
+
+    // Alice is not an admin: the group rule does not match and the catch-all denies.
+    let (alice, _) = browser(s.proxy.port);
+    api_login(&alice, &s, ALICE).await;
+    let r = alice.get(s.proxy.url("/admin/panel")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}");
+    let r = alice.get(s.proxy.url("/blocked/x")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}");
+    assert_eq!(s.up.hits(), 1, "{name}");
+
+    // Bob is in admins: the group rule lets him in. The plain deny holds for him too.
+    let (bob, _) = browser(s.proxy.port);
+    api_login(&bob, &s, BOB).await;
+    let e = echo(bob.get(s.proxy.url("/admin/panel")).send().await.unwrap(), name).await;
+    assert_eq!(e["headers"]["remote-user"], json!(["bob"]), "{name}: {e}");
+    assert_eq!(e["headers"]["remote-groups"], json!(["admins,dev"]), "{name}: {e}");
+    let r = bob.get(s.proxy.url("/blocked/x")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}");
+    assert_eq!(s.up.hits(), 2, "{name}");
 }
 
-#[tokio::test]
-async fn nginx_auth_request_protects_the_app() {
-    check_proxy(proxies::nginx).await;
+async fn logout_through_the_proxy_ends_access(start: StartProxy) {
+    let Some(s) = setup(start, false).await else { return };
+    let name = s.proxy.name;
+    let (http, jar) = browser(s.proxy.port);
+    api_login(&http, &s, ALICE).await;
+    let app = s.proxy.url("/app");
+    echo(http.get(&app).send().await.unwrap(), name).await;
+    let hits = s.up.hits();
+    let cookies = jar.cookies(&app.parse().unwrap()).expect("session cookie");
+    let cookies = cookies.to_str().unwrap().to_string();
+    assert!(cookies.contains("portcullis_session="), "{name}: {cookies}");
+
+    let r = http
+        .post(format!("{}/_auth/logout", s.portal))
+        .header("Origin", &s.portal)
+        .header("Accept", "text/html")
+        .form(&[("logout", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{name}");
+
+    // The same browser is asked to log in again. An API call through nginx gets
+    // the 401; Traefik and Caddy pass on Portcullis's redirect (SPEC §5).
+    let r = navigate(&http, &app).await;
+    assert_login_redirect(&r, &s.portal, &app, name);
+    let r = http.get(&app).send().await.unwrap();
+    if name == "nginx" {
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v, json!({"success": false, "error": "authentication required"}), "{name}");
+    } else {
+        assert_login_redirect(&r, &s.portal, &app, name);
+    }
+
+    // The session is dead server-side: a client that kept the old cookie gets nowhere either.
+    let r = client().get(&app).header("Cookie", &cookies).header("Accept", "text/html").send().await.unwrap();
+    assert_login_redirect(&r, &s.portal, &app, name);
+    assert_eq!(s.up.hits(), hits, "{name}: nothing reached the app after logout");
 }
 
-#[tokio::test]
-async fn traefik_forward_auth_protects_the_app() {
-    check_proxy(proxies::traefik).await;
+async fn one_login_on_the_portal_host_serves_its_subdomains(start: StartProxy) {
+    let Some(s) = setup(start, true).await else { return };
+    let name = s.proxy.name;
+    let port = s.proxy.port;
+    let (http, jar) = browser(port);
+    let original = format!("http://{APP_HOST}:{port}{DEEP_PATH}");
+
+    // The app's host sends the browser to the portal host, with rd back to the app.
+    let r = navigate(&http, &original).await;
+    assert_login_redirect(&r, &s.portal, &original, name);
+    let r = navigate(&http, &location(&r)).await;
+    assert_eq!(r.status(), StatusCode::OK, "{name}");
+    assert_eq!(form_field(&r.text().await.unwrap(), "rd").as_deref(), Some(original.as_str()), "{name}");
+
+    // Login on the portal host: the cookie is for the parent domain, rd is honoured.
+    let r = form_login(&http, &s.portal, ALICE, &original).await;
+    let set_cookie: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    assert!(
+        set_cookie.iter().any(|c| c.starts_with("portcullis_session=") && c.contains(&format!("Domain={SSO_PARENT}"))),
+        "{name}: {set_cookie:?}"
+    );
+    assert_eq!(location(&r), original, "{name}");
+    let on_app = jar.cookies(&original.parse().unwrap()).map(|v| v.to_str().unwrap().to_string());
+    assert!(
+        on_app.is_some_and(|c| c.contains("portcullis_session=")),
+        "{name}: the browser sends the cookie to the app"
+    );
+    let foreign: url::Url = format!("http://{FOREIGN_HOST}:{port}/").parse().unwrap();
+    assert!(jar.cookies(&foreign).is_none(), "{name}: but not outside the parent domain");
+
+    // The app's host now lets the browser through, with its identity.
+    let e = echo(navigate(&http, &original).await, name).await;
+    assert_eq!(e["path"], DEEP_PATH, "{name}: {e}");
+    assert_eq!(e["headers"]["remote-user"], json!(["alice"]), "{name}: {e}");
+    assert_eq!(e["headers"]["remote-email"], json!(["alice@example.com"]), "{name}: {e}");
 }
 
-#[tokio::test]
-async fn caddy_forward_auth_protects_the_app() {
-    check_proxy(proxies::caddy).await;
+async fn rd_outside_the_allowed_domains_ends_on_the_account_page(start: StartProxy) {
+    let Some(s) = setup(start, true).await else { return };
+    let name = s.proxy.name;
+    let port = s.proxy.port;
+    let account = format!("{}/_auth/account", s.portal);
+    for foreign in [format!("http://{FOREIGN_HOST}:{port}/steal"), format!("http://{LOOKALIKE_HOST}:{port}/steal")] {
+        // The login page does not even carry it.
+        let (http, _) = browser(port);
+        let login = format!(
+            "{}/_auth/login?rd={}",
+            s.portal,
+            url::form_urlencoded::byte_serialize(foreign.as_bytes()).collect::<String>()
+        );
+        let r = navigate(&http, &login).await;
+        assert_eq!(r.status(), StatusCode::OK, "{name}");
+        assert_eq!(form_field(&r.text().await.unwrap(), "rd").as_deref(), Some(""), "{name}: {foreign}");
+        // Posted anyway, the login succeeds and lands on the account page.
+        let r = form_login(&http, &s.portal, ALICE, &foreign).await;
+        assert_eq!(location(&r), account, "{name}: {foreign}");
+        let r = navigate(&http, &account).await;
+        assert_eq!(r.status(), StatusCode::OK, "{name}");
+    }
+    assert_eq!(s.up.hits(), 0, "{name}");
 }
+
+/// One module per proxy, each running every scenario: `nginx::logout_through_the_proxy_ends_access`.
+macro_rules! behind {
+    ($($proxy:ident),*) => {$(
+        mod $proxy {
+            use super::proxies;
+
+            #[tokio::test]
+            async fn unauthenticated_browser_comes_back_to_the_exact_url() {
+                super::unauthenticated_browser_comes_back_to_the_exact_url(proxies::$proxy).await;
+            }
+
+            #[tokio::test]
+            async fn app_sees_identity_headers_and_never_spoofed_ones() {
+                super::app_sees_identity_headers_and_never_spoofed_ones(proxies::$proxy).await;
+            }
+
+            #[tokio::test]
+            async fn bypass_deny_and_group_rules_hold() {
+                super::bypass_deny_and_group_rules_hold(proxies::$proxy).await;
+            }
+
+            #[tokio::test]
+            async fn logout_through_the_proxy_ends_access() {
+                super::logout_through_the_proxy_ends_access(proxies::$proxy).await;
+            }
+
+            #[tokio::test]
+            async fn one_login_on_the_portal_host_serves_its_subdomains() {
+                super::one_login_on_the_portal_host_serves_its_subdomains(proxies::$proxy).await;
+            }
+
+            #[tokio::test]
+            async fn rd_outside_the_allowed_domains_ends_on_the_account_page() {
+                super::rd_outside_the_allowed_domains_ends_on_the_account_page(proxies::$proxy).await;
+            }
+        }
+    )*};
+}
+
+behind!(nginx, traefik, caddy);
 
 #[tokio::test]
 async fn verify_ignores_forwarded_headers_from_untrusted_peers() {
@@ -136,4 +424,30 @@ async fn verify_ignores_forwarded_headers_from_untrusted_peers() {
     let r =
         client().get(gw.url("/_auth/verify")).header("X-Original-URL", "http://app.example.com/").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn verify_tells_nginx_where_a_browser_logs_in() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = support::empty_users(dir.path());
+    let gw = Gateway::start_in(dir, &support::base_config(&up.url(), "one_factor", &users), &[]);
+    let original = "http://127.0.0.1/app?x=1&y=2";
+    let ask = |accept: &'static str| {
+        client()
+            .get(gw.url("/_auth/verify?mode=nginx"))
+            .header("X-Original-URL", original)
+            .header("Accept", accept)
+            .send()
+    };
+    // A browser navigation: 401 (all nginx's auth_request understands) naming the login page.
+    let r = ask("text/html").await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(rd_of(&location(&r)).as_deref(), Some(original), "{}", location(&r));
+    assert!(location(&r).starts_with("http://127.0.0.1/_auth/login?rd="), "{}", location(&r));
+    // An API call: a plain 401.
+    let r = ask("application/json").await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get("location").is_none());
+    assert_eq!(up.hits(), 0);
 }

@@ -143,7 +143,8 @@ pub fn caddy(gateway: &str, upstream: &str) -> Option<ProxyProcess> {
     let file = deploy("caddy/Caddyfile")
         .replace("127.0.0.1:8080", gateway)
         .replace("127.0.0.1:3000", upstream)
-        .replace("http://:80", &format!("http://127.0.0.1:{port}"));
+        // Any host name (as in deploy/), on a loopback port.
+        .replace("http://:80 {", &format!("http://:{port} {{\n\tbind 127.0.0.1"));
     let path = dir.path().join("Caddyfile");
     std::fs::write(&path, file).expect("write Caddyfile");
     let log = dir.path().join("caddy.log");
