@@ -178,14 +178,17 @@ enum Backend {
 }
 
 /// Runs the same method call on whichever backend is configured, under the
-/// store's deadline.
+/// store's deadline. The Redis call is boxed: its futures (pool checkout,
+/// script fallback) run to kilobytes, and held inline they would make every
+/// caller's future that large, memory store or not, and be moved on each
+/// request. One allocation beside a network round trip is nothing.
 macro_rules! dispatch {
     ($self:ident, $b:ident => $recv:ident . $m:ident ( $($arg:expr),* $(,)? )) => {
         $self
             .bounded(stringify!($m), async {
                 match &$self.backend {
                     Backend::Memory($b) => $recv.$m($($arg),*).await,
-                    Backend::Redis($b) => $recv.$m($($arg),*).await,
+                    Backend::Redis($b) => Box::pin($recv.$m($($arg),*)).await,
                 }
             })
             .await
