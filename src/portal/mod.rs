@@ -26,6 +26,12 @@ pub async fn handle(app: &App, req: Request<Incoming>, info: RequestInfo, rest: 
     if outcome.route != "static" {
         respond::secure_headers(outcome.response.headers_mut(), app.hsts);
     }
+    if outcome.response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body was never read, so this HTTP/1.1 connection
+        // cannot carry another request. Saying so keeps a keep-alive client
+        // from sending its next request into a socket we are about to close.
+        outcome.response.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
     outcome
 }
 
