@@ -38,6 +38,7 @@ on_both_stores!(
     revoking_a_session_kills_its_cookie_at_once,
     me_lists_recent_logins_newest_first,
     account_page_renders_for_users_with_and_without_2fa,
+    running_low_on_backup_codes_is_warned_and_each_use_is_audited,
 );
 
 async fn enabling_2fa_with_email_verification_makes_the_next_login_require_a_code(b: Backend) {
@@ -214,4 +215,33 @@ async fn account_page_renders_for_users_with_and_without_2fa(b: Backend) {
     let again = c.get(h.url("/_auth/account")).send().await.unwrap().text().await.unwrap();
     assert_eq!(again.matches("<li><code>").count(), 0, "codes are not shown again");
     assert!(again.contains("Sign out everywhere else"));
+}
+
+async fn running_low_on_backup_codes_is_warned_and_each_use_is_audited(b: Backend) {
+    let Some(h) = Harness::start(b, one_factor()).await else { return };
+    let owner = h.login_client("testuser", PASSWORD, FIREFOX).await;
+    let codes = h.enable_2fa(&owner).await;
+    let warning = "backup codes left";
+    let page = owner.get(h.url("/_auth/account")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<strong>8</strong> unused backup codes"), "count shown");
+    assert!(!page.contains(warning), "no warning with 8 left");
+
+    // Use six of them, each at its own code step.
+    for code in &codes[..6] {
+        let c = support::client();
+        let (s, v) = h
+            .post_as(&c, "/_auth/api/send-login-otp", json!({"username_or_email": "testuser", "password": PASSWORD}))
+            .await;
+        assert_eq!((s, v["otp_required"].clone()), (StatusCode::OK, json!(true)));
+        let (s, v) = h.post_as(&c, "/_auth/api/verify-backup-code", json!({"code": code})).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let page = owner.get(h.url("/_auth/account")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Only 2 backup codes left"), "warned at two left");
+    let used =
+        h.gw.log()
+            .lines()
+            .filter(|l| l.contains("\"target\":\"security\"") && l.contains("\"event\":\"backup_code_used\""))
+            .count();
+    assert_eq!(used, 6, "each use is a backup_code_used security event");
 }

@@ -47,6 +47,8 @@ on_both_stores!(
     rotating_forwarded_for_evades_nothing_from_an_untrusted_peer,
     forwarded_for_from_a_trusted_proxy_is_honoured,
     an_account_lock_expires_by_itself,
+    a_login_from_a_new_ip_alerts_but_the_very_first_login_does_not,
+    a_locked_account_gets_a_clear_403_and_an_alert_mail,
 );
 
 async fn login_rate_limit_gives_429_with_retry_after(b: Backend) {
@@ -229,4 +231,63 @@ async fn unlock_lifts_a_lock_and_the_audit_trail_records_each_case() {
     assert_eq!(code, 0);
     assert!(out.contains("1 session"), "{out}");
     assert_eq!(c.get(h.url("/app")).send().await.unwrap().status(), 401);
+}
+
+/// Subjects of the mails the sink received, in order.
+fn subjects(h: &Harness) -> Vec<String> {
+    h.smtp.messages().iter().map(|m| m.header("Subject").unwrap_or_default()).collect()
+}
+
+async fn a_login_from_a_new_ip_alerts_but_the_very_first_login_does_not(b: Backend) {
+    let o = Options { policy: "one_factor", ..Default::default() };
+    let Some(h) = Harness::start(b, o).await else { return };
+    let new_ip = |s: &String| s.contains("unfamiliar IP");
+    // The loopback peer is a trusted proxy, so X-Forwarded-For names the client.
+    assert_eq!(attempt(&h, &h.origin, "bob", "bobs-password-1", Some("192.0.2.1")).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!subjects(&h).iter().any(new_ip), "first login: no alert: {:?}", subjects(&h));
+    assert_eq!(attempt(&h, &h.origin, "bob", "bobs-password-1", Some("192.0.2.1")).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!subjects(&h).iter().any(new_ip), "known IP: no alert");
+
+    assert_eq!(attempt(&h, &h.origin, "bob", "bobs-password-1", Some("198.51.100.7")).await.0, 200);
+    let mails = h.smtp.wait_for(1, Duration::from_secs(5)).await;
+    let alert = mails.iter().find(|m| new_ip(&m.header("Subject").unwrap_or_default())).expect("new-IP alert");
+    assert!(alert.header("To").unwrap_or_default().contains("bob@example.com"));
+    assert!(alert.text_body().unwrap_or_default().contains("198.51.100.7"), "the alert names the address");
+    let log = h.gw.log();
+    let flagged = |what: &str| {
+        log.lines()
+            .any(|l| l.contains("\"target\":\"security\"") && l.contains("suspicious_activity") && l.contains(what))
+    };
+    assert!(flagged("new IP"), "recorded as suspicious activity");
+    assert!(flagged("less than 5 minutes apart"), "successive logins are flagged too");
+}
+
+async fn a_locked_account_gets_a_clear_403_and_an_alert_mail(b: Backend) {
+    let o = Options {
+        policy: "one_factor",
+        lockout: Some("ip_failures = \"100/15m\"\naccount_failures = \"3/1h\"\naccount_lock = \"15m\""),
+        ..Default::default()
+    };
+    let Some(h) = Harness::start(b, o).await else { return };
+    for _ in 0..3 {
+        assert_eq!(attempt(&h, &h.origin, "testuser", "wrong", None).await.0, 400);
+    }
+    let (s, v, _) = attempt(&h, &h.origin, "testuser", PASSWORD, None).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["success"], false);
+    assert_eq!(v["account_locked"], true, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("temporarily locked"), "{v}");
+    let mails = h.smtp.wait_for(1, Duration::from_secs(5)).await;
+    let alert = &mails[0];
+    assert!(alert.header("To").unwrap_or_default().contains("test@example.com"));
+    assert!(alert.text_body().unwrap_or_default().contains("temporarily locked"), "{:?}", alert.text_body());
+    let metrics = reqwest::get(format!("http://{}/metrics", h.gw.metrics_addr.as_ref().unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.lines().any(|l| l == "portcullis_lockouts_total 1"), "counted once");
 }
