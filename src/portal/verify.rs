@@ -33,22 +33,36 @@ fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty())
 }
 
-fn original(headers: &HeaderMap, info: &RequestInfo) -> Option<Original> {
-    if !info.trusted_peer {
-        return None;
-    }
-    if let Some(u) = header(headers, &X_ORIGINAL_URL) {
+/// Where the original URL comes from. Each proxy sets its own headers but passes
+/// the client's other headers through, so a client behind Traefik could add an
+/// `X-Original-URL` (or behind nginx an `X-Forwarded-Uri`) naming a bypassed
+/// path and have that checked instead. `?mode=` names the proxy and so the one
+/// set of headers to believe; without it, finding both sets is refused.
+fn original(headers: &HeaderMap, mode: Option<&str>) -> Result<Original, &'static str> {
+    const MISSING: &str = "forward-auth needs X-Original-URL or X-Forwarded-Proto/-Host/-Uri";
+    let nginx_style = match mode {
+        Some("nginx") => true,
+        Some("traefik" | "caddy") => false,
+        _ => match (header(headers, &X_ORIGINAL_URL).is_some(), header(headers, &X_FORWARDED_URI).is_some()) {
+            (true, true) => return Err("both X-Original-URL and X-Forwarded-Uri present: set ?mode= to the proxy"),
+            (nginx_style, _) => nginx_style,
+        },
+    };
+    if nginx_style {
+        let u = header(headers, &X_ORIGINAL_URL).ok_or(MISSING)?;
         let method = header(headers, &X_ORIGINAL_METHOD).and_then(|m| m.parse().ok()).unwrap_or(Method::GET);
-        return Some(Original { url: url::Url::parse(u).ok()?, method, redirect_style: false });
+        let url = url::Url::parse(u).map_err(|_| "X-Original-URL is not a URL")?;
+        return Ok(Original { url, method, redirect_style: false });
     }
-    let uri = header(headers, &X_FORWARDED_URI)?;
+    let uri = header(headers, &X_FORWARDED_URI).ok_or(MISSING)?;
     let proto = header(headers, &crate::proxy::headers::X_FORWARDED_PROTO).unwrap_or("https");
-    let host =
-        header(headers, &crate::proxy::headers::X_FORWARDED_HOST).or_else(|| header(headers, &http::header::HOST))?;
+    let host = header(headers, &crate::proxy::headers::X_FORWARDED_HOST)
+        .or_else(|| header(headers, &http::header::HOST))
+        .ok_or(MISSING)?;
     let proto = if proto.eq_ignore_ascii_case("http") { "http" } else { "https" };
-    let url = url::Url::parse(&format!("{proto}://{host}{uri}")).ok()?;
+    let url = url::Url::parse(&format!("{proto}://{host}{uri}")).map_err(|_| "X-Forwarded-Host/-Uri is not a URL")?;
     let method = header(headers, &X_FORWARDED_METHOD).and_then(|m| m.parse().ok()).unwrap_or(Method::GET);
-    Some(Original { url, method, redirect_style: true })
+    Ok(Original { url, method, redirect_style: true })
 }
 
 fn count(decision: &str) {
@@ -63,17 +77,19 @@ fn empty(status: StatusCode) -> Response {
 }
 
 pub async fn verify(app: &App, uri: &Uri, headers: &HeaderMap, info: &RequestInfo) -> Outcome {
-    let Some(orig) = original(headers, info) else {
+    if !info.trusted_peer {
         count("error");
-        let msg = if info.trusted_peer {
-            "forward-auth needs X-Original-URL or X-Forwarded-Proto/-Host/-Uri"
-        } else {
-            "forward-auth is only answered for trusted proxies"
-        };
-        let status = if info.trusted_peer { StatusCode::BAD_REQUEST } else { StatusCode::FORBIDDEN };
-        return Outcome::new("verify", respond::json_error(status, msg));
-    };
+        let msg = "forward-auth is only answered for trusted proxies";
+        return Outcome::new("verify", respond::json_error(StatusCode::FORBIDDEN, msg));
+    }
     let q = request::query(uri);
+    let orig = match original(headers, q.get("mode")) {
+        Ok(o) => o,
+        Err(msg) => {
+            count("error");
+            return Outcome::new("verify", respond::json_error(StatusCode::BAD_REQUEST, msg));
+        }
+    };
     let redirect_style = match q.get("mode") {
         Some("nginx") => false,
         Some("redirect") | Some("traefik") | Some("caddy") => true,
