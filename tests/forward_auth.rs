@@ -234,6 +234,30 @@ async fn app_sees_identity_headers_and_never_spoofed_ones(start: StartProxy) {
     assert_eq!(e["headers"]["remote-name"], json!(["alice"]), "{name}: {e}");
 }
 
+async fn client_cannot_choose_the_url_that_is_checked(start: StartProxy) {
+    let Some(s) = setup(start, false).await else { return };
+    let name = s.proxy.name;
+    // Every header a proxy uses to tell Portcullis what is being asked for,
+    // pointing at the bypassed /public/ while the request is for /app or /admin/.
+    let spoof = |rb: reqwest::RequestBuilder| {
+        rb.header("X-Original-URL", s.proxy.url("/public/x"))
+            .header("X-Original-Method", "GET")
+            .header("X-Forwarded-Uri", "/public/x")
+            .header("X-Forwarded-Method", "GET")
+            .header("X-Forwarded-Host", format!("127.0.0.1:{}", s.proxy.port))
+            .header("X-Forwarded-Proto", "http")
+            .header("Accept", "text/html")
+    };
+    let (anon, _) = browser(s.proxy.port);
+    let r = spoof(anon.get(s.proxy.url("/app"))).send().await.unwrap();
+    assert_login_redirect(&r, &s.portal, &s.proxy.url("/app"), name);
+    let (alice, _) = browser(s.proxy.port);
+    api_login(&alice, &s, ALICE).await;
+    let r = spoof(alice.get(s.proxy.url("/admin/panel"))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}");
+    assert_eq!(s.up.hits(), 0, "{name}: a spoofed URL let a request through");
+}
+
 async fn bypass_deny_and_group_rules_hold(start: StartProxy) {
     let Some(s) = setup(start, false).await else { return };
     let name = s.proxy.name;
@@ -389,6 +413,11 @@ macro_rules! behind {
             }
 
             #[tokio::test]
+            async fn client_cannot_choose_the_url_that_is_checked() {
+                super::client_cannot_choose_the_url_that_is_checked(proxies::$proxy).await;
+            }
+
+            #[tokio::test]
             async fn bypass_deny_and_group_rules_hold() {
                 super::bypass_deny_and_group_rules_hold(proxies::$proxy).await;
             }
@@ -450,4 +479,26 @@ async fn verify_tells_nginx_where_a_browser_logs_in() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.headers().get("location").is_none());
     assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
+async fn verify_refuses_to_guess_between_nginx_and_forwarded_headers() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = support::empty_users(dir.path());
+    let gw = Gateway::start_in(dir, &support::base_config(&up.url(), "bypass", &users), &[]);
+    let both = |mode: &str| {
+        client()
+            .get(gw.url(&format!("/_auth/verify{mode}")))
+            .header("X-Original-URL", "http://127.0.0.1/")
+            .header("X-Forwarded-Uri", "/")
+            .header("X-Forwarded-Host", "127.0.0.1")
+            .send()
+    };
+    // One of the two came from the client, and nothing says which.
+    assert_eq!(both("").await.unwrap().status(), StatusCode::BAD_REQUEST);
+    // Named by the mode, the proxy's own headers decide.
+    for mode in ["?mode=nginx", "?mode=traefik", "?mode=caddy"] {
+        assert_eq!(both(mode).await.unwrap().status(), StatusCode::OK, "{mode}");
+    }
 }
