@@ -289,8 +289,11 @@ impl MemoryStore {
         sessions.insert(new_id, rec, self.max_entries, now_ms())
     }
 
+    /// An expired session that the sweeper has not reached yet is removed too,
+    /// but counts as absent, as it does in Redis (where its key has expired).
     pub(super) async fn delete_session(&self, id: &str) -> StoreResult<Option<String>> {
-        Ok(lock(&self.sessions).remove(id).map(|rec| rec.user))
+        let now = now_ms();
+        Ok(lock(&self.sessions).remove(id).filter(|rec| rec.alive(now)).map(|rec| rec.user))
     }
 
     pub(super) async fn list_sessions(&self, user: &str) -> StoreResult<Vec<SessionInfo>> {
@@ -310,18 +313,21 @@ impl MemoryStore {
     }
 
     pub(super) async fn revoke_session(&self, user: &str, id: &str) -> StoreResult<bool> {
+        let now = now_ms();
         let mut sessions = lock(&self.sessions);
-        if sessions.by_id.map.get(id).is_some_and(|r| r.user == user) {
-            sessions.remove(id);
-            return Ok(true);
-        }
-        Ok(false)
+        let Some(alive) = sessions.by_id.map.get(id).filter(|r| r.user == user).map(|r| r.alive(now)) else {
+            return Ok(false);
+        };
+        sessions.remove(id);
+        Ok(alive)
     }
 
+    /// Counts only live sessions, as Redis does.
     pub(super) async fn revoke_user_sessions(&self, user: &str) -> StoreResult<usize> {
+        let now = now_ms();
         let mut sessions = lock(&self.sessions);
         let ids = sessions.by_user.remove(user).unwrap_or_default();
-        Ok(ids.iter().filter(|id| sessions.by_id.map.remove(*id).is_some()).count())
+        Ok(ids.iter().filter_map(|id| sessions.by_id.map.remove(id)).filter(|rec| rec.alive(now)).count())
     }
 
     // --- pending logins ---
