@@ -222,7 +222,7 @@ async fn app_sees_identity_headers_and_never_spoofed_ones(start: StartProxy) {
     // A bypassed route is forwarded without a session: the spoofed identity must not ride along.
     let e = echo(spoof(http.get(s.proxy.url("/public/info"))).send().await.unwrap(), name).await;
     for h in ["remote-user", "remote-email", "remote-groups", "remote-name"] {
-        assert!(e["headers"][h].as_array().is_none_or(|v| v.iter().all(|v| v == "")), "{name}: {h} in {e}");
+        assert!(e["headers"].get(h).is_none(), "{name}: {h} in {e}");
     }
 
     api_login(&http, &s, ALICE).await;
