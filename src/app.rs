@@ -134,7 +134,7 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
 
     let limits = Limits::from_config(&app.config.server);
     let app = Arc::new(app);
-    app.users.watch(shutdown.clone());
+    app.users.watch(app.store.clone(), shutdown.clone());
     let metrics_task = metrics.map(|m| {
         let s = shutdown.clone();
         tokio::spawn(server::serve(m, Arc::new(crate::router::MetricsEndpoint), limits, s))

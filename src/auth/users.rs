@@ -12,6 +12,8 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
+use crate::store::Store;
+
 /// Allowed user names: also used in store keys and logs, so kept plain.
 pub fn valid_username(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
@@ -168,18 +170,18 @@ impl Users {
     }
 
     /// Re-reads the file; on error keeps the previous directory and reports why.
-    pub async fn reload(&self) -> Result<usize, UsersError> {
+    pub async fn reload(&self) -> Result<Reloaded, UsersError> {
         let path = self.path.clone();
         let dir = tokio::task::spawn_blocking(move || load(&path))
             .await
             .map_err(|e| UsersError::Invalid { path: self.path.clone(), message: e.to_string() })??;
-        let n = dir.len();
-        self.current.store(Arc::new(dir));
-        Ok(n)
+        let dir = Arc::new(dir);
+        let previous = self.current.swap(dir.clone());
+        Ok(Reloaded { users: dir.len(), lost_access: lost_access(&previous, &dir) })
     }
 
     /// Reloads when the file's modification time or size changed.
-    async fn reload_if_changed(&self) {
+    async fn reload_if_changed(&self, store: &Store) {
         let now = file_stamp(&self.path);
         {
             let mut stamp = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
@@ -188,20 +190,24 @@ impl Users {
             }
             *stamp = now;
         }
-        self.reload_logged("file changed").await;
+        self.reload_logged("file changed", store).await;
     }
 
-    async fn reload_logged(&self, why: &str) {
+    async fn reload_logged(&self, why: &str, store: &Store) {
         match self.reload().await {
-            Ok(n) => tracing::info!(users = n, reason = why, "users file reloaded"),
+            Ok(r) => {
+                tracing::info!(users = r.users, reason = why, "users file reloaded");
+                end_sessions(store, &r.lost_access).await;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "users file not reloaded; keeping the last good copy")
             }
         }
     }
 
-    /// Watches the file (polling its stamp) and SIGHUP until shutdown.
-    pub fn watch(self: &Arc<Self>, shutdown: crate::server::Shutdown) {
+    /// Watches the file (polling its stamp) and SIGHUP until shutdown; ends the
+    /// sessions of users an edit removed or disabled.
+    pub fn watch(self: &Arc<Self>, store: Store, shutdown: crate::server::Shutdown) {
         let users = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
@@ -220,12 +226,45 @@ impl Users {
                 #[cfg(not(unix))]
                 let hup_fut = std::future::pending::<()>();
                 tokio::select! {
-                    _ = tick.tick() => users.reload_if_changed().await,
-                    _ = hup_fut => users.reload_logged("SIGHUP").await,
+                    _ = tick.tick() => users.reload_if_changed(&store).await,
+                    _ = hup_fut => users.reload_logged("SIGHUP", &store).await,
                     _ = shutdown.wait() => return,
                 }
             }
         });
+    }
+}
+
+/// What a successful reload changed.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub users: usize,
+    /// Users who could log in before and cannot now (removed or disabled).
+    pub lost_access: Vec<String>,
+}
+
+/// Names enabled in `before` that are missing or disabled in `after`.
+fn lost_access(before: &UserDirectory, after: &UserDirectory) -> Vec<String> {
+    let mut names: Vec<String> = before
+        .by_name
+        .values()
+        .filter(|u| !u.disabled && after.get(&u.username).is_none_or(|now| now.disabled))
+        .map(|u| u.username.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Ends every session of users who lost access. A request would find them
+/// refused anyway, but a session not used while the account was off would
+/// otherwise come back to life when it is re-enabled (or re-added): after a
+/// compromise, that would hand the attacker's session back.
+async fn end_sessions(store: &Store, users: &[String]) {
+    for user in users {
+        match store.revoke_user_sessions(user).await {
+            Ok(n) => tracing::info!(user = %user, sessions = n, "sessions of a removed or disabled user ended"),
+            Err(e) => tracing::warn!(user = %user, error = %e, "sessions of a removed or disabled user not ended"),
+        }
     }
 }
 
@@ -250,6 +289,24 @@ mod tests {
         assert_eq!(dir.find("alice@example.com").unwrap().username, "alice");
         assert_eq!(dir.find("alice").unwrap().header_values[3], "admins");
         assert!(dir.find("bob").is_none());
+    }
+
+    #[test]
+    fn removed_and_disabled_users_lose_access_and_nobody_else() {
+        let entry = |name: &str, disabled: bool| {
+            format!("[users.{name}]\nemail = \"{name}@example.com\"\npassword = \"{HASH}\"\ndisabled = {disabled}\n")
+        };
+        let p = Path::new("u.toml");
+        let before = [entry("kept", false), entry("removed", false), entry("disabled", false), entry("was_off", true)];
+        let after = [entry("kept", false), entry("disabled", true), entry("new", false)];
+        let back = [entry("kept", false), entry("removed", false), entry("disabled", false), entry("new", false)];
+        let (before, after, back) = (
+            parse(p, &before.concat()).unwrap(),
+            parse(p, &after.concat()).unwrap(),
+            parse(p, &back.concat()).unwrap(),
+        );
+        assert_eq!(lost_access(&before, &after), ["disabled", "removed"]);
+        assert!(lost_access(&after, &back).is_empty(), "re-enabling or re-adding takes nothing away");
     }
 
     #[test]
