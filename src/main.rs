@@ -309,6 +309,15 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
             if file.users.contains_key(&name) {
                 return Err(Failure::Usage(format!("NAME: user {name:?} already exists in {}", path.display())));
             }
+            // Checked here, before the password prompt, so the message is about
+            // the user being added (the file check would blame the other entry).
+            if let Some(other) = file.users.iter().find_map(|(n, u)| u.email.eq_ignore_ascii_case(&email).then_some(n))
+            {
+                return Err(Failure::Usage(format!(
+                    "--email {email:?}: already used by user {other:?} in {}",
+                    path.display()
+                )));
+            }
             let pw = read_password(&format!("Password for {name}: "))?;
             let password =
                 portcullis::auth::password::hash_password(&pw).map_err(|e| Failure::Runtime(e.to_string()))?;
