@@ -3,13 +3,20 @@
 #   1. wrk → nginx (plain reverse proxy)              → static upstream (nginx)
 #   2. wrk → portcullis (authenticated session)        → static upstream
 #   3. wrk → nginx auth_request → portcullis /verify   → static upstream
-#   4. wrk → traefik (plain reverse proxy, if present) → static upstream
-# Prints req/s and latency for each and the ratios against nginx.
-# Usage: bench/proxy.sh [duration=10s] [connections=64]
+#   4. wrk → nginx auth_request → static 200 (nginx)    → static upstream
+#   5. wrk → traefik (plain reverse proxy, if present) → static upstream
+# Prints req/s and latency for each and the ratios against nginx. Case 4 differs
+# from 3 only in who answers the auth subrequest (a tiny nginx server answering
+# 200, over the same keep-alive upstream setup), so 3/4 is Portcullis's cost as
+# a forward-auth server. Every case sends the same session cookie.
+# Usage: bench/proxy.sh [duration=10s] [connections=64] [all|forward-auth]
+#   forward-auth: only cases 3 and 4 (what bench/forward_auth.sh runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR="${1:-10s}"
 CONNS="${2:-64}"
+CASES="${3:-all}"
+case "$CASES" in all|forward-auth) ;; *) echo "unknown case set: $CASES (all | forward-auth)"; exit 1;; esac
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exit 1; }
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 [ -x "$NGINX" ] || { echo "nginx is required"; exit 1; }
@@ -23,6 +30,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 STATIC=$(free_port); NGX=$(free_port); GW=$(free_port); NGXAUTH=$(free_port); TRF=$(free_port)
+OK200=$(free_port); NGXSTATIC=$(free_port)
 USER_DIRECTIVE=""; [ "$(id -u)" = 0 ] && USER_DIRECTIVE="user root root;"
 
 mkdir -p "$WORK/www"; head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/www/index.html"
@@ -35,11 +43,20 @@ http {
   fastcgi_temp_path $WORK/f; uwsgi_temp_path $WORK/u; scgi_temp_path $WORK/s;
   upstream static_up { server 127.0.0.1:$STATIC; keepalive 128; }
   upstream gw_up { server 127.0.0.1:$GW; keepalive 128; }
+  upstream ok200_up { server 127.0.0.1:$OK200; keepalive 128; }
   server { listen 127.0.0.1:$STATIC; root $WORK/www; location / { try_files /index.html =404; } }
+  server { listen 127.0.0.1:$OK200; location / { return 200; } }
   server { listen 127.0.0.1:$NGX;
     location / { proxy_pass http://static_up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
   server { listen 127.0.0.1:$NGXAUTH;
     location = /_verify { internal; proxy_pass http://gw_up/_auth/verify?mode=nginx;
+      proxy_pass_request_body off; proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+      proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location / { auth_request /_verify; proxy_pass http://static_up;
+      proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:$NGXSTATIC;
+    location = /_verify { internal; proxy_pass http://ok200_up/_auth/verify?mode=nginx;
       proxy_pass_request_body off; proxy_set_header Content-Length "";
       proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
       proxy_http_version 1.1; proxy_set_header Connection ""; }
@@ -71,8 +88,17 @@ COOKIE=$(curl -s -D - -o /dev/null -H "Origin: http://127.0.0.1:$GW" -H 'Content
   | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(portcullis_session=[^;]*\).*/\1/p' | head -1)
 [ -n "$COOKIE" ] || { echo "login failed"; cat "$WORK/gw.out"; exit 1; }
 curl -sf -o /dev/null -H "Cookie: $COOKIE" "http://127.0.0.1:$GW/" || { echo "authenticated request failed"; exit 1; }
+# Measure allowed requests only: with the cookie both auth_request fronts answer
+# 200; without it Portcullis's says 401.
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$NGXSTATIC/" && break; sleep 0.1; done
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "http://127.0.0.1:$NGXAUTH/")" = 200 ] \
+  || { echo "nginx auth_request to portcullis does not let the session through"; cat "$WORK/error.log"; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$NGXAUTH/")" = 401 ] \
+  || { echo "nginx auth_request to portcullis lets an anonymous request through"; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "http://127.0.0.1:$NGXSTATIC/")" = 200 ] \
+  || { echo "nginx auth_request to static 200 failed"; cat "$WORK/error.log"; exit 1; }
 
-if command -v traefik >/dev/null; then
+if [ "$CASES" = all ] && command -v traefik >/dev/null; then
   cat > "$WORK/dyn.yml" <<CONF
 http:
   routers: { r: { rule: "PathPrefix(\`/\`)", service: s, entryPoints: [web] } }
@@ -94,14 +120,21 @@ run() { # name url [header]
   eval "RPS_$(echo "$name" | tr -c 'a-zA-Z0-9\n' '_')=$rps"
 }
 
-echo "wrk -t2 -c$CONNS -d$DUR, 1 KiB static response, loopback, $(nproc) cores"
-run nginx_proxy "http://127.0.0.1:$NGX/"
-run portcullis_authenticated "http://127.0.0.1:$GW/" -H "Cookie: $COOKIE"
+echo "wrk -t2 -c$CONNS -d$DUR, 1 KiB static response, loopback, $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$CASES" = all ]; then
+  run nginx_proxy "http://127.0.0.1:$NGX/"
+  run portcullis_authenticated "http://127.0.0.1:$GW/" -H "Cookie: $COOKIE"
+fi
 run nginx_auth_request_portcullis "http://127.0.0.1:$NGXAUTH/" -H "Cookie: $COOKIE"
-if command -v traefik >/dev/null; then run traefik_proxy "http://127.0.0.1:$TRF/"; fi
-python3 - "$RPS_nginx_proxy" "$RPS_portcullis_authenticated" "$RPS_nginx_auth_request_portcullis" <<'PY'
+run nginx_auth_request_static_200 "http://127.0.0.1:$NGXSTATIC/" -H "Cookie: $COOKIE"
+if [ "$CASES" = all ] && command -v traefik >/dev/null; then run traefik_proxy "http://127.0.0.1:$TRF/"; fi
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "${RPS_nginx_proxy:-0}" "${RPS_portcullis_authenticated:-0}" "$RPS_nginx_auth_request_portcullis" \
+  "$RPS_nginx_auth_request_static_200" <<'PY'
 import sys
-n, p, a = map(float, sys.argv[1:4])
-print(f"ratio portcullis (authenticated proxy) / nginx (plain proxy): {p/n:.2f}")
-print(f"ratio nginx+portcullis forward-auth / nginx (plain proxy):   {a/n:.2f}")
+n, p, a, s = map(float, sys.argv[1:5])
+if n:
+    print(f"ratio portcullis (authenticated proxy) / nginx (plain proxy): {p/n:.2f}")
+    print(f"ratio nginx+portcullis forward-auth / nginx (plain proxy):   {a/n:.2f}")
+print(f"ratio nginx auth_request: portcullis / static 200:            {a/s:.2f}")
 PY
