@@ -1,0 +1,78 @@
+//! Durable per-user state: the 2FA switch, backup codes (each usable once) and
+//! known IPs with when they were last seen.
+
+use portcullis::store::{KNOWN_IPS_PER_USER, Store, UserState};
+
+use crate::{code_hash, next_second, now_s};
+
+/// Eight backup-code hashes, distinct per `set`.
+pub fn backup_codes(set: &str) -> Vec<[u8; 32]> {
+    (0..8).map(|i| code_hash(&format!("{set}-backup-{i}"))).collect()
+}
+
+pub async fn two_factor_is_off_until_enabled_and_can_be_switched_off(s: &Store) {
+    assert_eq!(s.user_state("alice").await.unwrap(), UserState { otp_enabled: false, backup_codes_left: 0 });
+    s.set_otp_enabled("alice", true).await.unwrap();
+    assert!(s.user_state("alice").await.unwrap().otp_enabled);
+    assert!(!s.user_state("bob").await.unwrap().otp_enabled, "per user");
+    s.set_otp_enabled("alice", false).await.unwrap();
+    assert!(!s.user_state("alice").await.unwrap().otp_enabled);
+}
+
+pub async fn each_backup_code_is_consumed_exactly_once(s: &Store) {
+    let codes = backup_codes("first");
+    s.replace_backup_codes("alice", &codes).await.unwrap();
+    assert_eq!(s.user_state("alice").await.unwrap().backup_codes_left, 8);
+
+    assert!(s.consume_backup_code("alice", &codes[3]).await.unwrap());
+    assert_eq!(s.user_state("alice").await.unwrap().backup_codes_left, 7);
+    assert!(!s.consume_backup_code("alice", &codes[3]).await.unwrap(), "a used code is spent");
+    assert!(!s.consume_backup_code("alice", &code_hash("made-up")).await.unwrap(), "an unknown code fails");
+    assert!(!s.consume_backup_code("bob", &codes[4]).await.unwrap(), "alice's code is not bob's");
+    assert_eq!(s.user_state("alice").await.unwrap().backup_codes_left, 7, "failed attempts consume nothing");
+    for code in codes.iter().filter(|c| **c != codes[3]) {
+        assert!(s.consume_backup_code("alice", code).await.unwrap());
+    }
+    assert_eq!(s.user_state("alice").await.unwrap().backup_codes_left, 0);
+}
+
+pub async fn new_backup_codes_void_the_old_ones(s: &Store) {
+    let old = backup_codes("old");
+    let new = backup_codes("new");
+    s.replace_backup_codes("alice", &old).await.unwrap();
+    s.replace_backup_codes("alice", &new).await.unwrap();
+    assert_eq!(s.user_state("alice").await.unwrap().backup_codes_left, 8);
+    assert!(!s.consume_backup_code("alice", &old[0]).await.unwrap(), "old codes are void");
+    assert!(s.consume_backup_code("alice", &new[0]).await.unwrap());
+    s.replace_backup_codes("alice", &[]).await.unwrap();
+    assert_eq!(s.user_state("alice").await.unwrap().backup_codes_left, 0);
+    assert!(!s.consume_backup_code("alice", &new[1]).await.unwrap(), "an empty set voids them all");
+}
+
+pub async fn known_ips_remember_when_they_were_last_seen(s: &Store) {
+    let before = now_s();
+    assert_eq!(s.record_known_ip("alice", "198.51.100.4").await.unwrap(), None, "a new IP");
+    let after = now_s();
+    let seen = s.record_known_ip("alice", "198.51.100.4").await.unwrap().expect("a known IP");
+    assert!((before..=after).contains(&seen), "last seen {seen}, recorded in {before}..={after}");
+    assert_eq!(s.record_known_ip("alice", "2001:db8::4").await.unwrap(), None, "another IP is new");
+    assert_eq!(s.record_known_ip("bob", "198.51.100.4").await.unwrap(), None, "per user");
+}
+
+pub async fn known_ips_forget_the_least_recently_seen_beyond_the_cap(s: &Store) {
+    s.record_known_ip("alice", "203.0.113.1").await.unwrap();
+    // Every other IP is seen at least a second later.
+    next_second().await;
+    let others: Vec<String> = (0..KNOWN_IPS_PER_USER).map(|i| format!("10.0.{}.{}", i / 256, i % 256)).collect();
+    for ip in &others {
+        assert_eq!(s.record_known_ip("alice", ip).await.unwrap(), None, "{ip} is new");
+    }
+    // One more than the cap has been seen.
+    assert!(s.record_known_ip("alice", &others[0]).await.unwrap().is_some(), "recent IPs are remembered");
+    assert!(s.record_known_ip("alice", &others[KNOWN_IPS_PER_USER - 1]).await.unwrap().is_some());
+    assert_eq!(
+        s.record_known_ip("alice", "203.0.113.1").await.unwrap(),
+        None,
+        "the least recently seen IP was forgotten"
+    );
+}
