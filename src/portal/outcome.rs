@@ -26,8 +26,9 @@ pub fn failure(e: &LoginError) -> Failure {
         LoginError::InvalidCredentials => (StatusCode::BAD_REQUEST, "Invalid username or password.".to_string()),
         LoginError::Disabled => (StatusCode::FORBIDDEN, "This account is disabled.".to_string()),
         LoginError::Locked { retry_after } => {
-            retry = Some(retry_after.as_secs().max(1));
-            extra.insert("retry_after".into(), json!(retry_after.as_secs().max(1)));
+            let secs = whole_seconds_after(*retry_after);
+            retry = Some(secs);
+            extra.insert("retry_after".into(), json!(secs));
             extra.insert("account_locked".into(), json!(true));
             (
                 StatusCode::FORBIDDEN,
@@ -35,7 +36,7 @@ pub fn failure(e: &LoginError) -> Failure {
             )
         }
         LoginError::RateLimited { retry_after } => {
-            let secs = retry_after.as_secs().max(1);
+            let secs = whole_seconds_after(*retry_after);
             retry = Some(secs);
             extra.insert("retry_after".into(), json!(secs));
             (StatusCode::TOO_MANY_REQUESTS, format!("Too many attempts. Please try again in {secs} seconds."))
@@ -77,10 +78,33 @@ pub fn failure(e: &LoginError) -> Failure {
     Failure { status, message, extra, retry_after: retry }
 }
 
+/// `Retry-After` in whole seconds, rounded up: a client that waits exactly
+/// that long finds the window open (rounding down sent it back a second early,
+/// into another 429).
+fn whole_seconds_after(d: std::time::Duration) -> u64 {
+    d.as_secs_f64().ceil().max(1.0) as u64
+}
+
 /// The JSON body of a failure: `{"success": false, "error": ..., ...extra}`.
 pub fn failure_json(f: &Failure) -> Value {
     let mut m = f.extra.clone();
     m.insert("success".into(), json!(false));
     m.insert("error".into(), json!(f.message));
     Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(whole_seconds_after(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds_after(Duration::from_millis(59_001)), 60);
+        assert_eq!(whole_seconds_after(Duration::from_secs(60)), 60);
+        let f = failure(&LoginError::RateLimited { retry_after: Duration::from_millis(4_200) });
+        assert_eq!((f.status, f.retry_after), (StatusCode::TOO_MANY_REQUESTS, Some(5)));
+        assert_eq!(f.extra["retry_after"], 5);
+    }
 }
