@@ -123,6 +123,7 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
         None => None,
     };
     let bound = Bound { public: listener.local_addr(), metrics: metrics.as_ref().map(Listener::local_addr) };
+    app.users.watch(app.store.clone(), shutdown.clone());
     let scheme = if listener.is_tls() { "https" } else { "http" };
     // One machine-readable line per listener (tests and scripts wait for it).
     println!("portcullis listening on {scheme}://{}", bound.public);
@@ -134,7 +135,6 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
 
     let limits = Limits::from_config(&app.config.server);
     let app = Arc::new(app);
-    app.users.watch(app.store.clone(), shutdown.clone());
     let metrics_task = metrics.map(|m| {
         let s = shutdown.clone();
         tokio::spawn(server::serve(m, Arc::new(crate::router::MetricsEndpoint), limits, s))

@@ -206,13 +206,17 @@ impl Users {
     }
 
     /// Watches the file (polling its stamp) and SIGHUP until shutdown; ends the
-    /// sessions of users an edit removed or disabled.
+    /// sessions of users an edit removed or disabled. Call it before announcing
+    /// the listener: the SIGHUP handler is in place when this returns, so a reload
+    /// right after start-up does not meet the default action (terminate).
     pub fn watch(self: &Arc<Self>, store: Store, shutdown: crate::server::Shutdown) {
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .inspect_err(|e| tracing::warn!(error = %e, "no SIGHUP handler; the users file reloads on change only"))
+            .ok();
         let users = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
-            #[cfg(unix)]
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             loop {
                 #[cfg(unix)]
                 let hup_fut = async {
