@@ -422,3 +422,51 @@ async fn user_add_refuses_a_taken_email_a_bad_name_and_an_empty_password() {
     }
     assert_eq!(std::fs::read(&users).unwrap(), original, "a refused add leaves the file alone");
 }
+
+/// Starts the gateway `n` times and sends SIGHUP the moment it reports its
+/// listener, as `systemctl reload` right after start would. A shell does the
+/// timing: its built-in `kill` follows the "listening" line within microseconds.
+const HUP_AT_START: &str = r#"
+bin=$1; cfg=$2; n=$3; dir=$4
+for i in $(seq 1 "$n"); do
+  coproc GW { exec "$bin" --log-format json serve --config "$cfg" 2>"$dir/gw-$i.log"; }
+  pid=$GW_PID
+  read -r line <&"${GW[0]}"
+  kill -HUP "$pid"
+  sleep 0.3
+  if kill -0 "$pid" 2>/dev/null; then echo "alive $line"; kill -TERM "$pid"; else echo "died $line"; fi
+  wait "$pid" 2>/dev/null
+done
+"#;
+
+#[test]
+fn sighup_right_after_start_reloads_the_users_file_instead_of_killing_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    support::write_users(&users, &[BOB]);
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(&config, support::base_config("http://127.0.0.1:9", "two_factor", &users)).unwrap();
+    let n = 20;
+    let out = Command::new("bash")
+        .args(["-c", HUP_AT_START, "hup-at-start"])
+        .arg(support::binary())
+        .arg(&config)
+        .arg(n.to_string())
+        .arg(dir.path())
+        .current_dir(dir.path())
+        .env_remove("PORTCULLIS_CONFIG")
+        .env("PORTCULLIS_LOG", "info")
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash");
+    let runs = stdout(&out);
+    assert_eq!(runs.lines().count(), n, "{runs}{}", stderr(&out));
+    assert!(runs.lines().all(|l| l.starts_with("alive portcullis listening on ")), "{runs}");
+    let died = runs.lines().filter(|l| l.starts_with("died")).count();
+    assert_eq!(died, 0, "SIGHUP killed {died} of {n} freshly started gateways");
+    for i in 1..=n {
+        let log = std::fs::read_to_string(dir.path().join(format!("gw-{i}.log"))).unwrap();
+        let line = log.lines().find(|l| l.contains(RELOADED)).unwrap_or_else(|| panic!("run {i}: no reload:\n{log}"));
+        assert!(line.contains("\"reason\":\"SIGHUP\"") && line.contains("\"users\":1"), "run {i}: {line}");
+    }
+}
