@@ -142,7 +142,38 @@ pub fn load(path: &Path) -> Result<UserDirectory, UsersError> {
 pub struct Users {
     path: PathBuf,
     current: ArcSwap<UserDirectory>,
-    stamp: std::sync::Mutex<Option<(SystemTime, u64)>>,
+    stamps: std::sync::Mutex<Stamps>,
+}
+
+/// What the poller knows of the file: (modification time, size).
+type Stamp = Option<(SystemTime, u64)>;
+
+/// A change is applied only once the file has held still for one poll: an
+/// editor that truncates and then writes can be caught in between, and that
+/// half-written (say empty) file must not become the user list, ending
+/// everyone's sessions.
+#[derive(Clone, Copy)]
+struct Stamps {
+    /// The stamp of the file last loaded.
+    applied: Stamp,
+    /// The stamp seen at the previous poll.
+    seen: Stamp,
+}
+
+impl Stamps {
+    fn new(now: Stamp) -> Self {
+        Stamps { applied: now, seen: now }
+    }
+
+    /// Records a poll; true when the file changed and has since settled.
+    fn settled_change(&mut self, now: Stamp) -> bool {
+        let settled = now == self.seen && now != self.applied;
+        self.seen = now;
+        if settled {
+            self.applied = now;
+        }
+        settled
+    }
 }
 
 impl Users {
@@ -151,7 +182,7 @@ impl Users {
         Ok(Users {
             path: path.to_path_buf(),
             current: ArcSwap::from_pointee(dir),
-            stamp: std::sync::Mutex::new(file_stamp(path)),
+            stamps: std::sync::Mutex::new(Stamps::new(file_stamp(path))),
         })
     }
 
@@ -160,7 +191,7 @@ impl Users {
         Users {
             path: path.to_path_buf(),
             current: ArcSwap::from_pointee(dir),
-            stamp: std::sync::Mutex::new(file_stamp(path)),
+            stamps: std::sync::Mutex::new(Stamps::new(file_stamp(path))),
         }
     }
 
@@ -180,17 +211,14 @@ impl Users {
         Ok(Reloaded { users: dir.len(), lost_access: lost_access(&previous, &dir) })
     }
 
-    /// Reloads when the file's modification time or size changed.
+    /// Reloads when the file's modification time or size changed and then
+    /// held still for a poll interval.
     async fn reload_if_changed(&self, store: &Store) {
         let now = file_stamp(&self.path);
-        {
-            let mut stamp = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
-            if *stamp == now {
-                return;
-            }
-            *stamp = now;
+        let settled = self.stamps.lock().unwrap_or_else(|p| p.into_inner()).settled_change(now);
+        if settled {
+            self.reload_logged("file changed", store).await;
         }
-        self.reload_logged("file changed", store).await;
     }
 
     async fn reload_logged(&self, why: &str, store: &Store) {
@@ -280,6 +308,19 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_is_applied_only_after_it_holds_for_a_poll() {
+        let t = |secs: u64, len: u64| Some((SystemTime::UNIX_EPOCH + Duration::from_secs(secs), len));
+        let mut st = Stamps::new(t(1, 100));
+        assert!(!st.settled_change(t(1, 100)), "unchanged");
+        assert!(!st.settled_change(t(2, 0)), "truncated mid-save: wait");
+        assert!(!st.settled_change(t(2, 120)), "still being written: wait");
+        assert!(st.settled_change(t(2, 120)), "held still: apply");
+        assert!(!st.settled_change(t(2, 120)), "applied once");
+        assert!(!st.settled_change(None), "deleted: wait");
+        assert!(st.settled_change(None), "still gone: apply (and fail to load, keeping the last good copy)");
+    }
 
     const HASH: &str =
         "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J8I4fhkHh1u7yDw4x2JRq2x3v3Kwm3bD8d1p4C4mYfI";
