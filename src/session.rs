@@ -33,6 +33,10 @@ pub fn now_unix() -> u64 {
 pub struct CookieJar {
     pub session_name: String,
     pub pending_name: String,
+    /// Binds the CSRF tokens of visitors who have neither a session nor a
+    /// pending login (the login form), so such a token cannot be replayed from
+    /// another browser (login CSRF).
+    pub csrf_name: String,
     domain: Option<String>,
     secure: bool,
 }
@@ -42,6 +46,7 @@ impl CookieJar {
         CookieJar {
             session_name: cfg.cookie_name.clone(),
             pending_name: format!("{}_pending", cfg.cookie_name),
+            csrf_name: format!("{}_csrf", cfg.cookie_name),
             domain: cfg.cookie_domain.clone(),
             secure,
         }
@@ -70,6 +75,11 @@ impl CookieJar {
     /// The pending-login cookie (password accepted, code not yet given).
     pub fn pending(&self, token: &str, ttl: Duration) -> HeaderValue {
         self.build(&self.pending_name, token, Some(ttl))
+    }
+
+    /// The anonymous visitor's CSRF binding: a browser-session cookie.
+    pub fn csrf(&self, token: &str) -> HeaderValue {
+        self.build(&self.csrf_name, token, None)
     }
 
     /// Expires a cookie in the browser.

@@ -250,6 +250,34 @@ async fn a_csrf_token_lifted_from_another_visitor_is_refused() {
     assert_eq!(victim.get(h.url("/app")).send().await.unwrap().status(), 401);
 }
 
+/// Login CSRF: an attacker who reads a token off their own copy of the login
+/// page cannot make a victim's browser sign in to the attacker's account. A
+/// cross-site form post carries no SameSite=Lax cookies, and a token counts
+/// only with the cookie it was bound to.
+#[tokio::test]
+async fn a_login_page_token_is_useless_in_another_browser() {
+    let h = one_factor().await;
+    let creds = |token: &str| json!({"username_or_email": "bob", "password": "bobs-password-1", "csrf_token": token});
+    let attacker = support::client();
+    let r = attacker.get(h.url("/_auth/login")).send().await.unwrap();
+    let cookies: Vec<String> =
+        r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    let csrf_cookie = cookies.iter().find(|c| c.starts_with("portcullis_session_csrf=")).expect("csrf cookie");
+    assert!(csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Lax"), "{csrf_cookie}");
+    let token = form_field(&r.text().await.unwrap(), "csrf_token").unwrap();
+
+    // The victim's browser, posting from the attacker's page: foreign Origin, no cookies.
+    let victim = support::client();
+    let r = victim.post(h.url(SEND)).header("Origin", "https://evil.example").json(&creds(&token)).send();
+    assert_eq!(r.await.unwrap().status(), 403, "a token without its cookie is refused");
+    assert_eq!(victim.get(h.url("/app")).send().await.unwrap().status(), 401, "the victim stays signed out");
+
+    // The browser that loaded the page keeps working even from another host
+    // name than public_url: its token and cookie go together.
+    let r = attacker.post(h.url(SEND)).header("Origin", "http://localhost.example").json(&creds(&token)).send();
+    assert_eq!(r.await.unwrap().status(), 200);
+}
+
 #[tokio::test]
 async fn a_same_origin_referer_stands_in_for_origin_but_a_null_origin_does_not() {
     let h = one_factor().await;

@@ -90,9 +90,9 @@ pub async fn page(
         .collect();
     let recent: Vec<_> =
         data.recent_logins.iter().map(|l| json!({"time": l.timestamp, "ip": l.ip, "device": l.device})).collect();
-    let mut ctx = base_context(app, headers, new_token);
-    ctx.insert("title", "Your account");
-    ctx.insert(
+    let mut page = base_context(app, headers, new_token);
+    page.ctx.insert("title", "Your account");
+    page.ctx.insert(
         "user",
         &json!({
             "username": auth.user.username,
@@ -101,20 +101,20 @@ pub async fn page(
             "groups": auth.user.groups,
         }),
     );
-    ctx.insert("otp_enabled", &data.state.otp_enabled);
-    ctx.insert("backup_codes_left", &data.state.backup_codes_left);
-    ctx.insert("backup_codes", &n.backup_codes);
+    page.ctx.insert("otp_enabled", &data.state.otp_enabled);
+    page.ctx.insert("backup_codes_left", &data.state.backup_codes_left);
+    page.ctx.insert("backup_codes", &n.backup_codes);
     let txt = n.backup_codes.join("\n") + "\n";
-    ctx.insert(
+    page.ctx.insert(
         "backup_codes_txt",
         &form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20"),
     );
-    ctx.insert("confirm_enable", &n.confirm_enable);
-    ctx.insert("recent_logins", &recent);
-    ctx.insert("sessions", &sessions);
-    ctx.insert("message", n.message);
-    ctx.insert("error", n.error);
-    let mut r = render(app, status, "account.html", &ctx);
+    page.ctx.insert("confirm_enable", &n.confirm_enable);
+    page.ctx.insert("recent_logins", &recent);
+    page.ctx.insert("sessions", &sessions);
+    page.ctx.insert("message", n.message);
+    page.ctx.insert("error", n.error);
+    let mut r = render(app, status, "account.html", &page);
     if let Some(t) = new_token {
         respond::set_cookie(
             &mut r,

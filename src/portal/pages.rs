@@ -14,23 +14,41 @@ use crate::portal::request::{self, Fields};
 use crate::portal::{self as portal, respond};
 use crate::router::RequestInfo;
 
-pub(crate) fn base_context(app: &App, headers: &HeaderMap, binding_override: Option<&str>) -> tera::Context {
+/// A page about to be rendered: its template context, and the anonymous CSRF
+/// cookie to set when the visitor had nothing to bind the form's token to.
+pub(crate) struct Page {
+    pub ctx: tera::Context,
+    csrf_cookie: Option<http::HeaderValue>,
+}
+
+pub(crate) fn base_context(app: &App, headers: &HeaderMap, binding_override: Option<&str>) -> Page {
     let mut ctx = tera::Context::new();
     ctx.insert("prefix", &app.prefix);
     ctx.insert("app_name", &app.config.auth.app_name);
-    let binding = binding_override.unwrap_or_else(|| request::csrf_binding(app, headers));
-    ctx.insert("csrf_token", &request::csrf_token(&app.secret, binding));
-    ctx
+    let (binding, csrf_cookie) = match binding_override.or_else(|| request::csrf_binding(app, headers)) {
+        Some(b) => (b.to_owned(), None),
+        None => {
+            let fresh = crate::session::new_token();
+            let cookie = app.cookies.csrf(&fresh);
+            (fresh, Some(cookie))
+        }
+    };
+    ctx.insert("csrf_token", &request::csrf_token(&app.secret, &binding));
+    Page { ctx, csrf_cookie }
 }
 
-pub(crate) fn render(app: &App, status: StatusCode, name: &str, ctx: &tera::Context) -> Response {
-    match app.templates.render(name, ctx) {
-        Ok(page) => respond::html(status, page),
+pub(crate) fn render(app: &App, status: StatusCode, name: &str, page: &Page) -> Response {
+    let mut r = match app.templates.render(name, &page.ctx) {
+        Ok(html) => respond::html(status, html),
         Err(e) => {
             tracing::error!(error = %e, "page failed to render");
-            respond::error(app, StatusCode::INTERNAL_SERVER_ERROR, "This page could not be shown.", true)
+            return respond::error(app, StatusCode::INTERNAL_SERVER_ERROR, "This page could not be shown.", true);
         }
+    };
+    if let Some(c) = &page.csrf_cookie {
+        r.headers_mut().append(http::header::SET_COOKIE, c.clone());
     }
+    r
 }
 
 fn login_page(
@@ -42,13 +60,13 @@ fn login_page(
     error: &str,
     info: &str,
 ) -> Response {
-    let mut ctx = base_context(app, headers, None);
-    ctx.insert("rd", rd.unwrap_or(""));
-    ctx.insert("username", username);
-    ctx.insert("error", error);
-    ctx.insert("info", info);
-    ctx.insert("title", "Sign in");
-    render(app, status, "login.html", &ctx)
+    let mut page = base_context(app, headers, None);
+    page.ctx.insert("rd", rd.unwrap_or(""));
+    page.ctx.insert("username", username);
+    page.ctx.insert("error", error);
+    page.ctx.insert("info", info);
+    page.ctx.insert("title", "Sign in");
+    render(app, status, "login.html", &page)
 }
 
 pub async fn get_login(app: &App, uri: &Uri, headers: &HeaderMap) -> Response {
@@ -139,17 +157,17 @@ async fn otp_page(app: &App, headers: &HeaderMap, status: StatusCode, v: OtpView
             return respond::redirect(StatusCode::SEE_OTHER, &format!("{}/login", app.prefix));
         }
     };
-    let mut ctx = base_context(app, headers, None);
-    ctx.insert("title", "Verification code");
-    ctx.insert("rd", "");
-    ctx.insert("masked_email", &view.masked_email);
-    ctx.insert("expires_in", &app.config.otp.ttl.as_secs());
-    ctx.insert("resend_in", &v.resend_in);
-    ctx.insert("error", v.error);
-    ctx.insert("info", v.info);
-    ctx.insert("remaining_attempts", &v.remaining);
-    ctx.insert("backup", &v.backup);
-    render(app, status, "otp.html", &ctx)
+    let mut page = base_context(app, headers, None);
+    page.ctx.insert("title", "Verification code");
+    page.ctx.insert("rd", "");
+    page.ctx.insert("masked_email", &view.masked_email);
+    page.ctx.insert("expires_in", &app.config.otp.ttl.as_secs());
+    page.ctx.insert("resend_in", &v.resend_in);
+    page.ctx.insert("error", v.error);
+    page.ctx.insert("info", v.info);
+    page.ctx.insert("remaining_attempts", &v.remaining);
+    page.ctx.insert("backup", &v.backup);
+    render(app, status, "otp.html", &page)
 }
 
 pub async fn get_otp(app: &App, uri: &Uri, headers: &HeaderMap) -> Response {
@@ -223,10 +241,10 @@ pub async fn get_logout(app: &App, headers: &HeaderMap) -> Response {
         Ok(a) => a.map(|a| a.user.username.clone()),
         Err(e) => return crate::router::store_unavailable(app, &e, true),
     };
-    let mut ctx = base_context(app, headers, None);
-    ctx.insert("title", "Sign out");
-    ctx.insert("username", &user.unwrap_or_default());
-    render(app, StatusCode::OK, "logout.html", &ctx)
+    let mut page = base_context(app, headers, None);
+    page.ctx.insert("title", "Sign out");
+    page.ctx.insert("username", &user.unwrap_or_default());
+    render(app, StatusCode::OK, "logout.html", &page)
 }
 
 pub async fn post_logout(app: &App, headers: &HeaderMap, body: Incoming, as_json: bool) -> Response {

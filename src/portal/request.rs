@@ -147,12 +147,15 @@ fn csrf_token_valid(secret: &[u8], binding: &str, token: &str) -> bool {
     subtle::ConstantTimeEq::ct_eq(&csrf_mac(secret, ts, binding)[..], &raw[8..]).into()
 }
 
-/// The value CSRF tokens are bound to: the session cookie, else the pending-login
-/// cookie, else nothing (anonymous forms).
-pub fn csrf_binding<'a>(app: &App, headers: &'a HeaderMap) -> &'a str {
-    crate::proxy::headers::cookie_value(headers, &app.cookies.session_name)
-        .or_else(|| crate::proxy::headers::cookie_value(headers, &app.cookies.pending_name))
-        .unwrap_or("")
+/// The value CSRF tokens are bound to: the session cookie, else the
+/// pending-login cookie, else the anonymous CSRF cookie. None when the request
+/// carries none of them: no token is valid then (a cross-site form post sends
+/// no SameSite=Lax cookies, so a token lifted elsewhere cannot be replayed).
+pub fn csrf_binding<'a>(app: &App, headers: &'a HeaderMap) -> Option<&'a str> {
+    let cookie = |name: &str| crate::proxy::headers::cookie_value(headers, name).filter(|v| !v.is_empty());
+    cookie(&app.cookies.session_name)
+        .or_else(|| cookie(&app.cookies.pending_name))
+        .or_else(|| cookie(&app.cookies.csrf_name))
 }
 
 fn origin_of(url: &str) -> Option<String> {
@@ -181,7 +184,10 @@ pub fn csrf_ok(app: &App, headers: &HeaderMap, fields: &Fields) -> bool {
 
 fn token_ok(app: &App, headers: &HeaderMap, fields: &Fields) -> bool {
     let token = fields.get("csrf_token").or_else(|| headers.get(&respond::X_CSRF_TOKEN).and_then(|v| v.to_str().ok()));
-    token.is_some_and(|t| csrf_token_valid(&app.secret, csrf_binding(app, headers), t))
+    match (token, csrf_binding(app, headers)) {
+        (Some(t), Some(binding)) => csrf_token_valid(&app.secret, binding, t),
+        _ => false,
+    }
 }
 
 // ---- return address ----
