@@ -20,18 +20,7 @@ async fn status_of(h: &Harness, c: &reqwest::Client) -> StatusCode {
     c.get(h.url("/app")).send().await.unwrap().status()
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await } )*
-        }
-        mod redis {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await } )*
-        }
-    };
-}
-
-on_both_stores!(
+support::on_both_stores!(
     enabling_2fa_with_email_verification_makes_the_next_login_require_a_code,
     a_backup_code_works_once_even_under_concurrent_use,
     disabling_needs_the_password_and_sends_an_alert,

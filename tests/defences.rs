@@ -31,18 +31,7 @@ async fn attempt(
     (status, r.json().await.unwrap_or(Value::Null), retry)
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await } )*
-        }
-        mod redis {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await } )*
-        }
-    };
-}
-
-on_both_stores!(
+support::on_both_stores!(
     login_rate_limit_gives_429_with_retry_after,
     rotating_forwarded_for_evades_nothing_from_an_untrusted_peer,
     forwarded_for_from_a_trusted_proxy_is_honoured,
@@ -283,11 +272,6 @@ async fn a_locked_account_gets_a_clear_403_and_an_alert_mail(b: Backend) {
     let alert = &mails[0];
     assert!(alert.header("To").unwrap_or_default().contains("test@example.com"));
     assert!(alert.text_body().unwrap_or_default().contains("temporarily locked"), "{:?}", alert.text_body());
-    let metrics = reqwest::get(format!("http://{}/metrics", h.gw.metrics_addr.as_ref().unwrap()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.lines().any(|l| l == "portcullis_lockouts_total 1"), "counted once");
+    let metrics = h.metrics().await;
+    assert_eq!(support::sample(&metrics, "portcullis_lockouts_total", &[]), 1.0, "counted once");
 }

@@ -132,21 +132,12 @@ async fn brute_force(b: Backend) {
         "only the configured attempts reach the password check"
     );
 
-    let metrics = reqwest::get(format!("http://{}/metrics", h.gw.metrics_addr.as_ref().unwrap()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let invalid: f64 = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("portcullis_auth_attempts_total")
-                && l.contains("stage=\"password\"")
-                && l.contains("invalid_credentials")
-        })
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0);
+    let metrics = h.metrics().await;
+    let invalid = support::sample(
+        &metrics,
+        "portcullis_auth_attempts_total",
+        &[("stage", "password"), ("result", "invalid_credentials")],
+    );
     assert_eq!(invalid, LOGIN_LIMIT as f64, "argon2 ran for exactly the allowed wrong passwords");
     assert!(run.during.len() >= 5, "the user kept getting requests through during the attack");
 

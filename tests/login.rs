@@ -12,18 +12,7 @@ use support::find_code;
 use support::flow::{Backend, Harness, Options, PASSWORD};
 use support::form_field;
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await } )*
-        }
-        mod redis {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await } )*
-        }
-    };
-}
-
-on_both_stores!(
+support::on_both_stores!(
     login_without_code_when_one_factor_suffices,
     login_with_code_sends_a_masked_mail_and_reaches_the_upstream,
     invalid_credentials_are_refused_identically_for_unknown_users,

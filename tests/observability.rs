@@ -9,22 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use support::flow::{Backend, Harness, Options, PASSWORD};
 use support::proxies::find_program;
-
-async fn scrape(h: &Harness) -> String {
-    let addr = h.gw.metrics_addr.as_ref().expect("metrics listener");
-    reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap()
-}
-
-/// The value of one sample, e.g. `portcullis_auth_attempts_total{stage="otp",result="success"}`.
-fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use support::sample;
 
 fn promtool() -> Option<std::path::PathBuf> {
     match find_program("promtool", &[]) {
@@ -41,7 +26,7 @@ fn promtool() -> Option<std::path::PathBuf> {
 async fn counters_move_for_each_outcome_and_pass_promtool() {
     let extra = "[[access_control.rules]]\npath = \"^/nope/\"\npolicy = \"deny\"\n".to_string();
     let Some(mut h) = Harness::start(Backend::Redis, Options { extra, ..Default::default() }).await else { return };
-    let m0 = scrape(&h).await;
+    let m0 = h.metrics().await;
 
     // invalid_credentials, then success (password + code).
     assert_eq!(h.send_login("testuser", "wrong").await.0, 400);
@@ -82,7 +67,7 @@ async fn counters_move_for_each_outcome_and_pass_promtool() {
     let ready = h.http.get(h.url("/_auth/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
 
-    let m1 = scrape(&h).await;
+    let m1 = h.metrics().await;
     let moved = |name: &str, labels: &[(&str, &str)]| sample(&m1, name, labels) - sample(&m0, name, labels);
     assert!(
         moved("portcullis_auth_attempts_total", &[("stage", "password"), ("result", "invalid_credentials")]) >= 1.0
@@ -121,14 +106,14 @@ async fn counters_move_for_each_outcome_and_pass_promtool() {
 #[tokio::test]
 async fn rate_limits_and_lockouts_are_counted() {
     let Some(h) = Harness::start(Backend::Memory, Options::default()).await else { return };
-    let m0 = scrape(&h).await;
+    let m0 = h.metrics().await;
     // Lock bob's account (10 failures) and trip the per-IP failure limit.
     for _ in 0..12 {
         h.send_login("bob", "wrong-password").await;
     }
     let (s, v) = h.send_login("bob", "bobs-password-1").await;
     assert!(s == 403 || s == 429, "{s} {v}");
-    let m1 = scrape(&h).await;
+    let m1 = h.metrics().await;
     let moved = |name: &str, labels: &[(&str, &str)]| sample(&m1, name, labels) - sample(&m0, name, labels);
     assert!(moved("portcullis_lockouts_total", &[]) >= 1.0);
     assert!(

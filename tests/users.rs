@@ -178,18 +178,7 @@ async fn a_bad_entry_rejects_the_whole_edit_and_a_fixed_file_is_taken() {
 
 // ---- removing and disabling ----
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Memory).await } )*
-        }
-        mod redis {
-            $( #[tokio::test] async fn $name() { super::$name(super::Backend::Redis).await } )*
-        }
-    };
-}
-
-on_both_stores!(
+support::on_both_stores!(
     a_user_removed_from_the_file_loses_their_session_on_the_next_request,
     a_disabled_user_gets_403_and_their_session_stops_working,
     re_enabling_a_user_does_not_bring_back_sessions_from_before,

@@ -128,6 +128,12 @@ default_policy = "{policy}"
         Some(Harness { gw, up, smtp, http: client(), origin, redis, config, users })
     }
 
+    /// The gateway's /metrics text, from its metrics listener.
+    pub async fn metrics(&self) -> String {
+        let addr = self.gw.metrics_addr.as_ref().expect("metrics listener");
+        reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.origin)
     }

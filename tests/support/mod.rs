@@ -9,6 +9,34 @@ pub mod redis;
 pub mod smtp;
 pub mod upstream;
 
+/// Instantiates each named `async fn(Backend)` as a test on the memory store
+/// (`memory::name`) and on a real redis-server (`redis::name`).
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[tokio::test] async fn $name() { super::$name($crate::support::flow::Backend::Memory).await } )*
+        }
+        mod redis {
+            $( #[tokio::test] async fn $name() { super::$name($crate::support::flow::Backend::Redis).await } )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_stores;
+
+/// The value of one sample in Prometheus text output, summed over the series
+/// whose labels include `labels`, e.g. `sample(m, "portcullis_lockouts_total", &[])`.
+pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
