@@ -101,9 +101,26 @@ pub fn load_from_figment(figment: Figment, file: Option<PathBuf>, demo: bool) ->
     Ok(LoadedConfig { config, file })
 }
 
+/// `["access_control", "rules", "2", "networks"]` → `access_control.rules[2].networks`,
+/// the spelling validation uses too.
+fn key_path(segments: &[String]) -> String {
+    let mut key = String::new();
+    for seg in segments {
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            key.push_str(&format!("[{seg}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(seg);
+        }
+    }
+    key
+}
+
 fn problem_from_figment(e: figment::Error) -> Problem {
     use figment::error::Kind;
-    let mut key = e.path.join(".");
+    let mut key = key_path(&e.path);
     let what = match &e.kind {
         Kind::UnknownField(field, _) => {
             if e.path.last() != Some(field) {
@@ -147,7 +164,9 @@ mod tests {
         let err = from_toml("[rate_limit]\nlogin = \"5 per minute\"\n").unwrap_err();
         assert_eq!(err.problems[0].key, "rate_limit.login", "{err}");
         let err = from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/99\"]\n").unwrap_err();
-        assert!(err.problems[0].key.starts_with("server.trusted_proxies"), "{err}");
+        assert_eq!(err.problems[0].key, "server.trusted_proxies[0]", "{err}");
+        let err = from_toml("[[access_control.rules]]\npolicy = \"deny\"\nnetworks = [\"10.0.0.0/33\"]\n").unwrap_err();
+        assert_eq!(err.problems[0].key, "access_control.rules[0].networks[0]", "{err}");
     }
 
     #[test]
