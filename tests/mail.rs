@@ -1,10 +1,12 @@
 //! Mail delivery over real sockets: SMTP (plain + AUTH) into an in-process sink,
-//! rejection, a server that never answers, the file outbox and the console.
+//! rejection, a server that never answers, connection reuse, TCP_NODELAY,
+//! STARTTLS and implicit TLS refusals, the file outbox and the console.
 
 #[path = "support/smtp.rs"]
 mod smtp;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis::config::{MailConfig, MailTransport, Secret, SmtpTls};
@@ -79,6 +81,99 @@ async fn pooled_smtp_sends_several_messages() {
     }
     let codes: Vec<_> = sink.wait_for(3, Duration::from_secs(5)).await.iter().filter_map(|m| m.code()).collect();
     assert_eq!(codes, ["111111", "222222", "333333"]);
+}
+
+#[tokio::test]
+async fn consecutive_mails_reuse_one_smtp_connection() {
+    let sink = SmtpSink::start().await;
+    let mailer = Mailer::new(&smtp_config(sink.port(), Duration::from_secs(5))).expect("mailer");
+    for code in ["111111", "222222", "333333", "444444"] {
+        mailer.send(&code_email(code)).await.expect("send");
+    }
+    assert_eq!(sink.wait_for(4, Duration::from_secs(5)).await.len(), 4);
+    assert_eq!(sink.connections(), 1, "one connect, EHLO and AUTH for four mails");
+    assert!(sink.messages().iter().all(|m| m.auth_user.as_deref() == Some("mailer")));
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_server_dropped_is_replaced_without_failing_the_send() {
+    let sink = SmtpSink::start().await;
+    let mailer = Mailer::new(&smtp_config(sink.port(), Duration::from_secs(5))).expect("mailer");
+    mailer.send(&code_email("111111")).await.expect("first send");
+    sink.hang_up();
+    mailer.send(&code_email("222222")).await.expect("send after the server hung up");
+    mailer.send(&code_email("333333")).await.expect("send on the new connection");
+
+    let codes: Vec<_> = sink.wait_for(3, Duration::from_secs(5)).await.iter().filter_map(|m| m.code()).collect();
+    assert_eq!(codes, ["111111", "222222", "333333"]);
+    assert_eq!(sink.connections(), 2, "one reconnect after the hang-up, then reuse again");
+}
+
+/// lettre writes the body and the closing `\r\n.\r\n` separately; with Nagle
+/// on, the dot waits for the server's delayed ACK (about 40 ms on Linux, every
+/// message). With TCP_NODELAY it follows the body at once. The fastest of a
+/// few messages is compared, so one slow scheduling moment cannot fail this.
+#[tokio::test]
+async fn the_end_of_a_message_is_not_held_back_waiting_for_an_ack() {
+    let sink = SmtpSink::start().await;
+    let mailer = Mailer::new(&smtp_config(sink.port(), Duration::from_secs(5))).expect("mailer");
+    for code in ["111111", "222222", "333333", "444444", "555555"] {
+        mailer.send(&code_email(code)).await.expect("send");
+    }
+    let fastest = sink.data_times().into_iter().min().expect("timed DATA sections");
+    assert!(fastest < Duration::from_millis(20), "the terminating dot was held back: {:?}", sink.data_times());
+}
+
+#[tokio::test]
+async fn starttls_mode_refuses_a_server_without_starttls() {
+    // The sink does not offer STARTTLS: nothing, credentials least of all, may go out in the clear.
+    let sink = SmtpSink::start().await;
+    let cfg = MailConfig { smtp_tls: SmtpTls::Starttls, ..smtp_config(sink.port(), Duration::from_secs(5)) };
+    let mailer = Mailer::new(&cfg).expect("mailer");
+    match mailer.send(&code_email("123456")).await {
+        Err(MailError::Transport(msg)) => assert!(msg.contains("STARTTLS"), "{msg}"),
+        other => panic!("expected a transport error, got {other:?}"),
+    }
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test]
+async fn implicit_tls_refuses_a_certificate_no_system_root_vouches_for() {
+    let port = untrusted_smtps().await;
+    let cfg = MailConfig {
+        smtp_tls: SmtpTls::Tls,
+        smtp_host: Some("localhost".into()),
+        ..smtp_config(port, Duration::from_secs(5))
+    };
+    let mailer = Mailer::new(&cfg).expect("mailer");
+    match mailer.send(&code_email("123456")).await {
+        Err(MailError::Transport(msg)) => assert!(msg.contains("certificate"), "{msg}"),
+        other => panic!("expected a certificate error, got {other:?}"),
+    }
+}
+
+/// An SMTPS listener on 127.0.0.1 with a self-signed certificate for localhost,
+/// greeting whoever completes the handshake.
+async fn untrusted_smtps() -> u16 {
+    use tokio::io::AsyncWriteExt;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .expect("server TLS config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            if let Ok(mut tls) = acceptor.accept(tcp).await {
+                let _ = tls.write_all(b"220 untrusted ESMTP\r\n").await;
+            }
+        }
+    });
+    port
 }
 
 #[tokio::test]
@@ -193,7 +288,7 @@ fn configuration_errors_are_reported_at_construction() {
 
 #[test]
 fn smtp_mailers_can_be_built_outside_a_runtime() {
-    // The pool's cleanup task needs Tokio, so lettre's transport is built on first send.
+    // Nothing may need Tokio until the first send.
     for tls in [SmtpTls::None, SmtpTls::Starttls, SmtpTls::Tls] {
         let cfg = MailConfig {
             smtp_tls: tls,

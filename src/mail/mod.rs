@@ -94,7 +94,7 @@ struct Inner {
 enum Transport {
     Console,
     Outbox(PathBuf),
-    // Boxed: the lettre builder is large and the other variants are tiny.
+    // Boxed: the relay (TLS setup, idle connections) is large and the other variants are tiny.
     Smtp(Box<smtp::SmtpRelay>),
 }
 

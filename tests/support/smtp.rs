@@ -4,16 +4,18 @@
 //! STARTTLS), accepts any AUTH PLAIN/LOGIN credentials (recording the user),
 //! MAIL FROM, RCPT TO, DATA (with dot-unstuffing), RSET, NOOP and QUIT, and keeps
 //! every delivered message. It can be told to reject senders (`554`) or to stay
-//! silent after accepting the TCP connection (to exercise timeouts). Dropping the
-//! sink closes the listener and every open connection.
+//! silent after accepting the TCP connection (to exercise timeouts). It counts the
+//! connections it accepted, times each DATA section (from its `354` to the
+//! terminating dot) and can hang up on every open connection. Dropping the sink
+//! closes the listener and every open connection.
 //!
 //! Use from a test file with `#[path = "support/smtp.rs"] mod smtp;`.
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -61,6 +63,9 @@ struct State {
     reject: AtomicBool,
     silent: AtomicBool,
     arrived: Notify,
+    connections: AtomicUsize,
+    data_times: Mutex<Vec<Duration>>,
+    hang_up: Notify,
 }
 
 impl State {
@@ -129,6 +134,23 @@ impl SmtpSink {
     pub fn set_silent(&self, silent: bool) {
         self.state.silent.store(silent, Ordering::SeqCst);
     }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// For each delivered message, the time from the `354` reply to the
+    /// terminating `.` line: near zero unless the client held the dot back.
+    pub fn data_times(&self) -> Vec<Duration> {
+        self.state.data_times.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Closes every open connection without a word, as a server restart or an
+    /// idle timeout would; the listener keeps accepting.
+    pub fn hang_up(&self) {
+        self.state.hang_up.notify_waiters();
+    }
 }
 
 impl Drop for SmtpSink {
@@ -144,14 +166,21 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                state.connections.fetch_add(1, Ordering::SeqCst);
                 let state = Arc::clone(&state);
                 connections.spawn(async move {
+                    let hang_up = state.hang_up.notified();
                     if state.silent.load(Ordering::SeqCst) {
                         // Hold the socket open and say nothing until the sink is dropped.
                         let _held = stream;
                         std::future::pending::<()>().await
                     } else {
-                        let _ = serve(stream, state).await;
+                        // Biased: once told to hang up, not another command is answered.
+                        tokio::select! {
+                            biased;
+                            _ = hang_up => {}
+                            _ = serve(stream, Arc::clone(&state)) => {}
+                        }
                     }
                 });
             }
@@ -239,9 +268,11 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
                     "503 5.5.1 RCPT first\r\n".into()
                 } else {
                     write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+                    let started = Instant::now();
                     let Some(data) = read_data(&mut lines).await? else {
                         return Ok(());
                     };
+                    state.data_times.lock().unwrap_or_else(|e| e.into_inner()).push(started.elapsed());
                     let message = Message {
                         from: from.take().unwrap_or_default(),
                         to: std::mem::take(&mut to),
