@@ -8,6 +8,7 @@ use crate::auth::login::Client;
 use crate::auth::users::User;
 use crate::mail::{self, AlertMail};
 use crate::session::now_unix;
+use crate::store::IpHistory;
 
 const NEW_IP_AFTER_SECS: u64 = 30 * 86400;
 
@@ -42,11 +43,15 @@ pub async fn after_login(app: &App, user: &User, client: &Client) {
         .await;
     }
     match app.store.record_known_ip(&user.username, &client.ip).await {
-        Ok(last) => {
-            let first_login = last.is_none()
-                && !recent.iter().any(|r| r.kind == "login_attempt" && r.event == "success" && r.time < now);
-            let new_ip = last.is_none_or(|t| now.saturating_sub(t) > NEW_IP_AFTER_SECS);
-            if new_ip && !first_login {
+        Ok(history) => {
+            // The very first login has nothing to compare with; the known-IP set,
+            // not the capped audit list, says whether there was one before.
+            let new_ip = match history {
+                IpHistory::FirstEver => false,
+                IpHistory::Unseen => true,
+                IpHistory::LastSeen(t) => now.saturating_sub(t) > NEW_IP_AFTER_SECS,
+            };
+            if new_ip {
                 audit::security_event(app, actor, SecurityEvent::SuspiciousActivity, "login from a new IP address")
                     .await;
                 send_alert(

@@ -15,8 +15,9 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 use super::{
-    AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, PendingLogin, RATE_RECORD_CAP, RateDecision,
-    SessionInfo, SessionRecord, StoreError, StoreResult, UserState, duration_ms, now_ms, session_expiry_ms,
+    AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, IpHistory, PendingLogin, RATE_RECORD_CAP,
+    RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, UserState, duration_ms, now_ms,
+    session_expiry_ms,
 };
 use crate::config::StoreConfig;
 
@@ -540,7 +541,7 @@ impl MemoryStore {
         self.durable.consume_backup_code(user, hash).await
     }
 
-    pub(super) async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<Option<u64>> {
+    pub(super) async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<IpHistory> {
         self.durable.record_known_ip(user, ip, now_ms() / 1000).await
     }
 

@@ -137,6 +137,34 @@ pub enum RateDecision {
     Limited { retry_after: Duration },
 }
 
+/// What the store knew of a login's IP before recording it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpHistory {
+    /// The account had no known IP at all: its first recorded login.
+    FirstEver,
+    /// Other IPs are known, this one is not (or was forgotten).
+    Unseen,
+    /// Seen before, last at this unix time (seconds).
+    LastSeen(u64),
+}
+
+impl IpHistory {
+    pub fn last_seen(self) -> Option<u64> {
+        match self {
+            IpHistory::LastSeen(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn from_parts(last_seen: Option<u64>, had_any: bool) -> IpHistory {
+        match (last_seen, had_any) {
+            (Some(t), _) => IpHistory::LastSeen(t),
+            (None, true) => IpHistory::Unseen,
+            (None, false) => IpHistory::FirstEver,
+        }
+    }
+}
+
 /// Durable per-user state that must survive restarts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserState {
@@ -406,8 +434,8 @@ impl Store {
         dispatch!(self, b => b.consume_backup_code(user, hash))
     }
 
-    /// Records a login from `ip`; returns when it was last seen before (unix secs).
-    pub async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<Option<u64>> {
+    /// Records a login from `ip`; says what was known of it before.
+    pub async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<IpHistory> {
         dispatch!(self, b => b.record_known_ip(user, ip))
     }
 

@@ -1,7 +1,7 @@
 //! Durable per-user state: the 2FA switch, backup codes (each usable once) and
 //! known IPs with when they were last seen.
 
-use portcullis::store::{KNOWN_IPS_PER_USER, Store, UserState};
+use portcullis::store::{IpHistory, KNOWN_IPS_PER_USER, Store, UserState};
 
 use crate::{code_hash, next_second, now_s};
 
@@ -51,12 +51,12 @@ pub async fn new_backup_codes_void_the_old_ones(s: &Store) {
 
 pub async fn known_ips_remember_when_they_were_last_seen(s: &Store) {
     let before = now_s();
-    assert_eq!(s.record_known_ip("alice", "198.51.100.4").await.unwrap(), None, "a new IP");
+    assert_eq!(s.record_known_ip("alice", "198.51.100.4").await.unwrap(), IpHistory::FirstEver, "the first IP");
     let after = now_s();
-    let seen = s.record_known_ip("alice", "198.51.100.4").await.unwrap().expect("a known IP");
+    let seen = s.record_known_ip("alice", "198.51.100.4").await.unwrap().last_seen().expect("a known IP");
     assert!((before..=after).contains(&seen), "last seen {seen}, recorded in {before}..={after}");
-    assert_eq!(s.record_known_ip("alice", "2001:db8::4").await.unwrap(), None, "another IP is new");
-    assert_eq!(s.record_known_ip("bob", "198.51.100.4").await.unwrap(), None, "per user");
+    assert_eq!(s.record_known_ip("alice", "2001:db8::4").await.unwrap(), IpHistory::Unseen, "another IP is new");
+    assert_eq!(s.record_known_ip("bob", "198.51.100.4").await.unwrap(), IpHistory::FirstEver, "per user");
 }
 
 pub async fn known_ips_forget_the_least_recently_seen_beyond_the_cap(s: &Store) {
@@ -65,14 +65,14 @@ pub async fn known_ips_forget_the_least_recently_seen_beyond_the_cap(s: &Store) 
     next_second().await;
     let others: Vec<String> = (0..KNOWN_IPS_PER_USER).map(|i| format!("10.0.{}.{}", i / 256, i % 256)).collect();
     for ip in &others {
-        assert_eq!(s.record_known_ip("alice", ip).await.unwrap(), None, "{ip} is new");
+        assert_eq!(s.record_known_ip("alice", ip).await.unwrap(), IpHistory::Unseen, "{ip} is new");
     }
     // One more than the cap has been seen.
-    assert!(s.record_known_ip("alice", &others[0]).await.unwrap().is_some(), "recent IPs are remembered");
-    assert!(s.record_known_ip("alice", &others[KNOWN_IPS_PER_USER - 1]).await.unwrap().is_some());
+    assert!(s.record_known_ip("alice", &others[0]).await.unwrap().last_seen().is_some(), "recent IPs are remembered");
+    assert!(s.record_known_ip("alice", &others[KNOWN_IPS_PER_USER - 1]).await.unwrap().last_seen().is_some());
     assert_eq!(
         s.record_known_ip("alice", "203.0.113.1").await.unwrap(),
-        None,
+        IpHistory::Unseen,
         "the least recently seen IP was forgotten"
     );
 }

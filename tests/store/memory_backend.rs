@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use portcullis::config::StoreConfig;
-use portcullis::store::{Store, StoreError, UserState};
+use portcullis::store::{IpHistory, Store, StoreError, UserState};
 
 use crate::durable::backup_codes;
 use crate::pending::pending_login;
@@ -25,7 +25,7 @@ async fn durable_state_survives_reopening_from_the_state_file() {
         s.set_otp_enabled("alice", true).await.unwrap();
         s.replace_backup_codes("alice", &codes).await.unwrap();
         assert!(s.consume_backup_code("alice", &codes[2]).await.unwrap());
-        assert_eq!(s.record_known_ip("alice", "198.51.100.4").await.unwrap(), None);
+        assert_eq!(s.record_known_ip("alice", "198.51.100.4").await.unwrap(), IpHistory::FirstEver);
         s.set_otp_enabled("bob", true).await.unwrap();
         s.set_otp_enabled("bob", false).await.unwrap();
         s.create_session("tok", &live_session("alice")).await.unwrap();
@@ -36,7 +36,7 @@ async fn durable_state_survives_reopening_from_the_state_file() {
     assert!(!s.user_state("bob").await.unwrap().otp_enabled, "the last write wins");
     assert!(!s.consume_backup_code("alice", &codes[2]).await.unwrap(), "a used code stays used");
     assert!(s.consume_backup_code("alice", &codes[0]).await.unwrap(), "unused codes still work");
-    let seen = s.record_known_ip("alice", "198.51.100.4").await.unwrap().expect("the IP is still known");
+    let seen = s.record_known_ip("alice", "198.51.100.4").await.unwrap().last_seen().expect("the IP is still known");
     assert!(seen >= first_seen && seen <= now_s(), "with when it was seen: {seen}");
     assert_eq!(s.touch_session("tok").await.unwrap(), None, "sessions are not durable: everyone logs in again");
     drop(s);

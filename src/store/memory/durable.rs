@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::lock;
-use crate::store::{KNOWN_IPS_PER_USER, StoreError, StoreResult, UserState, hex32, unhex32};
+use crate::store::{IpHistory, KNOWN_IPS_PER_USER, StoreError, StoreResult, UserState, hex32, unhex32};
 
 /// Everything durable, for every user.
 pub(super) struct Durable {
@@ -127,9 +127,11 @@ impl Durable {
         Ok(true)
     }
 
-    pub(super) async fn record_known_ip(&self, user: &str, ip: &str, now: u64) -> StoreResult<Option<u64>> {
+    pub(super) async fn record_known_ip(&self, user: &str, ip: &str, now: u64) -> StoreResult<IpHistory> {
         let mut before = None;
+        let mut had_any = false;
         self.change(user, |u| {
+            had_any = !u.known_ips.is_empty();
             before = u.known_ips.insert(ip.to_owned(), now);
             if u.known_ips.len() > KNOWN_IPS_PER_USER {
                 let oldest = u
@@ -144,7 +146,7 @@ impl Durable {
             }
         })
         .await?;
-        Ok(before)
+        Ok(IpHistory::from_parts(before, had_any))
     }
 
     /// Applies `f` to the user's state (creating it within `max_users`) and persists.

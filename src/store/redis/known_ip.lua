@@ -1,7 +1,9 @@
--- Records a login from an IP; returns when it was seen before (unix s) or -1.
--- Keeps at most ARGV[2] IPs, forgetting the least recently seen.
+-- Records a login from an IP; returns {when it was seen before (unix s) or -1,
+-- how many IPs the account knew before}. Keeps at most ARGV[2] IPs, forgetting
+-- the least recently seen.
 -- KEYS[1] known-IP hash; ARGV[1] ip, ARGV[2] cap
 local now = tonumber(redis.call('TIME')[1])
+local known = redis.call('HLEN', KEYS[1])
 local before = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], now)
 if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[2]) then
@@ -17,4 +19,4 @@ if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[2]) then
     redis.call('HDEL', KEYS[1], oldest)
   end
 end
-return tonumber(before) or -1
+return {tonumber(before) or -1, known}

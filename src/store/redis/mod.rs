@@ -17,7 +17,7 @@ use deadpool_redis::redis::{self as r, AsyncConnectionConfig, ErrorKind, RedisEr
 use deadpool_redis::{Connection, Manager, Pool, PoolError, Runtime};
 
 use super::{
-    ACCOUNT_FAILURES, AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, KNOWN_IPS_PER_USER,
+    ACCOUNT_FAILURES, AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, IpHistory, KNOWN_IPS_PER_USER,
     PendingLogin, RATE_RECORD_CAP, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, UserState,
     duration_ms, hex32, session_expiry_ms,
 };
@@ -457,9 +457,9 @@ impl RedisStore {
         Ok(removed == 1)
     }
 
-    pub(super) async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<Option<u64>> {
+    pub(super) async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<IpHistory> {
         let mut c = self.conn().await?;
-        let before: i64 = SCRIPTS
+        let (before, known): (i64, i64) = SCRIPTS
             .known_ip
             .key(self.keys.known_ips(user))
             .arg(ip)
@@ -467,7 +467,7 @@ impl RedisStore {
             .invoke_async(&mut c)
             .await
             .map_err(redis_error)?;
-        Ok(u64::try_from(before).ok())
+        Ok(IpHistory::from_parts(u64::try_from(before).ok(), known > 0))
     }
 
     // --- audit (capped lists, newest first) ---
