@@ -96,3 +96,40 @@ fn unknown_flags_are_usage_errors() {
     let out = portcullis(&["serve", "--no-such-flag"], dir.path());
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// A config delivering by SMTP to an internal relay, trusting `ca_file`.
+fn smtp_ca_config(dir: &std::path::Path, ca_file: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("p.toml");
+    let text = format!(
+        "[auth]\nsecret = \"{}\"\n[mail]\ntransport = \"smtp\"\nsmtp_host = \"smtp.internal\"\nsmtp_ca_file = \"{}\"\n",
+        support::SECRET,
+        ca_file.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_missing_or_garbage_smtp_ca_file_is_reported_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    for (ca, why) in [(dir.path().join("missing.pem"), "not found"), (garbage, "no PEM certificate")] {
+        let config = smtp_ca_config(dir.path(), &ca);
+        let out = portcullis(&["check-config", "--config", config.to_str().unwrap()], dir.path());
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("mail.smtp_ca_file") && err.contains(why), "{err}");
+    }
+}
+
+#[test]
+fn check_config_prints_the_smtp_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _key) = support::self_signed(dir.path(), "relay");
+    let config = smtp_ca_config(dir.path(), &ca);
+    let out = portcullis(&["check-config", "--config", config.to_str().unwrap()], dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("smtp_ca_file = \"{}\"", ca.display())), "{stdout}");
+}

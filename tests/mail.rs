@@ -1,18 +1,18 @@
 //! Mail delivery over real sockets: SMTP (plain + AUTH) into an in-process sink,
 //! rejection, a server that never answers, connection reuse, TCP_NODELAY,
-//! STARTTLS and implicit TLS refusals, the file outbox and the console.
+//! STARTTLS and implicit TLS to a relay whose private CA is `mail.smtp_ca_file`
+//! (and their refusals without it), a whole login over STARTTLS, the file
+//! outbox and the console.
 
-#[path = "support/smtp.rs"]
-mod smtp;
+mod support;
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use portcullis::config::{MailConfig, MailTransport, Secret, SmtpTls};
 use portcullis::mail::{CodeMail, Email, MailError, Mailer, compose_code_mail};
 use portcullis::render::Templates;
-use smtp::SmtpSink;
+use support::smtp::{self, SmtpSink};
 
 fn smtp_config(port: u16, timeout: Duration) -> MailConfig {
     MailConfig {
@@ -137,43 +137,198 @@ async fn starttls_mode_refuses_a_server_without_starttls() {
     assert!(sink.messages().is_empty());
 }
 
-#[tokio::test]
-async fn implicit_tls_refuses_a_certificate_no_system_root_vouches_for() {
-    let port = untrusted_smtps().await;
-    let cfg = MailConfig {
-        smtp_tls: SmtpTls::Tls,
+/// A relay's certificate for localhost (self-signed, so it is its own CA) in a
+/// temporary directory: (directory guard, certificate PEM, key PEM).
+fn relay_certificate() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = support::self_signed(dir.path(), "relay");
+    (dir, cert, key)
+}
+
+/// The TLS settings a test varies, over `smtp_config`'s AUTH and timeout.
+fn tls_config(port: u16, tls: SmtpTls, ca_file: Option<&Path>) -> MailConfig {
+    MailConfig {
+        smtp_tls: tls,
         smtp_host: Some("localhost".into()),
+        smtp_ca_file: ca_file.map(Path::to_path_buf),
         ..smtp_config(port, Duration::from_secs(5))
-    };
-    let mailer = Mailer::new(&cfg).expect("mailer");
-    match mailer.send(&code_email("123456")).await {
+    }
+}
+
+fn assert_certificate_refused(result: Result<(), MailError>) {
+    match result {
         Err(MailError::Transport(msg)) => assert!(msg.contains("certificate"), "{msg}"),
         other => panic!("expected a certificate error, got {other:?}"),
     }
 }
 
-/// An SMTPS listener on 127.0.0.1 with a self-signed certificate for localhost,
-/// greeting whoever completes the handshake.
-async fn untrusted_smtps() -> u16 {
-    use tokio::io::AsyncWriteExt;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
-    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![ck.cert.der().clone()], key)
-        .expect("server TLS config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            if let Ok(mut tls) = acceptor.accept(tcp).await {
-                let _ = tls.write_all(b"220 untrusted ESMTP\r\n").await;
+#[tokio::test]
+async fn starttls_to_a_relay_of_the_ca_file_delivers_over_tls_and_authenticates_only_after_the_upgrade() {
+    let (_dir, cert, key) = relay_certificate();
+    let sink = SmtpSink::start_starttls(&cert, &key).await;
+    let mailer = Mailer::new(&tls_config(sink.port(), SmtpTls::Starttls, Some(&cert))).expect("mailer");
+
+    mailer.send(&code_email("314159")).await.expect("send over STARTTLS");
+    mailer.send(&code_email("271828")).await.expect("second send on the pooled TLS connection");
+
+    let messages = sink.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(messages.len(), 2);
+    assert!(messages.iter().all(|m| m.tls), "every message arrived over TLS");
+    // The sink forgets AUTH at STARTTLS, so this user was given over TLS.
+    assert!(messages.iter().all(|m| m.auth_user.as_deref() == Some("mailer")));
+    assert_eq!(sink.commands_in_clear(), ["EHLO", "STARTTLS"], "nothing else, credentials least of all, in the clear");
+    assert_eq!(sink.connections(), 1, "the TLS connection is reused");
+    assert_eq!(sink.tls_failures(), 0);
+    let m = &messages[0];
+    assert!(m.header("Content-Type").is_some_and(|c| c.starts_with("multipart/alternative")));
+    assert_eq!(m.code().as_deref(), Some("314159"));
+    assert!(m.html_body().expect("html part").contains("314159"));
+    assert_eq!(messages[1].code().as_deref(), Some("271828"));
+}
+
+#[tokio::test]
+async fn implicit_tls_to_a_relay_of_the_ca_file_delivers_over_tls() {
+    let (_dir, cert, key) = relay_certificate();
+    let sink = SmtpSink::start_implicit_tls(&cert, &key).await;
+    let mailer = Mailer::new(&tls_config(sink.port(), SmtpTls::Tls, Some(&cert))).expect("mailer");
+
+    mailer.send(&code_email("141421")).await.expect("send over implicit TLS");
+
+    let messages = sink.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert!(m.tls);
+    assert_eq!(m.auth_user.as_deref(), Some("mailer"));
+    assert!(m.header("Content-Type").is_some_and(|c| c.starts_with("multipart/alternative")));
+    assert_eq!(m.code().as_deref(), Some("141421"));
+    assert!(sink.commands_in_clear().is_empty(), "{:?}", sink.commands_in_clear());
+}
+
+#[tokio::test]
+async fn starttls_refuses_a_certificate_no_system_root_vouches_for() {
+    let (_dir, cert, key) = relay_certificate();
+    let sink = SmtpSink::start_starttls(&cert, &key).await;
+    let mailer = Mailer::new(&tls_config(sink.port(), SmtpTls::Starttls, None)).expect("mailer");
+    assert_certificate_refused(mailer.send(&code_email("123456")).await);
+    assert!(sink.messages().is_empty());
+    assert_eq!(sink.commands_in_clear(), ["EHLO", "STARTTLS"], "no fallback to AUTH in the clear");
+}
+
+#[tokio::test]
+async fn implicit_tls_refuses_a_certificate_no_system_root_vouches_for() {
+    let (_dir, cert, key) = relay_certificate();
+    let sink = SmtpSink::start_implicit_tls(&cert, &key).await;
+    let mailer = Mailer::new(&tls_config(sink.port(), SmtpTls::Tls, None)).expect("mailer");
+    assert_certificate_refused(mailer.send(&code_email("123456")).await);
+    assert!(sink.messages().is_empty());
+    assert!(sink.commands_in_clear().is_empty());
+}
+
+#[tokio::test]
+async fn a_ca_file_that_does_not_vouch_for_the_relay_is_refused() {
+    let (dir, cert, key) = relay_certificate();
+    let (other_ca, _) = support::self_signed(dir.path(), "other");
+    let starttls = SmtpSink::start_starttls(&cert, &key).await;
+    let implicit = SmtpSink::start_implicit_tls(&cert, &key).await;
+    for (sink, mode) in [(&starttls, SmtpTls::Starttls), (&implicit, SmtpTls::Tls)] {
+        let mailer = Mailer::new(&tls_config(sink.port(), mode, Some(&other_ca))).expect("mailer");
+        assert_certificate_refused(mailer.send(&code_email("123456")).await);
+        assert!(sink.messages().is_empty(), "{mode:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_of_the_ca_file_for_another_name_is_refused() {
+    // Trusting the CA must not stop the host name from being checked.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ck = rcgen::generate_simple_self_signed(vec!["mail.example.test".into()]).expect("certificate");
+    let (cert, key) = (dir.path().join("relay.crt"), dir.path().join("relay.key"));
+    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
+    let starttls = SmtpSink::start_starttls(&cert, &key).await;
+    let implicit = SmtpSink::start_implicit_tls(&cert, &key).await;
+    for (sink, mode) in [(&starttls, SmtpTls::Starttls), (&implicit, SmtpTls::Tls)] {
+        let mailer = Mailer::new(&tls_config(sink.port(), mode, Some(&cert))).expect("mailer");
+        assert_certificate_refused(mailer.send(&code_email("123456")).await);
+        assert!(sink.messages().is_empty(), "{mode:?}");
+    }
+}
+
+#[test]
+fn a_missing_or_garbage_ca_file_fails_the_mailer_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").expect("write");
+    for path in [dir.path().join("missing.pem"), garbage] {
+        for mode in [SmtpTls::Starttls, SmtpTls::Tls] {
+            match Mailer::new(&tls_config(587, mode, Some(&path))) {
+                Err(MailError::Transport(msg)) => assert!(msg.contains("mail.smtp_ca_file"), "{msg}"),
+                other => panic!("expected a transport error, got {other:?}"),
             }
         }
-    });
-    port
+    }
+}
+
+#[tokio::test]
+async fn a_login_code_reaches_the_user_through_a_starttls_relay_with_a_private_ca() {
+    let (dir, cert, key) = relay_certificate();
+    let sink = SmtpSink::start_starttls(&cert, &key).await;
+    let users = dir.path().join("users.toml");
+    support::write_users(&users, &[("alice", "alice@example.com", "alices-password-1", &[])]);
+    let port = support::free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "{origin}"
+metrics_listen = "127.0.0.1:0"
+[[upstream]]
+url = "http://127.0.0.1:9"
+[auth]
+secret = "{secret}"
+users_file = "{users}"
+[mail]
+transport = "smtp"
+smtp_host = "localhost"
+smtp_port = {smtp_port}
+smtp_tls = "starttls"
+smtp_ca_file = "{ca}"
+smtp_username = "mailer"
+smtp_password = "hunter2"
+timeout = "5s"
+"#,
+        secret = support::SECRET,
+        users = users.display(),
+        smtp_port = sink.port(),
+        ca = cert.display(),
+    );
+    let _gw = support::Gateway::start(&config);
+    let http = support::client();
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(format!("{origin}{path}")).header("Origin", &origin).json(&body).send()
+    };
+
+    let r = post(
+        "/_auth/api/send-login-otp",
+        serde_json::json!({"username_or_email": "alice", "password": "alices-password-1"}),
+    )
+    .await
+    .expect("send-login-otp");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["otp_required"], true, "{v}");
+
+    let messages = sink.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(messages.len(), 1, "the code mail arrived");
+    assert!(messages[0].tls, "over TLS");
+    assert_eq!(messages[0].auth_user.as_deref(), Some("mailer"));
+    assert_eq!(messages[0].to, ["alice@example.com"]);
+    assert_eq!(sink.commands_in_clear(), ["EHLO", "STARTTLS"]);
+    let code = messages[0].code().expect("a code in the mail");
+
+    let r = post("/_auth/api/verify-login-otp", serde_json::json!({"otp_code": code})).await.expect("verify");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
 }
 
 #[tokio::test]
@@ -242,7 +397,7 @@ async fn file_transport_writes_one_parseable_eml_per_message() {
 
     let raw = std::fs::read_to_string(dir.join(&names[0])).expect("read eml");
     assert!(raw.contains("\r\n"), "RFC 5322 line endings");
-    let parsed = smtp::Message { from: String::new(), to: Vec::new(), data: raw, auth_user: None };
+    let parsed = smtp::Message { from: String::new(), to: Vec::new(), data: raw, auth_user: None, tls: false };
     assert_eq!(parsed.header("To").as_deref(), Some("\"Alice Liddell\" <alice@example.com>"));
     assert_eq!(parsed.header("From").as_deref(), Some("Portcullis <noreply@example.com>"));
     assert!(parsed.header("Date").is_some());

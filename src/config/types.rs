@@ -279,6 +279,9 @@ pub struct MailConfig {
     pub smtp_host: Option<String>,
     pub smtp_port: u16,
     pub smtp_tls: SmtpTls,
+    /// PEM CA bundle the SMTP TLS client trusts *instead of* the system roots
+    /// (an internal relay with a private CA); see `mail::tls` for why instead.
+    pub smtp_ca_file: Option<PathBuf>,
     pub smtp_username: Option<String>,
     pub smtp_password: Secret,
     #[serde(with = "duration")]
@@ -294,6 +297,7 @@ impl Default for MailConfig {
             smtp_host: None,
             smtp_port: 587,
             smtp_tls: SmtpTls::Starttls,
+            smtp_ca_file: None,
             smtp_username: None,
             smtp_password: Secret::default(),
             timeout: Duration::from_secs(15),

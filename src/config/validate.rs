@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::types::{Config, MailTransport};
+use super::types::{Config, MailTransport, SmtpTls};
 
 /// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +189,17 @@ pub fn validate(c: &Config, demo: bool) -> Vec<Problem> {
         }
         _ => {}
     }
+    // Checked only where it is used, so a config switched to the console for
+    // development may keep a CA path that exists only in production.
+    if let Some(ca) = &m.smtp_ca_file
+        && m.transport == MailTransport::Smtp
+    {
+        if m.smtp_tls == SmtpTls::None {
+            bad("mail.smtp_ca_file", "set, but mail.smtp_tls = \"none\" verifies no certificate".into());
+        } else if let Err(e) = crate::mail::read_ca_file(ca) {
+            bad("mail.smtp_ca_file", e);
+        }
+    }
     if m.smtp_username.is_some() == m.smtp_password.is_empty() {
         bad("mail.smtp_password", "smtp_username and smtp_password go together".into());
     }
@@ -233,5 +244,44 @@ mod tests {
         c.mail.transport = MailTransport::Smtp;
         let keys: Vec<_> = validate(&c, true).into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["auth.prefix", "otp.digits", "mail.smtp_host"]);
+    }
+
+    fn smtp_with_ca_file(path: &std::path::Path) -> Config {
+        let mut c = Config::default();
+        c.mail.transport = MailTransport::Smtp;
+        c.mail.smtp_host = Some("smtp.internal".into());
+        c.mail.smtp_ca_file = Some(path.to_owned());
+        c
+    }
+
+    fn problems_of(c: &Config) -> Vec<Problem> {
+        validate(c, true).into_iter().filter(|p| p.key == "mail.smtp_ca_file").collect()
+    }
+
+    #[test]
+    fn a_missing_or_garbage_smtp_ca_file_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing.pem");
+        let p = problems_of(&smtp_with_ca_file(&missing));
+        assert!(p.len() == 1 && p[0].message.contains("not found"), "{p:?}");
+
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").expect("write");
+        let p = problems_of(&smtp_with_ca_file(&garbage));
+        assert!(p.len() == 1 && p[0].message.contains("no PEM certificate"), "{p:?}");
+    }
+
+    #[test]
+    fn a_pem_smtp_ca_file_is_accepted_unless_tls_is_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        let cert = rcgen::generate_simple_self_signed(vec!["smtp.internal".into()]).expect("certificate");
+        std::fs::write(&ca, cert.cert.pem()).expect("write");
+        let mut c = smtp_with_ca_file(&ca);
+        assert!(validate(&c, true).is_empty(), "{:?}", validate(&c, true));
+        c.mail.smtp_tls = SmtpTls::Tls;
+        assert!(validate(&c, true).is_empty());
+        c.mail.smtp_tls = SmtpTls::None;
+        assert!(problems_of(&c).len() == 1, "a CA file with TLS off is a contradiction");
     }
 }

@@ -3,7 +3,7 @@
 //! This module owns what a message says (rendered from `templates/email/` by
 //! [`compose_code_mail`] / [`compose_alert_mail`]) and how it leaves the gateway
 //! ([`Mailer`]): SMTP through lettre (pooled; STARTTLS, implicit TLS or plain;
-//! optional AUTH), the console (printed, for `portcullis demo`) or a file outbox.
+//! optional AUTH; the system's roots or `mail.smtp_ca_file`), the console (printed, for `portcullis demo`) or a file outbox.
 //! Every send is bounded by `mail.timeout`, so a stuck mail server turns into a
 //! `503` for the user instead of a hung request.
 
@@ -12,6 +12,7 @@ mod console;
 mod mask;
 mod outbox;
 mod smtp;
+mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::config::{MailConfig, MailTransport};
 
 pub use compose::{compose_alert_mail, compose_code_mail};
 pub use mask::mask_email;
+pub use tls::read_ca_file;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {

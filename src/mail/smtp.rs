@@ -9,7 +9,8 @@
 //! connect (each resolved address in turn), set TCP_NODELAY and hand the stream
 //! to lettre's `AsyncSmtpConnection`, which does the greeting, EHLO, STARTTLS,
 //! AUTH and the message. Implicit TLS is wrapped here, before lettre reads the
-//! greeting.
+//! greeting. Which certificates either TLS mode trusts is decided in
+//! [`super::tls`] (the system roots, or `mail.smtp_ca_file` instead).
 //!
 //! A few idle connections are kept for the next message, checked with NOOP
 //! before reuse and closed after a minute, as lettre's pool did. Nothing here
@@ -18,27 +19,20 @@
 //! `mail.timeout`; the caller bounds the whole exchange with it too, which is
 //! what catches a silent server. A send cut short drops its connection.
 
-use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use hyper_rustls::ConfigBuilderExt as _;
 use lettre::Message;
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use super::MailError;
+use super::tls::{TlsSocket, Trust};
 use crate::config::{MailConfig, SmtpTls};
 
 /// Idle connections kept for the next message; more are closed after their send.
@@ -55,7 +49,7 @@ pub(super) struct SmtpRelay {
     hello: ClientId,
     timeout: Duration,
     idle: Mutex<Vec<Idle>>,
-    /// "host:port (starttls)", for logs and Debug.
+    /// "host:port (starttls)", for logs and Debug; says when the CA file is the trust.
     pub(super) describe: String,
 }
 
@@ -63,7 +57,7 @@ enum Security {
     /// STARTTLS after the first EHLO, required: a server that does not offer it
     /// gets neither the credentials nor the message.
     StartTls(TlsParameters),
-    /// TLS from the first byte (SMTPS), verified against the same system roots.
+    /// TLS from the first byte (SMTPS), verified against the same roots.
     Implicit(TlsConnector),
     Plain,
 }
@@ -82,13 +76,8 @@ impl SmtpRelay {
             .filter(|h| !h.is_empty())
             .ok_or_else(|| MailError::Transport("mail.smtp_host is required for the smtp transport".into()))?;
         let security = match cfg.smtp_tls {
-            SmtpTls::Starttls => {
-                install_crypto_provider();
-                let parameters = TlsParameters::new(host.to_owned())
-                    .map_err(|e| MailError::Transport(format!("TLS setup for {host}: {e}")))?;
-                Security::StartTls(parameters)
-            }
-            SmtpTls::Tls => Security::Implicit(implicit_tls(host)?),
+            SmtpTls::Starttls => Security::StartTls(Trust::from_file(cfg.smtp_ca_file.as_deref())?.starttls(host)?),
+            SmtpTls::Tls => Security::Implicit(Trust::from_file(cfg.smtp_ca_file.as_deref())?.implicit(host)?),
             SmtpTls::None => Security::Plain,
         };
         let credentials = cfg
@@ -96,10 +85,12 @@ impl SmtpRelay {
             .as_deref()
             .filter(|u| !u.is_empty())
             .map(|user| Credentials::new(user.to_owned(), cfg.smtp_password.expose().to_owned()));
-        let mode = match cfg.smtp_tls {
-            SmtpTls::Starttls => "starttls",
-            SmtpTls::Tls => "tls",
-            SmtpTls::None => "plain",
+        let mode = match (cfg.smtp_tls, &cfg.smtp_ca_file) {
+            (SmtpTls::Starttls, None) => "starttls",
+            (SmtpTls::Starttls, Some(_)) => "starttls, trusting mail.smtp_ca_file",
+            (SmtpTls::Tls, None) => "tls",
+            (SmtpTls::Tls, Some(_)) => "tls, trusting mail.smtp_ca_file",
+            (SmtpTls::None, _) => "plain",
         };
         Ok(SmtpRelay {
             host: host.to_owned(),
@@ -202,61 +193,4 @@ impl SmtpRelay {
     fn transport_error(&self, what: String) -> MailError {
         MailError::Transport(format!("{}: {what}", self.describe))
     }
-}
-
-/// The rustls config for implicit TLS, trusting the system's roots as lettre
-/// does for STARTTLS (hyper-rustls's loader runs the same rustls-native-certs
-/// lookup). With no system roots every handshake fails, as it would in lettre.
-fn implicit_tls(host: &str) -> Result<TlsConnector, MailError> {
-    let builder = || {
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(rustls::ALL_VERSIONS)
-            .map_err(|e| MailError::Transport(format!("TLS setup for {host}: {e}")))
-    };
-    let config = match builder()?.with_native_roots() {
-        Ok(config) => config,
-        Err(e) => {
-            tracing::warn!(target: "mail", error = %e, "no system root certificates: implicit-TLS mail will fail");
-            builder()?.with_root_certificates(RootCertStore::empty())
-        }
-    };
-    Ok(TlsConnector::from(Arc::new(config.with_no_client_auth())))
-}
-
-/// lettre takes any stream that can name its peer; tokio-rustls's client stream
-/// needs this wrapper to say so.
-#[derive(Debug)]
-struct TlsSocket(TlsStream<TcpStream>);
-
-impl AsyncTokioStream for TlsSocket {
-    fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.0.get_ref().0.peer_addr()
-    }
-}
-
-impl AsyncRead for TlsSocket {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TlsSocket {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-/// lettre builds its STARTTLS rustls config with the process-wide provider; with
-/// ring the only one compiled in, install it before that. A second install
-/// (main already did it) is harmless and ignored.
-fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }

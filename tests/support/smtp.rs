@@ -9,20 +9,32 @@
 //! terminating dot) and can hang up on every open connection. Dropping the sink
 //! closes the listener and every open connection.
 //!
+//! By default it speaks plain SMTP only. Started with a certificate and key it
+//! speaks TLS too: either it offers STARTTLS (and, like a permissive server,
+//! AUTH before it, so a client that sends credentials in the clear is caught,
+//! not turned away), or it expects TLS from the first byte. It records, per
+//! message, whether it arrived over TLS; every command received in the clear;
+//! and how many TLS handshakes failed (a client refusing its certificate).
+//! After STARTTLS it forgets the session, AUTH included (RFC 3207).
+//!
 //! Use from a test file with `#[path = "support/smtp.rs"] mod smtp;`.
 
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 /// One message as the sink received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +43,11 @@ pub struct Message {
     pub to: Vec<String>,
     /// The DATA section, dot-unstuffed, without the terminating `.` line.
     pub data: String,
-    /// The user name given in AUTH on this connection, if any.
+    /// The user name given in AUTH on this connection, if any (after STARTTLS,
+    /// only an AUTH given over TLS counts).
     pub auth_user: Option<String>,
+    /// Whether the message came over TLS (STARTTLS or implicit).
+    pub tls: bool,
 }
 
 impl Message {
@@ -57,6 +72,18 @@ impl Message {
     }
 }
 
+/// How the sink uses TLS.
+#[derive(Clone, Default)]
+enum SinkTls {
+    /// Plain SMTP only; STARTTLS is not offered (the default).
+    #[default]
+    Off,
+    /// STARTTLS offered after EHLO.
+    StartTls(TlsAcceptor),
+    /// TLS from the first byte (SMTPS).
+    Implicit(TlsAcceptor),
+}
+
 #[derive(Default)]
 struct State {
     messages: Mutex<Vec<Message>>,
@@ -66,6 +93,9 @@ struct State {
     connections: AtomicUsize,
     data_times: Mutex<Vec<Duration>>,
     hang_up: Notify,
+    tls: SinkTls,
+    clear_commands: Mutex<Vec<String>>,
+    tls_failures: AtomicUsize,
 }
 
 impl State {
@@ -84,9 +114,23 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Binds 127.0.0.1 on a free port and starts accepting.
     pub async fn start() -> SmtpSink {
+        SmtpSink::start_with(SinkTls::Off).await
+    }
+
+    /// A sink that offers STARTTLS with this PEM certificate (chain) and key.
+    pub async fn start_starttls(cert: &Path, key: &Path) -> SmtpSink {
+        SmtpSink::start_with(SinkTls::StartTls(acceptor(cert, key))).await
+    }
+
+    /// A sink that speaks TLS from the first byte (SMTPS) with this PEM certificate and key.
+    pub async fn start_implicit_tls(cert: &Path, key: &Path) -> SmtpSink {
+        SmtpSink::start_with(SinkTls::Implicit(acceptor(cert, key))).await
+    }
+
+    async fn start_with(tls: SinkTls) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp sink");
         let port = listener.local_addr().expect("sink address").port();
-        let state = Arc::new(State::default());
+        let state = Arc::new(State { tls, ..State::default() });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
         SmtpSink { port, state, accept }
     }
@@ -151,6 +195,34 @@ impl SmtpSink {
     pub fn hang_up(&self) {
         self.state.hang_up.notify_waiters();
     }
+
+    /// The verb of every command received outside TLS, in order, over all
+    /// connections: against a STARTTLS sink, `["EHLO", "STARTTLS"]` per
+    /// connection is all a careful client sends in the clear.
+    pub fn commands_in_clear(&self) -> Vec<String> {
+        self.state.clear_commands.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// TLS handshakes that failed, e.g. because the client refused the certificate.
+    pub fn tls_failures(&self) -> usize {
+        self.state.tls_failures.load(Ordering::SeqCst)
+    }
+}
+
+/// A TLS acceptor for the sink from PEM files (as written by `support::self_signed`).
+fn acceptor(cert: &Path, key: &Path) -> TlsAcceptor {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .expect("open sink certificate")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("read sink certificate");
+    let key = PrivateKeyDer::from_pem_file(key).expect("read sink key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("sink TLS config");
+    TlsAcceptor::from(Arc::new(config))
 }
 
 impl Drop for SmtpSink {
@@ -191,27 +263,104 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
 
 const HOST: &str = "sink.test";
 
-async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read);
-    let mut auth_user: Option<String> = None;
-    let mut from: Option<String> = None;
-    let mut to: Vec<String> = Vec::new();
+/// What one connection has said so far; forgotten on STARTTLS.
+#[derive(Default)]
+struct Session {
+    auth_user: Option<String>,
+    from: Option<String>,
+    to: Vec<String>,
+    tls: bool,
+}
 
-    write.write_all(format!("220 {HOST} ESMTP test sink\r\n").as_bytes()).await?;
+/// How a stretch of conversation ended.
+enum Next {
+    Close,
+    /// The client asked for STARTTLS and was told to go ahead.
+    StartTls,
+}
+
+async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
+    let mut session = Session::default();
+    match state.tls.clone() {
+        SinkTls::Implicit(acceptor) => {
+            let Some(tls) = handshake(&acceptor, stream, &state).await else { return Ok(()) };
+            session.tls = true;
+            let mut conn = BufReader::new(tls);
+            greet(&mut conn).await?;
+            converse(&mut conn, &state, &mut session).await.map(drop)
+        }
+        SinkTls::StartTls(acceptor) => {
+            let mut conn = BufReader::new(stream);
+            greet(&mut conn).await?;
+            match converse(&mut conn, &state, &mut session).await? {
+                Next::Close => Ok(()),
+                Next::StartTls => {
+                    // Anything the client sent after STARTTLS but before the handshake
+                    // is dropped with the buffer, as RFC 3207 servers must.
+                    let Some(tls) = handshake(&acceptor, conn.into_inner(), &state).await else { return Ok(()) };
+                    session = Session { tls: true, ..Session::default() };
+                    converse(&mut BufReader::new(tls), &state, &mut session).await.map(drop)
+                }
+            }
+        }
+        SinkTls::Off => {
+            let mut conn = BufReader::new(stream);
+            greet(&mut conn).await?;
+            converse(&mut conn, &state, &mut session).await.map(drop)
+        }
+    }
+}
+
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    state: &State,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match acceptor.accept(tcp).await {
+        Ok(tls) => Some(tls),
+        Err(_) => {
+            state.tls_failures.fetch_add(1, Ordering::SeqCst);
+            None
+        }
+    }
+}
+
+async fn greet<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut BufReader<S>) -> std::io::Result<()> {
+    conn.write_all(format!("220 {HOST} ESMTP test sink\r\n").as_bytes()).await?;
+    conn.flush().await
+}
+
+/// Answers commands until the client quits, hangs up or starts TLS.
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut BufReader<S>,
+    state: &State,
+    session: &mut Session,
+) -> std::io::Result<Next> {
+    let offer_starttls = matches!(state.tls, SinkTls::StartTls(_)) && !session.tls;
     loop {
-        let Some(line) = read_line(&mut lines).await? else {
-            return Ok(());
+        let Some(line) = read_line(conn).await? else {
+            return Ok(Next::Close);
         };
         let (verb, arg) = match line.split_once(' ') {
             Some((v, a)) => (v.to_ascii_uppercase(), a.trim().to_owned()),
             None => (line.to_ascii_uppercase(), String::new()),
         };
+        if !session.tls {
+            state.clear_commands.lock().unwrap_or_else(|e| e.into_inner()).push(verb.clone());
+        }
         let reply: String = match verb.as_str() {
             "EHLO" => {
-                format!("250-{HOST} greets {arg}\r\n250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n")
+                let starttls = if offer_starttls { "250-STARTTLS\r\n" } else { "" };
+                format!(
+                    "250-{HOST} greets {arg}\r\n{starttls}250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n"
+                )
             }
             "HELO" => format!("250 {HOST}\r\n"),
+            "STARTTLS" if offer_starttls => {
+                conn.write_all(b"220 2.0.0 Ready to start TLS\r\n").await?;
+                conn.flush().await?;
+                return Ok(Next::StartTls);
+            }
             "AUTH" => {
                 let mut parts = arg.split_whitespace();
                 let mechanism = parts.next().unwrap_or_default().to_ascii_uppercase();
@@ -221,26 +370,29 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
                         let response = match initial {
                             Some(r) => r,
                             None => {
-                                write.write_all(b"334 \r\n").await?;
-                                read_line(&mut lines).await?.unwrap_or_default()
+                                conn.write_all(b"334 \r\n").await?;
+                                conn.flush().await?;
+                                read_line(conn).await?.unwrap_or_default()
                             }
                         };
                         // authzid NUL authcid NUL password
                         let decoded = b64_text(&response);
-                        auth_user = decoded.split('\0').nth(1).map(str::to_owned);
+                        session.auth_user = decoded.split('\0').nth(1).map(str::to_owned);
                         "235 2.7.0 Authentication successful\r\n".into()
                     }
                     "LOGIN" => {
                         let user = match initial {
                             Some(r) => r,
                             None => {
-                                write.write_all(b"334 VXNlcm5hbWU6\r\n").await?;
-                                read_line(&mut lines).await?.unwrap_or_default()
+                                conn.write_all(b"334 VXNlcm5hbWU6\r\n").await?;
+                                conn.flush().await?;
+                                read_line(conn).await?.unwrap_or_default()
                             }
                         };
-                        write.write_all(b"334 UGFzc3dvcmQ6\r\n").await?;
-                        let _password = read_line(&mut lines).await?;
-                        auth_user = Some(b64_text(&user));
+                        conn.write_all(b"334 UGFzc3dvcmQ6\r\n").await?;
+                        conn.flush().await?;
+                        let _password = read_line(conn).await?;
+                        session.auth_user = Some(b64_text(&user));
                         "235 2.7.0 Authentication successful\r\n".into()
                     }
                     _ => "504 5.5.4 Unrecognized authentication type\r\n".into(),
@@ -250,34 +402,36 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
                 if state.reject.load(Ordering::SeqCst) {
                     "554 5.7.1 Rejected by test sink\r\n".into()
                 } else {
-                    from = Some(angle_address(&arg));
-                    to.clear();
+                    session.from = Some(angle_address(&arg));
+                    session.to.clear();
                     "250 2.1.0 OK\r\n".into()
                 }
             }
             "RCPT" => {
-                if from.is_none() {
+                if session.from.is_none() {
                     "503 5.5.1 MAIL first\r\n".into()
                 } else {
-                    to.push(angle_address(&arg));
+                    session.to.push(angle_address(&arg));
                     "250 2.1.5 OK\r\n".into()
                 }
             }
             "DATA" => {
-                if from.is_none() || to.is_empty() {
+                if session.from.is_none() || session.to.is_empty() {
                     "503 5.5.1 RCPT first\r\n".into()
                 } else {
-                    write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+                    conn.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+                    conn.flush().await?;
                     let started = Instant::now();
-                    let Some(data) = read_data(&mut lines).await? else {
-                        return Ok(());
+                    let Some(data) = read_data(conn).await? else {
+                        return Ok(Next::Close);
                     };
                     state.data_times.lock().unwrap_or_else(|e| e.into_inner()).push(started.elapsed());
                     let message = Message {
-                        from: from.take().unwrap_or_default(),
-                        to: std::mem::take(&mut to),
+                        from: session.from.take().unwrap_or_default(),
+                        to: std::mem::take(&mut session.to),
                         data,
-                        auth_user: auth_user.clone(),
+                        auth_user: session.auth_user.clone(),
+                        tls: session.tls,
                     };
                     state.messages().push(message);
                     state.arrived.notify_waiters();
@@ -285,18 +439,20 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
                 }
             }
             "RSET" => {
-                from = None;
-                to.clear();
+                session.from = None;
+                session.to.clear();
                 "250 2.0.0 OK\r\n".into()
             }
             "NOOP" => "250 2.0.0 OK\r\n".into(),
             "QUIT" => {
-                write.write_all(b"221 2.0.0 Bye\r\n").await?;
-                return Ok(());
+                conn.write_all(b"221 2.0.0 Bye\r\n").await?;
+                conn.flush().await?;
+                return Ok(Next::Close);
             }
             _ => "502 5.5.2 Command not implemented\r\n".into(),
         };
-        write.write_all(reply.as_bytes()).await?;
+        conn.write_all(reply.as_bytes()).await?;
+        conn.flush().await?;
     }
 }
 
