@@ -9,6 +9,7 @@ pub mod assets;
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod ca_file;
 pub mod config;
 pub mod demo;
 pub mod mail;

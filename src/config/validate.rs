@@ -88,9 +88,9 @@ pub fn validate(c: &Config, demo: bool) -> Vec<Problem> {
             bad(&format!("upstream[{i}].timeout"), "must be above zero".into());
         }
         if let Some(ca) = &u.ca_file
-            && !ca.is_file()
+            && let Err(e) = crate::ca_file::read(ca)
         {
-            bad(&format!("upstream[{i}].ca_file"), format!("file {} not found", ca.display()));
+            bad(&format!("upstream[{i}].ca_file"), e);
         }
         match &u.host {
             None => defaults += 1,
@@ -196,7 +196,7 @@ pub fn validate(c: &Config, demo: bool) -> Vec<Problem> {
     {
         if m.smtp_tls == SmtpTls::None {
             bad("mail.smtp_ca_file", "set, but mail.smtp_tls = \"none\" verifies no certificate".into());
-        } else if let Err(e) = crate::mail::read_ca_file(ca) {
+        } else if let Err(e) = crate::ca_file::read(ca) {
             bad("mail.smtp_ca_file", e);
         }
     }
@@ -268,6 +268,17 @@ mod tests {
         let garbage = dir.path().join("garbage.pem");
         std::fs::write(&garbage, "not a certificate").expect("write");
         let p = problems_of(&smtp_with_ca_file(&garbage));
+        assert!(p.len() == 1 && p[0].message.contains("no PEM certificate"), "{p:?}");
+    }
+
+    #[test]
+    fn a_garbage_upstream_ca_file_is_named_rather_than_trusting_nothing_extra() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").expect("write");
+        let mut c = Config::default();
+        c.upstream[0].ca_file = Some(garbage);
+        let p: Vec<Problem> = validate(&c, true).into_iter().filter(|p| p.key == "upstream[0].ca_file").collect();
         assert!(p.len() == 1 && p[0].message.contains("no PEM certificate"), "{p:?}");
     }
 

@@ -24,7 +24,6 @@ use crate::config::{MailConfig, MailTransport};
 
 pub use compose::{compose_alert_mail, compose_code_mail};
 pub use mask::mask_email;
-pub use tls::read_ca_file;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {

@@ -23,35 +23,12 @@ use hyper_rustls::ConfigBuilderExt as _;
 use lettre::transport::smtp::client::{AsyncTokioStream, Certificate, CertificateStore, TlsParameters};
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::MailError;
-
-/// The certificates of a PEM file meant as trust anchors: at least one, each
-/// usable as a root. Shared by config validation and the mailer, so a file
-/// that passes `check-config` is one the mailer accepts. Read at start-up only.
-pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    if !path.is_file() {
-        return Err(format!("file {} not found", path.display()));
-    }
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: not a PEM certificate file ({e})", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display()));
-    }
-    let mut roots = RootCertStore::empty();
-    for (i, cert) in certs.iter().enumerate() {
-        roots
-            .add(cert.clone())
-            .map_err(|e| format!("{}: certificate {} is not usable as a root: {e}", path.display(), i + 1))?;
-    }
-    Ok(certs)
-}
 
 /// What the mailer trusts, read once when it is built.
 pub(super) enum Trust {
@@ -65,7 +42,7 @@ impl Trust {
     pub(super) fn from_file(path: Option<&Path>) -> Result<Trust, MailError> {
         match path {
             None => Ok(Trust::System),
-            Some(path) => read_ca_file(path)
+            Some(path) => crate::ca_file::read(path)
                 .map(Trust::CaFile)
                 .map_err(|e| MailError::Transport(format!("mail.smtp_ca_file: {e}"))),
         }
@@ -151,51 +128,5 @@ impl AsyncWrite for TlsSocket {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pem_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
-        let path = dir.join(name);
-        std::fs::write(&path, text).expect("write");
-        path
-    }
-
-    fn self_signed_pem() -> String {
-        rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("certificate").cert.pem()
-    }
-
-    #[test]
-    fn a_ca_file_is_read_as_its_certificates() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let one = pem_file(dir.path(), "one.pem", &self_signed_pem());
-        assert_eq!(read_ca_file(&one).expect("one certificate").len(), 1);
-        let bundle = format!("a comment line\n{}{}", self_signed_pem(), self_signed_pem());
-        let two = pem_file(dir.path(), "two.pem", &bundle);
-        assert_eq!(read_ca_file(&two).expect("two certificates").len(), 2);
-    }
-
-    #[test]
-    fn a_ca_file_without_a_usable_certificate_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let missing = dir.path().join("missing.pem");
-        assert!(read_ca_file(&missing).is_err_and(|e| e.contains("not found")));
-        let garbage = pem_file(dir.path(), "garbage.pem", "this is not a certificate\n");
-        assert!(read_ca_file(&garbage).is_err_and(|e| e.contains("no PEM certificate")));
-        let key_only =
-            pem_file(dir.path(), "key.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
-        assert!(read_ca_file(&key_only).is_err_and(|e| e.contains("no PEM certificate")));
-        let bad_der = pem_file(dir.path(), "bad.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
-        assert!(
-            read_ca_file(&bad_der).is_err_and(|e| e.contains("not usable as a root")),
-            "{:?}",
-            read_ca_file(&bad_der)
-        );
-        let bad_base64 =
-            pem_file(dir.path(), "b64.pem", "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n");
-        assert!(read_ca_file(&bad_base64).is_err());
     }
 }

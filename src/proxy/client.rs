@@ -10,8 +10,6 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 
@@ -20,10 +18,7 @@ pub fn build(ca_file: Option<&Path>, connect_timeout: Duration) -> Result<Upstre
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        for c in certs {
+        for c in crate::ca_file::read(path)? {
             roots.add(c).map_err(|e| format!("{}: {e}", path.display()))?;
         }
     }
