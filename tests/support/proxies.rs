@@ -25,7 +25,17 @@ impl ProxyProcess {
 }
 
 impl Drop for ProxyProcess {
+    /// SIGTERM first: nginx's master then stops its workers (a SIGKILLed master
+    /// leaves them running, orphaned). SIGKILL only if it has not exited soon.
     fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
