@@ -146,10 +146,7 @@ pub fn client_scheme(req_headers: &http::HeaderMap, info: &RequestInfo) -> &'sta
 /// browsers are sent to the login page with `rd`, everything else gets a 401.
 pub fn login_required(app: &App, method: &Method, headers: &http::HeaderMap, original_url: &str) -> Response {
     if respond::is_navigation(method, headers) {
-        let mut location = format!("{}{}/login", app.public_origin, app.prefix);
-        location.push_str("?rd=");
-        location.extend(form_urlencoded::byte_serialize(original_url.as_bytes()));
-        let mut r = respond::redirect(StatusCode::FOUND, &location);
+        let mut r = respond::redirect(StatusCode::FOUND, &login_url(app, original_url));
         r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         r
     } else {
@@ -157,6 +154,13 @@ pub fn login_required(app: &App, method: &Method, headers: &http::HeaderMap, ori
         r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         r
     }
+}
+
+/// The login page, with `original_url` percent-encoded as its return address.
+pub fn login_url(app: &App, original_url: &str) -> String {
+    let mut location = format!("{}{}/login?rd=", app.public_origin, app.prefix);
+    location.extend(form_urlencoded::byte_serialize(original_url.as_bytes()));
+    location
 }
 
 /// What a session must reach for a policy.

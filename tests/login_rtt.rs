@@ -39,15 +39,9 @@ impl Steps {
 /// the number of e-mails the sink should hold once this login's code arrived.
 async fn login(h: &Harness, c: &reqwest::Client, n: usize) -> Steps {
     let t = Instant::now();
-    let r = c
-        .post(h.url("/_auth/api/send-login-otp"))
-        .header("Origin", &h.origin)
-        .json(&json!({"username_or_email": "testuser", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
+    let (status, v) =
+        h.post_as(c, "/_auth/api/send-login-otp", json!({"username_or_email": "testuser", "password": PASSWORD})).await;
+    assert_eq!(status, 200);
     assert_eq!(v["otp_required"], true, "{v}");
     let password = t.elapsed();
 
@@ -60,15 +54,8 @@ async fn login(h: &Harness, c: &reqwest::Client, n: usize) -> Steps {
     let mail_time = t.elapsed();
 
     let t = Instant::now();
-    let r = c
-        .post(h.url("/_auth/api/verify-login-otp"))
-        .header("Origin", &h.origin)
-        .json(&json!({"otp_code": code}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
+    let (status, v) = h.post_as(c, "/_auth/api/verify-login-otp", json!({"otp_code": code})).await;
+    assert_eq!(status, 200);
     assert_eq!(v["success"], true, "{v}");
     let verify = t.elapsed();
 

@@ -119,8 +119,7 @@ pub async fn verify(app: &App, uri: &Uri, headers: &HeaderMap, info: &RequestInf
         }
     };
     let unauthenticated = |user| {
-        let mut location = format!("{}{}/login?rd=", app.public_origin, app.prefix);
-        location.extend(form_urlencoded::byte_serialize(orig.url.as_str().as_bytes()));
+        let location = router::login_url(app, orig.url.as_str());
         if redirect_style {
             count("redirect");
             return Outcome { route: "verify", user, response: respond::redirect(StatusCode::FOUND, &location) };
