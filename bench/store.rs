@@ -13,7 +13,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use portcullis::config::{Secret, StoreConfig};
-use portcullis::store::{AuthLevel, SessionRecord, Store};
+use portcullis::store::{AuthLevel, RateBucket, SessionRecord, Store};
 
 const TASKS: usize = 32;
 const WARMUP: Duration = Duration::from_millis(250);
@@ -53,14 +53,18 @@ async fn bench_backend(name: &str, store: &Store) {
     // Under the limit: every hit is counted (the heavier path). Each task is
     // one client IP; a 1 s window keeps the logs short.
     let counted = measure(store, |s, task| async move {
-        s.rate_hit("bench", &format!("198.51.100.{task}"), 1_000_000, Duration::from_secs(1)).await.expect("rate_hit");
+        s.rate_hit(RateBucket::Login, &format!("198.51.100.{task}"), 1_000_000, Duration::from_secs(1))
+            .await
+            .expect("rate_hit");
     })
     .await;
     report(name, "rate_hit (allowed, counted)", counted);
 
     // Over the limit: a client hammering a 5-per-minute window.
     let limited = measure(store, |s, task| async move {
-        s.rate_hit("bench_limited", &format!("203.0.113.{task}"), 5, Duration::from_secs(60)).await.expect("rate_hit");
+        s.rate_hit(RateBucket::Verify, &format!("203.0.113.{task}"), 5, Duration::from_secs(60))
+            .await
+            .expect("rate_hit");
     })
     .await;
     report(name, "rate_hit (limited)", limited);

@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::session::now_unix;
-use crate::store::AuditRecord;
+use crate::store::{AuditKind, AuditRecord};
 
 /// Results of a login attempt (the seed's `LoginAttempt.result`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +80,10 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-async fn write(app: &App, kind: &str, event: &str, actor: Actor<'_>, details: &str) {
+async fn write(app: &App, kind: AuditKind, event: &str, actor: Actor<'_>, details: &str) {
     let rec = AuditRecord {
         time: now_unix(),
-        kind: kind.to_owned(),
+        kind,
         event: event.to_owned(),
         username: truncate(actor.username, 128).to_owned(),
         user: actor.user.map(str::to_owned),
@@ -93,7 +93,7 @@ async fn write(app: &App, kind: &str, event: &str, actor: Actor<'_>, details: &s
     };
     tracing::info!(
         target: "security",
-        kind,
+        kind = kind.as_str(),
         event,
         username = %rec.username,
         user = rec.user.as_deref().unwrap_or("-"),
@@ -107,9 +107,9 @@ async fn write(app: &App, kind: &str, event: &str, actor: Actor<'_>, details: &s
 }
 
 pub async fn login_attempt(app: &App, actor: Actor<'_>, result: AttemptResult, details: &str) {
-    write(app, "login_attempt", result.as_str(), actor, details).await;
+    write(app, AuditKind::LoginAttempt, result.as_str(), actor, details).await;
 }
 
 pub async fn security_event(app: &App, actor: Actor<'_>, event: SecurityEvent, details: &str) {
-    write(app, "security_event", event.as_str(), actor, details).await;
+    write(app, AuditKind::SecurityEvent, event.as_str(), actor, details).await;
 }

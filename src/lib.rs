@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod ca_file;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod mail;

@@ -405,7 +405,7 @@ async fn audit(user: Option<&str>, limit: usize, json: bool, flag: Option<&Path>
             println!(
                 "{}  {:<15} {:<22} {:<16} {:<15} {}",
                 portcullis::portal::format_time(r.time),
-                r.kind,
+                r.kind.as_str(),
                 r.event,
                 r.username,
                 r.ip,

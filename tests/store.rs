@@ -30,8 +30,9 @@ mod sessions;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use portcullis::clock::Clock;
 use portcullis::config::{Secret, StoreConfig};
-use portcullis::store::{AuditRecord, AuthLevel, SessionRecord, Store};
+use portcullis::store::{AuditKind, AuditRecord, AuthLevel, SessionRecord, Store};
 use sha2::{Digest, Sha256};
 use support::redis::{RedisServer, server_or_skip};
 
@@ -44,17 +45,26 @@ use pending::*;
 use rates::*;
 use sessions::*;
 
-/// A store under test, and the redis-server behind it (if any), which lives as
-/// long as the fixture.
+/// A store under test, the time it keeps, and the redis-server behind it (if
+/// any), which lives as long as the fixture.
 pub struct Fixture {
     pub store: Store,
+    pub time: Time,
     _server: Option<RedisServer>,
 }
 
 impl Fixture {
     async fn memory() -> Fixture {
         let store = Store::open(&config("memory://")).await.expect("open memory store");
-        Fixture { store, _server: None }
+        Fixture { store, time: Time::Real, _server: None }
+    }
+
+    /// The memory store on a manual clock: time-dependent tests move it
+    /// instead of sleeping, so they are exact and instant.
+    async fn memory_on_a_manual_clock() -> Fixture {
+        let clock = Clock::manual(now_ms());
+        let store = Store::open_with_clock(&config("memory://"), clock.clone()).await.expect("open memory store");
+        Fixture { store, time: Time::Manual(clock), _server: None }
     }
 
     /// None (after printing why) when there is no redis-server and services are
@@ -63,7 +73,55 @@ impl Fixture {
         let server = server_or_skip(test)?;
         let store = Store::open(&config(&server.url())).await.expect("open redis store");
         store.ping().await.expect("the fresh redis-server answers");
-        Some(Fixture { store, _server: Some(server) })
+        Some(Fixture { store, time: Time::Real, _server: Some(server) })
+    }
+}
+
+/// How a time-dependent test lets time pass. Redis keeps time by its own
+/// `TIME`, so on Redis the test really waits, with margins of at least 400 ms
+/// around every boundary so a busy machine cannot tip a check over; the memory
+/// store runs on a manual clock that the test sets, so there it is exact.
+pub enum Time {
+    Manual(Clock),
+    Real,
+}
+
+impl Time {
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Time::Manual(c) => c.now_ms(),
+            Time::Real => now_ms(),
+        }
+    }
+
+    pub fn now_s(&self) -> u64 {
+        self.now_ms() / 1000
+    }
+
+    /// Lets `d` pass.
+    pub async fn pass(&self, d: Duration) {
+        match self {
+            Time::Manual(c) => c.advance(d),
+            Time::Real => tokio::time::sleep(d).await,
+        }
+    }
+
+    /// Moves to just after the next whole second and returns it. Session times
+    /// have one-second resolution, so tests about them start on a boundary.
+    pub async fn next_second(&self) -> u64 {
+        let second = self.now_s() + 1;
+        self.at(second, 20).await;
+        second
+    }
+
+    /// Moves to `ms` milliseconds past the unix second `second` (at once if
+    /// that has passed).
+    pub async fn at(&self, second: u64, ms: u64) {
+        let target = second * 1000 + ms;
+        let now = self.now_ms();
+        if target > now {
+            self.pass(Duration::from_millis(target - now)).await;
+        }
     }
 }
 
@@ -71,6 +129,31 @@ impl Fixture {
 /// thousand concurrent operations on a busy two-core machine.
 pub fn config(url: &str) -> StoreConfig {
     StoreConfig { url: Secret::new(url), timeout: Duration::from_secs(5), ..StoreConfig::default() }
+}
+
+/// Generates, for each time-dependent conformance function `f(&Store, &Time)`,
+/// one test on the memory store with a manual clock and one on Redis.
+macro_rules! timed_conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory_timed {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let f = super::Fixture::memory_on_a_manual_clock().await;
+                    super::$name(&f.store, &f.time).await;
+                }
+            )*
+        }
+        mod redis_timed {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(f) = super::Fixture::redis(stringify!($name)).await else { return };
+                    super::$name(&f.store, &f.time).await;
+                }
+            )*
+        }
+    };
 }
 
 /// Generates, for each conformance function, one test per backend.
@@ -100,8 +183,6 @@ macro_rules! conformance {
 conformance!(
     // sessions
     a_created_session_loads_with_a_fresh_last_seen,
-    touching_a_session_slides_its_idle_expiry,
-    a_session_dies_at_its_absolute_expiry_however_active,
     an_expired_session_is_gone_for_every_operation,
     rotating_a_session_retires_the_old_token,
     deleting_a_session_ends_it_and_names_its_user,
@@ -110,30 +191,24 @@ conformance!(
     revoking_all_sessions_of_a_user_spares_everyone_else,
     // pending logins
     a_pending_login_can_be_read_until_it_is_taken_once,
-    a_pending_login_expires_after_its_ttl,
     // one-time codes
     a_correct_code_verifies_once,
     a_wrong_code_reports_the_attempts_remaining,
     wrong_code_three_times_voids_the_code,
-    an_expired_code_says_expired_then_is_forgotten,
     a_code_never_issued_or_voided_verifies_as_none,
     issuing_a_new_code_voids_the_previous_one,
     codes_for_different_users_and_purposes_do_not_mix,
-    a_resend_cooldown_refuses_until_it_ends,
     // sliding windows
     a_rate_window_allows_its_limit_then_says_when_to_retry,
     a_rate_check_does_not_count,
-    the_window_slides_so_old_hits_stop_counting,
     recording_counts_every_event_and_reset_clears_the_window,
     // account lock
-    a_locked_account_stays_locked_until_the_lock_expires,
     unlocking_lifts_the_lock_and_forgets_the_failures,
     // durable per-user state
     two_factor_is_off_until_enabled_and_can_be_switched_off,
     each_backup_code_is_consumed_exactly_once,
     new_backup_codes_void_the_old_ones,
     known_ips_remember_when_they_were_last_seen,
-    known_ips_forget_the_least_recently_seen_beyond_the_cap,
     // audit
     audit_lists_newest_first_per_user_and_globally,
     audit_lists_keep_only_the_newest_entries,
@@ -142,6 +217,17 @@ conformance!(
     a_thousand_concurrent_hits_on_a_five_per_minute_window_allow_exactly_five,
     a_backup_code_consumed_fifty_times_at_once_succeeds_exactly_once,
     fifty_concurrent_takes_of_one_pending_login_complete_it_once,
+);
+
+timed_conformance!(
+    touching_a_session_slides_its_idle_expiry,
+    a_session_dies_at_its_absolute_expiry_however_active,
+    a_pending_login_expires_after_its_ttl,
+    an_expired_code_says_expired_then_is_forgotten,
+    a_resend_cooldown_refuses_until_it_ends,
+    the_window_slides_so_old_hits_stop_counting,
+    a_locked_account_stays_locked_until_the_lock_expires,
+    known_ips_forget_the_least_recently_seen_beyond_the_cap,
 );
 
 // --- helpers shared by the suite ---
@@ -154,28 +240,6 @@ pub fn now_s() -> u64 {
 fn now_ms() -> u64 {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
     u64::try_from(now.as_millis()).expect("ms fit u64")
-}
-
-/// Sleeps until just after the next whole second and returns it. Session times
-/// have one-second resolution, so tests about them start on a boundary.
-pub async fn next_second() -> u64 {
-    let second = now_s() + 1;
-    at(second, 20).await;
-    second
-}
-
-/// Sleeps until `ms` milliseconds past the unix second `second` (returns at
-/// once if that has passed).
-pub async fn at(second: u64, ms: u64) {
-    let target = second * 1000 + ms;
-    let now = now_ms();
-    if target > now {
-        tokio::time::sleep(Duration::from_millis(target - now)).await;
-    }
-}
-
-pub async fn sleep_ms(ms: u64) {
-    tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
 /// A one-factor session record for `user`.
@@ -210,7 +274,7 @@ pub fn code_hash(code: &str) -> [u8; 32] {
 pub fn audit_entry(user: Option<&str>, details: &str) -> AuditRecord {
     AuditRecord {
         time: now_s(),
-        kind: "login_attempt".to_owned(),
+        kind: AuditKind::LoginAttempt,
         event: "success".to_owned(),
         username: user.unwrap_or("nobody").to_owned(),
         user: user.map(str::to_owned),

@@ -15,7 +15,7 @@ use crate::auth::users::User;
 use crate::config::Policy;
 use crate::mail::{self, CodeMail};
 use crate::session::{self, now_unix};
-use crate::store::{AuthLevel, CodeCheck, CodePurpose, PendingLogin, RateDecision, StoreError};
+use crate::store::{AuthLevel, CodeCheck, CodePurpose, PendingLogin, RateBucket, RateDecision, StoreError};
 
 /// Where the request comes from, for limits, audit and e-mails.
 #[derive(Debug, Clone)]
@@ -123,9 +123,9 @@ async fn required_level(app: &App, user: &User, rd: Option<&str>, client: &Clien
 /// account when it crosses `lockout.account_failures`.
 async fn record_failure(app: &App, user: Option<&User>, client: &Client) -> Result<(), LoginError> {
     let lc = &app.config.lockout;
-    app.store.rate_record("ip_failures", &client.ip, lc.ip_failures.window).await?;
+    app.store.rate_record(RateBucket::IpFailures, &client.ip, lc.ip_failures.window).await?;
     if let Some(user) = user {
-        let n = app.store.rate_record("account_failures", &user.username, lc.account_failures.window).await?;
+        let n = app.store.rate_record(RateBucket::AccountFailures, &user.username, lc.account_failures.window).await?;
         if n >= lc.account_failures.limit && app.store.account_locked(&user.username).await?.is_none() {
             app.store.lock_account(&user.username, lc.account_lock).await?;
             crate::metrics::get().lockouts.inc();
@@ -162,15 +162,16 @@ pub async fn password_step(
     let rl = &app.config.rate_limit;
     let lc = &app.config.lockout;
     let anon = Actor { username: name_or_email, user: None, ip: &client.ip, user_agent: &client.user_agent };
-    if let Some(retry_after) =
-        limited(app.store.rate_check("ip_failures", &client.ip, lc.ip_failures.limit, lc.ip_failures.window).await?)
-    {
+    if let Some(retry_after) = limited(
+        app.store.rate_check(RateBucket::IpFailures, &client.ip, lc.ip_failures.limit, lc.ip_failures.window).await?,
+    ) {
         count_limited("ip_failures");
         count_attempt("password", "rate_limited");
         audit::login_attempt(app, anon, AttemptResult::RateLimited, "too many failures from this IP").await;
         return Err(LoginError::RateLimited { retry_after });
     }
-    if let Some(retry_after) = limited(app.store.rate_hit("login", &client.ip, rl.login.limit, rl.login.window).await?)
+    if let Some(retry_after) =
+        limited(app.store.rate_hit(RateBucket::Login, &client.ip, rl.login.limit, rl.login.window).await?)
     {
         count_limited("login");
         count_attempt("password", "rate_limited");
@@ -247,7 +248,9 @@ pub async fn password_step(
 pub async fn send_code(app: &App, user: &User, purpose: CodePurpose, client: &Client) -> Result<(), LoginError> {
     let rl = &app.config.rate_limit;
     if let Some(retry_after) = limited(
-        app.store.rate_hit("otp_emails", &client.ip, rl.otp_emails_per_ip.limit, rl.otp_emails_per_ip.window).await?,
+        app.store
+            .rate_hit(RateBucket::OtpEmails, &client.ip, rl.otp_emails_per_ip.limit, rl.otp_emails_per_ip.window)
+            .await?,
     ) {
         count_limited("otp_emails");
         return Err(LoginError::RateLimited { retry_after });
@@ -341,7 +344,7 @@ pub async fn code_step(
 ) -> Result<Completed, LoginError> {
     let rl = &app.config.rate_limit;
     if let Some(retry_after) =
-        limited(app.store.rate_hit("verify", &client.ip, rl.verify.limit, rl.verify.window).await?)
+        limited(app.store.rate_hit(RateBucket::Verify, &client.ip, rl.verify.limit, rl.verify.window).await?)
     {
         count_limited("verify");
         count_attempt("otp", "rate_limited");
@@ -397,7 +400,7 @@ pub async fn backup_step(
 ) -> Result<Completed, LoginError> {
     let rl = &app.config.rate_limit;
     if let Some(retry_after) =
-        limited(app.store.rate_hit("verify", &client.ip, rl.verify.limit, rl.verify.window).await?)
+        limited(app.store.rate_hit(RateBucket::Verify, &client.ip, rl.verify.limit, rl.verify.window).await?)
     {
         count_limited("verify");
         count_attempt("backup_code", "rate_limited");
@@ -457,7 +460,7 @@ pub async fn resend(app: &App, pending_token: Option<&str>, client: &Client) -> 
         return Err(LoginError::RateLimited { retry_after: left });
     }
     if let Some(retry_after) =
-        limited(app.store.rate_hit("resend", &client.ip, rl.resend.limit, rl.resend.window).await?)
+        limited(app.store.rate_hit(RateBucket::Resend, &client.ip, rl.resend.limit, rl.resend.window).await?)
     {
         count_limited("resend");
         return Err(LoginError::RateLimited { retry_after });

@@ -19,7 +19,9 @@ pub async fn after_login(app: &App, user: &User, client: &Client) {
     let recent = app.store.recent_audit(Some(&user.username), 50).await.unwrap_or_default();
     let failures = recent
         .iter()
-        .filter(|r| r.kind == "login_attempt" && r.event != "success" && now.saturating_sub(r.time) < 3600)
+        .filter(|r| {
+            r.kind == crate::store::AuditKind::LoginAttempt && r.event != "success" && now.saturating_sub(r.time) < 3600
+        })
         .count();
     if failures >= 3 {
         audit::security_event(
@@ -30,7 +32,8 @@ pub async fn after_login(app: &App, user: &User, client: &Client) {
         )
         .await;
     }
-    let previous_success = recent.iter().filter(|r| r.kind == "login_attempt" && r.event == "success").nth(1);
+    let previous_success =
+        recent.iter().filter(|r| r.kind == crate::store::AuditKind::LoginAttempt && r.event == "success").nth(1);
     if let Some(p) = previous_success
         && now.saturating_sub(p.time) < 300
     {

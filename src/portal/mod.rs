@@ -211,7 +211,7 @@ pub async fn account_data(app: &App, user: &str) -> Result<AccountData, StoreErr
     let audit = app.store.recent_audit(Some(user), 100).await?;
     let recent_logins = audit
         .iter()
-        .filter(|r| r.kind == "login_attempt" && r.event == "success")
+        .filter(|r| r.kind == crate::store::AuditKind::LoginAttempt && r.event == "success")
         .take(5)
         .map(|r| LoginRow {
             timestamp: format_time(r.time),

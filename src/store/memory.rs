@@ -16,9 +16,10 @@ use subtle::ConstantTimeEq;
 
 use super::{
     AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, IpHistory, PendingLogin, RATE_RECORD_CAP,
-    RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, UserState, duration_ms, now_ms,
+    RateBucket, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, UserState, duration_ms,
     session_expiry_ms,
 };
+use crate::clock::Clock;
 use crate::config::StoreConfig;
 
 use self::durable::Durable;
@@ -31,12 +32,13 @@ const INLINE_PURGE_EVERY_MS: u64 = 1000;
 
 /// The in-process store.
 pub(super) struct MemoryStore {
+    clock: Clock,
     max_entries: usize,
     sessions: Mutex<Sessions>,
     pending: Mutex<Table<String, Expiring<PendingLogin>>>,
     codes: Mutex<Table<(String, CodePurpose), CodeEntry>>,
     cooldowns: Mutex<Table<(String, CodePurpose), Until>>,
-    rates: Mutex<Table<(String, String), RateLog>>,
+    rates: Mutex<Table<(RateBucket, String), RateLog>>,
     locks: Mutex<Table<String, Until>>,
     audit: Mutex<Audit>,
     durable: Durable,
@@ -232,9 +234,10 @@ fn push_capped(list: &mut VecDeque<AuditRecord>, rec: &AuditRecord, cap: usize) 
 
 impl MemoryStore {
     /// Loads durable state from `cfg.state_file` and starts the sweeper.
-    pub(super) async fn open(cfg: &StoreConfig) -> StoreResult<Arc<MemoryStore>> {
+    pub(super) async fn open(cfg: &StoreConfig, clock: Clock) -> StoreResult<Arc<MemoryStore>> {
         let max_entries = cfg.max_entries.max(1);
         let store = Arc::new(MemoryStore {
+            clock,
             max_entries,
             sessions: Mutex::new(Sessions { by_id: Table::new(), by_user: HashMap::new() }),
             pending: Mutex::new(Table::new()),
@@ -251,7 +254,7 @@ impl MemoryStore {
 
     /// Removes every expired entry.
     fn sweep(&self) {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         lock(&self.sessions).purge(now);
         lock(&self.pending).purge(now, |_, _| {});
         lock(&self.codes).purge(now, |_, _| {});
@@ -267,11 +270,11 @@ impl MemoryStore {
     // --- sessions ---
 
     pub(super) async fn create_session(&self, id: &str, rec: &SessionRecord) -> StoreResult<()> {
-        lock(&self.sessions).insert(id, rec, self.max_entries, now_ms())
+        lock(&self.sessions).insert(id, rec, self.max_entries, self.clock.now_ms())
     }
 
     pub(super) async fn touch_session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut sessions = lock(&self.sessions);
         let Some(rec) = sessions.by_id.map.get_mut(id) else {
             return Ok(None);
@@ -287,18 +290,18 @@ impl MemoryStore {
     pub(super) async fn rotate_session(&self, old_id: &str, new_id: &str, rec: &SessionRecord) -> StoreResult<()> {
         let mut sessions = lock(&self.sessions);
         sessions.remove(old_id);
-        sessions.insert(new_id, rec, self.max_entries, now_ms())
+        sessions.insert(new_id, rec, self.max_entries, self.clock.now_ms())
     }
 
     /// An expired session that the sweeper has not reached yet is removed too,
     /// but counts as absent, as it does in Redis (where its key has expired).
     pub(super) async fn delete_session(&self, id: &str) -> StoreResult<Option<String>> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         Ok(lock(&self.sessions).remove(id).filter(|rec| rec.alive(now)).map(|rec| rec.user))
     }
 
     pub(super) async fn list_sessions(&self, user: &str) -> StoreResult<Vec<SessionInfo>> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut sessions = lock(&self.sessions);
         let ids: Vec<String> = sessions.by_user.get(user).map(|ids| ids.iter().cloned().collect()).unwrap_or_default();
         let mut out = Vec::with_capacity(ids.len());
@@ -314,7 +317,7 @@ impl MemoryStore {
     }
 
     pub(super) async fn revoke_session(&self, user: &str, id: &str) -> StoreResult<bool> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut sessions = lock(&self.sessions);
         let Some(alive) = sessions.by_id.map.get(id).filter(|r| r.user == user).map(|r| r.alive(now)) else {
             return Ok(false);
@@ -325,7 +328,7 @@ impl MemoryStore {
 
     /// Counts only live sessions, as Redis does.
     pub(super) async fn revoke_user_sessions(&self, user: &str) -> StoreResult<usize> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut sessions = lock(&self.sessions);
         let ids = sessions.by_user.remove(user).unwrap_or_default();
         Ok(ids.iter().filter_map(|id| sessions.by_id.map.remove(id)).filter(|rec| rec.alive(now)).count())
@@ -334,7 +337,7 @@ impl MemoryStore {
     // --- pending logins ---
 
     pub(super) async fn put_pending(&self, id: &str, p: &PendingLogin, ttl: Duration) -> StoreResult<()> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut pending = lock(&self.pending);
         let key = id.to_owned();
         pending.make_room(&key, self.max_entries, now)?;
@@ -344,11 +347,11 @@ impl MemoryStore {
 
     pub(super) async fn get_pending(&self, id: &str) -> StoreResult<Option<PendingLogin>> {
         let mut pending = lock(&self.pending);
-        Ok(pending.live_mut(&id.to_owned(), now_ms()).map(|e| e.value.clone()))
+        Ok(pending.live_mut(&id.to_owned(), self.clock.now_ms()).map(|e| e.value.clone()))
     }
 
     pub(super) async fn take_pending(&self, id: &str) -> StoreResult<Option<PendingLogin>> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let entry = lock(&self.pending).map.remove(id);
         Ok(entry.filter(|e| e.alive(now)).map(|e| e.value))
     }
@@ -363,7 +366,7 @@ impl MemoryStore {
         ttl: Duration,
         max_attempts: u32,
     ) -> StoreResult<()> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let ttl = duration_ms(ttl);
         let key = (user.to_owned(), purpose);
         let mut codes = lock(&self.codes);
@@ -386,7 +389,7 @@ impl MemoryStore {
         purpose: CodePurpose,
         candidate_hash: &[u8; 32],
     ) -> StoreResult<CodeCheck> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let key = (user.to_owned(), purpose);
         let mut codes = lock(&self.codes);
         let Some(code) = codes.live_mut(&key, now) else {
@@ -421,7 +424,7 @@ impl MemoryStore {
         purpose: CodePurpose,
         cooldown: Duration,
     ) -> StoreResult<Option<Duration>> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let key = (user.to_owned(), purpose);
         let mut cooldowns = lock(&self.cooldowns);
         if let Some(Until(until)) = cooldowns.live_mut(&key, now) {
@@ -437,15 +440,15 @@ impl MemoryStore {
     /// Runs `f` on the slid log of `bucket`/`key`, creating it if `create`.
     fn with_log<T>(
         &self,
-        bucket: &str,
+        bucket: RateBucket,
         key: &str,
         window: Duration,
         create: bool,
         f: impl FnOnce(&mut RateLog, u64) -> T,
     ) -> StoreResult<Option<T>> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let window_ms = duration_ms(window);
-        let k = (bucket.to_owned(), key.to_owned());
+        let k = (bucket, key.to_owned());
         let mut rates = lock(&self.rates);
         if create {
             rates.make_room(&k, self.max_entries, now)?;
@@ -459,7 +462,7 @@ impl MemoryStore {
 
     pub(super) async fn rate_hit(
         &self,
-        bucket: &str,
+        bucket: RateBucket,
         key: &str,
         limit: u32,
         window: Duration,
@@ -470,7 +473,7 @@ impl MemoryStore {
 
     pub(super) async fn rate_check(
         &self,
-        bucket: &str,
+        bucket: RateBucket,
         key: &str,
         limit: u32,
         window: Duration,
@@ -483,7 +486,7 @@ impl MemoryStore {
         }))
     }
 
-    pub(super) async fn rate_record(&self, bucket: &str, key: &str, window: Duration) -> StoreResult<u32> {
+    pub(super) async fn rate_record(&self, bucket: RateBucket, key: &str, window: Duration) -> StoreResult<u32> {
         let n = self.with_log(bucket, key, window, true, |log, now| {
             log.hits.push_back(now);
             while log.hits.len() > RATE_RECORD_CAP as usize {
@@ -494,15 +497,15 @@ impl MemoryStore {
         Ok(n.unwrap_or(0))
     }
 
-    pub(super) async fn rate_reset(&self, bucket: &str, key: &str) -> StoreResult<()> {
-        lock(&self.rates).map.remove(&(bucket.to_owned(), key.to_owned()));
+    pub(super) async fn rate_reset(&self, bucket: RateBucket, key: &str) -> StoreResult<()> {
+        lock(&self.rates).map.remove(&(bucket, key.to_owned()));
         Ok(())
     }
 
     // --- account lock ---
 
     pub(super) async fn lock_account(&self, user: &str, duration: Duration) -> StoreResult<()> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let key = user.to_owned();
         let mut locks = lock(&self.locks);
         locks.make_room(&key, self.max_entries, now)?;
@@ -511,15 +514,15 @@ impl MemoryStore {
     }
 
     pub(super) async fn account_locked(&self, user: &str) -> StoreResult<Option<Duration>> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut locks = lock(&self.locks);
         Ok(locks.live_mut(&user.to_owned(), now).map(|Until(until)| Duration::from_millis(*until - now)))
     }
 
     pub(super) async fn unlock_account(&self, user: &str) -> StoreResult<bool> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let was_locked = lock(&self.locks).map.remove(user).is_some_and(|l| l.alive(now));
-        self.rate_reset(super::ACCOUNT_FAILURES, user).await?;
+        self.rate_reset(RateBucket::AccountFailures, user).await?;
         Ok(was_locked)
     }
 
@@ -542,7 +545,7 @@ impl MemoryStore {
     }
 
     pub(super) async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<IpHistory> {
-        self.durable.record_known_ip(user, ip, now_ms() / 1000).await
+        self.durable.record_known_ip(user, ip, self.clock.now_ms() / 1000).await
     }
 
     // --- audit ---

@@ -14,13 +14,14 @@ mod redis;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::clock::Clock;
 use crate::config::StoreConfig;
 
 use self::memory::MemoryStore;
@@ -32,8 +33,6 @@ pub const AUDIT_PER_USER: usize = 100;
 pub const AUDIT_GLOBAL: usize = 1000;
 /// Most known IPs remembered per user; the least recently seen is forgotten first.
 pub const KNOWN_IPS_PER_USER: usize = 64;
-/// The rate bucket counting failed attempts per account; `unlock_account` clears it.
-pub const ACCOUNT_FAILURES: &str = "account_failures";
 /// Most events `rate_record` keeps per window; the count saturates there.
 pub const RATE_RECORD_CAP: u32 = 10_000;
 
@@ -116,6 +115,46 @@ impl CodePurpose {
     }
 }
 
+/// A family of sliding windows; each keeps one log per key (a client IP or a
+/// user name). The names are part of the stored keys, so they never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateBucket {
+    /// Password attempts per client IP.
+    Login,
+    /// Code and backup-code attempts per client IP.
+    Verify,
+    /// Code resends per client IP.
+    Resend,
+    /// Code e-mails per client IP.
+    OtpEmails,
+    /// Failed attempts per client IP (the IP ban).
+    IpFailures,
+    /// Failed attempts per account (the account lock); `unlock_account` clears it.
+    AccountFailures,
+}
+
+impl RateBucket {
+    pub const ALL: [RateBucket; 6] = [
+        RateBucket::Login,
+        RateBucket::Verify,
+        RateBucket::Resend,
+        RateBucket::OtpEmails,
+        RateBucket::IpFailures,
+        RateBucket::AccountFailures,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateBucket::Login => "login",
+            RateBucket::Verify => "verify",
+            RateBucket::Resend => "resend",
+            RateBucket::OtpEmails => "otp_emails",
+            RateBucket::IpFailures => "ip_failures",
+            RateBucket::AccountFailures => "account_failures",
+        }
+    }
+}
+
 /// Result of checking a code; the attempt is counted in the same atomic step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeCheck {
@@ -172,13 +211,29 @@ pub struct UserState {
     pub backup_codes_left: u32,
 }
 
-/// One audit entry: a login attempt or a security event (SPEC §8).
+/// The two kinds of audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    LoginAttempt,
+    SecurityEvent,
+}
+
+impl AuditKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::LoginAttempt => "login_attempt",
+            AuditKind::SecurityEvent => "security_event",
+        }
+    }
+}
+
+/// One audit entry: a login attempt or a security event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// Unix seconds.
     pub time: u64,
-    /// `login_attempt` or `security_event`.
-    pub kind: String,
+    pub kind: AuditKind,
     /// For login attempts the result (success, invalid_credentials, ...); for
     /// security events the event type (otp_enabled, ...).
     pub event: String,
@@ -224,13 +279,20 @@ macro_rules! dispatch {
 }
 
 impl Store {
-    /// Opens the backend named by `cfg.url`. Redis: builds the pool without
-    /// requiring the server to be up (the gateway starts and reports not-ready).
+    /// Opens the backend named by `cfg.url` on the system clock. Redis: builds
+    /// the pool without requiring the server to be up (the gateway starts and
+    /// reports not-ready).
     pub async fn open(cfg: &StoreConfig) -> StoreResult<Store> {
+        Store::open_with_clock(cfg, Clock::system()).await
+    }
+
+    /// As `open`, with the clock the memory store keeps time by (tests pass a
+    /// manual one). Redis ignores it: its scripts read Redis `TIME`.
+    pub async fn open_with_clock(cfg: &StoreConfig, clock: Clock) -> StoreResult<Store> {
         let url = cfg.url.expose();
         let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or(url);
         let backend = match scheme {
-            "memory" => Backend::Memory(MemoryStore::open(cfg).await?),
+            "memory" => Backend::Memory(MemoryStore::open(cfg, clock).await?),
             "redis" | "rediss" => Backend::Redis(RedisStore::open(cfg)?),
             // The URL may carry a password: name only the scheme.
             other => {
@@ -379,22 +441,34 @@ impl Store {
     // --- sliding windows ---
 
     /// Counts the hit if under `limit` within `window`; else Limited with retry_after.
-    pub async fn rate_hit(&self, bucket: &str, key: &str, limit: u32, window: Duration) -> StoreResult<RateDecision> {
+    pub async fn rate_hit(
+        &self,
+        bucket: RateBucket,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> StoreResult<RateDecision> {
         dispatch!(self, b => b.rate_hit(bucket, key, limit, window))
     }
 
     /// Checks without counting.
-    pub async fn rate_check(&self, bucket: &str, key: &str, limit: u32, window: Duration) -> StoreResult<RateDecision> {
+    pub async fn rate_check(
+        &self,
+        bucket: RateBucket,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> StoreResult<RateDecision> {
         dispatch!(self, b => b.rate_check(bucket, key, limit, window))
     }
 
     /// Records an event unconditionally; returns how many fall in the window
     /// (saturating at `RATE_RECORD_CAP`).
-    pub async fn rate_record(&self, bucket: &str, key: &str, window: Duration) -> StoreResult<u32> {
+    pub async fn rate_record(&self, bucket: RateBucket, key: &str, window: Duration) -> StoreResult<u32> {
         dispatch!(self, b => b.rate_record(bucket, key, window))
     }
 
-    pub async fn rate_reset(&self, bucket: &str, key: &str) -> StoreResult<()> {
+    pub async fn rate_reset(&self, bucket: RateBucket, key: &str) -> StoreResult<()> {
         dispatch!(self, b => b.rate_reset(bucket, key))
     }
 
@@ -458,11 +532,6 @@ impl Store {
 /// True for strings shaped like `Store::session_id` output (43 base64url chars).
 fn is_session_id(id: &str) -> bool {
     id.len() == 43 && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-}
-
-/// Wall-clock unix time in milliseconds (0 if the clock is before 1970).
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(duration_ms).unwrap_or(0)
 }
 
 /// A duration in whole milliseconds, saturating.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use portcullis::store::{CodeCheck, CodePurpose, Store};
 
-use crate::{code_hash, sleep_ms};
+use crate::{Time, code_hash};
 
 const LOGIN: CodePurpose = CodePurpose::Login;
 const TEN_MINUTES: Duration = Duration::from_secs(600);
@@ -46,10 +46,10 @@ pub async fn wrong_code_three_times_voids_the_code(s: &Store) {
     assert_eq!(s.verify_code("alice", LOGIN, &wrong).await.unwrap(), CodeCheck::Exhausted);
 }
 
-pub async fn an_expired_code_says_expired_then_is_forgotten(s: &Store) {
-    let ttl = Duration::from_millis(500);
+pub async fn an_expired_code_says_expired_then_is_forgotten(s: &Store, time: &Time) {
+    let ttl = Duration::from_millis(1000);
     s.issue_code("alice", LOGIN, &code_hash("482913"), ttl, 3).await.unwrap();
-    sleep_ms(600).await;
+    time.pass(Duration::from_millis(1400)).await;
     assert_eq!(
         s.verify_code("alice", LOGIN, &code_hash("482913")).await.unwrap(),
         CodeCheck::Expired,
@@ -57,7 +57,7 @@ pub async fn an_expired_code_says_expired_then_is_forgotten(s: &Store) {
     );
     assert_eq!(s.verify_code("alice", LOGIN, &code_hash("000000")).await.unwrap(), CodeCheck::Expired);
     // The record is kept for twice the TTL so late attempts hear "expired".
-    sleep_ms(500).await;
+    time.pass(Duration::from_millis(1000)).await;
     assert_eq!(s.verify_code("alice", LOGIN, &code_hash("482913")).await.unwrap(), CodeCheck::None);
 }
 
@@ -110,15 +110,15 @@ pub async fn codes_for_different_users_and_purposes_do_not_mix(s: &Store) {
     assert_eq!(s.verify_code("bob", LOGIN, &code_hash("333333")).await.unwrap(), CodeCheck::Ok);
 }
 
-pub async fn a_resend_cooldown_refuses_until_it_ends(s: &Store) {
-    let cooldown = Duration::from_millis(600);
+pub async fn a_resend_cooldown_refuses_until_it_ends(s: &Store, time: &Time) {
+    let cooldown = Duration::from_millis(1000);
     assert_eq!(s.start_cooldown("alice", LOGIN, cooldown).await.unwrap(), None, "the first send starts it");
     let left = s.start_cooldown("alice", LOGIN, cooldown).await.unwrap().expect("a second send is refused");
     assert!(left > Duration::ZERO && left <= cooldown, "time left {left:?} is within the cooldown");
     assert_eq!(s.start_cooldown("alice", CodePurpose::EnableOtp, cooldown).await.unwrap(), None, "per purpose");
     assert_eq!(s.start_cooldown("bob", LOGIN, cooldown).await.unwrap(), None, "per user");
 
-    sleep_ms(700).await;
+    time.pass(Duration::from_millis(1400)).await;
     assert_eq!(s.start_cooldown("alice", LOGIN, cooldown).await.unwrap(), None, "after the cooldown, send again");
     assert!(s.start_cooldown("alice", LOGIN, cooldown).await.unwrap().is_some(), "and a new cooldown runs");
 }

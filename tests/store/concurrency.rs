@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis::store::{CodeCheck, CodePurpose, RateDecision, Store};
+use portcullis::store::{CodeCheck, CodePurpose, RateBucket, RateDecision, Store};
 use tokio::sync::Barrier;
 
 use crate::code_hash;
@@ -50,7 +50,8 @@ pub async fn two_hundred_concurrent_verifies_of_one_correct_code_succeed_exactly
 
 pub async fn a_thousand_concurrent_hits_on_a_five_per_minute_window_allow_exactly_five(s: &Store) {
     let minute = Duration::from_secs(60);
-    let results = race(s, 1000, |s| async move { s.rate_hit("login", "203.0.113.9", 5, minute).await.unwrap() }).await;
+    let results =
+        race(s, 1000, |s| async move { s.rate_hit(RateBucket::Login, "203.0.113.9", 5, minute).await.unwrap() }).await;
     let mut remaining: Vec<u32> = results
         .iter()
         .filter_map(|r| match r {
@@ -65,7 +66,10 @@ pub async fn a_thousand_concurrent_hits_on_a_five_per_minute_window_allow_exactl
             assert!(*retry_after > Duration::from_secs(50) && *retry_after <= minute, "{retry_after:?}");
         }
     }
-    assert!(matches!(s.rate_check("login", "203.0.113.9", 5, minute).await.unwrap(), RateDecision::Limited { .. }));
+    assert!(matches!(
+        s.rate_check(RateBucket::Login, "203.0.113.9", 5, minute).await.unwrap(),
+        RateDecision::Limited { .. }
+    ));
 }
 
 pub async fn a_backup_code_consumed_fifty_times_at_once_succeeds_exactly_once(s: &Store) {

@@ -3,7 +3,7 @@
 
 use portcullis::store::{IpHistory, KNOWN_IPS_PER_USER, Store, UserState};
 
-use crate::{code_hash, next_second, now_s};
+use crate::{Time, code_hash, now_s};
 
 /// Eight backup-code hashes, distinct per `set`.
 pub fn backup_codes(set: &str) -> Vec<[u8; 32]> {
@@ -59,10 +59,10 @@ pub async fn known_ips_remember_when_they_were_last_seen(s: &Store) {
     assert_eq!(s.record_known_ip("bob", "198.51.100.4").await.unwrap(), IpHistory::FirstEver, "per user");
 }
 
-pub async fn known_ips_forget_the_least_recently_seen_beyond_the_cap(s: &Store) {
+pub async fn known_ips_forget_the_least_recently_seen_beyond_the_cap(s: &Store, time: &Time) {
     s.record_known_ip("alice", "203.0.113.1").await.unwrap();
     // Every other IP is seen at least a second later.
-    next_second().await;
+    time.next_second().await;
     let others: Vec<String> = (0..KNOWN_IPS_PER_USER).map(|i| format!("10.0.{}.{}", i / 256, i % 256)).collect();
     for ip in &others {
         assert_eq!(s.record_known_ip("alice", ip).await.unwrap(), IpHistory::Unseen, "{ip} is new");

@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
+use portcullis::clock::Clock;
 use portcullis::config::StoreConfig;
 use portcullis::store::{IpHistory, Store, StoreError, UserState};
 
 use crate::durable::backup_codes;
 use crate::pending::pending_login;
-use crate::{config, live_session, now_s, sleep_ms};
+use crate::{config, live_session, now_s};
 
 fn with_state_file(dir: &tempfile::TempDir) -> StoreConfig {
     StoreConfig { state_file: Some(dir.path().join("data").join("state.json")), ..config("memory://") }
@@ -93,13 +94,17 @@ async fn a_full_table_refuses_new_entries_but_serves_existing_ones() {
 
 #[tokio::test]
 async fn a_full_table_makes_room_once_its_entries_expire() {
-    let s = Store::open(&StoreConfig { max_entries: 2, ..config("memory://") }).await.unwrap();
+    let clock = Clock::manual(1_800_000_000_000);
+    let s =
+        Store::open_with_clock(&StoreConfig { max_entries: 2, ..config("memory://") }, clock.clone()).await.unwrap();
     let p = pending_login("alice");
     let short = Duration::from_millis(300);
     s.put_pending("p1", &p, short).await.unwrap();
     s.put_pending("p2", &p, short).await.unwrap();
     assert!(matches!(s.put_pending("p3", &p, short).await, Err(StoreError::Full)));
     // A full table purges expired entries inline, at most once a second.
-    sleep_ms(1100).await;
+    clock.advance(Duration::from_millis(999));
+    assert!(matches!(s.put_pending("p3", &p, short).await, Err(StoreError::Full)), "purged at most once a second");
+    clock.advance(Duration::from_millis(1));
     s.put_pending("p3", &p, short).await.expect("expired entries made room");
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use portcullis::store::{PendingLogin, Store};
 
-use crate::{now_s, sleep_ms};
+use crate::{Time, now_s};
 
 pub fn pending_login(user: &str) -> PendingLogin {
     PendingLogin {
@@ -33,12 +33,12 @@ pub async fn a_pending_login_can_be_read_until_it_is_taken_once(s: &Store) {
     assert_eq!(s.get_pending("p-nobody").await.unwrap(), None);
 }
 
-pub async fn a_pending_login_expires_after_its_ttl(s: &Store) {
+pub async fn a_pending_login_expires_after_its_ttl(s: &Store, time: &Time) {
     let p = pending_login("alice");
-    s.put_pending("short", &p, Duration::from_millis(600)).await.unwrap();
+    s.put_pending("short", &p, Duration::from_millis(1000)).await.unwrap();
     s.put_pending("long", &p, Duration::from_secs(600)).await.unwrap();
     assert_eq!(s.get_pending("short").await.unwrap(), Some(p.clone()), "alive within its TTL");
-    sleep_ms(750).await;
+    time.pass(Duration::from_millis(1400)).await;
     assert_eq!(s.get_pending("short").await.unwrap(), None, "expired");
     assert_eq!(s.take_pending("short").await.unwrap(), None, "an expired login cannot be completed");
     assert_eq!(s.take_pending("long").await.unwrap(), Some(p), "a longer TTL still runs");

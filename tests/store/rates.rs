@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use portcullis::store::{RateDecision, Store};
+use portcullis::store::{RateBucket, RateDecision, Store};
 
-use crate::sleep_ms;
+use crate::Time;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -19,78 +19,92 @@ fn retry_after(d: RateDecision) -> Duration {
 pub async fn a_rate_window_allows_its_limit_then_says_when_to_retry(s: &Store) {
     let ip = "198.51.100.7";
     for remaining in [2, 1, 0] {
-        assert_eq!(s.rate_hit("login", ip, 3, MINUTE).await.unwrap(), RateDecision::Allowed { remaining });
+        assert_eq!(s.rate_hit(RateBucket::Login, ip, 3, MINUTE).await.unwrap(), RateDecision::Allowed { remaining });
     }
-    let wait = retry_after(s.rate_hit("login", ip, 3, MINUTE).await.unwrap());
+    let wait = retry_after(s.rate_hit(RateBucket::Login, ip, 3, MINUTE).await.unwrap());
     assert!(wait > Duration::from_secs(55) && wait <= MINUTE, "retry when the first hit leaves: {wait:?}");
-    let again = retry_after(s.rate_hit("login", ip, 3, MINUTE).await.unwrap());
+    let again = retry_after(s.rate_hit(RateBucket::Login, ip, 3, MINUTE).await.unwrap());
     assert!(again <= wait, "a refused hit is not counted, so the wait does not grow: {again:?} > {wait:?}");
 
-    assert_eq!(s.rate_hit("login", "198.51.100.8", 3, MINUTE).await.unwrap(), RateDecision::Allowed { remaining: 2 });
-    assert_eq!(s.rate_hit("verify", ip, 3, MINUTE).await.unwrap(), RateDecision::Allowed { remaining: 2 });
+    assert_eq!(
+        s.rate_hit(RateBucket::Login, "198.51.100.8", 3, MINUTE).await.unwrap(),
+        RateDecision::Allowed { remaining: 2 }
+    );
+    assert_eq!(s.rate_hit(RateBucket::Verify, ip, 3, MINUTE).await.unwrap(), RateDecision::Allowed { remaining: 2 });
 }
 
 pub async fn a_rate_check_does_not_count(s: &Store) {
     let ip = "198.51.100.7";
     for _ in 0..10 {
-        assert_eq!(s.rate_check("login", ip, 3, MINUTE).await.unwrap(), RateDecision::Allowed { remaining: 3 });
+        assert_eq!(
+            s.rate_check(RateBucket::Login, ip, 3, MINUTE).await.unwrap(),
+            RateDecision::Allowed { remaining: 3 }
+        );
     }
-    assert_eq!(s.rate_hit("login", ip, 3, MINUTE).await.unwrap(), RateDecision::Allowed { remaining: 2 });
-    assert_eq!(s.rate_check("login", ip, 3, MINUTE).await.unwrap(), RateDecision::Allowed { remaining: 2 });
-    s.rate_hit("login", ip, 3, MINUTE).await.unwrap();
-    s.rate_hit("login", ip, 3, MINUTE).await.unwrap();
-    let wait = retry_after(s.rate_check("login", ip, 3, MINUTE).await.unwrap());
+    assert_eq!(s.rate_hit(RateBucket::Login, ip, 3, MINUTE).await.unwrap(), RateDecision::Allowed { remaining: 2 });
+    assert_eq!(s.rate_check(RateBucket::Login, ip, 3, MINUTE).await.unwrap(), RateDecision::Allowed { remaining: 2 });
+    s.rate_hit(RateBucket::Login, ip, 3, MINUTE).await.unwrap();
+    s.rate_hit(RateBucket::Login, ip, 3, MINUTE).await.unwrap();
+    let wait = retry_after(s.rate_check(RateBucket::Login, ip, 3, MINUTE).await.unwrap());
     assert!(wait > Duration::from_secs(55) && wait <= MINUTE, "{wait:?}");
     assert!(
-        matches!(s.rate_check("login", "198.51.100.99", 0, MINUTE).await.unwrap(), RateDecision::Limited { .. }),
+        matches!(
+            s.rate_check(RateBucket::Login, "198.51.100.99", 0, MINUTE).await.unwrap(),
+            RateDecision::Limited { .. }
+        ),
         "a zero limit refuses even an unseen key"
     );
 }
 
-pub async fn the_window_slides_so_old_hits_stop_counting(s: &Store) {
-    let window = Duration::from_millis(800);
+pub async fn the_window_slides_so_old_hits_stop_counting(s: &Store, time: &Time) {
+    let window = Duration::from_millis(2000);
     let ip = "198.51.100.7";
-    assert_eq!(s.rate_hit("verify", ip, 2, window).await.unwrap(), RateDecision::Allowed { remaining: 1 });
-    sleep_ms(400).await;
-    assert_eq!(s.rate_hit("verify", ip, 2, window).await.unwrap(), RateDecision::Allowed { remaining: 0 });
-    let wait = retry_after(s.rate_hit("verify", ip, 2, window).await.unwrap());
-    assert!(wait > Duration::ZERO && wait <= Duration::from_millis(400), "the first hit leaves in {wait:?}");
+    assert_eq!(s.rate_hit(RateBucket::Verify, ip, 2, window).await.unwrap(), RateDecision::Allowed { remaining: 1 });
+    time.pass(Duration::from_millis(1000)).await;
+    assert_eq!(s.rate_hit(RateBucket::Verify, ip, 2, window).await.unwrap(), RateDecision::Allowed { remaining: 0 });
+    let wait = retry_after(s.rate_hit(RateBucket::Verify, ip, 2, window).await.unwrap());
+    assert!(wait > Duration::ZERO && wait <= Duration::from_millis(1000), "the first hit leaves in {wait:?}");
 
-    tokio::time::sleep(wait + Duration::from_millis(30)).await;
+    // Past the first hit's exit, well before the second's.
+    time.pass(wait + Duration::from_millis(400)).await;
     assert_eq!(
-        s.rate_hit("verify", ip, 2, window).await.unwrap(),
+        s.rate_hit(RateBucket::Verify, ip, 2, window).await.unwrap(),
         RateDecision::Allowed { remaining: 0 },
         "the first hit left the window; the second still counts (no reset)"
     );
-    let wait = retry_after(s.rate_hit("verify", ip, 2, window).await.unwrap());
-    assert!(wait <= Duration::from_millis(400), "now the second hit is the oldest: {wait:?}");
+    let wait = retry_after(s.rate_hit(RateBucket::Verify, ip, 2, window).await.unwrap());
+    assert!(wait <= Duration::from_millis(600), "now the second hit is the oldest: {wait:?}");
 }
 
 pub async fn recording_counts_every_event_and_reset_clears_the_window(s: &Store) {
     let hour = Duration::from_secs(3600);
     for n in 1..=4 {
-        assert_eq!(s.rate_record("ip_failures", "198.51.100.7", hour).await.unwrap(), n);
+        assert_eq!(s.rate_record(RateBucket::IpFailures, "198.51.100.7", hour).await.unwrap(), n);
     }
     assert!(matches!(
-        s.rate_check("ip_failures", "198.51.100.7", 4, hour).await.unwrap(),
+        s.rate_check(RateBucket::IpFailures, "198.51.100.7", 4, hour).await.unwrap(),
         RateDecision::Limited { .. }
     ));
     assert_eq!(
-        s.rate_check("ip_failures", "198.51.100.7", 5, hour).await.unwrap(),
+        s.rate_check(RateBucket::IpFailures, "198.51.100.7", 5, hour).await.unwrap(),
         RateDecision::Allowed { remaining: 1 }
     );
     assert_eq!(
-        s.rate_hit("ip_failures", "198.51.100.7", 6, hour).await.unwrap(),
+        s.rate_hit(RateBucket::IpFailures, "198.51.100.7", 6, hour).await.unwrap(),
         RateDecision::Allowed { remaining: 1 }
     );
-    assert_eq!(s.rate_record("ip_failures", "198.51.100.7", hour).await.unwrap(), 6, "hits and records share the log");
-    assert_eq!(s.rate_record("ip_failures", "198.51.100.8", hour).await.unwrap(), 1, "per key");
+    assert_eq!(
+        s.rate_record(RateBucket::IpFailures, "198.51.100.7", hour).await.unwrap(),
+        6,
+        "hits and records share the log"
+    );
+    assert_eq!(s.rate_record(RateBucket::IpFailures, "198.51.100.8", hour).await.unwrap(), 1, "per key");
 
-    s.rate_reset("ip_failures", "198.51.100.7").await.unwrap();
+    s.rate_reset(RateBucket::IpFailures, "198.51.100.7").await.unwrap();
     assert_eq!(
-        s.rate_check("ip_failures", "198.51.100.7", 4, hour).await.unwrap(),
+        s.rate_check(RateBucket::IpFailures, "198.51.100.7", 4, hour).await.unwrap(),
         RateDecision::Allowed { remaining: 4 }
     );
-    assert_eq!(s.rate_record("ip_failures", "198.51.100.7", hour).await.unwrap(), 1, "counting starts over");
-    assert_eq!(s.rate_record("ip_failures", "198.51.100.8", hour).await.unwrap(), 2, "other keys keep theirs");
+    assert_eq!(s.rate_record(RateBucket::IpFailures, "198.51.100.7", hour).await.unwrap(), 1, "counting starts over");
+    assert_eq!(s.rate_record(RateBucket::IpFailures, "198.51.100.8", hour).await.unwrap(), 2, "other keys keep theirs");
 }

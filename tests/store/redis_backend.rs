@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use portcullis::config::StoreConfig;
-use portcullis::store::{ACCOUNT_FAILURES, AuditRecord, CodePurpose, RateDecision, Store, StoreError, StoreResult};
+use portcullis::store::{AuditRecord, CodePurpose, RateBucket, RateDecision, Store, StoreError, StoreResult};
 
 use crate::pending::pending_login;
 use crate::support::redis::server_or_skip;
@@ -46,7 +46,7 @@ async fn every_kind_fails_closed(s: &Store) -> Vec<StoreError> {
         fails_closed("create_session", s.create_session("tok2", &record)),
         fails_closed("take_pending", s.take_pending("p")),
         fails_closed("verify_code", s.verify_code("alice", CodePurpose::Login, &code)),
-        fails_closed("rate_hit", s.rate_hit("login", "198.51.100.7", 5, minute)),
+        fails_closed("rate_hit", s.rate_hit(RateBucket::Login, "198.51.100.7", 5, minute)),
         fails_closed("account_locked", s.account_locked("alice")),
         fails_closed("consume_backup_code", s.consume_backup_code("alice", &code)),
         fails_closed("append_audit", s.append_audit(&audit)),
@@ -74,7 +74,7 @@ async fn killing_redis_fails_operations_fast_and_a_restart_heals_the_same_store(
     s.create_session("tok", &live_session("alice")).await.unwrap();
     assert!(s.touch_session("tok").await.unwrap().is_some());
     assert_eq!(
-        s.rate_hit("login", "198.51.100.7", 5, Duration::from_secs(60)).await.unwrap(),
+        s.rate_hit(RateBucket::Login, "198.51.100.7", 5, Duration::from_secs(60)).await.unwrap(),
         RateDecision::Allowed { remaining: 4 },
         "scripts are loaded again on the new server"
     );
@@ -100,7 +100,9 @@ async fn operations_in_flight_when_redis_dies_fail_within_the_timeout() {
                     let outcome = if i % 2 == 0 {
                         s.touch_session("tok").await.map(drop)
                     } else {
-                        s.rate_hit("login", &format!("ip-{i}"), 1_000_000, Duration::from_secs(60)).await.map(drop)
+                        s.rate_hit(RateBucket::Login, &format!("ip-{i}"), 1_000_000, Duration::from_secs(60))
+                            .await
+                            .map(drop)
                     };
                     let failed = outcome.is_err();
                     log.push((started, started.elapsed(), outcome));
@@ -185,8 +187,8 @@ async fn every_redis_key_has_its_documented_type_and_expiry() {
     s.issue_code("alice", CodePurpose::Login, &code_hash("1"), Duration::from_secs(600), 3).await.unwrap();
     s.issue_code("alice", CodePurpose::EnableOtp, &code_hash("2"), Duration::from_secs(600), 3).await.unwrap();
     s.start_cooldown("alice", CodePurpose::Login, minute).await.unwrap();
-    s.rate_hit("login", "198.51.100.7", 5, Duration::from_secs(300)).await.unwrap();
-    s.rate_record(ACCOUNT_FAILURES, "alice", Duration::from_secs(3600)).await.unwrap();
+    s.rate_hit(RateBucket::Login, "198.51.100.7", 5, Duration::from_secs(300)).await.unwrap();
+    s.rate_record(RateBucket::AccountFailures, "alice", Duration::from_secs(3600)).await.unwrap();
     s.lock_account("alice", Duration::from_secs(900)).await.unwrap();
     s.set_otp_enabled("alice", true).await.unwrap();
     s.replace_backup_codes("alice", &[code_hash("b1"), code_hash("b2")]).await.unwrap();

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use portcullis::store::{AuthLevel, SessionRecord, Store};
 
-use crate::{at, live_session, next_second, now_s, session};
+use crate::{Time, live_session, now_s, session};
 
 pub async fn a_created_session_loads_with_a_fresh_last_seen(s: &Store) {
     let before = now_s();
@@ -25,31 +25,34 @@ pub async fn a_created_session_loads_with_a_fresh_last_seen(s: &Store) {
     assert_eq!(s.touch_session("tok-nobody").await.unwrap(), None, "an unknown token loads nothing");
 }
 
-pub async fn touching_a_session_slides_its_idle_expiry(s: &Store) {
-    let t = next_second().await;
-    // Idle for 1 s, last seen a second ago: untouched, it lives through second t only.
-    s.create_session("tok", &session("alice", t - 1, 1, t + 3600)).await.unwrap();
-    assert!(s.touch_session("tok").await.unwrap().is_some(), "alive before its idle timeout");
-
-    at(t, 1300).await;
-    let rec = s.touch_session("tok").await.unwrap().expect("the touch at t slid the expiry past t + 1");
+pub async fn touching_a_session_slides_its_idle_expiry(s: &Store, time: &Time) {
+    let t = time.next_second().await;
+    // Last seen at t with 2 s of idle time: untouched, it lives through second t + 2.
+    s.create_session("tok", &session("alice", t, 2, t + 3600)).await.unwrap();
+    time.at(t, 1500).await;
+    let rec = s.touch_session("tok").await.unwrap().expect("alive before its idle timeout");
     assert!(rec.last_seen > t, "the touch records when it happened: {}", rec.last_seen);
 
-    // Last touched during second t + 1: idle through second t + 2, then gone.
-    at(t, 3100).await;
+    // Past the untouched expiry (t + 3), inside the slid one (t + 4).
+    time.at(t + 3, 500).await;
+    let rec = s.touch_session("tok").await.unwrap().expect("the touch at t + 1 slid the expiry past t + 3");
+    assert!(rec.last_seen >= t + 3, "last seen {}", rec.last_seen);
+
+    // Last touched during second t + 3: idle through second t + 5, then gone.
+    time.at(t + 6, 500).await;
     assert_eq!(s.touch_session("tok").await.unwrap(), None, "idle longer than its timeout");
     assert!(s.list_sessions("alice").await.unwrap().is_empty(), "an idle-expired session is not listed");
 }
 
-pub async fn a_session_dies_at_its_absolute_expiry_however_active(s: &Store) {
-    let t = next_second().await;
-    s.create_session("tok", &session("alice", t, 3600, t)).await.unwrap();
+pub async fn a_session_dies_at_its_absolute_expiry_however_active(s: &Store, time: &Time) {
+    let t = time.next_second().await;
+    s.create_session("tok", &session("alice", t, 3600, t + 1)).await.unwrap();
     assert!(s.touch_session("tok").await.unwrap().is_some());
-    at(t, 600).await;
+    time.at(t + 1, 500).await;
     let rec = s.touch_session("tok").await.unwrap().expect("alive through its last second");
-    assert_eq!(rec.absolute_expiry, t, "touching never moves the absolute expiry");
+    assert_eq!(rec.absolute_expiry, t + 1, "touching never moves the absolute expiry");
 
-    at(t, 1100).await;
+    time.at(t + 2, 500).await;
     assert_eq!(s.touch_session("tok").await.unwrap(), None, "dead past its absolute expiry, though just touched");
     assert!(s.list_sessions("alice").await.unwrap().is_empty());
 }

@@ -6,7 +6,7 @@
 //! user), and rotation, revocation and listing must touch a session and its
 //! user's index atomically.
 
-use crate::store::CodePurpose;
+use crate::store::{CodePurpose, RateBucket};
 
 /// Builds namespaced keys.
 pub(super) struct Keys {
@@ -71,8 +71,8 @@ impl Keys {
         format!("{}audit", self.prefix)
     }
 
-    pub(super) fn rate(&self, bucket: &str, key: &str) -> String {
-        format!("{}rate:{}:{}", self.prefix, component(bucket), component(key))
+    pub(super) fn rate(&self, bucket: RateBucket, key: &str) -> String {
+        format!("{}rate:{}:{}", self.prefix, bucket.as_str(), component(key))
     }
 }
 
@@ -105,6 +105,6 @@ mod tests {
     fn names_cannot_break_out_of_their_tag() {
         let k = Keys::new("p:");
         assert_eq!(k.lock("a}:x{b"), "p:{u:a%7D%3Ax%7Bb}:lock");
-        assert_eq!(k.rate("login", "::1"), "p:rate:login:%3A%3A1");
+        assert_eq!(k.rate(RateBucket::Login, "::1"), "p:rate:login:%3A%3A1");
     }
 }

@@ -17,8 +17,8 @@ use deadpool_redis::redis::{self as r, AsyncConnectionConfig, ErrorKind, RedisEr
 use deadpool_redis::{Connection, Manager, Pool, PoolError, Runtime};
 
 use super::{
-    ACCOUNT_FAILURES, AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, IpHistory, KNOWN_IPS_PER_USER,
-    PendingLogin, RATE_RECORD_CAP, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, UserState,
+    AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, IpHistory, KNOWN_IPS_PER_USER, PendingLogin,
+    RATE_RECORD_CAP, RateBucket, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, UserState,
     duration_ms, hex32, session_expiry_ms,
 };
 use crate::config::StoreConfig;
@@ -311,7 +311,7 @@ impl RedisStore {
     async fn rate(
         &self,
         mode: RateMode,
-        bucket: &str,
+        bucket: RateBucket,
         key: &str,
         limit: u32,
         window: Duration,
@@ -340,7 +340,7 @@ impl RedisStore {
 
     pub(super) async fn rate_hit(
         &self,
-        bucket: &str,
+        bucket: RateBucket,
         key: &str,
         limit: u32,
         window: Duration,
@@ -351,7 +351,7 @@ impl RedisStore {
 
     pub(super) async fn rate_check(
         &self,
-        bucket: &str,
+        bucket: RateBucket,
         key: &str,
         limit: u32,
         window: Duration,
@@ -360,12 +360,12 @@ impl RedisStore {
         Ok(Self::decision(reply))
     }
 
-    pub(super) async fn rate_record(&self, bucket: &str, key: &str, window: Duration) -> StoreResult<u32> {
+    pub(super) async fn rate_record(&self, bucket: RateBucket, key: &str, window: Duration) -> StoreResult<u32> {
         let (_, n) = self.rate(RateMode::Record, bucket, key, 0, window).await?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    pub(super) async fn rate_reset(&self, bucket: &str, key: &str) -> StoreResult<()> {
+    pub(super) async fn rate_reset(&self, bucket: RateBucket, key: &str) -> StoreResult<()> {
         self.del(&[self.keys.rate(bucket, key)]).await.map(drop)
     }
 
@@ -397,7 +397,7 @@ impl RedisStore {
             .cmd("DEL")
             .arg(self.keys.lock(user))
             .cmd("DEL")
-            .arg(self.keys.rate(ACCOUNT_FAILURES, user))
+            .arg(self.keys.rate(RateBucket::AccountFailures, user))
             .query_async(&mut c)
             .await
             .map_err(redis_error)?;
