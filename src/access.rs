@@ -48,34 +48,29 @@ pub struct AccessRules {
 }
 
 impl AccessRules {
-    /// Compiles the rules; config validation has already checked regexes and methods.
-    pub fn compile(cfg: &AccessControlConfig) -> Result<AccessRules, String> {
-        let mut rules = Vec::with_capacity(cfg.rules.len());
-        for (i, r) in cfg.rules.iter().enumerate() {
-            let path = r
-                .path
-                .as_deref()
-                .map(Regex::new)
-                .transpose()
-                .map_err(|e| format!("access_control.rules[{i}].path: {e}"))?;
-            let methods = r
-                .methods
-                .iter()
-                .map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("access_control.rules[{i}].methods: {e}"))?;
-            rules.push(Rule {
+    /// The rules as the config holds them: regexes and methods were parsed
+    /// when the config was read.
+    pub fn new(cfg: &AccessControlConfig) -> AccessRules {
+        let rules: Vec<Rule> = cfg
+            .rules
+            .iter()
+            .map(|r| Rule {
                 domains: r.domain.iter().map(|d| d.to_ascii_lowercase()).collect(),
-                path,
-                methods,
+                path: r.path.as_ref().map(|p| p.0.clone()),
+                methods: r.methods.iter().map(|m| m.0.clone()).collect(),
                 networks: r.networks.clone(),
                 groups: r.groups.clone(),
                 users: r.users.clone(),
                 policy: r.policy,
-            });
-        }
+            })
+            .collect();
         let identity_dependent = rules.iter().any(|r| !r.groups.is_empty() || !r.users.is_empty());
-        Ok(AccessRules { rules, default_policy: cfg.default_policy, identity_dependent })
+        AccessRules { rules, default_policy: cfg.default_policy, identity_dependent }
+    }
+
+    /// The policy that applies when no rule matches.
+    pub fn default_policy(&self) -> Policy {
+        self.default_policy
     }
 
     /// The policy for `s`. Without a user, a rule that names users or groups and
@@ -126,7 +121,7 @@ pub fn domain_matches(pattern: &str, host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RuleConfig;
+    use crate::config::{PathPattern, RuleConfig};
 
     fn rule(policy: Policy) -> RuleConfig {
         RuleConfig {
@@ -147,11 +142,11 @@ mod tests {
     #[test]
     fn first_matching_rule_wins_else_default() {
         let mut public = rule(Policy::Bypass);
-        public.path = Some("^/public/".into());
+        public.path = Some(PathPattern(Regex::new("^/public/").unwrap()));
         public.domain = vec!["*.example.com".into()];
         let cfg =
             AccessControlConfig { default_policy: Policy::TwoFactor, rules: vec![public, rule(Policy::OneFactor)] };
-        let rules = AccessRules::compile(&cfg).unwrap();
+        let rules = AccessRules::new(&cfg);
         assert_eq!(rules.decide(&subject("app.example.com:443", "/public/x", None)), Decision::Policy(Policy::Bypass));
         assert_eq!(rules.decide(&subject("example.com", "/public/x", None)), Decision::Policy(Policy::OneFactor));
     }
@@ -161,7 +156,7 @@ mod tests {
         let mut admins = rule(Policy::TwoFactor);
         admins.groups = vec!["admins".into()];
         let cfg = AccessControlConfig { default_policy: Policy::Deny, rules: vec![admins] };
-        let rules = AccessRules::compile(&cfg).unwrap();
+        let rules = AccessRules::new(&cfg);
         assert_eq!(rules.decide(&subject("a", "/", None)), Decision::NeedsIdentity);
         let g = vec!["admins".to_string()];
         assert_eq!(rules.decide(&subject("a", "/", Some(("bob", &g)))), Decision::Policy(Policy::TwoFactor));

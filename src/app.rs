@@ -1,22 +1,34 @@
-//! The assembled gateway: one `App` holding config, store, mailer, users,
-//! templates, rules and upstreams, shared by `Arc` with every request. `run`
-//! binds the listeners and serves until shutdown.
+//! Assembly: [`build`] turns a validated config into the [`Gateway`] (every
+//! handle built once and shared by `Arc`), and [`run`] binds the listeners and
+//! serves until shutdown. This is the only module that sees every part.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::HeaderName;
-use ipnet::IpNet;
-
 use crate::access::AccessRules;
+use crate::audit::Audit;
+use crate::auth::account::AccountActions;
+use crate::auth::codes::Codes;
+use crate::auth::lockout::Lockout;
+use crate::auth::login::{LoginFlow, LoginSettings};
+use crate::auth::notify::Notifier;
 use crate::auth::password::PasswordChecker;
+use crate::auth::suspicious::SuspiciousActivity;
 use crate::auth::users::Users;
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::gate::Gate;
+use crate::identity::IdentityHeaders;
 use crate::mail::Mailer;
+use crate::metrics::MetricsEndpoint;
+use crate::portal::{Csrf, Portal, PortalSettings, Redirects};
 use crate::proxy::Proxy;
+use crate::ratelimit::Limiter;
 use crate::render::Templates;
+use crate::reply::Replies;
+use crate::router::Gateway;
 use crate::server::{self, Limits, Listener, Shutdown};
-use crate::session::CookieJar;
+use crate::session::SessionCookies;
 use crate::store::Store;
 
 /// Why the gateway could not start.
@@ -38,69 +50,99 @@ pub enum StartError {
     Password(#[from] crate::auth::password::PasswordError),
 }
 
+/// A built gateway and what `run` needs to serve it.
 pub struct App {
     pub config: Config,
-    /// `auth.prefix`, e.g. "/_auth".
-    pub prefix: String,
-    /// Scheme, host and port of `public_url` (what CSRF checks accept).
-    pub public_origin: String,
-    /// Secret keying CSRF tokens and code hashes.
-    pub secret: Vec<u8>,
-    pub trusted_proxies: Vec<IpNet>,
-    /// Identity header names, in the order of `User::header_values`.
-    pub identity_headers: [HeaderName; 4],
-    pub cookies: CookieJar,
-    pub proxy: Proxy,
-    pub rules: AccessRules,
-    pub users: Arc<Users>,
-    pub passwords: PasswordChecker,
+    pub gateway: Gateway,
     pub store: Store,
-    pub mailer: Mailer,
-    pub templates: Templates,
-    /// HSTS on gateway pages (public_url is https).
-    pub hsts: bool,
+    pub users: Arc<Users>,
 }
 
-impl App {
-    /// Assembles the gateway. `users` may be given (demo); else the users file is read.
-    pub async fn build(config: Config, users: Option<Users>) -> Result<App, StartError> {
-        let public_origin = config.server.public_url.origin().ascii_serialization();
-        let hsts = config.server.public_url.scheme() == "https";
-        let header = |s: &str| {
-            HeaderName::from_bytes(s.as_bytes())
-                .map_err(|_| StartError::Config(format!("auth.identity_headers: {s:?}")))
-        };
-        let identity_headers = [
-            header(&config.auth.identity_headers.user)?,
-            header(&config.auth.identity_headers.email)?,
-            header(&config.auth.identity_headers.name)?,
-            header(&config.auth.identity_headers.groups)?,
-        ];
-        let users = match users {
-            Some(u) => u,
-            None => Users::open(&config.auth.users_file)?,
-        };
-        let proxy = Proxy::new(&config.upstream).map_err(StartError::Config)?;
-        let rules = AccessRules::compile(&config.access_control).map_err(StartError::Config)?;
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Ok(App {
-            prefix: config.auth.prefix.clone(),
-            secret: config.auth.secret.expose().as_bytes().to_vec(),
-            trusted_proxies: config.server.trusted_proxies.clone(),
-            cookies: CookieJar::new(&config.session, hsts),
-            store: Store::open(&config.store).await?,
-            mailer: Mailer::new(&config.mail)?,
-            templates: Templates::load()?,
-            passwords: PasswordChecker::new(cores)?,
-            users: Arc::new(users),
-            identity_headers,
-            proxy,
-            rules,
+/// Builds the gateway from a validated config. `users` may be given (the
+/// demo); else the users file is read.
+pub async fn build(config: Config, users: Option<Users>) -> Result<App, StartError> {
+    build_with_clock(config, users, Clock::system()).await
+}
+
+/// As [`build`], keeping time by `clock` (tests pass a manual one).
+pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock) -> Result<App, StartError> {
+    let public_url = &config.server.public_url;
+    let public_origin = public_url.origin().ascii_serialization();
+    let secure = public_url.scheme() == "https";
+    let prefix = config.auth.prefix.clone();
+    let secret: Arc<[u8]> = config.auth.secret.expose().as_bytes().into();
+
+    let users = Arc::new(match users {
+        Some(u) => u,
+        None => Users::open(&config.auth.users_file)?,
+    });
+    let store = Store::open_with_clock(&config.store, clock.clone()).await?;
+    let templates = Arc::new(Templates::load()?);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let passwords = Arc::new(PasswordChecker::new(cores)?);
+    let mailer = Mailer::new(&config.mail)?;
+    let rules = Arc::new(AccessRules::new(&config.access_control));
+    let cookies = SessionCookies::new(&config.session, secure);
+    let identity = Arc::new(IdentityHeaders::new(&config.auth.identity_headers));
+    let replies = Arc::new(Replies::new(templates.clone(), &prefix, &config.auth.app_name, secure));
+
+    let audit = Audit::new(store.clone(), clock.clone());
+    let limiter = Limiter::new(store.clone(), &config.rate_limit, &config.lockout);
+    let notifier = Notifier::new(mailer, templates, &config.auth.app_name, clock.clone());
+    let codes =
+        Codes::new(store.clone(), notifier.clone(), limiter.clone(), audit.clone(), secret.clone(), &config.otp);
+    let lockout =
+        Lockout::new(store.clone(), limiter.clone(), audit.clone(), notifier.clone(), config.lockout.account_lock);
+    let suspicious = SuspiciousActivity::new(store.clone(), audit.clone(), notifier.clone(), clock.clone());
+    let gate = Arc::new(Gate::new(rules.clone(), store.clone(), users.clone(), cookies.clone()));
+    let login = LoginFlow {
+        store: store.clone(),
+        users: users.clone(),
+        passwords: passwords.clone(),
+        codes: codes.clone(),
+        limiter,
+        lockout,
+        audit: audit.clone(),
+        notifier: notifier.clone(),
+        suspicious,
+        rules,
+        settings: Arc::new(LoginSettings {
+            session: config.session.clone(),
+            account_url: format!("{public_origin}{prefix}/account"),
+        }),
+        clock: clock.clone(),
+    };
+    let account = AccountActions::new(store.clone(), passwords, codes, audit, notifier);
+    let portal = Portal {
+        gate: gate.clone(),
+        login,
+        account,
+        store: store.clone(),
+        replies: replies.clone(),
+        cookies: cookies.clone(),
+        csrf: Csrf::new(secret, &public_origin, clock),
+        redirects: Redirects::new(public_url, &config.auth.allowed_redirect_domains),
+        identity: identity.clone(),
+        settings: PortalSettings {
+            prefix: prefix.clone(),
             public_origin,
-            hsts,
-            config,
-        })
-    }
+            remember_me: config.session.remember_me,
+            pending_login_ttl: config.session.pending_login_ttl,
+            otp_ttl_secs: config.otp.ttl.as_secs(),
+            resend_cooldown_secs: config.otp.resend_cooldown.as_secs(),
+        },
+    };
+    let gateway = Gateway {
+        prefix,
+        trusted_proxies: config.server.trusted_proxies.clone(),
+        portal,
+        gate,
+        proxy: Proxy::new(&config.upstream).map_err(StartError::Config)?,
+        identity,
+        cookies,
+        replies,
+    };
+    Ok(App { config, gateway, store, users })
 }
 
 /// The addresses a running gateway listens on.
@@ -113,17 +155,18 @@ pub struct Bound {
 /// Binds the public and metrics listeners, prints where they are, and serves
 /// until `shutdown` fires. Returns once in-flight requests have drained.
 pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
-    let tls = match (&app.config.server.tls_cert, &app.config.server.tls_key) {
+    let App { config, gateway, store, users } = app;
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
         _ => None,
     };
-    let listener = Listener::bind(app.config.server.listen, tls).await?;
-    let metrics = match app.config.server.metrics_listen {
+    let listener = Listener::bind(config.server.listen, tls).await?;
+    let metrics = match config.server.metrics_listen {
         Some(addr) => Some(Listener::bind(addr, None).await?),
         None => None,
     };
     let bound = Bound { public: listener.local_addr(), metrics: metrics.as_ref().map(Listener::local_addr) };
-    app.users.watch(app.store.clone(), shutdown.clone());
+    users.watch(store.clone(), shutdown.clone());
     let scheme = if listener.is_tls() { "https" } else { "http" };
     // One machine-readable line per listener (tests and scripts wait for it).
     println!("portcullis listening on {scheme}://{}", bound.public);
@@ -131,15 +174,14 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
         println!("portcullis metrics on http://{m}/metrics");
     }
     let metrics_addr = bound.metrics.map_or_else(|| "off".to_string(), |m| m.to_string());
-    tracing::info!(listen = %bound.public, metrics = %metrics_addr, store = app.store.backend_name(), "gateway started");
+    tracing::info!(listen = %bound.public, metrics = %metrics_addr, store = store.backend_name(), "gateway started");
 
-    let limits = Limits::from_config(&app.config.server);
-    let app = Arc::new(app);
+    let limits = Limits::from_config(&config.server);
     let metrics_task = metrics.map(|m| {
         let s = shutdown.clone();
-        tokio::spawn(server::serve(m, Arc::new(crate::router::MetricsEndpoint), limits, s))
+        tokio::spawn(server::serve(m, Arc::new(MetricsEndpoint), limits, s))
     });
-    server::serve(listener, app, limits, shutdown).await;
+    server::serve(listener, Arc::new(gateway), limits, shutdown).await;
     if let Some(t) = metrics_task {
         let _ = t.await;
     }

@@ -1,12 +1,13 @@
-//! Audit: every login attempt and security event (SPEC §8) goes to the store
-//! (per user and globally, capped) and, as one JSON line, to the `security` log
-//! target. Recording never fails a request: a store error is logged instead.
+//! The audit trail: every login attempt and security event goes to the store
+//! (per user and globally, capped) and, as one JSON line, to the `security`
+//! log target. Recording never fails a request: a store error is logged
+//! instead, since refusing a login because its audit line could not be kept
+//! would let a store hiccup lock everyone out.
 
-use crate::app::App;
-use crate::session::now_unix;
-use crate::store::{AuditKind, AuditRecord};
+use crate::clock::Clock;
+use crate::store::{AuditKind, AuditRecord, Store};
 
-/// Results of a login attempt (the seed's `LoginAttempt.result`).
+/// Results of a login attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptResult {
     Success,
@@ -30,7 +31,7 @@ impl AttemptResult {
     }
 }
 
-/// Security events (the seed's `SecurityEvent.event_type`).
+/// Security events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecurityEvent {
     OtpEnabled,
@@ -41,6 +42,8 @@ pub enum SecurityEvent {
     RateLimitExceeded,
     AccountLocked,
     SessionRevoked,
+    /// A code e-mail could not be sent (the code was voided).
+    MailFailed,
 }
 
 impl SecurityEvent {
@@ -54,6 +57,7 @@ impl SecurityEvent {
             SecurityEvent::RateLimitExceeded => "rate_limit_exceeded",
             SecurityEvent::AccountLocked => "account_locked",
             SecurityEvent::SessionRevoked => "session_revoked",
+            SecurityEvent::MailFailed => "mail_failed",
         }
     }
 }
@@ -69,6 +73,25 @@ pub struct Actor<'a> {
     pub user_agent: &'a str,
 }
 
+impl AuditRecord {
+    /// True for a login attempt with this result.
+    pub fn is_attempt(&self, result: AttemptResult) -> bool {
+        self.kind == AuditKind::LoginAttempt && self.event == result.as_str()
+    }
+
+    /// True for a failed login attempt.
+    pub fn is_failed_attempt(&self) -> bool {
+        self.kind == AuditKind::LoginAttempt && self.event != AttemptResult::Success.as_str()
+    }
+}
+
+/// Writes audit records; cheap to clone.
+#[derive(Clone)]
+pub struct Audit {
+    store: Store,
+    clock: Clock,
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -80,36 +103,42 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-async fn write(app: &App, kind: AuditKind, event: &str, actor: Actor<'_>, details: &str) {
-    let rec = AuditRecord {
-        time: now_unix(),
-        kind,
-        event: event.to_owned(),
-        username: truncate(actor.username, 128).to_owned(),
-        user: actor.user.map(str::to_owned),
-        ip: actor.ip.to_owned(),
-        user_agent: truncate(actor.user_agent, 256).to_owned(),
-        details: truncate(details, 512).to_owned(),
-    };
-    tracing::info!(
-        target: "security",
-        kind = kind.as_str(),
-        event,
-        username = %rec.username,
-        user = rec.user.as_deref().unwrap_or("-"),
-        ip = %rec.ip,
-        user_agent = %rec.user_agent,
-        details = %rec.details,
-    );
-    if let Err(e) = app.store.append_audit(&rec).await {
-        tracing::warn!(error = %e, "audit record not stored");
+impl Audit {
+    pub fn new(store: Store, clock: Clock) -> Audit {
+        Audit { store, clock }
     }
-}
 
-pub async fn login_attempt(app: &App, actor: Actor<'_>, result: AttemptResult, details: &str) {
-    write(app, AuditKind::LoginAttempt, result.as_str(), actor, details).await;
-}
+    pub async fn attempt(&self, actor: Actor<'_>, result: AttemptResult, details: &str) {
+        self.write(AuditKind::LoginAttempt, result.as_str(), actor, details).await;
+    }
 
-pub async fn security_event(app: &App, actor: Actor<'_>, event: SecurityEvent, details: &str) {
-    write(app, AuditKind::SecurityEvent, event.as_str(), actor, details).await;
+    pub async fn event(&self, actor: Actor<'_>, event: SecurityEvent, details: &str) {
+        self.write(AuditKind::SecurityEvent, event.as_str(), actor, details).await;
+    }
+
+    async fn write(&self, kind: AuditKind, event: &str, actor: Actor<'_>, details: &str) {
+        let rec = AuditRecord {
+            time: self.clock.now_unix(),
+            kind,
+            event: event.to_owned(),
+            username: truncate(actor.username, 128).to_owned(),
+            user: actor.user.map(str::to_owned),
+            ip: actor.ip.to_owned(),
+            user_agent: truncate(actor.user_agent, 256).to_owned(),
+            details: truncate(details, 512).to_owned(),
+        };
+        tracing::info!(
+            target: "security",
+            kind = kind.as_str(),
+            event,
+            username = %rec.username,
+            user = rec.user.as_deref().unwrap_or("-"),
+            ip = %rec.ip,
+            user_agent = %rec.user_agent,
+            details = %rec.details,
+        );
+        if let Err(e) = self.store.append_audit(&rec).await {
+            tracing::warn!(error = %e, "audit record not stored");
+        }
+    }
 }

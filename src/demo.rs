@@ -102,7 +102,7 @@ impl Handler for Whoami {
             "peer": conn.peer.to_string(),
             "headers": headers,
         });
-        let browser = crate::portal::respond::wants_html(req.headers());
+        let browser = crate::reply::wants_html(req.headers());
         let (ctype, body) = if browser {
             let rows: String =
                 headers.iter().map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v))).collect();

@@ -1,7 +1,35 @@
-//! Portcullis: a two-factor authentication gateway. It runs as a reverse proxy in
-//! front of an application (or as the forward-auth server of nginx, Traefik or
-//! Caddy), serves its own login and one-time-code pages, and forwards
+//! Portcullis: a two-factor authentication gateway. It runs as a reverse proxy
+//! in front of an application (or as the forward-auth server of nginx, Traefik
+//! or Caddy), serves its own login and one-time-code pages, and forwards
 //! authenticated traffic with identity headers.
+//!
+//! A map of the modules, in the order a request meets them
+//! (`docs/architecture.md` walks three requests through them):
+//!
+//! - `server`: listeners, TLS, connection limits, graceful shutdown.
+//! - `router`: the [`router::Gateway`] handler: access log and metrics, then
+//!   the portal for paths under `auth.prefix`, or the gate and the proxy.
+//! - `request`: what is known of a request (client address, scheme) and of
+//!   its answer for the log.
+//! - `gate`: the one access decision: rules + session → allow, log in, deny.
+//! - `access`: the access-control rules.
+//! - `session`: tokens, the gateway's cookies (written and read), lifetimes.
+//! - `identity`: the identity headers, stripped and applied in one place.
+//! - `proxy`: upstream selection, header hygiene, streaming, upgrades.
+//! - `portal`: the gateway's own endpoints (route table, pages, JSON API,
+//!   forward-auth); one handler per endpoint for HTML and JSON.
+//! - `reply`: reply formats, response builders, and every failure's status
+//!   and message.
+//! - `auth`: users, passwords, codes, the login state machine, account
+//!   actions, lockouts, alerts; narrow handles, unit-testable.
+//! - `ratelimit`: the configured limits over the store's sliding windows.
+//! - `audit`: the audit trail (store + `security` log target).
+//! - `store`: the state behind domain operations (memory or Redis).
+//! - `mail`: transports and message rendering; `render`: the templates.
+//! - `config`: the typed config, loading and validation; `clock`: time.
+//! - `app`: assembly of all of the above; `metrics`, `logging`, `demo`.
+
+#![forbid(unsafe_code)]
 
 pub mod access;
 pub mod app;
@@ -13,11 +41,17 @@ pub mod ca_file;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod gate;
+pub mod identity;
+pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod portal;
 pub mod proxy;
+pub mod ratelimit;
 pub mod render;
+pub mod reply;
+pub mod request;
 pub mod router;
 pub mod server;
 pub mod session;

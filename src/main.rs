@@ -1,14 +1,15 @@
-//! The `portcullis` command line: parsing and wiring only (SPEC §1).
+//! The `portcullis` command line: parsing and wiring only.
 //! Exit codes: 0 ok, 1 usage or configuration error, 2 runtime failure.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use portcullis::app::{self, App};
-use portcullis::auth::users::{self, UserEntry, UsersFile};
+use portcullis::app;
+use portcullis::auth::users::{self, EditError, UserEntry, UsersFile};
 use portcullis::config::{self, Config};
+use portcullis::logging;
 use portcullis::server::Shutdown;
 use portcullis::{demo, store};
 
@@ -131,7 +132,11 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let _log_guard = init_logging(cli.log_format);
+    let _log_guard = logging::init(match cli.log_format {
+        LogFormat::Auto => logging::LogFormat::Auto,
+        LogFormat::Text => logging::LogFormat::Text,
+        LogFormat::Json => logging::LogFormat::Json,
+    });
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command.unwrap_or(Command::Serve(ConfigArg { config: None })) {
         Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a.config.as_deref()))),
@@ -170,47 +175,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))
 }
 
-/// Logs go through a background writer so a slow stderr never blocks the runtime;
-/// the guard flushes it at exit. See [`BatchedStderr`] for why it batches.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match format {
-        LogFormat::Json => true,
-        LogFormat::Text => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
-    };
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(BatchedStderr(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr())));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
-    if json {
-        builder.json().flatten_event(true).with_current_span(false).init();
-    } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
-    }
-    guard
-}
-
-/// The log writer thread's sink. The thread drains every queued line into this
-/// buffer, then flushes; after a flush it pauses briefly, so that under load
-/// lines pile up in the queue instead of each one waking the thread (a futex
-/// wake and a write(2) per access-log line cost a third of the proxy's
-/// throughput). A line waits at most the pause before it is written.
-struct BatchedStderr(std::io::BufWriter<std::io::Stderr>);
-
-impl std::io::Write for BatchedStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()?;
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        Ok(())
-    }
-}
-
 fn start_error(e: app::StartError) -> Failure {
     match e {
         app::StartError::Config(_) | app::StartError::Users(_) => Failure::Usage(e.to_string()),
@@ -220,7 +184,7 @@ fn start_error(e: app::StartError) -> Failure {
 
 async fn serve(config_flag: Option<&Path>) -> Result<(), Failure> {
     let loaded = config::load(config_flag, Config::default(), false)?;
-    let app = App::build(loaded.config, None).await.map_err(start_error)?;
+    let app = app::build(loaded.config, None).await.map_err(start_error)?;
     let shutdown = Shutdown::default();
     shutdown.on_signals();
     app::run(app, shutdown).await.map_err(start_error)
@@ -241,7 +205,7 @@ async fn run_demo(config_flag: Option<&Path>) -> Result<(), Failure> {
     let user = demo::demo_user().map_err(start_error)?;
     let listen = loaded.config.server.listen;
     let public = loaded.config.server.public_url.clone();
-    let app = App::build(loaded.config, Some(user.users)).await.map_err(start_error)?;
+    let app = app::build(loaded.config, Some(user.users)).await.map_err(start_error)?;
     println!();
     println!("  Portcullis demo");
     println!("  open      {public}  (gateway on {listen}, whoami upstream on {whoami})");
@@ -290,29 +254,11 @@ fn users_file_path(flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
     Ok(loaded.config.auth.users_file)
 }
 
-fn read_users_file(path: &Path) -> Result<UsersFile, Failure> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UsersFile::default()),
-        Err(e) => Err(Failure::Runtime(format!("{}: {e}", path.display()))),
+fn edit_error(e: EditError) -> Failure {
+    match e {
+        EditError::Invalid(m) => Failure::Usage(m),
+        EditError::Io(m) => Failure::Runtime(m),
     }
-}
-
-fn write_users_file(path: &Path, file: &UsersFile) -> Result<(), Failure> {
-    let text = toml::to_string_pretty(file).map_err(|e| Failure::Runtime(e.to_string()))?;
-    // Check that what we write loads back before replacing the file.
-    users::parse(path, &text).map_err(|e| Failure::Usage(e.to_string()))?;
-    let tmp = path.with_extension("toml.tmp");
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| Failure::Runtime(format!("{}: {e}", path.display())))
 }
 
 fn user_command(cmd: UserCommand) -> Result<(), Failure> {
@@ -325,14 +271,13 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
                 return Err(Failure::Usage(format!("--email {email:?}: not an e-mail address")));
             }
             let path = users_file_path(users_file)?;
-            let mut file = read_users_file(&path)?;
+            let mut file = UsersFile::read(&path).map_err(edit_error)?;
             if file.users.contains_key(&name) {
                 return Err(Failure::Usage(format!("NAME: user {name:?} already exists in {}", path.display())));
             }
             // Checked here, before the password prompt, so the message is about
             // the user being added (the file check would blame the other entry).
-            if let Some(other) = file.users.iter().find_map(|(n, u)| u.email.eq_ignore_ascii_case(&email).then_some(n))
-            {
+            if let Some(other) = file.email_owner(&email) {
                 return Err(Failure::Usage(format!(
                     "--email {email:?}: already used by user {other:?} in {}",
                     path.display()
@@ -342,13 +287,13 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
             let password =
                 portcullis::auth::password::hash_password(&pw).map_err(|e| Failure::Runtime(e.to_string()))?;
             file.users.insert(name.clone(), UserEntry { email, display_name, password, groups, disabled: false });
-            write_users_file(&path, &file)?;
+            file.write(&path).map_err(edit_error)?;
             println!("added {name} to {}", path.display());
             Ok(())
         }
         UserCommand::List { users_file } => {
             let path = users_file_path(users_file)?;
-            let file = read_users_file(&path)?;
+            let file = UsersFile::read(&path).map_err(edit_error)?;
             for (name, u) in &file.users {
                 let state = if u.disabled { "disabled" } else { "active" };
                 println!("{name}\t{}\t{}\t{state}", u.email, u.groups.join(","));
@@ -357,12 +302,12 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
         }
         UserCommand::Disable { name, users_file } => {
             let path = users_file_path(users_file)?;
-            let mut file = read_users_file(&path)?;
+            let mut file = UsersFile::read(&path).map_err(edit_error)?;
             let Some(u) = file.users.get_mut(&name) else {
                 return Err(Failure::Usage(format!("NAME: no user {name:?} in {}", path.display())));
             };
             u.disabled = true;
-            write_users_file(&path, &file)?;
+            file.write(&path).map_err(edit_error)?;
             println!("disabled {name} in {}", path.display());
             Ok(())
         }

@@ -1,6 +1,7 @@
-//! Every Prometheus metric of the gateway, defined in one place (SPEC §9). The
-//! registry is the one global of the program. Label values are bounded: routes
-//! are names from the router, never paths; no users or IPs.
+//! Every Prometheus metric of the gateway, defined in one place, and the
+//! metrics listener's endpoint. The registry is the one global of the program.
+//! Label values are bounded: routes are names from the route table, never
+//! paths; no users or IPs.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -157,4 +158,25 @@ pub fn render() -> Vec<u8> {
     let mut buf = Vec::with_capacity(16 * 1024);
     let _ = TextEncoder::new().encode(&get().registry.gather(), &mut buf);
     buf
+}
+
+/// The metrics listener's one endpoint, `/metrics`.
+pub struct MetricsEndpoint;
+
+impl crate::server::Handler for MetricsEndpoint {
+    async fn handle(
+        self: std::sync::Arc<Self>,
+        req: http::Request<hyper::body::Incoming>,
+        _conn: crate::server::ConnInfo,
+    ) -> crate::body::Response {
+        if req.uri().path() != "/metrics" {
+            return crate::reply::text(StatusCode::NOT_FOUND, "not found\n");
+        }
+        let mut r = crate::body::Response::new(crate::body::Body::full(render()));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        r
+    }
 }

@@ -1,13 +1,14 @@
-//! Cookie ⇄ session: token generation, the cookies that carry sessions and
-//! pending logins, and the lifetimes. Tokens are 256-bit random values; the
-//! store keeps only their hash, so a store dump cannot be replayed as cookies.
+//! Cookie ⇄ session: token generation, the cookies that carry sessions,
+//! pending logins and CSRF bindings (written and read here), and the
+//! lifetimes. Tokens are 256-bit random values; the store keeps only their
+//! hash, so a store dump cannot be replayed as cookies.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cookie::{Cookie, SameSite};
-use http::HeaderValue;
+use http::header::{self, HeaderMap, HeaderValue};
 
 use crate::config::SessionConfig;
 use crate::store::{AuthLevel, SessionRecord};
@@ -24,13 +25,22 @@ pub fn plausible_token(t: &str) -> bool {
     t.len() == 43 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-pub fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// Reads one cookie's value from the request's `Cookie` headers.
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
 }
 
-/// Cookie settings derived once from the config.
+/// The gateway's cookies: their names and attributes, derived once from the
+/// config, and how to write and read them.
 #[derive(Debug, Clone)]
-pub struct CookieJar {
+pub struct SessionCookies {
     pub session_name: String,
     pub pending_name: String,
     /// Binds the CSRF tokens of visitors who have neither a session nor a
@@ -41,9 +51,9 @@ pub struct CookieJar {
     secure: bool,
 }
 
-impl CookieJar {
-    pub fn new(cfg: &SessionConfig, secure: bool) -> CookieJar {
-        CookieJar {
+impl SessionCookies {
+    pub fn new(cfg: &SessionConfig, secure: bool) -> SessionCookies {
+        SessionCookies {
             session_name: cfg.cookie_name.clone(),
             pending_name: format!("{}_pending", cfg.cookie_name),
             csrf_name: format!("{}_csrf", cfg.cookie_name),
@@ -86,20 +96,40 @@ impl CookieJar {
     pub fn clear(&self, name: &str) -> HeaderValue {
         self.build(name, "", Some(Duration::ZERO))
     }
+
+    /// The session token the request carries, if it is shaped like one.
+    pub fn session_token<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        cookie_value(headers, &self.session_name).filter(|t| plausible_token(t))
+    }
+
+    /// The pending-login token the request carries, if any.
+    pub fn pending_token<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        cookie_value(headers, &self.pending_name)
+    }
+
+    /// The value CSRF tokens are bound to: the session cookie, else the
+    /// pending-login cookie, else the anonymous CSRF cookie. None when the
+    /// request carries none of them: no token is valid then (a cross-site form
+    /// post sends no SameSite=Lax cookies, so a token lifted elsewhere cannot be
+    /// replayed).
+    pub fn csrf_binding<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        let cookie = |name: &str| cookie_value(headers, name).filter(|v| !v.is_empty());
+        cookie(&self.session_name).or_else(|| cookie(&self.pending_name)).or_else(|| cookie(&self.csrf_name))
+    }
 }
 
-/// A new session record for `user` at `level`, with the lifetimes of SPEC §2:
-/// remember-me sessions last `remember_me`; others slide by `idle_timeout` up to
-/// `absolute_timeout`.
+/// A new session record for `user` at `level`, created at `now` (unix
+/// seconds): remember-me sessions last `session.remember_me`; others slide by
+/// `idle_timeout` up to `absolute_timeout`.
 pub fn new_record(
     cfg: &SessionConfig,
+    now: u64,
     user: &str,
     level: AuthLevel,
     remember_me: bool,
     ip: &str,
     device: &str,
 ) -> SessionRecord {
-    let now = now_unix();
     let (idle, absolute) =
         if remember_me { (cfg.remember_me, cfg.remember_me) } else { (cfg.idle_timeout, cfg.absolute_timeout) };
     SessionRecord {
@@ -163,14 +193,14 @@ mod tests {
 
     #[test]
     fn cookies_carry_the_security_flags() {
-        let jar = CookieJar::new(&SessionConfig::default(), true);
+        let jar = SessionCookies::new(&SessionConfig::default(), true);
         let c = jar.session("tok", None);
         let s = c.to_str().unwrap();
         assert!(s.contains("HttpOnly") && s.contains("Secure") && s.contains("SameSite=Lax"), "{s}");
         assert!(!s.contains("Max-Age"));
         let c = jar.session("tok", Some(Duration::from_secs(30 * 86400)));
         assert!(c.to_str().unwrap().contains("Max-Age=2592000"));
-        let plain = CookieJar::new(&SessionConfig::default(), false).session("t", None);
+        let plain = SessionCookies::new(&SessionConfig::default(), false).session("t", None);
         assert!(!plain.to_str().unwrap().contains("Secure"));
     }
 

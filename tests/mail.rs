@@ -9,9 +9,10 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use portcullis::config::{MailConfig, MailTransport, Secret, SmtpTls};
+use portcullis::config::{CaFile, MailConfig, MailTransport, Secret, SmtpTls};
 use portcullis::mail::{CodeMail, Email, MailError, Mailer, compose_code_mail};
 use portcullis::render::Templates;
+use portcullis::store::CodePurpose;
 use support::smtp::{self, SmtpSink};
 
 fn smtp_config(port: u16, timeout: Duration) -> MailConfig {
@@ -38,7 +39,7 @@ fn code_email(code: &str) -> Email {
             to_name: Some("Alice Liddell"),
             username: "alice",
             code,
-            purpose: "login",
+            purpose: CodePurpose::Login,
             expires_minutes: 10,
             expires_at: "2026-11-24 13:15 UTC",
             ip: "203.0.113.9",
@@ -150,7 +151,7 @@ fn tls_config(port: u16, tls: SmtpTls, ca_file: Option<&Path>) -> MailConfig {
     MailConfig {
         smtp_tls: tls,
         smtp_host: Some("localhost".into()),
-        smtp_ca_file: ca_file.map(Path::to_path_buf),
+        smtp_ca_file: ca_file.map(|p| CaFile::read(p).expect("a readable CA file")),
         ..smtp_config(port, Duration::from_secs(5))
     }
 }
@@ -260,8 +261,11 @@ fn a_missing_or_garbage_ca_file_fails_the_mailer_naming_the_key() {
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&garbage, "not a certificate\n").expect("write");
     for path in [dir.path().join("missing.pem"), garbage] {
+        // As the config file names it: validation would have refused to read it.
+        let named: CaFile = serde_json::from_value(serde_json::json!(path)).expect("a path");
         for mode in [SmtpTls::Starttls, SmtpTls::Tls] {
-            match Mailer::new(&tls_config(587, mode, Some(&path))) {
+            let cfg = MailConfig { smtp_ca_file: Some(named.clone()), ..tls_config(587, mode, None) };
+            match Mailer::new(&cfg) {
                 Err(MailError::Transport(msg)) => assert!(msg.contains("mail.smtp_ca_file"), "{msg}"),
                 other => panic!("expected a transport error, got {other:?}"),
             }

@@ -1,10 +1,22 @@
 //! One-time codes and backup codes. Codes come from the OS CSPRNG and are kept
 //! only as HMAC-SHA256 hashes keyed with `auth.secret` (and bound to the user and
 //! purpose), so a store dump reveals no usable code, and a code for one user or
-//! purpose is useless for another.
+//! purpose is useless for another. [`Codes`] issues e-mailed codes (rate
+//! limited, voided again if the mail fails) and checks them.
+
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+use crate::audit::{Audit, SecurityEvent};
+use crate::auth::Client;
+use crate::auth::error::LoginError;
+use crate::auth::notify::Notifier;
+use crate::auth::users::User;
+use crate::config::OtpConfig;
+use crate::ratelimit::{Limiter, RateBucket};
+use crate::store::{CodeCheck, CodePurpose, Store, StoreResult};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -65,6 +77,83 @@ pub fn backup_hash(secret: &[u8], user: &str, code: &str) -> [u8; 32] {
 pub fn plausible_code(code: &str, digits: u32) -> bool {
     let c = code.trim();
     c.len() == digits as usize && c.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Issues and checks e-mailed codes; cheap to clone.
+#[derive(Clone)]
+pub struct Codes {
+    store: Store,
+    notifier: Notifier,
+    limiter: Limiter,
+    audit: Audit,
+    secret: Arc<[u8]>,
+    otp: OtpConfig,
+}
+
+impl Codes {
+    pub fn new(
+        store: Store,
+        notifier: Notifier,
+        limiter: Limiter,
+        audit: Audit,
+        secret: Arc<[u8]>,
+        otp: &OtpConfig,
+    ) -> Codes {
+        Codes { store, notifier, limiter, audit, secret, otp: otp.clone() }
+    }
+
+    /// The `[otp]` settings.
+    pub fn settings(&self) -> &OtpConfig {
+        &self.otp
+    }
+
+    /// Issues a code (voiding the previous one of its purpose) and e-mails it.
+    /// A mail failure voids the code again, is audited and counted, and
+    /// reports `MailFailed`.
+    pub async fn issue(&self, user: &User, purpose: CodePurpose, client: &Client) -> Result<(), LoginError> {
+        if let Some(retry_after) = self.limiter.hit(RateBucket::OtpEmails, &client.ip).await? {
+            return Err(LoginError::RateLimited { retry_after });
+        }
+        let code = generate_code(self.otp.digits);
+        let hash = code_hash(&self.secret, &user.username, purpose.as_str(), &code);
+        self.store.issue_code(&user.username, purpose, &hash, self.otp.ttl, self.otp.max_attempts).await?;
+        if let Err(e) = self.notifier.send_code(user, purpose, &code, self.otp.ttl, client).await {
+            tracing::error!(error = %e, purpose = purpose.as_str(), "code e-mail not sent; code voided");
+            crate::metrics::get().mail_failures.inc();
+            self.store.void_code(&user.username, purpose).await?;
+            let details = format!("{} code not sent: {e}", purpose.as_str());
+            self.audit.event(client.as_user(user), SecurityEvent::MailFailed, &details).await;
+            return Err(LoginError::MailFailed);
+        }
+        crate::metrics::get().otp_sent.with_label_values(&[purpose.as_str()]).inc();
+        Ok(())
+    }
+
+    /// Checks `code` against the user's current code for `purpose`, counting
+    /// the attempt. A malformed code still costs an attempt, through a hash
+    /// that cannot match.
+    pub async fn check(&self, user: &User, purpose: CodePurpose, code: &str) -> StoreResult<CodeCheck> {
+        let hash = if plausible_code(code, self.otp.digits) {
+            code_hash(&self.secret, &user.username, purpose.as_str(), code)
+        } else {
+            [0u8; 32]
+        };
+        self.store.verify_code(&user.username, purpose, &hash).await
+    }
+
+    /// A fresh set of backup codes for `user`: the codes (shown once) and
+    /// their stored forms.
+    pub fn new_backup_codes(&self, user: &User) -> (Vec<String>, Vec<[u8; 32]>) {
+        let codes = generate_backup_codes();
+        let hashes = codes.iter().map(|c| backup_hash(&self.secret, &user.username, c)).collect();
+        (codes, hashes)
+    }
+
+    /// The stored form of a backup code as typed, or None when it cannot be one.
+    pub fn backup_hash(&self, user: &User, typed: &str) -> Option<[u8; 32]> {
+        (normalize_backup_code(typed).len() == BACKUP_CODE_LEN)
+            .then(|| backup_hash(&self.secret, &user.username, typed))
+    }
 }
 
 #[cfg(test)]

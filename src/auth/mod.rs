@@ -1,10 +1,56 @@
-//! Authentication decisions: who the users are (`users`), password checks
-//! (`password`), one-time and backup codes (`codes`) and the login state machine
-//! (`login`). Handlers speak HTTP; this module decides; the store persists.
+//! Authentication decisions. Each concept is a narrow handle holding only what
+//! it uses (store, users, password checker, mailer, clock, settings), so the
+//! state machines can be built and tested without the assembled gateway:
+//!
+//! - `users`: the users file (reading, reloading, editing) and the directory;
+//! - `password`: argon2id checks off the async runtime;
+//! - `codes`: one-time and backup codes, and [`codes::Codes`], which issues
+//!   and checks e-mailed codes;
+//! - `notify`: code e-mails and security alerts;
+//! - `lockout`: failed attempts and the account lock;
+//! - `suspicious`: the suspicious-activity rules run after a login;
+//! - `login`: the login state machine (password → second factor → session);
+//! - `account`: account self-service (2FA on and off, backup codes, sessions).
+//!
+//! Handlers speak HTTP; this module decides; the store persists.
 
 pub mod account;
 pub mod codes;
+pub mod error;
+pub mod lockout;
 pub mod login;
+pub mod notify;
 pub mod password;
 pub mod suspicious;
 pub mod users;
+
+use crate::audit::Actor;
+use crate::auth::users::User;
+
+/// Where a request comes from, for limits, audit and e-mails.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+impl Client {
+    pub fn new(ip: impl Into<String>, user_agent: &str) -> Client {
+        Client { ip: ip.into(), user_agent: user_agent.chars().take(256).collect() }
+    }
+
+    /// A short description of the device ("Firefox on Linux").
+    pub fn device(&self) -> String {
+        crate::session::describe_device(&self.user_agent)
+    }
+
+    /// This client acting as `user` (an account that is known).
+    pub fn as_user<'a>(&'a self, user: &'a User) -> Actor<'a> {
+        Actor { username: &user.username, user: Some(&user.username), ip: &self.ip, user_agent: &self.user_agent }
+    }
+
+    /// This client naming `name` (as typed; the account may not exist).
+    pub fn naming<'a>(&'a self, name: &'a str) -> Actor<'a> {
+        Actor { username: name, user: None, ip: &self.ip, user_agent: &self.user_agent }
+    }
+}

@@ -1,7 +1,8 @@
-//! The users file (SPEC §2): who may log in, their e-mail, groups and password
-//! hash. Loaded at start; reloaded when the file changes or on SIGHUP. A broken
-//! edit keeps the last good copy (and says why in the log), so a typo never locks
-//! everyone out.
+//! The users file: who may log in, their e-mail, groups and password hash.
+//! Loaded at start; reloaded when the file changes or on SIGHUP. A broken edit
+//! keeps the last good copy (and says why in the log), so a typo never locks
+//! everyone out. [`UsersFile`] also reads and writes the file for the
+//! `portcullis user` commands.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,6 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
+
+use crate::identity::IdentityValues;
 use serde::{Deserialize, Serialize};
 
 use crate::store::Store;
@@ -42,6 +45,52 @@ pub struct UsersFile {
     pub users: BTreeMap<String, UserEntry>,
 }
 
+/// Why the users file could not be read or written by a command.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    /// The file (or what would be written) is not a valid users file.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl UsersFile {
+    /// Reads the file; a missing file is an empty one.
+    pub fn read(path: &Path) -> Result<UsersFile, EditError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| EditError::Invalid(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UsersFile::default()),
+            Err(e) => Err(EditError::Io(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// Writes the file atomically (a temporary file renamed into place), after
+    /// checking that what is written loads back, so a reload never sees a
+    /// half-written or invalid file.
+    pub fn write(&self, path: &Path) -> Result<(), EditError> {
+        let text = toml::to_string_pretty(self).map_err(|e| EditError::Io(e.to_string()))?;
+        parse(path, &text).map_err(|e| EditError::Invalid(e.to_string()))?;
+        let tmp = path.with_extension("toml.tmp");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| EditError::Io(format!("{}: {e}", path.display())))
+    }
+
+    /// The user whose e-mail is `email` (case-insensitive), if any.
+    pub fn email_owner(&self, email: &str) -> Option<&str> {
+        self.users.iter().find_map(|(n, u)| u.email.eq_ignore_ascii_case(email).then_some(n.as_str()))
+    }
+}
+
 /// A user as the gateway uses it, with identity header values prepared once.
 #[derive(Debug)]
 pub struct User {
@@ -51,8 +100,8 @@ pub struct User {
     pub password_hash: String,
     pub groups: Vec<String>,
     pub disabled: bool,
-    /// Values for the user, email, name and groups identity headers.
-    pub header_values: [HeaderValue; 4],
+    /// The identity headers' values for this user.
+    pub identity: IdentityValues,
 }
 
 /// One consistent view of the users file.
@@ -111,7 +160,12 @@ pub fn parse(path: &Path, text: &str) -> Result<UserDirectory, UsersError> {
         let header = |s: &str| {
             HeaderValue::from_str(s).map_err(|_| invalid(format!("users.{name}: {s:?} cannot be sent in a header")))
         };
-        let header_values = [header(&name)?, header(&e.email)?, header(&display_name)?, header(&e.groups.join(","))?];
+        let identity = IdentityValues {
+            user: header(&name)?,
+            email: header(&e.email)?,
+            name: header(&display_name)?,
+            groups: header(&e.groups.join(","))?,
+        };
         let email_key = e.email.to_ascii_lowercase();
         if let Some(other) = dir.by_email.insert(email_key, name.clone()) {
             return Err(invalid(format!("users.{name}.email: already used by users.{other}")));
@@ -125,7 +179,7 @@ pub fn parse(path: &Path, text: &str) -> Result<UserDirectory, UsersError> {
                 password_hash: e.password,
                 groups: e.groups,
                 disabled: e.disabled,
-                header_values,
+                identity,
             }),
         );
     }
@@ -332,7 +386,7 @@ mod tests {
         let dir = parse(Path::new("u.toml"), &text).unwrap();
         assert_eq!(dir.find("alice").unwrap().email, "Alice@Example.com");
         assert_eq!(dir.find("alice@example.com").unwrap().username, "alice");
-        assert_eq!(dir.find("alice").unwrap().header_values[3], "admins");
+        assert_eq!(dir.find("alice").unwrap().identity.groups, "admins");
         assert!(dir.find("bob").is_none());
     }
 

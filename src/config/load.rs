@@ -91,10 +91,10 @@ pub fn load_file(file: Option<PathBuf>, base: Config, demo: bool) -> Result<Load
 
 /// Extracts and validates from an assembled figment (also used by tests).
 pub fn load_from_figment(figment: Figment, file: Option<PathBuf>, demo: bool) -> Result<LoadedConfig, ConfigError> {
-    let config: Config = figment
+    let mut config: Config = figment
         .extract()
         .map_err(|e| ConfigError { file: file.clone(), problems: e.into_iter().map(problem_from_figment).collect() })?;
-    let problems = validate(&config, demo);
+    let problems = validate(&mut config, demo);
     if !problems.is_empty() {
         return Err(ConfigError { file, problems });
     }

@@ -11,4 +11,4 @@ pub mod values;
 pub use load::{ConfigError, LoadedConfig, load, load_file, load_from_figment};
 pub use types::*;
 pub use validate::{Problem, validate};
-pub use values::{RateSpec, Secret};
+pub use values::{CaFile, HeaderNameSetting, MethodSetting, PathPattern, RateSpec, Secret};

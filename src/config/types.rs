@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::values::{RateSpec, Secret, duration};
+use super::values::{CaFile, HeaderNameSetting, MethodSetting, PathPattern, RateSpec, Secret, duration};
 
 /// The whole configuration, one field per TOML section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,7 +99,7 @@ pub struct UpstreamConfig {
     #[serde(with = "duration")]
     pub timeout: Duration,
     /// Extra PEM CA bundle trusted for an `https://` upstream (besides webpki roots).
-    pub ca_file: Option<PathBuf>,
+    pub ca_file: Option<CaFile>,
     /// Send the client's Host header upstream (true) or the upstream URL's host.
     pub preserve_host: bool,
 }
@@ -123,7 +123,7 @@ pub struct AuthConfig {
     pub prefix: String,
     pub users_file: PathBuf,
     pub allowed_redirect_domains: Vec<String>,
-    pub identity_headers: IdentityHeaders,
+    pub identity_headers: IdentityHeadersConfig,
     /// Signs CSRF tokens and peppers code hashes; at least 32 bytes.
     pub secret: Secret,
     /// Name shown on pages and in e-mails.
@@ -136,7 +136,7 @@ impl Default for AuthConfig {
             prefix: "/_auth".into(),
             users_file: PathBuf::from("config/users.toml"),
             allowed_redirect_domains: Vec::new(),
-            identity_headers: IdentityHeaders::default(),
+            identity_headers: IdentityHeadersConfig::default(),
             secret: Secret::default(),
             app_name: "Portcullis".into(),
         }
@@ -146,20 +146,20 @@ impl Default for AuthConfig {
 /// Names of the headers that carry the identity to the upstream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct IdentityHeaders {
-    pub user: String,
-    pub email: String,
-    pub name: String,
-    pub groups: String,
+pub struct IdentityHeadersConfig {
+    pub user: HeaderNameSetting,
+    pub email: HeaderNameSetting,
+    pub name: HeaderNameSetting,
+    pub groups: HeaderNameSetting,
 }
 
-impl Default for IdentityHeaders {
+impl Default for IdentityHeadersConfig {
     fn default() -> Self {
-        IdentityHeaders {
-            user: "Remote-User".into(),
-            email: "Remote-Email".into(),
-            name: "Remote-Name".into(),
-            groups: "Remote-Groups".into(),
+        IdentityHeadersConfig {
+            user: HeaderNameSetting::from_static("remote-user"),
+            email: HeaderNameSetting::from_static("remote-email"),
+            name: HeaderNameSetting::from_static("remote-name"),
+            groups: HeaderNameSetting::from_static("remote-groups"),
         }
     }
 }
@@ -281,7 +281,7 @@ pub struct MailConfig {
     pub smtp_tls: SmtpTls,
     /// PEM CA bundle the SMTP TLS client trusts *instead of* the system roots
     /// (an internal relay with a private CA); see `mail::tls` for why instead.
-    pub smtp_ca_file: Option<PathBuf>,
+    pub smtp_ca_file: Option<CaFile>,
     pub smtp_username: Option<String>,
     pub smtp_password: Secret,
     #[serde(with = "duration")]
@@ -388,9 +388,9 @@ pub struct RuleConfig {
     #[serde(default, deserialize_with = "super::values::one_or_many")]
     pub domain: Vec<String>,
     #[serde(default)]
-    pub path: Option<String>,
+    pub path: Option<PathPattern>,
     #[serde(default, deserialize_with = "super::values::one_or_many")]
-    pub methods: Vec<String>,
+    pub methods: Vec<MethodSetting>,
     #[serde(default)]
     pub networks: Vec<IpNet>,
     #[serde(default, deserialize_with = "super::values::one_or_many")]

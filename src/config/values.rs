@@ -169,17 +169,127 @@ fn redacted_url(s: &str) -> Option<String> {
 }
 
 /// Accepts `x = "a"` as well as `x = ["a", "b"]`.
-pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
     }
     Ok(match OneOrMany::deserialize(d)? {
         OneOrMany::One(s) => vec![s],
         OneOrMany::Many(v) => v,
     })
+}
+
+/// A header name, checked when the config is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderNameSetting(pub http::HeaderName);
+
+impl HeaderNameSetting {
+    pub fn from_static(name: &'static str) -> Self {
+        HeaderNameSetting(http::HeaderName::from_static(name))
+    }
+}
+
+impl Serialize for HeaderNameSetting {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderNameSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        http::HeaderName::from_bytes(s.as_bytes())
+            .map(HeaderNameSetting)
+            .map_err(|_| de::Error::custom(format!("{s:?} is not a valid header name")))
+    }
+}
+
+/// A path regular expression of an access rule, compiled when the config is read.
+#[derive(Debug, Clone)]
+pub struct PathPattern(pub regex::Regex);
+
+impl PartialEq for PathPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Serialize for PathPattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PathPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        regex::Regex::new(&s).map(PathPattern).map_err(|e| de::Error::custom(format!("invalid regex: {e}")))
+    }
+}
+
+/// An HTTP method of an access rule, upper-cased and checked when read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodSetting(pub http::Method);
+
+impl Serialize for MethodSetting {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for MethodSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        http::Method::from_bytes(s.to_ascii_uppercase().as_bytes())
+            .map(MethodSetting)
+            .map_err(|_| de::Error::custom(format!("{s:?} is not a method")))
+    }
+}
+
+/// A PEM file of trust anchors (an upstream's or the mail relay's private CA).
+/// The config names the path; validation reads the certificates once, so the
+/// clients use exactly what `check-config` accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaFile {
+    pub path: std::path::PathBuf,
+    certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+impl CaFile {
+    /// Reads and checks the file.
+    pub fn read(path: &std::path::Path) -> Result<CaFile, String> {
+        Ok(CaFile { path: path.to_path_buf(), certs: crate::ca_file::read(path)? })
+    }
+
+    /// Reads the certificates of a path that was only named so far.
+    pub(super) fn load(&mut self) -> Result<(), String> {
+        self.certs = crate::ca_file::read(&self.path)?;
+        Ok(())
+    }
+
+    /// The certificates (empty until the config is validated).
+    pub fn certs(&self) -> &[rustls_pki_types::CertificateDer<'static>] {
+        &self.certs
+    }
+}
+
+impl Serialize for CaFile {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.path.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for CaFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(CaFile { path: std::path::PathBuf::deserialize(d)?, certs: Vec::new() })
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 
 use crate::config::{MailConfig, MailTransport};
+use crate::store::CodePurpose;
 
 pub use compose::{compose_alert_mail, compose_code_mail};
 pub use mask::mask_email;
@@ -55,8 +56,7 @@ pub struct CodeMail<'a> {
     pub to_name: Option<&'a str>,
     pub username: &'a str,
     pub code: &'a str,
-    /// "login" or "enable_otp".
-    pub purpose: &'a str,
+    pub purpose: CodePurpose,
     pub expires_minutes: u64,
     /// Human-readable UTC time, e.g. "2026-11-24 13:05 UTC".
     pub expires_at: &'a str,

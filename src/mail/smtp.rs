@@ -76,8 +76,8 @@ impl SmtpRelay {
             .filter(|h| !h.is_empty())
             .ok_or_else(|| MailError::Transport("mail.smtp_host is required for the smtp transport".into()))?;
         let security = match cfg.smtp_tls {
-            SmtpTls::Starttls => Security::StartTls(Trust::from_file(cfg.smtp_ca_file.as_deref())?.starttls(host)?),
-            SmtpTls::Tls => Security::Implicit(Trust::from_file(cfg.smtp_ca_file.as_deref())?.implicit(host)?),
+            SmtpTls::Starttls => Security::StartTls(Trust::of(cfg.smtp_ca_file.as_ref())?.starttls(host)?),
+            SmtpTls::Tls => Security::Implicit(Trust::of(cfg.smtp_ca_file.as_ref())?.implicit(host)?),
             SmtpTls::None => Security::Plain,
         };
         let credentials = cfg

@@ -14,7 +14,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -29,6 +28,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::MailError;
+use crate::config::CaFile;
 
 /// What the mailer trusts, read once when it is built.
 pub(super) enum Trust {
@@ -39,12 +39,17 @@ pub(super) enum Trust {
 }
 
 impl Trust {
-    pub(super) fn from_file(path: Option<&Path>) -> Result<Trust, MailError> {
-        match path {
+    /// The system's roots, or exactly the CA file's certificates (read when
+    /// the config was validated). A CA file named but never read would trust
+    /// nothing at all, so it is refused here rather than failing every send.
+    pub(super) fn of(ca_file: Option<&CaFile>) -> Result<Trust, MailError> {
+        match ca_file {
             None => Ok(Trust::System),
-            Some(path) => crate::ca_file::read(path)
-                .map(Trust::CaFile)
-                .map_err(|e| MailError::Transport(format!("mail.smtp_ca_file: {e}"))),
+            Some(ca) if ca.certs().is_empty() => Err(MailError::Transport(format!(
+                "mail.smtp_ca_file: {}: no certificate was read from it",
+                ca.path.display()
+            ))),
+            Some(ca) => Ok(Trust::CaFile(ca.certs().to_vec())),
         }
     }
 

@@ -1,329 +1,293 @@
-//! The account page and its actions (the seed's dashboard), as form posts and as
-//! the JSON API of SPEC §4: toggle 2FA, confirm it, regenerate backup codes,
-//! list and revoke sessions.
+//! The account endpoints: the account page and `api/me`, and one handler per
+//! action (toggle 2FA, confirm it, regenerate backup codes, revoke one session
+//! or all others, list sessions), each answering a form post with the account
+//! page and an API call with JSON.
 
 use std::sync::Arc;
 
-use http::{HeaderMap, StatusCode, Uri};
+use http::StatusCode;
 use hyper::body::Incoming;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::app::App;
-use crate::auth::account::{self, AccountError};
+use super::forms::Fields;
+use super::pages::{AccountView, LoginRow, SessionRow, UserView};
+use super::{Answer, Cx};
+use crate::auth::account::AccountError;
+use crate::auth::login::LoginError;
 use crate::auth::users::User;
 use crate::body::Response;
-use crate::portal::outcome::{failure, failure_json};
-use crate::portal::pages::{base_context, read_form, render};
-use crate::portal::{self as portal, api, request, respond};
-use crate::router::{self, Authenticated, RequestInfo};
-
-type Answer = (Response, Option<Arc<User>>);
-
-/// The logged-in session, or the answer for a visitor without one.
-async fn require_session(app: &App, headers: &HeaderMap, html: bool) -> Result<Authenticated, Response> {
-    match router::authenticate(app, headers).await {
-        Ok(Some(a)) => Ok(a),
-        Ok(None) if html => {
-            let url = format!("{}{}/account", app.public_origin, app.prefix);
-            Err(router::login_required(app, &http::Method::GET, headers, &url))
-        }
-        Ok(None) => Err(respond::json_error(StatusCode::UNAUTHORIZED, "authentication required")),
-        Err(e) => Err(router::store_unavailable(app, &e, html)),
-    }
-}
-
-fn account_failure(e: &AccountError) -> (StatusCode, Value, Option<u64>) {
-    match e {
-        AccountError::Login(l) => {
-            let f = failure(l);
-            (f.status, failure_json(&f), f.retry_after)
-        }
-        AccountError::NoSuchSession => (StatusCode::NOT_FOUND, json!({"success": false, "error": e.to_string()}), None),
-        other => (StatusCode::BAD_REQUEST, json!({"success": false, "error": other.to_string()}), None),
-    }
-}
-
-fn json_failure(e: &AccountError) -> Response {
-    let (status, body, retry) = account_failure(e);
-    let mut r = respond::json(status, &body);
-    if let Some(s) = retry {
-        respond::retry_after(&mut r, s);
-    }
-    r
-}
+use crate::gate::Authenticated;
+use crate::reply::{self, Failure, Format};
+use crate::store::Store;
 
 /// What the account page shows beyond the stored data.
 #[derive(Default)]
-pub struct Notice<'a> {
-    pub message: &'a str,
-    pub error: &'a str,
-    pub backup_codes: Vec<String>,
-    pub confirm_enable: bool,
+struct Notice<'a> {
+    message: &'a str,
+    error: &'a str,
+    backup_codes: Vec<String>,
+    confirm_enable: bool,
 }
 
-pub async fn page(
-    app: &App,
-    headers: &HeaderMap,
+/// The account page for the session's user. `new_token` is a session token
+/// just issued (2FA turned on): the page binds its forms to it and sets it.
+async fn account_page(
+    cx: &Cx<'_>,
     auth: &Authenticated,
     status: StatusCode,
     n: Notice<'_>,
     new_token: Option<&str>,
 ) -> Response {
-    let data = match portal::account_data(app, &auth.user.username).await {
+    let portal = cx.portal;
+    let data = match portal.account.overview(&auth.user).await {
         Ok(d) => d,
-        Err(e) => return router::store_unavailable(app, &e, true),
+        Err(e) => return cx.fail(e),
     };
-    let current = crate::store::Store::session_id(new_token.unwrap_or(&auth.token));
-    let sessions: Vec<_> = data
-        .sessions
-        .iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "created": portal::format_time(s.record.created),
-                "last_seen": portal::format_time(s.record.last_seen),
-                "ip": s.record.ip,
-                "device": s.record.device,
-                "current": s.id == current,
-            })
-        })
-        .collect();
-    let recent: Vec<_> =
-        data.recent_logins.iter().map(|l| json!({"time": l.timestamp, "ip": l.ip, "device": l.device})).collect();
-    let mut page = base_context(app, headers, new_token);
-    page.ctx.insert("title", "Your account");
-    page.ctx.insert(
-        "user",
-        &json!({
-            "username": auth.user.username,
-            "email": auth.user.email,
-            "display_name": auth.user.display_name,
-            "groups": auth.user.groups,
-        }),
-    );
-    page.ctx.insert("otp_enabled", &data.state.otp_enabled);
-    page.ctx.insert("backup_codes_left", &data.state.backup_codes_left);
-    page.ctx.insert("backup_codes", &n.backup_codes);
+    let current = Store::session_id(new_token.unwrap_or(&auth.token));
     let txt = n.backup_codes.join("\n") + "\n";
-    page.ctx.insert(
-        "backup_codes_txt",
-        &form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20"),
-    );
-    page.ctx.insert("confirm_enable", &n.confirm_enable);
-    page.ctx.insert("recent_logins", &recent);
-    page.ctx.insert("sessions", &sessions);
-    page.ctx.insert("message", n.message);
-    page.ctx.insert("error", n.error);
-    let mut r = render(app, status, "account.html", &page);
+    let view = AccountView {
+        chrome: portal.chrome(cx.headers, new_token, "Your account"),
+        user: UserView::of(&auth.user),
+        otp_enabled: data.state.otp_enabled,
+        backup_codes_left: data.state.backup_codes_left,
+        backup_codes: &n.backup_codes,
+        backup_codes_txt: form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20"),
+        confirm_enable: n.confirm_enable,
+        recent_logins: data.recent_logins.iter().map(LoginRow::of).collect(),
+        sessions: data.sessions.iter().map(|s| SessionRow::of(s, &current)).collect(),
+        message: n.message,
+        error: n.error,
+    };
+    let mut r = portal.page(status, "account.html", &view);
     if let Some(t) = new_token {
-        respond::set_cookie(
-            &mut r,
-            app.cookies.session(t, auth.record.remember_me.then_some(app.config.session.remember_me)),
-        );
+        reply::set_cookie(&mut r, portal.cookies.session(t, remembered(cx, auth)));
     }
     r
 }
 
-pub async fn get_account(app: &App, uri: &Uri, headers: &HeaderMap) -> Answer {
-    let auth = match require_session(app, headers, true).await {
+/// The cookie lifetime of the session's kind (remember-me, or the browser session).
+fn remembered(cx: &Cx<'_>, auth: &Authenticated) -> Option<std::time::Duration> {
+    auth.record.remember_me.then_some(cx.portal.settings.remember_me)
+}
+
+/// A failed action: the account page with the error, or the JSON error.
+async fn failed(cx: &Cx<'_>, auth: &Authenticated, e: AccountError) -> Response {
+    match cx.format {
+        Format::Json => cx.fail(e),
+        Format::Html => {
+            let e = Failure::from(e).explain(Format::Html);
+            let mut r = account_page(cx, auth, e.status, Notice { error: &e.message, ..Notice::default() }, None).await;
+            if let Some(s) = e.retry_after {
+                reply::retry_after(&mut r, s);
+            }
+            r
+        }
+    }
+}
+
+/// The session and the form of an account action, or the answer already made.
+async fn begin(cx: &Cx<'_>, body: Incoming) -> Result<(Authenticated, Fields), Answer> {
+    let auth = cx.session().await.map_err(|r| (r, None))?;
+    match cx.form(body).await {
+        Ok(fields) => Ok((auth, fields)),
+        Err(r) => Err((r, Some(auth.user))),
+    }
+}
+
+fn user_of(auth: &Authenticated) -> Option<Arc<User>> {
+    Some(auth.user.clone())
+}
+
+/// `GET account` (the page) and `GET api/me` (the same data as JSON).
+pub(super) async fn view(cx: &Cx<'_>) -> Answer {
+    let auth = match cx.session().await {
         Ok(a) => a,
         Err(r) => return (r, None),
     };
-    let q = request::query(uri);
-    let n = Notice { message: q.get("message").unwrap_or(""), ..Default::default() };
-    let r = page(app, headers, &auth, StatusCode::OK, n, None).await;
+    let r = match cx.format {
+        Format::Html => {
+            let q = cx.query();
+            let n = Notice { message: q.get("message").unwrap_or(""), ..Notice::default() };
+            account_page(cx, &auth, StatusCode::OK, n, None).await
+        }
+        Format::Json => match cx.portal.account.overview(&auth.user).await {
+            Err(e) => cx.fail(e),
+            Ok(data) => {
+                let user = &auth.user;
+                let recent: Vec<_> = data
+                    .recent_logins
+                    .iter()
+                    .map(|l| json!({"timestamp": super::format_time(l.time), "ip": l.ip, "device": l.device}))
+                    .collect();
+                let body = json!({
+                    "success": true,
+                    "username": user.username,
+                    "email": user.email,
+                    "display_name": user.display_name,
+                    "groups": user.groups,
+                    "otp_enabled": data.state.otp_enabled,
+                    "backup_codes_left": data.state.backup_codes_left,
+                    "recent_logins": recent,
+                });
+                reply::json(StatusCode::OK, &body)
+            }
+        },
+    };
     (r, Some(auth.user))
 }
 
-/// Which account action a request asks for.
-#[derive(Clone, Copy)]
-pub enum Action {
-    ToggleOtp,
-    ConfirmEnable,
-    BackupCodes,
-    Revoke,
-    RevokeOthers,
-}
-
-/// Runs an action from a form post (HTML) or an API call (JSON).
-pub async fn act(
-    app: &App,
-    headers: &HeaderMap,
-    body: Incoming,
-    info: &RequestInfo,
-    action: Action,
-    html: bool,
-    path_id: Option<&str>,
-) -> Answer {
-    let auth = match require_session(app, headers, html).await {
-        Ok(a) => a,
-        Err(r) => return (r, None),
+/// `POST account/otp`, `POST api/toggle-otp`: `enable_otp` true e-mails a
+/// confirmation code; false (with the password) turns 2FA off.
+pub(super) async fn toggle_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
     };
-    let fields = if html { read_form(app, headers, body).await } else { api::form(app, headers, body).await };
-    let fields = match fields {
-        Ok(f) => f,
-        Err(r) => return (r, Some(auth.user)),
-    };
-    let client = portal::client(info, headers);
-    let user = auth.user.clone();
-    let password = fields.get("password");
-    let response = match action {
-        Action::ToggleOtp => {
-            if fields.flag("enable_otp") {
-                match account::start_enable(app, &user, &client).await {
-                    Ok(()) if html => {
-                        let n = Notice {
-                            message: "We e-mailed you a code. Enter it to turn on two-factor authentication.",
-                            confirm_enable: true,
-                            ..Default::default()
-                        };
-                        page(app, headers, &auth, StatusCode::OK, n, None).await
-                    }
-                    Ok(()) => respond::json(
-                        StatusCode::OK,
-                        &json!({"success": true, "verification_required": true, "message": "Verification code sent to your e-mail", "expires_in": app.config.otp.ttl.as_secs()}),
-                    ),
-                    Err(e) => fail(app, headers, &auth, &e, html).await,
-                }
-            } else {
-                match account::disable(app, &user, password, &client).await {
-                    Ok(()) if html => {
-                        page(
-                            app,
-                            headers,
-                            &auth,
-                            StatusCode::OK,
-                            Notice { message: "Two-factor authentication is off.", ..Default::default() },
-                            None,
-                        )
-                        .await
-                    }
-                    Ok(()) => respond::json(
-                        StatusCode::OK,
-                        &json!({"success": true, "otp_enabled": false, "message": "Two-factor authentication disabled"}),
-                    ),
-                    Err(e) => fail(app, headers, &auth, &e, html).await,
-                }
-            }
-        }
-        Action::ConfirmEnable => {
-            let code = fields.get("otp_code").unwrap_or("");
-            match account::confirm_enable(app, &user, &auth.token, code, &client).await {
-                Ok((codes, token)) if html => {
-                    let n = Notice {
-                        message: "Two-factor authentication is on. Store these backup codes somewhere safe.",
-                        backup_codes: codes,
-                        ..Default::default()
-                    };
-                    page(app, headers, &auth, StatusCode::OK, n, Some(&token)).await
-                }
-                Ok((codes, token)) => {
-                    let mut r = respond::json(
-                        StatusCode::OK,
-                        &json!({"success": true, "otp_enabled": true, "backup_codes": codes}),
-                    );
-                    respond::set_cookie(
-                        &mut r,
-                        app.cookies.session(&token, auth.record.remember_me.then_some(app.config.session.remember_me)),
-                    );
-                    r
-                }
-                Err(e) => {
-                    if html {
-                        let (status, body, _) = account_failure(&e);
-                        let msg = body["error"].as_str().unwrap_or("").to_string();
-                        let n = Notice {
-                            error: &msg,
-                            confirm_enable: !matches!(
-                                e,
-                                AccountError::Login(
-                                    crate::auth::login::LoginError::MaxAttempts
-                                        | crate::auth::login::LoginError::Expired
-                                )
-                            ),
-                            ..Default::default()
-                        };
-                        page(app, headers, &auth, status, n, None).await
-                    } else {
-                        json_failure(&e)
-                    }
-                }
-            }
-        }
-        Action::BackupCodes => match account::regenerate_backup_codes(app, &user, password, &client).await {
-            Ok(codes) if html => {
+    let account = &cx.portal.account;
+    let client = cx.client();
+    let r = if fields.flag("enable_otp") {
+        match (account.start_enable(&auth.user, &client).await, cx.format) {
+            (Ok(()), Format::Html) => {
                 let n = Notice {
-                    message: "New backup codes. The old ones no longer work.",
-                    backup_codes: codes,
-                    ..Default::default()
+                    message: "We e-mailed you a code. Enter it to turn on two-factor authentication.",
+                    confirm_enable: true,
+                    ..Notice::default()
                 };
-                page(app, headers, &auth, StatusCode::OK, n, None).await
+                account_page(cx, &auth, StatusCode::OK, n, None).await
             }
-            Ok(codes) => respond::json(StatusCode::OK, &json!({"success": true, "backup_codes": codes})),
-            Err(e) => fail(app, headers, &auth, &e, html).await,
-        },
-        Action::Revoke => {
-            let id = path_id.or(fields.get("id")).unwrap_or("");
-            match account::revoke(app, &user, id, &client).await {
-                Ok(()) if html => {
-                    page(
-                        app,
-                        headers,
-                        &auth,
-                        StatusCode::OK,
-                        Notice { message: "Session signed out.", ..Default::default() },
-                        None,
-                    )
-                    .await
-                }
-                Ok(()) => respond::json(StatusCode::OK, &json!({"success": true, "message": "Session revoked"})),
-                Err(e) => fail(app, headers, &auth, &e, html).await,
-            }
+            (Ok(()), Format::Json) => reply::json(
+                StatusCode::OK,
+                &json!({
+                    "success": true,
+                    "verification_required": true,
+                    "message": "Verification code sent to your e-mail",
+                    "expires_in": cx.portal.settings.otp_ttl_secs,
+                }),
+            ),
+            (Err(e), _) => failed(cx, &auth, e).await,
         }
-        Action::RevokeOthers => match account::revoke_others(app, &user, &auth.token, &client).await {
-            Ok(n) if html => {
-                let msg = format!("Signed out {n} other session(s).");
-                page(app, headers, &auth, StatusCode::OK, Notice { message: &msg, ..Default::default() }, None).await
+    } else {
+        match (account.disable(&auth.user, fields.get("password"), &client).await, cx.format) {
+            (Ok(()), Format::Html) => {
+                let n = Notice { message: "Two-factor authentication is off.", ..Notice::default() };
+                account_page(cx, &auth, StatusCode::OK, n, None).await
             }
-            Ok(n) => respond::json(StatusCode::OK, &json!({"success": true, "revoked": n})),
-            Err(e) => fail(app, headers, &auth, &e, html).await,
-        },
+            (Ok(()), Format::Json) => reply::json(
+                StatusCode::OK,
+                &json!({"success": true, "otp_enabled": false, "message": "Two-factor authentication disabled"}),
+            ),
+            (Err(e), _) => failed(cx, &auth, e).await,
+        }
     };
-    (response, Some(user))
+    (r, user_of(&auth))
 }
 
-async fn fail(app: &App, headers: &HeaderMap, auth: &Authenticated, e: &AccountError, html: bool) -> Response {
-    if !html {
-        return json_failure(e);
-    }
-    let (status, body, _) = account_failure(e);
-    let msg = body["error"].as_str().unwrap_or("").to_string();
-    page(app, headers, auth, status, Notice { error: &msg, ..Default::default() }, None).await
+/// `POST account/otp/confirm`, `POST api/confirm-enable-otp`: the e-mailed
+/// code turns 2FA on; the backup codes are shown once and the session rotates.
+pub(super) async fn confirm_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let code = fields.get("otp_code").unwrap_or("");
+    let result = cx.portal.account.confirm_enable(&auth.user, &auth.token, code, &cx.client()).await;
+    let r = match (result, cx.format) {
+        (Ok((codes, token)), Format::Html) => {
+            let n = Notice {
+                message: "Two-factor authentication is on. Store these backup codes somewhere safe.",
+                backup_codes: codes,
+                ..Notice::default()
+            };
+            account_page(cx, &auth, StatusCode::OK, n, Some(&token)).await
+        }
+        (Ok((codes, token)), Format::Json) => {
+            let mut r =
+                reply::json(StatusCode::OK, &json!({"success": true, "otp_enabled": true, "backup_codes": codes}));
+            reply::set_cookie(&mut r, cx.portal.cookies.session(&token, remembered(cx, &auth)));
+            r
+        }
+        (Err(e), Format::Html) => {
+            // A dead code cannot be retried: the page offers to send a new one.
+            let dead = matches!(e, AccountError::Login(LoginError::MaxAttempts | LoginError::Expired));
+            let e = Failure::from(e).explain(Format::Html);
+            let n = Notice { error: &e.message, confirm_enable: !dead, ..Notice::default() };
+            account_page(cx, &auth, e.status, n, None).await
+        }
+        (Err(e), Format::Json) => cx.fail(e),
+    };
+    (r, user_of(&auth))
+}
+
+/// `POST account/backup-codes`, `POST api/backup-codes` (with the password).
+pub(super) async fn backup_codes(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let result = cx.portal.account.regenerate_backup_codes(&auth.user, fields.get("password"), &cx.client()).await;
+    let r = match (result, cx.format) {
+        (Ok(codes), Format::Html) => {
+            let n = Notice {
+                message: "New backup codes. The old ones no longer work.",
+                backup_codes: codes,
+                ..Notice::default()
+            };
+            account_page(cx, &auth, StatusCode::OK, n, None).await
+        }
+        (Ok(codes), Format::Json) => reply::json(StatusCode::OK, &json!({"success": true, "backup_codes": codes})),
+        (Err(e), _) => failed(cx, &auth, e).await,
+    };
+    (r, user_of(&auth))
+}
+
+/// `POST account/sessions/revoke` (the id in the form), `DELETE api/sessions/{id}`.
+pub(super) async fn revoke(cx: &Cx<'_>, body: Incoming, path_id: &str) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let id = if path_id.is_empty() { fields.get("id").unwrap_or("") } else { path_id };
+    let r = match (cx.portal.account.revoke(&auth.user, id, &cx.client()).await, cx.format) {
+        (Ok(()), Format::Html) => {
+            let n = Notice { message: "Session signed out.", ..Notice::default() };
+            account_page(cx, &auth, StatusCode::OK, n, None).await
+        }
+        (Ok(()), Format::Json) => reply::json(StatusCode::OK, &json!({"success": true, "message": "Session revoked"})),
+        (Err(e), _) => failed(cx, &auth, e).await,
+    };
+    (r, user_of(&auth))
+}
+
+/// `POST account/sessions/revoke-others`, `DELETE api/sessions`.
+pub(super) async fn revoke_others(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, _) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let r = match (cx.portal.account.revoke_others(&auth.user, &auth.token, &cx.client()).await, cx.format) {
+        (Ok(n), Format::Html) => {
+            let msg = format!("Signed out {n} other session(s).");
+            account_page(cx, &auth, StatusCode::OK, Notice { message: &msg, ..Notice::default() }, None).await
+        }
+        (Ok(n), Format::Json) => reply::json(StatusCode::OK, &json!({"success": true, "revoked": n})),
+        (Err(e), _) => failed(cx, &auth, e).await,
+    };
+    (r, user_of(&auth))
 }
 
 /// `GET api/sessions`.
-pub async fn list_sessions(app: &App, headers: &HeaderMap) -> Answer {
-    let auth = match require_session(app, headers, false).await {
+pub(super) async fn sessions(cx: &Cx<'_>) -> Answer {
+    let auth = match cx.session().await {
         Ok(a) => a,
         Err(r) => return (r, None),
     };
-    let current = crate::store::Store::session_id(&auth.token);
-    let sessions = match app.store.list_sessions(&auth.user.username).await {
-        Ok(s) => s,
-        Err(e) => return (router::store_unavailable(app, &e, false), Some(auth.user)),
+    let current = Store::session_id(&auth.token);
+    let r = match cx.portal.account.sessions(&auth.user).await {
+        Ok(list) => {
+            let rows: Vec<_> = list.iter().map(|s| SessionRow::of(s, &current)).collect();
+            reply::json(StatusCode::OK, &json!({"success": true, "sessions": rows}))
+        }
+        Err(e) => cx.fail(e),
     };
-    let list: Vec<_> = sessions
-        .iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "created": portal::format_time(s.record.created),
-                "last_seen": portal::format_time(s.record.last_seen),
-                "ip": s.record.ip,
-                "device": s.record.device,
-                "current": s.id == current,
-            })
-        })
-        .collect();
-    (respond::json(StatusCode::OK, &json!({"success": true, "sessions": list})), Some(auth.user))
+    (r, Some(auth.user))
 }

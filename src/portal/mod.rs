@@ -1,137 +1,362 @@
-//! The gateway's own endpoints under `auth.prefix`: pages, the JSON API,
-//! forward-auth, health and static files. Handlers speak HTTP; decisions live in
-//! `auth`, state in `store`.
+//! The gateway's own endpoints under `auth.prefix`: the login pages and their
+//! JSON twins, the account page and API, forward-auth, health and static
+//! files. [`ROUTES`] lists every endpoint; each endpoint has one handler that
+//! serves both HTML and JSON, with the reply format chosen once per request
+//! from the route (pages answer HTML, `api/*` answers JSON, a few negotiate by
+//! `Accept`). Handlers speak HTTP; decisions live in `auth` and `gate`, state
+//! in `store`, and failures become responses in `reply`.
 
 mod account;
-pub mod api;
-mod outcome;
-pub mod pages;
-pub mod request;
-pub mod respond;
+mod forms;
+mod login;
+mod pages;
 mod verify;
 
-use http::{HeaderMap, Method, Request, StatusCode, header};
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, Request, StatusCode, Uri, header};
 use hyper::body::Incoming;
 
-use crate::app::App;
-use crate::auth::login::{Client, Completed};
-use crate::body::Response;
-use crate::router::{Outcome, RequestInfo};
-use crate::store::{SessionInfo, StoreError, UserState};
-use account::Action;
+use crate::auth::Client;
+use crate::auth::account::AccountActions;
+use crate::auth::login::{Completed, LoginFlow};
+use crate::auth::users::User;
+use crate::body::{Body, Response};
+use crate::gate::{Authenticated, Gate};
+use crate::identity::IdentityHeaders;
+use crate::reply::{self, Failure, Format, Replies};
+use crate::request::{Outcome, RequestInfo};
+use crate::session::SessionCookies;
+use crate::store::Store;
 
-/// Dispatches `rest` (the path after the prefix).
-pub async fn handle(app: &App, req: Request<Incoming>, info: RequestInfo, rest: &str) -> Outcome {
-    let mut outcome = dispatch(app, req, info, rest).await;
-    if outcome.route != "static" {
-        respond::secure_headers(outcome.response.headers_mut(), app.hsts);
-    }
-    if outcome.response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        // The rest of the body was never read, so this HTTP/1.1 connection
-        // cannot carry another request. Saying so keeps a keep-alive client
-        // from sending its next request into a socket we are about to close.
-        outcome.response.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-    }
-    outcome
+pub use forms::{Csrf, Redirects};
+
+/// Which methods a route answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Methods {
+    /// GET and HEAD.
+    Read,
+    Get,
+    Post,
+    Delete,
+    Any,
 }
 
-async fn dispatch(app: &App, req: Request<Incoming>, info: RequestInfo, rest: &str) -> Outcome {
-    let method = req.method().clone();
-    let (parts, body) = req.into_parts();
-    let (uri, h) = (&parts.uri, &parts.headers);
-    let html = respond::wants_html(h);
-    match (&method, rest) {
-        (&Method::GET | &Method::HEAD, "/login") => Outcome::new("login", pages::get_login(app, uri, h).await),
-        (&Method::POST, "/login") => Outcome::new("login", pages::post_login(app, uri, h, body, &info).await),
-        (&Method::GET | &Method::HEAD, "/otp") => Outcome::new("otp", pages::get_otp(app, uri, h).await),
-        (&Method::POST, "/otp") => Outcome::new("otp", pages::post_otp(app, h, body, &info).await),
-        (&Method::POST, "/otp/resend") => Outcome::new("otp_resend", pages::post_resend(app, h, body, &info).await),
-        (&Method::GET | &Method::HEAD, "/logout") => Outcome::new("logout", pages::get_logout(app, h).await),
-        (&Method::POST, "/logout") => Outcome::new("logout", pages::post_logout(app, h, body, !html).await),
-        (&Method::GET | &Method::HEAD, "/account" | "/") => acted("account", account::get_account(app, uri, h).await),
-        (&Method::POST, "/account/otp") => {
-            acted("account_otp", account::act(app, h, body, &info, Action::ToggleOtp, true, None).await)
-        }
-        (&Method::POST, "/account/otp/confirm") => {
-            acted("account_otp_confirm", account::act(app, h, body, &info, Action::ConfirmEnable, true, None).await)
-        }
-        (&Method::POST, "/account/backup-codes") => {
-            acted("account_backup_codes", account::act(app, h, body, &info, Action::BackupCodes, true, None).await)
-        }
-        (&Method::POST, "/account/sessions/revoke") => {
-            acted("account_revoke", account::act(app, h, body, &info, Action::Revoke, true, None).await)
-        }
-        (&Method::POST, "/account/sessions/revoke-others") => {
-            acted("account_revoke", account::act(app, h, body, &info, Action::RevokeOthers, true, None).await)
-        }
-        (&Method::DELETE, "/api/sessions") => {
-            acted("api_sessions", account::act(app, h, body, &info, Action::RevokeOthers, false, None).await)
-        }
-        (&Method::POST, "/api/toggle-otp") => {
-            acted("api_toggle_otp", account::act(app, h, body, &info, Action::ToggleOtp, false, None).await)
-        }
-        (&Method::POST, "/api/confirm-enable-otp") => {
-            acted("api_confirm_enable_otp", account::act(app, h, body, &info, Action::ConfirmEnable, false, None).await)
-        }
-        (&Method::POST, "/api/backup-codes") => {
-            acted("api_backup_codes", account::act(app, h, body, &info, Action::BackupCodes, false, None).await)
-        }
-        (&Method::GET, "/api/sessions") => acted("api_sessions", account::list_sessions(app, h).await),
-        (&Method::DELETE, p) if p.starts_with("/api/sessions/") => {
-            let id = p["/api/sessions/".len()..].to_owned();
-            acted("api_sessions", account::act(app, h, body, &info, Action::Revoke, false, Some(&id)).await)
-        }
-        (&Method::POST, "/api/send-login-otp") => {
-            Outcome::new("api_send_login_otp", api::send_login_otp(app, uri, h, body, &info).await)
-        }
-        (&Method::POST, "/api/verify-login-otp") => {
-            Outcome::new("api_verify_login_otp", api::verify_login_otp(app, h, body, &info, false).await)
-        }
-        (&Method::POST, "/api/verify-backup-code") => {
-            Outcome::new("api_verify_backup_code", api::verify_login_otp(app, h, body, &info, true).await)
-        }
-        (&Method::POST, "/api/resend-otp") => {
-            Outcome::new("api_resend_otp", api::resend_otp(app, h, body, &info).await)
-        }
-        (_, "/verify") => verify::verify(app, uri, h, &info).await,
-        (&Method::GET, "/api/me") => {
-            let (r, user) = api::me(app, h).await;
-            Outcome { route: "api_me", user, response: r }
-        }
-        (&Method::GET | &Method::HEAD, "/healthz") => {
-            Outcome::new("healthz", respond::json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
-        }
-        (&Method::GET | &Method::HEAD, "/readyz") => Outcome::new("readyz", readyz(app).await),
-        (&Method::GET | &Method::HEAD, p) if p.starts_with("/static/") => {
-            Outcome::new("static", static_file(h, &p["/static/".len()..]))
-        }
-        _ => Outcome::new("not_found", respond::error(app, StatusCode::NOT_FOUND, "No such page.", html)),
-    }
-}
-
-async fn readyz(app: &App) -> crate::body::Response {
-    match app.store.ping().await {
-        Ok(()) => respond::json(StatusCode::OK, &serde_json::json!({"status": "ready", "store": "ok"})),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: store unreachable");
-            respond::json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &serde_json::json!({"status": "unavailable", "store": e.to_string()}),
-            )
+impl Methods {
+    fn allows(self, m: &Method) -> bool {
+        match self {
+            Methods::Read => m == Method::GET || m == Method::HEAD,
+            Methods::Get => m == Method::GET,
+            Methods::Post => m == Method::POST,
+            Methods::Delete => m == Method::DELETE,
+            Methods::Any => true,
         }
     }
 }
 
-fn static_file(headers: &HeaderMap, path: &str) -> crate::body::Response {
+/// How a route's path is matched against the path after the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathRule {
+    Exact(&'static str),
+    /// The path starts with this; the rest is a parameter (a session id, a file).
+    Prefix(&'static str),
+}
+
+/// How a route's reply format is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FormatRule {
+    Html,
+    Json,
+    /// HTML for browsers (`Accept: text/html`), JSON otherwise.
+    ByAccept,
+}
+
+/// What an endpoint does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    LoginPage,
+    Password,
+    CodePage,
+    Code,
+    BackupCode,
+    Resend,
+    LogoutPage,
+    Logout,
+    Account,
+    Me,
+    ToggleOtp,
+    ConfirmOtp,
+    BackupCodes,
+    RevokeSession,
+    RevokeOthers,
+    Sessions,
+    Verify,
+    Healthz,
+    Readyz,
+    Static,
+}
+
+/// One endpoint under the prefix.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub methods: Methods,
+    pub path: PathRule,
+    /// Bounded name for metrics and the access log.
+    pub name: &'static str,
+    endpoint: Endpoint,
+    format: FormatRule,
+}
+
+const fn route(methods: Methods, path: PathRule, name: &'static str, endpoint: Endpoint, format: FormatRule) -> Route {
+    Route { methods, path, name, endpoint, format }
+}
+
+use Endpoint as E;
+use FormatRule as R;
+use Methods as M;
+use PathRule::{Exact, Prefix};
+
+/// Every endpoint of the portal, first match wins. Paths are relative to
+/// `auth.prefix`.
+pub static ROUTES: &[Route] = &[
+    route(M::Read, Exact("/login"), "login", E::LoginPage, R::Html),
+    route(M::Post, Exact("/login"), "login", E::Password, R::Html),
+    route(M::Read, Exact("/otp"), "otp", E::CodePage, R::Html),
+    route(M::Post, Exact("/otp"), "otp", E::Code, R::Html),
+    route(M::Post, Exact("/otp/resend"), "otp_resend", E::Resend, R::Html),
+    route(M::Read, Exact("/logout"), "logout", E::LogoutPage, R::Html),
+    route(M::Post, Exact("/logout"), "logout", E::Logout, R::ByAccept),
+    route(M::Read, Exact("/account"), "account", E::Account, R::Html),
+    route(M::Read, Exact("/"), "account", E::Account, R::Html),
+    route(M::Post, Exact("/account/otp"), "account_otp", E::ToggleOtp, R::Html),
+    route(M::Post, Exact("/account/otp/confirm"), "account_otp_confirm", E::ConfirmOtp, R::Html),
+    route(M::Post, Exact("/account/backup-codes"), "account_backup_codes", E::BackupCodes, R::Html),
+    route(M::Post, Exact("/account/sessions/revoke"), "account_revoke", E::RevokeSession, R::Html),
+    route(M::Post, Exact("/account/sessions/revoke-others"), "account_revoke", E::RevokeOthers, R::Html),
+    route(M::Post, Exact("/api/send-login-otp"), "api_send_login_otp", E::Password, R::Json),
+    route(M::Post, Exact("/api/verify-login-otp"), "api_verify_login_otp", E::Code, R::Json),
+    route(M::Post, Exact("/api/verify-backup-code"), "api_verify_backup_code", E::BackupCode, R::Json),
+    route(M::Post, Exact("/api/resend-otp"), "api_resend_otp", E::Resend, R::Json),
+    route(M::Get, Exact("/api/me"), "api_me", E::Me, R::Json),
+    route(M::Post, Exact("/api/toggle-otp"), "api_toggle_otp", E::ToggleOtp, R::Json),
+    route(M::Post, Exact("/api/confirm-enable-otp"), "api_confirm_enable_otp", E::ConfirmOtp, R::Json),
+    route(M::Post, Exact("/api/backup-codes"), "api_backup_codes", E::BackupCodes, R::Json),
+    route(M::Get, Exact("/api/sessions"), "api_sessions", E::Sessions, R::Json),
+    route(M::Delete, Exact("/api/sessions"), "api_sessions", E::RevokeOthers, R::Json),
+    route(M::Delete, Prefix("/api/sessions/"), "api_sessions", E::RevokeSession, R::Json),
+    route(M::Any, Exact("/verify"), "verify", E::Verify, R::Json),
+    route(M::Read, Exact("/healthz"), "healthz", E::Healthz, R::Json),
+    route(M::Read, Exact("/readyz"), "readyz", E::Readyz, R::Json),
+    route(M::Read, Prefix("/static/"), "static", E::Static, R::Json),
+];
+
+/// The route for `method` and `path` (after the prefix), and the path's parameter.
+fn find_route<'p>(method: &Method, path: &'p str) -> Option<(&'static Route, &'p str)> {
+    ROUTES.iter().find_map(|r| {
+        if !r.methods.allows(method) {
+            return None;
+        }
+        match r.path {
+            Exact(p) => (p == path).then_some((r, "")),
+            Prefix(p) => path.strip_prefix(p).map(|rest| (r, rest)),
+        }
+    })
+}
+
+/// Settings the portal's pages and replies need besides its handles.
+pub struct PortalSettings {
+    pub prefix: String,
+    /// Scheme, host and port of `public_url`.
+    pub public_origin: String,
+    /// Lifetime of a remember-me session cookie.
+    pub remember_me: std::time::Duration,
+    pub pending_login_ttl: std::time::Duration,
+    pub otp_ttl_secs: u64,
+    pub resend_cooldown_secs: u64,
+}
+
+/// Everything the portal's handlers use.
+pub struct Portal {
+    pub gate: Arc<Gate>,
+    pub login: LoginFlow,
+    pub account: AccountActions,
+    pub store: Store,
+    pub replies: Arc<Replies>,
+    pub cookies: SessionCookies,
+    pub csrf: Csrf,
+    pub redirects: Redirects,
+    pub identity: Arc<IdentityHeaders>,
+    pub settings: PortalSettings,
+}
+
+/// A handler's answer, with the logged-in user for the access log.
+type Answer = (Response, Option<Arc<User>>);
+
+fn anonymous(r: Response) -> Answer {
+    (r, None)
+}
+
+/// One request to the portal: its facts and the reply format chosen for it.
+pub(crate) struct Cx<'a> {
+    portal: &'a Portal,
+    info: RequestInfo,
+    format: Format,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+}
+
+impl Cx<'_> {
+    /// Who is asking: the client IP (trusted-proxy aware) and user agent.
+    fn client(&self) -> Client {
+        let ua = self.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        Client::new(self.info.client_ip.to_string(), ua)
+    }
+
+    /// The failure as this request's reply format wants it.
+    fn fail(&self, failure: impl Into<Failure>) -> Response {
+        self.portal.replies.failure(self.format, &failure.into())
+    }
+
+    /// Reads the body and checks CSRF; an `Err` is the response to send.
+    async fn form(&self, body: Incoming) -> Result<forms::Fields, Response> {
+        let fields = forms::read_fields(self.headers, body).await.map_err(|e| self.fail(e))?;
+        let binding = self.portal.cookies.csrf_binding(self.headers);
+        if !self.portal.csrf.allows(self.headers, &fields, binding) {
+            return Err(self.fail(Failure::CrossSite));
+        }
+        Ok(fields)
+    }
+
+    fn query(&self) -> forms::Fields {
+        forms::query(self.uri)
+    }
+
+    /// The logged-in session, or the answer for a visitor without one: a
+    /// browser is sent to log in (and back here), anything else gets a 401.
+    async fn session(&self) -> Result<Authenticated, Response> {
+        match self.portal.gate.authenticate(self.headers).await {
+            Ok(Some(a)) => Ok(a),
+            Ok(None) if self.format == Format::Html => {
+                let url = format!("{}{}/account", self.portal.settings.public_origin, self.portal.settings.prefix);
+                Err(self.portal.login_required(&Method::GET, self.headers, &url))
+            }
+            Ok(None) => Err(self.fail(Failure::Unauthenticated)),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// `{prefix}{path}`.
+    fn link(&self, path: &str) -> String {
+        format!("{}{path}", self.portal.settings.prefix)
+    }
+}
+
+impl Portal {
+    /// Answers a request whose path is under the prefix (`rest` is the part
+    /// after it).
+    pub async fn handle(&self, req: Request<Incoming>, info: RequestInfo, rest: &str) -> Outcome {
+        let (parts, body) = req.into_parts();
+        let Some((route, param)) = find_route(&parts.method, rest) else {
+            let r = self.replies.failure(Format::negotiate(&parts.headers), &Failure::NotFound);
+            return Outcome::new("not_found", r);
+        };
+        let format = match route.format {
+            R::Html => Format::Html,
+            R::Json => Format::Json,
+            R::ByAccept => Format::negotiate(&parts.headers),
+        };
+        let cx = Cx { portal: self, info, format, uri: &parts.uri, headers: &parts.headers };
+        let (mut response, user) = match route.endpoint {
+            E::LoginPage => anonymous(login::login_page(&cx)),
+            E::Password => anonymous(login::password(&cx, body).await),
+            E::CodePage => anonymous(login::code_page(&cx).await),
+            E::Code => anonymous(login::code(&cx, body, false).await),
+            E::BackupCode => anonymous(login::code(&cx, body, true).await),
+            E::Resend => anonymous(login::resend(&cx, body).await),
+            E::LogoutPage => anonymous(login::logout_page(&cx).await),
+            E::Logout => anonymous(login::logout(&cx, body).await),
+            E::Account => account::view(&cx).await,
+            E::Me => account::view(&cx).await,
+            E::ToggleOtp => account::toggle_otp(&cx, body).await,
+            E::ConfirmOtp => account::confirm_otp(&cx, body).await,
+            E::BackupCodes => account::backup_codes(&cx, body).await,
+            E::RevokeSession => account::revoke(&cx, body, param).await,
+            E::RevokeOthers => account::revoke_others(&cx, body).await,
+            E::Sessions => account::sessions(&cx).await,
+            E::Verify => verify::verify(&cx).await,
+            E::Healthz => anonymous(reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+            E::Readyz => anonymous(self.readyz().await),
+            E::Static => anonymous(static_file(&parts.headers, param)),
+        };
+        if route.endpoint != E::Static {
+            reply::secure_headers(response.headers_mut(), self.replies.hsts());
+        }
+        if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was never read, so this HTTP/1.1 connection
+            // cannot carry another request. Saying so keeps a keep-alive client
+            // from sending its next request into a socket we are about to close.
+            response.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        Outcome::with_user(route.name, user, response)
+    }
+
+    /// The answer to a request that must log in first: browsers are sent to
+    /// the login page with `rd`, everything else gets a 401.
+    pub fn login_required(&self, method: &Method, headers: &HeaderMap, original_url: &str) -> Response {
+        let mut r = if reply::is_navigation(method, headers) {
+            reply::redirect(StatusCode::FOUND, &self.login_url(original_url))
+        } else {
+            reply::json_error(StatusCode::UNAUTHORIZED, "authentication required")
+        };
+        r.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+        r
+    }
+
+    /// The login page, with `original_url` percent-encoded as its return address.
+    pub fn login_url(&self, original_url: &str) -> String {
+        let mut location = format!("{}{}/login?rd=", self.settings.public_origin, self.settings.prefix);
+        location.extend(form_urlencoded::byte_serialize(original_url.as_bytes()));
+        location
+    }
+
+    /// Sets the new session cookie, clears the pending one, and ends any
+    /// session the browser carried before (rotation: the old id is dead).
+    async fn finish_login(&self, headers: &HeaderMap, done: &Completed, r: &mut Response) {
+        if let Some(old) = self.cookies.session_token(headers)
+            && old != done.token
+            && let Err(e) = self.store.delete_session(old).await
+        {
+            tracing::warn!(error = %e, "previous session not deleted");
+        }
+        let persistent = done.remember_me.then_some(self.settings.remember_me);
+        reply::set_cookie(r, self.cookies.session(&done.token, persistent));
+        reply::set_cookie(r, self.cookies.clear(&self.cookies.pending_name));
+    }
+
+    async fn readyz(&self) -> Response {
+        match self.store.ping().await {
+            Ok(()) => reply::json(StatusCode::OK, &serde_json::json!({"status": "ready", "store": "ok"})),
+            Err(e) => {
+                tracing::warn!(error = %e, "not ready: store unreachable");
+                reply::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "unavailable", "store": e.to_string()}),
+                )
+            }
+        }
+    }
+}
+
+fn static_file(headers: &HeaderMap, path: &str) -> Response {
     let Some(asset) = crate::assets::find(path) else {
-        return respond::text(StatusCode::NOT_FOUND, "not found\n");
+        return reply::text(StatusCode::NOT_FOUND, "not found\n");
     };
     let mut r = if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == asset.etag.as_bytes()) {
-        let mut r = crate::body::Response::new(crate::body::Body::empty());
+        let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        crate::body::Response::new(crate::body::Body::full(bytes::Bytes::from_static(asset.body)))
+        Response::new(Body::full(bytes::Bytes::from_static(asset.body)))
     };
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, http::HeaderValue::from_static(asset.content_type));
@@ -143,83 +368,39 @@ fn static_file(headers: &HeaderMap, path: &str) -> crate::body::Response {
     r
 }
 
-fn acted(
-    route: &'static str,
-    (response, user): (Response, Option<std::sync::Arc<crate::auth::users::User>>),
-) -> Outcome {
-    Outcome { route, user, response }
-}
-
-/// Who is asking: the client IP (trusted-proxy aware) and user agent.
-pub fn client(info: &RequestInfo, headers: &HeaderMap) -> Client {
-    Client {
-        ip: info.client_ip.to_string(),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .chars()
-            .take(256)
-            .collect(),
-    }
-}
-
-/// The pending-login token from its cookie.
-pub fn pending_cookie<'a>(app: &App, headers: &'a HeaderMap) -> Option<&'a str> {
-    crate::proxy::headers::cookie_value(headers, &app.cookies.pending_name)
-}
-
-/// Sets the new session cookie, clears the pending one, and ends any session the
-/// browser carried before (rotation: the old id is dead).
-pub async fn finish_login(app: &App, headers: &HeaderMap, done: &Completed, r: &mut Response) {
-    if let Some(old) = crate::proxy::headers::cookie_value(headers, &app.cookies.session_name)
-        && crate::session::plausible_token(old)
-        && old != done.token
-        && let Err(e) = app.store.delete_session(old).await
-    {
-        tracing::warn!(error = %e, "previous session not deleted");
-    }
-    let persistent = done.remember_me.then_some(app.config.session.remember_me);
-    respond::set_cookie(r, app.cookies.session(&done.token, persistent));
-    respond::set_cookie(r, app.cookies.clear(&app.cookies.pending_name));
-}
-
-/// One successful login, for the account page and `api/me`.
-pub struct LoginRow {
-    pub timestamp: String,
-    pub ip: String,
-    pub device: String,
-}
-
-pub struct AccountData {
-    pub state: UserState,
-    pub recent_logins: Vec<LoginRow>,
-    pub sessions: Vec<SessionInfo>,
-}
-
 /// RFC 3339 UTC time of a unix timestamp.
 pub fn format_time(unix: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix as i64)
+    time::OffsetDateTime::from_unix_timestamp(i64::try_from(unix).unwrap_or(i64::MAX))
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
 
-/// The seed's dashboard data: 2FA state, last 5 successful logins, sessions.
-pub async fn account_data(app: &App, user: &str) -> Result<AccountData, StoreError> {
-    let state = app.store.user_state(user).await?;
-    let audit = app.store.recent_audit(Some(user), 100).await?;
-    let recent_logins = audit
-        .iter()
-        .filter(|r| r.kind == crate::store::AuditKind::LoginAttempt && r.event == "success")
-        .take(5)
-        .map(|r| LoginRow {
-            timestamp: format_time(r.time),
-            ip: r.ip.clone(),
-            device: crate::session::describe_device(&r.user_agent),
-        })
-        .collect();
-    let mut sessions = app.store.list_sessions(user).await?;
-    sessions.sort_by_key(|s| std::cmp::Reverse(s.record.last_seen));
-    Ok(AccountData { state, recent_logins, sessions })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_route_answers_json_and_pages_answer_html() {
+        for r in ROUTES {
+            if let Exact(p) | Prefix(p) = r.path
+                && p.starts_with("/api/")
+            {
+                assert_eq!(r.format, R::Json, "{p}");
+                assert!(r.name.starts_with("api_"), "{p} is named {}", r.name);
+            }
+        }
+    }
+
+    #[test]
+    fn routes_are_found_by_method_and_path() {
+        assert_eq!(find_route(&Method::HEAD, "/login").map(|(r, _)| r.endpoint), Some(E::LoginPage));
+        assert_eq!(find_route(&Method::POST, "/login").map(|(r, _)| r.endpoint), Some(E::Password));
+        let (r, id) = find_route(&Method::DELETE, "/api/sessions/abc").unwrap();
+        assert_eq!((r.endpoint, id), (E::RevokeSession, "abc"));
+        assert_eq!(find_route(&Method::DELETE, "/api/sessions").map(|(r, _)| r.endpoint), Some(E::RevokeOthers));
+        assert_eq!(find_route(&Method::PUT, "/verify").map(|(r, _)| r.endpoint), Some(E::Verify));
+        assert!(find_route(&Method::GET, "/api/send-login-otp").is_none());
+        assert!(find_route(&Method::HEAD, "/api/me").is_none());
+    }
 }

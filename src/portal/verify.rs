@@ -1,20 +1,18 @@
-//! Forward-auth (SPEC §5): nginx `auth_request`, Traefik `ForwardAuth` and Caddy
+//! Forward-auth: nginx `auth_request`, Traefik `ForwardAuth` and Caddy
 //! `forward_auth` ask here whether a request may pass. The original URL comes
 //! from `X-Original-URL` (nginx) or `X-Forwarded-Proto/-Host/-Uri/-Method`
-//! (Traefik, Caddy), believed only from trusted proxies; the same rules and
-//! session cookie as proxy mode decide. Not logged in: Traefik and Caddy relay
-//! a 302 to the login page; nginx only understands 401, so its 401 names the
-//! login page in `Location` for browser navigations.
+//! (Traefik, Caddy), believed only from trusted proxies; the gate decides, as
+//! it does in proxy mode, and this module renders its verdict in each proxy's
+//! dialect. Not logged in: Traefik and Caddy relay a 302 to the login page;
+//! nginx only understands 401, so its 401 names the login page in `Location`
+//! for browser navigations.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::{Method, StatusCode, Uri};
+use http::{Method, StatusCode};
 
-use crate::access::{Decision, Subject};
-use crate::app::App;
-use crate::body::{Body, Response};
-use crate::config::Policy;
-use crate::portal::{request, respond};
-use crate::router::{self, Outcome, RequestInfo};
+use super::{Answer, Cx};
+use crate::gate::{Facts, Verdict};
+use crate::reply::{self, Failure};
 
 static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
 static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
@@ -65,29 +63,22 @@ fn original(headers: &HeaderMap, mode: Option<&str>) -> Result<Original, &'stati
     Ok(Original { url, method, redirect_style: true })
 }
 
-fn count(decision: &str) {
+fn count(decision: &'static str) {
     crate::metrics::get().forward_auth.with_label_values(&[decision]).inc();
 }
 
-fn empty(status: StatusCode) -> Response {
-    let mut r = Response::new(Body::empty());
-    *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-pub async fn verify(app: &App, uri: &Uri, headers: &HeaderMap, info: &RequestInfo) -> Outcome {
-    if !info.trusted_peer {
+/// `{prefix}/verify`, any method.
+pub(super) async fn verify(cx: &Cx<'_>) -> Answer {
+    if !cx.info.trusted_peer {
         count("error");
-        let msg = "forward-auth is only answered for trusted proxies";
-        return Outcome::new("verify", respond::json_error(StatusCode::FORBIDDEN, msg));
+        return (cx.fail(Failure::UntrustedPeer), None);
     }
-    let q = request::query(uri);
-    let orig = match original(headers, q.get("mode")) {
+    let q = cx.query();
+    let orig = match original(cx.headers, q.get("mode")) {
         Ok(o) => o,
         Err(msg) => {
             count("error");
-            return Outcome::new("verify", respond::json_error(StatusCode::BAD_REQUEST, msg));
+            return (cx.fail(Failure::BadForwardAuth(msg)), None);
         }
     };
     let redirect_style = match q.get("mode") {
@@ -95,71 +86,59 @@ pub async fn verify(app: &App, uri: &Uri, headers: &HeaderMap, info: &RequestInf
         Some("redirect") | Some("traefik") | Some("caddy") => true,
         _ => orig.redirect_style,
     };
-    let host = orig.url.host_str().unwrap_or("").to_owned();
+    let host = orig.url.host_str().unwrap_or("");
     let host_port = match orig.url.port() {
         Some(p) => format!("{host}:{p}"),
-        None => host.clone(),
+        None => host.to_owned(),
     };
-    let mut subject =
-        Subject { host: &host_port, path: orig.url.path(), method: &orig.method, ip: info.client_ip, user: None };
-    let first = app.rules.decide(&subject);
-    if first == Decision::Policy(Policy::Bypass) {
-        count("allow");
-        return Outcome::new("verify", empty(StatusCode::OK));
-    }
-    if first == Decision::Policy(Policy::Deny) {
-        count("deny");
-        return Outcome::new("verify", respond::json_error(StatusCode::FORBIDDEN, "access denied"));
-    }
-    let auth = match router::authenticate(app, headers).await {
-        Ok(a) => a,
+    let facts = Facts {
+        host: &host_port,
+        path: orig.url.path(),
+        method: &orig.method,
+        client_ip: cx.info.client_ip,
+        headers: cx.headers,
+    };
+    let verdict = match cx.portal.gate.check(&facts).await {
+        Ok(v) => v,
         Err(e) => {
             count("error");
-            return Outcome::new("verify", router::store_unavailable(app, &e, false));
+            return (cx.fail(e), None);
         }
     };
-    let unauthenticated = |user| {
-        let location = router::login_url(app, orig.url.as_str());
-        if redirect_style {
-            count("redirect");
-            return Outcome { route: "verify", user, response: respond::redirect(StatusCode::FOUND, &location) };
+    let user = verdict.user();
+    let response = match verdict {
+        Verdict::Allow(auth) => {
+            count("allow");
+            let mut r = reply::empty(StatusCode::OK);
+            if let Some(auth) = auth {
+                cx.portal.identity.apply(&auth.user.identity, r.headers_mut());
+            }
+            r
         }
-        count("unauthorized");
-        let mut response = respond::json_error(StatusCode::UNAUTHORIZED, "authentication required");
-        // nginx cannot percent-encode the original URL into rd itself, nor knows
-        // public_url: for a browser navigation the 401 carries the login URL, which
-        // the nginx config turns into the redirect (auth_request_set + error_page).
-        if respond::is_navigation(&orig.method, headers)
-            && let Ok(v) = HeaderValue::from_str(&location)
-        {
-            response.headers_mut().insert(http::header::LOCATION, v);
+        Verdict::Deny(_) => {
+            count("deny");
+            reply::json_error(StatusCode::FORBIDDEN, "access denied")
         }
-        Outcome { route: "verify", user, response }
-    };
-    let Some(auth) = auth else { return unauthenticated(None) };
-    let decision = match first {
-        Decision::NeedsIdentity => {
-            subject.user = Some((&auth.user.username, &auth.user.groups));
-            app.rules.decide(&subject)
+        Verdict::LoginRequired(_) => {
+            let location = cx.portal.login_url(orig.url.as_str());
+            if redirect_style {
+                count("redirect");
+                reply::redirect(StatusCode::FOUND, &location)
+            } else {
+                count("unauthorized");
+                let mut r = reply::json_error(StatusCode::UNAUTHORIZED, "authentication required");
+                // nginx cannot percent-encode the original URL into rd itself, nor
+                // knows public_url: for a browser navigation the 401 carries the
+                // login URL, which the nginx config turns into the redirect
+                // (auth_request_set + error_page).
+                if reply::is_navigation(&orig.method, cx.headers)
+                    && let Ok(v) = HeaderValue::from_str(&location)
+                {
+                    r.headers_mut().insert(http::header::LOCATION, v);
+                }
+                r
+            }
         }
-        d => d,
     };
-    let policy = match decision {
-        Decision::Policy(p) => p,
-        Decision::NeedsIdentity => Policy::Deny,
-    };
-    if policy == Policy::Deny {
-        count("deny");
-        let r = respond::json_error(StatusCode::FORBIDDEN, "access denied");
-        return Outcome { route: "verify", user: Some(auth.user), response: r };
-    }
-    if router::required_level(policy).is_some_and(|need| auth.record.level < need) {
-        return unauthenticated(Some(auth.user));
-    }
-    count("allow");
-    let mut r = empty(StatusCode::OK);
-    for (name, value) in app.identity_headers.iter().zip(auth.user.header_values.iter()) {
-        r.headers_mut().insert(name.clone(), value.clone());
-    }
-    Outcome { route: "verify", user: Some(auth.user), response: r }
+    (response, user)
 }

@@ -1,7 +1,6 @@
 //! The pooled keep-alive client used towards one upstream: plain HTTP or HTTPS
 //! via rustls (webpki roots plus an optional operator CA bundle).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,15 +10,17 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::config::CaFile;
+
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 
 /// Builds a client; `connect_timeout` bounds TCP connect (a down host fails fast as 502).
-pub fn build(ca_file: Option<&Path>, connect_timeout: Duration) -> Result<UpstreamClient, String> {
+pub fn build(ca_file: Option<&CaFile>, connect_timeout: Duration) -> Result<UpstreamClient, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        for c in crate::ca_file::read(path)? {
-            roots.add(c).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(ca) = ca_file {
+        for c in ca.certs() {
+            roots.add(c.clone()).map_err(|e| format!("{}: {e}", ca.path.display()))?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());

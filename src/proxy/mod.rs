@@ -13,13 +13,13 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use ipnet::IpNet;
 
 use crate::body::{Body, Response};
 use crate::config::UpstreamConfig;
+use crate::identity::{IdentityHeaders, IdentityValues};
 use client::UpstreamClient;
 
-/// How forwarding failed; the router turns it into an error page.
+/// How forwarding failed; `reply::Failure` turns it into an error page.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("no upstream serves this host")]
@@ -74,10 +74,10 @@ pub struct ForwardContext<'a> {
     pub scheme: &'static str,
     /// Cookies of the gateway that never reach the upstream.
     pub strip_cookies: &'a [&'a str],
-    /// Headers the gateway owns (identity); client-sent copies are removed.
-    pub reserved_headers: &'a [http::HeaderName],
-    /// Identity headers to add (after the client's were removed).
-    pub identity: &'a [(http::HeaderName, HeaderValue)],
+    /// The identity headers: client-sent copies are always removed.
+    pub identity_headers: &'a IdentityHeaders,
+    /// The logged-in user's identity to add, if any.
+    pub identity: Option<&'a IdentityValues>,
 }
 
 /// All upstreams, in configuration order.
@@ -94,7 +94,7 @@ impl Proxy {
             let uri: Uri = c.url.as_str().parse().map_err(|e| format!("{key}.url: {e}"))?;
             let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
             let authority = uri.authority().cloned().ok_or_else(|| format!("{key}.url: no host"))?;
-            let client = client::build(c.ca_file.as_deref(), c.timeout.min(Duration::from_secs(10)))
+            let client = client::build(c.ca_file.as_ref(), c.timeout.min(Duration::from_secs(10)))
                 .map_err(|e| format!("{key}.ca_file: {e}"))?;
             upstreams.push(Upstream {
                 name: authority.to_string(),
@@ -137,13 +137,11 @@ impl Proxy {
 
         let headers = req.headers_mut();
         headers::strip_hop_by_hop(headers, upgrade);
-        for name in ctx.reserved_headers {
-            headers.remove(name);
-        }
+        ctx.identity_headers.strip(headers);
         headers::strip_cookies(headers, ctx.strip_cookies);
         headers::set_forwarded(headers, ctx.peer, ctx.trusted_peer, ctx.scheme, original_host.as_ref());
-        for (name, value) in ctx.identity {
-            headers.insert(name.clone(), value.clone());
+        if let Some(values) = ctx.identity {
+            ctx.identity_headers.apply(values, headers);
         }
         let host = match (&original_host, upstream.preserve_host) {
             (Some(h), true) => h.clone(),
@@ -250,11 +248,6 @@ fn upstream_uri(up: &Upstream, original: &Uri) -> Result<Uri, ProxyError> {
         .path_and_query(pq)
         .build()
         .map_err(|e| ProxyError::Protocol { upstream: up.name.clone(), detail: e.to_string() })
-}
-
-/// Whether `trusted` networks include the peer (re-exported for the router).
-pub fn peer_is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
-    headers::is_trusted(peer, trusted)
 }
 
 #[cfg(test)]

@@ -73,7 +73,8 @@ pub async fn the_window_slides_so_old_hits_stop_counting(s: &Store, time: &Time)
         "the first hit left the window; the second still counts (no reset)"
     );
     let wait = retry_after(s.rate_hit(RateBucket::Verify, ip, 2, window).await.unwrap());
-    assert!(wait <= Duration::from_millis(600), "now the second hit is the oldest: {wait:?}");
+    // The second hit leaves about 600 ms from now; the newest would take the whole 2 s window.
+    assert!(wait <= Duration::from_millis(1000), "now the second hit is the oldest: {wait:?}");
 }
 
 pub async fn recording_counts_every_event_and_reset_clears_the_window(s: &Store) {

@@ -1,0 +1,34 @@
+//! Why a login step failed. The reply module maps each to a status and a
+//! message, in one place.
+
+use std::time::Duration;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("account disabled")]
+    Disabled,
+    #[error("account temporarily locked")]
+    Locked { retry_after: Duration },
+    #[error("too many attempts")]
+    RateLimited { retry_after: Duration },
+    #[error("no pending login")]
+    NoPendingLogin,
+    #[error("invalid code")]
+    InvalidCode { remaining: u32 },
+    #[error("maximum attempts reached")]
+    MaxAttempts,
+    #[error("code expired")]
+    Expired,
+    #[error("invalid backup code")]
+    InvalidBackupCode,
+    #[error("mail could not be sent")]
+    MailFailed,
+    #[error("store unavailable: {0}")]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}

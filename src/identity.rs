@@ -1,0 +1,86 @@
+//! The identity headers that tell the upstream who is logged in (by default
+//! `Remote-User`, `Remote-Email`, `Remote-Name`, `Remote-Groups`). This module
+//! is the one place that strips a client's copies and applies the gateway's, in
+//! proxy mode and in forward-auth answers alike: an upstream that trusts these
+//! headers must only ever see values the gateway set.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::IdentityHeadersConfig;
+
+/// A user's values for the identity headers, prepared once when the users
+/// file is read (not per request).
+#[derive(Debug, Clone)]
+pub struct IdentityValues {
+    pub user: HeaderValue,
+    pub email: HeaderValue,
+    pub name: HeaderValue,
+    /// Comma-separated group names.
+    pub groups: HeaderValue,
+}
+
+/// The configured header names.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    user: HeaderName,
+    email: HeaderName,
+    name: HeaderName,
+    groups: HeaderName,
+}
+
+impl IdentityHeaders {
+    pub fn new(cfg: &IdentityHeadersConfig) -> IdentityHeaders {
+        IdentityHeaders {
+            user: cfg.user.0.clone(),
+            email: cfg.email.0.clone(),
+            name: cfg.name.0.clone(),
+            groups: cfg.groups.0.clone(),
+        }
+    }
+
+    fn names(&self) -> [&HeaderName; 4] {
+        [&self.user, &self.email, &self.name, &self.groups]
+    }
+
+    /// Removes every client-sent copy of the identity headers.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        for name in self.names() {
+            headers.remove(name);
+        }
+    }
+
+    /// Sets the identity headers to `values` (replacing any copy).
+    pub fn apply(&self, values: &IdentityValues, headers: &mut HeaderMap) {
+        headers.insert(self.user.clone(), values.user.clone());
+        headers.insert(self.email.clone(), values.email.clone());
+        headers.insert(self.name.clone(), values.name.clone());
+        headers.insert(self.groups.clone(), values.groups.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_copies_are_replaced_by_the_users_values() {
+        let ids = IdentityHeaders::new(&IdentityHeadersConfig::default());
+        let mut h = HeaderMap::new();
+        h.append("remote-user", HeaderValue::from_static("admin"));
+        h.append("remote-user", HeaderValue::from_static("root"));
+        h.insert("remote-groups", HeaderValue::from_static("admins"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        ids.strip(&mut h);
+        assert!(h.get("remote-user").is_none() && h.get("remote-groups").is_none());
+        let values = IdentityValues {
+            user: HeaderValue::from_static("alice"),
+            email: HeaderValue::from_static("alice@example.com"),
+            name: HeaderValue::from_static("Alice"),
+            groups: HeaderValue::from_static("dev"),
+        };
+        ids.apply(&values, &mut h);
+        assert_eq!(h.get_all("remote-user").iter().collect::<Vec<_>>(), ["alice"]);
+        assert_eq!(h.get("remote-groups").unwrap(), "dev");
+        assert_eq!(h.get("x-kept").unwrap(), "1");
+    }
+}

@@ -1,0 +1,257 @@
+//! The login endpoints, each serving the browser flow (form posts answered by
+//! a 303, or the page again with the error, so everything works with
+//! JavaScript off) and the JSON API: password, code or backup code, resend,
+//! logout, and the pages that show the forms.
+
+use http::StatusCode;
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::Cx;
+use super::pages::{CodeView, LoginView, LogoutView};
+use crate::auth::login::{LoginError, PasswordOutcome};
+use crate::body::Response;
+use crate::reply::{self, Failure, Format};
+
+/// The login form, with `error` or `info` shown above it.
+fn login_form(cx: &Cx<'_>, status: StatusCode, rd: Option<&str>, username: &str, error: &str, info: &str) -> Response {
+    let view = LoginView {
+        chrome: cx.portal.chrome(cx.headers, None, "Sign in"),
+        rd: rd.unwrap_or(""),
+        username,
+        error,
+        info,
+    };
+    cx.portal.page(status, "login.html", &view)
+}
+
+/// `GET login`.
+pub(super) fn login_page(cx: &Cx<'_>) -> Response {
+    let q = cx.query();
+    let rd = cx.portal.redirects.validate(q.get("rd"));
+    let info = if q.get("logged_out").is_some() { "You have been signed out." } else { "" };
+    login_form(cx, StatusCode::OK, rd.as_deref(), "", "", info)
+}
+
+/// `POST login`, `POST api/send-login-otp`: the password step.
+pub(super) async fn password(cx: &Cx<'_>, body: Incoming) -> Response {
+    let fields = match cx.form(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let query = cx.query();
+    let rd = cx.portal.redirects.validate(fields.get("rd").or(query.get("rd")));
+    let (Some(name), Some(password)) = (fields.get("username_or_email"), fields.get("password")) else {
+        return match cx.format {
+            Format::Html => {
+                let name = fields.get("username_or_email").unwrap_or("");
+                let msg = "Please enter your username and password.";
+                login_form(cx, StatusCode::BAD_REQUEST, rd.as_deref(), name, msg, "")
+            }
+            Format::Json => cx.fail(Failure::Missing("username_or_email and password are required".into())),
+        };
+    };
+    let portal = cx.portal;
+    let result = portal.login.password_step(name, password, fields.flag("remember_me"), rd.clone(), &cx.client()).await;
+    match (result, cx.format) {
+        (Ok(PasswordOutcome::CodeSent { pending_token, .. }), Format::Html) => {
+            let mut r = reply::redirect(StatusCode::SEE_OTHER, &cx.link("/otp?sent=1"));
+            reply::set_cookie(&mut r, portal.cookies.pending(&pending_token, portal.settings.pending_login_ttl));
+            r
+        }
+        (Ok(PasswordOutcome::CodeSent { pending_token, masked_email, expires_in }), Format::Json) => {
+            let body = json!({
+                "success": true,
+                "otp_required": true,
+                "message": format!("Verification code sent to {masked_email}"),
+                "expires_in": expires_in,
+            });
+            let mut r = reply::json(StatusCode::OK, &body);
+            reply::set_cookie(&mut r, portal.cookies.pending(&pending_token, portal.settings.pending_login_ttl));
+            r
+        }
+        (Ok(PasswordOutcome::Done(done)), format) => {
+            let mut r = match format {
+                Format::Html => reply::redirect(StatusCode::SEE_OTHER, &done.redirect),
+                Format::Json => reply::json(
+                    StatusCode::OK,
+                    &json!({"success": true, "otp_required": false, "redirect_url": done.redirect}),
+                ),
+            };
+            portal.finish_login(cx.headers, &done, &mut r).await;
+            r
+        }
+        (Err(e), Format::Html) => {
+            let e = Failure::from(e).explain(Format::Html);
+            let mut r = login_form(cx, e.status, rd.as_deref(), name, &e.message, "");
+            if let Some(s) = e.retry_after {
+                reply::retry_after(&mut r, s);
+            }
+            r
+        }
+        (Err(e), Format::Json) => cx.fail(e),
+    }
+}
+
+/// What the code page shows besides the pending login.
+#[derive(Default)]
+struct CodeNotice<'a> {
+    error: &'a str,
+    info: &'a str,
+    remaining: Option<u32>,
+    backup: bool,
+    resend_in: u64,
+}
+
+/// The code page for the pending login; without one, back to the login page.
+async fn code_form(cx: &Cx<'_>, status: StatusCode, n: CodeNotice<'_>) -> Response {
+    let pending = cx.portal.cookies.pending_token(cx.headers);
+    let view = match cx.portal.login.pending_view(pending).await {
+        Ok(view) => view,
+        Err(LoginError::Store(e)) => return cx.fail(e),
+        Err(_) => return reply::redirect(StatusCode::SEE_OTHER, &cx.link("/login")),
+    };
+    let view = CodeView {
+        chrome: cx.portal.chrome(cx.headers, None, "Verification code"),
+        rd: "",
+        masked_email: &view.masked_email,
+        expires_in: cx.portal.settings.otp_ttl_secs,
+        resend_in: n.resend_in,
+        error: n.error,
+        info: n.info,
+        remaining_attempts: n.remaining,
+        backup: n.backup,
+    };
+    cx.portal.page(status, "otp.html", &view)
+}
+
+/// `GET otp`.
+pub(super) async fn code_page(cx: &Cx<'_>) -> Response {
+    let q = cx.query();
+    let sent = q.get("sent").is_some();
+    let notice = CodeNotice {
+        info: if sent { "We e-mailed you a verification code." } else { "" },
+        resend_in: if sent { cx.portal.settings.resend_cooldown_secs } else { 0 },
+        backup: q.get("backup").is_some(),
+        ..CodeNotice::default()
+    };
+    code_form(cx, StatusCode::OK, notice).await
+}
+
+/// `POST otp` (a code, or a backup code in `code`), `POST api/verify-login-otp`
+/// and `POST api/verify-backup-code` (`backup`).
+pub(super) async fn code(cx: &Cx<'_>, body: Incoming, backup: bool) -> Response {
+    let fields = match cx.form(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let portal = cx.portal;
+    let pending = portal.cookies.pending_token(cx.headers);
+    let client = cx.client();
+    // The page's one form sends either field; the API names the one it means.
+    let (code, backup) = match cx.format {
+        Format::Html => match (fields.get("otp_code"), fields.get("code")) {
+            (Some(code), _) => (Some(code), false),
+            (None, Some(code)) => (Some(code), true),
+            (None, None) => (None, false),
+        },
+        Format::Json => (fields.get(if backup { "code" } else { "otp_code" }), backup),
+    };
+    let result = match code {
+        Some(code) if backup => portal.login.backup_step(pending, code, &client).await,
+        Some(code) => portal.login.code_step(pending, code, &client).await,
+        None if cx.format == Format::Json => {
+            let field = if backup { "code" } else { "otp_code" };
+            return cx.fail(Failure::Missing(format!("{field} is required").into()));
+        }
+        None => Err(LoginError::InvalidCode { remaining: portal.login.codes.settings().max_attempts }),
+    };
+    match (result, cx.format) {
+        (Ok(done), format) => {
+            let mut r = match format {
+                Format::Html => reply::redirect(StatusCode::SEE_OTHER, &done.redirect),
+                Format::Json => reply::json(
+                    StatusCode::OK,
+                    &json!({"success": true, "message": "Login successful", "redirect_url": done.redirect}),
+                ),
+            };
+            portal.finish_login(cx.headers, &done, &mut r).await;
+            r
+        }
+        (Err(LoginError::NoPendingLogin), Format::Html) => reply::redirect(StatusCode::SEE_OTHER, &cx.link("/login")),
+        (Err(e), Format::Html) => {
+            let remaining = match e {
+                LoginError::InvalidCode { remaining } => Some(remaining),
+                _ => None,
+            };
+            let e = Failure::from(e).explain(Format::Html);
+            let notice = CodeNotice { error: &e.message, remaining, backup, ..CodeNotice::default() };
+            let mut r = code_form(cx, e.status, notice).await;
+            if let Some(s) = e.retry_after {
+                reply::retry_after(&mut r, s);
+            }
+            r
+        }
+        (Err(e), Format::Json) => cx.fail(e),
+    }
+}
+
+/// `POST otp/resend`, `POST api/resend-otp`.
+pub(super) async fn resend(cx: &Cx<'_>, body: Incoming) -> Response {
+    if let Err(r) = cx.form(body).await {
+        return r;
+    }
+    let pending = cx.portal.cookies.pending_token(cx.headers);
+    match (cx.portal.login.resend(pending, &cx.client()).await, cx.format) {
+        (Ok(_), Format::Html) => reply::redirect(StatusCode::SEE_OTHER, &cx.link("/otp?sent=1")),
+        (Ok(expires_in), Format::Json) => reply::json(
+            StatusCode::OK,
+            &json!({"success": true, "message": "A new verification code has been sent", "expires_in": expires_in}),
+        ),
+        (Err(LoginError::NoPendingLogin), Format::Html) => reply::redirect(StatusCode::SEE_OTHER, &cx.link("/login")),
+        (Err(e), Format::Html) => {
+            let e = Failure::from(e).explain(Format::Html);
+            let notice =
+                CodeNotice { error: &e.message, resend_in: e.retry_after.unwrap_or(0), ..CodeNotice::default() };
+            let mut r = code_form(cx, e.status, notice).await;
+            if let Some(s) = e.retry_after {
+                reply::retry_after(&mut r, s);
+            }
+            r
+        }
+        (Err(e), Format::Json) => cx.fail(e),
+    }
+}
+
+/// `GET logout`: asks to confirm (a link alone must not sign anyone out).
+pub(super) async fn logout_page(cx: &Cx<'_>) -> Response {
+    let user = match cx.portal.gate.authenticate(cx.headers).await {
+        Ok(a) => a.map(|a| a.user.username.clone()),
+        Err(e) => return cx.fail(e),
+    };
+    let view = LogoutView {
+        chrome: cx.portal.chrome(cx.headers, None, "Sign out"),
+        username: user.as_deref().unwrap_or_default(),
+    };
+    cx.portal.page(StatusCode::OK, "logout.html", &view)
+}
+
+/// `POST logout`: ends the session server-side and clears the cookies.
+pub(super) async fn logout(cx: &Cx<'_>, body: Incoming) -> Response {
+    if let Err(r) = cx.form(body).await {
+        return r;
+    }
+    let portal = cx.portal;
+    if let Some(token) = portal.cookies.session_token(cx.headers)
+        && let Err(e) = portal.store.delete_session(token).await
+    {
+        return cx.fail(e);
+    }
+    let mut r = match cx.format {
+        Format::Json => reply::json(StatusCode::OK, &json!({"success": true, "message": "Signed out"})),
+        Format::Html => reply::redirect(StatusCode::SEE_OTHER, &cx.link("/login?logged_out=1")),
+    };
+    reply::set_cookie(&mut r, portal.cookies.clear(&portal.cookies.session_name));
+    reply::set_cookie(&mut r, portal.cookies.clear(&portal.cookies.pending_name));
+    r
+}
