@@ -47,23 +47,6 @@ pub mod duration {
     }
 }
 
-/// `#[serde(with = "opt_duration")]` for `Option<Duration>` fields.
-pub mod opt_duration {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&format_duration(*d)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let raw: Option<String> = Option::deserialize(d)?;
-        raw.map(|s| parse_duration(&s).map_err(de::Error::custom)).transpose()
-    }
-}
-
 /// A limit over a sliding window: at most `limit` events per `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateSpec {

@@ -6,7 +6,7 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::{Address, Message};
 use tera::Context;
 
-use super::{AlertMail, CodeMail, Email, MailError};
+use super::message::{AlertMail, CodeMail, Email, MailError};
 use crate::render::Templates;
 use crate::store::CodePurpose;
 

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use super::{Email, MailError};
+use super::message::{Email, MailError};
 
 pub(super) fn print(from: &str, email: &Email) -> Result<(), MailError> {
     let block = format_block(from, email);

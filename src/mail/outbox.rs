@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::io::AsyncWriteExt;
 
-use super::MailError;
+use super::message::MailError;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 

@@ -31,7 +31,7 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::MailError;
+use super::message::MailError;
 use super::tls::{TlsSocket, Trust};
 use crate::config::{MailConfig, SmtpTls};
 

@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::MailError;
+use super::message::MailError;
 use crate::config::CaFile;
 
 /// What the mailer trusts, read once when it is built.

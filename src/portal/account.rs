@@ -9,9 +9,9 @@ use http::StatusCode;
 use hyper::body::Incoming;
 use serde_json::json;
 
+use super::context::{Answer, Cx};
 use super::forms::Fields;
 use super::pages::{AccountView, LoginRow, SessionRow, UserView};
-use super::{Answer, Cx};
 use crate::auth::account::AccountError;
 use crate::auth::login::LoginError;
 use crate::auth::users::User;
@@ -117,7 +117,7 @@ pub(super) async fn view(cx: &Cx<'_>) -> Answer {
                 let recent: Vec<_> = data
                     .recent_logins
                     .iter()
-                    .map(|l| json!({"timestamp": super::format_time(l.time), "ip": l.ip, "device": l.device}))
+                    .map(|l| json!({"timestamp": super::context::format_time(l.time), "ip": l.ip, "device": l.device}))
                     .collect();
                 let body = json!({
                     "success": true,

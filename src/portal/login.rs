@@ -7,7 +7,7 @@ use http::StatusCode;
 use hyper::body::Incoming;
 use serde_json::json;
 
-use super::Cx;
+use super::context::Cx;
 use super::pages::{CodeView, LoginView, LogoutView};
 use crate::auth::login::{LoginError, PasswordOutcome};
 use crate::body::Response;

@@ -7,28 +7,21 @@
 //! in `store`, and failures become responses in `reply`.
 
 mod account;
+mod context;
 mod forms;
 mod login;
 mod pages;
 mod verify;
 
-use std::sync::Arc;
-
-use http::{HeaderMap, Method, Request, StatusCode, Uri, header};
+use http::{HeaderMap, Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 
-use crate::auth::Client;
-use crate::auth::account::AccountActions;
-use crate::auth::login::{Completed, LoginFlow};
-use crate::auth::users::User;
 use crate::body::{Body, Response};
-use crate::gate::{Authenticated, Gate};
-use crate::identity::IdentityHeaders;
-use crate::reply::{self, Failure, Format, Replies};
+use crate::reply::{self, Failure, Format};
 use crate::request::{Outcome, RequestInfo};
-use crate::session::SessionCookies;
-use crate::store::Store;
+use context::{Cx, anonymous};
 
+pub use context::{Portal, PortalSettings, format_time};
 pub use forms::{Csrf, Redirects};
 
 /// Which methods a route answers.
@@ -163,94 +156,6 @@ fn find_route<'p>(method: &Method, path: &'p str) -> Option<(&'static Route, &'p
     })
 }
 
-/// Settings the portal's pages and replies need besides its handles.
-pub struct PortalSettings {
-    pub prefix: String,
-    /// Scheme, host and port of `public_url`.
-    pub public_origin: String,
-    /// Lifetime of a remember-me session cookie.
-    pub remember_me: std::time::Duration,
-    pub pending_login_ttl: std::time::Duration,
-    pub otp_ttl_secs: u64,
-    pub resend_cooldown_secs: u64,
-}
-
-/// Everything the portal's handlers use.
-pub struct Portal {
-    pub gate: Arc<Gate>,
-    pub login: LoginFlow,
-    pub account: AccountActions,
-    pub store: Store,
-    pub replies: Arc<Replies>,
-    pub cookies: SessionCookies,
-    pub csrf: Csrf,
-    pub redirects: Redirects,
-    pub identity: Arc<IdentityHeaders>,
-    pub settings: PortalSettings,
-}
-
-/// A handler's answer, with the logged-in user for the access log.
-type Answer = (Response, Option<Arc<User>>);
-
-fn anonymous(r: Response) -> Answer {
-    (r, None)
-}
-
-/// One request to the portal: its facts and the reply format chosen for it.
-pub(crate) struct Cx<'a> {
-    portal: &'a Portal,
-    info: RequestInfo,
-    format: Format,
-    uri: &'a Uri,
-    headers: &'a HeaderMap,
-}
-
-impl Cx<'_> {
-    /// Who is asking: the client IP (trusted-proxy aware) and user agent.
-    fn client(&self) -> Client {
-        let ua = self.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
-        Client::new(self.info.client_ip.to_string(), ua)
-    }
-
-    /// The failure as this request's reply format wants it.
-    fn fail(&self, failure: impl Into<Failure>) -> Response {
-        self.portal.replies.failure(self.format, &failure.into())
-    }
-
-    /// Reads the body and checks CSRF; an `Err` is the response to send.
-    async fn form(&self, body: Incoming) -> Result<forms::Fields, Response> {
-        let fields = forms::read_fields(self.headers, body).await.map_err(|e| self.fail(e))?;
-        let binding = self.portal.cookies.csrf_binding(self.headers);
-        if !self.portal.csrf.allows(self.headers, &fields, binding) {
-            return Err(self.fail(Failure::CrossSite));
-        }
-        Ok(fields)
-    }
-
-    fn query(&self) -> forms::Fields {
-        forms::query(self.uri)
-    }
-
-    /// The logged-in session, or the answer for a visitor without one: a
-    /// browser is sent to log in (and back here), anything else gets a 401.
-    async fn session(&self) -> Result<Authenticated, Response> {
-        match self.portal.gate.authenticate(self.headers).await {
-            Ok(Some(a)) => Ok(a),
-            Ok(None) if self.format == Format::Html => {
-                let url = format!("{}{}/account", self.portal.settings.public_origin, self.portal.settings.prefix);
-                Err(self.portal.login_required(&Method::GET, self.headers, &url))
-            }
-            Ok(None) => Err(self.fail(Failure::Unauthenticated)),
-            Err(e) => Err(self.fail(e)),
-        }
-    }
-
-    /// `{prefix}{path}`.
-    fn link(&self, path: &str) -> String {
-        format!("{}{path}", self.portal.settings.prefix)
-    }
-}
-
 impl Portal {
     /// Answers a request whose path is under the prefix (`rest` is the part
     /// after it).
@@ -299,52 +204,6 @@ impl Portal {
         }
         Outcome::with_user(route.name, user, response)
     }
-
-    /// The answer to a request that must log in first: browsers are sent to
-    /// the login page with `rd`, everything else gets a 401.
-    pub fn login_required(&self, method: &Method, headers: &HeaderMap, original_url: &str) -> Response {
-        let mut r = if reply::is_navigation(method, headers) {
-            reply::redirect(StatusCode::FOUND, &self.login_url(original_url))
-        } else {
-            reply::json_error(StatusCode::UNAUTHORIZED, "authentication required")
-        };
-        r.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
-        r
-    }
-
-    /// The login page, with `original_url` percent-encoded as its return address.
-    pub fn login_url(&self, original_url: &str) -> String {
-        let mut location = format!("{}{}/login?rd=", self.settings.public_origin, self.settings.prefix);
-        location.extend(form_urlencoded::byte_serialize(original_url.as_bytes()));
-        location
-    }
-
-    /// Sets the new session cookie, clears the pending one, and ends any
-    /// session the browser carried before (rotation: the old id is dead).
-    async fn finish_login(&self, headers: &HeaderMap, done: &Completed, r: &mut Response) {
-        if let Some(old) = self.cookies.session_token(headers)
-            && old != done.token
-            && let Err(e) = self.store.delete_session(old).await
-        {
-            tracing::warn!(error = %e, "previous session not deleted");
-        }
-        let persistent = done.remember_me.then_some(self.settings.remember_me);
-        reply::set_cookie(r, self.cookies.session(&done.token, persistent));
-        reply::set_cookie(r, self.cookies.clear(&self.cookies.pending_name));
-    }
-
-    async fn readyz(&self) -> Response {
-        match self.store.ping().await {
-            Ok(()) => reply::json(StatusCode::OK, &serde_json::json!({"status": "ready", "store": "ok"})),
-            Err(e) => {
-                tracing::warn!(error = %e, "not ready: store unreachable");
-                reply::json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &serde_json::json!({"status": "unavailable", "store": e.to_string()}),
-                )
-            }
-        }
-    }
 }
 
 fn static_file(headers: &HeaderMap, path: &str) -> Response {
@@ -366,14 +225,6 @@ fn static_file(headers: &HeaderMap, path: &str) -> Response {
     h.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("public, max-age=3600"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, http::HeaderValue::from_static("nosniff"));
     r
-}
-
-/// RFC 3339 UTC time of a unix timestamp.
-pub fn format_time(unix: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(i64::try_from(unix).unwrap_or(i64::MAX))
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

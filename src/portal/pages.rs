@@ -7,7 +7,7 @@
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 
-use super::{Portal, format_time};
+use super::context::{Portal, format_time};
 use crate::auth::account::RecentLogin;
 use crate::auth::users::User;
 use crate::body::Response;

@@ -10,7 +10,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
-use super::{Answer, Cx};
+use super::context::{Answer, Cx};
 use crate::gate::{Facts, Verdict};
 use crate::reply::{self, Failure};
 

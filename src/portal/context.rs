@@ -1,0 +1,165 @@
+//! What every portal handler works with: the [`Portal`] (the handles and
+//! settings built once at start-up) and [`Cx`], one request to the portal with
+//! the reply format chosen for it.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, StatusCode, Uri, header};
+use hyper::body::Incoming;
+
+use super::forms::{self, Csrf, Fields, Redirects};
+use crate::auth::Client;
+use crate::auth::account::AccountActions;
+use crate::auth::login::{Completed, LoginFlow};
+use crate::auth::users::User;
+use crate::body::Response;
+use crate::gate::{Authenticated, Gate};
+use crate::identity::IdentityHeaders;
+use crate::reply::{self, Failure, Format, Replies};
+use crate::request::RequestInfo;
+use crate::session::SessionCookies;
+use crate::store::Store;
+
+/// Settings the portal's pages and replies need besides its handles.
+pub struct PortalSettings {
+    pub prefix: String,
+    /// Scheme, host and port of `public_url`.
+    pub public_origin: String,
+    /// Lifetime of a remember-me session cookie.
+    pub remember_me: std::time::Duration,
+    pub pending_login_ttl: std::time::Duration,
+    pub otp_ttl_secs: u64,
+    pub resend_cooldown_secs: u64,
+}
+
+/// Everything the portal's handlers use.
+pub struct Portal {
+    pub gate: Arc<Gate>,
+    pub login: LoginFlow,
+    pub account: AccountActions,
+    pub store: Store,
+    pub replies: Arc<Replies>,
+    pub cookies: SessionCookies,
+    pub csrf: Csrf,
+    pub redirects: Redirects,
+    pub identity: Arc<IdentityHeaders>,
+    pub settings: PortalSettings,
+}
+
+/// A handler's answer, with the logged-in user for the access log.
+pub type Answer = (Response, Option<Arc<User>>);
+
+pub fn anonymous(r: Response) -> Answer {
+    (r, None)
+}
+
+/// One request to the portal: its facts and the reply format chosen for it.
+pub struct Cx<'a> {
+    pub portal: &'a Portal,
+    pub info: RequestInfo,
+    pub format: Format,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+}
+
+impl Cx<'_> {
+    /// Who is asking: the client IP (trusted-proxy aware) and user agent.
+    pub fn client(&self) -> Client {
+        let ua = self.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        Client::new(self.info.client_ip.to_string(), ua)
+    }
+
+    /// The failure as this request's reply format wants it.
+    pub fn fail(&self, failure: impl Into<Failure>) -> Response {
+        self.portal.replies.failure(self.format, &failure.into())
+    }
+
+    /// Reads the body and checks CSRF; an `Err` is the response to send.
+    pub async fn form(&self, body: Incoming) -> Result<Fields, Response> {
+        let fields = forms::read_fields(self.headers, body).await.map_err(|e| self.fail(e))?;
+        let binding = self.portal.cookies.csrf_binding(self.headers);
+        if !self.portal.csrf.allows(self.headers, &fields, binding) {
+            return Err(self.fail(Failure::CrossSite));
+        }
+        Ok(fields)
+    }
+
+    pub fn query(&self) -> Fields {
+        forms::query(self.uri)
+    }
+
+    /// The logged-in session, or the answer for a visitor without one: a
+    /// browser is sent to log in (and back here), anything else gets a 401.
+    pub async fn session(&self) -> Result<Authenticated, Response> {
+        match self.portal.gate.authenticate(self.headers).await {
+            Ok(Some(a)) => Ok(a),
+            Ok(None) if self.format == Format::Html => {
+                let url = format!("{}{}/account", self.portal.settings.public_origin, self.portal.settings.prefix);
+                Err(self.portal.login_required(&Method::GET, self.headers, &url))
+            }
+            Ok(None) => Err(self.fail(Failure::Unauthenticated)),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// `{prefix}{path}`.
+    pub fn link(&self, path: &str) -> String {
+        format!("{}{path}", self.portal.settings.prefix)
+    }
+}
+
+impl Portal {
+    /// The answer to a request that must log in first: browsers are sent to
+    /// the login page with `rd`, everything else gets a 401.
+    pub fn login_required(&self, method: &Method, headers: &HeaderMap, original_url: &str) -> Response {
+        let mut r = if reply::is_navigation(method, headers) {
+            reply::redirect(StatusCode::FOUND, &self.login_url(original_url))
+        } else {
+            reply::json_error(StatusCode::UNAUTHORIZED, "authentication required")
+        };
+        r.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+        r
+    }
+
+    /// The login page, with `original_url` percent-encoded as its return address.
+    pub fn login_url(&self, original_url: &str) -> String {
+        let mut location = format!("{}{}/login?rd=", self.settings.public_origin, self.settings.prefix);
+        location.extend(form_urlencoded::byte_serialize(original_url.as_bytes()));
+        location
+    }
+
+    /// Sets the new session cookie, clears the pending one, and ends any
+    /// session the browser carried before (rotation: the old id is dead).
+    pub async fn finish_login(&self, headers: &HeaderMap, done: &Completed, r: &mut Response) {
+        if let Some(old) = self.cookies.session_token(headers)
+            && old != done.token
+            && let Err(e) = self.store.delete_session(old).await
+        {
+            tracing::warn!(error = %e, "previous session not deleted");
+        }
+        let persistent = done.remember_me.then_some(self.settings.remember_me);
+        reply::set_cookie(r, self.cookies.session(&done.token, persistent));
+        reply::set_cookie(r, self.cookies.clear(&self.cookies.pending_name));
+    }
+
+    pub async fn readyz(&self) -> Response {
+        match self.store.ping().await {
+            Ok(()) => reply::json(StatusCode::OK, &serde_json::json!({"status": "ready", "store": "ok"})),
+            Err(e) => {
+                tracing::warn!(error = %e, "not ready: store unreachable");
+                reply::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "unavailable", "store": e.to_string()}),
+                )
+            }
+        }
+    }
+}
+
+/// RFC 3339 UTC time of a unix timestamp.
+pub fn format_time(unix: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(i64::try_from(unix).unwrap_or(i64::MAX))
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
