@@ -23,7 +23,7 @@ use crate::store::StoreError;
 pub enum Format {
     /// A browser page (forms are answered with a 303 or the page again).
     Html,
-    /// The seed's JSON shape: `{"success": bool, "message"?, "error"?, ...}`.
+    /// `{"success": bool, "message"?, "error"?, ...}`.
     Json,
 }
 

@@ -47,7 +47,7 @@ pub fn code_hash(secret: &[u8], user: &str, purpose: &str, code: &str) -> [u8; 3
 /// Letters and digits without look-alikes (0/O, 1/I/L).
 const BACKUP_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 
-/// Number of backup codes per set, and characters per code (SPEC §7).
+/// Number of backup codes per set, and characters per code.
 pub const BACKUP_CODES: usize = 8;
 pub const BACKUP_CODE_LEN: usize = 8;
 
@@ -68,7 +68,7 @@ pub fn normalize_backup_code(input: &str) -> String {
 }
 
 /// The stored form of a backup code: keyed and bound to the user (a per-user salt),
-/// unlike the seed's bare SHA-256.
+/// unlike a bare SHA-256, which one precomputed table would reverse for every user.
 pub fn backup_hash(secret: &[u8], user: &str, code: &str) -> [u8; 32] {
     keyed(secret, &[b"backup", user.as_bytes(), normalize_backup_code(code).as_bytes()])
 }

@@ -1,4 +1,4 @@
-//! The typed configuration tree. It mirrors the TOML file of SPEC §2 section by
+//! The typed configuration tree. It mirrors the TOML file section by
 //! section; every field carries its default next to it, and parsing of the small
 //! value languages (durations, rate specs, CIDRs, URLs) happens at deserialisation
 //! so that an error is attributed to its key.
