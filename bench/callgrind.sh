@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Instructions per authenticated proxied request, counted by valgrind's
+# callgrind: a figure that does not move with machine load, so two builds can
+# be compared where wall-clock throughput is too noisy.
+#
+# The release gateway runs under callgrind (instrumentation off) in front of a
+# static nginx upstream, with the memory store and access logging at info, as
+# in bench/proxy.sh. After a login and a warm-up, instrumentation is switched
+# on, wrk sends authenticated GETs for a while, instrumentation is switched off
+# and the total instruction count is divided by the requests wrk completed.
+# Every thread is counted (workers, the log writer, the blocking pool).
+#
+# Usage: bench/callgrind.sh [duration=20s] [binary=target/release/portcullis ...]
+#   Several binaries are measured one after another in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR="${1:-20s}"
+shift || true
+BINS=("$@")
+if [ ${#BINS[@]} -eq 0 ]; then
+  cargo build --release --quiet
+  BINS=(target/release/portcullis)
+fi
+for tool in valgrind callgrind_control wrk curl; do
+  command -v "$tool" >/dev/null || { echo "$tool is required"; exit 1; }
+done
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+STATIC=$(free_port)
+USER_DIRECTIVE=""; [ "$(id -u)" = 0 ] && USER_DIRECTIVE="user root root;"
+mkdir -p "$WORK/www"; head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/www/index.html"
+cat > "$WORK/nginx.conf" <<CONF
+$USER_DIRECTIVE
+daemon off; worker_processes 1; pid $WORK/nginx.pid; error_log $WORK/error.log warn;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path $WORK/b; proxy_temp_path $WORK/p;
+  fastcgi_temp_path $WORK/f; uwsgi_temp_path $WORK/u; scgi_temp_path $WORK/s;
+  server { listen 127.0.0.1:$STATIC; root $WORK/www; location / { try_files /index.html =404; } } }
+CONF
+"$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/error.log" & PIDS+=($!)
+
+printf '[users.bench]\nemail = "bench@example.com"\npassword = "%s"\n' \
+  "$(echo bench-password | "${BINS[0]}" hash-password)" > "$WORK/users.toml"
+
+measure() { # binary
+  local bin="$1" gw out
+  gw=$(free_port)
+  out="$WORK/callgrind.$gw.out"
+  cat > "$WORK/portcullis.toml" <<CONF
+[server]
+listen = "127.0.0.1:$gw"
+public_url = "http://127.0.0.1:$gw"
+metrics_listen = "127.0.0.1:0"
+[[upstream]]
+url = "http://127.0.0.1:$STATIC"
+[auth]
+secret = "bench-secret-bench-secret-bench-secret-0123"
+users_file = "$WORK/users.toml"
+[access_control]
+default_policy = "one_factor"
+CONF
+  PORTCULLIS_LOG=info valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
+    "$bin" --log-format json serve --config "$WORK/portcullis.toml" > "$WORK/gw.$gw.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$gw/_auth/healthz" && break; sleep 0.2; done
+  local cookie
+  cookie=$(curl -s -D - -o /dev/null -H "Origin: http://127.0.0.1:$gw" -H 'Content-Type: application/json' \
+    -d '{"username_or_email":"bench","password":"bench-password"}' "http://127.0.0.1:$gw/_auth/api/send-login-otp" \
+    | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(portcullis_session=[^;]*\).*/\1/p' | head -1)
+  [ -n "$cookie" ] || { echo "login failed"; cat "$WORK/gw.$gw.log"; exit 1; }
+  wrk -t1 -c4 -d3s -H "Cookie: $cookie" "http://127.0.0.1:$gw/" > /dev/null
+  callgrind_control -i on "$pid" > /dev/null 2>&1
+  wrk -t1 -c4 -d"$DUR" -H "Cookie: $cookie" "http://127.0.0.1:$gw/" > "$WORK/wrk.$gw.txt"
+  callgrind_control -i off "$pid" > /dev/null 2>&1
+  # Instrumentation is off: the shutdown is not counted. Callgrind writes the
+  # counts when the process exits.
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  local requests non2xx ir
+  requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.$gw.txt")
+  non2xx=$(awk '/Non-2xx/ {print $4}' "$WORK/wrk.$gw.txt")
+  ir=$(cat "$out"* | awk '/^totals:/ {s += $2} END {print s}')
+  printf '%-50s %9d requests  %12.0f instructions/request  non-2xx %s\n' \
+    "$bin" "$requests" "$(echo "$ir / $requests" | bc -l)" "${non2xx:-0}"
+}
+
+echo "callgrind, wrk -t1 -c4 -d$DUR per binary, authenticated GET through the gateway to a 1 KiB static page"
+for b in "${BINS[@]}"; do measure "$b"; done
