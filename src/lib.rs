@@ -12,6 +12,8 @@ pub mod body;
 pub mod ca_file;
 pub mod config;
 pub mod demo;
+pub mod healthcheck;
+pub mod init;
 pub mod mail;
 pub mod metrics;
 pub mod portal;
