@@ -89,7 +89,7 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
         /// Seconds to wait for the answer.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         timeout: u64,
         #[command(flatten)]
         config: ConfigArg,
