@@ -82,7 +82,11 @@ enum Command {
         shell: clap_complete::Shell,
     },
     /// Print the manual page (roff), e.g. `portcullis man | man -l -`.
-    Man,
+    Man {
+        /// Instead, write portcullis.1 and a page per subcommand (portcullis-init.1, ...) here.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
     /// Exit 0 if the running gateway answers its health check (for container health checks).
     Healthcheck {
         /// Probe this URL instead of the configured listener's {prefix}/healthz.
@@ -188,9 +192,12 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
-        Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+        Command::Man { out_dir: None } => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
             .render(&mut std::io::stdout())
             .map_err(|e| Failure::Runtime(e.to_string())),
+        Command::Man { out_dir: Some(dir) } => std::fs::create_dir_all(&dir)
+            .and_then(|()| clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir))
+            .map_err(|e| Failure::Runtime(format!("{}: {e}", dir.display()))),
         Command::Healthcheck { url, timeout, config } => healthcheck(url, timeout, config.config.as_deref()),
     };
     match result {

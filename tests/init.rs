@@ -239,6 +239,21 @@ fn man_prints_a_section_1_page_listing_the_commands() {
 }
 
 #[test]
+fn man_out_dir_writes_a_page_per_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = portcullis(&["man", "--out-dir", "man1"], dir.path());
+    let dir = dir.path().join("man1");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for page in ["portcullis.1", "portcullis-init.1", "portcullis-user-add.1", "portcullis-healthcheck.1"] {
+        let roff = std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        let name = page.trim_end_matches(".1");
+        assert!(roff.contains(&format!(".TH {name} 1")), "{page}:\n{roff}");
+    }
+    let init = std::fs::read_to_string(dir.join("portcullis-init.1")).unwrap();
+    assert!(init.contains("\\-\\-public\\-url"), "{init}");
+}
+
+#[test]
 fn healthcheck_fails_when_nothing_answers_or_the_answer_is_not_ok() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
