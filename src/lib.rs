@@ -27,7 +27,8 @@
 //! - `store`: the state behind domain operations (memory or Redis).
 //! - `mail`: transports and message rendering; `render`: the templates.
 //! - `config`: the typed config, loading and validation; `clock`: time.
-//! - `app`: assembly of all of the above; `metrics`, `logging`, `demo`.
+//! - `app`: assembly of all of the above; `metrics`, `logging`, `demo`;
+//!   `init` (a starter config) and `healthcheck` (the container probe).
 
 #![forbid(unsafe_code)]
 
@@ -42,7 +43,9 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod gate;
+pub mod healthcheck;
 pub mod identity;
+pub mod init;
 pub mod logging;
 pub mod mail;
 pub mod metrics;

@@ -65,6 +65,40 @@ enum Command {
     /// Manage sessions in the configured store.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Write a starter portcullis.toml (with a fresh secret) and an empty users file.
+    Init {
+        /// Directory for the two files (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The application to protect.
+        #[arg(long, default_value = portcullis::init::DEFAULT_UPSTREAM)]
+        upstream: String,
+        /// The address users type to reach the gateway (or the proxy in front of it).
+        #[arg(long, default_value = portcullis::init::DEFAULT_PUBLIC_URL)]
+        public_url: String,
+    },
+    /// Print a shell completion script (e.g. `portcullis completions bash > /etc/bash_completion.d/portcullis`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `portcullis man | man -l -`.
+    Man {
+        /// Instead, write portcullis.1 and a page per subcommand (portcullis-init.1, ...) here.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Exit 0 if the running gateway answers its health check (for container health checks).
+    Healthcheck {
+        /// Probe this URL instead of the configured listener's {prefix}/healthz.
+        #[arg(long)]
+        url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: u64,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -153,6 +187,23 @@ fn main() -> ExitCode {
         Command::Sessions(SessionsCommand::Revoke { name, config }) => {
             runtime().and_then(|rt| rt.block_on(revoke_sessions(&name, config.config.as_deref())))
         }
+        Command::Init { dir, upstream, public_url } => init(dir, &upstream, &public_url),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "portcullis",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man { out_dir: None } => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut std::io::stdout())
+            .map_err(|e| Failure::Runtime(e.to_string())),
+        Command::Man { out_dir: Some(dir) } => std::fs::create_dir_all(&dir)
+            .and_then(|()| clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir))
+            .map_err(|e| Failure::Runtime(format!("{}: {e}", dir.display()))),
+        Command::Healthcheck { url, timeout, config } => healthcheck(url, timeout, config.config.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -362,4 +413,31 @@ async fn audit(user: Option<&str>, limit: usize, json: bool, flag: Option<&Path>
         println!("no audit records");
     }
     Ok(())
+}
+
+fn init(dir: PathBuf, upstream: &str, public_url: &str) -> Result<(), Failure> {
+    use portcullis::init::{self, InitError};
+    let usage = |e: InitError| Failure::Usage(e.to_string());
+    let request = init::InitRequest {
+        dir,
+        upstream: init::parse_url("--upstream", upstream).map_err(usage)?,
+        public_url: init::parse_url("--public-url", public_url).map_err(usage)?,
+    };
+    let done = init::init(&request).map_err(|e| match e {
+        InitError::Io { .. } => Failure::Runtime(e.to_string()),
+        other => usage(other),
+    })?;
+    print!("{}", init::next_steps(&done));
+    Ok(())
+}
+
+fn healthcheck(url: Option<String>, timeout: u64, flag: Option<&Path>) -> Result<(), Failure> {
+    use portcullis::healthcheck;
+    let url = match url {
+        Some(u) => u,
+        // The probe needs only the listener and prefix: the secret is not required.
+        None => healthcheck::local_healthz_url(&config::load(flag, Config::default(), true)?.config)
+            .map_err(|e| Failure::Usage(e.to_string()))?,
+    };
+    healthcheck::probe(&url, std::time::Duration::from_secs(timeout)).map_err(|e| Failure::Runtime(e.to_string()))
 }

@@ -1,0 +1,148 @@
+//! The configurations shipped in deploy/ load as the gateway will load them
+//! (Debian conffile, container image, Kubernetes ConfigMap), and the systemd
+//! unit's reload command makes a running gateway re-read its users file.
+//! scripts/check-deploy lints the same files with systemd-analyze, hadolint and
+//! checkov; scripts/package-test installs the Debian package for real.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::{Gateway, SECRET};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn check_config(config: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(support::binary());
+    cmd.args(["check-config", "--config"]).arg(config).env_remove("PORTCULLIS_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_debian_conffile_needs_the_secret_its_postinst_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.toml");
+    let shipped = read("deploy/debian/portcullis.toml");
+    std::fs::write(&path, &shipped).unwrap();
+    let out = check_config(&path, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("auth.secret"), "{}", stderr(&out));
+
+    // postinst replaces exactly this line.
+    assert_eq!(shipped.lines().filter(|l| *l == "secret = \"\"").count(), 1);
+    std::fs::write(&path, shipped.replace("secret = \"\"", &format!("secret = \"{SECRET}\""))).unwrap();
+    let out = check_config(&path, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("users_file = \"/etc/portcullis/users.toml\""), "{printed}");
+    assert!(printed.contains("state_file = \"/var/lib/portcullis/state.json\""), "{printed}");
+}
+
+#[test]
+fn the_container_and_kubernetes_configs_load_with_the_secret_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let configmap = read("deploy/kubernetes/configmap.yaml");
+    let body = configmap.split_once("portcullis.toml: |\n").expect("portcullis.toml key").1;
+    let k8s: String = body.lines().map_while(|l| l.strip_prefix("    ").or(l.is_empty().then_some(""))).fold(
+        String::new(),
+        |mut s, l| {
+            s.push_str(l);
+            s.push('\n');
+            s
+        },
+    );
+    // The variables compose.yaml and deployment.yaml set from their secrets.
+    let deployment = read("deploy/kubernetes/deployment.yaml");
+    assert!(deployment.contains("- name: PORTCULLIS_MAIL__SMTP_PASSWORD"), "{deployment}");
+    let docker_env: &[(&str, &str)] = &[("PORTCULLIS_AUTH__SECRET", SECRET)];
+    let k8s_env: &[(&str, &str)] = &[("PORTCULLIS_AUTH__SECRET", SECRET), ("PORTCULLIS_MAIL__SMTP_PASSWORD", "pw")];
+    for (name, text, env) in
+        [("docker", read("deploy/docker/portcullis.toml"), docker_env), ("kubernetes", k8s, k8s_env)]
+    {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = check_config(&path, &env[1..]);
+        assert_eq!(out.status.code(), Some(1), "{name} loads without a secret");
+        assert!(stderr(&out).contains("auth.secret"), "{name}: {}", stderr(&out));
+        let out = check_config(&path, env);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn the_image_health_check_probes_the_configured_listener() {
+    // The Dockerfile's HEALTHCHECK runs `portcullis healthcheck` with no URL:
+    // it must find the container config's listener on loopback.
+    let dockerfile = read("deploy/docker/Dockerfile");
+    assert!(dockerfile.contains(r#"CMD ["/usr/local/bin/portcullis", "healthcheck"]"#), "{dockerfile}");
+    let up_port = support::free_port();
+    let port = support::free_port();
+    let config = read("deploy/docker/portcullis.toml")
+        .replace("listen = \"0.0.0.0:8080\"", &format!("listen = \"0.0.0.0:{port}\""))
+        .replace("metrics_listen = \"0.0.0.0:9090\"", "metrics_listen = \"127.0.0.1:0\"")
+        .replace("http://app:80", &format!("http://127.0.0.1:{up_port}"));
+    // Outlives the gateway (whose directory goes with it), for the last probe.
+    let keep = tempfile::tempdir().unwrap();
+    let users = support::empty_users(keep.path());
+    let env = [
+        ("PORTCULLIS_AUTH__SECRET", SECRET),
+        ("PORTCULLIS_AUTH__USERS_FILE", users.to_str().unwrap()),
+        ("PORTCULLIS_STORE__URL", "memory://"),
+    ];
+    let config_path = keep.path().join("portcullis.toml");
+    std::fs::write(&config_path, &config).unwrap();
+    let gw = Gateway::start_in(tempfile::tempdir().unwrap(), &config, &env);
+    let probe = || {
+        Command::new(support::binary())
+            .args(["healthcheck"])
+            .env("PORTCULLIS_CONFIG", &config_path)
+            .env("PORTCULLIS_AUTH__USERS_FILE", &users)
+            .output()
+            .unwrap()
+    };
+    let out = probe();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    drop(gw);
+    let out = probe();
+    assert_eq!(out.status.code(), Some(2), "a stopped gateway is unhealthy");
+}
+
+#[tokio::test]
+async fn the_units_reload_command_makes_the_gateway_reread_its_users() {
+    let unit = read("deploy/systemd/portcullis.service");
+    let reload = unit.lines().find_map(|l| l.strip_prefix("ExecReload=")).expect("ExecReload");
+    let up = support::upstream::Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = support::empty_users(dir.path());
+    let gw = Gateway::start_in(dir, &support::base_config(&up.url(), "two_factor", &users), &[]);
+    let reloaded = "\"message\":\"users file reloaded\"";
+    let before = gw.log().matches(reloaded).count();
+
+    // What systemd runs on `systemctl reload portcullis`, with $MAINPID filled in.
+    let command = reload.replace("$MAINPID", &gw.pid().to_string());
+    let mut words = command.split_whitespace();
+    let status = Command::new(words.next().unwrap()).args(words).status().unwrap();
+    assert!(status.success(), "{command}");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gw.log().matches(reloaded).count() <= before {
+        assert!(std::time::Instant::now() < deadline, "no reload after {command}:\n{}", gw.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let line = gw.log().lines().rfind(|l| l.contains(reloaded)).unwrap_or_default().to_string();
+    assert!(line.contains("\"reason\":\"SIGHUP\""), "{line}");
+}
