@@ -6,6 +6,7 @@
 pub mod flow;
 pub mod proxies;
 pub mod redis;
+pub mod skip;
 pub mod smtp;
 pub mod upstream;
 
