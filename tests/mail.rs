@@ -275,13 +275,12 @@ async fn a_login_code_reaches_the_user_through_a_starttls_relay_with_a_private_c
     let sink = SmtpSink::start_starttls(&cert, &key).await;
     let users = dir.path().join("users.toml");
     support::write_users(&users, &[("alice", "alice@example.com", "alices-password-1", &[])]);
-    let port = support::free_port();
-    let origin = format!("http://127.0.0.1:{port}");
-    let config = format!(
-        r#"
+    let config = |port: u16| {
+        format!(
+            r#"
 [server]
 listen = "127.0.0.1:{port}"
-public_url = "{origin}"
+public_url = "http://127.0.0.1:{port}"
 metrics_listen = "127.0.0.1:0"
 [[upstream]]
 url = "http://127.0.0.1:9"
@@ -298,12 +297,14 @@ smtp_username = "mailer"
 smtp_password = "hunter2"
 timeout = "5s"
 "#,
-        secret = support::SECRET,
-        users = users.display(),
-        smtp_port = sink.port(),
-        ca = cert.display(),
-    );
-    let _gw = support::Gateway::start(&config);
+            secret = support::SECRET,
+            users = users.display(),
+            smtp_port = sink.port(),
+            ca = cert.display(),
+        )
+    };
+    let (_gw, port) = support::Gateway::start_on_own_port(tempfile::tempdir().expect("tempdir"), &[], config);
+    let origin = format!("http://127.0.0.1:{port}");
     let http = support::client();
     let post = |path: &str, body: serde_json::Value| {
         http.post(format!("{origin}{path}")).header("Origin", &origin).json(&body).send()

@@ -83,6 +83,36 @@ impl Gateway {
     }
 
     pub fn start_in(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Gateway {
+        match Self::launch(dir, config, env) {
+            Ok(gw) => gw,
+            Err(failed) => panic!("gateway did not start; log:\n{}", failed.log),
+        }
+    }
+
+    /// For a config that must name its own port before the gateway starts
+    /// (`public_url`, which Origin checks and redirects compare against):
+    /// `config(port)` is started on a port that was free a moment ago. Another
+    /// process may bind that port first; the gateway then exits saying so, and
+    /// another port is tried. Returns the gateway and its port.
+    pub fn start_on_own_port(
+        mut dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        config: impl Fn(u16) -> String,
+    ) -> (Gateway, u16) {
+        for _ in 0..10 {
+            let port = free_port();
+            match Self::launch(dir, &config(port), env) {
+                Ok(gw) => return (gw, port),
+                Err(failed) if failed.log.contains("Address already in use") => dir = failed.dir,
+                Err(failed) => panic!("gateway did not start; log:\n{}", failed.log),
+            }
+        }
+        panic!("ten free ports in a row were taken before the gateway could bind them");
+    }
+
+    /// Runs `portcullis serve` on `config` in `dir` and waits for its listeners;
+    /// gives the directory back with the log if it exits or stays silent.
+    fn launch(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Result<Gateway, FailedStart> {
         let path = dir.path().join("portcullis.toml");
         std::fs::write(&path, config).expect("write config");
         let mut cmd = Command::new(binary());
@@ -101,7 +131,7 @@ impl Gateway {
         let log = Arc::new(Mutex::new(String::new()));
         let stdout_text = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
-        {
+        let stderr_reader = {
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -109,8 +139,8 @@ impl Gateway {
                     l.push_str(&line);
                     l.push('\n');
                 }
-            });
-        }
+            })
+        };
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         {
@@ -138,11 +168,23 @@ impl Gateway {
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("gateway did not start; log:\n{}", log.lock().unwrap());
+                    let _ = child.wait();
+                    // The process is gone, so its stderr has ended: the log is complete.
+                    let _ = stderr_reader.join();
+                    let log = log.lock().unwrap().clone();
+                    return Err(FailedStart { dir, log });
                 }
             }
         }
-        Gateway { child, addr: addr.expect("address"), scheme, metrics_addr: metrics, dir, log, stdout: stdout_text }
+        Ok(Gateway {
+            child,
+            addr: addr.expect("address"),
+            scheme,
+            metrics_addr: metrics,
+            dir,
+            log,
+            stdout: stdout_text,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -207,6 +249,12 @@ impl Gateway {
         }
         None
     }
+}
+
+/// A gateway that exited (or stayed silent) before reporting its listeners.
+struct FailedStart {
+    dir: tempfile::TempDir,
+    log: String,
 }
 
 fn config_has_metrics(config: &str) -> bool {
@@ -290,8 +338,9 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
-/// A loopback port that was free a moment ago (for configs that must name their
-/// own public URL before the gateway starts).
+/// A loopback port that was free a moment ago. Someone else may bind it before
+/// whoever it is meant for does: start gateways that need their own port with
+/// [`Gateway::start_on_own_port`], which retries on a clash.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
