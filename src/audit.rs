@@ -41,6 +41,8 @@ pub enum SecurityEvent {
     RateLimitExceeded,
     AccountLocked,
     SessionRevoked,
+    /// A one-time code could not be e-mailed (the login answered 503).
+    MailFailed,
 }
 
 impl SecurityEvent {
@@ -54,6 +56,7 @@ impl SecurityEvent {
             SecurityEvent::RateLimitExceeded => "rate_limit_exceeded",
             SecurityEvent::AccountLocked => "account_locked",
             SecurityEvent::SessionRevoked => "session_revoked",
+            SecurityEvent::MailFailed => "mail_failed",
         }
     }
 }

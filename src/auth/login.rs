@@ -282,6 +282,14 @@ pub async fn send_code(app: &App, user: &User, purpose: CodePurpose, client: &Cl
         tracing::error!(error = %e, purpose = purpose.as_str(), "code e-mail not sent; code voided");
         crate::metrics::get().mail_failures.inc();
         app.store.void_code(&user.username, purpose).await?;
+        let actor = Actor {
+            username: &user.username,
+            user: Some(&user.username),
+            ip: &client.ip,
+            user_agent: &client.user_agent,
+        };
+        let details = format!("{} code e-mail not sent", purpose.as_str());
+        audit::security_event(app, actor, SecurityEvent::MailFailed, &details).await;
         return Err(LoginError::MailFailed);
     }
     crate::metrics::get().otp_sent.with_label_values(&[purpose.as_str()]).inc();
