@@ -111,6 +111,8 @@ transport = "smtp"
 smtp_host = "127.0.0.1"
 smtp_port = {smtp_port}
 smtp_tls = "none"
+smtp_username = "portcullis"
+smtp_password = "relay-password"
 timeout = "{mail_timeout}"
 [rate_limit]
 {rate_limit}
@@ -181,6 +183,14 @@ default_policy = "{policy}"
         let code = self.code_from_mail(before + 1).await;
         let (s, v) = self.verify(&code).await;
         assert_eq!(s, 200, "{v}");
+    }
+
+    /// The Redis keys matching `pattern` (`KEYS`), or None on the memory store.
+    pub async fn redis_keys(&self, pattern: &str) -> Option<Vec<String>> {
+        let server = self.redis.as_ref()?;
+        let client = ::redis::Client::open(server.url()).expect("redis client");
+        let mut c = client.get_multiplexed_async_connection().await.expect("redis connection");
+        Some(::redis::cmd("KEYS").arg(pattern).query_async(&mut c).await.expect("KEYS"))
     }
 
     pub async fn upstream_status(&self) -> StatusCode {

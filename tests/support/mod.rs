@@ -205,6 +205,7 @@ impl Gateway {
     }
 
     /// Waits until the log contains `needle` (logs are written asynchronously).
+    /// Blocks the thread: from async tests use [`Gateway::wait_for_log`].
     pub fn log_contains(&self, needle: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -216,6 +217,31 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// Waits (without blocking the runtime, which may be running the SMTP sink)
+    /// until a log line satisfies `wanted`; returns that line, or None after
+    /// 10 s. The gateway's log writer batches lines, so one read can come too early.
+    pub async fn wait_for_log(&self, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.log().lines().find(|l| wanted(l)) {
+                return Some(line.to_owned());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The `security` target's JSON records (audit lines) logged so far.
+    pub fn security_records(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "security")
+            .collect()
     }
 
     /// Everything printed on stdout (console mail, banners).
