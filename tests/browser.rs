@@ -26,10 +26,7 @@ fn browser_ready() -> bool {
     if missing.is_empty() {
         return true;
     }
-    if support::services_required() {
-        panic!("browser tests need {missing:?} (scripts/test installs them)");
-    }
-    eprintln!("skipping browser test: missing {missing:?}");
+    support::skip::skip(&format!("browser tests need {missing:?} (scripts/test installs them)"));
     false
 }
 

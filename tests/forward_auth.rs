@@ -12,11 +12,9 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use reqwest::cookie::CookieStore;
 use serde_json::{Value, json};
-use support::proxies::{self, ProxyProcess};
+use support::proxies::{Launch, Proxy, ProxyProcess};
 use support::upstream::Upstream;
 use support::{Gateway, SECRET, client, form_field, write_users};
-
-type StartProxy = fn(&str, &str) -> Option<ProxyProcess>;
 
 const ALICE: (&str, &str) = ("alice", "alice-password-1");
 const BOB: (&str, &str) = ("bob", "bob-password-1");
@@ -38,37 +36,42 @@ struct Setup {
     /// The public origin of the portal (the proxy's own origin, or the SSO portal host's).
     portal: String,
     _gw: Gateway,
+    _users: tempfile::TempDir,
 }
 
 /// Alice (group dev) and Bob (group admins); `/public/` bypasses, `/admin/` is
 /// for admins only, `/blocked/` is denied to everyone, everything else needs a
 /// password. With `sso`, the portal lives at PORTAL_HOST and its cookie covers
 /// SSO_PARENT.
-async fn setup(start: StartProxy, sso: bool) -> Option<Setup> {
+async fn setup(kind: Proxy, sso: bool) -> Option<Setup> {
+    let bin = kind.program()?;
     let up = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users.toml");
+    let users_dir = tempfile::tempdir().unwrap();
+    let users = users_dir.path().join("users.toml");
     write_users(
         &users,
         &[(ALICE.0, "alice@example.com", ALICE.1, &["dev"]), (BOB.0, "bob@example.com", BOB.1, &["admins", "dev"])],
     );
-    // public_url names the proxy's port: start the proxy first, pointing at a
-    // gateway port chosen in advance.
-    let gw_port = support::free_port();
-    let proxy = start(&format!("127.0.0.1:{gw_port}"), &up.addr.to_string())?;
-    let (portal, sso_config) = if sso {
-        let portal = format!("http://{PORTAL_HOST}:{}", proxy.port);
-        (
-            portal,
-            format!("allowed_redirect_domains = [\"*.{SSO_PARENT}\"]\n[session]\ncookie_domain = \"{SSO_PARENT}\"\n"),
-        )
-    } else {
-        (proxy.origin(), String::new())
-    };
-    let config = format!(
-        r#"
+    // public_url names the proxy's port, so that port is chosen first; the
+    // gateway binds port 0 and the proxy is pointed at the address it reports.
+    // If the proxy's port is taken before the proxy binds it, both start over.
+    let mut started = None;
+    for _ in 0..10 {
+        let port = support::free_port();
+        let (portal, sso_config) = if sso {
+            (
+                format!("http://{PORTAL_HOST}:{port}"),
+                format!(
+                    "allowed_redirect_domains = [\"*.{SSO_PARENT}\"]\n[session]\ncookie_domain = \"{SSO_PARENT}\"\n"
+                ),
+            )
+        } else {
+            (format!("http://127.0.0.1:{port}"), String::new())
+        };
+        let config = format!(
+            r#"
 [server]
-listen = "127.0.0.1:{gw_port}"
+listen = "127.0.0.1:0"
 public_url = "{portal}"
 metrics_listen = "127.0.0.1:0"
 [[upstream]]
@@ -93,10 +96,16 @@ policy = "one_factor"
 path = "^/admin/"
 policy = "deny"
 "#,
-        up = up.url(),
-        users = users.display(),
-    );
-    let gw = Gateway::start_in(dir, &config, &[]);
+            up = up.url(),
+            users = users.display(),
+        );
+        let gw = Gateway::start_in(tempfile::tempdir().unwrap(), &config, &[]);
+        if let Launch::Up(proxy) = kind.launch(&bin, port, &gw.addr, &up.addr.to_string()) {
+            started = Some((proxy, portal, gw));
+            break;
+        }
+    }
+    let (proxy, portal, gw) = started.expect("ten free ports in a row were taken before the proxy could bind them");
     // Proxies may accept connections before their routes are loaded.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
@@ -107,7 +116,7 @@ policy = "deny"
         assert!(std::time::Instant::now() < deadline, "{} never routed to the gateway", proxy.name);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    Some(Setup { proxy, up, portal, _gw: gw })
+    Some(Setup { proxy, up, portal, _gw: gw, _users: users_dir })
 }
 
 /// A browser-like client: keeps cookies by domain (readable through `jar`),
@@ -184,8 +193,8 @@ async fn echo(r: reqwest::Response, name: &str) -> Value {
 
 // ---- scenarios, each run against every proxy ----
 
-async fn unauthenticated_browser_comes_back_to_the_exact_url(start: StartProxy) {
-    let Some(s) = setup(start, false).await else { return };
+async fn unauthenticated_browser_comes_back_to_the_exact_url(kind: Proxy) {
+    let Some(s) = setup(kind, false).await else { return };
     let name = s.proxy.name;
     let (http, _) = browser(s.proxy.port);
     let original = s.proxy.url(DEEP_PATH);
@@ -208,8 +217,8 @@ async fn unauthenticated_browser_comes_back_to_the_exact_url(start: StartProxy) 
     assert_eq!(e["headers"]["remote-user"], json!(["alice"]), "{name}: {e}");
 }
 
-async fn app_sees_identity_headers_and_never_spoofed_ones(start: StartProxy) {
-    let Some(s) = setup(start, false).await else { return };
+async fn app_sees_identity_headers_and_never_spoofed_ones(kind: Proxy) {
+    let Some(s) = setup(kind, false).await else { return };
     let name = s.proxy.name;
     let (http, _) = browser(s.proxy.port);
     let spoof = |rb: reqwest::RequestBuilder| {
@@ -234,8 +243,8 @@ async fn app_sees_identity_headers_and_never_spoofed_ones(start: StartProxy) {
     assert_eq!(e["headers"]["remote-name"], json!(["alice"]), "{name}: {e}");
 }
 
-async fn client_cannot_choose_the_url_that_is_checked(start: StartProxy) {
-    let Some(s) = setup(start, false).await else { return };
+async fn client_cannot_choose_the_url_that_is_checked(kind: Proxy) {
+    let Some(s) = setup(kind, false).await else { return };
     let name = s.proxy.name;
     // Every header a proxy uses to tell Portcullis what is being asked for,
     // pointing at the bypassed /public/ while the request is for /app or /admin/.
@@ -258,8 +267,8 @@ async fn client_cannot_choose_the_url_that_is_checked(start: StartProxy) {
     assert_eq!(s.up.hits(), 0, "{name}: a spoofed URL let a request through");
 }
 
-async fn bypass_deny_and_group_rules_hold(start: StartProxy) {
-    let Some(s) = setup(start, false).await else { return };
+async fn bypass_deny_and_group_rules_hold(kind: Proxy) {
+    let Some(s) = setup(kind, false).await else { return };
     let name = s.proxy.name;
     let (anon, _) = browser(s.proxy.port);
 
@@ -293,8 +302,8 @@ async fn bypass_deny_and_group_rules_hold(start: StartProxy) {
     assert_eq!(s.up.hits(), 2, "{name}");
 }
 
-async fn logout_through_the_proxy_ends_access(start: StartProxy) {
-    let Some(s) = setup(start, false).await else { return };
+async fn logout_through_the_proxy_ends_access(kind: Proxy) {
+    let Some(s) = setup(kind, false).await else { return };
     let name = s.proxy.name;
     let (http, jar) = browser(s.proxy.port);
     api_login(&http, &s, ALICE).await;
@@ -334,8 +343,8 @@ async fn logout_through_the_proxy_ends_access(start: StartProxy) {
     assert_eq!(s.up.hits(), hits, "{name}: nothing reached the app after logout");
 }
 
-async fn one_login_on_the_portal_host_serves_its_subdomains(start: StartProxy) {
-    let Some(s) = setup(start, true).await else { return };
+async fn one_login_on_the_portal_host_serves_its_subdomains(kind: Proxy) {
+    let Some(s) = setup(kind, true).await else { return };
     let name = s.proxy.name;
     let port = s.proxy.port;
     let (http, jar) = browser(port);
@@ -371,8 +380,8 @@ async fn one_login_on_the_portal_host_serves_its_subdomains(start: StartProxy) {
     assert_eq!(e["headers"]["remote-email"], json!(["alice@example.com"]), "{name}: {e}");
 }
 
-async fn rd_outside_the_allowed_domains_ends_on_the_account_page(start: StartProxy) {
-    let Some(s) = setup(start, true).await else { return };
+async fn rd_outside_the_allowed_domains_ends_on_the_account_page(kind: Proxy) {
+    let Some(s) = setup(kind, true).await else { return };
     let name = s.proxy.name;
     let port = s.proxy.port;
     let account = format!("{}/_auth/account", s.portal);
@@ -398,49 +407,49 @@ async fn rd_outside_the_allowed_domains_ends_on_the_account_page(start: StartPro
 
 /// One module per proxy, each running every scenario: `nginx::logout_through_the_proxy_ends_access`.
 macro_rules! behind {
-    ($($proxy:ident),*) => {$(
+    ($($proxy:ident: $kind:ident),*) => {$(
         mod $proxy {
-            use super::proxies;
+            use super::Proxy;
 
             #[tokio::test]
             async fn unauthenticated_browser_comes_back_to_the_exact_url() {
-                super::unauthenticated_browser_comes_back_to_the_exact_url(proxies::$proxy).await;
+                super::unauthenticated_browser_comes_back_to_the_exact_url(Proxy::$kind).await;
             }
 
             #[tokio::test]
             async fn app_sees_identity_headers_and_never_spoofed_ones() {
-                super::app_sees_identity_headers_and_never_spoofed_ones(proxies::$proxy).await;
+                super::app_sees_identity_headers_and_never_spoofed_ones(Proxy::$kind).await;
             }
 
             #[tokio::test]
             async fn client_cannot_choose_the_url_that_is_checked() {
-                super::client_cannot_choose_the_url_that_is_checked(proxies::$proxy).await;
+                super::client_cannot_choose_the_url_that_is_checked(Proxy::$kind).await;
             }
 
             #[tokio::test]
             async fn bypass_deny_and_group_rules_hold() {
-                super::bypass_deny_and_group_rules_hold(proxies::$proxy).await;
+                super::bypass_deny_and_group_rules_hold(Proxy::$kind).await;
             }
 
             #[tokio::test]
             async fn logout_through_the_proxy_ends_access() {
-                super::logout_through_the_proxy_ends_access(proxies::$proxy).await;
+                super::logout_through_the_proxy_ends_access(Proxy::$kind).await;
             }
 
             #[tokio::test]
             async fn one_login_on_the_portal_host_serves_its_subdomains() {
-                super::one_login_on_the_portal_host_serves_its_subdomains(proxies::$proxy).await;
+                super::one_login_on_the_portal_host_serves_its_subdomains(Proxy::$kind).await;
             }
 
             #[tokio::test]
             async fn rd_outside_the_allowed_domains_ends_on_the_account_page() {
-                super::rd_outside_the_allowed_domains_ends_on_the_account_page(proxies::$proxy).await;
+                super::rd_outside_the_allowed_domains_ends_on_the_account_page(Proxy::$kind).await;
             }
         }
     )*};
 }
 
-behind!(nginx, traefik, caddy);
+behind!(nginx: Nginx, traefik: Traefik, caddy: Caddy);
 
 #[tokio::test]
 async fn verify_ignores_forwarded_headers_from_untrusted_peers() {

@@ -13,7 +13,7 @@ use portcullis::config::{CaFile, MailConfig, MailTransport, Secret, SmtpTls};
 use portcullis::mail::{CodeMail, Email, MailError, Mailer, compose_code_mail};
 use portcullis::render::Templates;
 use portcullis::store::CodePurpose;
-use support::smtp::{self, SmtpSink};
+use support::smtp::{self, Failure, SmtpSink};
 
 fn smtp_config(port: u16, timeout: Duration) -> MailConfig {
     MailConfig {
@@ -279,13 +279,12 @@ async fn a_login_code_reaches_the_user_through_a_starttls_relay_with_a_private_c
     let sink = SmtpSink::start_starttls(&cert, &key).await;
     let users = dir.path().join("users.toml");
     support::write_users(&users, &[("alice", "alice@example.com", "alices-password-1", &[])]);
-    let port = support::free_port();
-    let origin = format!("http://127.0.0.1:{port}");
-    let config = format!(
-        r#"
+    let config = |port: u16| {
+        format!(
+            r#"
 [server]
 listen = "127.0.0.1:{port}"
-public_url = "{origin}"
+public_url = "http://127.0.0.1:{port}"
 metrics_listen = "127.0.0.1:0"
 [[upstream]]
 url = "http://127.0.0.1:9"
@@ -302,12 +301,14 @@ smtp_username = "mailer"
 smtp_password = "hunter2"
 timeout = "5s"
 "#,
-        secret = support::SECRET,
-        users = users.display(),
-        smtp_port = sink.port(),
-        ca = cert.display(),
-    );
-    let _gw = support::Gateway::start(&config);
+            secret = support::SECRET,
+            users = users.display(),
+            smtp_port = sink.port(),
+            ca = cert.display(),
+        )
+    };
+    let (_gw, port) = support::Gateway::start_on_own_port(tempfile::tempdir().expect("tempdir"), &[], config);
+    let origin = format!("http://127.0.0.1:{port}");
     let http = support::client();
     let post = |path: &str, body: serde_json::Value| {
         http.post(format!("{origin}{path}")).header("Origin", &origin).json(&body).send()
@@ -365,12 +366,8 @@ async fn a_server_that_never_answers_times_out_within_the_limit() {
 
 #[tokio::test]
 async fn a_closed_port_is_a_transport_error() {
-    let port = {
-        let sink = SmtpSink::start().await;
-        sink.port()
-    };
-    // The sink is dropped: nothing listens there any more.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Bound and closed at once: nothing listens there any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
     let mailer = Mailer::new(&smtp_config(port, Duration::from_secs(5))).expect("mailer");
     let err = mailer.send(&code_email("123456")).await;
     assert!(matches!(err, Err(MailError::Transport(_))), "{err:?}");
@@ -417,12 +414,66 @@ async fn file_transport_writes_one_parseable_eml_per_message() {
     }
 }
 
+/// The console transport is read by a person at the terminal (`portcullis
+/// demo`): the real binary's stdout must show the mail, and its code must work.
 #[tokio::test]
-async fn console_transport_prints_without_error() {
-    let cfg = MailConfig { transport: MailTransport::Console, ..MailConfig::default() };
-    let mailer = Mailer::new(&cfg).expect("mailer");
-    assert_eq!(mailer.transport_name(), "console");
-    mailer.send(&code_email("999999")).await.expect("console send");
+async fn console_transport_prints_the_code_mail_on_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = dir.path().join("users.toml");
+    support::write_users(&users, &[("alice", "alice@example.com", "alices-password-1", &[])]);
+    let up = support::upstream::Upstream::start().await;
+    let config =
+        format!("{}\n[mail]\ntransport = \"console\"\n", support::base_config(&up.url(), "two_factor", &users));
+    let gw = support::Gateway::start_in(dir, &config, &[]);
+    let http = support::client();
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(gw.url(path)).header("Origin", "http://127.0.0.1").json(&body).send()
+    };
+    let r = post(
+        "/_auth/api/send-login-otp",
+        serde_json::json!({"username_or_email": "alice", "password": "alices-password-1"}),
+    )
+    .await
+    .expect("send-login-otp");
+    assert_eq!(r.status(), 200);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.stdout().contains("END OF MAIL") {
+        assert!(Instant::now() < deadline, "no mail on stdout:\n{}", gw.stdout());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let out = gw.stdout();
+    let mail = &out[out.find("MAIL (console transport)").expect("the mail block")..];
+    assert!(mail.lines().any(|l| l.starts_with("To:") && l.contains("alice@example.com")), "{mail}");
+    assert!(mail.contains("Subject: Your Portcullis verification code"), "{mail}");
+    let code = support::find_code(mail, 6).unwrap_or_else(|| panic!("no code in the printed mail:\n{mail}"));
+
+    let r = post("/_auth/api/verify-login-otp", serde_json::json!({"otp_code": code})).await.expect("verify");
+    assert_eq!(r.status(), 200, "the printed code signs in");
+    let r = http.get(gw.url("/app")).send().await.expect("app");
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.hits(), 1);
+}
+
+#[tokio::test]
+async fn each_way_a_relay_fails_is_a_transport_error_naming_its_reply() {
+    for (failure, reply) in [
+        (Failure::RefuseAuth, Some("535")),
+        (Failure::DeferAtConnect, Some("421")),
+        (Failure::DeferAfterData, Some("451")),
+        // No reply at all: the connection just ends.
+        (Failure::DropMidData, None),
+    ] {
+        let sink = SmtpSink::start().await;
+        sink.set_failure(failure);
+        let mailer = Mailer::new(&smtp_config(sink.port(), Duration::from_secs(5))).expect("mailer");
+        match mailer.send(&code_email("123456")).await {
+            Err(MailError::Transport(msg)) => assert!(reply.is_none_or(|r| msg.contains(r)), "{failure:?}: {msg}"),
+            other => panic!("{failure:?}: expected a transport error, got {other:?}"),
+        }
+        assert!(sink.messages().is_empty(), "{failure:?}");
+        assert_eq!(sink.connections(), 1, "{failure:?}");
+    }
 }
 
 #[tokio::test]

@@ -452,16 +452,17 @@ async fn gateway_pages_carry_hsts_under_tls() {
     let (cert, key) = support::self_signed(dir.path(), "gateway");
     let users = dir.path().join("users.toml");
     support::write_users(&users, &[]);
-    let port = support::free_port();
+    let config = |port: u16| {
+        support::base_config(&up.url(), "two_factor", &users)
+            .replacen("\nlisten = \"127.0.0.1:0\"", &format!("\nlisten = \"127.0.0.1:{port}\""), 1)
+            .replace("public_url = \"http://127.0.0.1\"", &format!("public_url = \"https://localhost:{port}\""))
+            .replace(
+                "[server]\n",
+                &format!("[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n", cert.display(), key.display()),
+            )
+    };
+    let (gw, port) = support::Gateway::start_on_own_port(dir, &[], config);
     let origin = format!("https://localhost:{port}");
-    let config = support::base_config(&up.url(), "two_factor", &users)
-        .replacen("\nlisten = \"127.0.0.1:0\"", &format!("\nlisten = \"127.0.0.1:{port}\""), 1)
-        .replace("public_url = \"http://127.0.0.1\"", &format!("public_url = \"{origin}\""))
-        .replace(
-            "[server]\n",
-            &format!("[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n", cert.display(), key.display()),
-        );
-    let gw = support::Gateway::start_in(dir, &config, &[]);
     assert_eq!(gw.scheme, "https");
     support::crypto();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();

@@ -50,12 +50,13 @@ fn count(gw: &Gateway, needle: &str) -> usize {
 const RELOADED: &str = "\"message\":\"users file reloaded\"";
 const NOT_RELOADED: &str = "\"message\":\"users file not reloaded; keeping the last good copy\"";
 
-/// Waits until the log holds more than `before` lines with `needle`; returns the last such line.
-fn wait_for_log(gw: &Gateway, needle: &str, before: usize) -> String {
+/// Waits until the log holds more than `before` lines with `needle`; returns
+/// the last such line. Sleeps asynchronously: the test's runtime also runs the SMTP sink.
+async fn wait_for_log(gw: &Gateway, needle: &str, before: usize) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     while count(gw, needle) <= before {
         assert!(Instant::now() < deadline, "no new {needle} within 10 s; log:\n{}", gw.log());
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     gw.log().lines().rfind(|l| l.contains(needle)).unwrap().to_string()
 }
@@ -86,7 +87,7 @@ async fn a_changed_users_file_is_reloaded_and_a_new_user_can_log_in() {
     assert_eq!(s, 400, "carol is not a user yet");
     let before = count(&h.gw, RELOADED);
     replace_users(&h.users, &[TESTUSER, BOB, CAROL]);
-    let line = wait_for_log(&h.gw, RELOADED, before);
+    let line = wait_for_log(&h.gw, RELOADED, before).await;
     assert!(line.contains("\"users\":3"), "{line}");
     let c = logs_in(&h, "carol", CAROL_PASSWORD).await;
     let echo: Value = c.get(h.url("/app")).send().await.unwrap().json().await.unwrap();
@@ -117,7 +118,7 @@ async fn sighup_reloads_the_users_file_even_when_its_stamp_is_unchanged() {
 
     let before = count(&h.gw, RELOADED);
     h.gw.signal("HUP");
-    let line = wait_for_log(&h.gw, RELOADED, before);
+    let line = wait_for_log(&h.gw, RELOADED, before).await;
     assert!(line.contains("\"reason\":\"SIGHUP\""), "{line}");
     let (s, v) = login_status(&h, "bob", BOB_PASSWORD).await;
     assert_eq!(s, 400, "the old password is gone: {v}");
@@ -131,7 +132,7 @@ async fn invalid_toml_keeps_the_last_good_users_and_logs_why() {
     let before = count(&h.gw, NOT_RELOADED);
     let good = std::fs::read_to_string(&h.users).unwrap();
     replace_file(&h.users, &format!("{good}\n[users.carol\nemail = \"carol@example.com\"\n"));
-    let line = wait_for_log(&h.gw, NOT_RELOADED, before);
+    let line = wait_for_log(&h.gw, NOT_RELOADED, before).await;
     assert!(line.contains(&h.users.display().to_string()), "the log names the file: {line}");
     assert!(line.contains("line"), "the log says where the TOML breaks: {line}");
     assert!(line.contains("\"level\":\"ERROR\""), "{line}");
@@ -141,7 +142,7 @@ async fn invalid_toml_keeps_the_last_good_users_and_logs_why() {
     // SIGHUP reads the same broken file and keeps the same good copy.
     let before = count(&h.gw, NOT_RELOADED);
     h.gw.signal("HUP");
-    wait_for_log(&h.gw, NOT_RELOADED, before);
+    wait_for_log(&h.gw, NOT_RELOADED, before).await;
     logs_in(&h, "testuser", PASSWORD).await;
 }
 
@@ -162,7 +163,7 @@ async fn a_bad_entry_rejects_the_whole_edit_and_a_fixed_file_is_taken() {
     let broken = with_carol.replace(&bob_hash, BOB_PASSWORD);
     let before = count(&h.gw, NOT_RELOADED);
     replace_file(&h.users, &broken);
-    let line = wait_for_log(&h.gw, NOT_RELOADED, before);
+    let line = wait_for_log(&h.gw, NOT_RELOADED, before).await;
     assert!(line.contains("users.bob.password"), "the log names the entry and key: {line}");
 
     let (s, _) = login_status(&h, "carol", CAROL_PASSWORD).await;
@@ -172,7 +173,7 @@ async fn a_bad_entry_rejects_the_whole_edit_and_a_fixed_file_is_taken() {
 
     let before = count(&h.gw, RELOADED);
     replace_file(&h.users, &with_carol);
-    wait_for_log(&h.gw, RELOADED, before);
+    wait_for_log(&h.gw, RELOADED, before).await;
     logs_in(&h, "carol", CAROL_PASSWORD).await;
 }
 
@@ -190,7 +191,7 @@ async fn a_user_removed_from_the_file_loses_their_session_on_the_next_request(b:
     let testuser = logs_in(&h, "testuser", PASSWORD).await;
     let before = count(&h.gw, RELOADED);
     replace_users(&h.users, &[TESTUSER]);
-    wait_for_log(&h.gw, RELOADED, before);
+    wait_for_log(&h.gw, RELOADED, before).await;
 
     let hits = h.up.hits();
     let r = bob.get(h.url("/app")).send().await.unwrap();
@@ -205,7 +206,7 @@ async fn a_user_removed_from_the_file_loses_their_session_on_the_next_request(b:
     // The session is gone, not just refused: putting bob back does not revive it.
     let before = count(&h.gw, RELOADED);
     replace_users(&h.users, &[TESTUSER, BOB]);
-    wait_for_log(&h.gw, RELOADED, before);
+    wait_for_log(&h.gw, RELOADED, before).await;
     assert_eq!(app_status(&h, &bob).await, 401);
 }
 
@@ -215,7 +216,7 @@ async fn a_disabled_user_gets_403_and_their_session_stops_working(b: Backend) {
     let before = count(&h.gw, RELOADED);
     let out = portcullis(&["user", "disable", "bob", "--users-file", h.users.to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    wait_for_log(&h.gw, RELOADED, before);
+    wait_for_log(&h.gw, RELOADED, before).await;
 
     let hits = h.up.hits();
     assert_eq!(app_status(&h, &bob).await, 401, "the existing session stops working");
@@ -239,14 +240,14 @@ async fn re_enabling_a_user_does_not_bring_back_sessions_from_before(b: Backend)
     let before = count(&h.gw, RELOADED);
     let out = portcullis(&["user", "disable", "bob", "--users-file", h.users.to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    wait_for_log(&h.gw, RELOADED, before);
+    wait_for_log(&h.gw, RELOADED, before).await;
     assert_eq!(app_status(&h, &laptop).await, 401);
 
     let text = std::fs::read_to_string(&h.users).unwrap();
     assert_eq!(text.matches("disabled = true").count(), 1, "{text}");
     let before = count(&h.gw, RELOADED);
     replace_file(&h.users, &text.replace("disabled = true", "disabled = false"));
-    wait_for_log(&h.gw, RELOADED, before);
+    wait_for_log(&h.gw, RELOADED, before).await;
     assert_eq!(app_status(&h, &laptop).await, 401, "the session used while disabled stays dead");
     assert_eq!(app_status(&h, &phone).await, 401, "so does the one not used meanwhile");
     logs_in(&h, "bob", BOB_PASSWORD).await;
@@ -306,7 +307,7 @@ async fn user_add_writes_a_valid_entry_that_can_log_in_while_the_gateway_runs() 
     assert!(!carol.disabled);
     assert!(carol.password_hash.starts_with("$argon2id$"), "{}", carol.password_hash);
 
-    wait_for_log(&h.gw, RELOADED, before);
+    wait_for_log(&h.gw, RELOADED, before).await;
     let c = logs_in(&h, "carol", CAROL_PASSWORD).await;
     let echo: Value = c.get(h.url("/app")).send().await.unwrap().json().await.unwrap();
     assert_eq!(echo["headers"]["remote-groups"][0], "a,b");
@@ -422,7 +423,12 @@ for i in $(seq 1 "$n"); do
   pid=$GW_PID
   read -r line <&"${GW[0]}"
   kill -HUP "$pid"
-  sleep 0.3
+  # Until the reload is logged or the process is gone (10 s at most).
+  for _ in $(seq 500); do
+    grep -q '"message":"users file reloaded"' "$dir/gw-$i.log" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.02
+  done
   if kill -0 "$pid" 2>/dev/null; then echo "alive $line"; kill -TERM "$pid"; else echo "died $line"; fi
   wait "$pid" 2>/dev/null
 done

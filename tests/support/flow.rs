@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::smtp::SmtpSink;
 use super::upstream::Upstream;
-use super::{Gateway, SECRET, client, find_code, free_port, write_users};
+use super::{Gateway, SECRET, client, find_code, write_users};
 
 pub const PASSWORD: &str = "testpassword123";
 
@@ -44,6 +44,8 @@ pub struct Options {
     pub lockout: Option<&'static str>,
     /// Replaces `[server] trusted_proxies`.
     pub trusted_proxies: Option<&'static str>,
+    /// `[mail] timeout`.
+    pub mail_timeout: &'static str,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             rate_limit: None,
             lockout: None,
             trusted_proxies: None,
+            mail_timeout: "5s",
         }
     }
 }
@@ -64,7 +67,13 @@ impl Harness {
     pub async fn start(backend: Backend, o: Options) -> Option<Harness> {
         let redis = match backend {
             Backend::Memory => None,
-            Backend::Redis => Some(super::redis::server_or_skip("gateway")?),
+            Backend::Redis => match super::redis::RedisServer::start() {
+                Ok(server) => Some(server),
+                Err(why) => {
+                    super::skip::skip(&why);
+                    return None;
+                }
+            },
         };
         let store_url = redis.as_ref().map_or("memory://".to_string(), |r| r.url());
         let up = Upstream::start().await;
@@ -78,13 +87,13 @@ impl Harness {
                 ("bob", "bob@example.com", "bobs-password-1", &[]),
             ],
         );
-        let port = free_port();
-        let origin = format!("http://127.0.0.1:{port}");
-        let config = format!(
-            r#"
+        let smtp_port = smtp.port();
+        let config = |port: u16| {
+            format!(
+                r#"
 [server]
 listen = "127.0.0.1:{port}"
-public_url = "{origin}"
+public_url = "http://127.0.0.1:{port}"
 metrics_listen = "127.0.0.1:0"
 trusted_proxies = {trusted}
 [[upstream]]
@@ -102,7 +111,9 @@ transport = "smtp"
 smtp_host = "127.0.0.1"
 smtp_port = {smtp_port}
 smtp_tls = "none"
-timeout = "5s"
+smtp_username = "portcullis"
+smtp_password = "relay-password"
+timeout = "{mail_timeout}"
 [rate_limit]
 {rate_limit}
 [lockout]
@@ -111,20 +122,23 @@ timeout = "5s"
 default_policy = "{policy}"
 {extra}
 "#,
-            upstream = up.url(),
-            users = users.display(),
-            ttl = o.otp_ttl,
-            cooldown = o.resend_cooldown,
-            smtp_port = smtp.port(),
-            policy = o.policy,
-            extra = o.extra,
-            trusted = o.trusted_proxies.unwrap_or(r#"["127.0.0.1/32", "::1/128"]"#),
-            rate_limit = o
-                .rate_limit
-                .unwrap_or("login = \"50/5m\"\nverify = \"50/5m\"\nresend = \"20/10m\"\notp_emails_per_ip = \"50/1h\""),
-            lockout = o.lockout.unwrap_or("ip_failures = \"50/15m\""),
-        );
-        let gw = Gateway::start_in(dir, &config, &[]);
+                upstream = up.url(),
+                users = users.display(),
+                ttl = o.otp_ttl,
+                cooldown = o.resend_cooldown,
+                mail_timeout = o.mail_timeout,
+                policy = o.policy,
+                extra = o.extra,
+                trusted = o.trusted_proxies.unwrap_or(r#"["127.0.0.1/32", "::1/128"]"#),
+                rate_limit = o.rate_limit.unwrap_or(
+                    "login = \"50/5m\"\nverify = \"50/5m\"\nresend = \"20/10m\"\notp_emails_per_ip = \"50/1h\""
+                ),
+                lockout = o.lockout.unwrap_or("ip_failures = \"50/15m\""),
+            )
+        };
+        let (gw, port) = Gateway::start_on_own_port(dir, &[], config);
+        let origin = format!("http://127.0.0.1:{port}");
+        let config = config(port);
         Some(Harness { gw, up, smtp, http: client(), origin, redis, config, users })
     }
 
@@ -169,6 +183,14 @@ default_policy = "{policy}"
         let code = self.code_from_mail(before + 1).await;
         let (s, v) = self.verify(&code).await;
         assert_eq!(s, 200, "{v}");
+    }
+
+    /// The Redis keys matching `pattern` (`KEYS`), or None on the memory store.
+    pub async fn redis_keys(&self, pattern: &str) -> Option<Vec<String>> {
+        let server = self.redis.as_ref()?;
+        let client = ::redis::Client::open(server.url()).expect("redis client");
+        let mut c = client.get_multiplexed_async_connection().await.expect("redis connection");
+        Some(::redis::cmd("KEYS").arg(pattern).query_async(&mut c).await.expect("KEYS"))
     }
 
     pub async fn upstream_status(&self) -> StatusCode {
@@ -225,12 +247,12 @@ impl Harness {
     /// A second gateway with the same config (and store) on another port, as a
     /// replica behind a load balancer would be. Returns it and its base URL.
     pub fn start_replica(&self) -> (Gateway, String) {
-        let port = free_port();
         let listen = self.config.lines().find(|l| l.starts_with("listen = ")).expect("listen line").to_string();
-        let config = self.config.replacen(&listen, &format!("listen = \"127.0.0.1:{port}\""), 1);
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(&self.users, dir.path().join("users.toml")).unwrap();
-        let gw = Gateway::start_in(dir, &config, &[]);
+        let (gw, port) = Gateway::start_on_own_port(dir, &[], |port| {
+            self.config.replacen(&listen, &format!("listen = \"127.0.0.1:{port}\""), 1)
+        });
         (gw, format!("http://127.0.0.1:{port}"))
     }
 }

@@ -6,6 +6,7 @@
 pub mod flow;
 pub mod proxies;
 pub mod redis;
+pub mod skip;
 pub mod smtp;
 pub mod upstream;
 
@@ -82,6 +83,36 @@ impl Gateway {
     }
 
     pub fn start_in(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Gateway {
+        match Self::launch(dir, config, env) {
+            Ok(gw) => gw,
+            Err(failed) => panic!("gateway did not start; log:\n{}", failed.log),
+        }
+    }
+
+    /// For a config that must name its own port before the gateway starts
+    /// (`public_url`, which Origin checks and redirects compare against):
+    /// `config(port)` is started on a port that was free a moment ago. Another
+    /// process may bind that port first; the gateway then exits saying so, and
+    /// another port is tried. Returns the gateway and its port.
+    pub fn start_on_own_port(
+        mut dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        config: impl Fn(u16) -> String,
+    ) -> (Gateway, u16) {
+        for _ in 0..10 {
+            let port = free_port();
+            match Self::launch(dir, &config(port), env) {
+                Ok(gw) => return (gw, port),
+                Err(failed) if failed.log.contains("Address already in use") => dir = failed.dir,
+                Err(failed) => panic!("gateway did not start; log:\n{}", failed.log),
+            }
+        }
+        panic!("ten free ports in a row were taken before the gateway could bind them");
+    }
+
+    /// Runs `portcullis serve` on `config` in `dir` and waits for its listeners;
+    /// gives the directory back with the log if it exits or stays silent.
+    fn launch(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Result<Gateway, FailedStart> {
         let path = dir.path().join("portcullis.toml");
         std::fs::write(&path, config).expect("write config");
         let mut cmd = Command::new(binary());
@@ -100,7 +131,7 @@ impl Gateway {
         let log = Arc::new(Mutex::new(String::new()));
         let stdout_text = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
-        {
+        let stderr_reader = {
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -108,8 +139,8 @@ impl Gateway {
                     l.push_str(&line);
                     l.push('\n');
                 }
-            });
-        }
+            })
+        };
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         {
@@ -137,11 +168,23 @@ impl Gateway {
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("gateway did not start; log:\n{}", log.lock().unwrap());
+                    let _ = child.wait();
+                    // The process is gone, so its stderr has ended: the log is complete.
+                    let _ = stderr_reader.join();
+                    let log = log.lock().unwrap().clone();
+                    return Err(FailedStart { dir, log });
                 }
             }
         }
-        Gateway { child, addr: addr.expect("address"), scheme, metrics_addr: metrics, dir, log, stdout: stdout_text }
+        Ok(Gateway {
+            child,
+            addr: addr.expect("address"),
+            scheme,
+            metrics_addr: metrics,
+            dir,
+            log,
+            stdout: stdout_text,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -162,6 +205,7 @@ impl Gateway {
     }
 
     /// Waits until the log contains `needle` (logs are written asynchronously).
+    /// Blocks the thread: from async tests use [`Gateway::wait_for_log`].
     pub fn log_contains(&self, needle: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -173,6 +217,31 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// Waits (without blocking the runtime, which may be running the SMTP sink)
+    /// until a log line satisfies `wanted`; returns that line, or None after
+    /// 10 s. The gateway's log writer batches lines, so one read can come too early.
+    pub async fn wait_for_log(&self, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.log().lines().find(|l| wanted(l)) {
+                return Some(line.to_owned());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The `security` target's JSON records (audit lines) logged so far.
+    pub fn security_records(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "security")
+            .collect()
     }
 
     /// Everything printed on stdout (console mail, banners).
@@ -206,6 +275,12 @@ impl Gateway {
         }
         None
     }
+}
+
+/// A gateway that exited (or stayed silent) before reporting its listeners.
+struct FailedStart {
+    dir: tempfile::TempDir,
+    log: String,
 }
 
 fn config_has_metrics(config: &str) -> bool {
@@ -289,8 +364,9 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
-/// A loopback port that was free a moment ago (for configs that must name their
-/// own public URL before the gateway starts).
+/// A loopback port that was free a moment ago. Someone else may bind it before
+/// whoever it is meant for does: start gateways that need their own port with
+/// [`Gateway::start_on_own_port`], which retries on a clash.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }

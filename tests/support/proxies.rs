@@ -1,11 +1,18 @@
 //! Real nginx, Traefik and Caddy, started from the configs in deploy/ with
 //! their addresses rewritten to free loopback ports.
+//!
+//! None of them can listen on port 0 and say which port it got, so each is
+//! given a port that was free a moment ago. Another process may take that port
+//! first: the proxy then logs "address already in use" ([`Launch::PortTaken`])
+//! and the caller tries another port. A proxy counts as up only once a
+//! listening socket on its port belongs to the proxy's own process, so a
+//! stranger on the port is never mistaken for it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, services_required};
+use super::free_port;
 
 pub struct ProxyProcess {
     child: Child,
@@ -47,16 +54,82 @@ pub fn find_program(name: &str, extra: &[&str]) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(name)).chain(extra.iter().map(PathBuf::from)).find(|p| p.is_file())
 }
 
-/// None (with a message) when the program is missing and services are optional.
-fn require(name: &str, extra: &[&str]) -> Option<PathBuf> {
-    match find_program(name, extra) {
-        Some(p) => Some(p),
-        None if services_required() => panic!("{name} is required (PORTCULLIS_REQUIRE_SERVICES=1) but not installed"),
-        None => {
-            eprintln!("skipping: {name} is not installed");
-            None
+/// One of the proxies in deploy/.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proxy {
+    Nginx,
+    Traefik,
+    Caddy,
+}
+
+/// How starting a proxy on a given port ended.
+pub enum Launch {
+    Up(ProxyProcess),
+    /// Someone else bound the port first; the proxy has been stopped.
+    PortTaken,
+}
+
+impl Proxy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proxy::Nginx => "nginx",
+            Proxy::Traefik => "traefik",
+            Proxy::Caddy => "caddy",
         }
     }
+
+    /// The proxy's program; None after recording a skip when it is not installed
+    /// (a failure when `PORTCULLIS_REQUIRE_SERVICES=1`).
+    pub fn program(self) -> Option<PathBuf> {
+        let extra: &[&str] = if self == Proxy::Nginx { &["/usr/sbin/nginx"] } else { &[] };
+        let found = find_program(self.name(), extra);
+        if found.is_none() {
+            super::skip::skip(&format!("{} is not installed", self.name()));
+        }
+        found
+    }
+
+    /// Starts `bin` on 127.0.0.1:`port` in front of `gateway` and `upstream`.
+    pub fn launch(self, bin: &Path, port: u16, gateway: &str, upstream: &str) -> Launch {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (child, log) = match self {
+            Proxy::Nginx => spawn_nginx(bin, dir.path(), port, gateway, upstream),
+            Proxy::Traefik => spawn_traefik(bin, dir.path(), port, gateway, upstream),
+            Proxy::Caddy => spawn_caddy(bin, dir.path(), port, gateway, upstream),
+        };
+        let mut proxy = ProxyProcess { child, port, dir, name: self.name() };
+        match wait_listening(&mut proxy, &log) {
+            Ok(()) => Launch::Up(proxy),
+            Err(PortTaken) => Launch::PortTaken,
+        }
+    }
+
+    /// Starts the proxy on some free port (retrying if one is taken first);
+    /// None when it is not installed and services are optional.
+    pub fn start(self, gateway: &str, upstream: &str) -> Option<ProxyProcess> {
+        let bin = self.program()?;
+        for _ in 0..10 {
+            if let Launch::Up(proxy) = self.launch(&bin, free_port(), gateway, upstream) {
+                return Some(proxy);
+            }
+        }
+        panic!("{}: ten free ports in a row were taken before it could bind them", self.name());
+    }
+}
+
+/// nginx with deploy/nginx/portcullis.conf, on a free port.
+pub fn nginx(gateway: &str, upstream: &str) -> Option<ProxyProcess> {
+    Proxy::Nginx.start(gateway, upstream)
+}
+
+/// Traefik with deploy/traefik/{traefik,dynamic}.yml, on a free port.
+pub fn traefik(gateway: &str, upstream: &str) -> Option<ProxyProcess> {
+    Proxy::Traefik.start(gateway, upstream)
+}
+
+/// Caddy with deploy/caddy/Caddyfile, on a free port.
+pub fn caddy(gateway: &str, upstream: &str) -> Option<ProxyProcess> {
+    Proxy::Caddy.start(gateway, upstream)
 }
 
 fn deploy(path: &str) -> String {
@@ -64,18 +137,66 @@ fn deploy(path: &str) -> String {
     std::fs::read_to_string(root.join("deploy").join(path)).expect("deploy config")
 }
 
-fn wait_listening(port: u16, child: &mut Child, name: &str, log: &Path) {
+struct PortTaken;
+
+/// Waits until the proxy's own process listens on its port, or its log says
+/// the port was taken (then stops it). Panics if it dies or never listens.
+fn wait_listening(proxy: &mut ProxyProcess, log: &Path) -> Result<(), PortTaken> {
+    // nginx: "bind() to 127.0.0.1:N failed (98: Address already in use)";
+    // Traefik and Caddy: "listen tcp 127.0.0.1:N: bind: address already in use".
+    let on_our_port = format!(":{}", proxy.port);
+    let port_taken = |text: &str| {
+        text.lines().any(|l| l.to_ascii_lowercase().contains("address already in use") && l.contains(&on_our_port))
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+        if port_taken(&std::fs::read_to_string(log).unwrap_or_default()) {
+            return Err(PortTaken);
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{name} exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default());
+        if listener_belongs_to(proxy.port, proxy.child.id()) {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = proxy.child.try_wait() {
+            // Read again: it may have written why just before it exited.
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if port_taken(&text) {
+                return Err(PortTaken);
+            }
+            panic!("{} exited with {status}: {text}", proxy.name);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("{name} did not start listening: {}", std::fs::read_to_string(log).unwrap_or_default());
+    panic!("{} did not start listening: {}", proxy.name, std::fs::read_to_string(log).unwrap_or_default());
+}
+
+/// Whether process `pid` holds a socket listening on loopback port `port`:
+/// the inodes of listening sockets on that port (/proc/net/tcp, state 0A)
+/// against the sockets among the process's file descriptors.
+fn listener_belongs_to(port: u16, pid: u32) -> bool {
+    let port_hex = format!(":{port:04X}");
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let listening = fields.get(3) == Some(&"0A");
+                    let on_port = fields.get(1).is_some_and(|local| local.ends_with(&port_hex));
+                    (listening && on_port).then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| inodes.iter().any(|inode| target.as_os_str() == inode.as_str()))
 }
 
 fn running_as_root() -> bool {
@@ -85,17 +206,14 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-/// nginx with deploy/nginx/portcullis.conf.
-pub fn nginx(gateway: &str, upstream: &str) -> Option<ProxyProcess> {
-    let bin = require("nginx", &["/usr/sbin/nginx"])?;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
+/// nginx in the foreground; returns it and its error log.
+fn spawn_nginx(bin: &Path, dir: &Path, port: u16, gateway: &str, upstream: &str) -> (Child, PathBuf) {
     let site = deploy("nginx/portcullis.conf")
         .replace("127.0.0.1:8080", gateway)
         .replace("127.0.0.1:3000", upstream)
         .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
-    std::fs::write(dir.path().join("portcullis.conf"), site).expect("write site");
-    let d = dir.path().display();
+    std::fs::write(dir.join("portcullis.conf"), site).expect("write site");
+    let d = dir.display();
     let user = if running_as_root() { "user root root;\n" } else { "" };
     let main = format!(
         "{user}daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
@@ -104,73 +222,64 @@ pub fn nginx(gateway: &str, upstream: &str) -> Option<ProxyProcess> {
            fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
            include {d}/portcullis.conf;\n}}\n"
     );
-    std::fs::write(dir.path().join("nginx.conf"), main).expect("write nginx.conf");
-    let log = dir.path().join("error.log");
-    let mut child = Command::new(bin)
+    std::fs::write(dir.join("nginx.conf"), main).expect("write nginx.conf");
+    let log = dir.join("error.log");
+    let child = Command::new(bin)
         .arg("-p")
-        .arg(dir.path())
+        .arg(dir)
         .arg("-c")
-        .arg(dir.path().join("nginx.conf"))
+        .arg(dir.join("nginx.conf"))
         .arg("-e")
         .arg(&log)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn nginx");
-    wait_listening(port, &mut child, "nginx", &log);
-    Some(ProxyProcess { child, port, dir, name: "nginx" })
+    (child, log)
 }
 
-/// Traefik with deploy/traefik/{traefik,dynamic}.yml.
-pub fn traefik(gateway: &str, upstream: &str) -> Option<ProxyProcess> {
-    let bin = require("traefik", &[])?;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
+/// Traefik with the file provider; returns it and its log.
+fn spawn_traefik(bin: &Path, dir: &Path, port: u16, gateway: &str, upstream: &str) -> (Child, PathBuf) {
     let dynamic = deploy("traefik/dynamic.yml").replace("127.0.0.1:8080", gateway).replace("127.0.0.1:3000", upstream);
-    let dynamic_path = dir.path().join("dynamic.yml");
+    let dynamic_path = dir.join("dynamic.yml");
     std::fs::write(&dynamic_path, dynamic).expect("write dynamic");
     let static_cfg = deploy("traefik/traefik.yml")
         .replace("127.0.0.1:80", &format!("127.0.0.1:{port}"))
         .replace("filename: dynamic.yml", &format!("filename: {}", dynamic_path.display()));
-    std::fs::write(dir.path().join("traefik.yml"), static_cfg).expect("write traefik.yml");
-    let log = dir.path().join("traefik.log");
-    let mut child = Command::new(bin)
-        .arg(format!("--configFile={}", dir.path().join("traefik.yml").display()))
-        .current_dir(dir.path())
+    std::fs::write(dir.join("traefik.yml"), static_cfg).expect("write traefik.yml");
+    let log = dir.join("traefik.log");
+    let child = Command::new(bin)
+        .arg(format!("--configFile={}", dir.join("traefik.yml").display()))
+        .current_dir(dir)
         .stdout(std::fs::File::create(&log).expect("log"))
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn traefik");
-    wait_listening(port, &mut child, "traefik", &log);
-    Some(ProxyProcess { child, port, dir, name: "traefik" })
+    (child, log)
 }
 
-/// Caddy with deploy/caddy/Caddyfile.
-pub fn caddy(gateway: &str, upstream: &str) -> Option<ProxyProcess> {
-    let bin = require("caddy", &[])?;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
+/// Caddy with the Caddyfile adapter; returns it and its log.
+fn spawn_caddy(bin: &Path, dir: &Path, port: u16, gateway: &str, upstream: &str) -> (Child, PathBuf) {
     let file = deploy("caddy/Caddyfile")
         .replace("127.0.0.1:8080", gateway)
         .replace("127.0.0.1:3000", upstream)
         // Any host name (as in deploy/), on a loopback port.
         .replace("http://:80 {", &format!("http://:{port} {{\n\tbind 127.0.0.1"));
-    let path = dir.path().join("Caddyfile");
+    let path = dir.join("Caddyfile");
     std::fs::write(&path, file).expect("write Caddyfile");
-    let log = dir.path().join("caddy.log");
-    let mut child = Command::new(bin)
+    let log = dir.join("caddy.log");
+    let child = Command::new(bin)
         .args(["run", "--adapter", "caddyfile", "--config"])
         .arg(&path)
-        .current_dir(dir.path())
-        .env("HOME", dir.path())
-        .env("XDG_DATA_HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("XDG_DATA_HOME", dir)
+        .env("XDG_CONFIG_HOME", dir)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("spawn caddy");
-    wait_listening(port, &mut child, "caddy", &log);
-    Some(ProxyProcess { child, port, dir, name: "caddy" })
+    (child, log)
 }
 
 /// The `nginx.ingress.kubernetes.io/NAME` annotation's value in a manifest.
@@ -203,18 +312,23 @@ pub fn ingress_hosts() -> (String, String) {
 /// hosts share one loopback port and plain HTTP: the auth-signin URL's
 /// https:// origin becomes `http://HOST:PORT`.
 pub fn ingress_nginx(gateway: &str, upstream: &str) -> Option<ProxyProcess> {
-    let bin = require("nginx", &["/usr/sbin/nginx"])?;
+    let bin = Proxy::Nginx.program()?;
     if let Some(missing) = SET_MISC_MODULES.iter().find(|m| !Path::new(m).is_file()) {
-        if services_required() {
-            panic!("{missing} is required (PORTCULLIS_REQUIRE_SERVICES=1): apt-get install libnginx-mod-http-set-misc");
-        }
-        eprintln!("skipping: {missing} is not installed (libnginx-mod-http-set-misc)");
+        super::skip::skip(&format!("{missing} is not installed (apt-get install libnginx-mod-http-set-misc)"));
         return None;
     }
+    for _ in 0..10 {
+        if let Launch::Up(proxy) = launch_ingress_nginx(&bin, free_port(), gateway, upstream) {
+            return Some(proxy);
+        }
+    }
+    panic!("ingress-nginx: ten free ports in a row were taken before it could bind them");
+}
+
+fn launch_ingress_nginx(bin: &Path, port: u16, gateway: &str, upstream: &str) -> Launch {
     let app_ingress = deploy("kubernetes/app-ingress.yaml");
     let (portal_host, app_host) = ingress_hosts();
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
 
     // auth-url: the Service's in-cluster name becomes the gateway's address; the
     // Host header keeps the name, as the controller sends it.
@@ -345,7 +459,7 @@ pub fn ingress_nginx(gateway: &str, upstream: &str) -> Option<ProxyProcess> {
     );
     std::fs::write(dir.path().join("nginx.conf"), main).expect("write nginx.conf");
     let log = dir.path().join("error.log");
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .arg("-p")
         .arg(dir.path())
         .arg("-c")
@@ -356,6 +470,9 @@ pub fn ingress_nginx(gateway: &str, upstream: &str) -> Option<ProxyProcess> {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn nginx");
-    wait_listening(port, &mut child, "ingress-nginx", &log);
-    Some(ProxyProcess { child, port, dir, name: "ingress-nginx" })
+    let mut proxy = ProxyProcess { child, port, dir, name: "ingress-nginx" };
+    match wait_listening(&mut proxy, &log) {
+        Ok(()) => Launch::Up(proxy),
+        Err(PortTaken) => Launch::PortTaken,
+    }
 }

@@ -4,10 +4,14 @@
 //! STARTTLS), accepts any AUTH PLAIN/LOGIN credentials (recording the user),
 //! MAIL FROM, RCPT TO, DATA (with dot-unstuffing), RSET, NOOP and QUIT, and keeps
 //! every delivered message. It can be told to reject senders (`554`) or to stay
-//! silent after accepting the TCP connection (to exercise timeouts). It counts the
-//! connections it accepted, times each DATA section (from its `354` to the
-//! terminating dot) and can hang up on every open connection. Dropping the sink
-//! closes the listener and every open connection.
+//! silent after accepting the TCP connection (to exercise timeouts), and to fail
+//! the way real relays do ([`Failure`]): refuse the credentials (`535`), defer at
+//! the greeting (`421`) or after taking the message (`451`), or hang up in the
+//! middle of DATA. A message it took but did not deliver is kept apart
+//! ([`SmtpSink::refused`]). It counts the connections it accepted, records every
+//! command verb, times each DATA section (from its `354` to the terminating dot)
+//! and can hang up on every open connection. Dropping the sink closes the
+//! listener and every open connection.
 //!
 //! By default it speaks plain SMTP only. Started with a certificate and key it
 //! speaks TLS too: either it offers STARTTLS (and, like a permissive server,
@@ -84,9 +88,37 @@ enum SinkTls {
     Implicit(TlsAcceptor),
 }
 
+/// A way the sink fails every delivery, as real relays do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Failure {
+    /// Deliver normally.
+    #[default]
+    None,
+    /// `535 5.7.8` to every AUTH (wrong or revoked relay credentials).
+    RefuseAuth,
+    /// `421 4.3.2` instead of the greeting, then hang up (relay overloaded or
+    /// shutting down). Plain and STARTTLS sinks only.
+    DeferAtConnect,
+    /// Read the whole message, then `451 4.3.0` instead of queueing it.
+    DeferAfterData,
+    /// Hang up without a reply once the message's header block has arrived.
+    DropMidData,
+}
+
+impl Failure {
+    const ALL: [Failure; 5] =
+        [Failure::None, Failure::RefuseAuth, Failure::DeferAtConnect, Failure::DeferAfterData, Failure::DropMidData];
+}
+
 #[derive(Default)]
 struct State {
     messages: Mutex<Vec<Message>>,
+    /// Messages (or, for `DropMidData`, the part of one) taken but not delivered.
+    refused: Mutex<Vec<Message>>,
+    /// Index into `Failure::ALL`.
+    failure: AtomicUsize,
+    /// Every command verb received, over all connections, TLS or not.
+    commands: Mutex<Vec<String>>,
     reject: AtomicBool,
     silent: AtomicBool,
     arrived: Notify,
@@ -101,6 +133,15 @@ struct State {
 impl State {
     fn messages(&self) -> MutexGuard<'_, Vec<Message>> {
         self.messages.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn failure(&self) -> Failure {
+        Failure::ALL[self.failure.load(Ordering::SeqCst)]
+    }
+
+    fn refuse(&self, message: Message) {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).push(message);
+        self.arrived.notify_waiters();
     }
 }
 
@@ -172,6 +213,35 @@ impl SmtpSink {
     /// While on, `MAIL FROM` is answered with `554` (a permanent failure).
     pub fn set_reject(&self, reject: bool) {
         self.state.reject.store(reject, Ordering::SeqCst);
+    }
+
+    /// From now on, fail every delivery this way (`Failure::None` to recover).
+    pub fn set_failure(&self, failure: Failure) {
+        let index = Failure::ALL.iter().position(|f| *f == failure).unwrap_or(0);
+        self.state.failure.store(index, Ordering::SeqCst);
+    }
+
+    /// Messages the sink took but did not deliver (`DeferAfterData`: whole;
+    /// `DropMidData`: the header block it read before hanging up).
+    pub fn refused(&self) -> Vec<Message> {
+        self.state.refused.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until at least `n` messages were refused or `timeout` passed.
+    pub async fn wait_for_refused(&self, n: usize, timeout: Duration) -> Vec<Message> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let arrived = self.state.arrived.notified();
+            let refused = self.refused();
+            if refused.len() >= n || tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return self.refused();
+            }
+        }
+    }
+
+    /// The verb of every command received, in order, over all connections.
+    pub fn commands(&self) -> Vec<String> {
+        self.state.commands.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// While on, new connections are accepted and then ignored (no greeting).
@@ -279,7 +349,11 @@ enum Next {
     StartTls,
 }
 
-async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
+async fn serve(mut stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
+    if state.failure() == Failure::DeferAtConnect && !matches!(state.tls, SinkTls::Implicit(_)) {
+        stream.write_all(format!("421 4.3.2 {HOST} busy, try again later\r\n").as_bytes()).await?;
+        return stream.flush().await;
+    }
     let mut session = Session::default();
     match state.tls.clone() {
         SinkTls::Implicit(acceptor) => {
@@ -348,6 +422,8 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         if !session.tls {
             state.clear_commands.lock().unwrap_or_else(|e| e.into_inner()).push(verb.clone());
         }
+        state.commands.lock().unwrap_or_else(|e| e.into_inner()).push(verb.clone());
+        let refuse_auth = state.failure() == Failure::RefuseAuth;
         let reply: String = match verb.as_str() {
             "EHLO" => {
                 let starttls = if offer_starttls { "250-STARTTLS\r\n" } else { "" };
@@ -377,8 +453,12 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                         };
                         // authzid NUL authcid NUL password
                         let decoded = b64_text(&response);
-                        session.auth_user = decoded.split('\0').nth(1).map(str::to_owned);
-                        "235 2.7.0 Authentication successful\r\n".into()
+                        if refuse_auth {
+                            "535 5.7.8 Authentication credentials invalid\r\n".into()
+                        } else {
+                            session.auth_user = decoded.split('\0').nth(1).map(str::to_owned);
+                            "235 2.7.0 Authentication successful\r\n".into()
+                        }
                     }
                     "LOGIN" => {
                         let user = match initial {
@@ -392,8 +472,12 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                         conn.write_all(b"334 UGFzc3dvcmQ6\r\n").await?;
                         conn.flush().await?;
                         let _password = read_line(conn).await?;
-                        session.auth_user = Some(b64_text(&user));
-                        "235 2.7.0 Authentication successful\r\n".into()
+                        if refuse_auth {
+                            "535 5.7.8 Authentication credentials invalid\r\n".into()
+                        } else {
+                            session.auth_user = Some(b64_text(&user));
+                            "235 2.7.0 Authentication successful\r\n".into()
+                        }
                     }
                     _ => "504 5.5.4 Unrecognized authentication type\r\n".into(),
                 }
@@ -422,10 +506,16 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                     conn.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
                     conn.flush().await?;
                     let started = Instant::now();
-                    let Some(data) = read_data(conn).await? else {
-                        return Ok(Next::Close);
+                    let failure = state.failure();
+                    let data = if failure == Failure::DropMidData {
+                        read_head(conn).await?
+                    } else {
+                        let Some(data) = read_data(conn).await? else {
+                            return Ok(Next::Close);
+                        };
+                        state.data_times.lock().unwrap_or_else(|e| e.into_inner()).push(started.elapsed());
+                        data
                     };
-                    state.data_times.lock().unwrap_or_else(|e| e.into_inner()).push(started.elapsed());
                     let message = Message {
                         from: session.from.take().unwrap_or_default(),
                         to: std::mem::take(&mut session.to),
@@ -433,9 +523,21 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                         auth_user: session.auth_user.clone(),
                         tls: session.tls,
                     };
-                    state.messages().push(message);
-                    state.arrived.notify_waiters();
-                    "250 2.0.0 OK queued\r\n".into()
+                    match failure {
+                        Failure::DropMidData => {
+                            state.refuse(message);
+                            return Ok(Next::Close);
+                        }
+                        Failure::DeferAfterData => {
+                            state.refuse(message);
+                            "451 4.3.0 Temporary failure, message not queued\r\n".into()
+                        }
+                        _ => {
+                            state.messages().push(message);
+                            state.arrived.notify_waiters();
+                            "250 2.0.0 OK queued\r\n".into()
+                        }
+                    }
                 }
             }
             "RSET" => {
@@ -481,6 +583,19 @@ async fn read_data<R: AsyncBufReadExt + Unpin>(r: &mut R) -> std::io::Result<Opt
         data.push_str(line.strip_prefix('.').unwrap_or(&line));
         data.push_str("\r\n");
     }
+}
+
+/// The DATA section's header block (up to its first empty line), read no further.
+async fn read_head<R: AsyncBufReadExt + Unpin>(r: &mut R) -> std::io::Result<String> {
+    let mut head = String::new();
+    while let Some(line) = read_line(r).await? {
+        if line.is_empty() || line == "." {
+            break;
+        }
+        head.push_str(&line);
+        head.push_str("\r\n");
+    }
+    Ok(head)
 }
 
 /// `FROM:<a@b> SIZE=1` → `a@b`.
