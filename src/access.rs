@@ -11,7 +11,8 @@ use regex::Regex;
 
 use crate::config::{AccessControlConfig, Policy};
 
-/// The parts of a request that rules look at.
+/// The parts of a request that rules look at, in normal form (`normalize`):
+/// the host lower-case without port or trailing dot, the path normalised.
 pub struct Subject<'a> {
     pub host: &'a str,
     pub path: &'a str,
@@ -55,7 +56,7 @@ impl AccessRules {
             .rules
             .iter()
             .map(|r| Rule {
-                domains: r.domain.iter().map(|d| d.to_ascii_lowercase()).collect(),
+                domains: r.domain.iter().map(|d| d.trim_end_matches('.').to_ascii_lowercase()).collect(),
                 path: r.path.as_ref().map(|p| p.0.clone()),
                 methods: r.methods.iter().map(|m| m.0.clone()).collect(),
                 networks: r.networks.clone(),
@@ -76,15 +77,14 @@ impl AccessRules {
     /// The policy for `s`. Without a user, a rule that names users or groups and
     /// matches otherwise yields `NeedsIdentity`.
     pub fn decide(&self, s: &Subject<'_>) -> Decision {
-        let host = crate::proxy::strip_port(s.host).to_ascii_lowercase();
         for r in &self.rules {
-            if !r.domains.is_empty() && !r.domains.iter().any(|d| domain_matches(d, &host)) {
+            if !r.domains.is_empty() && !r.domains.iter().any(|d| domain_matches(d, s.host)) {
                 continue;
             }
             if r.path.as_ref().is_some_and(|re| !re.is_match(s.path)) {
                 continue;
             }
-            if !r.methods.is_empty() && !r.methods.contains(s.method) {
+            if !r.methods.is_empty() && !r.methods.iter().any(|m| m.as_str().eq_ignore_ascii_case(s.method.as_str())) {
                 continue;
             }
             if !r.networks.is_empty() && !r.networks.iter().any(|n| n.contains(&s.ip)) {
@@ -147,7 +147,7 @@ mod tests {
         let cfg =
             AccessControlConfig { default_policy: Policy::TwoFactor, rules: vec![public, rule(Policy::OneFactor)] };
         let rules = AccessRules::new(&cfg);
-        assert_eq!(rules.decide(&subject("app.example.com:443", "/public/x", None)), Decision::Policy(Policy::Bypass));
+        assert_eq!(rules.decide(&subject("app.example.com", "/public/x", None)), Decision::Policy(Policy::Bypass));
         assert_eq!(rules.decide(&subject("example.com", "/public/x", None)), Decision::Policy(Policy::OneFactor));
     }
 

@@ -112,7 +112,8 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         }),
         clock: clock.clone(),
     };
-    let account = AccountActions::new(store.clone(), passwords, codes, audit, notifier);
+    let account =
+        AccountActions::new(config.access_control.default_policy, store.clone(), passwords, codes, audit, notifier);
     let portal = Portal {
         gate: gate.clone(),
         login,
@@ -130,6 +131,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
             pending_login_ttl: config.session.pending_login_ttl,
             otp_ttl_secs: config.otp.ttl.as_secs(),
             resend_cooldown_secs: config.otp.resend_cooldown.as_secs(),
+            body_read_timeout: config.server.body_read_timeout,
         },
     };
     let gateway = Gateway {
@@ -179,7 +181,7 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
     let limits = Limits::from_config(&config.server);
     let metrics_task = metrics.map(|m| {
         let s = shutdown.clone();
-        tokio::spawn(server::serve(m, Arc::new(MetricsEndpoint), limits, s))
+        tokio::spawn(server::serve(m, Arc::new(MetricsEndpoint), limits.clone(), s))
     });
     server::serve(listener, Arc::new(gateway), limits, shutdown).await;
     if let Some(t) = metrics_task {

@@ -14,15 +14,24 @@ use crate::body::{Body, Response};
 use crate::config::{Config, MailTransport, Secret};
 use crate::server::{ConnInfo, Handler, Limits, Listener, Shutdown};
 
-/// The demo's starting point before env overrides: everything embedded.
+/// The demo's starting point before env overrides: everything embedded. The
+/// secret is not set here: the config layer serialises its defaults, and a
+/// secret serialises as a placeholder (so that it never prints); see
+/// [`give_a_secret`].
 pub fn base_config() -> Config {
     let mut c = Config::default();
-    let mut secret = [0u8; 48];
-    rand::fill(&mut secret);
-    c.auth.secret = Secret::new(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret));
     c.mail.transport = MailTransport::Console;
     c.server.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     c
+}
+
+/// A random secret for a demo whose config and environment set none.
+pub fn give_a_secret(c: &mut Config) {
+    if c.auth.secret.is_empty() {
+        let mut secret = [0u8; 48];
+        rand::fill(&mut secret);
+        c.auth.secret = Secret::new(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret));
+    }
 }
 
 /// When only `server.listen` was changed (say by `PORTCULLIS_SERVER__LISTEN`),
@@ -80,6 +89,9 @@ pub async fn start_whoami(shutdown: Shutdown) -> Result<std::net::SocketAddr, cr
         header_read_timeout: std::time::Duration::from_secs(10),
         max_header_bytes: 64 * 1024,
         shutdown_grace: std::time::Duration::from_secs(1),
+        max_connections_per_client: 1024,
+        exempt: Vec::new().into(),
+        idle_timeout: std::time::Duration::from_secs(120),
     };
     tokio::spawn(crate::server::serve(listener, Arc::new(Whoami), limits, shutdown));
     Ok(addr)

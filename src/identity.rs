@@ -42,10 +42,27 @@ impl IdentityHeaders {
         [&self.user, &self.email, &self.name, &self.groups]
     }
 
-    /// Removes every client-sent copy of the identity headers.
+    /// Removes every client-sent copy of the identity headers, in every
+    /// spelling an upstream could read as one: WSGI and CGI servers turn `-`
+    /// and `_` alike into `_` (`Remote_User` becomes `REMOTE_USER`, as
+    /// `Remote-User` does).
     pub fn strip(&self, headers: &mut HeaderMap) {
         for name in self.names() {
             headers.remove(name);
+        }
+        // Header names are lower-case already; only those with `_` can alias.
+        if headers.keys().any(|k| k.as_str().contains('_')) {
+            let aliases: Vec<HeaderName> = headers
+                .keys()
+                .filter(|k| {
+                    k.as_str().contains('_')
+                        && self.names().iter().any(|n| same_with_underscores(k.as_str(), n.as_str()))
+                })
+                .cloned()
+                .collect();
+            for alias in aliases {
+                headers.remove(alias);
+            }
         }
     }
 
@@ -56,6 +73,11 @@ impl IdentityHeaders {
         headers.insert(self.name.clone(), values.name.clone());
         headers.insert(self.groups.clone(), values.groups.clone());
     }
+}
+
+/// `a` and `b` are equal once every `_` is read as `-`.
+fn same_with_underscores(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y || (x == b'_' && y == b'-'))
 }
 
 #[cfg(test)]
@@ -70,7 +92,11 @@ mod tests {
         h.append("remote-user", HeaderValue::from_static("root"));
         h.insert("remote-groups", HeaderValue::from_static("admins"));
         h.insert("x-kept", HeaderValue::from_static("1"));
+        h.insert("remote_user", HeaderValue::from_static("admin"));
+        h.insert("x_kept_too", HeaderValue::from_static("1"));
         ids.strip(&mut h);
+        assert!(h.get("remote_user").is_none(), "an underscore spelling is stripped");
+        assert_eq!(h.get("x_kept_too").unwrap(), "1");
         assert!(h.get("remote-user").is_none() && h.get("remote-groups").is_none());
         let values = IdentityValues {
             user: HeaderValue::from_static("alice"),

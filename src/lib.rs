@@ -49,6 +49,7 @@ pub mod init;
 pub mod logging;
 pub mod mail;
 pub mod metrics;
+pub mod normalize;
 pub mod portal;
 pub mod proxy;
 pub mod ratelimit;

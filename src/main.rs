@@ -245,6 +245,7 @@ async fn run_demo(config_flag: Option<&Path>) -> Result<(), Failure> {
     // The demo reads a config file only when asked to; env overrides always apply.
     let flag = config_flag.map(Path::to_path_buf).or_else(|| std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from));
     let mut loaded = config::load_file(flag, demo::base_config(), true)?;
+    demo::give_a_secret(&mut loaded.config);
     demo::public_url_follows_listen(&mut loaded.config.server);
     let shutdown = Shutdown::default();
     shutdown.on_signals();

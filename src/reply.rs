@@ -39,9 +39,16 @@ pub fn wants_html(h: &HeaderMap) -> bool {
     h.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
 }
 
-/// True for a top-level browser navigation (GET/HEAD that accepts HTML).
+/// True for a browser loading a page: it accepts HTML and the request is not
+/// a script's (`X-Requested-With: XMLHttpRequest`). Front-end code expects a
+/// 401 it can handle, not a redirect to a login page it cannot follow.
+pub fn is_browser(h: &HeaderMap) -> bool {
+    wants_html(h) && !h.get("x-requested-with").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"))
+}
+
+/// True for a top-level browser navigation (a GET or HEAD from a browser).
 pub fn is_navigation(method: &Method, h: &HeaderMap) -> bool {
-    (method == Method::GET || method == Method::HEAD) && wants_html(h)
+    (method == Method::GET || method == Method::HEAD) && is_browser(h)
 }
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -118,6 +125,8 @@ pub fn set_cookie(r: &mut Response, v: HeaderValue) {
 pub enum BodyError {
     TooLarge,
     Invalid,
+    /// It did not arrive within `server.body_read_timeout`.
+    TooSlow,
 }
 
 /// Every way a gateway request can fail.
@@ -133,6 +142,8 @@ pub enum Failure {
     Missing(Cow<'static, str>),
     /// No session, where one is needed.
     Unauthenticated,
+    /// A session below the level needed: the second factor first.
+    StepUp,
     NotFound,
     /// The access rules refuse (the message says whose rule).
     Denied(&'static str),
@@ -145,6 +156,10 @@ pub enum Failure {
     UntrustedPeer,
     /// A page failed to render.
     Render,
+    /// A request path that cannot be normalised without changing its meaning.
+    BadPath(crate::normalize::PathError),
+    /// A missing `Host`, or one that is not `host[:port]`.
+    BadHost,
 }
 
 impl From<LoginError> for Failure {
@@ -225,6 +240,9 @@ impl Failure {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 if html { "The form was too large." } else { "request body too large" },
             ),
+            Failure::Body(BodyError::TooSlow) => {
+                Explained::new(StatusCode::REQUEST_TIMEOUT, "the request body arrived too slowly")
+            }
             Failure::Body(BodyError::Invalid) => Explained::new(
                 StatusCode::BAD_REQUEST,
                 if html { "The form could not be read." } else { "invalid request body" },
@@ -239,6 +257,9 @@ impl Failure {
             ),
             Failure::Missing(m) => Explained::new(StatusCode::BAD_REQUEST, m.clone()),
             Failure::Unauthenticated => Explained::new(StatusCode::UNAUTHORIZED, "authentication required"),
+            Failure::StepUp => {
+                Explained::new(StatusCode::UNAUTHORIZED, "a second factor is required").with("step_up", json!(true))
+            }
             Failure::NotFound => Explained::new(StatusCode::NOT_FOUND, "No such page."),
             Failure::Denied(m) => Explained::new(StatusCode::FORBIDDEN, *m),
             Failure::NoUpstream => {
@@ -256,6 +277,8 @@ impl Failure {
                 Explained::new(StatusCode::FORBIDDEN, "forward-auth is only answered for trusted proxies")
             }
             Failure::Render => Explained::new(StatusCode::INTERNAL_SERVER_ERROR, "This page could not be shown."),
+            Failure::BadPath(e) => Explained::new(StatusCode::BAD_REQUEST, format!("invalid request path: {e}")),
+            Failure::BadHost => Explained::new(StatusCode::BAD_REQUEST, "invalid or missing Host header"),
         }
     }
 }

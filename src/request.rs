@@ -27,10 +27,12 @@ pub struct RequestInfo {
 impl RequestInfo {
     pub fn new(conn: ConnInfo, request_headers: &HeaderMap, trusted_proxies: &[IpNet]) -> RequestInfo {
         let trusted_peer = headers::is_trusted(conn.peer.ip(), trusted_proxies);
+        // Both ways canonical: an IPv4 client of a dual-stack listener shows as
+        // ::ffff:a.b.c.d, which IPv4 rules and limits must see as a.b.c.d.
         let client_ip = if trusted_peer {
             headers::client_ip(conn.peer.ip(), request_headers, trusted_proxies)
         } else {
-            conn.peer.ip()
+            headers::canonical(conn.peer.ip())
         };
         RequestInfo { conn, client_ip, trusted_peer }
     }

@@ -3,16 +3,19 @@
 //! request passes through [`Gateway::handle`], which also writes the access
 //! log line and the request metrics.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Method, Request};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Uri};
 use hyper::body::Incoming;
 use ipnet::IpNet;
 
 use crate::body::Response;
 use crate::gate::{Facts, Gate, Verdict};
 use crate::identity::IdentityHeaders;
+use crate::normalize;
 use crate::portal::Portal;
 use crate::proxy::{self, ForwardContext, Proxy};
 use crate::reply::{Failure, Format, Replies};
@@ -72,7 +75,21 @@ fn method_label(m: &Method) -> &'static str {
 }
 
 impl Gateway {
-    async fn route(&self, req: Request<Incoming>, info: RequestInfo) -> Outcome {
+    async fn route(&self, mut req: Request<Incoming>, info: RequestInfo) -> Outcome {
+        // One normal form for the gateway's routes, the rules and the upstream:
+        // a path that is not already normal is rewritten in the request itself.
+        match normalize::path(req.uri().path()) {
+            Ok(Cow::Borrowed(_)) => {}
+            Ok(Cow::Owned(normal)) => {
+                if let Err(r) = replace_path(&mut req, &normal) {
+                    return Outcome::new("bad_request", self.replies.failure(Format::negotiate(req.headers()), &r));
+                }
+            }
+            Err(e) => {
+                let r = self.replies.failure(Format::negotiate(req.headers()), &Failure::BadPath(e));
+                return Outcome::new("bad_request", r);
+            }
+        }
         let path = req.uri().path();
         if let Some(rest) = path.strip_prefix(self.prefix.as_str())
             && (rest.is_empty() || rest.starts_with('/'))
@@ -91,9 +108,11 @@ impl Gateway {
     async fn protected(&self, req: Request<Incoming>, info: RequestInfo) -> Outcome {
         let format = Format::negotiate(req.headers());
         let host_value = proxy::request_host(&req);
-        let host = host_value.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+        let Some(host) = host_value.as_ref().and_then(|h| h.to_str().ok()).and_then(|h| normalize::host(h).ok()) else {
+            return Outcome::new("proxy", self.replies.failure(format, &Failure::BadHost));
+        };
         let facts = Facts {
-            host,
+            host: &host.name,
             path: req.uri().path(),
             method: req.method(),
             client_ip: info.client_ip,
@@ -107,12 +126,13 @@ impl Gateway {
         let response = match verdict {
             Verdict::Allow(auth) => {
                 let identity = auth.as_ref().map(|a| &a.user.identity);
-                self.forward(req, &info, format, identity).await
+                self.forward(req, &info, format, &host.name, identity).await
             }
             Verdict::LoginRequired(_) => {
                 let scheme = info.client_scheme(req.headers());
                 let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                let original_url = format!("{scheme}://{host}{path}");
+                let port = host.port.map(|p| format!(":{p}")).unwrap_or_default();
+                let original_url = format!("{scheme}://{}{port}{path}", host.name);
                 self.portal.login_required(req.method(), req.headers(), &original_url)
             }
             Verdict::Deny(None) => self.replies.failure(format, &Failure::Denied("Access to this resource is denied.")),
@@ -128,17 +148,17 @@ impl Gateway {
         req: Request<Incoming>,
         info: &RequestInfo,
         format: Format,
+        host: &str,
         identity: Option<&crate::identity::IdentityValues>,
     ) -> Response {
-        let host = proxy::request_host(&req);
-        let Some(upstream) = self.proxy.select(host.as_ref().and_then(|h| h.to_str().ok())) else {
+        let Some(upstream) = self.proxy.select(host) else {
             return self.replies.failure(format, &Failure::NoUpstream);
         };
         let ctx = ForwardContext {
             peer: info.conn.peer.ip(),
             trusted_peer: info.trusted_peer,
             scheme: info.connection_scheme(),
-            strip_cookies: &[&self.cookies.session_name, &self.cookies.pending_name],
+            strip_cookies: &self.cookies.own_names(),
             identity_headers: &self.identity,
             identity,
         };
@@ -151,6 +171,21 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Puts the normal form of the path into the request, keeping the query. The
+/// normal form is made of the original's characters and upper-case escapes,
+/// so it always parses; were it not to, the request is refused, not guessed at.
+fn replace_path<B>(req: &mut Request<B>, path: &str) -> Result<(), Failure> {
+    let refuse = |_| Failure::BadPath(normalize::PathError::BadEscape);
+    let pq = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(pq).map_err(|e| refuse(e.to_string()))?);
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|e| refuse(e.to_string()))?;
+    Ok(())
 }
 
 #[cfg(test)]

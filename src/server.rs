@@ -3,11 +3,13 @@
 //! header-size cap) and graceful shutdown: stop accepting, let in-flight requests
 //! finish within `shutdown_grace`, then close what is left.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::Request;
@@ -15,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use ipnet::IpNet;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
@@ -103,12 +105,18 @@ async fn wait_for_signal() {
 }
 
 /// Connection-level limits taken from `[server]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Most connections one client address (IPv6: its /64) may hold.
+    pub max_connections_per_client: usize,
+    /// Peers exempt from the per-client cap (trusted proxies carry many clients).
+    pub exempt: Arc<[IpNet]>,
+    /// A connection with no new request for this long is closed gracefully.
+    pub idle_timeout: Duration,
 }
 
 impl Limits {
@@ -118,6 +126,64 @@ impl Limits {
             header_read_timeout: c.header_read_timeout,
             max_header_bytes: c.max_header_bytes,
             shutdown_grace: c.shutdown_grace,
+            max_connections_per_client: c.max_connections_per_client,
+            exempt: c.trusted_proxies.clone().into(),
+            idle_timeout: c.idle_timeout,
+        }
+    }
+}
+
+/// How many connections each client address holds, for the per-client cap.
+struct ClientSlots {
+    max: usize,
+    exempt: Arc<[IpNet]>,
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One client's connection, counted until it is dropped.
+struct Slot {
+    slots: Arc<ClientSlots>,
+    key: Option<IpAddr>,
+}
+
+impl ClientSlots {
+    /// The address connections are counted under: IPv4 as is (IPv4-mapped
+    /// IPv6 read as IPv4), IPv6 by its /64.
+    fn key(ip: IpAddr) -> IpAddr {
+        match crate::proxy::headers::canonical(ip) {
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+            v4 => v4,
+        }
+    }
+
+    /// A slot for a new connection from `peer`, or None when it holds its share.
+    fn take(self: &Arc<Self>, peer: IpAddr) -> Option<Slot> {
+        if crate::proxy::headers::is_trusted(peer, &self.exempt) {
+            return Some(Slot { slots: self.clone(), key: None });
+        }
+        let key = Self::key(peer);
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let n = held.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot { slots: self.clone(), key: Some(key) })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(key) = self.key else { return };
+        let mut held = self.slots.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = held.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&key);
+            }
         }
     }
 }
@@ -183,8 +249,12 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// most `limits.shutdown_grace`.
 pub async fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limits, shutdown: Shutdown) {
     let builder = connection_builder(&limits);
-    let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let clients = Arc::new(ClientSlots {
+        max: limits.max_connections_per_client,
+        exempt: limits.exempt.clone(),
+        held: Mutex::new(HashMap::new()),
+    });
     let tls = listener.tls.clone();
     loop {
         // Past the cap, new connections wait in the kernel's backlog.
@@ -204,18 +274,27 @@ pub async fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limi
             },
             _ = shutdown.wait() => break,
         };
+        // One client holding its share is turned away at once (closed), so it
+        // cannot hold every slot with slow requests.
+        let Some(slot) = clients.take(peer.ip()) else {
+            tracing::debug!(peer = %peer.ip(), "connection refused: the client holds its share");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let builder = builder.clone();
         let tls = tls.clone();
-        let watcher = graceful.watcher();
-        let first_byte = limits.header_read_timeout;
+        let shutdown = shutdown.clone();
+        let (first_byte, idle) = (limits.header_read_timeout, limits.idle_timeout);
         tokio::spawn(async move {
-            let _permit = permit;
-            let conn = ConnInfo { peer, tls: tls.is_some() };
+            let _held = (permit, slot);
+            let conn_info = ConnInfo { peer, tls: tls.is_some() };
+            let requests = Arc::new(AtomicU64::new(0));
+            let counted = requests.clone();
             let svc = service_fn(move |req| {
                 let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler.handle(req, conn).await) }
+                counted.fetch_add(1, Ordering::Relaxed);
+                async move { Ok::<_, Infallible>(handler.handle(req, conn_info).await) }
             });
             match tls {
                 None => {
@@ -223,21 +302,59 @@ pub async fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limi
                         return;
                     }
                     let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    let _ = watcher.watch(c.into_owned()).await;
+                    drive(c, |c| c.graceful_shutdown(), &shutdown, idle, &requests).await;
                 }
                 Some(acceptor) => {
                     let Ok(Ok(tls_stream)) = tokio::time::timeout(first_byte, acceptor.accept(stream)).await else {
                         return;
                     };
                     let c = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
-                    let _ = watcher.watch(c.into_owned()).await;
+                    drive(c, |c| c.graceful_shutdown(), &shutdown, idle, &requests).await;
                 }
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
+    // Every connection holds a permit: all of them back means all drained.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_grace, permits.acquire_many(all)).await.is_err() {
         tracing::warn!("shutdown grace elapsed; closing remaining connections");
+    }
+}
+
+/// Serves one connection until it ends. On shutdown, or when no new request
+/// has come for `idle`, it is shut down gracefully: HTTP/1.1 closes after the
+/// response in progress, HTTP/2 sends GOAWAY and finishes its open streams.
+async fn drive<C: Future>(
+    conn: C,
+    graceful_shutdown: impl Fn(std::pin::Pin<&mut C>),
+    shutdown: &Shutdown,
+    idle: Duration,
+    requests: &AtomicU64,
+) {
+    tokio::pin!(conn);
+    let mut checks = tokio::time::interval(idle / 4);
+    checks.tick().await;
+    let mut seen = requests.load(Ordering::Relaxed);
+    let mut quiet_checks = 0u32;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = shutdown.wait(), if !closing => {
+                graceful_shutdown(conn.as_mut());
+                closing = true;
+            }
+            _ = checks.tick(), if !closing => {
+                let now = requests.load(Ordering::Relaxed);
+                quiet_checks = if now == seen { quiet_checks + 1 } else { 0 };
+                seen = now;
+                if quiet_checks >= 4 {
+                    graceful_shutdown(conn.as_mut());
+                    closing = true;
+                }
+            }
+        }
     }
 }
 

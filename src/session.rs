@@ -52,11 +52,16 @@ pub struct SessionCookies {
 }
 
 impl SessionCookies {
+    /// Under https without `cookie_domain` the names take the `__Host-`
+    /// prefix: a browser then only accepts them from this very host, Secure,
+    /// for path `/`, so a sibling subdomain cannot plant one (session fixation
+    /// or a CSRF binding of the attacker's choosing).
     pub fn new(cfg: &SessionConfig, secure: bool) -> SessionCookies {
+        let prefix = if secure && cfg.cookie_domain.is_none() { "__Host-" } else { "" };
         SessionCookies {
-            session_name: cfg.cookie_name.clone(),
-            pending_name: format!("{}_pending", cfg.cookie_name),
-            csrf_name: format!("{}_csrf", cfg.cookie_name),
+            session_name: format!("{prefix}{}", cfg.cookie_name),
+            pending_name: format!("{prefix}{}_pending", cfg.cookie_name),
+            csrf_name: format!("{prefix}{}_csrf", cfg.cookie_name),
             domain: cfg.cookie_domain.clone(),
             secure,
         }
@@ -95,6 +100,12 @@ impl SessionCookies {
     /// Expires a cookie in the browser.
     pub fn clear(&self, name: &str) -> HeaderValue {
         self.build(name, "", Some(Duration::ZERO))
+    }
+
+    /// The names of every cookie the gateway owns: none of them is ever
+    /// forwarded to the application.
+    pub fn own_names(&self) -> [&str; 3] {
+        [&self.session_name, &self.pending_name, &self.csrf_name]
     }
 
     /// The session token the request carries, if it is shaped like one.
@@ -202,6 +213,10 @@ mod tests {
         assert!(c.to_str().unwrap().contains("Max-Age=2592000"));
         let plain = SessionCookies::new(&SessionConfig::default(), false).session("t", None);
         assert!(!plain.to_str().unwrap().contains("Secure"));
+        assert!(c.to_str().unwrap().starts_with("__Host-portcullis_session="), "https, no domain: host-only");
+        let shared = SessionConfig { cookie_domain: Some("example.com".into()), ..SessionConfig::default() };
+        let c = SessionCookies::new(&shared, true).session("t", None);
+        assert!(c.to_str().unwrap().starts_with("portcullis_session="), "a Domain cookie cannot be __Host-");
     }
 
     #[test]

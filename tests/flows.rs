@@ -261,3 +261,20 @@ async fn turning_2fa_on_needs_a_fresh_code_and_rotates_the_session() {
     let rotated = f.session(&token).await.expect("the new one lives");
     assert_eq!(rotated.record.level, portcullis::store::AuthLevel::TwoFactor);
 }
+
+#[tokio::test]
+async fn the_account_needs_the_strongest_level_of_deployment_and_enrolment() {
+    use portcullis::store::AuthLevel;
+    let f = flow(Policy::OneFactor).await;
+    let Ok(PasswordOutcome::Done(done)) = f.password("198.51.100.1", PASSWORD).await else {
+        panic!("one factor logs in at once");
+    };
+    let user = f.session(&done.token).await.expect("logged in").user;
+    let account = &f.app.gateway.portal.account;
+    assert_eq!(account.required_level(&user).await.unwrap(), AuthLevel::OneFactor);
+    f.app.store.set_otp_enabled("alice", true).await.unwrap();
+    assert_eq!(account.required_level(&user).await.unwrap(), AuthLevel::TwoFactor, "enrolled: two");
+    let f = flow(Policy::TwoFactor).await;
+    let account = &f.app.gateway.portal.account;
+    assert_eq!(account.required_level(&user).await.unwrap(), AuthLevel::TwoFactor, "the deployment asks two");
+}

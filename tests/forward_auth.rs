@@ -29,6 +29,9 @@ const PORTAL_HOST: &str = "auth.corp.localtest";
 const APP_HOST: &str = "app.corp.localtest";
 const FOREIGN_HOST: &str = "evil.localtest";
 const LOOKALIKE_HOST: &str = "app.corp.localtest.evil.localtest";
+/// A host every request to which is denied (written with a trailing dot, it
+/// must stay denied).
+const BLOCKED_HOST: &str = "blocked.localtest";
 
 struct Setup {
     proxy: ProxyProcess,
@@ -87,6 +90,9 @@ path = "^/public/"
 policy = "bypass"
 [[access_control.rules]]
 path = "^/blocked/"
+policy = "deny"
+[[access_control.rules]]
+domain = ["{BLOCKED_HOST}"]
 policy = "deny"
 [[access_control.rules]]
 path = "^/admin/"
@@ -189,6 +195,30 @@ async fn api_login(http: &reqwest::Client, s: &Setup, who: (&str, &str)) {
 async fn echo(r: reqwest::Response, name: &str) -> Value {
     assert_eq!(r.status(), StatusCode::OK, "{name}");
     r.json().await.unwrap_or_else(|e| panic!("{name}: the app's echo is not JSON: {e}"))
+}
+
+/// Sends `head` (request line and headers) on a raw socket to the proxy and
+/// returns the status: HTTP clients normalise paths and hosts before sending,
+/// and these requests must arrive exactly as an attacker would write them.
+async fn raw_status(port: u16, head: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    s.write_all(format!("{head}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// The session cookie (`name=value`) of a browser logged in through the proxy.
+fn session_of(jar: &reqwest::cookie::Jar, url: &str) -> String {
+    let all = jar.cookies(&url.parse().unwrap()).expect("cookies");
+    all.to_str()
+        .unwrap()
+        .split("; ")
+        .find(|c| c.starts_with("portcullis_session="))
+        .expect("a session cookie")
+        .to_owned()
 }
 
 // ---- scenarios, each run against every proxy ----
@@ -324,17 +354,15 @@ async fn logout_through_the_proxy_ends_access(kind: Proxy) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "{name}");
 
-    // The same browser is asked to log in again. An API call through nginx gets
-    // the 401; Traefik and Caddy pass on Portcullis's redirect (SPEC §5).
+    // The same browser is asked to log in again; an API call gets the 401
+    // behind every proxy (a script cannot follow a redirect to a login page).
     let r = navigate(&http, &app).await;
     assert_login_redirect(&r, &s.portal, &app, name);
     let r = http.get(&app).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name}");
     if name == "nginx" {
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v, json!({"success": false, "error": "authentication required"}), "{name}");
-    } else {
-        assert_login_redirect(&r, &s.portal, &app, name);
     }
 
     // The session is dead server-side: a client that kept the old cookie gets nowhere either.
@@ -405,6 +433,56 @@ async fn rd_outside_the_allowed_domains_ends_on_the_account_page(kind: Proxy) {
     assert_eq!(s.up.hits(), 0, "{name}");
 }
 
+async fn paths_and_hosts_are_checked_in_the_form_the_app_reads(kind: Proxy) {
+    let Some(s) = setup(kind, false).await else { return };
+    let name = s.proxy.name;
+    let port = s.proxy.port;
+    let (alice, jar) = browser(port);
+    api_login(&alice, &s, ALICE).await;
+    let cookie = session_of(&jar, &s.proxy.url("/app"));
+    let host = format!("127.0.0.1:{port}");
+    // Dot segments, escapes and doubled slashes that resolve to a denied path.
+    for path in ["/public/../blocked/x", "/public/%2e%2e/blocked/x", "/%62locked/x", "//blocked/x", "/./blocked/x"] {
+        let status = raw_status(port, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}")).await;
+        assert!((400..500).contains(&status), "{name}: {path} answered {status}");
+    }
+    // A host with a trailing dot or other case is the denied host.
+    for h in [format!("{BLOCKED_HOST}.:{port}"), format!("Blocked.LocalTest:{port}")] {
+        let status = raw_status(port, &format!("GET /x HTTP/1.1\r\nHost: {h}\r\nCookie: {cookie}")).await;
+        assert!((400..500).contains(&status), "{name}: Host {h} answered {status}");
+    }
+    // A Host that ends in `#`, `?` or `\` cannot move the checked path.
+    for h in [format!("{host}#"), format!("{host}?"), format!("{host}\\")] {
+        let status = raw_status(port, &format!("GET /blocked/panel HTTP/1.1\r\nHost: {h}\r\nCookie: {cookie}")).await;
+        assert!(status != 200, "{name}: Host {h} reached the app");
+    }
+    assert_eq!(s.up.hits(), 0, "{name}: nothing reached the app");
+    // The normal spelling still works.
+    echo(alice.get(s.proxy.url("/app")).send().await.unwrap(), name).await;
+}
+
+async fn only_browsers_are_redirected_to_log_in(kind: Proxy) {
+    let Some(s) = setup(kind, false).await else { return };
+    let name = s.proxy.name;
+    let (anon, _) = browser(s.proxy.port);
+    let app = s.proxy.url("/app");
+    let r = anon.get(&app).header("Accept", "text/html").header("X-Requested-With", "XMLHttpRequest").send().await;
+    assert_eq!(r.unwrap().status(), StatusCode::UNAUTHORIZED, "{name}: XHR");
+    let r = anon.get(&app).header("Accept", "application/json").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name}: an API call");
+    let r = navigate(&anon, &app).await;
+    assert_login_redirect(&r, &s.portal, &app, name);
+    let r = anon.post(&app).header("Accept", "text/html").form(&[("a", "1")]).send().await.unwrap();
+    if name == "nginx" {
+        // nginx's auth_request turns only a navigation's 401 into a redirect.
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name}: a form post");
+    } else {
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{name}: a form post is sent to log in with 303");
+        assert_eq!(rd_of(&location(&r)).as_deref(), Some(app.as_str()), "{name}");
+    }
+    assert_eq!(s.up.hits(), 0, "{name}");
+}
+
 /// One module per proxy, each running every scenario: `nginx::logout_through_the_proxy_ends_access`.
 macro_rules! behind {
     ($($proxy:ident: $kind:ident),*) => {$(
@@ -439,6 +517,16 @@ macro_rules! behind {
             #[tokio::test]
             async fn one_login_on_the_portal_host_serves_its_subdomains() {
                 super::one_login_on_the_portal_host_serves_its_subdomains(Proxy::$kind).await;
+            }
+
+            #[tokio::test]
+            async fn paths_and_hosts_are_checked_in_the_form_the_app_reads() {
+                super::paths_and_hosts_are_checked_in_the_form_the_app_reads(Proxy::$kind).await;
+            }
+
+            #[tokio::test]
+            async fn only_browsers_are_redirected_to_log_in() {
+                super::only_browsers_are_redirected_to_log_in(Proxy::$kind).await;
             }
 
             #[tokio::test]

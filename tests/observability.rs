@@ -53,6 +53,7 @@ async fn counters_move_for_each_outcome_and_pass_promtool() {
         .header("X-Forwarded-Proto", "http")
         .header("X-Forwarded-Host", "app.test")
         .header("X-Forwarded-Uri", "/ok")
+        .header("Accept", "text/html")
         .send()
         .await
         .unwrap();

@@ -12,6 +12,7 @@ use crate::auth::error::LoginError;
 use crate::auth::notify::Notifier;
 use crate::auth::password::PasswordChecker;
 use crate::auth::users::User;
+use crate::config::Policy;
 use crate::store::{AuthLevel, CodeCheck, CodePurpose, SessionInfo, Store, StoreError, UserState};
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,8 @@ pub struct Overview {
 /// Account actions; cheap to clone.
 #[derive(Clone)]
 pub struct AccountActions {
+    /// The deployment's default policy: what every account page asks at least.
+    default_policy: Policy,
     store: Store,
     passwords: Arc<PasswordChecker>,
     codes: Codes,
@@ -65,13 +68,24 @@ pub struct AccountActions {
 
 impl AccountActions {
     pub fn new(
+        default_policy: Policy,
         store: Store,
         passwords: Arc<PasswordChecker>,
         codes: Codes,
         audit: Audit,
         notifier: Notifier,
     ) -> AccountActions {
-        AccountActions { store, passwords, codes, audit, notifier }
+        AccountActions { default_policy, store, passwords, codes, audit, notifier }
+    }
+
+    /// The level a session needs for the account pages and API: the
+    /// strongest the deployment's default policy or the user's enrolment
+    /// demands. Below it the pages ask for the second factor, never serve.
+    pub async fn required_level(&self, user: &User) -> Result<AuthLevel, StoreError> {
+        if self.store.user_state(&user.username).await?.otp_enabled {
+            return Ok(AuthLevel::TwoFactor);
+        }
+        Ok(crate::auth::login::level_for(self.default_policy))
     }
 
     /// The account page's data.

@@ -111,7 +111,7 @@ impl Codes {
     /// A mail failure voids the code again, is audited and counted, and
     /// reports `MailFailed`.
     pub async fn issue(&self, user: &User, purpose: CodePurpose, client: &Client) -> Result<(), LoginError> {
-        if let Some(retry_after) = self.limiter.hit(RateBucket::OtpEmails, &client.ip).await? {
+        if let Some(retry_after) = self.limiter.hit(RateBucket::OtpEmails, &client.limit_key).await? {
             return Err(LoginError::RateLimited { retry_after });
         }
         let code = generate_code(self.otp.digits);

@@ -40,7 +40,7 @@ impl Lockout {
     /// Counts a failed attempt against the client IP and the account (when
     /// known), and locks the account when it crosses the limit.
     pub async fn record_failure(&self, user: Option<&User>, client: &Client) -> StoreResult<()> {
-        self.limiter.record(RateBucket::IpFailures, &client.ip).await?;
+        self.limiter.record(RateBucket::IpFailures, &client.limit_key).await?;
         let Some(user) = user else { return Ok(()) };
         let n = self.limiter.record(RateBucket::AccountFailures, &user.username).await?;
         let limit = self.limiter.spec(RateBucket::AccountFailures).limit;

@@ -77,34 +77,41 @@ pub struct LoginFlow {
     pub(crate) clock: Clock,
 }
 
+/// The level a policy asks a login to reach (a login always proves at least
+/// the password).
+pub fn level_for(p: Policy) -> AuthLevel {
+    if p == Policy::TwoFactor { AuthLevel::TwoFactor } else { AuthLevel::OneFactor }
+}
+
 fn count_attempt(stage: &'static str, result: &'static str) {
     crate::metrics::get().auth_attempts.with_label_values(&[stage, result]).inc();
 }
 
 impl LoginFlow {
-    /// The policy that applies to the login's destination, raised by the
-    /// user's own 2FA.
+    /// The level a login must reach: what the deployment's default policy
+    /// demands, raised by the destination's policy and by the user's own 2FA.
+    /// The return address can only raise it: a client that picks a bypassed
+    /// `rd` must not walk away with a session weaker than the deployment asks.
     async fn required_level(&self, user: &User, rd: Option<&str>, client: &Client) -> Result<AuthLevel, LoginError> {
         let ip = client.ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-        let policy = match rd.and_then(|r| url::Url::parse(r).ok()) {
-            Some(url) => {
-                let host = url.host_str().unwrap_or("").to_owned();
-                let subject = Subject {
-                    host: &host,
-                    path: url.path(),
-                    method: &http::Method::GET,
-                    ip,
-                    user: Some((&user.username, &user.groups)),
-                };
-                match self.rules.decide(&subject) {
-                    Decision::Policy(p) => p,
-                    Decision::NeedsIdentity => self.rules.default_policy(),
-                }
+        let destination = rd.and_then(|r| url::Url::parse(r).ok()).map(|url| {
+            let host = url.host_str().unwrap_or("").trim_end_matches('.').to_ascii_lowercase();
+            let path = crate::normalize::path(url.path()).map_or_else(|_| url.path().to_owned(), |p| p.into_owned());
+            let subject = Subject {
+                host: &host,
+                path: &path,
+                method: &http::Method::GET,
+                ip,
+                user: Some((&user.username, &user.groups)),
+            };
+            match self.rules.decide(&subject) {
+                Decision::Policy(p) => p,
+                Decision::NeedsIdentity => self.rules.default_policy(),
             }
-            None => self.rules.default_policy(),
-        };
+        });
         let state = self.store.user_state(&user.username).await?;
-        Ok(if state.otp_enabled || policy >= Policy::TwoFactor { AuthLevel::TwoFactor } else { AuthLevel::OneFactor })
+        let demanded = level_for(self.rules.default_policy()).max(destination.map_or(AuthLevel::OneFactor, level_for));
+        Ok(if state.otp_enabled { AuthLevel::TwoFactor } else { demanded })
     }
 
     /// Step 1: name (or e-mail) and password.
@@ -117,12 +124,12 @@ impl LoginFlow {
         client: &Client,
     ) -> Result<PasswordOutcome, LoginError> {
         let anon = client.naming(name_or_email);
-        if let Some(retry_after) = self.lockout.ip_banned(&client.ip).await? {
+        if let Some(retry_after) = self.lockout.ip_banned(&client.limit_key).await? {
             count_attempt("password", "rate_limited");
             self.audit.attempt(anon, AttemptResult::RateLimited, "too many failures from this IP").await;
             return Err(LoginError::RateLimited { retry_after });
         }
-        if let Some(retry_after) = self.limiter.hit(RateBucket::Login, &client.ip).await? {
+        if let Some(retry_after) = self.limiter.hit(RateBucket::Login, &client.limit_key).await? {
             count_attempt("password", "rate_limited");
             self.audit.attempt(anon, AttemptResult::RateLimited, "login rate limit").await;
             return Err(LoginError::RateLimited { retry_after });
@@ -167,6 +174,38 @@ impl LoginFlow {
             return Ok(PasswordOutcome::Done(done));
         }
 
+        self.send_first_code(&user, remember_me, rd, client).await
+    }
+
+    /// Step-up: a session at one factor asks for the second (its destination,
+    /// or the account pages, need two). The password was checked when the
+    /// session was made; a code goes out as after the password step, and the
+    /// code step then replaces the session with a two-factor one.
+    pub async fn step_up(
+        &self,
+        user: &User,
+        remember_me: bool,
+        rd: Option<String>,
+        client: &Client,
+    ) -> Result<PasswordOutcome, LoginError> {
+        if user.disabled {
+            return Err(LoginError::Disabled);
+        }
+        if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
+            count_attempt("password", "locked");
+            return Err(LoginError::Locked { retry_after });
+        }
+        self.send_first_code(user, remember_me, rd, client).await
+    }
+
+    /// Stores the pending login and e-mails its first code.
+    async fn send_first_code(
+        &self,
+        user: &User,
+        remember_me: bool,
+        rd: Option<String>,
+        client: &Client,
+    ) -> Result<PasswordOutcome, LoginError> {
         let pending_token = session::new_token();
         let pending = PendingLogin {
             user: user.username.clone(),
@@ -179,9 +218,9 @@ impl LoginFlow {
         let otp = self.codes.settings();
         self.store.put_pending(&pending_token, &pending, self.settings.session.pending_login_ttl).await?;
         self.store.start_cooldown(&user.username, CodePurpose::Login, otp.resend_cooldown).await?;
-        self.codes.issue(&user, CodePurpose::Login, client).await.inspect_err(|_| {
+        self.codes.issue(user, CodePurpose::Login, client).await.inspect_err(|_| {
             // The code could not be sent: the pending login goes too, so the
-            // next attempt starts from the password.
+            // next attempt starts over.
             let store = self.store.clone();
             let token = pending_token.clone();
             tokio::spawn(async move {
@@ -246,7 +285,7 @@ impl LoginFlow {
         code: &str,
         client: &Client,
     ) -> Result<Completed, LoginError> {
-        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.ip).await? {
+        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
             count_attempt("otp", "rate_limited");
             return Err(LoginError::RateLimited { retry_after });
         }
@@ -290,7 +329,7 @@ impl LoginFlow {
         code: &str,
         client: &Client,
     ) -> Result<Completed, LoginError> {
-        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.ip).await? {
+        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
             count_attempt("backup_code", "rate_limited");
             return Err(LoginError::RateLimited { retry_after });
         }
@@ -345,7 +384,7 @@ impl LoginFlow {
             count_refusal("resend_cooldown");
             return Err(LoginError::RateLimited { retry_after: left });
         }
-        if let Some(retry_after) = self.limiter.hit(RateBucket::Resend, &client.ip).await? {
+        if let Some(retry_after) = self.limiter.hit(RateBucket::Resend, &client.limit_key).await? {
             return Err(LoginError::RateLimited { retry_after });
         }
         self.codes.issue(&user, CodePurpose::Login, client).await?;

@@ -30,13 +30,23 @@ use crate::auth::users::User;
 /// Where a request comes from, for limits, audit and e-mails.
 #[derive(Debug, Clone)]
 pub struct Client {
+    /// The address as seen (audit, alerts, known IPs).
     pub ip: String,
+    /// The key rate limits count the client under: the address, or for IPv6
+    /// its /64, which one subscriber usually holds whole (counting per /128
+    /// would let them rotate through 2^64 addresses).
+    pub limit_key: String,
     pub user_agent: String,
 }
 
 impl Client {
     pub fn new(ip: impl Into<String>, user_agent: &str) -> Client {
-        Client { ip: ip.into(), user_agent: user_agent.chars().take(256).collect() }
+        let ip = ip.into();
+        let limit_key = match ip.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) => ipnet::Ipv6Net::new(v6, 64).map_or(ip.clone(), |n| n.trunc().to_string()),
+            _ => ip.clone(),
+        };
+        Client { ip, limit_key, user_agent: user_agent.chars().take(256).collect() }
     }
 
     /// A short description of the device ("Firefox on Linux").

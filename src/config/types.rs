@@ -69,6 +69,17 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Largest request head accepted; larger ones get `431`.
     pub max_header_bytes: usize,
+    /// A body sent to the gateway's own endpoints must arrive within this time
+    /// (else `408`), so slow posts cannot hold connections open.
+    #[serde(with = "duration")]
+    pub body_read_timeout: Duration,
+    /// Most connections one client address (an IPv6 /64) may hold at once;
+    /// trusted proxies, which carry many clients, are exempt.
+    pub max_connections_per_client: usize,
+    /// A connection that sends no request for this long is closed (HTTP/2
+    /// connections otherwise stay open as long as the client answers pings).
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +95,9 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 32 * 1024,
+            body_read_timeout: Duration::from_secs(10),
+            max_connections_per_client: 256,
+            idle_timeout: Duration::from_secs(120),
         }
     }
 }

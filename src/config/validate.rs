@@ -69,8 +69,17 @@ pub fn validate(c: &mut Config, demo: bool) -> Vec<Problem> {
     if s.max_header_bytes < 1024 {
         bad("server.max_header_bytes", "must be at least 1024".into());
     }
-    if s.header_read_timeout.is_zero() {
-        bad("server.header_read_timeout", "must be above zero".into());
+    for (key, d) in [
+        ("server.header_read_timeout", s.header_read_timeout),
+        ("server.body_read_timeout", s.body_read_timeout),
+        ("server.idle_timeout", s.idle_timeout),
+    ] {
+        if d.is_zero() {
+            bad(key, "must be above zero".into());
+        }
+    }
+    if s.max_connections_per_client == 0 {
+        bad("server.max_connections_per_client", "must be at least 1".into());
     }
 
     // [[upstream]]

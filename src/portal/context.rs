@@ -30,6 +30,8 @@ pub struct PortalSettings {
     pub pending_login_ttl: std::time::Duration,
     pub otp_ttl_secs: u64,
     pub resend_cooldown_secs: u64,
+    /// How long a request body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// Everything the portal's handlers use.
@@ -76,7 +78,8 @@ impl Cx<'_> {
 
     /// Reads the body and checks CSRF; an `Err` is the response to send.
     pub async fn form(&self, body: Incoming) -> Result<Fields, Response> {
-        let fields = forms::read_fields(self.headers, body).await.map_err(|e| self.fail(e))?;
+        let timeout = self.portal.settings.body_read_timeout;
+        let fields = forms::read_fields(self.headers, body, timeout).await.map_err(|e| self.fail(e))?;
         let binding = self.portal.cookies.csrf_binding(self.headers);
         if !self.portal.csrf.allows(self.headers, &fields, binding) {
             return Err(self.fail(Failure::CrossSite));
@@ -88,17 +91,32 @@ impl Cx<'_> {
         forms::query(self.uri)
     }
 
-    /// The logged-in session, or the answer for a visitor without one: a
-    /// browser is sent to log in (and back here), anything else gets a 401.
+    /// The logged-in session for an account page or call, or the answer for
+    /// a visitor without one (a browser is sent to log in and back, anything
+    /// else gets a 401) or with a session below the account's level (asked
+    /// for the second factor: step-up).
     pub async fn session(&self) -> Result<Authenticated, Response> {
-        match self.portal.gate.authenticate(self.headers).await {
-            Ok(Some(a)) => Ok(a),
-            Ok(None) if self.format == Format::Html => {
-                let url = format!("{}{}/account", self.portal.settings.public_origin, self.portal.settings.prefix);
-                Err(self.portal.login_required(&Method::GET, self.headers, &url))
-            }
-            Ok(None) => Err(self.fail(Failure::Unauthenticated)),
+        let auth = match self.portal.gate.authenticate(self.headers).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Err(self.send_to_login(Failure::Unauthenticated)),
+            Err(e) => return Err(self.fail(e)),
+        };
+        match self.portal.account.required_level(&auth.user).await {
+            Ok(needed) if auth.record.level >= needed => Ok(auth),
+            Ok(_) => Err(self.send_to_login(Failure::StepUp)),
             Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// A browser goes to the login page (which offers the second factor to a
+    /// one-factor session), coming back to the account page; JSON gets `why`.
+    fn send_to_login(&self, why: Failure) -> Response {
+        match self.format {
+            Format::Html => {
+                let url = format!("{}{}/account", self.portal.settings.public_origin, self.portal.settings.prefix);
+                self.portal.login_required(&Method::GET, self.headers, &url)
+            }
+            Format::Json => self.fail(why),
         }
     }
 

@@ -38,8 +38,12 @@ impl Fields {
     }
 }
 
-/// Reads and parses a body of at most 64 KiB.
-pub async fn read_fields(headers: &HeaderMap, body: Incoming) -> Result<Fields, BodyError> {
+/// Reads and parses a body of at most 64 KiB, arriving within `timeout`.
+pub async fn read_fields(
+    headers: &HeaderMap,
+    body: Incoming,
+    timeout: std::time::Duration,
+) -> Result<Fields, BodyError> {
     if headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -48,7 +52,8 @@ pub async fn read_fields(headers: &HeaderMap, body: Incoming) -> Result<Fields, 
     {
         return Err(BodyError::TooLarge);
     }
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
+    let collected = tokio::time::timeout(timeout, Limited::new(body, MAX_BODY).collect()).await;
+    let bytes = match collected.map_err(|_| BodyError::TooSlow)? {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(BodyError::TooLarge),
         Err(_) => return Err(BodyError::Invalid),

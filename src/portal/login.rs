@@ -12,6 +12,7 @@ use super::pages::{CodeView, LoginView, LogoutView};
 use crate::auth::login::{LoginError, PasswordOutcome};
 use crate::body::Response;
 use crate::reply::{self, Failure, Format};
+use crate::store::AuthLevel;
 
 /// The login form, with `error` or `info` shown above it.
 fn login_form(cx: &Cx<'_>, status: StatusCode, rd: Option<&str>, username: &str, error: &str, info: &str) -> Response {
@@ -21,16 +22,95 @@ fn login_form(cx: &Cx<'_>, status: StatusCode, rd: Option<&str>, username: &str,
         username,
         error,
         info,
+        step_up_user: None,
     };
     cx.portal.page(status, "login.html", &view)
 }
 
-/// `GET login`.
-pub(super) fn login_page(cx: &Cx<'_>) -> Response {
+/// The page that offers a one-factor session the second factor.
+fn step_up_form(cx: &Cx<'_>, status: StatusCode, rd: Option<&str>, username: &str, error: &str) -> Response {
+    let view = LoginView {
+        chrome: cx.portal.chrome(cx.headers, None, "Verify it's you"),
+        rd: rd.unwrap_or(""),
+        username: "",
+        error,
+        info: "",
+        step_up_user: Some(username),
+    };
+    cx.portal.page(status, "login.html", &view)
+}
+
+/// `GET login`: the password form, or for a one-factor session the offer of
+/// a code (step-up).
+pub(super) async fn login_page(cx: &Cx<'_>) -> Response {
     let q = cx.query();
     let rd = cx.portal.redirects.validate(q.get("rd"));
+    match cx.portal.gate.authenticate(cx.headers).await {
+        Ok(Some(auth)) if auth.record.level == AuthLevel::OneFactor => {
+            return step_up_form(cx, StatusCode::OK, rd.as_deref(), &auth.user.username, "");
+        }
+        Ok(_) => {}
+        Err(e) => return cx.fail(e),
+    }
     let info = if q.get("logged_out").is_some() { "You have been signed out." } else { "" };
     login_form(cx, StatusCode::OK, rd.as_deref(), "", "", info)
+}
+
+/// `POST login/step-up`, `POST api/step-up`: a one-factor session asks for
+/// the second factor; a code is e-mailed as after the password step.
+pub(super) async fn step_up(cx: &Cx<'_>, body: Incoming) -> Response {
+    let fields = match cx.form(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let rd = cx.portal.redirects.validate(fields.get("rd").or(cx.query().get("rd")));
+    let auth = match cx.portal.gate.authenticate(cx.headers).await {
+        Ok(Some(auth)) => auth,
+        Ok(None) => {
+            return match cx.format {
+                Format::Html => reply::redirect(StatusCode::SEE_OTHER, &cx.link("/login")),
+                Format::Json => cx.fail(Failure::Unauthenticated),
+            };
+        }
+        Err(e) => return cx.fail(e),
+    };
+    let result = cx.portal.login.step_up(&auth.user, auth.record.remember_me, rd.clone(), &cx.client()).await;
+    match result {
+        Err(e) if cx.format == Format::Html => {
+            let e = Failure::from(e).explain(Format::Html);
+            let mut r = step_up_form(cx, e.status, rd.as_deref(), &auth.user.username, &e.message);
+            if let Some(s) = e.retry_after {
+                reply::retry_after(&mut r, s);
+            }
+            r
+        }
+        result => code_sent(cx, result),
+    }
+}
+
+/// The answer to a password or step-up step that sent a code (or failed, as JSON).
+fn code_sent(cx: &Cx<'_>, result: Result<PasswordOutcome, LoginError>) -> Response {
+    let portal = cx.portal;
+    match (result, cx.format) {
+        (Ok(PasswordOutcome::CodeSent { pending_token, .. }), Format::Html) => {
+            let mut r = reply::redirect(StatusCode::SEE_OTHER, &cx.link("/otp?sent=1"));
+            reply::set_cookie(&mut r, portal.cookies.pending(&pending_token, portal.settings.pending_login_ttl));
+            r
+        }
+        (Ok(PasswordOutcome::CodeSent { pending_token, masked_email, expires_in }), Format::Json) => {
+            let body = json!({
+                "success": true,
+                "otp_required": true,
+                "message": format!("Verification code sent to {masked_email}"),
+                "expires_in": expires_in,
+            });
+            let mut r = reply::json(StatusCode::OK, &body);
+            reply::set_cookie(&mut r, portal.cookies.pending(&pending_token, portal.settings.pending_login_ttl));
+            r
+        }
+        (Ok(PasswordOutcome::Done(_)), _) => cx.fail(Failure::Render),
+        (Err(e), _) => cx.fail(e),
+    }
 }
 
 /// `POST login`, `POST api/send-login-otp`: the password step.
@@ -54,22 +134,7 @@ pub(super) async fn password(cx: &Cx<'_>, body: Incoming) -> Response {
     let portal = cx.portal;
     let result = portal.login.password_step(name, password, fields.flag("remember_me"), rd.clone(), &cx.client()).await;
     match (result, cx.format) {
-        (Ok(PasswordOutcome::CodeSent { pending_token, .. }), Format::Html) => {
-            let mut r = reply::redirect(StatusCode::SEE_OTHER, &cx.link("/otp?sent=1"));
-            reply::set_cookie(&mut r, portal.cookies.pending(&pending_token, portal.settings.pending_login_ttl));
-            r
-        }
-        (Ok(PasswordOutcome::CodeSent { pending_token, masked_email, expires_in }), Format::Json) => {
-            let body = json!({
-                "success": true,
-                "otp_required": true,
-                "message": format!("Verification code sent to {masked_email}"),
-                "expires_in": expires_in,
-            });
-            let mut r = reply::json(StatusCode::OK, &body);
-            reply::set_cookie(&mut r, portal.cookies.pending(&pending_token, portal.settings.pending_login_ttl));
-            r
-        }
+        (result @ Ok(PasswordOutcome::CodeSent { .. }), _) => code_sent(cx, result),
         (Ok(PasswordOutcome::Done(done)), format) => {
             let mut r = match format {
                 Format::Html => reply::redirect(StatusCode::SEE_OTHER, &done.redirect),

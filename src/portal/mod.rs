@@ -69,6 +69,7 @@ enum FormatRule {
 enum Endpoint {
     LoginPage,
     Password,
+    StepUp,
     CodePage,
     Code,
     BackupCode,
@@ -114,6 +115,7 @@ use PathRule::{Exact, Prefix};
 pub static ROUTES: &[Route] = &[
     route(M::Read, Exact("/login"), "login", E::LoginPage, R::Html),
     route(M::Post, Exact("/login"), "login", E::Password, R::Html),
+    route(M::Post, Exact("/login/step-up"), "login_step_up", E::StepUp, R::Html),
     route(M::Read, Exact("/otp"), "otp", E::CodePage, R::Html),
     route(M::Post, Exact("/otp"), "otp", E::Code, R::Html),
     route(M::Post, Exact("/otp/resend"), "otp_resend", E::Resend, R::Html),
@@ -130,6 +132,7 @@ pub static ROUTES: &[Route] = &[
     route(M::Post, Exact("/api/verify-login-otp"), "api_verify_login_otp", E::Code, R::Json),
     route(M::Post, Exact("/api/verify-backup-code"), "api_verify_backup_code", E::BackupCode, R::Json),
     route(M::Post, Exact("/api/resend-otp"), "api_resend_otp", E::Resend, R::Json),
+    route(M::Post, Exact("/api/step-up"), "api_step_up", E::StepUp, R::Json),
     route(M::Get, Exact("/api/me"), "api_me", E::Me, R::Json),
     route(M::Post, Exact("/api/toggle-otp"), "api_toggle_otp", E::ToggleOtp, R::Json),
     route(M::Post, Exact("/api/confirm-enable-otp"), "api_confirm_enable_otp", E::ConfirmOtp, R::Json),
@@ -172,8 +175,9 @@ impl Portal {
         };
         let cx = Cx { portal: self, info, format, uri: &parts.uri, headers: &parts.headers };
         let (mut response, user) = match route.endpoint {
-            E::LoginPage => anonymous(login::login_page(&cx)),
+            E::LoginPage => anonymous(login::login_page(&cx).await),
             E::Password => anonymous(login::password(&cx, body).await),
+            E::StepUp => anonymous(login::step_up(&cx, body).await),
             E::CodePage => anonymous(login::code_page(&cx).await),
             E::Code => anonymous(login::code(&cx, body, false).await),
             E::BackupCode => anonymous(login::code(&cx, body, true).await),
@@ -196,7 +200,7 @@ impl Portal {
         if route.endpoint != E::Static {
             reply::secure_headers(response.headers_mut(), self.replies.hsts());
         }
-        if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if matches!(response.status(), StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
             // The rest of the body was never read, so this HTTP/1.1 connection
             // cannot carry another request. Saying so keeps a keep-alive client
             // from sending its next request into a socket we are about to close.

@@ -34,6 +34,9 @@ pub struct LoginView<'a> {
     pub username: &'a str,
     pub error: &'a str,
     pub info: &'a str,
+    /// A one-factor session's user, offered the second factor instead of
+    /// the password form.
+    pub step_up_user: Option<&'a str>,
 }
 
 #[derive(Serialize)]

@@ -19,16 +19,82 @@ static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-metho
 static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 
-/// The request the proxy is asking about.
+/// The request the proxy is asking about, in normal form.
 struct Original {
-    url: url::Url,
+    scheme: &'static str,
+    /// Lower-case host name without port or trailing dot.
+    host: String,
+    port: Option<u16>,
+    /// The normalised path.
+    path: String,
+    query: Option<String>,
     method: Method,
-    /// Traefik/Caddy style (X-Forwarded-Uri): answer 302 rather than 401.
+    /// Traefik/Caddy style (X-Forwarded-Uri): answer with a redirect rather than 401.
     redirect_style: bool,
+}
+
+impl Original {
+    /// The URL the login page sends the browser back to.
+    fn url(&self) -> String {
+        let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
+        let query = self.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
+        format!("{}://{}{port}{}{query}", self.scheme, self.host, self.path)
+    }
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty())
+}
+
+/// Builds the original request from its parts, each checked: the authority
+/// must be a valid `host[:port]` and the target an origin-form path (and
+/// query) that normalises; a fragment is never part of a request. Anything
+/// else is refused, never guessed at: a proxy that built the URL from a
+/// client's Host would otherwise let the client choose what is checked.
+fn from_parts(
+    scheme: &'static str,
+    authority: &str,
+    target: &str,
+    method: Method,
+    redirect_style: bool,
+) -> Result<Original, &'static str> {
+    let host = crate::normalize::host(authority).map_err(|_| "the original host is not a valid host[:port]")?;
+    if !target.starts_with('/') || target.contains('#') {
+        return Err("the original URI is not an absolute path");
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_owned())),
+        None => (target, None),
+    };
+    let path = crate::normalize::path(path).map_err(|_| "the original path cannot be normalised safely")?;
+    Ok(Original {
+        scheme,
+        host: host.name.into_owned(),
+        port: host.port,
+        path: path.into_owned(),
+        query,
+        method,
+        redirect_style,
+    })
+}
+
+/// Splits an absolute `http(s)://authority/target` URL without any of the
+/// lenience of URL parsers (which drop tabs, read `\` as `/` and skip an
+/// empty authority).
+fn split_url(u: &str) -> Result<(&'static str, &str, &str), &'static str> {
+    const BAD: &str = "X-Original-URL is not an absolute http(s) URL";
+    let (scheme, rest) = u.split_once("://").ok_or(BAD)?;
+    let scheme = if scheme.eq_ignore_ascii_case("http") {
+        "http"
+    } else if scheme.eq_ignore_ascii_case("https") {
+        "https"
+    } else {
+        return Err(BAD);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, target) = rest.split_at(end);
+    let target = if target.is_empty() { "/" } else { target };
+    Ok((scheme, authority, target))
 }
 
 /// Where the original URL comes from. Each proxy sets its own headers but passes
@@ -47,20 +113,18 @@ fn original(headers: &HeaderMap, mode: Option<&str>) -> Result<Original, &'stati
         },
     };
     if nginx_style {
-        let u = header(headers, &X_ORIGINAL_URL).ok_or(MISSING)?;
+        let (scheme, authority, target) = split_url(header(headers, &X_ORIGINAL_URL).ok_or(MISSING)?)?;
         let method = header(headers, &X_ORIGINAL_METHOD).and_then(|m| m.parse().ok()).unwrap_or(Method::GET);
-        let url = url::Url::parse(u).map_err(|_| "X-Original-URL is not a URL")?;
-        return Ok(Original { url, method, redirect_style: false });
+        return from_parts(scheme, authority, target, method, false);
     }
     let uri = header(headers, &X_FORWARDED_URI).ok_or(MISSING)?;
     let proto = header(headers, &crate::proxy::headers::X_FORWARDED_PROTO).unwrap_or("https");
     let host = header(headers, &crate::proxy::headers::X_FORWARDED_HOST)
         .or_else(|| header(headers, &http::header::HOST))
         .ok_or(MISSING)?;
-    let proto = if proto.eq_ignore_ascii_case("http") { "http" } else { "https" };
-    let url = url::Url::parse(&format!("{proto}://{host}{uri}")).map_err(|_| "X-Forwarded-Host/-Uri is not a URL")?;
+    let scheme = if proto.eq_ignore_ascii_case("http") { "http" } else { "https" };
     let method = header(headers, &X_FORWARDED_METHOD).and_then(|m| m.parse().ok()).unwrap_or(Method::GET);
-    Ok(Original { url, method, redirect_style: true })
+    from_parts(scheme, host, uri, method, true)
 }
 
 fn count(decision: &'static str) {
@@ -86,14 +150,9 @@ pub(super) async fn verify(cx: &Cx<'_>) -> Answer {
         Some("redirect") | Some("traefik") | Some("caddy") => true,
         _ => orig.redirect_style,
     };
-    let host = orig.url.host_str().unwrap_or("");
-    let host_port = match orig.url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_owned(),
-    };
     let facts = Facts {
-        host: &host_port,
-        path: orig.url.path(),
+        host: &orig.host,
+        path: &orig.path,
         method: &orig.method,
         client_ip: cx.info.client_ip,
         headers: cx.headers,
@@ -120,10 +179,17 @@ pub(super) async fn verify(cx: &Cx<'_>) -> Answer {
             reply::json_error(StatusCode::FORBIDDEN, "access denied")
         }
         Verdict::LoginRequired(_) => {
-            let location = cx.portal.login_url(orig.url.as_str());
-            if redirect_style {
+            let location = cx.portal.login_url(&orig.url());
+            if redirect_style && reply::is_browser(cx.headers) {
+                // A browser is sent to log in: 302 for a navigation, 303 for
+                // other methods (a 302 replays a POST on some clients).
                 count("redirect");
-                reply::redirect(StatusCode::FOUND, &location)
+                let status = if matches!(orig.method, Method::GET | Method::HEAD) {
+                    StatusCode::FOUND
+                } else {
+                    StatusCode::SEE_OTHER
+                };
+                reply::redirect(status, &location)
             } else {
                 count("unauthorized");
                 let mut r = reply::json_error(StatusCode::UNAUTHORIZED, "authentication required");

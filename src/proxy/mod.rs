@@ -98,7 +98,7 @@ impl Proxy {
                 .map_err(|e| format!("{key}.ca_file: {e}"))?;
             upstreams.push(Upstream {
                 name: authority.to_string(),
-                host: c.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                host: c.host.as_ref().map(|h| h.trim_end_matches('.').to_ascii_lowercase()),
                 host_header: HeaderValue::from_str(authority.as_str()).map_err(|e| format!("{key}.url: {e}"))?,
                 base_path: uri.path().trim_end_matches('/').to_string(),
                 scheme,
@@ -112,17 +112,13 @@ impl Proxy {
         Ok(Proxy { upstreams, default })
     }
 
-    /// First upstream whose host matches (case-insensitive, port ignored), else the default.
-    pub fn select(&self, host: Option<&str>) -> Option<&Upstream> {
-        if let Some(host) = host {
-            let bare = strip_port(host);
-            if let Some(u) =
-                self.upstreams.iter().find(|u| u.host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(bare)))
-            {
-                return Some(u);
-            }
-        }
-        self.default.map(|i| &self.upstreams[i])
+    /// First upstream whose host is `host` (a normalised host name, without
+    /// port), else the default.
+    pub fn select(&self, host: &str) -> Option<&Upstream> {
+        self.upstreams
+            .iter()
+            .find(|u| u.host.as_deref() == Some(host))
+            .or_else(|| self.default.map(|i| &self.upstreams[i]))
     }
 
     /// Forwards `req` to `upstream`, streaming both bodies.
@@ -213,14 +209,6 @@ pub fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
         .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
 }
 
-/// Host without port, for matching.
-pub fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split(']').next().map_or(host, |h| &host[..h.len() + 1]);
-    }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
-}
-
 fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.headers().contains_key(header::UPGRADE)
         && req
@@ -248,16 +236,4 @@ fn upstream_uri(up: &Upstream, original: &Uri) -> Result<Uri, ProxyError> {
         .path_and_query(pq)
         .build()
         .map_err(|e| ProxyError::Protocol { upstream: up.name.clone(), detail: e.to_string() })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_are_ignored_when_matching_hosts() {
-        assert_eq!(strip_port("app.example.com:8443"), "app.example.com");
-        assert_eq!(strip_port("app.example.com"), "app.example.com");
-        assert_eq!(strip_port("[::1]:8080"), "[::1]");
-    }
 }

@@ -42,7 +42,9 @@ fn with(extra: serde_json::Value) -> serde_json::Value {
 }
 
 fn login_ctx() -> serde_json::Value {
-    with(json!({"rd": "https://app.example.com/x?a=1&b=2", "username": "", "error": "", "info": ""}))
+    with(
+        json!({"rd": "https://app.example.com/x?a=1&b=2", "username": "", "error": "", "info": "", "step_up_user": null}),
+    )
 }
 
 fn otp_ctx(backup: bool) -> serde_json::Value {

@@ -46,6 +46,8 @@ pub struct Options {
     pub trusted_proxies: Option<&'static str>,
     /// `[mail] timeout`.
     pub mail_timeout: &'static str,
+    /// Added to `[server]` (one `key = value` per line).
+    pub server: String,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             lockout: None,
             trusted_proxies: None,
             mail_timeout: "5s",
+            server: String::new(),
         }
     }
 }
@@ -96,6 +99,7 @@ listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}"
 metrics_listen = "127.0.0.1:0"
 trusted_proxies = {trusted}
+{server}
 [[upstream]]
 url = "{upstream}"
 [auth]
@@ -129,6 +133,7 @@ default_policy = "{policy}"
                 mail_timeout = o.mail_timeout,
                 policy = o.policy,
                 extra = o.extra,
+                server = o.server,
                 trusted = o.trusted_proxies.unwrap_or(r#"["127.0.0.1/32", "::1/128"]"#),
                 rate_limit = o.rate_limit.unwrap_or(
                     "login = \"50/5m\"\nverify = \"50/5m\"\nresend = \"20/10m\"\notp_emails_per_ip = \"50/1h\""

@@ -1,0 +1,314 @@
+//! One normal form for the paths and hosts that access rules match and that
+//! upstreams receive. Upstreams (nginx, Apache, PHP, Tomcat, Go, Django, Rails,
+//! Spring) resolve dot segments and decode unreserved characters before they
+//! route, so a rule written for `/admin/` must see `/public/../admin/x`,
+//! `/%61dmin/x` and `//admin/x` as the `/admin/x` they are; and the upstream
+//! must be handed exactly the path the rule saw.
+//!
+//! A path is normalised as RFC 3986 section 6 says: percent-encoded unreserved
+//! characters are decoded, other escapes get upper-case hex, dot segments are
+//! removed and repeated slashes merged. What cannot be normalised without
+//! changing its meaning for some upstream is refused: an encoded `/`, `\` or
+//! NUL inside a segment, a malformed escape, a literal `\` (some servers read
+//! it as `/`), and a dot segment with `;` parameters (Tomcat reads `..;` as
+//! `..`).
+//!
+//! A host is lower-cased, loses a trailing dot and has its port split off;
+//! anything that is not a valid `host[:port]` is refused.
+
+use std::borrow::Cow;
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the path does not start with '/'")]
+    NotAbsolute,
+    #[error("the path holds an encoded '/', '\\' or NUL")]
+    EncodedSeparator,
+    #[error("the path holds a malformed percent-escape")]
+    BadEscape,
+    #[error("the path holds a '\\'")]
+    Backslash,
+    #[error("the path holds a dot segment with parameters")]
+    DotParameters,
+}
+
+/// True for RFC 3986 unreserved characters, which never need escaping.
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Whether `path` is already in normal form, checked without allocating:
+/// no escape, no backslash, no empty segment, no dot segment. Almost every
+/// real request takes this way.
+fn already_normal(path: &[u8]) -> bool {
+    if path.first() != Some(&b'/') {
+        return false;
+    }
+    let mut segment_start = 1;
+    for i in 1..=path.len() {
+        let end = i == path.len();
+        if !end {
+            match path[i] {
+                b'%' | b'\\' => return false,
+                b'/' => {}
+                _ => continue,
+            }
+        }
+        let seg = &path[segment_start..i];
+        // An empty segment is only allowed at the very end (a trailing slash).
+        if (seg.is_empty() && !end) || seg == b"." || seg == b".." || seg.starts_with(b".;") || seg.starts_with(b"..;")
+        {
+            return false;
+        }
+        segment_start = i + 1;
+    }
+    true
+}
+
+/// The normal form of a request path (without its query).
+pub fn path(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    if raw.is_empty() {
+        return Ok(Cow::Borrowed("/"));
+    }
+    let bytes = raw.as_bytes();
+    if already_normal(bytes) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    if bytes[0] != b'/' {
+        return Err(PathError::NotAbsolute);
+    }
+    // Decode each segment; collect the segments that survive dot removal.
+    let mut out: Vec<String> = Vec::new();
+    let ends_with_slash = bytes.ends_with(b"/");
+    let mut segments = raw[1..].split('/').peekable();
+    let mut trailing = ends_with_slash;
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        let seg = decode_segment(seg)?;
+        match seg.as_str() {
+            // Repeated slashes merge; a trailing one is kept below.
+            "" => {}
+            "." => trailing |= last,
+            ".." => {
+                out.pop();
+                trailing |= last;
+            }
+            s if s.starts_with(".;") || s.starts_with("..;") => return Err(PathError::DotParameters),
+            _ => out.push(seg),
+        }
+    }
+    let mut normal = String::with_capacity(raw.len());
+    for seg in &out {
+        normal.push('/');
+        normal.push_str(seg);
+    }
+    if trailing || out.is_empty() {
+        normal.push('/');
+    }
+    Ok(Cow::Owned(normal))
+}
+
+/// Decodes the unreserved escapes of one segment and upper-cases the others.
+fn decode_segment(seg: &str) -> Result<String, PathError> {
+    let b = seg.as_bytes();
+    let mut out = String::with_capacity(seg.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let (Some(hi), Some(lo)) = (b.get(i + 1).and_then(|&c| hex(c)), b.get(i + 2).and_then(|&c| hex(c)))
+                else {
+                    return Err(PathError::BadEscape);
+                };
+                let c = hi * 16 + lo;
+                if matches!(c, b'/' | b'\\' | 0) {
+                    return Err(PathError::EncodedSeparator);
+                }
+                if unreserved(c) {
+                    out.push(char::from(c));
+                } else {
+                    out.push('%');
+                    out.push(char::from(b"0123456789ABCDEF"[usize::from(hi)]));
+                    out.push(char::from(b"0123456789ABCDEF"[usize::from(lo)]));
+                }
+                i += 3;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            _ => {
+                // A multi-byte character is copied whole (request paths are
+                // ASCII after hyper's parsing, but be exact either way).
+                let ch_len = seg[i..].chars().next().map_or(1, char::len_utf8);
+                out.push_str(&seg[i..i + ch_len]);
+                i += ch_len;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A host as rules and upstream selection see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host<'a> {
+    /// Lower-case, without a trailing dot; IPv6 addresses keep their brackets.
+    pub name: Cow<'a, str>,
+    pub port: Option<u16>,
+}
+
+/// Why a host was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid host[:port]")]
+pub struct HostError;
+
+/// The normal form of a `Host` header (or an authority): `host[:port]` with a
+/// DNS name, an IPv4 address or a bracketed IPv6 address. Anything else (a
+/// `#`, `?`, `\`, `/`, `@`, space, an empty host, a port that is not a number)
+/// is refused rather than guessed at.
+pub fn host(raw: &str) -> Result<Host<'_>, HostError> {
+    let (name, port) = if let Some(rest) = raw.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']').ok_or(HostError)?;
+        addr.parse::<std::net::Ipv6Addr>().map_err(|_| HostError)?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or(HostError)?),
+        };
+        (&raw[..addr.len() + 2], port)
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (raw, None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse::<u16>().map_err(|_| HostError)?)
+        }
+        Some(_) => return Err(HostError),
+    };
+    if name.starts_with('[') {
+        return Ok(Host { name: lower(name), port });
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let valid_label = |l: &str| {
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
+        return Err(HostError);
+    }
+    Ok(Host { name: lower(name), port })
+}
+
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { Cow::Borrowed(s) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(p: &str) -> String {
+        path(p).unwrap_or_else(|e| panic!("{p}: {e}")).into_owned()
+    }
+
+    #[test]
+    fn dot_segments_escapes_and_repeated_slashes_resolve_to_the_path_upstreams_see() {
+        assert_eq!(n("/public/../admin/x"), "/admin/x");
+        assert_eq!(n("/public/%2e%2e/admin/x"), "/admin/x");
+        assert_eq!(n("/public/%2E%2E/admin/x"), "/admin/x");
+        assert_eq!(n("/public/./../admin/x"), "/admin/x");
+        assert_eq!(n("/%61dmin/x"), "/admin/x");
+        assert_eq!(n("//admin/x"), "/admin/x");
+        assert_eq!(n("/./admin/x"), "/admin/x");
+        assert_eq!(n("/admin/%2e/x"), "/admin/x");
+        assert_eq!(n("/a/b/../../../../c"), "/c");
+        assert_eq!(n("/a/b/.."), "/a/");
+        assert_eq!(n("/a/b/."), "/a/b/");
+        assert_eq!(n("/a//"), "/a/");
+        assert_eq!(n(""), "/");
+        assert_eq!(n("/.."), "/");
+    }
+
+    #[test]
+    fn other_escapes_stay_escaped_with_upper_case_hex() {
+        assert_eq!(n("/caf%c3%a9/x%20y"), "/caf%C3%A9/x%20y");
+        assert_eq!(n("/a%7eb"), "/a~b");
+    }
+
+    #[test]
+    fn a_path_already_normal_is_borrowed_not_copied() {
+        for p in ["/", "/admin/x", "/a/b/", "/a.b/c..d/.e", "/x;y=1/z"] {
+            assert!(matches!(path(p), Ok(Cow::Borrowed(_))), "{p}");
+        }
+    }
+
+    #[test]
+    fn what_would_change_meaning_is_refused() {
+        assert_eq!(path("/a%2fb"), Err(PathError::EncodedSeparator));
+        assert_eq!(path("/a%2Fb"), Err(PathError::EncodedSeparator));
+        assert_eq!(path("/a%5cb"), Err(PathError::EncodedSeparator));
+        assert_eq!(path("/a%00b"), Err(PathError::EncodedSeparator));
+        assert_eq!(path("/a%zz"), Err(PathError::BadEscape));
+        assert_eq!(path("/a%4"), Err(PathError::BadEscape));
+        assert_eq!(path("/public/..\\admin"), Err(PathError::Backslash));
+        assert_eq!(path("/public/..;/admin/x"), Err(PathError::DotParameters));
+        assert_eq!(path("/public/%2e%2e;/admin/x"), Err(PathError::DotParameters));
+        assert_eq!(path("admin"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn normalising_twice_changes_nothing() {
+        for p in ["/public/../admin/x", "/%61dmin//x/", "/caf%c3%a9", "/a/./b/../c/."] {
+            let once = n(p);
+            assert_eq!(n(&once), once, "{p}");
+        }
+    }
+
+    #[test]
+    fn hosts_lose_case_trailing_dot_and_port() {
+        let h = host("Admin.Test.:8443").unwrap();
+        assert_eq!((h.name.as_ref(), h.port), ("admin.test", Some(8443)));
+        assert_eq!(host("admin.test.").unwrap().name, "admin.test");
+        assert_eq!(host("127.0.0.1:80").unwrap(), Host { name: Cow::Borrowed("127.0.0.1"), port: Some(80) });
+        let v6 = host("[2001:DB8::1]:443").unwrap();
+        assert_eq!((v6.name.as_ref(), v6.port), ("[2001:db8::1]", Some(443)));
+        assert_eq!(host("[::1]").unwrap().port, None);
+    }
+
+    #[test]
+    fn a_host_that_is_not_host_and_port_is_refused() {
+        for bad in [
+            "127.0.0.1:8080#",
+            "127.0.0.1:8080?",
+            "127.0.0.1:8080\\",
+            "a.test#x",
+            "",
+            ":80",
+            "a.test:",
+            "a.test:99999",
+            "a.test:8o",
+            "user@a.test",
+            "a test",
+            "a/b",
+            "[::1",
+            "[nope]:1",
+            "a..test",
+            "admin",
+        ] {
+            if bad == "admin" {
+                assert!(host(bad).is_ok(), "a single label is a valid name");
+                continue;
+            }
+            assert!(host(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
