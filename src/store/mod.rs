@@ -2,7 +2,8 @@
 //! codes, rate windows, lockouts, durable per-user state, audit) behind domain
 //! operations that are atomic in each backend. Handlers call these methods; they
 //! never build keys. Two backends: `memory://` (embedded, single process) and
-//! Redis (`redis://`, `rediss://`) for production and several replicas.
+//! Redis (one server, Sentinel or Cluster) for production and several replicas,
+//! with a near cache of sessions in front (docs/store.md).
 //!
 //! Every operation is bounded by `store.timeout`: a slow or absent backend turns
 //! into `StoreError::Timeout`/`Unavailable`, never a hung request. Secrets that
@@ -25,7 +26,7 @@ use crate::clock::Clock;
 use crate::config::StoreConfig;
 
 use self::memory::MemoryStore;
-use self::redis::RedisStore;
+use self::redis::{Cached, RedisStore};
 
 /// Most audit entries kept per user.
 pub const AUDIT_PER_USER: usize = 100;
@@ -287,19 +288,14 @@ impl Store {
     }
 
     /// As `open`, with the clock the memory store keeps time by (tests pass a
-    /// manual one). Redis ignores it: its scripts read Redis `TIME`.
+    /// manual one). Redis's scripts read Redis `TIME`; its near cache reads
+    /// this clock, corrected by how far Redis's is ahead.
     pub async fn open_with_clock(cfg: &StoreConfig, clock: Clock) -> StoreResult<Store> {
         let url = cfg.url.expose();
-        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or(url);
-        let backend = match scheme {
-            "memory" => Backend::Memory(MemoryStore::open(cfg, clock).await?),
-            "redis" | "rediss" => Backend::Redis(RedisStore::open(cfg)?),
-            // The URL may carry a password: name only the scheme.
-            other => {
-                return Err(StoreError::Unavailable(format!(
-                    "unsupported store url scheme `{other}` (use memory://, redis:// or rediss://)"
-                )));
-            }
+        let backend = if url.starts_with("memory:") {
+            Backend::Memory(MemoryStore::open(cfg, clock).await?)
+        } else {
+            Backend::Redis(RedisStore::open(cfg, clock)?)
         };
         Ok(Store { backend, timeout: cfg.timeout })
     }
@@ -309,6 +305,23 @@ impl Store {
         match self.backend {
             Backend::Memory(_) => "memory",
             Backend::Redis(_) => "redis",
+        }
+    }
+
+    /// `memory`, `redis`, `redis-sentinel` or `redis-cluster`, for logs.
+    pub fn topology(&self) -> &'static str {
+        match &self.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Redis(r) => r.topology(),
+        }
+    }
+
+    /// True while Redis's near cache is serving: on, and its invalidation
+    /// channel up. Always false for the memory store.
+    pub fn near_cache_live(&self) -> bool {
+        match &self.backend {
+            Backend::Memory(_) => false,
+            Backend::Redis(r) => r.near_cache_live(),
         }
     }
 
@@ -338,10 +351,18 @@ impl Store {
     }
 
     /// Load-and-touch: returns the session and slides its idle expiry, or None
-    /// when absent or expired (idle or absolute).
+    /// when absent or expired (idle or absolute). With Redis's near cache, a
+    /// live session is usually answered without a round trip: expiry is
+    /// checked here and the slide written back at most once per interval.
     pub async fn touch_session(&self, token: &str) -> StoreResult<Option<SessionRecord>> {
         let id = Self::session_id(token);
-        dispatch!(self, b => b.touch_session(&id))
+        match &self.backend {
+            Backend::Memory(m) => self.bounded("touch_session", m.touch_session(&id)).await,
+            Backend::Redis(r) => match r.cached_session(&id) {
+                Cached::Hit(rec) => Ok(Some(rec)),
+                Cached::Ask(ticket) => self.bounded("touch_session", Box::pin(r.touch_session(&id, ticket))).await,
+            },
+        }
     }
 
     /// Replaces `old` by `new` atomically (privilege change: no fixation).
@@ -527,6 +548,12 @@ impl Store {
         }
         dispatch!(self, b => b.recent_audit(user, limit))
     }
+}
+
+/// Checks a Redis `store.url` (any topology) as opening the store would;
+/// returns whether it uses TLS. The error never repeats the URL.
+pub fn check_redis_url(url: &str) -> Result<bool, String> {
+    self::redis::url::parse(url).map(|t| t.tls())
 }
 
 /// True for strings shaped like `Store::session_id` output (43 base64url chars).
