@@ -124,13 +124,14 @@ async fn cached_sessions_cost_no_round_trip_and_the_slide_is_written_back_once_a
     while begun.elapsed() < Duration::from_millis(2500) {
         assert!(s.touch_session("tok").await.unwrap().is_some());
         touches += 1;
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let used = commands_processed(&server) - before;
-    // Per second: one write-back (a pool check and the script) and the
-    // invalidation channel's five pings, whatever the number of touches.
-    assert!(touches >= 200, "only {touches} touches");
-    assert!(used <= touches / 10, "{touches} touches cost {used} Redis commands");
+    // Per second about seven: one write-back (a pool check and the script) and
+    // the invalidation channel's five pings, whatever the number of touches.
+    assert!(touches >= 200, "only {touches} touches: the machine is too busy to show anything");
+    assert!(used * 10 <= touches, "{touches} touches cost {used} Redis commands");
+    eprintln!("{touches} touches in {:?} cost {used} Redis commands", begun.elapsed());
 
     let last_seen: u64 = server
         .cmd(&["HGET", &format!("portcullis:{{s:{}}}:sess", Store::session_id("tok")), "last_seen"])

@@ -378,12 +378,16 @@ impl RedisCluster {
 
     /// (first slot of each range, owner's address) as `node` sees them.
     fn slot_owners(&self, node: &RedisServer) -> Option<Vec<(u16, String)>> {
-        let ranges: Vec<(u16, u16, (String, u16))> =
-            node.cmd::<Vec<::redis::Value>>(&["CLUSTER", "SLOTS"]).ok().map(|v| {
-                v.into_iter().filter_map(|r| ::redis::from_redis_value::<(u16, u16, (String, u16))>(r).ok()).collect()
-            })?;
-        let mut owners: Vec<(u16, String)> =
-            ranges.into_iter().map(|(lo, _, (h, p))| (lo, format!("{h}:{p}"))).collect();
+        use ::redis::{Value, from_redis_value_ref as get};
+        // Each range: [first, last, [ip, port, id, ...], replicas...].
+        let ranges: Vec<Value> = node.cmd(&["CLUSTER", "SLOTS"]).ok()?;
+        let mut owners = Vec::new();
+        for range in &ranges {
+            let Value::Array(r) = range else { return None };
+            let Some(Value::Array(master)) = r.get(2) else { return None };
+            let (ip, port): (String, u16) = (get(master.first()?).ok()?, get(master.get(1)?).ok()?);
+            owners.push((get::<u16>(r.first()?).ok()?, format!("{ip}:{port}")));
+        }
         owners.sort();
         Some(owners)
     }

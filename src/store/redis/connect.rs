@@ -294,10 +294,39 @@ impl Conn {
     }
 }
 
+/// Slot-move replies that can still reach us when a cluster node redirects a
+/// command the client already redirected once (a slot moving as it retried).
+/// They mean the command did not run, so sending it again is safe.
+fn redirected(result: &Result<Value, RedisError>) -> bool {
+    let code = match result {
+        Ok(Value::ServerError(e)) => Some(e.code()),
+        Ok(_) => None,
+        Err(e) => e.code(),
+    };
+    matches!(code, Some("ASK" | "MOVED" | "TRYAGAIN"))
+}
+
+/// Sends `cmd` on a cluster connection, again after a short pause while the
+/// reply says its slot is moving; the store's deadline bounds the whole.
+async fn cluster_command(c: &mut ClusterConnection, cmd: &Cmd) -> Result<Value, RedisError> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let result = c.req_packed_command(cmd).await;
+        if !redirected(&result) || pause > Duration::from_millis(500) {
+            return result;
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    }
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let result = self.connection().req_packed_command(cmd).await;
+            let result = match &mut self.inner {
+                Inner::Cluster(c) => cluster_command(c, cmd).await,
+                _ => self.connection().req_packed_command(cmd).await,
+            };
             self.broken |= condemns(&result);
             result
         })
@@ -332,7 +361,7 @@ impl ConnectionLike for Shared {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Shared::Multiplexed(c) => c.req_packed_command(cmd),
-            Shared::Cluster(c) => c.req_packed_command(cmd),
+            Shared::Cluster(c) => Box::pin(cluster_command(c, cmd)),
         }
     }
 

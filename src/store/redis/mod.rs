@@ -53,6 +53,8 @@ struct Scripts {
     cooldown_start: Script,
     rate: Script,
     known_ip: Script,
+    backup_replace: Script,
+    audit_push: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -66,6 +68,8 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     cooldown_start: Script::new(include_str!("cooldown_start.lua")),
     rate: Script::new(include_str!("rate.lua")),
     known_ip: Script::new(include_str!("known_ip.lua")),
+    backup_replace: Script::new(include_str!("backup_replace.lua")),
+    audit_push: Script::new(include_str!("audit_push.lua")),
 });
 
 /// Handle to the Redis backend; clones share the connections and the cache.
@@ -337,16 +341,17 @@ impl RedisStore {
     // --- durable per-user state (no TTL) ---
 
     pub(super) async fn user_state(&self, user: &str) -> StoreResult<UserState> {
-        let mut c = self.conn().await?;
-        let (otp, left): (Option<String>, u32) = r::pipe()
-            .cmd("HGET")
-            .arg(self.keys.state(user))
-            .arg("otp_enabled")
-            .cmd("SCARD")
-            .arg(self.keys.backup_codes(user))
-            .query_async(&mut c)
-            .await
-            .map_err(redis_error)?;
+        // Two single-key reads sent together rather than one two-key step: a
+        // Cluster refuses multi-key commands (TRYAGAIN) while their slot is
+        // half moved, and these two need not be read atomically.
+        let c = self.conn().await?;
+        let (mut a, mut b) = (c.shared(), c.shared());
+        let (otp, left) = (
+            r::cmd("HGET").arg(self.keys.state(user)).arg("otp_enabled").clone(),
+            r::cmd("SCARD").arg(self.keys.backup_codes(user)).clone(),
+        );
+        let (otp, left) = tokio::join!(otp.query_async::<Option<String>>(&mut a), left.query_async::<u32>(&mut b));
+        let (otp, left) = (otp.map_err(redis_error)?, left.map_err(redis_error)?);
         Ok(UserState { otp_enabled: otp.as_deref() == Some("1"), backup_codes_left: left })
     }
 
@@ -362,15 +367,16 @@ impl RedisStore {
     }
 
     pub(super) async fn replace_backup_codes(&self, user: &str, hashes: &[[u8; 32]]) -> StoreResult<()> {
-        let key = self.keys.backup_codes(user);
-        let mut p = r::pipe();
-        p.atomic().cmd("DEL").arg(&key).ignore();
-        if !hashes.is_empty() {
-            let members: Vec<String> = hashes.iter().map(hex32).collect();
-            p.cmd("SADD").arg(&key).arg(members).ignore();
-        }
+        let members: Vec<String> = hashes.iter().map(hex32).collect();
         let mut c = self.conn().await?;
-        p.query_async::<()>(&mut c).await.map_err(redis_error)
+        SCRIPTS
+            .backup_replace
+            .key(self.keys.backup_codes(user))
+            .arg(members)
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
     }
 
     /// SREM is atomic, so exactly one concurrent caller removes the member. It
@@ -404,26 +410,24 @@ impl RedisStore {
 
     pub(super) async fn append_audit(&self, rec: &AuditRecord) -> StoreResult<()> {
         // The user's list and the global one live in different slots: one
-        // pipeline each, sent together.
+        // script each, sent together.
         let json = to_json(rec)?;
+        let c = self.conn().await?;
         let push = |key: String, cap: usize| {
-            let mut p = r::pipe();
-            p.cmd("LPUSH").arg(&key).arg(&json).ignore();
-            p.cmd("LTRIM").arg(&key).arg(0).arg(cap - 1).ignore();
-            p
+            let (mut h, json) = (c.shared(), &json);
+            async move { SCRIPTS.audit_push.key(key).arg(json).arg(cap).invoke_async::<i64>(&mut h).await }
         };
         let global = push(self.keys.global_audit(), AUDIT_GLOBAL);
-        let c = self.conn().await?;
-        let mut g = c.shared();
         match &rec.user {
             Some(user) => {
-                let own = push(self.keys.user_audit(user), AUDIT_PER_USER);
-                let mut u = c.shared();
-                let (a, b) = tokio::join!(own.query_async::<()>(&mut u), global.query_async::<()>(&mut g));
-                a.and(b).map_err(redis_error)
+                let (own, global) = tokio::join!(push(self.keys.user_audit(user), AUDIT_PER_USER), global);
+                own.and(global).map_err(redis_error)?;
             }
-            None => global.query_async::<()>(&mut g).await.map_err(redis_error),
+            None => {
+                global.await.map_err(redis_error)?;
+            }
         }
+        Ok(())
     }
 
     pub(super) async fn recent_audit(&self, user: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>> {
