@@ -124,18 +124,27 @@ async fn metric(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
     support::sample(&text, name, labels)
 }
 
+/// The `q` quantile (0..=1) of sorted `xs`, by the nearest-rank method.
+fn quantile(xs: &[Duration], q: f64) -> Duration {
+    let rank = ((q * xs.len() as f64).ceil() as usize).clamp(1, xs.len());
+    xs[rank - 1]
+}
+
+/// Five logouts here; `bench/revocation_lag.sh` runs it with 200 on the
+/// release binary (`REVOCATION_LAG_LOGOUTS`) and reports the quantiles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_on_one_replica_is_refused_by_another_within_100_ms() {
     let Some(redis) = server_or_skip("a_logout_on_one_replica_is_refused_by_another_within_100_ms") else { return };
+    let rounds = std::env::var("REVOCATION_LAG_LOGOUTS").ok().and_then(|n| n.parse().ok()).unwrap_or(5);
     let site = Site::start().await;
     let (_a, a) = site.replica(&redis.url());
     let (b_gw, b) = site.replica(&redis.url());
     let http = http();
     let mut lags = Vec::new();
-    for round in 0..5 {
+    for round in 0..rounds {
         let cookie = login(&http, &a).await.expect("login through a");
         // b serves the session (from its near cache after the first request).
-        for _ in 0..20 {
+        for _ in 0..5 {
             assert_eq!(app(&http, &b, &cookie).await, Some(StatusCode::OK), "round {round}: b lets alice in");
         }
         logout(&http, &a, &cookie).await;
@@ -150,13 +159,20 @@ async fn a_logout_on_one_replica_is_refused_by_another_within_100_ms() {
                 other => panic!("round {round}: b answered {other:?}"),
             }
         }
-        let lag = first_refusal.expect("b refused the logged-out session");
-        assert!(lag <= Duration::from_millis(100), "round {round}: b refused only {lag:?} after the logout on a");
-        lags.push(lag);
+        lags.push(first_refusal.expect("b refused the logged-out session"));
     }
-    eprintln!("logout on a → first refusal on b: {lags:?}");
+    lags.sort();
+    let (p50, p99, max) = (quantile(&lags, 0.5), quantile(&lags, 0.99), lags[lags.len() - 1]);
+    eprintln!(
+        "revocation lag over {rounds} logouts (logout answered on a → b's first refusal, one request included): \
+         p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        p50.as_secs_f64() * 1000.0,
+        p99.as_secs_f64() * 1000.0,
+        max.as_secs_f64() * 1000.0
+    );
+    assert!(p99 <= Duration::from_millis(100), "b refused logged-out sessions only after up to {p99:?} (p99)");
     let hits = metric(&b_gw, "portcullis_session_cache_events_total", &[("event", "hit")]).await;
-    assert!(hits >= 50.0, "b answered from its near cache ({hits} hits)");
+    assert!(hits >= 4.0 * rounds as f64, "b answered from its near cache ({hits} hits)");
     assert_eq!(metric(&b_gw, "portcullis_session_cache_live", &[]).await, 1.0);
 }
 
@@ -279,11 +295,13 @@ async fn a_sentinel_failover_under_load_keeps_the_gateway_closed_then_serves_wit
         if promoted.is_none() && sentinel.current_master().is_some_and(|m| m != old_master) {
             promoted = Some(kill.elapsed());
         }
-        if relogin.is_none() && timeline.lock().unwrap().first_200_after.is_some() {
-            if let Ok(c) = login(&http, &base).await {
-                assert_eq!(app(&http, &base, &c).await, Some(StatusCode::OK), "the new session works");
-                relogin = Some(kill.elapsed());
-            }
+        let serving_again = timeline.lock().unwrap().first_200_after.is_some();
+        if relogin.is_none()
+            && serving_again
+            && let Ok(c) = login(&http, &base).await
+        {
+            assert_eq!(app(&http, &base, &c).await, Some(StatusCode::OK), "the new session works");
+            relogin = Some(kill.elapsed());
         }
         if promoted.is_some() && relogin.is_some() {
             break;
