@@ -1,10 +1,12 @@
 //! Store micro-benchmark: operations per second of session load-and-touch
-//! (`touch_session`) and rate-limit hits (`rate_hit`) on both backends, from
-//! 32 concurrent tasks on a multi-threaded runtime. Redis runs as a private
-//! redis-server on a free loopback port, started here and killed at exit.
+//! (`touch_session`) and rate-limit hits (`rate_hit`), from 32 concurrent
+//! tasks on a multi-threaded runtime, side by side on every backend: memory;
+//! one redis-server with the near cache and without it; Sentinel (master,
+//! replica, three Sentinels); and a three-master Cluster. Every Redis process
+//! is private, on free loopback ports, started here and killed at exit.
 //!
-//! Run: `cargo bench --bench store` (about 10 s). Figures include the Store's
-//! own per-operation work (deadline, metrics), as the gateway pays it.
+//! Run: `cargo bench --bench store` (about a minute). Figures include the
+//! Store's own per-operation work (deadline, metrics), as the gateway pays it.
 
 #[path = "../tests/support/redis.rs"]
 mod redis_support;
@@ -14,31 +16,82 @@ use std::time::{Duration, Instant};
 
 use portcullis::config::{Secret, StoreConfig};
 use portcullis::store::{AuthLevel, RateBucket, SessionRecord, Store};
+use redis_support::{RedisCluster, RedisServer, SentinelSetup};
 
 const TASKS: usize = 32;
 const WARMUP: Duration = Duration::from_millis(250);
 const MEASURE: Duration = Duration::from_millis(1500);
+const OPS: [&str; 3] = ["touch_session", "rate_hit (allowed, counted)", "rate_hit (limited)"];
 
 #[tokio::main]
 async fn main() {
-    let memory = Store::open(&StoreConfig::default()).await.expect("open memory store");
-    bench_backend("memory", &memory).await;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "{TASKS} tasks, {} cores, load average {}",
+        num_cpus(),
+        load.split(' ').take(3).collect::<Vec<_>>().join(" ")
+    );
+    let mut columns: Vec<(String, [f64; 3])> = Vec::new();
 
-    match redis_support::RedisServer::start() {
-        Ok(server) => {
-            let cfg = StoreConfig { url: Secret::new(server.url()), ..StoreConfig::default() };
-            let redis = Store::open(&cfg).await.expect("open redis store");
-            redis.ping().await.expect("redis answers");
-            bench_backend("redis", &redis).await;
-        }
-        Err(why) => {
-            eprintln!("redis: not measured: {why}");
-            std::process::exit(1);
-        }
+    let memory = Store::open(&StoreConfig::default()).await.expect("open memory store");
+    columns.push(("memory".into(), bench_backend(&memory).await));
+
+    let server = RedisServer::start().unwrap_or_else(|e| fail("redis", &e));
+    columns.push(("redis".into(), bench_backend(&open(&server.url(), true).await).await));
+    columns.push(("redis, no near cache".into(), bench_backend(&open(&server.url(), false).await).await));
+    drop(server);
+
+    let sentinel = SentinelSetup::start().unwrap_or_else(|e| fail("sentinel", &e));
+    columns.push(("sentinel".into(), bench_backend(&open(&sentinel.url(), true).await).await));
+    drop(sentinel);
+
+    let cluster = RedisCluster::start().unwrap_or_else(|e| fail("cluster", &e));
+    columns.push(("cluster".into(), bench_backend(&open(&cluster.url(), true).await).await));
+    columns.push(("cluster, no near cache".into(), bench_backend(&open(&cluster.url(), false).await).await));
+    drop(cluster);
+
+    println!();
+    print!("{:<30}", "ops/s");
+    for (name, _) in &columns {
+        print!("{name:>24}");
     }
+    println!();
+    for (i, op) in OPS.iter().enumerate() {
+        print!("{op:<30}");
+        for (_, figures) in &columns {
+            print!("{:>24}", format!("{:.0}", figures[i]));
+        }
+        println!();
+    }
+    print!("{:<30}", "touch_session ÷ memory");
+    for (_, figures) in &columns {
+        print!("{:>24}", format!("{:.3}", figures[0] / columns[0].1[0]));
+    }
+    println!();
 }
 
-async fn bench_backend(name: &str, store: &Store) {
+fn fail(what: &str, why: &str) -> ! {
+    eprintln!("{what}: not measured: {why}");
+    std::process::exit(1);
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+async fn open(url: &str, near_cache: bool) -> Store {
+    let cfg = StoreConfig { url: Secret::new(url), near_cache, ..StoreConfig::default() };
+    let store = Store::open(&cfg).await.expect("open redis store");
+    store.ping().await.expect("redis answers");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while near_cache && !store.near_cache_live() {
+        assert!(Instant::now() < deadline, "the near cache did not come up");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store
+}
+
+async fn bench_backend(store: &Store) -> [f64; 3] {
     // Each task owns one session, as each browser does.
     for task in 0..TASKS {
         store.create_session(&token(task), &record(task)).await.expect("create session");
@@ -48,7 +101,6 @@ async fn bench_backend(name: &str, store: &Store) {
         assert!(found.is_some(), "the session is live");
     })
     .await;
-    report(name, "touch_session", touch);
 
     // Under the limit: every hit is counted (the heavier path). Each task is
     // one client IP; a 1 s window keeps the logs short.
@@ -58,7 +110,6 @@ async fn bench_backend(name: &str, store: &Store) {
             .expect("rate_hit");
     })
     .await;
-    report(name, "rate_hit (allowed, counted)", counted);
 
     // Over the limit: a client hammering a 5-per-minute window.
     let limited = measure(store, |s, task| async move {
@@ -67,7 +118,7 @@ async fn bench_backend(name: &str, store: &Store) {
             .expect("rate_hit");
     })
     .await;
-    report(name, "rate_hit (limited)", limited);
+    [touch, counted, limited]
 }
 
 /// Runs `op` from `TASKS` tasks for `WARMUP + MEASURE`; returns the operations
@@ -90,6 +141,9 @@ where
                     if done >= start && done < end {
                         counted += 1;
                     }
+                    // A near-cache hit never waits: let the other tasks (and
+                    // the cache's invalidation channel) run.
+                    tokio::task::yield_now().await;
                 }
                 counted
             })
@@ -100,11 +154,6 @@ where
         total += t.await.expect("bench task");
     }
     total as f64 / MEASURE.as_secs_f64()
-}
-
-fn report(backend: &str, op: &str, ops_per_sec: f64) {
-    let mean_us = TASKS as f64 / ops_per_sec * 1e6;
-    println!("{backend:<7} {op:<28} {ops_per_sec:>10.0} ops/s   ({TASKS} tasks, mean latency {mean_us:.0} us)");
 }
 
 fn token(task: usize) -> String {

@@ -30,6 +30,22 @@ pub fn read(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+/// The certificates as a PEM bundle (for clients that take PEM).
+pub fn to_pem(certs: &[CertificateDer<'_>]) -> String {
+    use base64::Engine as _;
+    let mut out = String::new();
+    for cert in certs {
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).unwrap_or_default());
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,9 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use http::StatusCode;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Buckets from 1 ms to 10 s: auth latencies span cache hits to argon2 plus SMTP.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -30,6 +32,8 @@ pub struct Metrics {
     pub sessions_created: IntCounter,
     pub store_duration: HistogramVec,
     pub store_errors: IntCounterVec,
+    pub session_cache_events: IntCounterVec,
+    pub session_cache_live: IntGauge,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -43,6 +47,12 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::with_opts(Opts::new(name, help).namespace("portcullis")).expect("static metric definition");
     r.register(Box::new(c.clone())).expect("metric registered once");
     c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::with_opts(Opts::new(name, help).namespace("portcullis")).expect("static metric definition");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
 }
 
 fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64]) -> HistogramVec {
@@ -115,6 +125,19 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             STORE_BUCKETS,
         ),
         store_errors: counter_vec(&r, "store_errors_total", "Failed store operations.", &["op"]),
+        session_cache_events: counter_vec(
+            &r,
+            "session_cache_events_total",
+            "Near-cache session lookups and upkeep, by event: hit, miss, write_back (a hit that also \
+             slides the expiry in Redis), invalidation (an ended session announced), eviction (room made), \
+             flush (emptied: the invalidation channel was lost or regained).",
+            &["event"],
+        ),
+        session_cache_live: gauge(
+            &r,
+            "session_cache_live",
+            "1 while the near cache's invalidation channel is up and the cache serves; 0 otherwise.",
+        ),
         registry: r,
     }
 });

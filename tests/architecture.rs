@@ -46,8 +46,10 @@ fn module_path(rel: &Path) -> String {
 /// The code a file contributes: up to its trailing test module, without
 /// comments (a doc comment may name a module it does not use).
 fn code(text: &str) -> String {
-    let text = text.find("#[cfg(test)]").map_or(text, |i| &text[..i]);
-    text.lines().map(|l| l.find("//").map_or(l, |i| &l[..i])).collect::<Vec<_>>().join("\n")
+    let text = text.find("#[cfg(test)]\nmod ").map_or(text, |i| &text[..i]);
+    let code = text.lines().map(|l| l.find("//").map_or(l, |i| &l[..i])).collect::<Vec<_>>().join("\n");
+    // A visibility (`pub(in crate::store)`) names a module without using it.
+    code.replace("pub(in crate::", "pub(in ")
 }
 
 /// Every `crate::...`, `super::...`, `self::...` path in `code`, and every

@@ -60,6 +60,13 @@ async fn counters_move_for_each_outcome_and_pass_promtool() {
     assert_eq!(r.status(), 302);
     // store error: the store goes away; a protected request fails closed.
     h.redis.as_mut().unwrap().kill();
+    // The near cache serves the session until it sees its channel's connection
+    // closed, a few milliseconds (docs/store.md); from then on, 503.
+    let killed = std::time::Instant::now();
+    while sample(&h.metrics().await, "portcullis_session_cache_live", &[]) != 0.0 {
+        assert!(killed.elapsed() < std::time::Duration::from_millis(500), "the near cache still serves");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let r = h.http.get(h.url("/app")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     let ready = h.http.get(h.url("/_auth/readyz")).send().await.unwrap();

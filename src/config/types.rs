@@ -238,7 +238,9 @@ impl Default for OtpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `memory://`, `redis://host:port/db` or `rediss://...`.
+    /// `memory://`; `redis://host:port/db` or `rediss://...`;
+    /// `redis+sentinel://h1:p1,h2:p2,.../MASTER_NAME[/DB]`; `redis+cluster://h1:p1,h2:p2,...`
+    /// (`rediss+sentinel`, `rediss+cluster` with TLS).
     pub url: Secret,
     /// Memory store: where durable per-user state survives restarts.
     pub state_file: Option<PathBuf>,
@@ -250,6 +252,17 @@ pub struct StoreConfig {
     pub key_prefix: String,
     /// Memory store: most entries kept per kind before new ones are refused.
     pub max_entries: usize,
+    /// Redis over TLS: the CA certificates (PEM) that sign the servers', trusted
+    /// instead of the system roots.
+    pub ca_file: Option<CaFile>,
+    /// Redis: keep live sessions in the gateway process, so an authenticated
+    /// request makes no Redis round trip; revocations are pushed from Redis
+    /// (docs/store.md). The memory store has nothing to cache.
+    pub near_cache: bool,
+    /// Most sessions the near cache holds.
+    pub near_cache_max_entries: usize,
+    /// Most bytes (approximate) the near cache holds.
+    pub near_cache_max_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -261,6 +274,10 @@ impl Default for StoreConfig {
             timeout: Duration::from_secs(2),
             key_prefix: "portcullis:".into(),
             max_entries: 1_000_000,
+            ca_file: None,
+            near_cache: true,
+            near_cache_max_entries: 100_000,
+            near_cache_max_bytes: 32 << 20,
         }
     }
 }

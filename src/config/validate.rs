@@ -29,9 +29,6 @@ impl fmt::Display for Problem {
 /// Minimum length of `auth.secret`: it keys HMACs, so it must carry 256 bits.
 pub const MIN_SECRET_LEN: usize = 32;
 
-/// Store URL schemes this build understands.
-const STORE_SCHEMES: &[&str] = &["memory", "redis", "rediss"];
-
 /// Checks everything the types alone cannot, and reads the CA files the
 /// config names (so the clients use exactly what was checked). `demo` waives
 /// the secret, which the demo generates at random.
@@ -160,19 +157,45 @@ pub fn validate(c: &mut Config, demo: bool) -> Vec<Problem> {
     }
 
     // [store]
-    let url = c.store.url.expose();
-    match url::Url::parse(url) {
-        Ok(u) if STORE_SCHEMES.contains(&u.scheme()) => {}
-        Ok(u) => {
-            bad("store.url", format!("scheme {:?} is not supported; use memory://, redis:// or rediss://", u.scheme()))
+    let st = &mut c.store;
+    let url = st.url.expose().to_owned();
+    let url = url.as_str();
+    // The URL may hold a password: problems name what is wrong, never the URL.
+    let tls = if url.starts_with("memory:") {
+        None
+    } else {
+        match crate::store::redis::url::parse(url).map(|t| t.tls()) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                bad(
+                    "store.url",
+                    format!(
+                        "{e}; use memory://, redis://host:port/db, rediss://..., \
+                         redis+sentinel://h1:p1,h2:p2,h3:p3/MASTER_NAME[/DB] or redis+cluster://h1:p1,h2:p2,..."
+                    ),
+                );
+                None
+            }
         }
-        Err(e) => bad("store.url", format!("not a URL ({e})")),
-    }
-    if c.store.pool_size == 0 {
+    };
+    if st.pool_size == 0 {
         bad("store.pool_size", "must be at least 1".into());
     }
-    if c.store.timeout.is_zero() {
+    if st.timeout.is_zero() {
         bad("store.timeout", "must be above zero".into());
+    }
+    if let Some(ca) = &mut st.ca_file {
+        if tls == Some(false) || url.starts_with("memory:") {
+            bad("store.ca_file", "set, but store.url does not use TLS (rediss://...)".into());
+        } else if let Err(e) = ca.load() {
+            bad("store.ca_file", e);
+        }
+    }
+    if st.near_cache_max_entries == 0 {
+        bad("store.near_cache_max_entries", "must be at least 1 (turn the cache off with near_cache = false)".into());
+    }
+    if st.near_cache_max_bytes < 64 << 10 {
+        bad("store.near_cache_max_bytes", "must be at least 65536".into());
     }
 
     // [mail]
@@ -271,6 +294,50 @@ mod tests {
         c.upstream[0].ca_file = Some(path_only(&garbage));
         let p: Vec<Problem> = validate(&mut c, true).into_iter().filter(|p| p.key == "upstream[0].ca_file").collect();
         assert!(p.len() == 1 && p[0].message.contains("no PEM certificate"), "{p:?}");
+    }
+
+    fn store_problems(url: &str) -> Vec<Problem> {
+        let mut c = Config::default();
+        c.store.url = Secret::new(url);
+        validate(&mut c, true).into_iter().filter(|p| p.key.starts_with("store.")).collect()
+    }
+
+    #[test]
+    fn every_redis_topology_is_accepted_and_a_bad_url_is_explained() {
+        for url in [
+            "memory://",
+            "redis://127.0.0.1:6379/0",
+            "rediss://:pw@redis.internal/1",
+            "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/mymaster",
+            "rediss+sentinel://:pw@s1,s2,s3/mymaster/2",
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+        ] {
+            assert!(store_problems(url).is_empty(), "{url}: {:?}", store_problems(url));
+        }
+        for (url, says) in [
+            ("redis+sentinel://:hunter2@s1:26379,s2:26379", "names no master"),
+            ("redis+cluster://:hunter2@h1:7000/3", "only database 0"),
+            ("postgres://:hunter2@db/x", "not a Redis scheme"),
+        ] {
+            let p = store_problems(url);
+            assert!(p.len() == 1 && p[0].key == "store.url" && p[0].message.contains(says), "{url}: {p:?}");
+            assert!(!p[0].message.contains("hunter2"), "the password is not echoed: {p:?}");
+        }
+    }
+
+    #[test]
+    fn a_store_ca_file_needs_tls_and_a_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").expect("write");
+        let mut c = Config::default();
+        c.store.url = Secret::new("rediss+cluster://h1:7000");
+        c.store.ca_file = Some(path_only(&garbage));
+        let p: Vec<Problem> = validate(&mut c, true).into_iter().filter(|p| p.key == "store.ca_file").collect();
+        assert!(p.len() == 1 && p[0].message.contains("no PEM certificate"), "{p:?}");
+        c.store.url = Secret::new("redis://h1:6379");
+        let p: Vec<Problem> = validate(&mut c, true).into_iter().filter(|p| p.key == "store.ca_file").collect();
+        assert!(p.len() == 1 && p[0].message.contains("does not use TLS"), "{p:?}");
     }
 
     #[test]

@@ -9,14 +9,14 @@ mod durable;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
-use super::{
+use super::types::{
     AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, IpHistory, PendingLogin, RATE_RECORD_CAP,
-    RateBucket, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, UserState, duration_ms,
+    RateBucket, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, UserState, duration_ms, lock,
     session_expiry_ms,
 };
 use crate::clock::Clock;
@@ -219,12 +219,6 @@ impl RateLog {
 struct Audit {
     global: VecDeque<AuditRecord>,
     by_user: HashMap<String, VecDeque<AuditRecord>>,
-}
-
-/// Takes a mutex even if a panicking thread poisoned it: every critical section
-/// leaves the maps consistent, so the data is still good.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn push_capped(list: &mut VecDeque<AuditRecord>, rec: &AuditRecord, cap: usize) {

@@ -2,7 +2,8 @@
 //! codes, rate windows, lockouts, durable per-user state, audit) behind domain
 //! operations that are atomic in each backend. Handlers call these methods; they
 //! never build keys. Two backends: `memory://` (embedded, single process) and
-//! Redis (`redis://`, `rediss://`) for production and several replicas.
+//! Redis (one server, Sentinel or Cluster) for production and several replicas,
+//! with a near cache of sessions in front (docs/store.md).
 //!
 //! Every operation is bounded by `store.timeout`: a slow or absent backend turns
 //! into `StoreError::Timeout`/`Unavailable`, never a hung request. Secrets that
@@ -10,7 +11,10 @@
 //! under their SHA-256, so a dump of the store cannot log anyone in.
 
 mod memory;
-mod redis;
+pub(crate) mod redis;
+mod types;
+
+pub use types::*;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,233 +22,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
 use crate::config::StoreConfig;
 
 use self::memory::MemoryStore;
-use self::redis::RedisStore;
-
-/// Most audit entries kept per user.
-pub const AUDIT_PER_USER: usize = 100;
-/// Most audit entries kept in the global list.
-pub const AUDIT_GLOBAL: usize = 1000;
-/// Most known IPs remembered per user; the least recently seen is forgotten first.
-pub const KNOWN_IPS_PER_USER: usize = 64;
-/// Most events `rate_record` keeps per window; the count saturates there.
-pub const RATE_RECORD_CAP: u32 = 10_000;
-
-/// Why a store operation failed. Every variant fails closed: the gateway answers 503.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    #[error("store operation timed out")]
-    Timeout,
-    #[error("store holds unreadable data: {0}")]
-    Corrupt(String),
-    #[error("store is full")]
-    Full,
-}
-
-pub type StoreResult<T> = Result<T, StoreError>;
-
-/// How far a session has authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthLevel {
-    OneFactor,
-    TwoFactor,
-}
-
-/// A logged-in session as stored (under a hash of its id, never the id itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionRecord {
-    pub user: String,
-    pub level: AuthLevel,
-    /// Unix seconds.
-    pub created: u64,
-    /// Unix seconds; refreshed by `touch_session`.
-    pub last_seen: u64,
-    /// Sliding idle lifetime in seconds; each touch extends expiry by this much.
-    pub idle_secs: u64,
-    /// Unix seconds after which the session is dead however active.
-    pub absolute_expiry: u64,
-    pub remember_me: bool,
-    pub ip: String,
-    pub device: String,
-}
-
-/// A session as listed for its user: `id` is the public handle (the hash), usable
-/// to revoke it, and useless as a cookie.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionInfo {
-    pub id: String,
-    pub record: SessionRecord,
-}
-
-/// Password accepted, second factor not yet given.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingLogin {
-    pub user: String,
-    pub remember_me: bool,
-    /// Validated return address, if any.
-    pub rd: Option<String>,
-    /// Unix seconds.
-    pub created: u64,
-    pub ip: String,
-    pub device: String,
-}
-
-/// What a one-time code is for; a new code voids the previous one of the same purpose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CodePurpose {
-    Login,
-    EnableOtp,
-}
-
-impl CodePurpose {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CodePurpose::Login => "login",
-            CodePurpose::EnableOtp => "enable_otp",
-        }
-    }
-}
-
-/// A family of sliding windows; each keeps one log per key (a client IP or a
-/// user name). The names are part of the stored keys, so they never change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RateBucket {
-    /// Password attempts per client IP.
-    Login,
-    /// Code and backup-code attempts per client IP.
-    Verify,
-    /// Code resends per client IP.
-    Resend,
-    /// Code e-mails per client IP.
-    OtpEmails,
-    /// Failed attempts per client IP (the IP ban).
-    IpFailures,
-    /// Failed attempts per account (the account lock); `unlock_account` clears it.
-    AccountFailures,
-}
-
-impl RateBucket {
-    pub const ALL: [RateBucket; 6] = [
-        RateBucket::Login,
-        RateBucket::Verify,
-        RateBucket::Resend,
-        RateBucket::OtpEmails,
-        RateBucket::IpFailures,
-        RateBucket::AccountFailures,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RateBucket::Login => "login",
-            RateBucket::Verify => "verify",
-            RateBucket::Resend => "resend",
-            RateBucket::OtpEmails => "otp_emails",
-            RateBucket::IpFailures => "ip_failures",
-            RateBucket::AccountFailures => "account_failures",
-        }
-    }
-}
-
-/// Result of checking a code; the attempt is counted in the same atomic step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodeCheck {
-    Ok,
-    Wrong {
-        remaining: u32,
-    },
-    /// The last allowed attempt failed (or attempts were already used up); the code is void.
-    Exhausted,
-    Expired,
-    /// No code was issued (or it was voided).
-    None,
-}
-
-/// Result of a rate-limit hit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateDecision {
-    Allowed { remaining: u32 },
-    Limited { retry_after: Duration },
-}
-
-/// What the store knew of a login's IP before recording it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IpHistory {
-    /// The account had no known IP at all: its first recorded login.
-    FirstEver,
-    /// Other IPs are known, this one is not (or was forgotten).
-    Unseen,
-    /// Seen before, last at this unix time (seconds).
-    LastSeen(u64),
-}
-
-impl IpHistory {
-    pub fn last_seen(self) -> Option<u64> {
-        match self {
-            IpHistory::LastSeen(t) => Some(t),
-            _ => None,
-        }
-    }
-
-    fn from_parts(last_seen: Option<u64>, had_any: bool) -> IpHistory {
-        match (last_seen, had_any) {
-            (Some(t), _) => IpHistory::LastSeen(t),
-            (None, true) => IpHistory::Unseen,
-            (None, false) => IpHistory::FirstEver,
-        }
-    }
-}
-
-/// Durable per-user state that must survive restarts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserState {
-    pub otp_enabled: bool,
-    pub backup_codes_left: u32,
-}
-
-/// The two kinds of audit record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuditKind {
-    LoginAttempt,
-    SecurityEvent,
-}
-
-impl AuditKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditKind::LoginAttempt => "login_attempt",
-            AuditKind::SecurityEvent => "security_event",
-        }
-    }
-}
-
-/// One audit entry: a login attempt or a security event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditRecord {
-    /// Unix seconds.
-    pub time: u64,
-    pub kind: AuditKind,
-    /// For login attempts the result (success, invalid_credentials, ...); for
-    /// security events the event type (otp_enabled, ...).
-    pub event: String,
-    /// The name as typed (login attempts) or the account.
-    pub username: String,
-    /// The resolved account, when known.
-    pub user: Option<String>,
-    pub ip: String,
-    pub user_agent: String,
-    pub details: String,
-}
+use self::redis::{Cached, RedisStore};
 
 /// The gateway's state handle; cheap to clone.
 #[derive(Clone)]
@@ -287,19 +71,14 @@ impl Store {
     }
 
     /// As `open`, with the clock the memory store keeps time by (tests pass a
-    /// manual one). Redis ignores it: its scripts read Redis `TIME`.
+    /// manual one). Redis's scripts read Redis `TIME`; its near cache reads
+    /// this clock, corrected by how far Redis's is ahead.
     pub async fn open_with_clock(cfg: &StoreConfig, clock: Clock) -> StoreResult<Store> {
         let url = cfg.url.expose();
-        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or(url);
-        let backend = match scheme {
-            "memory" => Backend::Memory(MemoryStore::open(cfg, clock).await?),
-            "redis" | "rediss" => Backend::Redis(RedisStore::open(cfg)?),
-            // The URL may carry a password: name only the scheme.
-            other => {
-                return Err(StoreError::Unavailable(format!(
-                    "unsupported store url scheme `{other}` (use memory://, redis:// or rediss://)"
-                )));
-            }
+        let backend = if url.starts_with("memory:") {
+            Backend::Memory(MemoryStore::open(cfg, clock).await?)
+        } else {
+            Backend::Redis(RedisStore::open(cfg, clock)?)
         };
         Ok(Store { backend, timeout: cfg.timeout })
     }
@@ -309,6 +88,23 @@ impl Store {
         match self.backend {
             Backend::Memory(_) => "memory",
             Backend::Redis(_) => "redis",
+        }
+    }
+
+    /// `memory`, `redis`, `redis-sentinel` or `redis-cluster`, for logs.
+    pub fn topology(&self) -> &'static str {
+        match &self.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Redis(r) => r.topology(),
+        }
+    }
+
+    /// True while Redis's near cache is serving: on, and its invalidation
+    /// channel up. Always false for the memory store.
+    pub fn near_cache_live(&self) -> bool {
+        match &self.backend {
+            Backend::Memory(_) => false,
+            Backend::Redis(r) => r.near_cache_live(),
         }
     }
 
@@ -338,10 +134,18 @@ impl Store {
     }
 
     /// Load-and-touch: returns the session and slides its idle expiry, or None
-    /// when absent or expired (idle or absolute).
+    /// when absent or expired (idle or absolute). With Redis's near cache, a
+    /// live session is usually answered without a round trip: expiry is
+    /// checked here and the slide written back at most once per interval.
     pub async fn touch_session(&self, token: &str) -> StoreResult<Option<SessionRecord>> {
         let id = Self::session_id(token);
-        dispatch!(self, b => b.touch_session(&id))
+        match &self.backend {
+            Backend::Memory(m) => self.bounded("touch_session", m.touch_session(&id)).await,
+            Backend::Redis(r) => match r.cached_session(&id) {
+                Cached::Hit(rec) => Ok(Some(rec)),
+                Cached::Ask(ticket) => self.bounded("touch_session", Box::pin(r.touch_session(&id, ticket))).await,
+            },
+        }
     }
 
     /// Replaces `old` by `new` atomically (privilege change: no fixation).
@@ -526,75 +330,5 @@ impl Store {
             return Ok(Vec::new());
         }
         dispatch!(self, b => b.recent_audit(user, limit))
-    }
-}
-
-/// True for strings shaped like `Store::session_id` output (43 base64url chars).
-fn is_session_id(id: &str) -> bool {
-    id.len() == 43 && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-}
-
-/// A duration in whole milliseconds, saturating.
-fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// When a session stops being valid, in unix milliseconds: it lives through the
-/// whole second `min(last_seen + idle, absolute_expiry)`.
-fn session_expiry_ms(last_seen: u64, idle_secs: u64, absolute_expiry: u64) -> u64 {
-    last_seen.saturating_add(idle_secs).min(absolute_expiry).saturating_add(1).saturating_mul(1000)
-}
-
-/// Lower-case hex of a 32-byte hash.
-fn hex32(bytes: &[u8; 32]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(64);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
-}
-
-/// Parses what `hex32` wrote.
-fn unhex32(s: &str) -> Option<[u8; 32]> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let hi = char::from(pair[0]).to_digit(16)?;
-        let lo = char::from(pair[1]).to_digit(16)?;
-        out[i] = u8::try_from(hi * 16 + lo).ok()?;
-    }
-    Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_id_is_base64url_of_sha256() {
-        let id = Store::session_id("token");
-        assert!(is_session_id(&id));
-        assert_ne!(id, Store::session_id("token2"));
-        assert!(!is_session_id("{u:alice}"));
-    }
-
-    #[test]
-    fn hex_round_trips() {
-        let mut h = [0u8; 32];
-        h[0] = 0xab;
-        h[31] = 0x01;
-        assert_eq!(unhex32(&hex32(&h)), Some(h));
-        assert_eq!(unhex32("zz"), None);
-    }
-
-    #[test]
-    fn session_lives_through_its_last_second() {
-        assert_eq!(session_expiry_ms(100, 10, 1000), 111_000);
-        assert_eq!(session_expiry_ms(100, 10, 105), 106_000);
     }
 }

@@ -13,8 +13,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use super::lock;
-use crate::store::{IpHistory, KNOWN_IPS_PER_USER, StoreError, StoreResult, UserState, hex32, unhex32};
+use crate::store::types::{IpHistory, KNOWN_IPS_PER_USER, StoreError, StoreResult, UserState, hex32, lock, unhex32};
 
 /// Everything durable, for every user.
 pub(super) struct Durable {

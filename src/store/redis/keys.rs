@@ -1,12 +1,13 @@
 //! Every Redis key the store uses, in one place (documented in docs/store.md).
 //!
-//! Per-user keys carry the hash tag `{u:<user>}` so that the keys a script
-//! touches for one user live in one Cluster slot. All session keys share the
-//! tag `{s}`: a session is found by its id alone (the cookie does not name the
-//! user), and rotation, revocation and listing must touch a session and its
-//! user's index atomically.
+//! Per-user keys carry the hash tag `{u:<user>}` so that the keys one step
+//! touches for one user live in one Cluster slot. A session's hash carries its
+//! own id as tag, `{s:<id>}`, so sessions spread over the whole cluster: every
+//! atomic session step (load-and-touch, end) touches that one key. The user's
+//! index of session ids is a per-user key, kept in step by separate commands
+//! whose order makes a stale index entry harmless (docs/store.md).
 
-use crate::store::{CodePurpose, RateBucket};
+use crate::store::types::{CodePurpose, RateBucket};
 
 /// Builds namespaced keys.
 pub(super) struct Keys {
@@ -18,17 +19,19 @@ impl Keys {
         Keys { prefix: prefix.to_owned() }
     }
 
-    /// `{prefix}{s}:sess:` — prefix of session hashes (scripts append ids).
-    pub(super) fn session_prefix(&self) -> String {
-        format!("{}{{s}}:sess:", self.prefix)
-    }
-
+    /// A session's hash; `id` is a session id (base64url, no braces).
     pub(super) fn session(&self, id: &str) -> String {
-        format!("{}{{s}}:sess:{id}", self.prefix)
+        format!("{}{{s:{id}}}:sess", self.prefix)
     }
 
+    /// The user's session ids (a sorted set scored by when each was added).
     pub(super) fn user_sessions(&self, user: &str) -> String {
-        format!("{}{{s}}:user:{}", self.prefix, component(user))
+        self.user(user, "sessions")
+    }
+
+    /// The pub/sub channel on which ended sessions' ids are announced.
+    pub(super) fn revoked_channel(&self) -> String {
+        format!("{}revoked", self.prefix)
     }
 
     pub(super) fn pending(&self, id: &str) -> String {
@@ -99,6 +102,14 @@ mod tests {
         let k = Keys::new("portcullis:");
         assert_eq!(k.code("alice", CodePurpose::Login), "portcullis:{u:alice}:code:login");
         assert_eq!(k.lock("alice"), "portcullis:{u:alice}:lock");
+    }
+
+    #[test]
+    fn each_session_has_its_own_tag_and_the_index_is_the_users() {
+        let k = Keys::new("portcullis:");
+        assert_eq!(k.session("AbC-_9"), "portcullis:{s:AbC-_9}:sess");
+        assert_eq!(k.user_sessions("alice"), "portcullis:{u:alice}:sessions");
+        assert_eq!(k.revoked_channel(), "portcullis:revoked");
     }
 
     #[test]

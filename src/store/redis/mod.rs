@@ -1,67 +1,55 @@
 //! The Redis backend, for production and for several gateway replicas sharing
-//! state. Each operation checks out one pooled connection and makes one round
-//! trip: a Lua script (sent as EVALSHA, loaded on NOSCRIPT) wherever the
-//! operation reads and writes, so concurrent replicas see it as atomic. Scripts
-//! take the time from Redis `TIME`, so replicas with skewed clocks agree.
+//! state, on one server, behind Sentinel or as a Cluster (`connect.rs`). Each
+//! operation checks out one connection and makes one round trip where it can:
+//! a Lua script (sent as EVALSHA, loaded on NOSCRIPT) wherever the operation
+//! reads and writes, so concurrent replicas see it as atomic. Every script's
+//! keys share one hash tag, so each runs on one Cluster slot. Scripts take the
+//! time from Redis `TIME`, so replicas with skewed clocks agree.
 //!
-//! Failure model: the pool is built without connecting; a down server makes
-//! operations fail fast with `Unavailable` (or `Timeout`), and the pool opens
-//! fresh connections once it is back. Every ephemeral key has a TTL.
+//! Sessions (`sessions.rs`) have a near cache in front (`near_cache.rs`), kept
+//! honest by revocations pushed over pub/sub (`invalidation.rs`).
+//!
+//! Failure model: connections are opened lazily; a down server makes
+//! operations fail fast with `Unavailable` (or `Timeout`), and fresh
+//! connections are opened once it is back. Every ephemeral key has a TTL.
 
+mod connect;
+mod invalidation;
 mod keys;
+mod near_cache;
+mod sessions;
+mod shared;
+pub(crate) mod url;
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::redis::{self as r, AsyncConnectionConfig, ErrorKind, RedisError, Script};
-use deadpool_redis::{Connection, Manager, Pool, PoolError, Runtime};
+use deadpool_redis::redis as r;
 
-use super::{
+use super::types::{
     AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, IpHistory, KNOWN_IPS_PER_USER, PendingLogin,
-    RATE_RECORD_CAP, RateBucket, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, UserState,
-    duration_ms, hex32, session_expiry_ms,
+    RATE_RECORD_CAP, RateBucket, RateDecision, StoreError, StoreResult, UserState, duration_ms, hex32,
 };
+use crate::clock::Clock;
 use crate::config::StoreConfig;
 
+use self::connect::{Conn, Connector};
 use self::keys::Keys;
+use self::near_cache::{Limits, NearCache};
 
-/// Redis refuses expiry times past the year 9999 (ms).
-const MAX_EXPIRY_MS: u64 = 253_402_300_800_000;
+pub(super) use self::near_cache::Cached;
+use self::shared::{MAX_EXPIRY_MS, SCRIPTS, from_json, redis_error, to_json};
 
-/// The Lua scripts, hashed once per process.
-struct Scripts {
-    session_put: Script,
-    session_touch: Script,
-    session_delete: Script,
-    session_revoke: Script,
-    session_revoke_user: Script,
-    session_list: Script,
-    code_issue: Script,
-    code_verify: Script,
-    cooldown_start: Script,
-    rate: Script,
-    known_ip: Script,
-}
-
-static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    session_put: Script::new(include_str!("session_put.lua")),
-    session_touch: Script::new(include_str!("session_touch.lua")),
-    session_delete: Script::new(include_str!("session_delete.lua")),
-    session_revoke: Script::new(include_str!("session_revoke.lua")),
-    session_revoke_user: Script::new(include_str!("session_revoke_user.lua")),
-    session_list: Script::new(include_str!("session_list.lua")),
-    code_issue: Script::new(include_str!("code_issue.lua")),
-    code_verify: Script::new(include_str!("code_verify.lua")),
-    cooldown_start: Script::new(include_str!("cooldown_start.lua")),
-    rate: Script::new(include_str!("rate.lua")),
-    known_ip: Script::new(include_str!("known_ip.lua")),
-});
-
-/// Handle to the Redis backend; clones share the pool.
+/// Handle to the Redis backend; clones share the connections and the cache.
 #[derive(Clone)]
 pub(super) struct RedisStore {
-    pool: Pool,
+    connector: Connector,
     keys: Arc<Keys>,
+    /// The near cache, when `store.near_cache` is on.
+    near: Option<Arc<NearCache>>,
+    /// Keeps the invalidation channel's task alive as long as a clone lives.
+    _subscriber: Option<Arc<invalidation::Subscriber>>,
+    topology: &'static str,
 }
 
 /// Which way a rate script runs.
@@ -83,126 +71,41 @@ impl RateMode {
 }
 
 impl RedisStore {
-    /// Builds the pool; connects lazily, so a down server does not stop start-up.
-    pub(super) fn open(cfg: &StoreConfig) -> StoreResult<RedisStore> {
-        let timeout = Some(cfg.timeout);
-        let conn_cfg = AsyncConnectionConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
-        // The URL may hold a password: never echo it.
-        let manager = Manager::new_with_config(cfg.url.expose(), conn_cfg)
-            .map_err(|e| StoreError::Unavailable(format!("invalid redis url ({:?})", e.kind())))?;
-        let pool = Pool::builder(manager)
-            .max_size(cfg.pool_size.max(1))
-            .wait_timeout(timeout)
-            .create_timeout(timeout)
-            .recycle_timeout(timeout)
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("redis pool: {e}")))?;
-        Ok(RedisStore { pool, keys: Arc::new(Keys::new(&cfg.key_prefix)) })
+    /// Prepares the connections without requiring a server to be up (the
+    /// gateway starts and reports not ready), and starts the near cache's
+    /// invalidation channel.
+    pub(super) fn open(cfg: &StoreConfig, clock: Clock) -> StoreResult<RedisStore> {
+        let topology = url::parse(cfg.url.expose()).map_err(|e| StoreError::Unavailable(format!("store.url: {e}")))?;
+        let connector = Connector::open(cfg, &topology)?;
+        let keys = Arc::new(Keys::new(&cfg.key_prefix));
+        let (near, subscriber) = if cfg.near_cache {
+            let limits = Limits { max_entries: cfg.near_cache_max_entries, max_bytes: cfg.near_cache_max_bytes };
+            let near = Arc::new(NearCache::new(limits, clock));
+            let sub = invalidation::spawn(near.clone(), connector.subscriptions(), keys.revoked_channel(), cfg.timeout);
+            (Some(near), Some(Arc::new(sub)))
+        } else {
+            (None, None)
+        };
+        Ok(RedisStore { connector, keys, near, _subscriber: subscriber, topology: topology.name() })
     }
 
-    async fn conn(&self) -> StoreResult<Connection> {
-        self.pool.get().await.map_err(pool_error)
+    /// `redis`, `redis-sentinel` or `redis-cluster`.
+    pub(super) fn topology(&self) -> &'static str {
+        self.topology
+    }
+
+    pub(super) fn near_cache_live(&self) -> bool {
+        self.near.as_ref().is_some_and(|n| n.serving())
+    }
+
+    async fn conn(&self) -> StoreResult<Conn> {
+        self.connector.get().await
     }
 
     pub(super) async fn ping(&self) -> StoreResult<()> {
         let mut c = self.conn().await?;
-        r::cmd("PING").query_async::<String>(&mut c).await.map_err(redis_error)?;
+        r::cmd("PING").query_async::<()>(&mut c).await.map_err(redis_error)?;
         Ok(())
-    }
-
-    // --- sessions ---
-
-    async fn put_session(&self, old_id: Option<&str>, id: &str, rec: &SessionRecord) -> StoreResult<()> {
-        let json = to_json(rec)?;
-        let expiry = session_expiry_ms(rec.last_seen, rec.idle_secs, rec.absolute_expiry).min(MAX_EXPIRY_MS);
-        let index_expiry = session_expiry_ms(rec.absolute_expiry, 0, rec.absolute_expiry).clamp(expiry, MAX_EXPIRY_MS);
-        let mut inv = SCRIPTS.session_put.prepare_invoke();
-        inv.key(self.keys.session(id)).key(self.keys.user_sessions(&rec.user));
-        if let Some(old) = old_id {
-            inv.key(self.keys.session(old));
-        }
-        inv.arg(id)
-            .arg(json)
-            .arg(&rec.user)
-            .arg(rec.last_seen)
-            .arg(rec.idle_secs)
-            .arg(rec.absolute_expiry)
-            .arg(expiry)
-            .arg(index_expiry)
-            .arg(old_id.unwrap_or(""));
-        let mut c = self.conn().await?;
-        inv.invoke_async::<i64>(&mut c).await.map_err(redis_error)?;
-        Ok(())
-    }
-
-    pub(super) async fn create_session(&self, id: &str, rec: &SessionRecord) -> StoreResult<()> {
-        self.put_session(None, id, rec).await
-    }
-
-    pub(super) async fn touch_session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
-        let mut c = self.conn().await?;
-        let found: Option<(String, u64)> =
-            SCRIPTS.session_touch.key(self.keys.session(id)).arg(id).invoke_async(&mut c).await.map_err(redis_error)?;
-        found
-            .map(|(json, last_seen)| {
-                let mut rec: SessionRecord = from_json(&json)?;
-                rec.last_seen = last_seen;
-                Ok(rec)
-            })
-            .transpose()
-    }
-
-    pub(super) async fn rotate_session(&self, old_id: &str, new_id: &str, rec: &SessionRecord) -> StoreResult<()> {
-        self.put_session(Some(old_id), new_id, rec).await
-    }
-
-    pub(super) async fn delete_session(&self, id: &str) -> StoreResult<Option<String>> {
-        let mut c = self.conn().await?;
-        SCRIPTS.session_delete.key(self.keys.session(id)).arg(id).invoke_async(&mut c).await.map_err(redis_error)
-    }
-
-    pub(super) async fn list_sessions(&self, user: &str) -> StoreResult<Vec<SessionInfo>> {
-        let mut c = self.conn().await?;
-        let flat: Vec<String> = SCRIPTS
-            .session_list
-            .key(self.keys.user_sessions(user))
-            .arg(self.keys.session_prefix())
-            .invoke_async(&mut c)
-            .await
-            .map_err(redis_error)?;
-        flat.chunks_exact(3)
-            .map(|f| {
-                let mut record: SessionRecord = from_json(&f[1])?;
-                record.last_seen = f[2].parse().map_err(|_| StoreError::Corrupt("session last_seen".into()))?;
-                Ok(SessionInfo { id: f[0].clone(), record })
-            })
-            .collect()
-    }
-
-    pub(super) async fn revoke_session(&self, user: &str, id: &str) -> StoreResult<bool> {
-        let mut c = self.conn().await?;
-        let n: i64 = SCRIPTS
-            .session_revoke
-            .key(self.keys.user_sessions(user))
-            .key(self.keys.session(id))
-            .arg(user)
-            .arg(id)
-            .invoke_async(&mut c)
-            .await
-            .map_err(redis_error)?;
-        Ok(n == 1)
-    }
-
-    pub(super) async fn revoke_user_sessions(&self, user: &str) -> StoreResult<usize> {
-        let mut c = self.conn().await?;
-        SCRIPTS
-            .session_revoke_user
-            .key(self.keys.user_sessions(user))
-            .arg(self.keys.session_prefix())
-            .invoke_async(&mut c)
-            .await
-            .map_err(redis_error)
     }
 
     // --- pending logins ---
@@ -391,32 +294,32 @@ impl RedisStore {
 
     pub(super) async fn unlock_account(&self, user: &str) -> StoreResult<bool> {
         // Two slots (the lock is the user's, the window is the bucket's): two
-        // DELs in one round trip. Each is atomic; together they need not be.
-        let mut c = self.conn().await?;
-        let (locked, _): (i64, i64) = r::pipe()
-            .cmd("DEL")
-            .arg(self.keys.lock(user))
-            .cmd("DEL")
-            .arg(self.keys.rate(RateBucket::AccountFailures, user))
-            .query_async(&mut c)
-            .await
-            .map_err(redis_error)?;
-        Ok(locked > 0)
+        // DELs sent together. Each is atomic; together they need not be.
+        let c = self.conn().await?;
+        let (mut a, mut b) = (c.shared(), c.shared());
+        let (lock, window) = (
+            r::cmd("DEL").arg(self.keys.lock(user)).clone(),
+            r::cmd("DEL").arg(self.keys.rate(RateBucket::AccountFailures, user)).clone(),
+        );
+        let (locked, window) = tokio::join!(lock.query_async::<i64>(&mut a), window.query_async::<i64>(&mut b));
+        window.map_err(redis_error)?;
+        Ok(locked.map_err(redis_error)? > 0)
     }
 
     // --- durable per-user state (no TTL) ---
 
     pub(super) async fn user_state(&self, user: &str) -> StoreResult<UserState> {
-        let mut c = self.conn().await?;
-        let (otp, left): (Option<String>, u32) = r::pipe()
-            .cmd("HGET")
-            .arg(self.keys.state(user))
-            .arg("otp_enabled")
-            .cmd("SCARD")
-            .arg(self.keys.backup_codes(user))
-            .query_async(&mut c)
-            .await
-            .map_err(redis_error)?;
+        // Two single-key reads sent together rather than one two-key step: a
+        // Cluster refuses multi-key commands (TRYAGAIN) while their slot is
+        // half moved, and these two need not be read atomically.
+        let c = self.conn().await?;
+        let (mut a, mut b) = (c.shared(), c.shared());
+        let (otp, left) = (
+            r::cmd("HGET").arg(self.keys.state(user)).arg("otp_enabled").clone(),
+            r::cmd("SCARD").arg(self.keys.backup_codes(user)).clone(),
+        );
+        let (otp, left) = tokio::join!(otp.query_async::<Option<String>>(&mut a), left.query_async::<u32>(&mut b));
+        let (otp, left) = (otp.map_err(redis_error)?, left.map_err(redis_error)?);
         Ok(UserState { otp_enabled: otp.as_deref() == Some("1"), backup_codes_left: left })
     }
 
@@ -432,15 +335,16 @@ impl RedisStore {
     }
 
     pub(super) async fn replace_backup_codes(&self, user: &str, hashes: &[[u8; 32]]) -> StoreResult<()> {
-        let key = self.keys.backup_codes(user);
-        let mut p = r::pipe();
-        p.atomic().cmd("DEL").arg(&key).ignore();
-        if !hashes.is_empty() {
-            let members: Vec<String> = hashes.iter().map(hex32).collect();
-            p.cmd("SADD").arg(&key).arg(members).ignore();
-        }
+        let members: Vec<String> = hashes.iter().map(hex32).collect();
         let mut c = self.conn().await?;
-        p.query_async::<()>(&mut c).await.map_err(redis_error)
+        SCRIPTS
+            .backup_replace
+            .key(self.keys.backup_codes(user))
+            .arg(members)
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
     }
 
     /// SREM is atomic, so exactly one concurrent caller removes the member. It
@@ -473,18 +377,25 @@ impl RedisStore {
     // --- audit (capped lists, newest first) ---
 
     pub(super) async fn append_audit(&self, rec: &AuditRecord) -> StoreResult<()> {
+        // The user's list and the global one live in different slots: one
+        // script each, sent together.
         let json = to_json(rec)?;
-        let mut p = r::pipe();
-        if let Some(user) = &rec.user {
-            let key = self.keys.user_audit(user);
-            p.cmd("LPUSH").arg(&key).arg(&json).ignore();
-            p.cmd("LTRIM").arg(&key).arg(0).arg(AUDIT_PER_USER - 1).ignore();
+        let c = self.conn().await?;
+        let push = |key: String, cap: usize| {
+            let (mut h, json) = (c.shared(), &json);
+            async move { SCRIPTS.audit_push.key(key).arg(json).arg(cap).invoke_async::<i64>(&mut h).await }
+        };
+        let global = push(self.keys.global_audit(), AUDIT_GLOBAL);
+        match &rec.user {
+            Some(user) => {
+                let (own, global) = tokio::join!(push(self.keys.user_audit(user), AUDIT_PER_USER), global);
+                own.and(global).map_err(redis_error)?;
+            }
+            None => {
+                global.await.map_err(redis_error)?;
+            }
         }
-        let global = self.keys.global_audit();
-        p.cmd("LPUSH").arg(&global).arg(&json).ignore();
-        p.cmd("LTRIM").arg(&global).arg(0).arg(AUDIT_GLOBAL - 1).ignore();
-        let mut c = self.conn().await?;
-        p.query_async::<()>(&mut c).await.map_err(redis_error)
+        Ok(())
     }
 
     pub(super) async fn recent_audit(&self, user: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>> {
@@ -502,34 +413,5 @@ impl RedisStore {
     async fn del(&self, keys: &[String]) -> StoreResult<i64> {
         let mut c = self.conn().await?;
         r::cmd("DEL").arg(keys).query_async(&mut c).await.map_err(redis_error)
-    }
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
-    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("encode: {e}")))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("decode: {e}")))
-}
-
-/// Timeouts → `Timeout`; data we cannot read → `Corrupt`; anything else
-/// (refused, reset, loading, read-only, ...) → `Unavailable`.
-fn redis_error(e: RedisError) -> StoreError {
-    if e.is_timeout() {
-        return StoreError::Timeout;
-    }
-    match e.kind() {
-        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => StoreError::Corrupt(e.to_string()),
-        _ if matches!(e.code(), Some("CORRUPT" | "WRONGTYPE")) => StoreError::Corrupt(e.to_string()),
-        _ => StoreError::Unavailable(e.to_string()),
-    }
-}
-
-fn pool_error(e: PoolError) -> StoreError {
-    match e {
-        PoolError::Timeout(_) => StoreError::Timeout,
-        PoolError::Backend(e) => redis_error(e),
-        other => StoreError::Unavailable(other.to_string()),
     }
 }

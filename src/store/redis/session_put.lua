@@ -1,25 +1,16 @@
--- Stores a session and indexes it under its user. With KEYS[3], first deletes
--- the session it replaces (rotation), so old and new never both exist.
--- KEYS[1] session hash, KEYS[2] user's session index (set), KEYS[3] old session hash (optional)
--- ARGV[1] id, ARGV[2] record JSON, ARGV[3] user, ARGV[4] last_seen (s), ARGV[5] idle (s),
--- ARGV[6] absolute expiry (s), ARGV[7] session expiry (unix ms), ARGV[8] index expiry (unix ms),
--- ARGV[9] old id
-if KEYS[3] then
-  local old_idx = redis.call('HGET', KEYS[3], 'idx')
-  redis.call('DEL', KEYS[3])
-  if old_idx then
-    redis.call('SREM', old_idx, ARGV[9])
-  end
+-- Stores a session. A session already under this id is overwritten (every
+-- field is set), and its id announced on the revocation channel so no near
+-- cache keeps the old record. Returns Redis's time (unix ms), which replicas
+-- measure their clocks against.
+-- (No DEL first: on a Cluster node whose slot is moving away, a script may not
+-- touch its key again once the key is gone.)
+-- KEYS[1] session hash
+-- ARGV[1] record JSON, ARGV[2] user, ARGV[3] last_seen (s), ARGV[4] idle (s),
+-- ARGV[5] absolute expiry (s), ARGV[6] expiry (unix ms), ARGV[7] channel, ARGV[8] id
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('PUBLISH', ARGV[7], ARGV[8])
 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'user', ARGV[3], 'idx', KEYS[2],
-  'last_seen', ARGV[4], 'idle', ARGV[5], 'abs', ARGV[6])
-redis.call('PEXPIREAT', KEYS[1], ARGV[7])
-redis.call('SADD', KEYS[2], ARGV[1])
--- The index lives as long as the longest-lived session it lists.
+redis.call('HSET', KEYS[1], 'rec', ARGV[1], 'user', ARGV[2], 'last_seen', ARGV[3], 'idle', ARGV[4], 'abs', ARGV[5])
+redis.call('PEXPIREAT', KEYS[1], ARGV[6])
 local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[8]) - now_ms then
-  redis.call('PEXPIREAT', KEYS[2], ARGV[8])
-end
-return 1
+return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -1,0 +1,58 @@
+//! The conformance suite's list: every function of `tests/store/*.rs` that
+//! states a behaviour both backends must have. A test binary instantiates it
+//! by passing its own generators for untimed functions (`async fn(&Store)`)
+//! and time-dependent ones (`async fn(&Store, &Time)`).
+
+macro_rules! conformance_suite {
+    ($untimed:ident, $timed:ident) => {
+        $untimed!(
+            // sessions
+            a_created_session_loads_with_a_fresh_last_seen,
+            an_expired_session_is_gone_for_every_operation,
+            rotating_a_session_retires_the_old_token,
+            deleting_a_session_ends_it_and_names_its_user,
+            a_user_lists_only_their_own_live_sessions,
+            revoking_a_session_by_its_listed_id_ends_only_that_session,
+            revoking_all_sessions_of_a_user_spares_everyone_else,
+            // pending logins
+            a_pending_login_can_be_read_until_it_is_taken_once,
+            // one-time codes
+            a_correct_code_verifies_once,
+            a_wrong_code_reports_the_attempts_remaining,
+            wrong_code_three_times_voids_the_code,
+            a_code_never_issued_or_voided_verifies_as_none,
+            issuing_a_new_code_voids_the_previous_one,
+            codes_for_different_users_and_purposes_do_not_mix,
+            // sliding windows
+            a_rate_window_allows_its_limit_then_says_when_to_retry,
+            a_rate_check_does_not_count,
+            recording_counts_every_event_and_reset_clears_the_window,
+            // account lock
+            unlocking_lifts_the_lock_and_forgets_the_failures,
+            // durable per-user state
+            two_factor_is_off_until_enabled_and_can_be_switched_off,
+            each_backup_code_is_consumed_exactly_once,
+            new_backup_codes_void_the_old_ones,
+            known_ips_remember_when_they_were_last_seen,
+            // audit
+            audit_lists_newest_first_per_user_and_globally,
+            audit_lists_keep_only_the_newest_entries,
+            // concurrency
+            two_hundred_concurrent_verifies_of_one_correct_code_succeed_exactly_once,
+            a_thousand_concurrent_hits_on_a_five_per_minute_window_allow_exactly_five,
+            a_backup_code_consumed_fifty_times_at_once_succeeds_exactly_once,
+            fifty_concurrent_takes_of_one_pending_login_complete_it_once,
+        );
+
+        $timed!(
+            touching_a_session_slides_its_idle_expiry,
+            a_session_dies_at_its_absolute_expiry_however_active,
+            a_pending_login_expires_after_its_ttl,
+            an_expired_code_says_expired_then_is_forgotten,
+            a_resend_cooldown_refuses_until_it_ends,
+            the_window_slides_so_old_hits_stop_counting,
+            a_locked_account_stays_locked_until_the_lock_expires,
+            known_ips_forget_the_least_recently_seen_beyond_the_cap,
+        );
+    };
+}
