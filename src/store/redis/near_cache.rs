@@ -272,7 +272,6 @@ impl NearCache {
     }
 
     /// Entries and bytes held (for tests and the bench).
-
     #[cfg(test)]
     fn size(&self) -> (usize, usize) {
         (0..SHARDS).map(|i| self.lock(i)).fold((0, 0), |(n, b), s| (n + s.map.len(), b + s.bytes))
