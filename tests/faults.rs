@@ -268,15 +268,9 @@ async fn burst(rig: &Arc<Rig>, n: usize) -> Vec<Reply> {
 }
 
 /// Fires `n` proxied requests at once; asserts each is a 503 with Retry-After,
-/// given within the store timeout plus 100 ms. Times are taken on the
-/// gateway's own clock (its access log), as the test client may see an answer
-/// late. Answering a burst costs the debug build about 0.5 ms of CPU per
-/// request, all due the moment the deadlines fire; on a two-core machine
-/// shared with a parallel test suite that work can finish a few hundred ms
-/// late, so the median must meet the bound and every request must stay within
-/// the timeout plus 500 ms. A pile-up (requests queueing for the pool, or a
-/// second round trip after the deadline) costs a multiple of the timeout.
-async fn burst_refused_in_time(rig: &Arc<Rig>, n: usize, what: &str) {
+/// answered within `bound`. Times are taken on the gateway's own clock (its
+/// access log), as the test client may see an answer late.
+async fn burst_refused_in_time(rig: &Arc<Rig>, n: usize, bound: Duration, what: &str) {
     let mark = rig.gw.log().lines().count();
     let replies = burst(rig, n).await;
     for r in &replies {
@@ -299,13 +293,30 @@ async fn burst_refused_in_time(rig: &Arc<Rig>, n: usize, what: &str) {
     let mut took: Vec<Duration> = answered.iter().map(|&(_, d)| d).collect();
     took.sort();
     let (p50, p95, slowest) = (took[n / 2], took[n * 95 / 100], took[n - 1]);
-    eprintln!(
-        "{what}: {n} requests, all 503; in the gateway p50 {p50:?} p95 {p95:?} max {slowest:?}; \
-         at the client max {client_slowest:?}"
-    );
-    assert!(p50 <= STORE_TIMEOUT + Duration::from_millis(100), "{what}: the gateway took {p50:?} (median)");
-    assert!(slowest <= STORE_TIMEOUT + Duration::from_millis(500), "{what}: the gateway took {slowest:?}");
+    if n > 1 {
+        eprintln!(
+            "{what}: {n} requests, all 503; in the gateway p50 {p50:?} p95 {p95:?} max {slowest:?}; \
+             at the client max {client_slowest:?}"
+        );
+    }
+    assert!(slowest <= bound, "{what}: the gateway took {slowest:?}");
     assert!(client_slowest < STORE_TIMEOUT + Duration::from_secs(1), "{what}: a client waited {client_slowest:?}");
+}
+
+/// The contract for one request: a 503 within the store timeout plus 100 ms.
+const PROMPT: Duration = STORE_TIMEOUT.saturating_add(Duration::from_millis(100));
+/// For a burst of requests whose deadlines all fire at once. Answering them
+/// costs the debug build about 0.5 ms of CPU each, all due at that moment; on
+/// a two-core machine shared with a parallel test suite that work alone can
+/// end a few hundred ms late. A pile-up (queueing for the pool, or another
+/// round trip after the deadline) costs a multiple of the timeout instead.
+const PROMPT_IN_A_BURST: Duration = STORE_TIMEOUT.saturating_add(Duration::from_millis(500));
+
+/// `n` requests one after another, each refused within the contract.
+async fn each_refused_promptly(rig: &Arc<Rig>, n: usize, what: &str) {
+    for _ in 0..n {
+        burst_refused_in_time(rig, 1, PROMPT, what).await;
+    }
 }
 
 /// (status, duration) of each proxied request in the gateway's access log
@@ -354,9 +365,11 @@ async fn slow_redis_gives_503_within_the_store_timeout_without_piling_up_and_rec
     };
 
     faults.set(Fault::Delay(STORE_TIMEOUT * 3));
-    burst_refused_in_time(&rig, 200, "redis slow").await;
+    each_refused_promptly(&rig, 5, "redis slow").await;
+    burst_refused_in_time(&rig, 200, PROMPT_IN_A_BURST, "redis slow").await;
     // A second wave finds the pool as the first one left it.
-    burst_refused_in_time(&rig, 200, "redis slow, second wave").await;
+    burst_refused_in_time(&rig, 200, PROMPT_IN_A_BURST, "redis slow, second wave").await;
+    each_refused_promptly(&rig, 5, "redis slow, after the bursts").await;
     sampling.store(false, Ordering::Relaxed);
     let most_fds = sampler.await.unwrap();
 
@@ -378,6 +391,29 @@ async fn slow_redis_gives_503_within_the_store_timeout_without_piling_up_and_rec
     eprintln!("redis slow: healed {healed:?} after the delay was removed");
 }
 
+/// A session check is one round trip. Checking each pooled connection with a
+/// PING at every checkout made it two, so a Redis answering in 60 % of the
+/// timeout failed every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_slower_than_half_the_store_timeout_still_serves_every_request() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(redis) = server_or_skip("a_redis_slower_than_half_the_store_timeout") else { return };
+    let faults = FaultProxy::start(([127, 0, 0, 1], redis.port()).into());
+    let up = Upstream::start().await;
+    let rig = Rig::start(&redis_url(faults.addr), &up.url(), "5s", "one_factor");
+    rig.login().await;
+    assert_eq!(rig.get("/app").await.status, 200);
+
+    let latency = STORE_TIMEOUT * 3 / 5;
+    faults.set(Fault::Delay(latency));
+    for _ in 0..5 {
+        let r = rig.get("/app").await;
+        assert_eq!(r.status, 200, "after {:?}", r.took);
+        assert!(r.took >= latency, "the delay applies: {:?}", r.took);
+        assert_eq!(r.user.as_deref(), Some("testuser"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn black_holed_redis_gives_503_within_the_store_timeout_and_recovers() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -390,10 +426,12 @@ async fn black_holed_redis_gives_503_within_the_store_timeout_and_recovers() {
     let hits = up.hits();
 
     faults.set(Fault::BlackHole);
-    burst_refused_in_time(&rig, 50, "redis black-holed").await;
+    each_refused_promptly(&rig, 5, "redis black-holed").await;
+    burst_refused_in_time(&rig, 50, PROMPT_IN_A_BURST, "redis black-holed").await;
     // Later requests meet a pool whose connections are all stuck.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    burst_refused_in_time(&rig, 50, "redis black-holed, second wave").await;
+    burst_refused_in_time(&rig, 50, PROMPT_IN_A_BURST, "redis black-holed, second wave").await;
+    each_refused_promptly(&rig, 5, "redis black-holed, after the bursts").await;
     assert_eq!(up.hits(), hits, "nothing was forwarded while sessions could not be checked");
 
     faults.set(Fault::Pass);

@@ -6,15 +6,17 @@
 //!
 //! Failure model: the pool is built without connecting; a down server makes
 //! operations fail fast with `Unavailable` (or `Timeout`), and the pool opens
-//! fresh connections once it is back. Every ephemeral key has a TTL.
+//! fresh connections once it is back (`pool.rs`: a connection is checked only
+//! when its last command did not complete). Every ephemeral key has a TTL.
 
 mod keys;
+mod pool;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use deadpool_redis::redis::{self as r, AsyncConnectionConfig, ErrorKind, RedisError, Script};
-use deadpool_redis::{Connection, Manager, Pool, PoolError, Runtime};
+use deadpool_redis::{Manager, PoolError, Runtime};
 
 use super::{
     ACCOUNT_FAILURES, AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, IpHistory, KNOWN_IPS_PER_USER,
@@ -24,6 +26,7 @@ use super::{
 use crate::config::StoreConfig;
 
 use self::keys::Keys;
+use self::pool::{Connection, Pool};
 
 /// Redis refuses expiry times past the year 9999 (ms).
 const MAX_EXPIRY_MS: u64 = 253_402_300_800_000;
@@ -90,7 +93,7 @@ impl RedisStore {
         // The URL may hold a password: never echo it.
         let manager = Manager::new_with_config(cfg.url.expose(), conn_cfg)
             .map_err(|e| StoreError::Unavailable(format!("invalid redis url ({:?})", e.kind())))?;
-        let pool = Pool::builder(manager)
+        let pool = Pool::builder(pool::Manager::new(manager))
             .max_size(cfg.pool_size.max(1))
             .wait_timeout(timeout)
             .create_timeout(timeout)
