@@ -590,3 +590,36 @@ async fn a_100_mb_response_to_a_client_that_stops_reading_stays_in_bounded_memor
     tokio::time::timeout(Duration::from_secs(30), read_all).await.expect("the rest of the body arrives");
     assert_eq!(body, SIZE);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_stalls_mid_body_is_cut_off_at_its_timeout() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    const SIZE: u64 = 64 * 1024 * 1024;
+    let up = Upstream::start().await;
+    let faults = FaultProxy::start(up.addr);
+    let rig = Rig::start("memory://", &format!("http://{}", faults.addr), "1s", "bypass");
+
+    // A body that keeps coming, with pauses shorter than the timeout, runs
+    // longer than the timeout in all and is not cut.
+    let started = Instant::now();
+    let r = rig.http.get(rig.url("/download?bytes=655360&gap_ms=300")).send().await.unwrap();
+    assert_eq!(read_body(r).await, (655_360, None), "a slow but steady body arrives whole");
+    assert!(started.elapsed() > Duration::from_secs(2), "it took {:?}", started.elapsed());
+
+    let r = rig.http.get(rig.url(&format!("/download?bytes={SIZE}"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    faults.set(Fault::BlackHole);
+    let stalled = Instant::now();
+    let (got, error) = read_body(r).await;
+    let waited = stalled.elapsed();
+    eprintln!("stalled upstream: the client got {got} bytes, then {error:?} after {waited:?}");
+    assert!(error.is_some() && got < SIZE, "the client sees a broken response");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "cut off after {waited:?} (timeout 1s)"
+    );
+    assert!(rig.gw.log_contains("upstream stalled"), "the gateway says why");
+
+    faults.set(Fault::Pass);
+    rig.until_ok("/app", Duration::from_secs(2)).await;
+}
