@@ -109,7 +109,8 @@ pub struct UpstreamConfig {
     pub url: Url,
     /// Requests whose Host matches go here; an entry without host is the default.
     pub host: Option<String>,
-    /// Time allowed for the upstream to answer with its response head.
+    /// Time allowed for the upstream to answer with its response head, and the
+    /// longest silence allowed inside a response body (then it is cut off).
     #[serde(with = "duration")]
     pub timeout: Duration,
     /// Extra PEM CA bundle trusted for an `https://` upstream (besides webpki roots).

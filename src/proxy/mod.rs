@@ -1,6 +1,8 @@
 //! The reverse proxy: picks the upstream by Host, cleans the headers, streams the
 //! body both ways, passes protocol upgrades (WebSocket) through, and maps
-//! upstream failures to 502 (unreachable) or 504 (too slow).
+//! upstream failures to 502 (unreachable) or 504 (too slow). The upstream's
+//! `timeout` bounds the wait for the response head and, once the body streams,
+//! each silence inside it.
 
 mod client;
 pub mod headers;
@@ -185,7 +187,7 @@ impl Proxy {
         }
 
         headers::strip_hop_by_hop(resp.headers_mut(), false);
-        Ok(resp.map(Body::upstream))
+        Ok(resp.map(|b| Body::upstream(b, upstream.timeout)))
     }
 }
 

@@ -3,6 +3,7 @@
 //! self-signed TLS material. Everything listens on loopback only.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod flow;
 pub mod proxies;
 pub mod redis;

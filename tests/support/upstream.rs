@@ -1,12 +1,14 @@
 //! An in-process upstream for the proxy tests: echoes requests as JSON, streams
 //! large downloads, counts uploads, answers slowly on demand, and echoes
-//! WebSocket messages. Optionally over TLS.
+//! WebSocket messages. Optionally over TLS. It counts the requests it served
+//! and whom the gateway said each was for, so a test can check from this side
+//! that nothing arrived without an identity.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,6 +27,8 @@ pub struct Upstream {
     pub addr: SocketAddr,
     /// Requests served (to check that a refused request never arrived).
     pub hits: Arc<AtomicUsize>,
+    /// How many requests arrived with each `Remote-User` value ("" for none).
+    pub identities: Arc<Mutex<BTreeMap<String, usize>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -53,6 +57,8 @@ impl Upstream {
         });
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
+        let identities = Arc::new(Mutex::new(BTreeMap::new()));
+        let seen = identities.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Its own thread and runtime: the upstream answers at its own pace
         // whatever load the test's runtime is under.
@@ -65,10 +71,14 @@ impl Upstream {
                     loop {
                         let Ok((stream, _)) = listener.accept().await else { return };
                         let counter = counter.clone();
+                        let seen = seen.clone();
                         let acceptor = acceptor.clone();
                         tokio::spawn(async move {
-                            let svc = service_fn(move |req| {
+                            let svc = service_fn(move |req: Request<Incoming>| {
                                 counter.fetch_add(1, Ordering::SeqCst);
+                                let user = req.headers().get("remote-user").map(|v| v.as_bytes().to_vec());
+                                let user = String::from_utf8_lossy(user.as_deref().unwrap_or_default()).into_owned();
+                                *seen.lock().unwrap().entry(user).or_default() += 1;
                                 handle(req)
                             });
                             let builder = auto::Builder::new(TokioExecutor::new());
@@ -92,7 +102,7 @@ impl Upstream {
             });
             rt.shutdown_background();
         });
-        Upstream { addr, hits, stop: Some(stop_tx), thread: Some(thread) }
+        Upstream { addr, hits, identities, stop: Some(stop_tx), thread: Some(thread) }
     }
 
     pub fn url(&self) -> String {
@@ -101,6 +111,11 @@ impl Upstream {
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Requests seen per `Remote-User` value ("" for requests without one).
+    pub fn identities(&self) -> BTreeMap<String, usize> {
+        self.identities.lock().unwrap().clone()
     }
 }
 
@@ -139,6 +154,8 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         }
         "/download" => {
             let total = query_num(&req, "bytes");
+            // gap_ms=N: a pause before each 64 KiB chunk after the first.
+            let gap = Duration::from_millis(query_num(&req, "gap_ms"));
             let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
             let stream = futures_util::stream::unfold(total, move |left| {
                 let chunk = chunk.clone();
@@ -146,15 +163,19 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
                     if left == 0 {
                         return None;
                     }
+                    if left < total && !gap.is_zero() {
+                        tokio::time::sleep(gap).await;
+                    }
                     let n = left.min(chunk.len() as u64);
                     Some((Ok::<_, Infallible>(Frame::data(chunk.slice(..n as usize))), left - n))
                 }
             });
-            Response::builder()
-                .header("content-type", "application/octet-stream")
-                .header("content-length", total.to_string())
-                .body(BodyExt::boxed(StreamBody::new(stream)))
-                .expect("response")
+            // chunked=1: no Content-Length, so only the last chunk marks the end.
+            let mut r = Response::builder().header("content-type", "application/octet-stream");
+            if query_num(&req, "chunked") == 0 {
+                r = r.header("content-length", total.to_string());
+            }
+            r.body(BodyExt::boxed(StreamBody::new(stream))).expect("response")
         }
         "/upload" => {
             let mut body = req.into_body();

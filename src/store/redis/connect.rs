@@ -41,7 +41,7 @@ pub(super) struct Connector {
 
 #[derive(Clone)]
 enum Kind {
-    Server(deadpool_redis::Pool),
+    Server(managed::Pool<ServerManager>),
     Sentinel(managed::Pool<SentinelManager>),
     Cluster(ClusterConnection),
 }
@@ -63,7 +63,7 @@ pub(super) struct Conn {
 }
 
 enum Inner {
-    Server(Option<deadpool_redis::Connection>),
+    Server(Option<managed::Object<ServerManager>>),
     Sentinel(Option<managed::Object<SentinelManager>>),
     Cluster(ClusterConnection),
 }
@@ -84,12 +84,12 @@ impl Connector {
                 .map_err(|e| StoreError::Unavailable(format!("invalid redis url ({:?})", e.kind())))?;
                 let manager = deadpool_redis::Manager::new_with_config(client.get_connection_info().clone(), conn_cfg)
                     .map_err(|e| StoreError::Unavailable(format!("invalid redis url ({:?})", e.kind())))?;
-                let pool = deadpool_redis::Pool::builder(manager)
+                let pool = managed::Pool::builder(ServerManager(manager))
                     .max_size(cfg.pool_size.max(1))
                     .wait_timeout(Some(timeout))
                     .create_timeout(Some(timeout))
                     .recycle_timeout(Some(timeout))
-                    .runtime(deadpool_redis::Runtime::Tokio1)
+                    .runtime(deadpool::Runtime::Tokio1)
                     .build()
                     .map_err(|e| StoreError::Unavailable(format!("redis pool: {e}")))?;
                 (Kind::Server(pool), SubscriptionTarget::Server(client))
@@ -235,6 +235,35 @@ fn cluster(
     Ok((conn, nodes))
 }
 
+/// A pooled connection unused for this long answers a PING before it is
+/// handed out again (a server `timeout` or a NAT may have cut it). A
+/// connection in use is not checked at every checkout, as deadpool-redis
+/// does: that PING doubled the round trips of every store operation, and
+/// against a Redis slower than half of `store.timeout` the check alone used up
+/// the deadline. A connection whose last command did not complete is never
+/// reused at all (see `Conn`).
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Opens connections to one server, as deadpool-redis does; checks them only
+/// after `IDLE_CHECK`.
+pub(super) struct ServerManager(deadpool_redis::Manager);
+
+impl managed::Manager for ServerManager {
+    type Type = MultiplexedConnection;
+    type Error = RedisError;
+
+    async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
+        managed::Manager::create(&self.0).await
+    }
+
+    async fn recycle(&self, conn: &mut MultiplexedConnection, metrics: &Metrics) -> RecycleResult<RedisError> {
+        if metrics.last_used() < IDLE_CHECK {
+            return Ok(());
+        }
+        managed::Manager::recycle(&self.0, conn, metrics).await
+    }
+}
+
 /// Opens connections to the master the Sentinels name at that moment.
 pub(super) struct SentinelManager {
     client: Mutex<SentinelClient>,
@@ -250,8 +279,10 @@ impl managed::Manager for SentinelManager {
         client.get_multiplexed_async_connection_with_config(&self.conn_cfg).await
     }
 
-    async fn recycle(&self, conn: &mut MultiplexedConnection, _: &Metrics) -> RecycleResult<RedisError> {
-        // As deadpool-redis does: a connection must answer before it is reused.
+    async fn recycle(&self, conn: &mut MultiplexedConnection, metrics: &Metrics) -> RecycleResult<RedisError> {
+        if metrics.last_used() < IDLE_CHECK {
+            return Ok(());
+        }
         r::cmd("PING").query_async::<()>(conn).await.map_err(managed::RecycleError::Backend)
     }
 }
@@ -287,7 +318,7 @@ impl Conn {
 
     fn connection(&mut self) -> &mut (dyn ConnectionLike + Send) {
         match &mut self.inner {
-            Inner::Server(Some(c)) => c,
+            Inner::Server(Some(c)) => &mut **c,
             Inner::Sentinel(Some(c)) => &mut **c,
             Inner::Cluster(c) => c,
             // Only `Drop` takes the pooled connection out.
@@ -325,11 +356,14 @@ async fn cluster_command(c: &mut ClusterConnection, cmd: &Cmd) -> Result<Value, 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
+            // Broken until the reply is in: a deadline that drops this future
+            // half-way leaves the connection's state unknown, and it is not reused.
+            let was_broken = std::mem::replace(&mut self.broken, true);
             let result = match &mut self.inner {
                 Inner::Cluster(c) => cluster_command(c, cmd).await,
                 _ => self.connection().req_packed_command(cmd).await,
             };
-            self.broken |= condemns(&result);
+            self.broken = was_broken || condemns(&result);
             result
         })
     }
@@ -341,10 +375,9 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
+            let was_broken = std::mem::replace(&mut self.broken, true);
             let result = self.connection().req_packed_commands(pipeline, offset, count).await;
-            if let Err(e) = &result {
-                self.broken |= condemns(&Err(e.clone()));
-            }
+            self.broken = was_broken || result.as_ref().is_err_and(|e| condemns(&Err(e.clone())));
             result
         })
     }
@@ -394,7 +427,7 @@ impl Drop for Conn {
         }
         // Detached from the pool and closed; the pool opens a fresh one.
         match &mut self.inner {
-            Inner::Server(c) => drop(c.take().map(deadpool_redis::Connection::take)),
+            Inner::Server(c) => drop(c.take().map(managed::Object::take)),
             Inner::Sentinel(c) => drop(c.take().map(managed::Object::take)),
             Inner::Cluster(_) => {}
         }
