@@ -130,18 +130,30 @@ pub enum RateBucket {
     /// Failed attempts per client IP (the IP ban).
     IpFailures,
     /// Failed attempts per account (the account lock); `unlock_account` clears it.
+    /// Names that match no account are counted here too, under a keyed hash
+    /// of the name, so that they lock alike.
     AccountFailures,
+    /// Failed password re-checks per session (by its public id).
+    SessionFailures,
+    /// Repeated-failure alerts per account (at most one per window).
+    FailureAlerts,
 }
 
 impl RateBucket {
-    pub const ALL: [RateBucket; 6] = [
+    pub const ALL: [RateBucket; 8] = [
         RateBucket::Login,
         RateBucket::Verify,
         RateBucket::Resend,
         RateBucket::OtpEmails,
         RateBucket::IpFailures,
         RateBucket::AccountFailures,
+        RateBucket::SessionFailures,
+        RateBucket::FailureAlerts,
     ];
+
+    /// The buckets keyed by client IP (what `portcullis unlock --ip` clears).
+    pub const PER_IP: [RateBucket; 5] =
+        [RateBucket::Login, RateBucket::Verify, RateBucket::Resend, RateBucket::OtpEmails, RateBucket::IpFailures];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -151,6 +163,8 @@ impl RateBucket {
             RateBucket::OtpEmails => "otp_emails",
             RateBucket::IpFailures => "ip_failures",
             RateBucket::AccountFailures => "account_failures",
+            RateBucket::SessionFailures => "session_failures",
+            RateBucket::FailureAlerts => "failure_alerts",
         }
     }
 }
@@ -470,6 +484,12 @@ impl Store {
 
     pub async fn rate_reset(&self, bucket: RateBucket, key: &str) -> StoreResult<()> {
         dispatch!(self, b => b.rate_reset(bucket, key))
+    }
+
+    /// Deletes the windows of `key` in each of `buckets`; returns how many
+    /// held events (an operator lifting an IP ban wants to know).
+    pub async fn clear_windows(&self, buckets: &[RateBucket], key: &str) -> StoreResult<usize> {
+        dispatch!(self, b => b.clear_windows(buckets, key))
     }
 
     // --- account lock ---
