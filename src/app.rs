@@ -132,12 +132,20 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
             resend_cooldown_secs: config.otp.resend_cooldown.as_secs(),
         },
     };
+    let proxy = Proxy::new(&config.upstream).map_err(StartError::Config)?;
+    // The proxy labels an upstream by its URL's authority, as written.
+    let upstream_names: Vec<String> = config
+        .upstream
+        .iter()
+        .filter_map(|u| u.url.as_str().parse::<http::Uri>().ok()?.authority().map(|a| a.to_string()))
+        .collect();
+    crate::metrics::known_upstreams(upstream_names.iter().map(String::as_str));
     let gateway = Gateway {
         prefix,
         trusted_proxies: config.server.trusted_proxies.clone(),
         portal,
         gate,
-        proxy: Proxy::new(&config.upstream).map_err(StartError::Config)?,
+        proxy,
         identity,
         cookies,
         replies,

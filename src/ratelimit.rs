@@ -74,5 +74,6 @@ fn refused(bucket: RateBucket, d: RateDecision) -> Option<Duration> {
 
 /// Counts a refusal under `label` (a bucket, or `resend_cooldown`).
 pub fn count_refusal(label: &'static str) {
+    crate::metrics::debug_check_label(crate::metrics::RATE_LIMITED, label);
     crate::metrics::get().rate_limited.with_label_values(&[label]).inc();
 }

@@ -125,6 +125,7 @@ impl Codes {
             self.audit.event(client.as_user(user), SecurityEvent::MailFailed, &details).await;
             return Err(LoginError::MailFailed);
         }
+        crate::metrics::debug_check_label(crate::metrics::OTP_PURPOSES, purpose.as_str());
         crate::metrics::get().otp_sent.with_label_values(&[purpose.as_str()]).inc();
         Ok(())
     }

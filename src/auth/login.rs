@@ -78,7 +78,7 @@ pub struct LoginFlow {
 }
 
 fn count_attempt(stage: &'static str, result: &'static str) {
-    crate::metrics::get().auth_attempts.with_label_values(&[stage, result]).inc();
+    crate::metrics::auth_attempt(stage, result);
 }
 
 impl LoginFlow {
