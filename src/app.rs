@@ -91,17 +91,24 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
     let notifier = Notifier::new(mailer, templates, &config.auth.app_name, clock.clone());
     let codes =
         Codes::new(store.clone(), notifier.clone(), limiter.clone(), audit.clone(), secret.clone(), &config.otp);
-    let lockout =
-        Lockout::new(store.clone(), limiter.clone(), audit.clone(), notifier.clone(), config.lockout.account_lock);
     let suspicious = SuspiciousActivity::new(store.clone(), audit.clone(), notifier.clone(), clock.clone());
+    let lockout = Lockout::new(
+        store.clone(),
+        limiter.clone(),
+        audit.clone(),
+        notifier.clone(),
+        suspicious.clone(),
+        config.lockout.account_lock,
+        secret.clone(),
+    );
     let gate = Arc::new(Gate::new(rules.clone(), store.clone(), users.clone(), cookies.clone()));
     let login = LoginFlow {
         store: store.clone(),
         users: users.clone(),
         passwords: passwords.clone(),
         codes: codes.clone(),
-        limiter,
-        lockout,
+        limiter: limiter.clone(),
+        lockout: lockout.clone(),
         audit: audit.clone(),
         notifier: notifier.clone(),
         suspicious,
@@ -112,7 +119,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         }),
         clock: clock.clone(),
     };
-    let account = AccountActions::new(store.clone(), passwords, codes, audit, notifier);
+    let account = AccountActions::new(store.clone(), passwords, codes, audit, notifier, lockout, limiter);
     let portal = Portal {
         gate: gate.clone(),
         login,

@@ -379,7 +379,13 @@ async fn open_store(flag: Option<&Path>) -> Result<store::Store, Failure> {
 
 async fn unlock(name: &str, flag: Option<&Path>) -> Result<(), Failure> {
     let store = open_store(flag).await?;
-    let was = store.unlock_account(name).await.map_err(|e| Failure::Runtime(e.to_string()))?;
+    // The name as typed is locked too, whether or not it is an account's.
+    let secret = config::load(flag, Config::default(), true)?.config.auth.secret;
+    let typed = portcullis::auth::lockout::name_key(secret.expose().as_bytes(), name);
+    let mut was = false;
+    for key in [name, typed.as_str()] {
+        was |= store.unlock_account(key).await.map_err(|e| Failure::Runtime(e.to_string()))?;
+    }
     println!("{name}: {}", if was { "unlocked" } else { "was not locked (failure count cleared)" });
     Ok(())
 }

@@ -112,6 +112,7 @@ impl Codes {
     /// reports `MailFailed`.
     pub async fn issue(&self, user: &User, purpose: CodePurpose, client: &Client) -> Result<(), LoginError> {
         if let Some(retry_after) = self.limiter.hit(RateBucket::OtpEmails, &client.ip).await? {
+            self.audit.refused_by(client.as_user(user), RateBucket::OtpEmails, retry_after).await;
             return Err(LoginError::RateLimited { retry_after });
         }
         let code = generate_code(self.otp.digits);

@@ -77,6 +77,11 @@ pub struct LoginFlow {
     pub(crate) clock: Clock,
 }
 
+/// The typed name, with the account it found (if any) for the audit trail.
+fn naming_known<'a>(anon: crate::audit::Actor<'a>, user: Option<&'a User>) -> crate::audit::Actor<'a> {
+    crate::audit::Actor { user: user.map(|u| u.username.as_str()), ..anon }
+}
+
 fn count_attempt(stage: &'static str, result: &'static str) {
     crate::metrics::auth_attempt(stage, result);
 }
@@ -120,11 +125,13 @@ impl LoginFlow {
         if let Some(retry_after) = self.lockout.ip_banned(&client.ip).await? {
             count_attempt("password", "rate_limited");
             self.audit.attempt(anon, AttemptResult::RateLimited, "too many failures from this IP").await;
+            self.audit.refused_by(anon, RateBucket::IpFailures, retry_after).await;
             return Err(LoginError::RateLimited { retry_after });
         }
         if let Some(retry_after) = self.limiter.hit(RateBucket::Login, &client.ip).await? {
             count_attempt("password", "rate_limited");
             self.audit.attempt(anon, AttemptResult::RateLimited, "login rate limit").await;
+            self.audit.refused_by(anon, RateBucket::Login, retry_after).await;
             return Err(LoginError::RateLimited { retry_after });
         }
 
@@ -137,26 +144,27 @@ impl LoginFlow {
             .await
             .map_err(|e| LoginError::Internal(e.to_string()))?;
 
-        if let Some(u) = &user
-            && let Some(retry_after) = self.lockout.account_locked(&u.username).await?
-        {
+        // The typed name is locked like an account whether or not it is one,
+        // so this answer is the same for both.
+        if let Some(retry_after) = self.lockout.login_locked(name_or_email, user.as_deref()).await? {
             count_attempt("password", "locked");
-            let actor = client.as_user(u);
-            self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
+            self.audit
+                .attempt(naming_known(anon, user.as_deref()), AttemptResult::AccountLocked, "account locked")
+                .await;
             return Err(LoginError::Locked { retry_after });
         }
         let user = match (user, ok) {
             (Some(u), true) => u,
             (u, _) => {
                 count_attempt("password", "invalid_credentials");
-                let actor = crate::audit::Actor { user: u.as_ref().map(|u| u.username.as_str()), ..anon };
-                self.audit.attempt(actor, AttemptResult::InvalidCredentials, "").await;
-                self.lockout.record_failure(u.as_deref(), client).await?;
+                self.audit.attempt(naming_known(anon, u.as_deref()), AttemptResult::InvalidCredentials, "").await;
+                self.lockout.record_login_failure(name_or_email, u.as_ref(), client).await?;
                 return Err(LoginError::InvalidCredentials);
             }
         };
         if user.disabled {
             count_attempt("password", "disabled");
+            self.audit.attempt(client.as_user(&user), AttemptResult::AccountDisabled, "account disabled").await;
             return Err(LoginError::Disabled);
         }
         count_attempt("password", "success");
@@ -246,12 +254,14 @@ impl LoginFlow {
         code: &str,
         client: &Client,
     ) -> Result<Completed, LoginError> {
-        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.ip).await? {
-            count_attempt("otp", "rate_limited");
-            return Err(LoginError::RateLimited { retry_after });
-        }
         let (_, user) = self.pending_user(pending_token).await?;
         let actor = client.as_user(&user);
+        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.ip).await? {
+            count_attempt("otp", "rate_limited");
+            self.audit.attempt(actor, AttemptResult::RateLimited, "code: verify rate limit").await;
+            self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
+            return Err(LoginError::RateLimited { retry_after });
+        }
         if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
             count_attempt("otp", "locked");
             self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
@@ -266,13 +276,13 @@ impl LoginFlow {
                 count_attempt("otp", "invalid_otp");
                 let details = format!("{remaining} attempts left");
                 self.audit.attempt(actor, AttemptResult::InvalidOtp, &details).await;
-                self.lockout.record_failure(Some(&user), client).await?;
+                self.lockout.record_failure(&user, client).await?;
                 Err(LoginError::InvalidCode { remaining })
             }
             CodeCheck::Exhausted => {
                 count_attempt("otp", "max_attempts");
                 self.audit.attempt(actor, AttemptResult::InvalidOtp, "maximum attempts reached").await;
-                self.lockout.record_failure(Some(&user), client).await?;
+                self.lockout.record_failure(&user, client).await?;
                 Err(LoginError::MaxAttempts)
             }
             CodeCheck::Expired | CodeCheck::None => {
@@ -290,14 +300,17 @@ impl LoginFlow {
         code: &str,
         client: &Client,
     ) -> Result<Completed, LoginError> {
-        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.ip).await? {
-            count_attempt("backup_code", "rate_limited");
-            return Err(LoginError::RateLimited { retry_after });
-        }
         let (_, user) = self.pending_user(pending_token).await?;
         let actor = client.as_user(&user);
+        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.ip).await? {
+            count_attempt("backup_code", "rate_limited");
+            self.audit.attempt(actor, AttemptResult::RateLimited, "backup code: verify rate limit").await;
+            self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
+            return Err(LoginError::RateLimited { retry_after });
+        }
         if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
             count_attempt("backup_code", "locked");
+            self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
             return Err(LoginError::Locked { retry_after });
         }
         if let Some(hash) = self.codes.backup_hash(&user, code)
@@ -319,8 +332,8 @@ impl LoginFlow {
         }
         count_attempt("backup_code", "invalid_otp");
         self.audit.attempt(actor, AttemptResult::InvalidOtp, "invalid backup code").await;
-        self.lockout.record_failure(Some(&user), client).await?;
-        Err(LoginError::InvalidBackupCode)
+        let remaining = self.lockout.record_failure(&user, client).await?;
+        Err(LoginError::InvalidBackupCode { remaining })
     }
 
     async fn finish_pending(
@@ -340,16 +353,27 @@ impl LoginFlow {
     /// the new code's lifetime in seconds.
     pub async fn resend(&self, pending_token: Option<&str>, client: &Client) -> Result<u64, LoginError> {
         let (_, user) = self.pending_user(pending_token).await?;
+        let actor = client.as_user(&user);
         let otp = self.codes.settings();
         if let Some(left) = self.store.start_cooldown(&user.username, CodePurpose::Login, otp.resend_cooldown).await? {
             count_refusal("resend_cooldown");
+            self.audit.refused(actor, "resend_cooldown", left).await;
             return Err(LoginError::RateLimited { retry_after: left });
         }
         if let Some(retry_after) = self.limiter.hit(RateBucket::Resend, &client.ip).await? {
+            self.audit.refused_by(actor, RateBucket::Resend, retry_after).await;
             return Err(LoginError::RateLimited { retry_after });
         }
         self.codes.issue(&user, CodePurpose::Login, client).await?;
         Ok(otp.ttl.as_secs())
+    }
+
+    /// Ends the session behind `token` (signing out), and audits it.
+    pub async fn logout(&self, token: &str, client: &Client) -> Result<(), LoginError> {
+        if let Some(user) = self.store.delete_session(token).await? {
+            self.audit.event(client.on_account(&user), SecurityEvent::Logout, "").await;
+        }
+        Ok(())
     }
 
     /// The pending login behind the cookie, for the code page.

@@ -7,8 +7,10 @@
 //! - `codes`: one-time and backup codes, and [`codes::Codes`], which issues
 //!   and checks e-mailed codes;
 //! - `notify`: code e-mails and security alerts;
-//! - `lockout`: failed attempts and the account lock;
-//! - `suspicious`: the suspicious-activity rules run after a login;
+//! - `lockout`: failed attempts, the account lock, and the lock of names
+//!   that match no account;
+//! - `suspicious`: the suspicious-activity rules run after a login and after
+//!   failures;
 //! - `login`: the login state machine (password → second factor → session);
 //! - `account`: account self-service (2FA on and off, backup codes, sessions).
 //!
@@ -47,6 +49,12 @@ impl Client {
     /// This client acting as `user` (an account that is known).
     pub fn as_user<'a>(&'a self, user: &'a User) -> Actor<'a> {
         Actor { username: &user.username, user: Some(&user.username), ip: &self.ip, user_agent: &self.user_agent }
+    }
+
+    /// This client acting on the account named `username` (known to exist,
+    /// though its `User` is not at hand).
+    pub fn on_account<'a>(&'a self, username: &'a str) -> Actor<'a> {
+        Actor { username, user: Some(username), ip: &self.ip, user_agent: &self.user_agent }
     }
 
     /// This client naming `name` (as typed; the account may not exist).

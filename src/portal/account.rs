@@ -12,7 +12,7 @@ use serde_json::json;
 use super::context::{Answer, Cx};
 use super::forms::Fields;
 use super::pages::{AccountView, LoginRow, SessionRow, UserView};
-use crate::auth::account::AccountError;
+use crate::auth::account::{AccountError, Toggle};
 use crate::auth::login::LoginError;
 use crate::auth::users::User;
 use crate::body::Response;
@@ -147,7 +147,8 @@ pub(super) async fn toggle_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
     let client = cx.client();
     let r = if fields.flag("enable_otp") {
         match (account.start_enable(&auth.user, &client).await, cx.format) {
-            (Ok(()), Format::Html) => {
+            (Ok(Toggle::Unchanged), _) => unchanged(cx, &auth, true).await,
+            (Ok(Toggle::Changed), Format::Html) => {
                 let n = Notice {
                     message: "We e-mailed you a code. Enter it to turn on two-factor authentication.",
                     confirm_enable: true,
@@ -155,7 +156,7 @@ pub(super) async fn toggle_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
                 };
                 account_page(cx, &auth, StatusCode::OK, n, None).await
             }
-            (Ok(()), Format::Json) => reply::json(
+            (Ok(Toggle::Changed), Format::Json) => reply::json(
                 StatusCode::OK,
                 &json!({
                     "success": true,
@@ -167,12 +168,13 @@ pub(super) async fn toggle_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
             (Err(e), _) => failed(cx, &auth, e).await,
         }
     } else {
-        match (account.disable(&auth.user, fields.get("password"), &client).await, cx.format) {
-            (Ok(()), Format::Html) => {
+        match (account.disable(&auth.user, &auth.token, fields.get("password"), &client).await, cx.format) {
+            (Ok(Toggle::Unchanged), _) => unchanged(cx, &auth, false).await,
+            (Ok(Toggle::Changed), Format::Html) => {
                 let n = Notice { message: "Two-factor authentication is off.", ..Notice::default() };
                 account_page(cx, &auth, StatusCode::OK, n, None).await
             }
-            (Ok(()), Format::Json) => reply::json(
+            (Ok(Toggle::Changed), Format::Json) => reply::json(
                 StatusCode::OK,
                 &json!({"success": true, "otp_enabled": false, "message": "Two-factor authentication disabled"}),
             ),
@@ -180,6 +182,21 @@ pub(super) async fn toggle_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
         }
     };
     (r, user_of(&auth))
+}
+
+/// The answer to turning 2FA to the state it is in: nothing to do, which is
+/// a success.
+async fn unchanged(cx: &Cx<'_>, auth: &Authenticated, otp_enabled: bool) -> Response {
+    match cx.format {
+        Format::Html => {
+            let n = Notice { message: "No changes made.", ..Notice::default() };
+            account_page(cx, auth, StatusCode::OK, n, None).await
+        }
+        Format::Json => reply::json(
+            StatusCode::OK,
+            &json!({"success": true, "otp_enabled": otp_enabled, "message": "No changes made"}),
+        ),
+    }
 }
 
 /// `POST account/otp/confirm`, `POST api/confirm-enable-otp`: the e-mailed
@@ -224,7 +241,8 @@ pub(super) async fn backup_codes(cx: &Cx<'_>, body: Incoming) -> Answer {
         Ok(b) => b,
         Err(a) => return a,
     };
-    let result = cx.portal.account.regenerate_backup_codes(&auth.user, fields.get("password"), &cx.client()).await;
+    let password = fields.get("password");
+    let result = cx.portal.account.regenerate_backup_codes(&auth.user, &auth.token, password, &cx.client()).await;
     let r = match (result, cx.format) {
         (Ok(codes), Format::Html) => {
             let n = Notice {

@@ -243,7 +243,7 @@ pub(super) async fn logout(cx: &Cx<'_>, body: Incoming) -> Response {
     }
     let portal = cx.portal;
     if let Some(token) = portal.cookies.session_token(cx.headers)
-        && let Err(e) = portal.store.delete_session(token).await
+        && let Err(e) = portal.login.logout(token, &cx.client()).await
     {
         return cx.fail(e);
     }

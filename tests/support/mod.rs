@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod flow;
+pub mod machine;
 pub mod proxies;
 pub mod redis;
 pub mod smtp;
