@@ -9,6 +9,7 @@ use crate::access::AccessRules;
 use crate::audit::Audit;
 use crate::auth::account::AccountActions;
 use crate::auth::codes::Codes;
+use crate::auth::credential::Fingerprints;
 use crate::auth::lockout::Lockout;
 use crate::auth::login::{LoginFlow, LoginSettings};
 use crate::auth::notify::Notifier;
@@ -56,6 +57,8 @@ pub struct App {
     pub gateway: Gateway,
     pub store: Store,
     pub users: Arc<Users>,
+    /// The audit trail (the users file's reloads write to it).
+    pub audit: Audit,
 }
 
 /// Builds the gateway from a validated config. `users` may be given (the
@@ -101,7 +104,15 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         config.lockout.account_lock,
         secret.clone(),
     );
-    let gate = Arc::new(Gate::new(rules.clone(), store.clone(), users.clone(), cookies.clone()));
+    let fingerprints = Arc::new(Fingerprints::new(&secret));
+    let gate = Arc::new(Gate::new(
+        rules.clone(),
+        store.clone(),
+        users.clone(),
+        cookies.clone(),
+        fingerprints.clone(),
+        audit.clone(),
+    ));
     let login = LoginFlow {
         store: store.clone(),
         users: users.clone(),
@@ -112,6 +123,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         audit: audit.clone(),
         notifier: notifier.clone(),
         suspicious,
+        fingerprints,
         rules,
         settings: Arc::new(LoginSettings {
             session: config.session.clone(),
@@ -119,7 +131,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         }),
         clock: clock.clone(),
     };
-    let account = AccountActions::new(store.clone(), passwords, codes, audit, notifier, lockout, limiter);
+    let account = AccountActions::new(store.clone(), passwords, codes, audit.clone(), notifier, lockout, limiter);
     let portal = Portal {
         gate: gate.clone(),
         login,
@@ -157,7 +169,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         cookies,
         replies,
     };
-    Ok(App { config, gateway, store, users })
+    Ok(App { config, gateway, store, users, audit })
 }
 
 /// The addresses a running gateway listens on.
@@ -170,7 +182,7 @@ pub struct Bound {
 /// Binds the public and metrics listeners, prints where they are, and serves
 /// until `shutdown` fires. Returns once in-flight requests have drained.
 pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
-    let App { config, gateway, store, users } = app;
+    let App { config, gateway, store, users, audit } = app;
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
         _ => None,
@@ -181,7 +193,7 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
         None => None,
     };
     let bound = Bound { public: listener.local_addr(), metrics: metrics.as_ref().map(Listener::local_addr) };
-    users.watch(store.clone(), shutdown.clone());
+    users.watch(store.clone(), audit.clone(), shutdown.clone());
     let scheme = if listener.is_tls() { "https" } else { "http" };
     // One machine-readable line per listener (tests and scripts wait for it).
     println!("portcullis listening on {scheme}://{}", bound.public);

@@ -11,6 +11,7 @@ use crate::access::{AccessRules, Decision, Subject};
 use crate::audit::{AttemptResult, Audit, SecurityEvent};
 use crate::auth::Client;
 use crate::auth::codes::Codes;
+use crate::auth::credential::Fingerprints;
 use crate::auth::lockout::Lockout;
 use crate::auth::notify::Notifier;
 use crate::auth::password::PasswordChecker;
@@ -72,6 +73,7 @@ pub struct LoginFlow {
     pub(crate) audit: Audit,
     pub(crate) notifier: Notifier,
     pub(crate) suspicious: SuspiciousActivity,
+    pub(crate) fingerprints: Arc<Fingerprints>,
     pub(crate) rules: Arc<AccessRules>,
     pub(crate) settings: Arc<LoginSettings>,
     pub(crate) clock: Clock,
@@ -221,6 +223,7 @@ impl LoginFlow {
             remember_me,
             &client.ip,
             &client.device(),
+            self.fingerprints.of(user),
         );
         self.store.create_session(&token, &record).await?;
         crate::metrics::get().sessions_created.inc();

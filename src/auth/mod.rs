@@ -6,6 +6,8 @@
 //! - `password`: argon2id checks off the async runtime;
 //! - `codes`: one-time and backup codes, and [`codes::Codes`], which issues
 //!   and checks e-mailed codes;
+//! - `credential`: the fingerprint a session keeps of its user's password,
+//!   e-mail and groups (a change ends the session);
 //! - `notify`: code e-mails and security alerts;
 //! - `lockout`: failed attempts, the account lock, and the lock of names
 //!   that match no account;
@@ -18,6 +20,7 @@
 
 pub mod account;
 pub mod codes;
+pub mod credential;
 pub mod error;
 pub mod lockout;
 pub mod login;

@@ -75,6 +75,11 @@ pub struct SessionRecord {
     pub remember_me: bool,
     pub ip: String,
     pub device: String,
+    /// Fingerprint of the user's credential when the session was made
+    /// (`auth::credential`). Empty in records written before it existed;
+    /// the gate ends such a session.
+    #[serde(default)]
+    pub credential: String,
 }
 
 /// A session as listed for its user: `id` is the public handle (the hash), usable
