@@ -149,6 +149,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
             pending_login_ttl: config.session.pending_login_ttl,
             otp_ttl_secs: config.otp.ttl.as_secs(),
             resend_cooldown_secs: config.otp.resend_cooldown.as_secs(),
+            otp_digits: config.otp.digits,
         },
     };
     let proxy = Proxy::new(&config.upstream).map_err(StartError::Config)?;

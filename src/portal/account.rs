@@ -53,6 +53,7 @@ async fn account_page(
         backup_codes: &n.backup_codes,
         backup_codes_txt: form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20"),
         confirm_enable: n.confirm_enable,
+        code_digits: portal.settings.otp_digits,
         recent_logins: data.recent_logins.iter().map(LoginRow::of).collect(),
         sessions: data.sessions.iter().map(|s| SessionRow::of(s, &current)).collect(),
         message: n.message,

@@ -30,6 +30,8 @@ pub struct PortalSettings {
     pub pending_login_ttl: std::time::Duration,
     pub otp_ttl_secs: u64,
     pub resend_cooldown_secs: u64,
+    /// Digits of an e-mailed code: the forms ask for exactly that many.
+    pub otp_digits: u32,
 }
 
 /// Everything the portal's handlers use.

@@ -121,6 +121,7 @@ async fn code_form(cx: &Cx<'_>, status: StatusCode, n: CodeNotice<'_>) -> Respon
         info: n.info,
         remaining_attempts: n.remaining,
         backup: n.backup,
+        code_digits: cx.portal.settings.otp_digits,
     };
     cx.portal.page(status, "otp.html", &view)
 }

@@ -21,6 +21,8 @@ pub struct Harness {
     pub http: reqwest::Client,
     pub origin: String,
     pub redis: Option<super::redis::RedisServer>,
+    /// Digits of the e-mailed codes (`otp.digits`).
+    pub digits: usize,
     /// The config text and users file, for starting replicas.
     pub config: String,
     pub users: std::path::PathBuf,
@@ -36,6 +38,8 @@ pub struct Options {
     pub policy: &'static str,
     pub otp_ttl: &'static str,
     pub resend_cooldown: &'static str,
+    /// `otp.digits`.
+    pub digits: usize,
     /// Appended after `[access_control]` (rules, further sections).
     pub extra: String,
     /// Replaces the generous test limits of `[rate_limit]`.
@@ -52,6 +56,7 @@ impl Default for Options {
             policy: "two_factor",
             otp_ttl: "10m",
             resend_cooldown: "1s",
+            digits: 6,
             extra: String::new(),
             rate_limit: None,
             lockout: None,
@@ -95,6 +100,7 @@ users_file = "{users}"
 [otp]
 ttl = "{ttl}"
 resend_cooldown = "{cooldown}"
+digits = {digits}
 [store]
 url = "{store_url}"
 [mail]
@@ -115,6 +121,7 @@ default_policy = "{policy}"
             users = users.display(),
             ttl = o.otp_ttl,
             cooldown = o.resend_cooldown,
+            digits = o.digits,
             smtp_port = smtp.port(),
             policy = o.policy,
             extra = o.extra,
@@ -125,7 +132,7 @@ default_policy = "{policy}"
             lockout = o.lockout.unwrap_or("ip_failures = \"50/15m\""),
         );
         let gw = Gateway::start_in(dir, &config, &[]);
-        Some(Harness { gw, up, smtp, http: client(), origin, redis, config, users })
+        Some(Harness { gw, up, smtp, http: client(), origin, redis, digits: o.digits, config, users })
     }
 
     /// The gateway's /metrics text, from its metrics listener.
@@ -153,7 +160,7 @@ default_policy = "{policy}"
         let msgs = self.smtp.wait_for(n, Duration::from_secs(10)).await;
         assert!(msgs.len() >= n, "expected {n} e-mails, got {}", msgs.len());
         let text = msgs[n - 1].text_body().unwrap_or_default();
-        find_code(&text, 6).unwrap_or_else(|| panic!("no code in e-mail:\n{text}"))
+        find_code(&text, self.digits).unwrap_or_else(|| panic!("no code in e-mail:\n{text}"))
     }
 
     pub async fn verify(&self, code: &str) -> (StatusCode, Value) {
