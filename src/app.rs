@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::access::AccessRules;
+use crate::admin::MetricsListener;
 use crate::audit::Audit;
 use crate::auth::account::AccountActions;
 use crate::auth::codes::Codes;
@@ -13,6 +14,7 @@ use crate::auth::credential::Fingerprints;
 use crate::auth::lockout::Lockout;
 use crate::auth::login::{LoginFlow, LoginSettings};
 use crate::auth::notify::Notifier;
+use crate::auth::operator::OperatorActions;
 use crate::auth::password::PasswordChecker;
 use crate::auth::suspicious::SuspiciousActivity;
 use crate::auth::users::Users;
@@ -21,7 +23,6 @@ use crate::config::Config;
 use crate::gate::Gate;
 use crate::identity::IdentityHeaders;
 use crate::mail::Mailer;
-use crate::metrics::MetricsEndpoint;
 use crate::portal::{Csrf, Portal, PortalSettings, Redirects};
 use crate::proxy::Proxy;
 use crate::ratelimit::Limiter;
@@ -207,7 +208,9 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
     let limits = Limits::from_config(&config.server);
     let metrics_task = metrics.map(|m| {
         let s = shutdown.clone();
-        tokio::spawn(server::serve(m, Arc::new(MetricsEndpoint), limits, s))
+        let secret: Arc<[u8]> = config.auth.secret.expose().as_bytes().into();
+        let operator = OperatorActions::new(store.clone(), users.clone(), audit.clone(), secret.clone());
+        tokio::spawn(server::serve(m, Arc::new(MetricsListener::new(operator, &secret)), limits, s))
     });
     server::serve(listener, Arc::new(gateway), limits, shutdown).await;
     if let Some(t) = metrics_task {

@@ -280,19 +280,21 @@ impl crate::server::Handler for MetricsEndpoint {
         req: http::Request<hyper::body::Incoming>,
         _conn: crate::server::ConnInfo,
     ) -> crate::body::Response {
-        let (status, body) = if req.uri().path() == "/metrics" {
-            (StatusCode::OK, crate::body::Body::full(render()))
-        } else {
-            (StatusCode::NOT_FOUND, crate::body::Body::full("not found\n"))
-        };
-        let mut r = crate::body::Response::new(body);
-        *r.status_mut() = status;
-        let ctype = if status == StatusCode::OK {
-            "text/plain; version=0.0.4; charset=utf-8"
-        } else {
-            "text/plain; charset=utf-8"
-        };
-        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ctype));
-        r
+        answer(req.uri().path())
     }
+}
+
+/// The metrics listener's answer for `path`: the metrics, or 404.
+pub fn answer(path: &str) -> crate::body::Response {
+    let (status, body) = if path == "/metrics" {
+        (StatusCode::OK, crate::body::Body::full(render()))
+    } else {
+        (StatusCode::NOT_FOUND, crate::body::Body::full("not found\n"))
+    };
+    let mut r = crate::body::Response::new(body);
+    *r.status_mut() = status;
+    let ctype =
+        if status == StatusCode::OK { "text/plain; version=0.0.4; charset=utf-8" } else { "text/plain; charset=utf-8" };
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ctype));
+    r
 }

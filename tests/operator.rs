@@ -1,8 +1,138 @@
-//! What an operator meets: metrics series that exist from the start.
+//! What an operator meets: `portcullis unlock NAME`, `unlock --ip ADDR` and
+//! `sessions revoke NAME` against a running gateway on either store (through
+//! the admin endpoint of the metrics listener), the endpoint refusing anyone
+//! else, and metrics series that exist from the start.
 
 mod support;
 
-use support::flow::{Backend, Harness, Options};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use support::flow::{Backend, Harness, Options, PASSWORD};
+
+support::on_both_stores!(unlock_and_session_revoke_reach_the_running_gateway_on_any_store);
+
+/// The harness's config as an operator's file would have it: naming the
+/// metrics listener's real address (the harness binds port 0).
+fn operator_config(h: &Harness) -> PathBuf {
+    let metrics = h.gw.metrics_addr.as_ref().expect("metrics listener");
+    let text = h.config.replace("metrics_listen = \"127.0.0.1:0\"", &format!("metrics_listen = \"{metrics}\""));
+    let path = h.gw.dir.path().join("operator.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `portcullis ARGS --config FILE`: exit code, stdout, stderr.
+fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(support::binary())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("PORTCULLIS_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+async fn attempt(h: &Harness, name: &str, password: &str, ip: &str) -> StatusCode {
+    support::client()
+        .post(h.url("/_auth/api/send-login-otp"))
+        .header("Origin", &h.origin)
+        .header("X-Forwarded-For", ip)
+        .json(&json!({"username_or_email": name, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+fn audited(h: &Harness, event: &str) -> Vec<String> {
+    h.gw.log()
+        .lines()
+        .filter(|l| l.contains("\"target\":\"security\"") && l.contains(&format!("\"event\":\"{event}\"")))
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn unlock_and_session_revoke_reach_the_running_gateway_on_any_store(b: Backend) {
+    let o = Options {
+        policy: "one_factor",
+        lockout: Some("ip_failures = \"3/15m\"\naccount_failures = \"3/1h\""),
+        ..Default::default()
+    };
+    let Some(h) = Harness::start(b, o).await else { return };
+    let config = operator_config(&h);
+
+    // An account lock, from three addresses.
+    for i in 0..3 {
+        assert_eq!(attempt(&h, "testuser", "wrong", &format!("198.51.100.{i}")).await, 400);
+    }
+    assert_eq!(attempt(&h, "testuser", PASSWORD, "198.51.100.9").await, 403, "locked");
+    let (code, out, err) = cli(&config, &["unlock", "testuser"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.trim(), "testuser: unlocked");
+    assert_eq!(attempt(&h, "testuser", PASSWORD, "198.51.100.9").await, 200, "unlocked at once");
+    let (code, out, _) = cli(&config, &["unlock", "testuser"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("was not locked"), "{out}");
+
+    // An address banned after three failures (names that do not exist).
+    for name in ["x1", "x2", "x3"] {
+        assert_eq!(attempt(&h, name, "wrong", "203.0.113.9").await, 400);
+    }
+    assert_eq!(attempt(&h, "bob", "bobs-password-1", "203.0.113.9").await, 429, "banned");
+    let (code, out, err) = cli(&config, &["unlock", "--ip", "203.0.113.9"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("203.0.113.9: ") && out.contains("rate windows cleared"), "{out}");
+    assert_eq!(attempt(&h, "bob", "bobs-password-1", "203.0.113.9").await, 200, "the address may log in again");
+    let (code, _, err) = cli(&config, &["unlock", "--ip", "not-an-address"]);
+    assert_eq!(code, 1, "a bad address is a usage error: {err}");
+    let (code, _, err) = cli(&config, &["unlock"]);
+    assert_eq!(code, 1, "a name or --ip is needed: {err}");
+
+    // Every session of a user, ended from the command line.
+    let c = h.login_client("bob", "bobs-password-1", "curl/8").await;
+    assert_eq!(c.get(h.url("/app")).send().await.unwrap().status(), 200);
+    let (code, out, err) = cli(&config, &["sessions", "revoke", "bob"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("bob: 2 session(s) revoked"), "{out}");
+    assert_eq!(c.get(h.url("/app")).send().await.unwrap().status(), 401);
+
+    // The log is written in the background: wait for the last record first.
+    assert!(h.gw.log_contains("by an operator: 2 session(s) ended"), "revocation audited");
+    let revoked = audited(&h, "session_revoked");
+    assert!(revoked.iter().any(|l| l.contains("\"user\":\"bob\"") && l.contains("operator")), "{revoked:?}");
+    assert_eq!(audited(&h, "account_unlocked").len(), 2, "each unlock audited");
+    let ip = audited(&h, "ip_unlocked");
+    assert!(ip.len() == 1 && ip[0].contains("\"ip\":\"203.0.113.9\""), "{ip:?}");
+}
+
+#[tokio::test]
+async fn the_admin_endpoint_refuses_requests_without_the_operators_token_or_from_a_browser() {
+    let Some(h) = Harness::start(Backend::Memory, Options::default()).await else { return };
+    let metrics = h.gw.metrics_addr.clone().expect("metrics listener");
+    let url = format!("http://{metrics}/admin/sessions/revoke");
+    let http = reqwest::Client::new();
+    let body = json!({"name": "bob"});
+    let r = http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no token");
+    let r = http.post(&url).bearer_auth("0".repeat(64)).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401, "a wrong token");
+    let token = portcullis::admin::token(support::SECRET.as_bytes());
+    let r = http.post(&url).bearer_auth(&token).header("Origin", "http://evil.example").json(&body).send().await;
+    assert_eq!(r.unwrap().status(), 403, "a browser's request is refused whatever it carries");
+    let r = http.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let r = http.post(&url).bearer_auth(&token).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the operator's request");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["revoked"], 0, "{v}");
+    let metrics_text = reqwest::get(format!("http://{metrics}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics_text.contains("portcullis_"), "/metrics still answers");
+}
 
 #[tokio::test]
 async fn a_fresh_gateway_exposes_every_labelled_counter_at_zero() {

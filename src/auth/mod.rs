@@ -14,7 +14,9 @@
 //! - `suspicious`: the suspicious-activity rules run after a login and after
 //!   failures;
 //! - `login`: the login state machine (password → second factor → session);
-//! - `account`: account self-service (2FA on and off, backup codes, sessions).
+//! - `account`: account self-service (2FA on and off, backup codes, sessions);
+//! - `operator`: what operators do (unlock an account or address, end a
+//!   user's sessions).
 //!
 //! Handlers speak HTTP; this module decides; the store persists.
 
@@ -25,6 +27,7 @@ pub mod error;
 pub mod lockout;
 pub mod login;
 pub mod notify;
+pub mod operator;
 pub mod password;
 pub mod suspicious;
 pub mod users;
