@@ -13,6 +13,7 @@ use portcullis::auth::operator::{IpUnlocked, Operator, OperatorActions, Revoked,
 use portcullis::auth::users::{self, EditError, UserEntry, Users, UsersFile};
 use portcullis::config::{self, Config};
 use portcullis::logging;
+use portcullis::logging::terminal_safe;
 use portcullis::server::Shutdown;
 use portcullis::{demo, store};
 
@@ -359,7 +360,8 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
             let file = UsersFile::read(&path).map_err(edit_error)?;
             for (name, u) in &file.users {
                 let state = if u.disabled { "disabled" } else { "active" };
-                println!("{name}\t{}\t{}\t{state}", u.email, u.groups.join(","));
+                let (name, email, groups) = (terminal_safe(name), terminal_safe(&u.email), u.groups.join(","));
+                println!("{name}\t{email}\t{}\t{state}", terminal_safe(&groups));
             }
             Ok(())
         }
@@ -451,7 +453,7 @@ async fn unlock(name: Option<&str>, ip: Option<std::net::IpAddr>, flag: Option<&
         .await?;
     let done: Unlocked = answer(v)?;
     let state = if done.was_locked { "unlocked" } else { "was not locked (failure count cleared)" };
-    println!("{}: {state}", name);
+    println!("{}: {state}", terminal_safe(name));
     Ok(())
 }
 
@@ -462,7 +464,7 @@ async fn revoke_sessions(name: &str, flag: Option<&Path>) -> Result<(), Failure>
     })
     .await?;
     let done: Revoked = answer(v)?;
-    println!("{}: {} session(s) revoked", name, done.revoked);
+    println!("{}: {} session(s) revoked", terminal_safe(name), done.revoked);
     Ok(())
 }
 
@@ -473,14 +475,15 @@ async fn audit(user: Option<&str>, limit: usize, json: bool, flag: Option<&Path>
         if json {
             println!("{}", serde_json::to_string(r).map_err(|e| Failure::Runtime(e.to_string()))?);
         } else {
+            // Names and details are as clients typed them: escaped for the terminal.
             println!(
                 "{}  {:<15} {:<22} {:<16} {:<15} {}",
                 portcullis::portal::format_time(r.time),
                 r.kind.as_str(),
-                r.event,
-                r.username,
-                r.ip,
-                r.details
+                terminal_safe(&r.event),
+                terminal_safe(&r.username),
+                terminal_safe(&r.ip),
+                terminal_safe(&r.details)
             );
         }
     }

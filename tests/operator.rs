@@ -1,7 +1,7 @@
 //! What an operator meets: `portcullis unlock NAME`, `unlock --ip ADDR` and
 //! `sessions revoke NAME` against a running gateway on either store (through
 //! the admin endpoint of the metrics listener), the endpoint refusing anyone
-//! else, and metrics series that exist from the start.
+//! else, metrics series that exist from the start, and terminal-safe output.
 
 mod support;
 
@@ -155,4 +155,76 @@ async fn a_fresh_gateway_exposes_every_labelled_counter_at_zero() {
     ));
     zero("portcullis_store_errors_total{op=\"touch_session\"}");
     zero("portcullis_mail_failures_total");
+}
+
+#[tokio::test]
+async fn audit_and_user_list_print_control_characters_escaped() {
+    let Some(h) = Harness::start(Backend::Redis, Options::default()).await else { return };
+    let config = operator_config(&h);
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2Jmallory\u{9b}31m";
+    assert_eq!(attempt(&h, evil, "wrong", "192.0.2.5").await, 400);
+    let (code, out, err) = cli(&config, &["audit", "--limit", "5"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(['\u{1b}', '\u{7}', '\u{9b}']), "raw control characters on the terminal: {out:?}");
+    assert!(out.contains("\\x1b]0;pwned\\x07\\x1b[2Jmallory\\u{9b}31m"), "{out}");
+
+    let users = h.gw.dir.path().join("listed.toml");
+    std::fs::write(
+        &users,
+        "[users.eve]\nemail = \"eve\\u001b[8m@example.com\"\npassword = \"x\"\ngroups = [\"a\\u0007\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(support::binary())
+        .args(["user", "list", "--users-file"])
+        .arg(&users)
+        .env_remove("PORTCULLIS_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains(['\u{1b}', '\u{7}']), "{text:?}");
+    assert!(text.contains("eve\\x1b[8m@example.com") && text.contains("a\\x07"), "{text}");
+}
+
+#[tokio::test]
+async fn text_logs_escape_what_clients_type() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let users = support::empty_users(dir.path());
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(&config, support::base_config("http://127.0.0.1:9", "two_factor", &users)).unwrap();
+    let mut child = Command::new(support::binary())
+        .args(["--log-format", "text", "serve", "--config"])
+        .arg(&config)
+        .env_remove("PORTCULLIS_CONFIG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the gateway starts").unwrap();
+        if let Some(a) = line.strip_prefix("portcullis listening on http://") {
+            break a.to_owned();
+        }
+    };
+    let forged = "mallory\n2026-12-01T00:00:00Z  INFO security: event=\"success\" username=\"admin\"\r\u{1b}[1A";
+    let r = support::client()
+        .post(format!("http://{addr}/_auth/api/send-login-otp"))
+        .header("Origin", "http://127.0.0.1")
+        .json(&json!({"username_or_email": forged, "password": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let attempt = log.lines().find(|l| l.contains("invalid_credentials")).unwrap_or_else(|| panic!("{log}"));
+    assert!(attempt.contains("mallory\\x0a2026-12-01") && attempt.contains("\\x0d\\x1b[1A"), "{attempt}");
+    assert!(!log.lines().any(|l| l.starts_with("2026-12-01T00:00:00Z")), "no forged line:\n{log}");
+    assert!(!log.contains(['\u{1b}', '\r']), "{log:?}");
 }
