@@ -1,12 +1,15 @@
 //! What an operator meets: `portcullis unlock NAME`, `unlock --ip ADDR` and
 //! `sessions revoke NAME` against a running gateway on either store (through
 //! the admin endpoint of the metrics listener), the endpoint refusing anyone
-//! else, metrics series that exist from the start, and terminal-safe output.
+//! else, metrics series that exist from the start, terminal-safe output, and
+//! the small answers (readiness, the account page, the users file's
+//! permissions).
 
 mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use support::flow::{Backend, Harness, Options, PASSWORD};
@@ -184,6 +187,80 @@ async fn audit_and_user_list_print_control_characters_escaped() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!text.contains(['\u{1b}', '\u{7}']), "{text:?}");
     assert!(text.contains("eve\\x1b[8m@example.com") && text.contains("a\\x07"), "{text}");
+}
+
+#[tokio::test]
+async fn readyz_names_no_store_error_to_the_client() {
+    let Some(mut h) = Harness::start(Backend::Redis, Options::default()).await else { return };
+    h.redis.as_mut().expect("redis").kill();
+    let r = h.http.get(h.url("/_auth/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, json!({"status": "unavailable", "store": "unavailable"}));
+    assert!(h.gw.log_contains("not ready"), "the cause is logged instead");
+}
+
+#[tokio::test]
+async fn the_account_page_shows_no_text_from_its_address() {
+    let o = Options { policy: "one_factor", ..Default::default() };
+    let Some(h) = Harness::start(Backend::Memory, o).await else { return };
+    let c = h.login_client("testuser", PASSWORD, "curl/8").await;
+    let page = c
+        .get(h.url("/_auth/account?message=Your+account+is+suspended.+Call+555-0100"))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(!page.text().await.unwrap().contains("555-0100"), "no text from the query is shown");
+}
+
+fn user_add(file: &Path, name: &str) {
+    let mut child = Command::new(support::binary())
+        .args(["user", "add", name, "--email", &format!("{name}@example.com"), "--users-file"])
+        .arg(file)
+        .env_remove("PORTCULLIS_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"a fine password 1\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn the_users_file_is_written_0600_and_an_existing_files_owner_and_stricter_mode_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("fresh.toml");
+    user_add(&fresh, "carol");
+    assert_eq!(mode(&fresh), 0o600, "a new users file is readable by its owner only");
+
+    // The Debian package's layout: root-owned, readable by the gateway's group.
+    let shared = dir.path().join("shared.toml");
+    user_add(&shared, "carol");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let am_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    if am_root {
+        std::os::unix::fs::chown(&shared, Some(65534), Some(65534)).unwrap();
+    }
+    let before = std::fs::metadata(&shared).unwrap();
+    user_add(&shared, "dave");
+    let after = std::fs::metadata(&shared).unwrap();
+    assert_eq!(mode(&shared), 0o640, "the group may still read it");
+    assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()), "owner and group kept");
+    assert!(std::fs::read_to_string(&shared).unwrap().contains("[users.dave]"));
+
+    // A world-readable file from before is not kept that way.
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    user_add(&shared, "erin");
+    assert_eq!(mode(&shared), 0o640, "others lose access; nothing is widened");
 }
 
 #[tokio::test]

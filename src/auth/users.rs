@@ -69,6 +69,12 @@ impl UsersFile {
     /// Writes the file atomically (a temporary file renamed into place), after
     /// checking that what is written loads back, so a reload never sees a
     /// half-written or invalid file.
+    ///
+    /// The file holds password hashes: a new one is written 0600. An existing
+    /// one keeps its owner, group and mode, less any access for others and
+    /// group write (the Debian package's 0640 root:portcullis stays so), so an
+    /// edit never widens who can read it. The temporary file has that mode
+    /// from its creation on.
     pub fn write(&self, path: &Path) -> Result<(), EditError> {
         let text = toml::to_string_pretty(self).map_err(|e| EditError::Io(e.to_string()))?;
         parse(path, &text).map_err(|e| EditError::Invalid(e.to_string()))?;
@@ -78,18 +84,56 @@ impl UsersFile {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            let mut f = std::fs::File::create(&tmp)?;
+            let existing = std::fs::metadata(path).ok();
+            // A temporary file left by a crash may have any mode: start afresh.
+            match std::fs::remove_file(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut f = options.open(&tmp)?;
+            #[cfg(unix)]
+            if let Some(old) = &existing {
+                keep_owner_and_mode(&f, old)?;
+            }
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)
         };
-        write().map_err(|e| EditError::Io(format!("{}: {e}", path.display())))
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            EditError::Io(format!("{}: {e}", path.display()))
+        })
     }
 
     /// The user whose e-mail is `email` (case-insensitive), if any.
     pub fn email_owner(&self, email: &str) -> Option<&str> {
         self.users.iter().find_map(|(n, u)| u.email.eq_ignore_ascii_case(email).then_some(n.as_str()))
     }
+}
+
+/// Gives the new file `f` the owner and group of the file it replaces, and
+/// its mode less group write and any access for others.
+#[cfg(unix)]
+fn keep_owner_and_mode(f: &std::fs::File, old: &std::fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let new = f.metadata()?;
+    if (new.uid(), new.gid()) != (old.uid(), old.gid()) {
+        std::os::unix::fs::fchown(f, Some(old.uid()), Some(old.gid())).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot keep the file's owner and group ({}:{}): {e}; run this as root or as its owner",
+                    old.uid(),
+                    old.gid()
+                ),
+            )
+        })?;
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o640))
 }
 
 /// A user as the gateway uses it, with identity header values prepared once.

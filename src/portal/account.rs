@@ -106,11 +106,9 @@ pub(super) async fn view(cx: &Cx<'_>) -> Answer {
         Err(r) => return (r, None),
     };
     let r = match cx.format {
-        Format::Html => {
-            let q = cx.query();
-            let n = Notice { message: q.get("message").unwrap_or(""), ..Notice::default() };
-            account_page(cx, &auth, StatusCode::OK, n, None).await
-        }
+        // Every notice comes from an action's own answer: text from the
+        // address would let a link put any words on this trusted page.
+        Format::Html => account_page(cx, &auth, StatusCode::OK, Notice::default(), None).await,
         Format::Json => match cx.portal.account.overview(&auth.user).await {
             Err(e) => cx.fail(e),
             Ok(data) => {
