@@ -172,5 +172,6 @@ fn record(task: usize) -> SessionRecord {
         remember_me: false,
         ip: "192.0.2.10".to_owned(),
         device: "Firefox on Linux".to_owned(),
+        credential: "fingerprint".to_owned(),
     }
 }

@@ -6,12 +6,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::access::AccessRules;
+use crate::admin::MetricsListener;
 use crate::audit::Audit;
 use crate::auth::account::AccountActions;
 use crate::auth::codes::Codes;
+use crate::auth::credential::Fingerprints;
 use crate::auth::lockout::Lockout;
 use crate::auth::login::{LoginFlow, LoginSettings};
 use crate::auth::notify::Notifier;
+use crate::auth::operator::OperatorActions;
 use crate::auth::password::PasswordChecker;
 use crate::auth::suspicious::SuspiciousActivity;
 use crate::auth::users::Users;
@@ -20,7 +23,6 @@ use crate::config::Config;
 use crate::gate::Gate;
 use crate::identity::IdentityHeaders;
 use crate::mail::Mailer;
-use crate::metrics::MetricsEndpoint;
 use crate::portal::{Csrf, Portal, PortalSettings, Redirects};
 use crate::proxy::Proxy;
 use crate::ratelimit::Limiter;
@@ -56,6 +58,8 @@ pub struct App {
     pub gateway: Gateway,
     pub store: Store,
     pub users: Arc<Users>,
+    /// The audit trail (the users file's reloads write to it).
+    pub audit: Audit,
 }
 
 /// Builds the gateway from a validated config. `users` may be given (the
@@ -91,20 +95,36 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
     let notifier = Notifier::new(mailer, templates, &config.auth.app_name, clock.clone());
     let codes =
         Codes::new(store.clone(), notifier.clone(), limiter.clone(), audit.clone(), secret.clone(), &config.otp);
-    let lockout =
-        Lockout::new(store.clone(), limiter.clone(), audit.clone(), notifier.clone(), config.lockout.account_lock);
     let suspicious = SuspiciousActivity::new(store.clone(), audit.clone(), notifier.clone(), clock.clone());
-    let gate = Arc::new(Gate::new(rules.clone(), store.clone(), users.clone(), cookies.clone()));
+    let lockout = Lockout::new(
+        store.clone(),
+        limiter.clone(),
+        audit.clone(),
+        notifier.clone(),
+        suspicious.clone(),
+        config.lockout.account_lock,
+        secret.clone(),
+    );
+    let fingerprints = Arc::new(Fingerprints::new(&secret));
+    let gate = Arc::new(Gate::new(
+        rules.clone(),
+        store.clone(),
+        users.clone(),
+        cookies.clone(),
+        fingerprints.clone(),
+        audit.clone(),
+    ));
     let login = LoginFlow {
         store: store.clone(),
         users: users.clone(),
         passwords: passwords.clone(),
         codes: codes.clone(),
-        limiter,
-        lockout,
+        limiter: limiter.clone(),
+        lockout: lockout.clone(),
         audit: audit.clone(),
         notifier: notifier.clone(),
         suspicious,
+        fingerprints,
         rules,
         settings: Arc::new(LoginSettings {
             session: config.session.clone(),
@@ -112,8 +132,16 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         }),
         clock: clock.clone(),
     };
-    let account =
-        AccountActions::new(config.access_control.default_policy, store.clone(), passwords, codes, audit, notifier);
+    let account = AccountActions {
+        default_policy: config.access_control.default_policy,
+        store: store.clone(),
+        passwords,
+        codes,
+        audit: audit.clone(),
+        notifier,
+        lockout,
+        limiter,
+    };
     let portal = Portal {
         gate: gate.clone(),
         login,
@@ -132,19 +160,28 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
             otp_ttl_secs: config.otp.ttl.as_secs(),
             resend_cooldown_secs: config.otp.resend_cooldown.as_secs(),
             body_read_timeout: config.server.body_read_timeout,
+            otp_digits: config.otp.digits,
         },
     };
+    let proxy = Proxy::new(&config.upstream).map_err(StartError::Config)?;
+    // The proxy labels an upstream by its URL's authority, as written.
+    let upstream_names: Vec<String> = config
+        .upstream
+        .iter()
+        .filter_map(|u| u.url.as_str().parse::<http::Uri>().ok()?.authority().map(|a| a.to_string()))
+        .collect();
+    crate::metrics::known_upstreams(upstream_names.iter().map(String::as_str));
     let gateway = Gateway {
         prefix,
         trusted_proxies: config.server.trusted_proxies.clone(),
         portal,
         gate,
-        proxy: Proxy::new(&config.upstream).map_err(StartError::Config)?,
+        proxy,
         identity,
         cookies,
         replies,
     };
-    Ok(App { config, gateway, store, users })
+    Ok(App { config, gateway, store, users, audit })
 }
 
 /// The addresses a running gateway listens on.
@@ -157,7 +194,7 @@ pub struct Bound {
 /// Binds the public and metrics listeners, prints where they are, and serves
 /// until `shutdown` fires. Returns once in-flight requests have drained.
 pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
-    let App { config, gateway, store, users } = app;
+    let App { config, gateway, store, users, audit } = app;
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
         _ => None,
@@ -168,7 +205,7 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
         None => None,
     };
     let bound = Bound { public: listener.local_addr(), metrics: metrics.as_ref().map(Listener::local_addr) };
-    users.watch(store.clone(), shutdown.clone());
+    users.watch(store.clone(), audit.clone(), shutdown.clone());
     let scheme = if listener.is_tls() { "https" } else { "http" };
     // One machine-readable line per listener (tests and scripts wait for it).
     println!("portcullis listening on {scheme}://{}", bound.public);
@@ -181,7 +218,9 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
     let limits = Limits::from_config(&config.server);
     let metrics_task = metrics.map(|m| {
         let s = shutdown.clone();
-        tokio::spawn(server::serve(m, Arc::new(MetricsEndpoint), limits.clone(), s))
+        let secret: Arc<[u8]> = config.auth.secret.expose().as_bytes().into();
+        let operator = OperatorActions::new(store.clone(), users.clone(), audit.clone(), secret.clone());
+        tokio::spawn(server::serve(m, Arc::new(MetricsListener::new(operator, &secret)), limits.clone(), s))
     });
     server::serve(listener, Arc::new(gateway), limits, shutdown).await;
     if let Some(t) = metrics_task {

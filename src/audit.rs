@@ -2,10 +2,13 @@
 //! (per user and globally, capped) and, as one JSON line, to the `security`
 //! log target. Recording never fails a request: a store error is logged
 //! instead, since refusing a login because its audit line could not be kept
-//! would let a store hiccup lock everyone out.
+//! would let a store hiccup lock everyone out. `docs/audit.md` lists every
+//! record: when it is written, its fields, and which ones e-mail the user.
+
+use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::store::{AuditKind, AuditRecord, Store};
+use crate::store::{AuditKind, AuditRecord, RateBucket, Store};
 
 /// Results of a login attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +19,8 @@ pub enum AttemptResult {
     ExpiredOtp,
     RateLimited,
     AccountLocked,
+    /// The right password for an account the users file disables.
+    AccountDisabled,
 }
 
 impl AttemptResult {
@@ -27,6 +32,7 @@ impl AttemptResult {
             AttemptResult::ExpiredOtp => "expired_otp",
             AttemptResult::RateLimited => "rate_limited",
             AttemptResult::AccountLocked => "account_locked",
+            AttemptResult::AccountDisabled => "account_disabled",
         }
     }
 }
@@ -44,6 +50,12 @@ pub enum SecurityEvent {
     SessionRevoked,
     /// A code e-mail could not be sent (the code was voided).
     MailFailed,
+    /// The user signed out.
+    Logout,
+    /// An operator lifted an account's lock (`portcullis unlock NAME`).
+    AccountUnlocked,
+    /// An operator cleared an address's windows (`portcullis unlock --ip`).
+    IpUnlocked,
 }
 
 impl SecurityEvent {
@@ -58,6 +70,9 @@ impl SecurityEvent {
             SecurityEvent::AccountLocked => "account_locked",
             SecurityEvent::SessionRevoked => "session_revoked",
             SecurityEvent::MailFailed => "mail_failed",
+            SecurityEvent::Logout => "logout",
+            SecurityEvent::AccountUnlocked => "account_unlocked",
+            SecurityEvent::IpUnlocked => "ip_unlocked",
         }
     }
 }
@@ -71,6 +86,14 @@ pub struct Actor<'a> {
     pub user: Option<&'a str>,
     pub ip: &'a str,
     pub user_agent: &'a str,
+}
+
+impl<'a> Actor<'a> {
+    /// The gateway itself acting on an account (a users-file reload): no
+    /// client address or user agent.
+    pub fn system(account: &'a str) -> Actor<'a> {
+        Actor { username: account, user: Some(account), ip: "-", user_agent: "" }
+    }
 }
 
 impl AuditRecord {
@@ -114,6 +137,18 @@ impl Audit {
 
     pub async fn event(&self, actor: Actor<'_>, event: SecurityEvent, details: &str) {
         self.write(AuditKind::SecurityEvent, event.as_str(), actor, details).await;
+    }
+
+    /// A limit refused a request: `rate_limit_exceeded`, naming the bucket
+    /// first ("login: retry in 300 s").
+    pub async fn refused(&self, actor: Actor<'_>, bucket: &str, retry_after: Duration) {
+        let details = format!("{bucket}: retry in {} s", retry_after.as_secs_f64().ceil());
+        self.event(actor, SecurityEvent::RateLimitExceeded, &details).await;
+    }
+
+    /// As [`Audit::refused`] for a store bucket.
+    pub async fn refused_by(&self, actor: Actor<'_>, bucket: RateBucket, retry_after: Duration) {
+        self.refused(actor, bucket.as_str(), retry_after).await;
     }
 
     async fn write(&self, kind: AuditKind, event: &str, actor: Actor<'_>, details: &str) {

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use http::{HeaderMap, Method};
 
 use crate::access::{AccessRules, Decision, Subject};
+use crate::audit::{Actor, Audit, SecurityEvent};
+use crate::auth::credential::Fingerprints;
 use crate::auth::users::{User, Users};
 use crate::config::Policy;
 use crate::session::SessionCookies;
@@ -72,11 +74,20 @@ pub struct Gate {
     store: Store,
     users: Arc<Users>,
     cookies: SessionCookies,
+    fingerprints: Arc<Fingerprints>,
+    audit: Audit,
 }
 
 impl Gate {
-    pub fn new(rules: Arc<AccessRules>, store: Store, users: Arc<Users>, cookies: SessionCookies) -> Gate {
-        Gate { rules, store, users, cookies }
+    pub fn new(
+        rules: Arc<AccessRules>,
+        store: Store,
+        users: Arc<Users>,
+        cookies: SessionCookies,
+        fingerprints: Arc<Fingerprints>,
+        audit: Audit,
+    ) -> Gate {
+        Gate { rules, store, users, cookies, fingerprints, audit }
     }
 
     /// Decides a request. `Err`: the store could not answer, and the request
@@ -112,7 +123,8 @@ impl Gate {
         })
     }
 
-    /// Resolves the session cookie to a live session of an enabled user.
+    /// Resolves the session cookie to a live session of an enabled user
+    /// whose credential is the one the session was made with.
     /// `Ok(None)`: not logged in. `Err`: the store could not answer.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Authenticated>, StoreError> {
         let Some(token) = self.cookies.session_token(headers) else {
@@ -122,15 +134,19 @@ impl Gate {
             return Ok(None);
         };
         let users = self.users.snapshot();
-        match users.get(&record.user) {
-            Some(user) if !user.disabled => {
-                Ok(Some(Authenticated { token: token.to_owned(), user: user.clone(), record }))
-            }
-            _ => {
-                // The account was removed or disabled: its sessions end now.
-                self.store.delete_session(token).await?;
-                Ok(None)
-            }
+        let ended = match users.get(&record.user) {
+            Some(user) if !user.disabled => match self.fingerprints.changed(user, &record.credential) {
+                None => return Ok(Some(Authenticated { token: token.to_owned(), user: user.clone(), record })),
+                // A new password, address or group list: sessions from before end.
+                Some(change) => change.reason(),
+            },
+            // The account was removed or disabled: its sessions end now.
+            _ => "account removed or disabled".to_owned(),
+        };
+        if self.store.delete_session(token).await?.is_some() {
+            let actor = Actor { ip: &record.ip, user_agent: &record.device, ..Actor::system(&record.user) };
+            self.audit.event(actor, SecurityEvent::SessionRevoked, &ended).await;
         }
+        Ok(None)
     }
 }

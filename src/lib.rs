@@ -27,12 +27,14 @@
 //! - `store`: the state behind domain operations (memory or Redis).
 //! - `mail`: transports and message rendering; `render`: the templates.
 //! - `config`: the typed config, loading and validation; `clock`: time.
+//! - `admin`: the admin endpoint beside `/metrics` (unlock, revoke sessions).
 //! - `app`: assembly of all of the above; `metrics`, `logging`, `demo`;
 //!   `init` (a starter config) and `healthcheck` (the container probe).
 
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod admin;
 pub mod app;
 pub mod assets;
 pub mod audit;

@@ -7,9 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use portcullis::app;
-use portcullis::auth::users::{self, EditError, UserEntry, UsersFile};
+use std::sync::Arc;
+
+use portcullis::auth::operator::{IpUnlocked, Operator, OperatorActions, Revoked, Unlocked};
+use portcullis::auth::users::{self, EditError, UserEntry, Users, UsersFile};
 use portcullis::config::{self, Config};
 use portcullis::logging;
+use portcullis::logging::terminal_safe;
 use portcullis::server::Shutdown;
 use portcullis::{demo, store};
 
@@ -43,9 +47,18 @@ enum Command {
     /// Manage the users file.
     #[command(subcommand)]
     User(UserCommand),
-    /// Clear the lockout of an account.
+    /// Clear the lockout of an account (or of a name typed at the login form),
+    /// or with --ip every rate window of a client address. Asks the running
+    /// gateway through its metrics listener (server.metrics_listen); with a
+    /// Redis store and no gateway running there, works on the store directly.
     Unlock {
-        name: String,
+        /// The account's name or e-mail address.
+        #[arg(required_unless_present = "ip", conflicts_with = "ip")]
+        name: Option<String>,
+        /// Instead: clear every rate window of this address (login, codes,
+        /// resends, code e-mails and the ban after failures).
+        #[arg(long, value_name = "ADDR")]
+        ip: Option<std::net::IpAddr>,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -137,7 +150,7 @@ enum UserCommand {
 
 #[derive(Subcommand)]
 enum SessionsCommand {
-    /// End every session of a user.
+    /// End every session of a user (through the running gateway, as `unlock` does).
     Revoke {
         name: String,
         #[command(flatten)]
@@ -178,8 +191,8 @@ fn main() -> ExitCode {
         Command::CheckConfig(a) => check_config(a.config.as_deref()),
         Command::HashPassword => hash_password(),
         Command::User(u) => user_command(u),
-        Command::Unlock { name, config } => {
-            runtime().and_then(|rt| rt.block_on(unlock(&name, config.config.as_deref())))
+        Command::Unlock { name, ip, config } => {
+            runtime().and_then(|rt| rt.block_on(unlock(name.as_deref(), ip, config.config.as_deref())))
         }
         Command::Audit { user, limit, json, config } => {
             runtime().and_then(|rt| rt.block_on(audit(user.as_deref(), limit, json, config.config.as_deref())))
@@ -348,7 +361,8 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
             let file = UsersFile::read(&path).map_err(edit_error)?;
             for (name, u) in &file.users {
                 let state = if u.disabled { "disabled" } else { "active" };
-                println!("{name}\t{}\t{}\t{state}", u.email, u.groups.join(","));
+                let (name, email, groups) = (terminal_safe(name), terminal_safe(&u.email), u.groups.join(","));
+                println!("{name}\t{email}\t{}\t{state}", terminal_safe(&groups));
             }
             Ok(())
         }
@@ -368,27 +382,90 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
 
 async fn open_store(flag: Option<&Path>) -> Result<store::Store, Failure> {
     let loaded = config::load(flag, Config::default(), true)?;
-    if loaded.config.store.url.expose().starts_with("memory:") {
+    open_shared_store(&loaded.config).await
+}
+
+/// The configured store, when it is one the command line can share with the
+/// gateway (not the memory store, which lives inside the gateway process).
+async fn open_shared_store(config: &Config) -> Result<store::Store, Failure> {
+    if config.store.url.expose().starts_with("memory:") {
         return Err(Failure::Usage(
             "store.url: the memory store lives inside the running gateway process; \
              this command needs a shared store (redis://...)"
                 .into(),
         ));
     }
-    store::Store::open(&loaded.config.store).await.map_err(|e| Failure::Runtime(e.to_string()))
+    store::Store::open(&config.store).await.map_err(|e| Failure::Runtime(e.to_string()))
 }
 
-async fn unlock(name: &str, flag: Option<&Path>) -> Result<(), Failure> {
-    let store = open_store(flag).await?;
-    let was = store.unlock_account(name).await.map_err(|e| Failure::Runtime(e.to_string()))?;
-    println!("{name}: {}", if was { "unlocked" } else { "was not locked (failure count cleared)" });
+/// An operator action: asked of the running gateway through its admin
+/// endpoint; done on the store directly when no gateway answers and the
+/// store is shared (Redis), where the result is the same.
+async fn operator_action(
+    flag: Option<&Path>,
+    action: &str,
+    body: serde_json::Value,
+    direct: impl AsyncFnOnce(&OperatorActions, &Operator) -> Result<serde_json::Value, store::StoreError>,
+) -> Result<serde_json::Value, Failure> {
+    let config = config::load(flag, Config::default(), false)?.config;
+    let secret = config.auth.secret.expose().as_bytes();
+    let unreachable = match portcullis::admin::local_address(config.server.metrics_listen) {
+        Some(addr) => match portcullis::admin::call(addr, secret, action, &body).await {
+            Ok(answer) => return Ok(answer),
+            Err(e @ portcullis::admin::CallError::Refused { .. }) => return Err(Failure::Runtime(e.to_string())),
+            Err(e) => e.to_string(),
+        },
+        None => "server.metrics_listen is off or on port 0, so the gateway's admin endpoint cannot be found".into(),
+    };
+    if config.store.url.expose().starts_with("memory:") {
+        return Err(Failure::Runtime(format!(
+            "{unreachable}; with store.url = memory:// only the running gateway holds the state"
+        )));
+    }
+    let store = open_shared_store(&config).await?;
+    let users = Users::open(&config.auth.users_file).unwrap_or_else(|e| {
+        eprintln!("warning: {e}; names are taken as account names");
+        Users::fixed(&config.auth.users_file, Default::default())
+    });
+    let audit = portcullis::audit::Audit::new(store.clone(), portcullis::clock::Clock::system());
+    let actions = OperatorActions::new(store, Arc::new(users), audit, secret.into());
+    let by = Operator { ip: "-".into(), agent: "portcullis command line (store)".into() };
+    direct(&actions, &by).await.map_err(|e| Failure::Runtime(e.to_string()))
+}
+
+fn answer<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, Failure> {
+    serde_json::from_value(v).map_err(|e| Failure::Runtime(format!("unexpected answer from the gateway: {e}")))
+}
+
+async fn unlock(name: Option<&str>, ip: Option<std::net::IpAddr>, flag: Option<&Path>) -> Result<(), Failure> {
+    if let Some(ip) = ip {
+        let body = serde_json::json!({"ip": ip.to_string()});
+        let v = operator_action(flag, "unlock-ip", body, async |a, by| {
+            a.unlock_ip(ip, by).await.map(|r| serde_json::json!(r))
+        })
+        .await?;
+        let done: IpUnlocked = answer(v)?;
+        println!("{}: {} rate windows cleared", done.ip, done.windows_cleared);
+        return Ok(());
+    }
+    let name = name.ok_or_else(|| Failure::Usage("NAME or --ip ADDR is required".into()))?;
+    let body = serde_json::json!({"name": name});
+    let v = operator_action(flag, "unlock", body, async |a, by| a.unlock(name, by).await.map(|r| serde_json::json!(r)))
+        .await?;
+    let done: Unlocked = answer(v)?;
+    let state = if done.was_locked { "unlocked" } else { "was not locked (failure count cleared)" };
+    println!("{}: {state}", terminal_safe(name));
     Ok(())
 }
 
 async fn revoke_sessions(name: &str, flag: Option<&Path>) -> Result<(), Failure> {
-    let store = open_store(flag).await?;
-    let n = store.revoke_user_sessions(name).await.map_err(|e| Failure::Runtime(e.to_string()))?;
-    println!("{name}: {n} session(s) revoked");
+    let body = serde_json::json!({"name": name});
+    let v = operator_action(flag, "sessions/revoke", body, async |a, by| {
+        a.revoke_sessions(name, by).await.map(|r| serde_json::json!(r))
+    })
+    .await?;
+    let done: Revoked = answer(v)?;
+    println!("{}: {} session(s) revoked", terminal_safe(name), done.revoked);
     Ok(())
 }
 
@@ -399,14 +476,15 @@ async fn audit(user: Option<&str>, limit: usize, json: bool, flag: Option<&Path>
         if json {
             println!("{}", serde_json::to_string(r).map_err(|e| Failure::Runtime(e.to_string()))?);
         } else {
+            // Names and details are as clients typed them: escaped for the terminal.
             println!(
                 "{}  {:<15} {:<22} {:<16} {:<15} {}",
                 portcullis::portal::format_time(r.time),
                 r.kind.as_str(),
-                r.event,
-                r.username,
-                r.ip,
-                r.details
+                terminal_safe(&r.event),
+                terminal_safe(&r.username),
+                terminal_safe(&r.ip),
+                terminal_safe(&r.details)
             );
         }
     }

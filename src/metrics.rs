@@ -17,6 +17,74 @@ const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 /// Store operations are sub-millisecond to seconds (timeouts).
 const STORE_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 2.5];
 
+// Every label value of the counters whose label sets are known in advance.
+// Each series is created at 0 with the registry, so `rate()` and alert rules
+// see a series from the first scrape instead of nothing until the first
+// event; nothing is added to the cost of a request. Debug builds check at
+// each increment that the value is listed here, so none can be forgotten
+// (the store's operations excepted: one missing below only lacks its zero
+// series). `http_requests_total` is left out: most of its route × method ×
+// status combinations never happen, and thousands of empty series would be
+// noise.
+
+/// `auth_attempts_total`: each stage with its results.
+pub const AUTH_ATTEMPTS: &[(&str, &[&str])] = &[
+    ("password", &["success", "invalid_credentials", "rate_limited", "locked", "disabled"]),
+    ("otp", &["success", "invalid_otp", "max_attempts", "expired_otp", "rate_limited", "locked"]),
+    ("backup_code", &["success", "invalid_otp", "rate_limited", "locked"]),
+    ("recheck", &["success", "invalid_credentials", "rate_limited", "locked"]),
+];
+/// `rate_limited_total`: the store's rate buckets that refuse requests, and the resend cooldown.
+pub const RATE_LIMITED: &[&str] = &[
+    "login",
+    "verify",
+    "resend",
+    "otp_emails",
+    "ip_failures",
+    "account_failures",
+    "session_failures",
+    "resend_cooldown",
+];
+/// `otp_sent_total`: code purposes.
+pub const OTP_PURPOSES: &[&str] = &["login", "enable_otp"];
+/// `forward_auth_decisions_total`.
+pub const FORWARD_AUTH: &[&str] = &["allow", "unauthorized", "redirect", "deny", "error"];
+/// `upstream_errors_total`, for each configured upstream (see [`known_upstreams`]).
+pub const UPSTREAM_ERRORS: &[&str] = &["connect", "timeout", "protocol"];
+/// `store_errors_total`: the store's operations.
+pub const STORE_OPERATIONS: &[&str] = &[
+    "ping",
+    "create_session",
+    "touch_session",
+    "rotate_session",
+    "delete_session",
+    "list_sessions",
+    "revoke_session",
+    "revoke_user_sessions",
+    "put_pending",
+    "get_pending",
+    "take_pending",
+    "issue_code",
+    "verify_code",
+    "void_code",
+    "start_cooldown",
+    "rate_hit",
+    "rate_check",
+    "rate_record",
+    "rate_reset",
+    "clear_windows",
+    "lock_account",
+    "account_locked",
+    "unlock_account",
+    "user_state",
+    "set_otp_enabled",
+    "replace_backup_codes",
+    "consume_backup_code",
+    "record_known_ip",
+    "append_audit",
+    "recent_audit",
+];
+
 pub struct Metrics {
     pub registry: Registry,
     pub http_requests: IntCounterVec,
@@ -68,7 +136,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     {
         let _ = r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
     }
-    Metrics {
+    let m = Metrics {
         http_requests: counter_vec(
             &r,
             "http_requests_total",
@@ -98,7 +166,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         auth_attempts: counter_vec(
             &r,
             "auth_attempts_total",
-            "Authentication attempts by stage (password, otp, backup_code) and result.",
+            "Authentication attempts by stage (password, otp, backup_code, and recheck: the account \
+             page's password checks) and result.",
             &["stage", "result"],
         ),
         otp_sent: counter_vec(&r, "otp_sent_total", "One-time codes e-mailed, by purpose.", &["purpose"]),
@@ -139,8 +208,50 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "1 while the near cache's invalidation channel is up and the cache serves; 0 otherwise.",
         ),
         registry: r,
+    };
+    for (stage, results) in AUTH_ATTEMPTS {
+        for result in *results {
+            m.auth_attempts.with_label_values(&[stage, result]);
+        }
     }
+    for bucket in RATE_LIMITED {
+        m.rate_limited.with_label_values(&[bucket]);
+    }
+    for purpose in OTP_PURPOSES {
+        m.otp_sent.with_label_values(&[purpose]);
+    }
+    for decision in FORWARD_AUTH {
+        m.forward_auth.with_label_values(&[decision]);
+    }
+    for op in STORE_OPERATIONS {
+        m.store_errors.with_label_values(&[op]);
+    }
+    m
 });
+
+/// Creates the `upstream_errors_total` series of each configured upstream
+/// (by the name the proxy labels it with) at 0.
+pub fn known_upstreams<'a>(names: impl IntoIterator<Item = &'a str>) {
+    for name in names {
+        for kind in UPSTREAM_ERRORS {
+            get().upstream_errors.with_label_values(&[name, kind]);
+        }
+    }
+}
+
+/// Debug builds: `value` is one of the label values listed above.
+pub fn debug_check_label(list: &[&str], value: &str) {
+    debug_assert!(list.contains(&value), "metric label {value:?} is not listed in metrics.rs: add it there");
+}
+
+/// Counts an authentication attempt (`auth_attempts_total`).
+pub fn auth_attempt(stage: &'static str, result: &'static str) {
+    if cfg!(debug_assertions) {
+        let listed = AUTH_ATTEMPTS.iter().find(|(s, _)| *s == stage).map_or(&[][..], |(_, r)| *r);
+        debug_check_label(listed, result);
+    }
+    get().auth_attempts.with_label_values(&[stage, result]).inc();
+}
 
 /// The metrics; first use registers them.
 pub fn get() -> &'static Metrics {
@@ -192,19 +303,21 @@ impl crate::server::Handler for MetricsEndpoint {
         req: http::Request<hyper::body::Incoming>,
         _conn: crate::server::ConnInfo,
     ) -> crate::body::Response {
-        let (status, body) = if req.uri().path() == "/metrics" {
-            (StatusCode::OK, crate::body::Body::full(render()))
-        } else {
-            (StatusCode::NOT_FOUND, crate::body::Body::full("not found\n"))
-        };
-        let mut r = crate::body::Response::new(body);
-        *r.status_mut() = status;
-        let ctype = if status == StatusCode::OK {
-            "text/plain; version=0.0.4; charset=utf-8"
-        } else {
-            "text/plain; charset=utf-8"
-        };
-        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ctype));
-        r
+        answer(req.uri().path())
     }
+}
+
+/// The metrics listener's answer for `path`: the metrics, or 404.
+pub fn answer(path: &str) -> crate::body::Response {
+    let (status, body) = if path == "/metrics" {
+        (StatusCode::OK, crate::body::Body::full(render()))
+    } else {
+        (StatusCode::NOT_FOUND, crate::body::Body::full("not found\n"))
+    };
+    let mut r = crate::body::Response::new(body);
+    *r.status_mut() = status;
+    let ctype =
+        if status == StatusCode::OK { "text/plain; version=0.0.4; charset=utf-8" } else { "text/plain; charset=utf-8" };
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ctype));
+    r
 }

@@ -11,6 +11,9 @@ use crate::store::{RateDecision, Store, StoreResult};
 
 pub use crate::store::RateBucket;
 
+/// At most one repeated-failures alert per account and hour.
+pub const FAILURE_ALERTS: RateSpec = RateSpec::new(1, Duration::from_secs(3600));
+
 /// Applies the configured limits; cheap to clone.
 #[derive(Clone)]
 pub struct Limiter {
@@ -33,6 +36,8 @@ impl Limiter {
             RateBucket::OtpEmails => self.rate.otp_emails_per_ip,
             RateBucket::IpFailures => self.lockout.ip_failures,
             RateBucket::AccountFailures => self.lockout.account_failures,
+            RateBucket::SessionFailures => self.lockout.session_failures,
+            RateBucket::FailureAlerts => FAILURE_ALERTS,
         }
     }
 
@@ -69,5 +74,6 @@ fn refused(bucket: RateBucket, d: RateDecision) -> Option<Duration> {
 
 /// Counts a refusal under `label` (a bucket, or `resend_cooldown`).
 pub fn count_refusal(label: &'static str) {
+    crate::metrics::debug_check_label(crate::metrics::RATE_LIMITED, label);
     crate::metrics::get().rate_limited.with_label_values(&[label]).inc();
 }

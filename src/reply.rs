@@ -322,7 +322,11 @@ fn explain_login(e: &LoginError) -> Explained {
             Explained::new(StatusCode::BAD_REQUEST, "The verification code has expired. Please request a new one.")
                 .with("expired", json!(true))
         }
-        LoginError::InvalidBackupCode => Explained::new(StatusCode::BAD_REQUEST, "Invalid backup code."),
+        LoginError::InvalidBackupCode { remaining } => Explained::new(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid backup code. {remaining} attempt(s) left before the account is locked."),
+        )
+        .with("remaining_attempts", json!(remaining)),
         LoginError::MailFailed => Explained::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "The verification code could not be sent. Please try again later.",

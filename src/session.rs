@@ -131,7 +131,9 @@ impl SessionCookies {
 
 /// A new session record for `user` at `level`, created at `now` (unix
 /// seconds): remember-me sessions last `session.remember_me`; others slide by
-/// `idle_timeout` up to `absolute_timeout`.
+/// `idle_timeout` up to `absolute_timeout`. `credential` is the fingerprint of
+/// the user's credential (`auth::credential`).
+#[allow(clippy::too_many_arguments)]
 pub fn new_record(
     cfg: &SessionConfig,
     now: u64,
@@ -140,6 +142,7 @@ pub fn new_record(
     remember_me: bool,
     ip: &str,
     device: &str,
+    credential: String,
 ) -> SessionRecord {
     let (idle, absolute) =
         if remember_me { (cfg.remember_me, cfg.remember_me) } else { (cfg.idle_timeout, cfg.absolute_timeout) };
@@ -153,6 +156,7 @@ pub fn new_record(
         remember_me,
         ip: ip.to_owned(),
         device: device.to_owned(),
+        credential,
     }
 }
 

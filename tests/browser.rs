@@ -30,15 +30,16 @@ fn browser_ready() -> bool {
     false
 }
 
-async fn run_flow(js: &str) {
+async fn run_flow(js: &str, digits: usize) {
     if !browser_ready() {
         return;
     }
-    let Some(h) = Harness::start(Backend::Memory, Options::default()).await else { return };
+    let Some(h) = Harness::start(Backend::Memory, Options { digits, ..Options::default() }).await else { return };
     let mut child = tokio::process::Command::new("node")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/flow.mjs"))
         .arg(&h.origin)
         .arg(js)
+        .arg(digits.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -74,10 +75,16 @@ async fn run_flow(js: &str) {
 
 #[tokio::test]
 async fn the_whole_flow_works_in_chromium_with_javascript() {
-    run_flow("on").await;
+    run_flow("on", 6).await;
 }
 
 #[tokio::test]
 async fn the_whole_flow_works_in_chromium_without_javascript() {
-    run_flow("off").await;
+    run_flow("off", 6).await;
+}
+
+#[tokio::test]
+async fn eight_digit_codes_work_in_chromium_with_javascript() {
+    // The form's pattern, length and words follow otp.digits; the last digit submits.
+    run_flow("on", 8).await;
 }

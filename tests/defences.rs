@@ -209,7 +209,7 @@ async fn unlock_lifts_a_lock_and_the_audit_trail_records_each_case() {
         assert!(events.contains(&expected), "{expected} missing from {events:?}");
     }
     assert!(records.iter().any(|r| r["kind"] == "security_event" && r["event"] == "account_locked"));
-    assert!(records.iter().all(|r| r["ip"] == "127.0.0.1"));
+    assert!(records.iter().filter(|r| r["event"] != "account_unlocked").all(|r| r["ip"] == "127.0.0.1"));
     let (code, out, _) = portcullis(&h, &["audit", "--limit", "3"]);
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 3, "the global trail, limited: {out}");

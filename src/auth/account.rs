@@ -1,24 +1,33 @@
 //! Account self-service: turning 2FA on (confirmed by an e-mailed code) and
 //! off (only with the password: a stolen session alone cannot weaken the
-//! account), regenerating backup codes, and revoking sessions. Every change is
-//! audited and 2FA changes e-mail a security alert.
+//! account), regenerating backup codes (with the password too), and revoking
+//! sessions. Every change is audited, and 2FA and backup-code changes e-mail
+//! a security alert.
+//!
+//! The password re-checks cost what a failed login costs, or a stolen session
+//! would be an unlimited guessing oracle: a limit per session
+//! (`lockout.session_failures`), and the client IP's and the account's
+//! failure windows, up to the account lock (which refuses the re-check as it
+//! refuses a login). Each failure is audited as an `invalid_credentials`
+//! attempt, so the repeated-failure rule and `portcullis audit` see it beside
+//! the login form's.
 
 use std::sync::Arc;
 
-use crate::audit::{Audit, SecurityEvent};
+use crate::audit::{AttemptResult, Audit, SecurityEvent};
 use crate::auth::Client;
 use crate::auth::codes::Codes;
 use crate::auth::error::LoginError;
+use crate::auth::lockout::Lockout;
 use crate::auth::notify::Notifier;
 use crate::auth::password::PasswordChecker;
 use crate::auth::users::User;
 use crate::config::Policy;
+use crate::ratelimit::{Limiter, RateBucket};
 use crate::store::{AuthLevel, CodeCheck, CodePurpose, SessionInfo, Store, StoreError, UserState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
-    #[error("Two-factor authentication is already enabled.")]
-    AlreadyEnabled,
     #[error("Two-factor authentication is not enabled.")]
     NotEnabled,
     #[error("Your password is required to make this change.")]
@@ -54,30 +63,50 @@ pub struct Overview {
     pub sessions: Vec<SessionInfo>,
 }
 
+/// What a request to turn 2FA on or off did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toggle {
+    /// The change is under way (a code went out) or done.
+    Changed,
+    /// 2FA already was as asked: nothing was done.
+    Unchanged,
+}
+
+/// Which password re-check, for the audit trail.
+#[derive(Debug, Clone, Copy)]
+enum Recheck {
+    DisableOtp,
+    BackupCodes,
+}
+
+impl Recheck {
+    fn details(self) -> &'static str {
+        match self {
+            Recheck::DisableOtp => "password re-check: turn off 2FA",
+            Recheck::BackupCodes => "password re-check: new backup codes",
+        }
+    }
+}
+
+fn count_recheck(result: &'static str) {
+    crate::metrics::auth_attempt("recheck", result);
+}
+
 /// Account actions; cheap to clone.
 #[derive(Clone)]
 pub struct AccountActions {
     /// The deployment's default policy: what every account page asks at least.
-    default_policy: Policy,
-    store: Store,
-    passwords: Arc<PasswordChecker>,
-    codes: Codes,
-    audit: Audit,
-    notifier: Notifier,
+    pub(crate) default_policy: Policy,
+    pub(crate) store: Store,
+    pub(crate) passwords: Arc<PasswordChecker>,
+    pub(crate) codes: Codes,
+    pub(crate) audit: Audit,
+    pub(crate) notifier: Notifier,
+    pub(crate) lockout: Lockout,
+    pub(crate) limiter: Limiter,
 }
 
 impl AccountActions {
-    pub fn new(
-        default_policy: Policy,
-        store: Store,
-        passwords: Arc<PasswordChecker>,
-        codes: Codes,
-        audit: Audit,
-        notifier: Notifier,
-    ) -> AccountActions {
-        AccountActions { default_policy, store, passwords, codes, audit, notifier }
-    }
-
     /// The level a session needs for the account pages and API: the
     /// strongest the deployment's default policy or the user's enrolment
     /// demands. Below it the pages ask for the second factor, never serve.
@@ -112,23 +141,62 @@ impl AccountActions {
         self.store.list_sessions(&user.username).await
     }
 
-    async fn check_password(&self, user: &User, password: Option<&str>) -> Result<(), AccountError> {
+    /// The password again, from the session `session_token`: refused while
+    /// the account is locked, the client IP banned or the session's failures
+    /// used up; a wrong one counts like a failed login.
+    async fn recheck(
+        &self,
+        user: &Arc<User>,
+        session_token: &str,
+        password: Option<&str>,
+        client: &Client,
+        what: Recheck,
+    ) -> Result<(), AccountError> {
         let password = password.ok_or(AccountError::PasswordRequired)?;
+        let actor = client.as_user(user);
+        if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
+            count_recheck("locked");
+            self.audit.attempt(actor, AttemptResult::AccountLocked, what.details()).await;
+            return Err(LoginError::Locked { retry_after }.into());
+        }
+        let session = Store::session_id(session_token);
+        let refusal = match self.lockout.ip_banned(&client.limit_key).await? {
+            Some(wait) => Some((RateBucket::IpFailures, wait)),
+            None => self
+                .limiter
+                .check(RateBucket::SessionFailures, &session)
+                .await?
+                .map(|w| (RateBucket::SessionFailures, w)),
+        };
+        if let Some((bucket, retry_after)) = refusal {
+            count_recheck("rate_limited");
+            self.audit.attempt(actor, AttemptResult::RateLimited, what.details()).await;
+            self.audit.refused_by(actor, bucket, retry_after).await;
+            return Err(LoginError::RateLimited { retry_after }.into());
+        }
         let ok = self
             .passwords
             .verify(Some(&user.password_hash), password)
             .await
             .map_err(|e| LoginError::Internal(e.to_string()))?;
-        if ok { Ok(()) } else { Err(AccountError::WrongPassword) }
+        if ok {
+            count_recheck("success");
+            return Ok(());
+        }
+        count_recheck("invalid_credentials");
+        self.audit.attempt(actor, AttemptResult::InvalidCredentials, what.details()).await;
+        self.limiter.record(RateBucket::SessionFailures, &session).await?;
+        self.lockout.record_failure(user, client).await?;
+        Err(AccountError::WrongPassword)
     }
 
-    /// Step 1 of enabling: e-mail a confirmation code.
-    pub async fn start_enable(&self, user: &User, client: &Client) -> Result<(), AccountError> {
+    /// Step 1 of enabling: e-mail a confirmation code (unless 2FA is on already).
+    pub async fn start_enable(&self, user: &User, client: &Client) -> Result<Toggle, AccountError> {
         if self.store.user_state(&user.username).await?.otp_enabled {
-            return Err(AccountError::AlreadyEnabled);
+            return Ok(Toggle::Unchanged);
         }
         self.codes.issue(user, CodePurpose::EnableOtp, client).await?;
-        Ok(())
+        Ok(Toggle::Changed)
     }
 
     /// Step 2 of enabling: the code proves the mailbox; 2FA goes on, 8 backup
@@ -158,6 +226,7 @@ impl AccountActions {
         record.level = AuthLevel::TwoFactor;
         self.store.revoke_user_sessions(&user.username).await?;
         self.store.create_session(&new_token, &record).await?;
+        crate::metrics::get().sessions_created.inc();
 
         let actor = client.as_user(user);
         self.audit.event(actor, SecurityEvent::OtpEnabled, "").await;
@@ -173,12 +242,20 @@ impl AccountActions {
         Ok((backup, new_token))
     }
 
-    /// Turning 2FA off needs the password; backup codes are voided and an alert sent.
-    pub async fn disable(&self, user: &User, password: Option<&str>, client: &Client) -> Result<(), AccountError> {
-        self.check_password(user, password).await?;
+    /// Turning 2FA off needs the password; backup codes are voided and an
+    /// alert sent. Asking for it when 2FA is already off changes nothing and
+    /// needs no password.
+    pub async fn disable(
+        &self,
+        user: &Arc<User>,
+        session_token: &str,
+        password: Option<&str>,
+        client: &Client,
+    ) -> Result<Toggle, AccountError> {
         if !self.store.user_state(&user.username).await?.otp_enabled {
-            return Err(AccountError::NotEnabled);
+            return Ok(Toggle::Unchanged);
         }
+        self.recheck(user, session_token, password, client, Recheck::DisableOtp).await?;
         self.store.set_otp_enabled(&user.username, false).await?;
         self.store.replace_backup_codes(&user.username, &[]).await?;
         self.audit.event(client.as_user(user), SecurityEvent::OtpDisabled, "").await;
@@ -190,23 +267,35 @@ impl AccountActions {
                 "Sign-ins to your account no longer need a code. If this wasn't you, change your password now.",
             )
             .await;
-        Ok(())
+        Ok(Toggle::Changed)
     }
 
-    /// New backup codes (the old ones are void); needs the password.
+    /// New backup codes (the old ones are void); needs the password, and
+    /// e-mails an alert (new codes in the wrong hands get past the second
+    /// factor).
     pub async fn regenerate_backup_codes(
         &self,
-        user: &User,
+        user: &Arc<User>,
+        session_token: &str,
         password: Option<&str>,
         client: &Client,
     ) -> Result<Vec<String>, AccountError> {
-        self.check_password(user, password).await?;
+        self.recheck(user, session_token, password, client, Recheck::BackupCodes).await?;
         if !self.store.user_state(&user.username).await?.otp_enabled {
             return Err(AccountError::NotEnabled);
         }
         let (backup, hashes) = self.codes.new_backup_codes(user);
         self.store.replace_backup_codes(&user.username, &hashes).await?;
         self.audit.event(client.as_user(user), SecurityEvent::BackupCodesGenerated, "regenerated").await;
+        self.notifier
+            .alert(
+                user,
+                client,
+                "New backup codes were generated",
+                "Your account has new backup codes; the old ones no longer work. \
+                 If this wasn't you, change your password now.",
+            )
+            .await;
         Ok(backup)
     }
 

@@ -112,6 +112,7 @@ impl Codes {
     /// reports `MailFailed`.
     pub async fn issue(&self, user: &User, purpose: CodePurpose, client: &Client) -> Result<(), LoginError> {
         if let Some(retry_after) = self.limiter.hit(RateBucket::OtpEmails, &client.limit_key).await? {
+            self.audit.refused_by(client.as_user(user), RateBucket::OtpEmails, retry_after).await;
             return Err(LoginError::RateLimited { retry_after });
         }
         let code = generate_code(self.otp.digits);
@@ -125,6 +126,7 @@ impl Codes {
             self.audit.event(client.as_user(user), SecurityEvent::MailFailed, &details).await;
             return Err(LoginError::MailFailed);
         }
+        crate::metrics::debug_check_label(crate::metrics::OTP_PURPOSES, purpose.as_str());
         crate::metrics::get().otp_sent.with_label_values(&[purpose.as_str()]).inc();
         Ok(())
     }

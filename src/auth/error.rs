@@ -23,8 +23,9 @@ pub enum LoginError {
     MaxAttempts,
     #[error("code expired")]
     Expired,
+    /// `remaining`: failures the account may still have before it locks.
     #[error("invalid backup code")]
-    InvalidBackupCode,
+    InvalidBackupCode { remaining: u32 },
     #[error("mail could not be sent")]
     MailFailed,
     #[error("store unavailable: {0}")]

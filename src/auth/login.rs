@@ -11,6 +11,7 @@ use crate::access::{AccessRules, Decision, Subject};
 use crate::audit::{AttemptResult, Audit, SecurityEvent};
 use crate::auth::Client;
 use crate::auth::codes::Codes;
+use crate::auth::credential::Fingerprints;
 use crate::auth::lockout::Lockout;
 use crate::auth::notify::Notifier;
 use crate::auth::password::PasswordChecker;
@@ -72,6 +73,7 @@ pub struct LoginFlow {
     pub(crate) audit: Audit,
     pub(crate) notifier: Notifier,
     pub(crate) suspicious: SuspiciousActivity,
+    pub(crate) fingerprints: Arc<Fingerprints>,
     pub(crate) rules: Arc<AccessRules>,
     pub(crate) settings: Arc<LoginSettings>,
     pub(crate) clock: Clock,
@@ -83,8 +85,13 @@ pub fn level_for(p: Policy) -> AuthLevel {
     if p == Policy::TwoFactor { AuthLevel::TwoFactor } else { AuthLevel::OneFactor }
 }
 
+/// The typed name, with the account it found (if any) for the audit trail.
+fn naming_known<'a>(anon: crate::audit::Actor<'a>, user: Option<&'a User>) -> crate::audit::Actor<'a> {
+    crate::audit::Actor { user: user.map(|u| u.username.as_str()), ..anon }
+}
+
 fn count_attempt(stage: &'static str, result: &'static str) {
-    crate::metrics::get().auth_attempts.with_label_values(&[stage, result]).inc();
+    crate::metrics::auth_attempt(stage, result);
 }
 
 impl LoginFlow {
@@ -127,11 +134,13 @@ impl LoginFlow {
         if let Some(retry_after) = self.lockout.ip_banned(&client.limit_key).await? {
             count_attempt("password", "rate_limited");
             self.audit.attempt(anon, AttemptResult::RateLimited, "too many failures from this IP").await;
+            self.audit.refused_by(anon, RateBucket::IpFailures, retry_after).await;
             return Err(LoginError::RateLimited { retry_after });
         }
         if let Some(retry_after) = self.limiter.hit(RateBucket::Login, &client.limit_key).await? {
             count_attempt("password", "rate_limited");
             self.audit.attempt(anon, AttemptResult::RateLimited, "login rate limit").await;
+            self.audit.refused_by(anon, RateBucket::Login, retry_after).await;
             return Err(LoginError::RateLimited { retry_after });
         }
 
@@ -144,26 +153,27 @@ impl LoginFlow {
             .await
             .map_err(|e| LoginError::Internal(e.to_string()))?;
 
-        if let Some(u) = &user
-            && let Some(retry_after) = self.lockout.account_locked(&u.username).await?
-        {
+        // The typed name is locked like an account whether or not it is one,
+        // so this answer is the same for both.
+        if let Some(retry_after) = self.lockout.login_locked(name_or_email, user.as_deref()).await? {
             count_attempt("password", "locked");
-            let actor = client.as_user(u);
-            self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
+            self.audit
+                .attempt(naming_known(anon, user.as_deref()), AttemptResult::AccountLocked, "account locked")
+                .await;
             return Err(LoginError::Locked { retry_after });
         }
         let user = match (user, ok) {
             (Some(u), true) => u,
             (u, _) => {
                 count_attempt("password", "invalid_credentials");
-                let actor = crate::audit::Actor { user: u.as_ref().map(|u| u.username.as_str()), ..anon };
-                self.audit.attempt(actor, AttemptResult::InvalidCredentials, "").await;
-                self.lockout.record_failure(u.as_deref(), client).await?;
+                self.audit.attempt(naming_known(anon, u.as_deref()), AttemptResult::InvalidCredentials, "").await;
+                self.lockout.record_login_failure(name_or_email, u.as_ref(), client).await?;
                 return Err(LoginError::InvalidCredentials);
             }
         };
         if user.disabled {
             count_attempt("password", "disabled");
+            self.audit.attempt(client.as_user(&user), AttemptResult::AccountDisabled, "account disabled").await;
             return Err(LoginError::Disabled);
         }
         count_attempt("password", "success");
@@ -252,6 +262,7 @@ impl LoginFlow {
             remember_me,
             &client.ip,
             &client.device(),
+            self.fingerprints.of(user),
         );
         self.store.create_session(&token, &record).await?;
         crate::metrics::get().sessions_created.inc();
@@ -285,12 +296,14 @@ impl LoginFlow {
         code: &str,
         client: &Client,
     ) -> Result<Completed, LoginError> {
-        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
-            count_attempt("otp", "rate_limited");
-            return Err(LoginError::RateLimited { retry_after });
-        }
         let (_, user) = self.pending_user(pending_token).await?;
         let actor = client.as_user(&user);
+        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
+            count_attempt("otp", "rate_limited");
+            self.audit.attempt(actor, AttemptResult::RateLimited, "code: verify rate limit").await;
+            self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
+            return Err(LoginError::RateLimited { retry_after });
+        }
         if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
             count_attempt("otp", "locked");
             self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
@@ -305,13 +318,13 @@ impl LoginFlow {
                 count_attempt("otp", "invalid_otp");
                 let details = format!("{remaining} attempts left");
                 self.audit.attempt(actor, AttemptResult::InvalidOtp, &details).await;
-                self.lockout.record_failure(Some(&user), client).await?;
+                self.lockout.record_failure(&user, client).await?;
                 Err(LoginError::InvalidCode { remaining })
             }
             CodeCheck::Exhausted => {
                 count_attempt("otp", "max_attempts");
                 self.audit.attempt(actor, AttemptResult::InvalidOtp, "maximum attempts reached").await;
-                self.lockout.record_failure(Some(&user), client).await?;
+                self.lockout.record_failure(&user, client).await?;
                 Err(LoginError::MaxAttempts)
             }
             CodeCheck::Expired | CodeCheck::None => {
@@ -329,14 +342,17 @@ impl LoginFlow {
         code: &str,
         client: &Client,
     ) -> Result<Completed, LoginError> {
-        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
-            count_attempt("backup_code", "rate_limited");
-            return Err(LoginError::RateLimited { retry_after });
-        }
         let (_, user) = self.pending_user(pending_token).await?;
         let actor = client.as_user(&user);
+        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
+            count_attempt("backup_code", "rate_limited");
+            self.audit.attempt(actor, AttemptResult::RateLimited, "backup code: verify rate limit").await;
+            self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
+            return Err(LoginError::RateLimited { retry_after });
+        }
         if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
             count_attempt("backup_code", "locked");
+            self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
             return Err(LoginError::Locked { retry_after });
         }
         if let Some(hash) = self.codes.backup_hash(&user, code)
@@ -358,8 +374,8 @@ impl LoginFlow {
         }
         count_attempt("backup_code", "invalid_otp");
         self.audit.attempt(actor, AttemptResult::InvalidOtp, "invalid backup code").await;
-        self.lockout.record_failure(Some(&user), client).await?;
-        Err(LoginError::InvalidBackupCode)
+        let remaining = self.lockout.record_failure(&user, client).await?;
+        Err(LoginError::InvalidBackupCode { remaining })
     }
 
     async fn finish_pending(
@@ -379,16 +395,27 @@ impl LoginFlow {
     /// the new code's lifetime in seconds.
     pub async fn resend(&self, pending_token: Option<&str>, client: &Client) -> Result<u64, LoginError> {
         let (_, user) = self.pending_user(pending_token).await?;
+        let actor = client.as_user(&user);
         let otp = self.codes.settings();
         if let Some(left) = self.store.start_cooldown(&user.username, CodePurpose::Login, otp.resend_cooldown).await? {
             count_refusal("resend_cooldown");
+            self.audit.refused(actor, "resend_cooldown", left).await;
             return Err(LoginError::RateLimited { retry_after: left });
         }
         if let Some(retry_after) = self.limiter.hit(RateBucket::Resend, &client.limit_key).await? {
+            self.audit.refused_by(actor, RateBucket::Resend, retry_after).await;
             return Err(LoginError::RateLimited { retry_after });
         }
         self.codes.issue(&user, CodePurpose::Login, client).await?;
         Ok(otp.ttl.as_secs())
+    }
+
+    /// Ends the session behind `token` (signing out), and audits it.
+    pub async fn logout(&self, token: &str, client: &Client) -> Result<(), LoginError> {
+        if let Some(user) = self.store.delete_session(token).await? {
+            self.audit.event(client.on_account(&user), SecurityEvent::Logout, "").await;
+        }
+        Ok(())
     }
 
     /// The pending login behind the cookie, for the code page.

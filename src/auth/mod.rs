@@ -6,20 +6,28 @@
 //! - `password`: argon2id checks off the async runtime;
 //! - `codes`: one-time and backup codes, and [`codes::Codes`], which issues
 //!   and checks e-mailed codes;
+//! - `credential`: the fingerprint a session keeps of its user's password,
+//!   e-mail and groups (a change ends the session);
 //! - `notify`: code e-mails and security alerts;
-//! - `lockout`: failed attempts and the account lock;
-//! - `suspicious`: the suspicious-activity rules run after a login;
+//! - `lockout`: failed attempts, the account lock, and the lock of names
+//!   that match no account;
+//! - `suspicious`: the suspicious-activity rules run after a login and after
+//!   failures;
 //! - `login`: the login state machine (password → second factor → session);
-//! - `account`: account self-service (2FA on and off, backup codes, sessions).
+//! - `account`: account self-service (2FA on and off, backup codes, sessions);
+//! - `operator`: what operators do (unlock an account or address, end a
+//!   user's sessions).
 //!
 //! Handlers speak HTTP; this module decides; the store persists.
 
 pub mod account;
 pub mod codes;
+pub mod credential;
 pub mod error;
 pub mod lockout;
 pub mod login;
 pub mod notify;
+pub mod operator;
 pub mod password;
 pub mod suspicious;
 pub mod users;
@@ -57,6 +65,12 @@ impl Client {
     /// This client acting as `user` (an account that is known).
     pub fn as_user<'a>(&'a self, user: &'a User) -> Actor<'a> {
         Actor { username: &user.username, user: Some(&user.username), ip: &self.ip, user_agent: &self.user_agent }
+    }
+
+    /// This client acting on the account named `username` (known to exist,
+    /// though its `User` is not at hand).
+    pub fn on_account<'a>(&'a self, username: &'a str) -> Actor<'a> {
+        Actor { username, user: Some(username), ip: &self.ip, user_agent: &self.user_agent }
     }
 
     /// This client naming `name` (as typed; the account may not exist).

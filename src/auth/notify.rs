@@ -65,6 +65,14 @@ impl Notifier {
         self.mailer.send(&message).await
     }
 
+    /// E-mails a security alert in the background: the request that caused it
+    /// does not wait for the mail relay (and takes no longer than one that
+    /// causes none).
+    pub fn alert_later(&self, user: Arc<User>, client: &Client, title: &'static str, details: String) {
+        let (this, client) = (self.clone(), client.clone());
+        tokio::spawn(async move { this.alert(&user, &client, title, &details).await });
+    }
+
     /// E-mails a security alert; a failure is logged and counted.
     pub async fn alert(&self, user: &User, client: &Client, title: &str, details: &str) {
         let device = client.device();

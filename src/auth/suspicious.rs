@@ -1,15 +1,22 @@
 //! The suspicious-activity rules, run after each successful login: three or
 //! more failures in the last hour, a login from an IP not seen in 30 days
-//! (which also e-mails an alert), and logins less than 5 minutes apart.
+//! (which also e-mails an alert), and logins less than 5 minutes apart. After
+//! each failure of a known account the first rule runs too, and alerts the
+//! user by e-mail: at most once an hour, so an attack does not flood them.
+
+use std::sync::Arc;
 
 use crate::audit::{AttemptResult, Audit, SecurityEvent};
 use crate::auth::Client;
 use crate::auth::notify::Notifier;
 use crate::auth::users::User;
 use crate::clock::Clock;
-use crate::store::{IpHistory, Store};
+use crate::ratelimit::{FAILURE_ALERTS, RateBucket};
+use crate::store::{IpHistory, RateDecision, Store};
 
 const NEW_IP_AFTER_SECS: u64 = 30 * 86400;
+/// Failed attempts within an hour that make a pattern.
+const REPEATED_FAILURES: usize = 3;
 
 /// Looks at a login in the light of the account's history; cheap to clone.
 #[derive(Clone)]
@@ -25,12 +32,56 @@ impl SuspiciousActivity {
         SuspiciousActivity { store, audit, notifier, clock }
     }
 
+    /// The failure rule, after a failed attempt of `user` (already audited).
+    /// Runs in the background: the answer to the attempt does not wait for it,
+    /// so a known name's failure takes no longer than an unknown one's.
+    pub fn after_failure(&self, user: &Arc<User>, client: &Client) {
+        let (this, user, client) = (self.clone(), user.clone(), client.clone());
+        tokio::spawn(async move { this.repeated_failures(&user, &client).await });
+    }
+
+    async fn repeated_failures(&self, user: &User, client: &Client) {
+        let now = self.clock.now_unix();
+        let recent = match self.store.recent_audit(Some(&user.username), 50).await {
+            Ok(r) => r,
+            Err(e) => return tracing::warn!(error = %e, "repeated-failure check skipped"),
+        };
+        let failures = recent.iter().filter(|r| r.is_failed_attempt() && now.saturating_sub(r.time) < 3600).count();
+        if failures < REPEATED_FAILURES {
+            return;
+        }
+        // One alert per hour and account, whichever replica sees the failure.
+        let first = self
+            .store
+            .rate_hit(RateBucket::FailureAlerts, &user.username, FAILURE_ALERTS.limit, FAILURE_ALERTS.window)
+            .await;
+        match first {
+            Ok(RateDecision::Allowed { .. }) => {}
+            Ok(RateDecision::Limited { .. }) => return,
+            Err(e) => return tracing::warn!(error = %e, "repeated-failure alert skipped"),
+        }
+        let details = format!("{failures} failed attempts in the last hour");
+        self.audit.event(client.as_user(user), SecurityEvent::SuspiciousActivity, &details).await;
+        self.notifier
+            .alert(
+                user,
+                client,
+                "Several failed sign-in attempts on your account",
+                &format!(
+                    "There were {failures} failed attempts to sign in to your account (or to confirm its \
+                     password) in the last hour. If this wasn't you, someone may be guessing your password: \
+                     change it, and keep two-factor authentication on."
+                ),
+            )
+            .await;
+    }
+
     pub async fn after_login(&self, user: &User, client: &Client) {
         let actor = client.as_user(user);
         let now = self.clock.now_unix();
         let recent = self.store.recent_audit(Some(&user.username), 50).await.unwrap_or_default();
         let failures = recent.iter().filter(|r| r.is_failed_attempt() && now.saturating_sub(r.time) < 3600).count();
-        if failures >= 3 {
+        if failures >= REPEATED_FAILURES {
             let details = format!("{failures} failed attempts in the last hour");
             self.audit.event(actor, SecurityEvent::SuspiciousActivity, &details).await;
         }

@@ -15,6 +15,7 @@ use http::HeaderValue;
 use crate::identity::IdentityValues;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Actor, Audit, SecurityEvent};
 use crate::store::Store;
 
 /// Allowed user names: also used in store keys and logs, so kept plain.
@@ -68,6 +69,12 @@ impl UsersFile {
     /// Writes the file atomically (a temporary file renamed into place), after
     /// checking that what is written loads back, so a reload never sees a
     /// half-written or invalid file.
+    ///
+    /// The file holds password hashes: a new one is written 0600. An existing
+    /// one keeps its owner, group and mode, less any access for others and
+    /// group write (the Debian package's 0640 root:portcullis stays so), so an
+    /// edit never widens who can read it. The temporary file has that mode
+    /// from its creation on.
     pub fn write(&self, path: &Path) -> Result<(), EditError> {
         let text = toml::to_string_pretty(self).map_err(|e| EditError::Io(e.to_string()))?;
         parse(path, &text).map_err(|e| EditError::Invalid(e.to_string()))?;
@@ -77,18 +84,56 @@ impl UsersFile {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            let mut f = std::fs::File::create(&tmp)?;
+            let existing = std::fs::metadata(path).ok();
+            // A temporary file left by a crash may have any mode: start afresh.
+            match std::fs::remove_file(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut f = options.open(&tmp)?;
+            #[cfg(unix)]
+            if let Some(old) = &existing {
+                keep_owner_and_mode(&f, old)?;
+            }
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)
         };
-        write().map_err(|e| EditError::Io(format!("{}: {e}", path.display())))
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            EditError::Io(format!("{}: {e}", path.display()))
+        })
     }
 
     /// The user whose e-mail is `email` (case-insensitive), if any.
     pub fn email_owner(&self, email: &str) -> Option<&str> {
         self.users.iter().find_map(|(n, u)| u.email.eq_ignore_ascii_case(email).then_some(n.as_str()))
     }
+}
+
+/// Gives the new file `f` the owner and group of the file it replaces, and
+/// its mode less group write and any access for others.
+#[cfg(unix)]
+fn keep_owner_and_mode(f: &std::fs::File, old: &std::fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let new = f.metadata()?;
+    if (new.uid(), new.gid()) != (old.uid(), old.gid()) {
+        std::os::unix::fs::fchown(f, Some(old.uid()), Some(old.gid())).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot keep the file's owner and group ({}:{}): {e}; run this as root or as its owner",
+                    old.uid(),
+                    old.gid()
+                ),
+            )
+        })?;
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o640))
 }
 
 /// A user as the gateway uses it, with identity header values prepared once.
@@ -102,6 +147,31 @@ pub struct User {
     pub disabled: bool,
     /// The identity headers' values for this user.
     pub identity: IdentityValues,
+}
+
+/// The parts of a user's credential: a change to any ends their sessions
+/// (`auth::credential`).
+pub const CREDENTIAL_PARTS: [&str; 3] = ["password", "e-mail", "groups"];
+
+impl User {
+    /// The groups in a canonical order (their order in the file means nothing).
+    pub fn sorted_groups(&self) -> Vec<&str> {
+        let mut g: Vec<&str> = self.groups.iter().map(String::as_str).collect();
+        g.sort_unstable();
+        g.dedup();
+        g
+    }
+
+    /// The parts of the credential that differ in `other`, a later version
+    /// of this user.
+    pub fn credential_changes(&self, other: &User) -> Vec<&'static str> {
+        let changed = [
+            self.password_hash != other.password_hash,
+            self.email != other.email,
+            self.sorted_groups() != other.sorted_groups(),
+        ];
+        CREDENTIAL_PARTS.iter().zip(changed).filter(|(_, c)| *c).map(|(p, _)| *p).collect()
+    }
 }
 
 /// One consistent view of the users file.
@@ -262,24 +332,31 @@ impl Users {
             .map_err(|e| UsersError::Invalid { path: self.path.clone(), message: e.to_string() })??;
         let dir = Arc::new(dir);
         let previous = self.current.swap(dir.clone());
-        Ok(Reloaded { users: dir.len(), lost_access: lost_access(&previous, &dir) })
+        Ok(Reloaded {
+            users: dir.len(),
+            lost_access: lost_access(&previous, &dir),
+            credential_changed: credential_changed(&previous, &dir),
+        })
     }
 
     /// Reloads when the file's modification time or size changed and then
     /// held still for a poll interval.
-    async fn reload_if_changed(&self, store: &Store) {
+    async fn reload_if_changed(&self, store: &Store, audit: &Audit) {
         let now = file_stamp(&self.path);
         let settled = self.stamps.lock().unwrap_or_else(|p| p.into_inner()).settled_change(now);
         if settled {
-            self.reload_logged("file changed", store).await;
+            self.reload_logged("file changed", store, audit).await;
         }
     }
 
-    async fn reload_logged(&self, why: &str, store: &Store) {
+    async fn reload_logged(&self, why: &str, store: &Store, audit: &Audit) {
         match self.reload().await {
             Ok(r) => {
                 tracing::info!(users = r.users, reason = why, "users file reloaded");
-                end_sessions(store, &r.lost_access).await;
+                let lost = r.lost_access.iter().map(|u| (u.clone(), "account removed or disabled".to_owned()));
+                let changed =
+                    r.credential_changed.iter().map(|(u, parts)| (u.clone(), format!("{} changed", parts.join(", "))));
+                end_sessions(store, audit, lost.chain(changed)).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "users file not reloaded; keeping the last good copy")
@@ -291,7 +368,7 @@ impl Users {
     /// sessions of users an edit removed or disabled. Call it before announcing
     /// the listener: the SIGHUP handler is in place when this returns, so a reload
     /// right after start-up does not meet the default action (terminate).
-    pub fn watch(self: &Arc<Self>, store: Store, shutdown: crate::server::Shutdown) {
+    pub fn watch(self: &Arc<Self>, store: Store, audit: Audit, shutdown: crate::server::Shutdown) {
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .inspect_err(|e| tracing::warn!(error = %e, "no SIGHUP handler; the users file reloads on change only"))
@@ -312,8 +389,8 @@ impl Users {
                 #[cfg(not(unix))]
                 let hup_fut = std::future::pending::<()>();
                 tokio::select! {
-                    _ = tick.tick() => users.reload_if_changed(&store).await,
-                    _ = hup_fut => users.reload_logged("SIGHUP", &store).await,
+                    _ = tick.tick() => users.reload_if_changed(&store, &audit).await,
+                    _ = hup_fut => users.reload_logged("SIGHUP", &store, &audit).await,
                     _ = shutdown.wait() => return,
                 }
             }
@@ -327,6 +404,25 @@ pub struct Reloaded {
     pub users: usize,
     /// Users who could log in before and cannot now (removed or disabled).
     pub lost_access: Vec<String>,
+    /// Users still enabled whose password hash, e-mail or groups changed,
+    /// with the parts that did.
+    pub credential_changed: Vec<(String, Vec<&'static str>)>,
+}
+
+/// Users enabled before and after whose credential changed.
+fn credential_changed(before: &UserDirectory, after: &UserDirectory) -> Vec<(String, Vec<&'static str>)> {
+    let mut changed: Vec<(String, Vec<&'static str>)> = before
+        .by_name
+        .values()
+        .filter(|u| !u.disabled)
+        .filter_map(|u| {
+            let now = after.get(&u.username).filter(|now| !now.disabled)?;
+            let parts = u.credential_changes(now);
+            (!parts.is_empty()).then(|| (u.username.clone(), parts))
+        })
+        .collect();
+    changed.sort();
+    changed
 }
 
 /// Names enabled in `before` that are missing or disabled in `after`.
@@ -341,15 +437,22 @@ fn lost_access(before: &UserDirectory, after: &UserDirectory) -> Vec<String> {
     names
 }
 
-/// Ends every session of users who lost access. A request would find them
-/// refused anyway, but a session not used while the account was off would
-/// otherwise come back to life when it is re-enabled (or re-added): after a
-/// compromise, that would hand the attacker's session back.
-async fn end_sessions(store: &Store, users: &[String]) {
-    for user in users {
-        match store.revoke_user_sessions(user).await {
-            Ok(n) => tracing::info!(user = %user, sessions = n, "sessions of a removed or disabled user ended"),
-            Err(e) => tracing::warn!(user = %user, error = %e, "sessions of a removed or disabled user not ended"),
+/// Ends every session of users who lost access or whose credential changed,
+/// and audits each ending with its reason. A request would find them refused
+/// anyway, but a session not used while the account was off would otherwise
+/// come back to life when it is re-enabled (or re-added): after a compromise,
+/// that would hand the attacker's session back. Ending them now also takes
+/// them off the account page's list at once.
+async fn end_sessions(store: &Store, audit: &Audit, users: impl Iterator<Item = (String, String)>) {
+    for (user, why) in users {
+        match store.revoke_user_sessions(&user).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(user = %user, sessions = n, reason = %why, "sessions ended by the users file");
+                let details = format!("users file reloaded: {why}; {n} session(s) ended");
+                audit.event(Actor::system(&user), SecurityEvent::SessionRevoked, &details).await;
+            }
+            Err(e) => tracing::warn!(user = %user, error = %e, reason = %why, "sessions not ended"),
         }
     }
 }

@@ -364,6 +364,10 @@ impl Default for RateLimitConfig {
 pub struct LockoutConfig {
     pub ip_failures: RateSpec,
     pub account_failures: RateSpec,
+    /// Wrong passwords given to the account page's re-checks (turning 2FA
+    /// off, new backup codes) per session; each also counts against the
+    /// account and the client IP like a failed login.
+    pub session_failures: RateSpec,
     #[serde(with = "duration")]
     pub account_lock: Duration,
 }
@@ -373,6 +377,7 @@ impl Default for LockoutConfig {
         LockoutConfig {
             ip_failures: RateSpec::new(5, Duration::from_secs(900)),
             account_failures: RateSpec::new(10, Duration::from_secs(3600)),
+            session_failures: RateSpec::new(5, Duration::from_secs(900)),
             account_lock: Duration::from_secs(900),
         }
     }

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::context::{Answer, Cx};
 use super::forms::Fields;
 use super::pages::{AccountView, LoginRow, SessionRow, UserView};
-use crate::auth::account::AccountError;
+use crate::auth::account::{AccountError, Toggle};
 use crate::auth::login::LoginError;
 use crate::auth::users::User;
 use crate::body::Response;
@@ -53,6 +53,7 @@ async fn account_page(
         backup_codes: &n.backup_codes,
         backup_codes_txt: form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20"),
         confirm_enable: n.confirm_enable,
+        code_digits: portal.settings.otp_digits,
         recent_logins: data.recent_logins.iter().map(LoginRow::of).collect(),
         sessions: data.sessions.iter().map(|s| SessionRow::of(s, &current)).collect(),
         message: n.message,
@@ -105,11 +106,9 @@ pub(super) async fn view(cx: &Cx<'_>) -> Answer {
         Err(r) => return (r, None),
     };
     let r = match cx.format {
-        Format::Html => {
-            let q = cx.query();
-            let n = Notice { message: q.get("message").unwrap_or(""), ..Notice::default() };
-            account_page(cx, &auth, StatusCode::OK, n, None).await
-        }
+        // Every notice comes from an action's own answer: text from the
+        // address would let a link put any words on this trusted page.
+        Format::Html => account_page(cx, &auth, StatusCode::OK, Notice::default(), None).await,
         Format::Json => match cx.portal.account.overview(&auth.user).await {
             Err(e) => cx.fail(e),
             Ok(data) => {
@@ -147,7 +146,8 @@ pub(super) async fn toggle_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
     let client = cx.client();
     let r = if fields.flag("enable_otp") {
         match (account.start_enable(&auth.user, &client).await, cx.format) {
-            (Ok(()), Format::Html) => {
+            (Ok(Toggle::Unchanged), _) => unchanged(cx, &auth, true).await,
+            (Ok(Toggle::Changed), Format::Html) => {
                 let n = Notice {
                     message: "We e-mailed you a code. Enter it to turn on two-factor authentication.",
                     confirm_enable: true,
@@ -155,7 +155,7 @@ pub(super) async fn toggle_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
                 };
                 account_page(cx, &auth, StatusCode::OK, n, None).await
             }
-            (Ok(()), Format::Json) => reply::json(
+            (Ok(Toggle::Changed), Format::Json) => reply::json(
                 StatusCode::OK,
                 &json!({
                     "success": true,
@@ -167,12 +167,13 @@ pub(super) async fn toggle_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
             (Err(e), _) => failed(cx, &auth, e).await,
         }
     } else {
-        match (account.disable(&auth.user, fields.get("password"), &client).await, cx.format) {
-            (Ok(()), Format::Html) => {
+        match (account.disable(&auth.user, &auth.token, fields.get("password"), &client).await, cx.format) {
+            (Ok(Toggle::Unchanged), _) => unchanged(cx, &auth, false).await,
+            (Ok(Toggle::Changed), Format::Html) => {
                 let n = Notice { message: "Two-factor authentication is off.", ..Notice::default() };
                 account_page(cx, &auth, StatusCode::OK, n, None).await
             }
-            (Ok(()), Format::Json) => reply::json(
+            (Ok(Toggle::Changed), Format::Json) => reply::json(
                 StatusCode::OK,
                 &json!({"success": true, "otp_enabled": false, "message": "Two-factor authentication disabled"}),
             ),
@@ -180,6 +181,21 @@ pub(super) async fn toggle_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
         }
     };
     (r, user_of(&auth))
+}
+
+/// The answer to turning 2FA to the state it is in: nothing to do, which is
+/// a success.
+async fn unchanged(cx: &Cx<'_>, auth: &Authenticated, otp_enabled: bool) -> Response {
+    match cx.format {
+        Format::Html => {
+            let n = Notice { message: "No changes made.", ..Notice::default() };
+            account_page(cx, auth, StatusCode::OK, n, None).await
+        }
+        Format::Json => reply::json(
+            StatusCode::OK,
+            &json!({"success": true, "otp_enabled": otp_enabled, "message": "No changes made"}),
+        ),
+    }
 }
 
 /// `POST account/otp/confirm`, `POST api/confirm-enable-otp`: the e-mailed
@@ -224,7 +240,8 @@ pub(super) async fn backup_codes(cx: &Cx<'_>, body: Incoming) -> Answer {
         Ok(b) => b,
         Err(a) => return a,
     };
-    let result = cx.portal.account.regenerate_backup_codes(&auth.user, fields.get("password"), &cx.client()).await;
+    let password = fields.get("password");
+    let result = cx.portal.account.regenerate_backup_codes(&auth.user, &auth.token, password, &cx.client()).await;
     let r = match (result, cx.format) {
         (Ok(codes), Format::Html) => {
             let n = Notice {

@@ -32,6 +32,8 @@ pub struct PortalSettings {
     pub resend_cooldown_secs: u64,
     /// How long a request body may take to arrive.
     pub body_read_timeout: std::time::Duration,
+    /// Digits of an e-mailed code: the forms ask for exactly that many.
+    pub otp_digits: u32,
 }
 
 /// Everything the portal's handlers use.
@@ -163,11 +165,13 @@ impl Portal {
     pub async fn readyz(&self) -> Response {
         match self.store.ping().await {
             Ok(()) => reply::json(StatusCode::OK, &serde_json::json!({"status": "ready", "store": "ok"})),
+            // The cause (which may name hosts, ports or the server's words)
+            // is for the log; anyone may ask this endpoint.
             Err(e) => {
                 tracing::warn!(error = %e, "not ready: store unreachable");
                 reply::json(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    &serde_json::json!({"status": "unavailable", "store": e.to_string()}),
+                    &serde_json::json!({"status": "unavailable", "store": "unavailable"}),
                 )
             }
         }

@@ -186,6 +186,7 @@ async fn code_form(cx: &Cx<'_>, status: StatusCode, n: CodeNotice<'_>) -> Respon
         info: n.info,
         remaining_attempts: n.remaining,
         backup: n.backup,
+        code_digits: cx.portal.settings.otp_digits,
     };
     cx.portal.page(status, "otp.html", &view)
 }
@@ -308,7 +309,7 @@ pub(super) async fn logout(cx: &Cx<'_>, body: Incoming) -> Response {
     }
     let portal = cx.portal;
     if let Some(token) = portal.cookies.session_token(cx.headers)
-        && let Err(e) = portal.store.delete_session(token).await
+        && let Err(e) = portal.login.logout(token, &cx.client()).await
     {
         return cx.fail(e);
     }

@@ -52,6 +52,8 @@ pub struct CodeView<'a> {
     pub remaining_attempts: Option<u32>,
     /// The backup-code form instead of the e-mailed code's.
     pub backup: bool,
+    /// Digits of an e-mailed code (`otp.digits`).
+    pub code_digits: u32,
 }
 
 #[derive(Serialize)]
@@ -131,6 +133,8 @@ pub struct AccountView<'a> {
     pub backup_codes_txt: String,
     /// Waiting for the code that confirms turning 2FA on.
     pub confirm_enable: bool,
+    /// Digits of an e-mailed code (`otp.digits`).
+    pub code_digits: u32,
     pub recent_logins: Vec<LoginRow<'a>>,
     pub sessions: Vec<SessionRow<'a>>,
     pub message: &'a str,

@@ -50,7 +50,7 @@ fn login_ctx() -> serde_json::Value {
 fn otp_ctx(backup: bool) -> serde_json::Value {
     with(json!({
         "rd": "", "masked_email": "ali***@example.com", "expires_in": 600, "resend_in": 42,
-        "error": "Invalid code", "info": "", "remaining_attempts": 2, "backup": backup
+        "error": "Invalid code", "info": "", "remaining_attempts": 2, "backup": backup, "code_digits": 6
     }))
 }
 
@@ -67,7 +67,7 @@ fn account_ctx() -> serde_json::Value {
             {"id": "s2", "created": "2026-11-20 08:00 UTC", "last_seen": "2026-11-21 09:00 UTC",
              "ip": "198.51.100.7", "device": "Safari on iOS", "current": false}
         ],
-        "message": "Backup codes generated", "error": ""
+        "message": "Backup codes generated", "error": "", "code_digits": 6
     }))
 }
 
@@ -125,6 +125,23 @@ fn otp_page_renders_code_form_countdowns_and_resend() {
     assert!(html.contains("2 attempts left"));
     assert!(html.contains("Invalid code"));
     assert!(!html.contains(r#"name="code""#));
+}
+
+#[test]
+fn code_forms_follow_the_configured_digits() {
+    let mut otp = otp_ctx(false);
+    otp["code_digits"] = json!(8);
+    let html = render("otp.html", otp);
+    assert!(html.contains(r#"pattern="[0-9]{8}""#) && html.contains(r#"maxlength="8""#), "{html}");
+    assert!(html.contains("8-digit") && html.contains("the 8 digits"), "{html}");
+    assert!(!html.contains("6-digit") && !html.contains("{6}") && !html.contains("6 digits"), "{html}");
+    let mut account = account_ctx();
+    account["otp_enabled"] = json!(false);
+    account["confirm_enable"] = json!(true);
+    account["code_digits"] = json!(8);
+    let html = render("account.html", account);
+    assert!(html.contains(r#"pattern="[0-9]{8}""#) && html.contains(r#"maxlength="8""#), "{html}");
+    assert!(html.contains("8-digit code"), "{html}");
 }
 
 #[test]

@@ -496,6 +496,12 @@ impl MemoryStore {
         Ok(())
     }
 
+    pub(super) async fn clear_windows(&self, buckets: &[RateBucket], key: &str) -> StoreResult<usize> {
+        let now = self.clock.now_ms();
+        let mut rates = lock(&self.rates);
+        Ok(buckets.iter().filter_map(|b| rates.map.remove(&(*b, key.to_owned()))).filter(|l| l.alive(now)).count())
+    }
+
     // --- account lock ---
 
     pub(super) async fn lock_account(&self, user: &str, duration: Duration) -> StoreResult<()> {

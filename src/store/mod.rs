@@ -276,6 +276,12 @@ impl Store {
         dispatch!(self, b => b.rate_reset(bucket, key))
     }
 
+    /// Deletes the windows of `key` in each of `buckets`; returns how many
+    /// held events (an operator lifting an IP ban wants to know).
+    pub async fn clear_windows(&self, buckets: &[RateBucket], key: &str) -> StoreResult<usize> {
+        dispatch!(self, b => b.clear_windows(buckets, key))
+    }
+
     // --- account lock ---
 
     pub async fn lock_account(&self, user: &str, duration: Duration) -> StoreResult<()> {

@@ -54,6 +54,11 @@ pub struct SessionRecord {
     pub remember_me: bool,
     pub ip: String,
     pub device: String,
+    /// Fingerprint of the user's credential when the session was made
+    /// (`auth::credential`). Empty in records written before it existed;
+    /// the gate ends such a session.
+    #[serde(default)]
+    pub credential: String,
 }
 
 /// A session as listed for its user: `id` is the public handle (the hash), usable
@@ -109,18 +114,30 @@ pub enum RateBucket {
     /// Failed attempts per client IP (the IP ban).
     IpFailures,
     /// Failed attempts per account (the account lock); `unlock_account` clears it.
+    /// Names that match no account are counted here too, under a keyed hash
+    /// of the name, so that they lock alike.
     AccountFailures,
+    /// Failed password re-checks per session (by its public id).
+    SessionFailures,
+    /// Repeated-failure alerts per account (at most one per window).
+    FailureAlerts,
 }
 
 impl RateBucket {
-    pub const ALL: [RateBucket; 6] = [
+    pub const ALL: [RateBucket; 8] = [
         RateBucket::Login,
         RateBucket::Verify,
         RateBucket::Resend,
         RateBucket::OtpEmails,
         RateBucket::IpFailures,
         RateBucket::AccountFailures,
+        RateBucket::SessionFailures,
+        RateBucket::FailureAlerts,
     ];
+
+    /// The buckets keyed by client IP (what `portcullis unlock --ip` clears).
+    pub const PER_IP: [RateBucket; 5] =
+        [RateBucket::Login, RateBucket::Verify, RateBucket::Resend, RateBucket::OtpEmails, RateBucket::IpFailures];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -130,6 +147,8 @@ impl RateBucket {
             RateBucket::OtpEmails => "otp_emails",
             RateBucket::IpFailures => "ip_failures",
             RateBucket::AccountFailures => "account_failures",
+            RateBucket::SessionFailures => "session_failures",
+            RateBucket::FailureAlerts => "failure_alerts",
         }
     }
 }

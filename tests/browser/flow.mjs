@@ -2,11 +2,13 @@
 // once with JavaScript on and once with it off. The Rust test (tests/browser.rs)
 // runs the gateway and the SMTP sink; when a code is needed this script prints
 // "NEED_CODE" and reads the code from stdin. Any failed check exits non-zero.
+// A third argument gives the codes' length (otp.digits; 6 by default).
 import { chromium } from "playwright-core";
 import readline from "node:readline";
 
-const [origin, js] = process.argv.slice(2);
+const [origin, js, digitsArg] = process.argv.slice(2);
 const jsOn = js === "on";
+const digits = parseInt(digitsArg || "6", 10);
 const rl = readline.createInterface({ input: process.stdin });
 const lines = rl[Symbol.asyncIterator]();
 
@@ -53,9 +55,13 @@ check((await page.content()).includes("tes***@example.com"), "masked e-mail on t
 step = "code entry";
 const input = page.locator("#otp_code");
 check(await input.getAttribute("autocomplete") === "one-time-code", "one-time-code autocomplete");
+// The form asks for as many digits as the codes have.
+check(await input.getAttribute("pattern") === `[0-9]{${digits}}`, "pattern for " + digits + " digits");
+check(await input.getAttribute("maxlength") === String(digits), "maxlength " + digits);
+check((await page.locator(".lead").innerText()).includes(`${digits}-digit`), digits + "-digit in the lead");
 const first = await code();
 if (jsOn) {
-  // Typing six digits submits the form by itself.
+  // Typing the last digit submits the form by itself.
   await Promise.all([page.waitForURL(/\/app\/start/), input.pressSequentially(first)]);
 } else {
   await input.fill(first);
@@ -71,9 +77,11 @@ await page.goto(origin + "/_auth/account");
 check((await page.locator("h1").innerText()).length > 0, "account heading");
 await page.getByRole("button", { name: "Turn on two-factor authentication" }).click();
 await page.waitForLoadState();
+check((await page.locator("#otp_code").getAttribute("maxlength")) === String(digits), "confirmation maxlength");
+check((await page.content()).includes(`${digits}-digit code`), "confirmation wording");
 const confirm = await code();
 if (jsOn) {
-  // Six digits submit the confirmation form by themselves.
+  // The last digit submits the confirmation form by itself.
   await Promise.all([page.waitForURL(/\/account\/otp\/confirm/), page.locator("#otp_code").pressSequentially(confirm)]);
 } else {
   await page.locator("#otp_code").fill(confirm);

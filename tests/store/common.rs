@@ -85,6 +85,7 @@ pub fn session(user: &str, last_seen: u64, idle_secs: u64, absolute_expiry: u64)
         remember_me: false,
         ip: "192.0.2.10".to_owned(),
         device: "Firefox on Linux".to_owned(),
+        credential: "fingerprint".to_owned(),
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Harness {
     pub http: reqwest::Client,
     pub origin: String,
     pub redis: Option<super::redis::RedisServer>,
+    /// Digits of the e-mailed codes (`otp.digits`).
+    pub digits: usize,
     /// The config text and users file, for starting replicas.
     pub config: String,
     pub users: std::path::PathBuf,
@@ -36,6 +38,8 @@ pub struct Options {
     pub policy: &'static str,
     pub otp_ttl: &'static str,
     pub resend_cooldown: &'static str,
+    /// `otp.digits`.
+    pub digits: usize,
     /// Appended after `[access_control]` (rules, further sections).
     pub extra: String,
     /// Replaces the generous test limits of `[rate_limit]`.
@@ -56,6 +60,7 @@ impl Default for Options {
             policy: "two_factor",
             otp_ttl: "10m",
             resend_cooldown: "1s",
+            digits: 6,
             extra: String::new(),
             rate_limit: None,
             lockout: None,
@@ -108,6 +113,7 @@ users_file = "{users}"
 [otp]
 ttl = "{ttl}"
 resend_cooldown = "{cooldown}"
+digits = {digits}
 [store]
 url = "{store_url}"
 [mail]
@@ -132,6 +138,7 @@ default_policy = "{policy}"
                 cooldown = o.resend_cooldown,
                 mail_timeout = o.mail_timeout,
                 policy = o.policy,
+                digits = o.digits,
                 extra = o.extra,
                 server = o.server,
                 trusted = o.trusted_proxies.unwrap_or(r#"["127.0.0.1/32", "::1/128"]"#),
@@ -144,7 +151,7 @@ default_policy = "{policy}"
         let (gw, port) = Gateway::start_on_own_port(dir, &[], config);
         let origin = format!("http://127.0.0.1:{port}");
         let config = config(port);
-        Some(Harness { gw, up, smtp, http: client(), origin, redis, config, users })
+        Some(Harness { gw, up, smtp, http: client(), origin, redis, digits: o.digits, config, users })
     }
 
     /// The gateway's /metrics text, from its metrics listener.
@@ -172,7 +179,7 @@ default_policy = "{policy}"
         let msgs = self.smtp.wait_for(n, Duration::from_secs(10)).await;
         assert!(msgs.len() >= n, "expected {n} e-mails, got {}", msgs.len());
         let text = msgs[n - 1].text_body().unwrap_or_default();
-        find_code(&text, 6).unwrap_or_else(|| panic!("no code in e-mail:\n{text}"))
+        find_code(&text, self.digits).unwrap_or_else(|| panic!("no code in e-mail:\n{text}"))
     }
 
     pub async fn verify(&self, code: &str) -> (StatusCode, Value) {

@@ -5,6 +5,7 @@
 
 pub mod faults;
 pub mod flow;
+pub mod machine;
 pub mod proxies;
 pub mod redis;
 pub mod skip;
@@ -323,11 +324,21 @@ default_policy = "{default_policy}"
     )
 }
 
-/// Writes a users file with `(name, email, password, groups)` entries.
+/// Writes a users file with `(name, email, password, groups)` entries. A
+/// password gets the same hash each time in a test process, as an operator's
+/// edit leaves the other entries' hashes alone (a new hash is a changed
+/// credential, and ends the user's sessions).
 pub fn write_users(path: &Path, users: &[(&str, &str, &str, &[&str])]) {
+    static HASHES: std::sync::LazyLock<Mutex<std::collections::HashMap<String, String>>> =
+        std::sync::LazyLock::new(Default::default);
     let mut text = String::new();
     for (name, email, password, groups) in users {
-        let hash = portcullis::auth::password::hash_password(password).expect("hash");
+        let known = HASHES.lock().unwrap().get(*password).cloned();
+        let hash = known.unwrap_or_else(|| {
+            let hash = portcullis::auth::password::hash_password(password).expect("hash");
+            HASHES.lock().unwrap().insert(password.to_string(), hash.clone());
+            hash
+        });
         let groups: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
         text.push_str(&format!(
             "[users.{name}]\nemail = \"{email}\"\npassword = \"{hash}\"\ngroups = [{}]\n\n",

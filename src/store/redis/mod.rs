@@ -272,6 +272,18 @@ impl RedisStore {
         self.del(&[self.keys.rate(bucket, key)]).await.map(drop)
     }
 
+    /// One DEL per window in one round trip: the windows live in different
+    /// slots, so one DEL naming them all would be refused by a Cluster.
+    pub(super) async fn clear_windows(&self, buckets: &[RateBucket], key: &str) -> StoreResult<usize> {
+        let mut p = r::pipe();
+        for b in buckets {
+            p.cmd("DEL").arg(self.keys.rate(*b, key));
+        }
+        let mut c = self.conn().await?;
+        let deleted: Vec<i64> = p.query_async(&mut c).await.map_err(redis_error)?;
+        Ok(deleted.iter().filter(|&&n| n > 0).count())
+    }
+
     // --- account lock ---
 
     pub(super) async fn lock_account(&self, user: &str, duration: Duration) -> StoreResult<()> {

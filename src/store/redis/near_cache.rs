@@ -369,6 +369,7 @@ mod tests {
             remember_me: false,
             ip: "192.0.2.1".into(),
             device: "Firefox on Linux".into(),
+            credential: "fingerprint".into(),
         }
     }
 

@@ -1,0 +1,125 @@
+//! What an operator does to accounts and addresses: lift a lock, clear an
+//! address's rate windows, end every session of a user. The running gateway
+//! does these for `portcullis unlock` and `portcullis sessions revoke` (its
+//! admin endpoint, in `admin`), since the default memory store lives inside
+//! it; with a shared store the command line may do them itself. Each is
+//! audited, whatever it found.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::audit::{Actor, Audit, SecurityEvent};
+use crate::auth::lockout::name_key;
+use crate::auth::users::Users;
+use crate::store::{RateBucket, Store, StoreResult};
+
+/// Who asked, for the audit trail: the admin endpoint's peer, or the
+/// command line working on the store itself.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub ip: String,
+    pub agent: String,
+}
+
+/// What `unlock NAME` did.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Unlocked {
+    pub name: String,
+    /// The account the name found, if any.
+    pub account: Option<String>,
+    pub was_locked: bool,
+}
+
+/// What `unlock --ip ADDR` did.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct IpUnlocked {
+    pub ip: String,
+    /// Windows that held events and were cleared.
+    pub windows_cleared: usize,
+}
+
+/// What `sessions revoke NAME` did.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Revoked {
+    pub name: String,
+    pub account: Option<String>,
+    pub revoked: usize,
+}
+
+/// The operator's actions; cheap to clone.
+#[derive(Clone)]
+pub struct OperatorActions {
+    store: Store,
+    users: Arc<Users>,
+    audit: Audit,
+    secret: Arc<[u8]>,
+}
+
+impl OperatorActions {
+    pub fn new(store: Store, users: Arc<Users>, audit: Audit, secret: Arc<[u8]>) -> OperatorActions {
+        OperatorActions { store, users, audit, secret }
+    }
+
+    /// Lifts every lock a login as `name` can meet: the account's (found by
+    /// name or e-mail) and those of its typed names (as given, the account's
+    /// name and its e-mail), and forgets their failures.
+    pub async fn unlock(&self, name: &str, by: &Operator) -> StoreResult<Unlocked> {
+        let user = self.users.snapshot().find(name).cloned();
+        let mut keys = vec![name_key(&self.secret, name)];
+        if let Some(u) = &user {
+            keys.extend([u.username.clone(), name_key(&self.secret, &u.username), name_key(&self.secret, &u.email)]);
+        }
+        keys.sort();
+        keys.dedup();
+        let mut was_locked = false;
+        for key in &keys {
+            was_locked |= self.store.unlock_account(key).await?;
+        }
+        let account = user.map(|u| u.username.clone());
+        let details = if was_locked { "by an operator: it was locked" } else { "by an operator: it was not locked" };
+        let actor = Actor { username: account.as_deref().unwrap_or(name), user: account.as_deref(), ..by.actor() };
+        self.audit.event(actor, SecurityEvent::AccountUnlocked, details).await;
+        Ok(Unlocked { name: name.to_owned(), account, was_locked })
+    }
+
+    /// Clears every rate window of `ip` (login, codes, resends, code e-mails,
+    /// the failure ban), in both the forms an IPv4 client can have.
+    pub async fn unlock_ip(&self, ip: IpAddr, by: &Operator) -> StoreResult<IpUnlocked> {
+        let canonical = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let mut forms = vec![canonical.to_string()];
+        if let IpAddr::V4(v4) = canonical {
+            forms.push(IpAddr::V6(v4.to_ipv6_mapped()).to_string());
+        }
+        let mut windows_cleared = 0;
+        for form in &forms {
+            windows_cleared += self.store.clear_windows(&RateBucket::PER_IP, form).await?;
+        }
+        let ip = canonical.to_string();
+        let actor = Actor { username: "-", user: None, ip: &ip, user_agent: &by.agent };
+        let details = format!("by an operator from {}: {windows_cleared} windows cleared", by.ip);
+        self.audit.event(actor, SecurityEvent::IpUnlocked, &details).await;
+        Ok(IpUnlocked { ip, windows_cleared })
+    }
+
+    /// Ends every session of the user `name` (by name or e-mail; a name that
+    /// matches no account is taken as the account name, for one removed from
+    /// the users file).
+    pub async fn revoke_sessions(&self, name: &str, by: &Operator) -> StoreResult<Revoked> {
+        let account = self.users.snapshot().find(name).map(|u| u.username.clone());
+        let target = account.as_deref().unwrap_or(name);
+        let revoked = self.store.revoke_user_sessions(target).await?;
+        let details = format!("by an operator: {revoked} session(s) ended");
+        let actor = Actor { username: target, user: Some(target), ..by.actor() };
+        self.audit.event(actor, SecurityEvent::SessionRevoked, &details).await;
+        Ok(Revoked { name: name.to_owned(), account, revoked })
+    }
+}
+
+impl Operator {
+    fn actor(&self) -> Actor<'_> {
+        Actor { username: "-", user: None, ip: &self.ip, user_agent: &self.agent }
+    }
+}
