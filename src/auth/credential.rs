@@ -17,8 +17,6 @@ use sha2::Sha256;
 
 use crate::auth::users::{CREDENTIAL_PARTS as PARTS, User};
 const TAG: usize = 8;
-/// 3 tags of 8 bytes, base64url without padding.
-const ENCODED: usize = 32;
 
 /// Computes fingerprints; keyed once, cheap to share.
 pub struct Fingerprints {
@@ -82,20 +80,25 @@ impl Fingerprints {
         out
     }
 
-    /// The fingerprint a new session of `user` keeps.
+    /// The fingerprint a new session of `user` keeps. Computed once per user
+    /// (a user belongs to one gateway, keyed by its one secret), since every
+    /// authenticated request compares against it.
     pub fn of(&self, user: &User) -> String {
-        URL_SAFE_NO_PAD.encode(self.tags(user))
+        self.current(user).to_owned()
+    }
+
+    fn current<'u>(&self, user: &'u User) -> &'u str {
+        user.fingerprint.get_or_init(|| URL_SAFE_NO_PAD.encode(self.tags(user)))
     }
 
     /// None when `stored` is `user`'s current fingerprint; else what changed.
-    /// Checked on every authenticated request: no allocation unless it differs.
+    /// Checked on every authenticated request: a string comparison, no hashing
+    /// and no allocation unless it differs.
     pub fn changed(&self, user: &User, stored: &str) -> Option<Changed> {
-        let tags = self.tags(user);
-        let mut current = [0u8; ENCODED];
-        let n = URL_SAFE_NO_PAD.encode_slice(tags, &mut current).unwrap_or(0);
-        if stored.as_bytes() == &current[..n] {
+        if stored == self.current(user) {
             return None;
         }
+        let tags = self.tags(user);
         let Ok(old) = URL_SAFE_NO_PAD.decode(stored) else { return Some(Changed::Unknown) };
         if old.len() != tags.len() {
             return Some(Changed::Unknown);
@@ -131,7 +134,7 @@ mod tests {
         let f = Fingerprints::new(b"secret");
         let alice = user(HASH, "alice@example.com", &["a", "b"]);
         let stored = f.of(&alice);
-        assert_eq!(stored.len(), ENCODED);
+        assert_eq!(stored.len(), 32);
         assert_eq!(f.changed(&alice, &stored), None);
         assert_eq!(f.changed(&user(HASH, "alice@example.com", &["b", "a", "a"]), &stored), None, "order");
         let other_hash = HASH.replace("J8I4", "K8I4");
@@ -149,7 +152,8 @@ mod tests {
         let alice = user(HASH, "alice@example.com", &[]);
         assert_eq!(f.changed(&alice, ""), Some(Changed::Unknown), "a record from before");
         assert_eq!(f.changed(&alice, "not base64!"), Some(Changed::Unknown));
-        let other_key = Fingerprints::new(b"another secret").of(&alice);
+        // (A user is loaded by one gateway, with one key: another gateway has its own copy.)
+        let other_key = Fingerprints::new(b"another secret").of(&user(HASH, "alice@example.com", &[]));
         assert!(matches!(f.changed(&alice, &other_key), Some(Changed::Parts(p)) if p.len() == 3));
     }
 }

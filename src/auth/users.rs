@@ -147,6 +147,9 @@ pub struct User {
     pub disabled: bool,
     /// The identity headers' values for this user.
     pub identity: IdentityValues,
+    /// The credential's fingerprint, computed on first use (`auth::credential`):
+    /// a session check compares against it instead of hashing on every request.
+    pub(crate) fingerprint: std::sync::OnceLock<String>,
 }
 
 /// The parts of a user's credential: a change to any ends their sessions
@@ -250,6 +253,7 @@ pub fn parse(path: &Path, text: &str) -> Result<UserDirectory, UsersError> {
                 groups: e.groups,
                 disabled: e.disabled,
                 identity,
+                fingerprint: std::sync::OnceLock::new(),
             }),
         );
     }
