@@ -3,7 +3,17 @@
 //! runtime. The `access` target carries one line per request, `security` the
 //! audit trail.
 
-use std::io::IsTerminal;
+use std::cell::RefCell;
+use std::io::{IsTerminal, Write as _};
+use std::net::IpAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tracing_appender::non_blocking::NonBlocking;
+
+/// The log writer, when lines are JSON: access-log lines are formatted here
+/// and handed to it directly (see [`access`]).
+static JSON_WRITER: OnceLock<NonBlocking> = OnceLock::new();
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +37,9 @@ pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(BatchedStderr(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr())));
+    if json {
+        let _ = JSON_WRITER.set(writer.clone());
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     if json {
         builder.json().flatten_event(true).with_current_span(false).init();
@@ -110,5 +123,165 @@ mod tests {
         assert_eq!(terminal_safe("\u{9b}31m"), "\\u{9b}31m");
         assert_eq!(terminal_safe("evil\u{202e}gnp.exe"), "evil\\u{202e}gnp.exe");
         assert_eq!(terminal_safe("C:\\x1b"), "C:\\\\x1b", "a typed backslash cannot pose as an escape");
+    }
+}
+
+/// One request, as the access log records it.
+pub struct AccessEntry<'a> {
+    pub method: &'a str,
+    pub route: &'static str,
+    pub status: u16,
+    pub duration: Duration,
+    /// The logged-in user, or "-".
+    pub user: &'a str,
+    pub client_ip: IpAddr,
+}
+
+/// Writes one access-log line (target `access`, level info). Under JSON
+/// logging the line is formatted here, straight into a reused buffer, in the
+/// shape the JSON subscriber gives every other event: a generic event cost a
+/// fifth of a proxied request's instructions (field visitors, `fmt`
+/// machinery, time formatting), this a small fraction of that. Otherwise (a
+/// terminal, or logging not set up) it is an ordinary tracing event.
+pub fn access(e: &AccessEntry<'_>) {
+    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+        return;
+    }
+    let Some(writer) = JSON_WRITER.get() else {
+        tracing::info!(
+            target: "access",
+            method = e.method,
+            route = e.route,
+            status = e.status,
+            duration_ms = e.duration.as_secs_f64() * 1000.0,
+            user = e.user,
+            client_ip = %e.client_ip,
+        );
+        return;
+    };
+    thread_local! {
+        static LINE: RefCell<Line> = const { RefCell::new(Line { buf: Vec::new(), second: u64::MAX, stamp: [0; 19], writer: None }) };
+    }
+    LINE.with(|line| {
+        let mut line = line.borrow_mut();
+        let line = &mut *line;
+        line.format(e);
+        let writer = line.writer.get_or_insert_with(|| writer.clone());
+        let _ = writer.write_all(&line.buf);
+    });
+}
+
+/// A thread's access-log buffer, its cached timestamp second, and its handle
+/// on the log writer.
+struct Line {
+    buf: Vec<u8>,
+    second: u64,
+    /// "YYYY-MM-DDTHH:MM:SS" of `second`.
+    stamp: [u8; 19],
+    writer: Option<NonBlocking>,
+}
+
+impl Line {
+    fn format(&mut self, e: &AccessEntry<'_>) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        if now.as_secs() != self.second {
+            self.second = now.as_secs();
+            let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+            let text = time::OffsetDateTime::from_unix_timestamp(i64::try_from(self.second).unwrap_or(0))
+                .ok()
+                .and_then(|t| t.format(&fmt).ok())
+                .unwrap_or_default();
+            if text.len() == self.stamp.len() {
+                self.stamp.copy_from_slice(text.as_bytes());
+            }
+        }
+        let mut num = itoa::Buffer::new();
+        let b = &mut self.buf;
+        b.clear();
+        b.extend_from_slice(b"{\"timestamp\":\"");
+        b.extend_from_slice(&self.stamp);
+        b.push(b'.');
+        let micros = now.subsec_micros();
+        let digits = num.format(micros);
+        b.extend(std::iter::repeat_n(b'0', 6 - digits.len()));
+        b.extend_from_slice(digits.as_bytes());
+        b.extend_from_slice(b"Z\",\"level\":\"INFO\",\"method\":");
+        json_str(b, e.method);
+        b.extend_from_slice(b",\"route\":");
+        json_str(b, e.route);
+        b.extend_from_slice(b",\"status\":");
+        b.extend_from_slice(num.format(e.status).as_bytes());
+        b.extend_from_slice(b",\"duration_ms\":");
+        let micros = e.duration.as_micros();
+        b.extend_from_slice(num.format(micros / 1000).as_bytes());
+        b.push(b'.');
+        let frac = num.format(micros % 1000);
+        b.extend(std::iter::repeat_n(b'0', 3 - frac.len()));
+        b.extend_from_slice(frac.as_bytes());
+        b.extend_from_slice(b",\"user\":");
+        json_str(b, e.user);
+        b.extend_from_slice(b",\"client_ip\":\"");
+        match e.client_ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().iter().enumerate() {
+                    if i > 0 {
+                        b.push(b'.');
+                    }
+                    b.extend_from_slice(num.format(*octet).as_bytes());
+                }
+            }
+            IpAddr::V6(v6) => {
+                let _ = write!(b, "{v6}");
+            }
+        }
+        b.extend_from_slice(b"\",\"target\":\"access\"}\n");
+    }
+}
+
+/// Appends `s` as a JSON string.
+fn json_str(b: &mut Vec<u8>, s: &str) {
+    b.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => b.extend_from_slice(b"\\\""),
+            '\\' => b.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(b, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let mut tmp = [0u8; 4];
+                b.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+            }
+        }
+    }
+    b.push(b'"');
+}
+
+#[cfg(test)]
+mod access_tests {
+    use super::*;
+
+    #[test]
+    fn an_access_line_is_one_json_object_with_every_field() {
+        let mut line = Line { buf: Vec::new(), second: u64::MAX, stamp: [0; 19], writer: None };
+        line.format(&AccessEntry {
+            method: "GET",
+            route: "proxy",
+            status: 200,
+            duration: Duration::from_micros(1_234_056),
+            user: "al\"ice",
+            client_ip: "192.0.2.7".parse().unwrap(),
+        });
+        let text = String::from_utf8(line.buf.clone()).unwrap();
+        assert!(text.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["target"], "access");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["duration_ms"], 1234.056);
+        assert_eq!(v["user"], "al\"ice");
+        assert_eq!(v["client_ip"], "192.0.2.7");
+        let stamp = v["timestamp"].as_str().unwrap();
+        assert!(stamp.len() == 27 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T', "{stamp}");
     }
 }

@@ -43,20 +43,20 @@ impl Handler for Gateway {
         let outcome = self.route(req, info).await;
         let status = outcome.response.status();
         let elapsed = started.elapsed();
-        let m = crate::metrics::get();
-        m.http_requests
-            .with_label_values(&[outcome.route, method_label(&method), crate::metrics::status_label(status)])
-            .inc();
-        m.http_duration.with_label_values(&[outcome.route]).observe(elapsed.as_secs_f64());
-        tracing::info!(
-            target: "access",
-            method = %method,
-            route = outcome.route,
-            status = status.as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            user = outcome.user.as_ref().map_or("-", |u| u.username.as_str()),
-            client_ip = %info.client_ip,
+        crate::metrics::request(
+            outcome.route,
+            method_label(&method),
+            crate::metrics::status_label(status),
+            elapsed.as_secs_f64(),
         );
+        crate::logging::access(&crate::logging::AccessEntry {
+            method: method.as_str(),
+            route: outcome.route,
+            status: status.as_u16(),
+            duration: elapsed,
+            user: outcome.user.as_ref().map_or("-", |u| u.username.as_str()),
+            client_ip: info.client_ip,
+        });
         outcome.response
     }
 }

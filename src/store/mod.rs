@@ -118,10 +118,9 @@ impl Store {
     async fn bounded<T>(&self, op: &'static str, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
         let started = std::time::Instant::now();
         let result = tokio::time::timeout(self.timeout, fut).await.unwrap_or(Err(StoreError::Timeout));
-        let m = crate::metrics::get();
-        m.store_duration.with_label_values(&[op]).observe(started.elapsed().as_secs_f64());
+        crate::metrics::store_operation(op, started.elapsed().as_secs_f64());
         if result.is_err() {
-            m.store_errors.with_label_values(&[op]).inc();
+            crate::metrics::get().store_errors.with_label_values(&[op]).inc();
         }
         result
     }
