@@ -248,7 +248,7 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 /// Accepts and serves connections until `shutdown` fires, then drains them for at
 /// most `limits.shutdown_grace`.
 pub async fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limits, shutdown: Shutdown) {
-    let builder = connection_builder(&limits);
+    let builder = Arc::new(connection_builder(&limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let clients = Arc::new(ClientSlots {
         max: limits.max_connections_per_client,
@@ -281,36 +281,22 @@ pub async fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limi
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let builder = builder.clone();
+        let conn = Connection {
+            peer,
+            handler: handler.clone(),
+            builder: builder.clone(),
+            shutdown: shutdown.clone(),
+            first_byte: limits.header_read_timeout,
+            idle: limits.idle_timeout,
+        };
         let tls = tls.clone();
-        let shutdown = shutdown.clone();
-        let (first_byte, idle) = (limits.header_read_timeout, limits.idle_timeout);
         tokio::spawn(async move {
             let _held = (permit, slot);
-            let conn_info = ConnInfo { peer, tls: tls.is_some() };
-            let requests = Arc::new(AtomicU64::new(0));
-            let counted = requests.clone();
-            let svc = service_fn(move |req| {
-                let handler = handler.clone();
-                counted.fetch_add(1, Ordering::Relaxed);
-                async move { Ok::<_, Infallible>(handler.handle(req, conn_info).await) }
-            });
             match tls {
-                None => {
-                    if !first_byte_within(&stream, first_byte).await {
-                        return;
-                    }
-                    let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    drive(c, |c| c.graceful_shutdown(), &shutdown, idle, &requests).await;
-                }
-                Some(acceptor) => {
-                    let Ok(Ok(tls_stream)) = tokio::time::timeout(first_byte, acceptor.accept(stream)).await else {
-                        return;
-                    };
-                    let c = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
-                    drive(c, |c| c.graceful_shutdown(), &shutdown, idle, &requests).await;
-                }
+                None => conn.serve_plain(stream).await,
+                // Boxed: a TLS session's state is large, and a plain
+                // connection's task should not carry room for it.
+                Some(acceptor) => Box::pin(conn.serve_tls(stream, acceptor)).await,
             }
         });
     }
@@ -319,6 +305,58 @@ pub async fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limi
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(limits.shutdown_grace, permits.acquire_many(all)).await.is_err() {
         tracing::warn!("shutdown grace elapsed; closing remaining connections");
+    }
+}
+
+/// One accepted connection, and what serving it needs: kept small, since an
+/// idle keep-alive connection holds it for as long as the client likes.
+struct Connection<H> {
+    peer: SocketAddr,
+    handler: Arc<H>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    shutdown: Shutdown,
+    first_byte: Duration,
+    idle: Duration,
+}
+
+impl<H: Handler> Connection<H> {
+    async fn serve_plain(self, stream: TcpStream) {
+        if !first_byte_within(&stream, self.first_byte).await {
+            return;
+        }
+        let requests = Arc::new(AtomicU64::new(0));
+        let svc = self.service(false, requests.clone());
+        let c = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        drive(c, |c| c.graceful_shutdown(), &self.shutdown, self.idle, &requests).await;
+    }
+
+    async fn serve_tls(self, stream: TcpStream, acceptor: TlsAcceptor) {
+        let Ok(Ok(tls_stream)) = tokio::time::timeout(self.first_byte, acceptor.accept(stream)).await else {
+            return;
+        };
+        let requests = Arc::new(AtomicU64::new(0));
+        let svc = self.service(true, requests.clone());
+        let c = self.builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
+        drive(c, |c| c.graceful_shutdown(), &self.shutdown, self.idle, &requests).await;
+    }
+
+    /// The connection's service: each request to the handler, counted for
+    /// the idle timeout.
+    fn service(
+        &self,
+        tls: bool,
+        requests: Arc<AtomicU64>,
+    ) -> impl hyper::service::Service<Request<Incoming>, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static {
+        let conn_info = ConnInfo { peer: self.peer, tls };
+        let handler = self.handler.clone();
+        service_fn(move |req| {
+            let handler = handler.clone();
+            requests.fetch_add(1, Ordering::Relaxed);
+            async move { Ok::<_, Infallible>(handler.handle(req, conn_info).await) }
+        })
     }
 }
 
@@ -363,4 +401,35 @@ async fn drive<C: Future>(
 async fn first_byte_within(stream: &TcpStream, limit: Duration) -> bool {
     let mut buf = [0u8; 1];
     matches!(tokio::time::timeout(limit, stream.peek(&mut buf)).await, Ok(Ok(n)) if n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+    impl Handler for Nothing {
+        async fn handle(self: Arc<Self>, _: Request<Incoming>, _: ConnInfo) -> Response {
+            Response::new(crate::body::Body::empty())
+        }
+    }
+
+    /// An idle keep-alive connection keeps its task for as long as the
+    /// client likes: the task's size is paid once per open connection.
+    #[tokio::test]
+    async fn a_plain_connection_task_stays_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let conn = Connection {
+            peer: listener.local_addr().unwrap(),
+            handler: Arc::new(Nothing),
+            builder: Arc::new(connection_builder(&Limits::from_config(&ServerConfig::default()))),
+            shutdown: Shutdown::default(),
+            first_byte: Duration::from_secs(1),
+            idle: Duration::from_secs(1),
+        };
+        let plain = std::mem::size_of_val(&conn.serve_plain(stream));
+        eprintln!("plain connection future: {plain} bytes");
+        assert!(plain <= 4096, "a plain connection's future is {plain} bytes");
+    }
 }
