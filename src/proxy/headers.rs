@@ -79,24 +79,28 @@ fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
 /// Removes hop-by-hop headers and every header named in `Connection`.
 /// `keep_upgrade` keeps `Connection: upgrade` + `Upgrade` for a protocol switch.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+    // One pass over the names present (a handful) instead of a hashed
+    // lookup for each name that might be: most requests carry none, and
+    // then nothing is allocated.
+    let mut present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| HOP_BY_HOP.contains(n) || (!keep_upgrade && *n == header::UPGRADE))
+        .cloned()
         .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
+    present.extend(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !(keep_upgrade && n == header::UPGRADE)),
+    );
+    for name in present {
         headers.remove(name);
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 
@@ -222,6 +226,29 @@ mod tests {
         assert!(h.get("x-secret").is_none() && h.get("keep-alive").is_none());
         assert!(h.get(header::CONNECTION).is_none());
         assert_eq!(h.get("x-kept").unwrap(), "1");
+    }
+
+    #[test]
+    fn every_hop_by_hop_header_is_removed_and_upgrade_only_kept_for_a_switch() {
+        let request = || {
+            let mut h = HeaderMap::new();
+            for name in ["te", "trailer", "transfer-encoding", "proxy-authorization", "proxy-connection", "upgrade"] {
+                h.insert(HeaderName::from_static(name), HeaderValue::from_static("x"));
+            }
+            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            h.insert("x-kept", HeaderValue::from_static("1"));
+            h
+        };
+        let mut h = request();
+        strip_hop_by_hop(&mut h, false);
+        let names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+
+        let mut h = request();
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get(header::UPGRADE).unwrap(), "x");
+        assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
+        assert_eq!(h.len(), 3, "{h:?}");
     }
 
     #[test]
