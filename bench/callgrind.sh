@@ -80,6 +80,7 @@ CONF
   # Instrumentation is off: the shutdown is not counted. Callgrind writes the
   # counts when the process exits.
   kill "$pid"; wait "$pid" 2>/dev/null || true
+  [ -n "${KEEP_PROFILE:-}" ] && cp "$out"* "$KEEP_PROFILE"/
   local requests non2xx ir
   requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.$gw.txt")
   non2xx=$(awk '/Non-2xx/ {print $4}' "$WORK/wrk.$gw.txt")

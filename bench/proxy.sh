@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side proxy throughput on this machine, all on loopback, in one run:
-#   1. wrk → nginx (plain reverse proxy)              → static upstream (nginx)
+#   1. wrk → nginx (plain reverse proxy, worker_processes auto) → static upstream (nginx)
+#   1b. the same with worker_processes 1 (labelled; half of a 2-core machine)
 #   2. wrk → portcullis (authenticated session)        → static upstream
 #   3. wrk → nginx auth_request → portcullis /verify   → static upstream
 #   4. wrk → nginx auth_request → static 200 (nginx)    → static upstream
@@ -29,14 +30,14 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-STATIC=$(free_port); NGX=$(free_port); GW=$(free_port); NGXAUTH=$(free_port); TRF=$(free_port)
+STATIC=$(free_port); NGX=$(free_port); NGX1=$(free_port); GW=$(free_port); NGXAUTH=$(free_port); TRF=$(free_port)
 OK200=$(free_port); NGXSTATIC=$(free_port)
 USER_DIRECTIVE=""; [ "$(id -u)" = 0 ] && USER_DIRECTIVE="user root root;"
 
 mkdir -p "$WORK/www"; head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/www/index.html"
 cat > "$WORK/nginx.conf" <<CONF
 $USER_DIRECTIVE
-daemon off; worker_processes 1; pid $WORK/nginx.pid; error_log $WORK/error.log warn;
+daemon off; worker_processes auto; pid $WORK/nginx.pid; error_log $WORK/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off; client_body_temp_path $WORK/b; proxy_temp_path $WORK/p;
@@ -65,6 +66,22 @@ http {
 }
 CONF
 "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/error.log" & PIDS+=($!)
+# nginx's recommended setting is worker_processes auto (above); the one-worker
+# figure is printed beside it, labelled, for comparison with older runs.
+mkdir -p "$WORK/one"
+cat > "$WORK/one/nginx.conf" <<CONF
+$USER_DIRECTIVE
+daemon off; worker_processes 1; pid $WORK/one/nginx.pid; error_log $WORK/one/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off; client_body_temp_path $WORK/one/b; proxy_temp_path $WORK/one/p;
+  fastcgi_temp_path $WORK/one/f; uwsgi_temp_path $WORK/one/u; scgi_temp_path $WORK/one/s;
+  upstream static_up { server 127.0.0.1:$STATIC; keepalive 128; }
+  server { listen 127.0.0.1:$NGX1;
+    location / { proxy_pass http://static_up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+CONF
+"$NGINX" -p "$WORK/one" -c "$WORK/one/nginx.conf" -e "$WORK/one/error.log" & PIDS+=($!)
 
 printf '[users.bench]\nemail = "bench@example.com"\npassword = "%s"\n' "$(echo bench-password | $BIN hash-password)" > "$WORK/users.toml"
 cat > "$WORK/portcullis.toml" <<CONF
@@ -118,23 +135,36 @@ run() { # name url [header]
   local non2xx; non2xx=$(awk '/Non-2xx/ {print $4}' "$WORK/$name.txt")
   printf '%-40s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}"
   eval "RPS_$(echo "$name" | tr -c 'a-zA-Z0-9\n' '_')=$rps"
+  eval "P99_$(echo "$name" | tr -c 'a-zA-Z0-9\n' '_')=$p99"
 }
 
 echo "wrk -t2 -c$CONNS -d$DUR, 1 KiB static response, loopback, $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$CASES" = all ]; then
   run nginx_proxy "http://127.0.0.1:$NGX/"
   run portcullis_authenticated "http://127.0.0.1:$GW/" -H "Cookie: $COOKIE"
+  run nginx_proxy_1_worker "http://127.0.0.1:$NGX1/"
 fi
 run nginx_auth_request_portcullis "http://127.0.0.1:$NGXAUTH/" -H "Cookie: $COOKIE"
 run nginx_auth_request_static_200 "http://127.0.0.1:$NGXSTATIC/" -H "Cookie: $COOKIE"
 if [ "$CASES" = all ] && command -v traefik >/dev/null; then run traefik_proxy "http://127.0.0.1:$TRF/"; fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "${RPS_nginx_proxy:-0}" "${RPS_portcullis_authenticated:-0}" "$RPS_nginx_auth_request_portcullis" \
-  "$RPS_nginx_auth_request_static_200" <<'PY'
+  "$RPS_nginx_auth_request_static_200" "${RPS_nginx_proxy_1_worker:-0}" "${P99_nginx_proxy:-0}" \
+  "${P99_portcullis_authenticated:-0}" <<'PY'
 import sys
-n, p, a, s = map(float, sys.argv[1:5])
+def ms(v):
+    v = v.strip()
+    for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if v.endswith(unit):
+            return float(v[: -len(unit)]) * f
+    return float(v or 0)
+n, p, a, s, one = map(float, sys.argv[1:6])
+np99, pp99 = ms(sys.argv[6]), ms(sys.argv[7])
 if n:
-    print(f"ratio portcullis (authenticated proxy) / nginx (plain proxy): {p/n:.2f}")
-    print(f"ratio nginx+portcullis forward-auth / nginx (plain proxy):   {a/n:.2f}")
-print(f"ratio nginx auth_request: portcullis / static 200:            {a/s:.2f}")
+    print(f"ratio portcullis (authenticated proxy) / nginx (plain proxy, workers auto): {p/n:.2f}   (goal >= 1.0)")
+    print(f"p99 portcullis - nginx (workers auto): {pp99 - np99:+.2f} ms   (goal <= +1 ms)")
+    print(f"ratio nginx+portcullis forward-auth / nginx (plain proxy, workers auto):  {a/n:.2f}")
+if one:
+    print(f"ratio portcullis / nginx (plain proxy, 1 worker, for comparison only):     {p/one:.2f}")
+print(f"ratio nginx auth_request: portcullis / static 200:                         {a/s:.2f}   (goal >= 0.95)")
 PY
