@@ -22,7 +22,10 @@ use crate::request::{Outcome, RequestInfo};
 use context::{Cx, anonymous};
 
 pub use context::{Portal, PortalSettings, format_time};
-pub use forms::{Csrf, Redirects};
+pub use forms::{Csrf, Fields, Redirects, parse_fields};
+/// The forward-auth request reconstruction, public for the fuzz targets.
+#[doc(hidden)]
+pub use verify::{Original, original};
 
 /// Which methods a route answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
