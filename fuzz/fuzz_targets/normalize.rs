@@ -51,7 +51,10 @@ fn check_path(p: &str) {
         Ok(n) => {
             check_normal(&n);
             assert_eq!(normalize::path(&n).as_deref(), Ok(&*n), "normalising {p:?} twice changed it");
-            if let Cow::Borrowed(_) = n {
+            // (The empty path is "/", borrowed from a constant.)
+            if let Cow::Borrowed(_) = n
+                && !p.is_empty()
+            {
                 assert_eq!(n, p);
                 // The fast path must agree with the full one.
                 assert_eq!(normalize::path(&format!("/x/..{p}")).as_deref(), Ok(p), "fast and full paths disagree");
