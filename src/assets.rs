@@ -48,6 +48,15 @@ const SOURCES: &[Source] = &[
 static ASSETS: LazyLock<Vec<(&'static str, String, &'static Source)>> =
     LazyLock::new(|| SOURCES.iter().map(|s| (s.path, etag_of(s.body), s)).collect());
 
+/// The JSON API's OpenAPI document (`docs/openapi.json`, the file the
+/// repository keeps and schemathesis checks), served at
+/// `{prefix}/api/openapi.json`.
+pub fn openapi() -> Asset {
+    static DOCUMENT: &[u8] = include_bytes!("../docs/openapi.json");
+    static ETAG: LazyLock<String> = LazyLock::new(|| etag_of(DOCUMENT));
+    Asset { body: DOCUMENT, content_type: "application/json", etag: ETAG.as_str() }
+}
+
 /// `"` + first 16 bytes of SHA-256 in hex + `"`: collisions are irrelevant at
 /// this size, and the quotes make it a valid strong entity tag.
 fn etag_of(body: &[u8]) -> String {
@@ -84,6 +93,15 @@ mod tests {
         assert_eq!(js, Some("text/javascript; charset=utf-8"));
         let svg = find("favicon.svg").map(|a| a.content_type);
         assert_eq!(svg, Some("image/svg+xml"));
+    }
+
+    #[test]
+    fn the_openapi_document_is_embedded_as_json() {
+        let doc = openapi();
+        let value: serde_json::Value = serde_json::from_slice(doc.body).expect("docs/openapi.json is JSON");
+        assert_eq!(value["openapi"], "3.1.0");
+        assert_eq!(doc.etag, etag_of(doc.body));
+        assert!(find("openapi.json").is_none(), "served by its own route, not under static/");
     }
 
     #[test]

@@ -14,7 +14,11 @@
 //! `..`).
 //!
 //! A host is lower-cased, loses a trailing dot and has its port split off;
-//! anything that is not a valid `host[:port]` is refused.
+//! anything that is not a valid `host[:port]` is refused. An address has one
+//! spelling, the one browsers' URL parsers give it and send: IPv6 in its
+//! canonical form, and IPv4 only as a dotted quad (a URL parser reads
+//! `0x7f.1` or `127.1` as 127.0.0.1, so such a name would be one host to the
+//! rules and another to a browser following the return address).
 
 use std::borrow::Cow;
 
@@ -170,13 +174,15 @@ pub struct Host<'a> {
 pub struct HostError;
 
 /// The normal form of a `Host` header (or an authority): `host[:port]` with a
-/// DNS name, an IPv4 address or a bracketed IPv6 address. Anything else (a
-/// `#`, `?`, `\`, `/`, `@`, space, an empty host, a port that is not a number)
-/// is refused rather than guessed at.
+/// DNS name, a dotted-quad IPv4 address or a bracketed IPv6 address (made
+/// canonical). Anything else (a `#`, `?`, `\`, `/`, `@`, space, an empty
+/// host, a port that is not a number, a name that ends in a number but is
+/// not a dotted quad) is refused rather than guessed at.
 pub fn host(raw: &str) -> Result<Host<'_>, HostError> {
+    let mut v6 = None;
     let (name, port) = if let Some(rest) = raw.strip_prefix('[') {
         let (addr, after) = rest.split_once(']').ok_or(HostError)?;
-        addr.parse::<std::net::Ipv6Addr>().map_err(|_| HostError)?;
+        v6 = Some(addr.parse::<std::net::Ipv6Addr>().map_err(|_| HostError)?);
         let port = match after {
             "" => None,
             p => Some(p.strip_prefix(':').ok_or(HostError)?),
@@ -195,8 +201,11 @@ pub fn host(raw: &str) -> Result<Host<'_>, HostError> {
         }
         Some(_) => return Err(HostError),
     };
-    if name.starts_with('[') {
-        return Ok(Host { name: lower(name), port });
+    if let Some(addr) = v6 {
+        // RFC 5952's form, as URL parsers serialise it (`[::ffff:102:304]`).
+        let canonical = url::Host::<&str>::Ipv6(addr).to_string();
+        let name = if canonical == name { Cow::Borrowed(name) } else { Cow::Owned(canonical) };
+        return Ok(Host { name, port });
     }
     let name = name.strip_suffix('.').unwrap_or(name);
     let valid_label = |l: &str| {
@@ -205,7 +214,19 @@ pub fn host(raw: &str) -> Result<Host<'_>, HostError> {
     if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
         return Err(HostError);
     }
+    if ends_in_a_number(name) && name.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(HostError);
+    }
     Ok(Host { name: lower(name), port })
+}
+
+/// The URL Standard's test for a host a URL parser reads as an IPv4
+/// address: its last label is decimal digits, or `0x` and hex digits.
+fn ends_in_a_number(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or("");
+    let hex = last.strip_prefix("0x").or_else(|| last.strip_prefix("0X"));
+    (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
+        || hex.is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn lower(s: &str) -> Cow<'_, str> {
@@ -282,6 +303,25 @@ mod tests {
         let v6 = host("[2001:DB8::1]:443").unwrap();
         assert_eq!((v6.name.as_ref(), v6.port), ("[2001:db8::1]", Some(443)));
         assert_eq!(host("[::1]").unwrap().port, None);
+    }
+
+    #[test]
+    fn an_address_has_the_one_spelling_a_browser_sends() {
+        // The property fuzz/fuzz_targets/normalize.rs checks: these were
+        // names to the rules but another host (or none) to a URL parser.
+        for numeric in
+            ["0x7f.1", "127.1", "1.2.3", "127.000.000.001", "010.0.0.1", "1.2.3.4.5", "a.0x1f", "app.42", "0x"]
+        {
+            assert_eq!(host(numeric), Err(HostError), "{numeric:?} accepted");
+        }
+        for name in ["app.1a", "1a.example", "v6.0xg", "127.0.0.1"] {
+            assert!(host(name).is_ok(), "{name:?} refused");
+        }
+        let v6 = |raw: &'static str| host(raw).map(|h| h.name.into_owned());
+        assert_eq!(v6("[0:0:0:0:0:0:0:1]"), Ok("[::1]".to_string()));
+        assert_eq!(v6("[::FFFF:1.2.3.4]:80"), Ok("[::ffff:102:304]".to_string()));
+        assert_eq!(v6("[2001:DB8:0::1]"), Ok("[2001:db8::1]".to_string()));
+        assert!(matches!(host("[::1]").map(|h| h.name), Ok(Cow::Borrowed("[::1]"))));
     }
 
     #[test]

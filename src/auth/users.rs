@@ -257,6 +257,17 @@ pub fn parse(path: &Path, text: &str) -> Result<UserDirectory, UsersError> {
             }),
         );
     }
+    // The login form takes a name or an e-mail, names first: a name that is
+    // another account's address would take that account's logins by e-mail.
+    let mut names: Vec<&String> = dir.by_name.keys().collect();
+    names.sort();
+    for name in names {
+        if let Some(owner) = dir.by_email.get(&name.to_ascii_lowercase())
+            && owner != name
+        {
+            return Err(invalid(format!("users.{name}: the name is the e-mail address of users.{owner}")));
+        }
+    }
     Ok(dir)
 }
 
@@ -495,6 +506,21 @@ mod tests {
         assert_eq!(dir.find("alice@example.com").unwrap().username, "alice");
         assert_eq!(dir.find("alice").unwrap().identity.groups, "admins");
         assert!(dir.find("bob").is_none());
+    }
+
+    #[test]
+    fn a_name_that_is_another_accounts_email_is_refused() {
+        // The property fuzz/fuzz_targets/users.rs checks: every address finds
+        // its owner. Here "Z@B.C" found the account named "z@b.c" instead.
+        let text = format!(
+            "[users.\"z@b.c\"]\nemail = \"other@b.c\"\npassword = \"{HASH}\"\n\
+             [users.zed]\nemail = \"Z@B.C\"\npassword = \"{HASH}\"\n"
+        );
+        let err = parse(Path::new("u.toml"), &text).expect_err("refused").to_string();
+        assert!(err.contains("users.z@b.c: the name is the e-mail address of users.zed"), "{err}");
+        // A name that is the account's own address is fine.
+        let own = format!("[users.\"zed@b.c\"]\nemail = \"Zed@B.C\"\npassword = \"{HASH}\"\n");
+        assert_eq!(parse(Path::new("u.toml"), &own).unwrap().find("ZED@b.c").unwrap().username, "zed@b.c");
     }
 
     #[test]

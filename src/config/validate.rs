@@ -134,6 +134,13 @@ pub fn validate(c: &mut Config, demo: bool) -> Vec<Problem> {
     if se.cookie_name.is_empty() || !se.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) {
         bad("session.cookie_name", "must be letters, digits, '_', '-' or '.'".into());
     }
+    // It goes into every Set-Cookie: a stray `;` would add attributes, a
+    // control character would leave the gateway unable to set its cookies.
+    if let Some(d) = &se.cookie_domain
+        && !crate::normalize::host(d.strip_prefix('.').unwrap_or(d)).is_ok_and(|h| h.port.is_none())
+    {
+        bad("session.cookie_domain", "must be a domain name like example.com".into());
+    }
     for (key, d) in [
         ("session.idle_timeout", se.idle_timeout),
         ("session.absolute_timeout", se.absolute_timeout),
@@ -253,6 +260,21 @@ mod tests {
         c.mail.transport = MailTransport::Smtp;
         let keys: Vec<_> = validate(&mut c, true).into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["auth.prefix", "otp.digits", "mail.smtp_host"]);
+    }
+
+    #[test]
+    fn the_cookie_domain_is_a_domain_name() {
+        for good in ["example.com", ".example.com", "Example.COM"] {
+            let mut c = Config::default();
+            c.session.cookie_domain = Some(good.into());
+            assert!(validate(&mut c, true).is_empty(), "{good:?}");
+        }
+        for bad in ["example.com; SameSite=None", "ex\u{1}ample.com", "example.com:443", "", "a b"] {
+            let mut c = Config::default();
+            c.session.cookie_domain = Some(bad.into());
+            let keys: Vec<_> = validate(&mut c, true).into_iter().map(|p| p.key).collect();
+            assert_eq!(keys, ["session.cookie_domain"], "{bad:?}");
+        }
     }
 
     /// A CA file as the config file names it, before validation reads it.

@@ -22,7 +22,10 @@ use crate::request::{Outcome, RequestInfo};
 use context::{Cx, anonymous};
 
 pub use context::{Portal, PortalSettings, format_time};
-pub use forms::{Csrf, Redirects};
+pub use forms::{Csrf, Fields, Redirects, parse_fields};
+/// The forward-auth request reconstruction, public for the fuzz targets.
+#[doc(hidden)]
+pub use verify::{Original, original};
 
 /// Which methods a route answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +91,7 @@ enum Endpoint {
     Healthz,
     Readyz,
     Static,
+    OpenApi,
 }
 
 /// One endpoint under the prefix.
@@ -140,6 +144,7 @@ pub static ROUTES: &[Route] = &[
     route(M::Get, Exact("/api/sessions"), "api_sessions", E::Sessions, R::Json),
     route(M::Delete, Exact("/api/sessions"), "api_sessions", E::RevokeOthers, R::Json),
     route(M::Delete, Prefix("/api/sessions/"), "api_sessions", E::RevokeSession, R::Json),
+    route(M::Get, Exact("/api/openapi.json"), "api_openapi", E::OpenApi, R::Json),
     route(M::Any, Exact("/verify"), "verify", E::Verify, R::Json),
     route(M::Read, Exact("/healthz"), "healthz", E::Healthz, R::Json),
     route(M::Read, Exact("/readyz"), "readyz", E::Readyz, R::Json),
@@ -196,9 +201,17 @@ impl Portal {
             E::Healthz => anonymous(reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
             E::Readyz => anonymous(self.readyz().await),
             E::Static => anonymous(static_file(&parts.headers, param)),
+            E::OpenApi => anonymous(asset(&parts.headers, crate::assets::openapi())),
         };
-        if route.endpoint != E::Static {
-            reply::secure_headers(response.headers_mut(), self.replies.hsts());
+        match route.endpoint {
+            E::Static => {}
+            // The document is the same for everyone until the next release:
+            // cacheable, revalidated by its ETag.
+            E::OpenApi => {
+                reply::secure_headers(response.headers_mut(), self.replies.hsts());
+                response.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static(CACHEABLE));
+            }
+            _ => reply::secure_headers(response.headers_mut(), self.replies.hsts()),
         }
         if matches!(response.status(), StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
             // The rest of the body was never read, so this HTTP/1.1 connection
@@ -210,23 +223,31 @@ impl Portal {
     }
 }
 
+/// How long browsers and caches may keep an embedded file before revalidating.
+const CACHEABLE: &str = "public, max-age=3600";
+
 fn static_file(headers: &HeaderMap, path: &str) -> Response {
-    let Some(asset) = crate::assets::find(path) else {
-        return reply::text(StatusCode::NOT_FOUND, "not found\n");
-    };
-    let mut r = if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == asset.etag.as_bytes()) {
+    match crate::assets::find(path) {
+        Some(a) => asset(headers, a),
+        None => reply::text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// An embedded file, or 304 when the client holds this very version.
+fn asset(headers: &HeaderMap, file: crate::assets::Asset) -> Response {
+    let mut r = if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == file.etag.as_bytes()) {
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        Response::new(Body::full(bytes::Bytes::from_static(asset.body)))
+        Response::new(Body::full(bytes::Bytes::from_static(file.body)))
     };
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, http::HeaderValue::from_static(asset.content_type));
-    if let Ok(v) = http::HeaderValue::from_str(asset.etag) {
+    h.insert(header::CONTENT_TYPE, http::HeaderValue::from_static(file.content_type));
+    if let Ok(v) = http::HeaderValue::from_str(file.etag) {
         h.insert(header::ETAG, v);
     }
-    h.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("public, max-age=3600"));
+    h.insert(header::CACHE_CONTROL, http::HeaderValue::from_static(CACHEABLE));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, http::HeaderValue::from_static("nosniff"));
     r
 }

@@ -20,22 +20,23 @@ static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 
 /// The request the proxy is asking about, in normal form.
-struct Original {
-    scheme: &'static str,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Original {
+    pub scheme: &'static str,
     /// Lower-case host name without port or trailing dot.
-    host: String,
-    port: Option<u16>,
+    pub host: String,
+    pub port: Option<u16>,
     /// The normalised path.
-    path: String,
-    query: Option<String>,
-    method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub method: Method,
     /// Traefik/Caddy style (X-Forwarded-Uri): answer with a redirect rather than 401.
-    redirect_style: bool,
+    pub redirect_style: bool,
 }
 
 impl Original {
     /// The URL the login page sends the browser back to.
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
         let query = self.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
         format!("{}://{}{port}{}{query}", self.scheme, self.host, self.path)
@@ -102,7 +103,7 @@ fn split_url(u: &str) -> Result<(&'static str, &str, &str), &'static str> {
 /// `X-Original-URL` (or behind nginx an `X-Forwarded-Uri`) naming a bypassed
 /// path and have that checked instead. `?mode=` names the proxy and so the one
 /// set of headers to believe; without it, finding both sets is refused.
-fn original(headers: &HeaderMap, mode: Option<&str>) -> Result<Original, &'static str> {
+pub fn original(headers: &HeaderMap, mode: Option<&str>) -> Result<Original, &'static str> {
     const MISSING: &str = "forward-auth needs X-Original-URL or X-Forwarded-Proto/-Host/-Uri";
     let nginx_style = match mode {
         Some("nginx") => true,
