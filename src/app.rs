@@ -180,6 +180,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         identity,
         cookies,
         replies,
+        hsts_upstream: config.server.hsts_upstream,
     };
     Ok(App { config, gateway, store, users, audit })
 }
