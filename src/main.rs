@@ -40,8 +40,17 @@ enum Command {
     Serve(ConfigArg),
     /// Try it out: in-memory store, console mail, a demo user and a whoami upstream.
     Demo(ConfigArg),
-    /// Validate and print the effective configuration (secrets redacted).
-    CheckConfig(ConfigArg),
+    /// Validate the configuration, open every file `serve` would open (users
+    /// file, TLS certificate and key, CA bundles, state file), and print the
+    /// effective configuration (secrets redacted).
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only validate the configuration, without opening the users file, TLS
+        /// certificate and key or state file (a config meant for another machine).
+        #[arg(long)]
+        no_files: bool,
+    },
     /// Read a password (without echo on a terminal, else from stdin) and print its argon2id hash.
     HashPassword,
     /// Manage the users file.
@@ -188,7 +197,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve(ConfigArg { config: None })) {
         Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a.config.as_deref()))),
         Command::Demo(a) => runtime().and_then(|rt| rt.block_on(run_demo(a.config.as_deref()))),
-        Command::CheckConfig(a) => check_config(a.config.as_deref()),
+        Command::CheckConfig { config, no_files } => check_config(config.config.as_deref(), !no_files),
         Command::HashPassword => hash_password(),
         Command::User(u) => user_command(u),
         Command::Unlock { name, ip, config } => {
@@ -248,6 +257,9 @@ fn start_error(e: app::StartError) -> Failure {
 
 async fn serve(config_flag: Option<&Path>) -> Result<(), Failure> {
     let loaded = config::load(config_flag, Config::default(), false)?;
+    for w in app::warnings(&loaded.config) {
+        tracing::warn!(key = %w.key, "{}", w.message);
+    }
     let app = app::build(loaded.config, None).await.map_err(start_error)?;
     let shutdown = Shutdown::default();
     shutdown.on_signals();
@@ -281,9 +293,16 @@ async fn run_demo(config_flag: Option<&Path>) -> Result<(), Failure> {
     app::run(app, shutdown).await.map_err(start_error)
 }
 
-fn check_config(flag: Option<&Path>) -> Result<(), Failure> {
+fn check_config(flag: Option<&Path>, open_files: bool) -> Result<(), Failure> {
     let loaded = config::load(flag, Config::default(), false)?;
+    let problems = if open_files { app::preflight(&loaded.config) } else { Vec::new() };
+    if !problems.is_empty() {
+        return Err(config::ConfigError { file: loaded.file, problems }.into());
+    }
     let source = loaded.file.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
+    for w in app::warnings(&loaded.config) {
+        eprintln!("warning: {w}");
+    }
     let text = toml::to_string_pretty(&loaded.config).map_err(|e| Failure::Runtime(e.to_string()))?;
     println!("# effective configuration (from {source} and PORTCULLIS_* variables; secrets redacted)");
     println!("{text}");

@@ -320,6 +320,8 @@ pub struct MailConfig {
     /// (an internal relay with a private CA); see `mail::tls` for why instead.
     pub smtp_ca_file: Option<CaFile>,
     pub smtp_username: Option<String>,
+    /// Not printed by `check-config` when empty (file and console mail have none).
+    #[serde(skip_serializing_if = "Secret::is_empty")]
     pub smtp_password: Secret,
     #[serde(with = "duration")]
     pub timeout: Duration,
