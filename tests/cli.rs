@@ -271,3 +271,65 @@ fn check_config_prints_durations_as_written_and_no_empty_smtp_password() {
         stdout.lines().skip(1).collect::<Vec<_>>()
     );
 }
+
+fn check_config_with_env(config: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check-config", "--config", config.to_str().unwrap()])
+        .env_remove("PORTCULLIS_CONFIG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn the_upstream_comes_from_environment_variables_indexed_or_as_the_single_upstream() {
+    let (_site, config) =
+        config_with_relative_paths("[[upstream]]\nurl = \"http://127.0.0.1:3000\"\ntimeout = \"7s\"\n");
+    // The shorthand sets the one upstream, keeping the file's other keys.
+    let (code, out, err) = check_config_with_env(&config, &[("PORTCULLIS_UPSTREAM__URL", "http://10.0.0.9:8000")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("url = \"http://10.0.0.9:8000/\"") && out.contains("timeout = \"7s\""), "{out}");
+    assert_eq!(out.matches("[[upstream]]").count(), 1, "{out}");
+
+    // Indexed: change entry 0, add entry 1.
+    let (code, out, err) = check_config_with_env(
+        &config,
+        &[
+            ("PORTCULLIS_UPSTREAM__0__URL", "http://10.0.0.9:8000"),
+            ("PORTCULLIS_UPSTREAM__1__URL", "http://10.0.0.10:9000"),
+            ("PORTCULLIS_UPSTREAM__1__HOST", "wiki.example.com"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.matches("[[upstream]]").count(), 2, "{out}");
+    assert!(out.contains("http://10.0.0.10:9000/") && out.contains("host = \"wiki.example.com\""), "{out}");
+
+    // Errors name the variable, not the config file.
+    let (code, _, err) = check_config_with_env(&config, &[("PORTCULLIS_UPSTREAM__0__URL", "not a url")]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("upstream[0].url") && err.contains("(from PORTCULLIS_UPSTREAM__0__URL)"), "{err}");
+    let (code, _, err) = check_config_with_env(&config, &[("PORTCULLIS_UPSTREAM__2__URL", "http://10.0.0.11")]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("PORTCULLIS_UPSTREAM__2__URL: upstream entry 2 would leave a gap"), "{err}");
+    let (code, _, err) = check_config_with_env(&config, &[("PORTCULLIS_UPSTREAM__TIMEOUT", "soon")]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("upstream[0].timeout") && err.contains("PORTCULLIS_UPSTREAM__TIMEOUT"), "{err}");
+}
+
+/// A container configured by environment alone: the gateway proxies to the
+/// upstream the variable names, not the file's.
+#[tokio::test]
+async fn serve_proxies_to_the_upstream_an_environment_variable_names() {
+    let up = support::upstream::Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = support::empty_users(dir.path());
+    let config = support::base_config("http://127.0.0.1:9", "bypass", &users);
+    let gw = support::Gateway::start_in(dir, &config, &[("PORTCULLIS_UPSTREAM__URL", &up.url())]);
+    let r = support::client().get(gw.url("/hello")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["path"], "/hello");
+    assert_eq!(up.hits(), 1);
+}

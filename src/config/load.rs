@@ -7,12 +7,14 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 
 use super::types::Config;
+use super::upstream_env;
 use super::validate::{Problem, validate};
 
 /// The top-level sections; only env vars naming one of them are configuration
 /// (so `PORTCULLIS_CONFIG` or `PORTCULLIS_REQUIRE_SERVICES` are not mistaken for keys).
+/// `upstream`, a list, has its own reading (`upstream_env`).
 const SECTIONS: &[&str] =
-    &["server", "upstream", "auth", "session", "otp", "store", "mail", "rate_limit", "lockout", "access_control"];
+    &["server", "auth", "session", "otp", "store", "mail", "rate_limit", "lockout", "access_control"];
 
 /// A validated configuration and where it came from.
 #[derive(Debug, Clone)]
@@ -86,7 +88,19 @@ pub fn load_file(file: Option<PathBuf>, base: Config, demo: bool) -> Result<Load
         figment = figment.merge(Toml::file_exact(path));
     }
     figment = figment.merge(env_provider());
-    load_from_figment(figment, file, demo)
+    let upstream = upstream_env::apply(
+        &figment,
+        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+    )
+    .map_err(|problems| ConfigError { file: file.clone(), problems })?;
+    let Some(upstream) = upstream else {
+        return load_from_figment(figment, file, demo);
+    };
+    figment = figment.merge(Serialized::default("upstream", upstream.list));
+    load_from_figment(figment, file, demo).map_err(|mut e| {
+        upstream_env::name_variables(&mut e.problems, &upstream.set_by);
+        e
+    })
 }
 
 /// Extracts and validates from an assembled figment (also used by tests).
