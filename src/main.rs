@@ -130,9 +130,24 @@ struct ConfigArg {
     config: Option<PathBuf>,
 }
 
+/// Which users file a `user` command edits: `--users-file`, else the
+/// `auth.users_file` of the config (`--config`, `$PORTCULLIS_CONFIG` or
+/// config/portcullis.toml).
+#[derive(clap::Args, Clone)]
+struct UsersFileArg {
+    /// The users file (default: auth.users_file of the config).
+    #[arg(long)]
+    users_file: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Add a user (prompts for the password).
+    /// Add a user. The password is asked for without echo on a terminal;
+    /// without a terminal, the first line of stdin is the password
+    /// (`printf '%s\n' "$PW" | portcullis user add ...`). A weak password
+    /// (zxcvbn score below 3 of 4) is refused unless --allow-weak is given.
     Add {
         name: String,
         #[arg(long)]
@@ -141,19 +156,23 @@ enum UserCommand {
         display_name: Option<String>,
         #[arg(long, value_delimiter = ',')]
         groups: Vec<String>,
+        /// Accept a password the strength estimate calls weak.
         #[arg(long)]
-        users_file: Option<PathBuf>,
+        allow_weak: bool,
+        #[command(flatten)]
+        file: UsersFileArg,
     },
     /// List users.
     List {
-        #[arg(long)]
-        users_file: Option<PathBuf>,
+        #[command(flatten)]
+        file: UsersFileArg,
     },
-    /// Disable a user (they can no longer log in; existing sessions end).
+    /// Disable a user: they can no longer log in, and a running gateway ends
+    /// their sessions within about a second (it watches the users file).
     Disable {
         name: String,
-        #[arg(long)]
-        users_file: Option<PathBuf>,
+        #[command(flatten)]
+        file: UsersFileArg,
     },
 }
 
@@ -330,11 +349,11 @@ fn hash_password() -> Result<(), Failure> {
     Ok(())
 }
 
-fn users_file_path(flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
-    if let Some(f) = flag {
+fn users_file_path(arg: UsersFileArg) -> Result<PathBuf, Failure> {
+    if let Some(f) = arg.users_file {
         return Ok(f);
     }
-    let loaded = config::load(None, Config::default(), true)?;
+    let loaded = config::load(arg.config.config.as_deref(), Config::default(), true)?;
     Ok(loaded.config.auth.users_file)
 }
 
@@ -347,7 +366,7 @@ fn edit_error(e: EditError) -> Failure {
 
 fn user_command(cmd: UserCommand) -> Result<(), Failure> {
     match cmd {
-        UserCommand::Add { name, email, display_name, groups, users_file } => {
+        UserCommand::Add { name, email, display_name, groups, allow_weak, file: users_file } => {
             if !users::valid_username(&name) {
                 return Err(Failure::Usage(format!("NAME {name:?}: use 1-64 of A-Z a-z 0-9 . _ @ + -")));
             }
@@ -368,14 +387,24 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
                 )));
             }
             let pw = read_password(&format!("Password for {name}: "))?;
+            let strength = portcullis::auth::password::strength(&pw, &[&name, &email]);
+            if strength.is_weak() && !allow_weak {
+                return Err(Failure::Usage(format!(
+                    "the password is too weak (strength {} of 4; at least {} is needed). {}\n\
+                     Choose a longer one (a few unrelated words work well), or pass --allow-weak.",
+                    strength.score,
+                    portcullis::auth::password::MIN_STRENGTH,
+                    strength.advice
+                )));
+            }
             let password =
                 portcullis::auth::password::hash_password(&pw).map_err(|e| Failure::Runtime(e.to_string()))?;
             file.users.insert(name.clone(), UserEntry { email, display_name, password, groups, disabled: false });
             file.write(&path).map_err(edit_error)?;
-            println!("added {name} to {}", path.display());
+            println!("added user {} to {}", terminal_safe(&name), path.display());
             Ok(())
         }
-        UserCommand::List { users_file } => {
+        UserCommand::List { file: users_file } => {
             let path = users_file_path(users_file)?;
             let file = UsersFile::read(&path).map_err(edit_error)?;
             for (name, u) in &file.users {
@@ -385,7 +414,7 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
-        UserCommand::Disable { name, users_file } => {
+        UserCommand::Disable { name, file: users_file } => {
             let path = users_file_path(users_file)?;
             let mut file = UsersFile::read(&path).map_err(edit_error)?;
             let Some(u) = file.users.get_mut(&name) else {
@@ -393,7 +422,7 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
             };
             u.disabled = true;
             file.write(&path).map_err(edit_error)?;
-            println!("disabled {name} in {}", path.display());
+            println!("disabled user {} in {}", terminal_safe(&name), path.display());
             Ok(())
         }
     }
