@@ -571,3 +571,25 @@ async fn head_over_http2_ends_the_stream_with_the_headers_on_every_route() {
     assert_eq!(head.headers()["content-length"], len.to_string().as_str());
     assert!(head.bytes().await.unwrap().is_empty());
 }
+
+/// `auth.app_name` names the product everywhere a visitor reads it: titles,
+/// the sign-in lead and the footer of every page (error pages included).
+#[tokio::test]
+async fn app_name_replaces_the_product_name_on_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = support::empty_users(dir.path());
+    let config = support::base_config("http://127.0.0.1:9", "two_factor", &users)
+        .replace("[auth]\n", "[auth]\napp_name = \"Acme Wiki\"\n");
+    let gw = support::Gateway::start_in(dir, &config, &[]);
+    let c = support::client();
+    for path in ["/_auth/login", "/_auth/logout", "/_auth/no-such-page", "/_auth/otp"] {
+        let r = c.get(gw.url(path)).header("Accept", "text/html").send().await.unwrap();
+        let page = r.text().await.unwrap();
+        if !page.contains("<footer") {
+            continue; // /otp without a pending login redirects
+        }
+        assert!(page.contains("Protected by Acme Wiki"), "{path}: {page}");
+        let visible = page.replace("/static/portcullis.", "");
+        assert!(!visible.to_lowercase().contains("portcullis"), "{path} names the product: {page}");
+    }
+}
