@@ -102,8 +102,11 @@ impl Gateway {
             let body = std::mem::replace(outcome.response.body_mut(), Body::empty());
             let length = body.size_hint().exact();
             // The upstream's own Content-Length (or its absence) stands; a body
-            // the gateway wrote tells its length.
-            if let (false, Some(n)) = (outcome.proxied, length) {
+            // the gateway wrote tells its length (not for a 304 or 204, which
+            // describe no body of their own).
+            let status = outcome.response.status();
+            let has_body = !matches!(status, http::StatusCode::NOT_MODIFIED | http::StatusCode::NO_CONTENT);
+            if let (false, true, Some(n)) = (outcome.proxied, has_body, length) {
                 outcome.response.headers_mut().entry(header::CONTENT_LENGTH).or_insert_with(|| HeaderValue::from(n));
             }
         }

@@ -570,6 +570,12 @@ async fn head_over_http2_ends_the_stream_with_the_headers_on_every_route() {
     assert_eq!(head.version(), reqwest::Version::HTTP_2);
     assert_eq!(head.headers()["content-length"], len.to_string().as_str());
     assert!(head.bytes().await.unwrap().is_empty());
+    // A 304 describes no body of its own: no length is made up for it.
+    let css = format!("{origin}/_auth/static/portcullis.css");
+    let etag = c.get(&css).send().await.unwrap().headers()["etag"].clone();
+    let r = c.head(&css).header("If-None-Match", etag).send().await.unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers().get("content-length"), None, "{:?}", r.headers());
 }
 
 /// `auth.app_name` names the product everywhere a visitor reads it: titles,
