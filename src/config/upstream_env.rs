@@ -12,6 +12,8 @@
 //! Each key set is remembered with its variable, so an error about it names the
 //! variable rather than the config file.
 
+use std::path::Path;
+
 use figment::Figment;
 use figment::value::{Dict, Value};
 
@@ -69,6 +71,21 @@ pub(super) fn apply(
         Ok(Value::Array(_, items)) => items,
         _ => Vec::new(),
     };
+    // The list is provided anew below, so it no longer counts as the file's:
+    // a relative ca_file written in the file is made relative to the file's
+    // directory here, as it would have been.
+    let from_file = figment.find_metadata("upstream").and_then(|m| m.source.as_ref()).and_then(|s| s.file_path());
+    if let Some(dir) = from_file.and_then(Path::parent) {
+        for entry in &mut list {
+            if let Value::Dict(_, d) = entry
+                && let Some(Value::String(tag, ca)) = d.get("ca_file")
+                && Path::new(ca).is_relative()
+            {
+                let resolved = Value::String(*tag, dir.join(ca).display().to_string());
+                d.insert("ca_file".into(), resolved);
+            }
+        }
+    }
     let mut set_by = Vec::new();
     for (index, keys, name, value) in wanted {
         if index > list.len() {
@@ -176,6 +193,18 @@ mod tests {
         let Value::Array(_, items) = &got.list else { unreachable!() };
         assert_eq!(items[0].find_ref("timeout").and_then(Value::as_str), Some("5s"), "the file's other keys stay");
         assert_eq!(items[1].find_ref("host").and_then(Value::as_str), Some("b.example.com"));
+    }
+
+    #[test]
+    fn a_relative_ca_file_from_the_file_stays_relative_to_the_files_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "[[upstream]]\nurl = \"https://a:1\"\nca_file = \"certs/ca.pem\"\n").unwrap();
+        let f = Figment::from(Serialized::defaults(super::super::Config::default())).merge(Toml::file_exact(&path));
+        let got = apply(&f, vars(&[("PORTCULLIS_UPSTREAM__0__TIMEOUT", "5s")])).unwrap().unwrap();
+        let Value::Array(_, items) = &got.list else { unreachable!() };
+        let ca = items[0].find_ref("ca_file").and_then(Value::as_str).unwrap().to_string();
+        assert_eq!(Path::new(&ca), dir.path().join("certs/ca.pem"));
     }
 
     #[test]
