@@ -19,7 +19,7 @@ use crate::auth::password::PasswordChecker;
 use crate::auth::suspicious::SuspiciousActivity;
 use crate::auth::users::Users;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Problem};
 use crate::gate::Gate;
 use crate::identity::IdentityHeaders;
 use crate::mail::Mailer;
@@ -38,7 +38,7 @@ use crate::store::Store;
 pub enum StartError {
     #[error("{0}")]
     Config(String),
-    #[error(transparent)]
+    #[error("auth.users_file: {0}")]
     Users(#[from] crate::auth::users::UsersError),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -50,6 +50,53 @@ pub enum StartError {
     Server(#[from] crate::server::ServerError),
     #[error("password hashing: {0}")]
     Password(#[from] crate::auth::password::PasswordError),
+}
+
+/// Opens every file `serve` opens at start-up, as `serve` would, and reports
+/// each that fails under its key: so `check-config` passing means `serve`
+/// finds its files. (The CA bundles are read by validation already.)
+pub fn preflight(config: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Err(e) = Users::open(&config.auth.users_file) {
+        problems.push(Problem::new("auth.users_file", e.to_string()));
+    }
+    if let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key)
+        && let Err(server::ServerError::Tls(message)) = server::tls_acceptor(cert, key)
+    {
+        // The message starts with its key ("server.tls_key /path: ...").
+        let end = message.find([' ', ':']).unwrap_or(message.len());
+        let (key, rest) = message.split_at(end);
+        problems.push(Problem::new(key, rest.trim_start_matches([' ', ':'])));
+    }
+    if let Some(path) = &config.store.state_file
+        && config.store.url.expose().starts_with("memory:")
+    {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        match std::fs::File::open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.is_dir() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => problems.push(Problem::new(
+                "store.state_file",
+                format!("{}: its directory {} does not exist", path.display(), dir.display()),
+            )),
+            Err(e) => problems.push(Problem::new("store.state_file", format!("{}: {e}", path.display()))),
+        }
+    }
+    problems
+}
+
+/// What is allowed but probably not meant: `serve` logs each at start-up
+/// and `check-config` prints them.
+pub fn warnings(config: &Config) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    if config.store.url.expose().starts_with("memory:") && config.store.state_file.is_none() {
+        warnings.push(Problem::new(
+            "store.state_file",
+            "not set: with the memory store, each user's 2FA enrolment and backup codes are lost \
+             when the gateway restarts (sessions always are); set a state_file, or use Redis",
+        ));
+    }
+    warnings
 }
 
 /// A built gateway and what `run` needs to serve it.
@@ -180,6 +227,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         identity,
         cookies,
         replies,
+        hsts_upstream: config.server.hsts_upstream,
     };
     Ok(App { config, gateway, store, users, audit })
 }

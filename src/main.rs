@@ -48,8 +48,17 @@ enum Command {
     Serve(ConfigArg),
     /// Try it out: in-memory store, console mail, a demo user and a whoami upstream.
     Demo(ConfigArg),
-    /// Validate and print the effective configuration (secrets redacted).
-    CheckConfig(ConfigArg),
+    /// Validate the configuration, open every file `serve` would open (users
+    /// file, TLS certificate and key, CA bundles, state file), and print the
+    /// effective configuration (secrets redacted).
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only validate the configuration, without opening the users file, TLS
+        /// certificate and key or state file (a config meant for another machine).
+        #[arg(long)]
+        no_files: bool,
+    },
     /// Read a password (without echo on a terminal, else from stdin) and print its argon2id hash.
     HashPassword,
     /// Manage the users file.
@@ -129,9 +138,24 @@ struct ConfigArg {
     config: Option<PathBuf>,
 }
 
+/// Which users file a `user` command edits: `--users-file`, else the
+/// `auth.users_file` of the config (`--config`, `$PORTCULLIS_CONFIG` or
+/// config/portcullis.toml).
+#[derive(clap::Args, Clone)]
+struct UsersFileArg {
+    /// The users file (default: auth.users_file of the config).
+    #[arg(long)]
+    users_file: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Add a user (prompts for the password).
+    /// Add a user. The password is asked for without echo on a terminal;
+    /// without a terminal, the first line of stdin is the password
+    /// (`printf '%s\n' "$PW" | portcullis user add ...`). A weak password
+    /// (zxcvbn score below 3 of 4) is refused unless --allow-weak is given.
     Add {
         name: String,
         #[arg(long)]
@@ -140,19 +164,23 @@ enum UserCommand {
         display_name: Option<String>,
         #[arg(long, value_delimiter = ',')]
         groups: Vec<String>,
+        /// Accept a password the strength estimate calls weak.
         #[arg(long)]
-        users_file: Option<PathBuf>,
+        allow_weak: bool,
+        #[command(flatten)]
+        file: UsersFileArg,
     },
     /// List users.
     List {
-        #[arg(long)]
-        users_file: Option<PathBuf>,
+        #[command(flatten)]
+        file: UsersFileArg,
     },
-    /// Disable a user (they can no longer log in; existing sessions end).
+    /// Disable a user: they can no longer log in, and a running gateway ends
+    /// their sessions within about a second (it watches the users file).
     Disable {
         name: String,
-        #[arg(long)]
-        users_file: Option<PathBuf>,
+        #[command(flatten)]
+        file: UsersFileArg,
     },
 }
 
@@ -196,7 +224,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve(ConfigArg { config: None })) {
         Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a.config.as_deref()))),
         Command::Demo(a) => runtime().and_then(|rt| rt.block_on(run_demo(a.config.as_deref()))),
-        Command::CheckConfig(a) => check_config(a.config.as_deref()),
+        Command::CheckConfig { config, no_files } => check_config(config.config.as_deref(), !no_files),
         Command::HashPassword => hash_password(),
         Command::User(u) => user_command(u),
         Command::Unlock { name, ip, config } => {
@@ -256,6 +284,9 @@ fn start_error(e: app::StartError) -> Failure {
 
 async fn serve(config_flag: Option<&Path>) -> Result<(), Failure> {
     let loaded = config::load(config_flag, Config::default(), false)?;
+    for w in app::warnings(&loaded.config) {
+        tracing::warn!(key = %w.key, "{}", w.message);
+    }
     let app = app::build(loaded.config, None).await.map_err(start_error)?;
     let shutdown = Shutdown::default();
     shutdown.on_signals();
@@ -289,9 +320,16 @@ async fn run_demo(config_flag: Option<&Path>) -> Result<(), Failure> {
     app::run(app, shutdown).await.map_err(start_error)
 }
 
-fn check_config(flag: Option<&Path>) -> Result<(), Failure> {
+fn check_config(flag: Option<&Path>, open_files: bool) -> Result<(), Failure> {
     let loaded = config::load(flag, Config::default(), false)?;
+    let problems = if open_files { app::preflight(&loaded.config) } else { Vec::new() };
+    if !problems.is_empty() {
+        return Err(config::ConfigError { file: loaded.file, problems }.into());
+    }
     let source = loaded.file.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
+    for w in app::warnings(&loaded.config) {
+        eprintln!("warning: {w}");
+    }
     let text = toml::to_string_pretty(&loaded.config).map_err(|e| Failure::Runtime(e.to_string()))?;
     println!("# effective configuration (from {source} and PORTCULLIS_* variables; secrets redacted)");
     println!("{text}");
@@ -319,11 +357,11 @@ fn hash_password() -> Result<(), Failure> {
     Ok(())
 }
 
-fn users_file_path(flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
-    if let Some(f) = flag {
+fn users_file_path(arg: UsersFileArg) -> Result<PathBuf, Failure> {
+    if let Some(f) = arg.users_file {
         return Ok(f);
     }
-    let loaded = config::load(None, Config::default(), true)?;
+    let loaded = config::load(arg.config.config.as_deref(), Config::default(), true)?;
     Ok(loaded.config.auth.users_file)
 }
 
@@ -336,7 +374,7 @@ fn edit_error(e: EditError) -> Failure {
 
 fn user_command(cmd: UserCommand) -> Result<(), Failure> {
     match cmd {
-        UserCommand::Add { name, email, display_name, groups, users_file } => {
+        UserCommand::Add { name, email, display_name, groups, allow_weak, file: users_file } => {
             if !users::valid_username(&name) {
                 return Err(Failure::Usage(format!("NAME {name:?}: use 1-64 of A-Z a-z 0-9 . _ @ + -")));
             }
@@ -357,14 +395,24 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
                 )));
             }
             let pw = read_password(&format!("Password for {name}: "))?;
+            let strength = portcullis::auth::password::strength(&pw, &[&name, &email]);
+            if strength.is_weak() && !allow_weak {
+                return Err(Failure::Usage(format!(
+                    "the password is too weak (strength {} of 4; at least {} is needed). {}\n\
+                     Choose a longer one (a few unrelated words work well), or pass --allow-weak.",
+                    strength.score,
+                    portcullis::auth::password::MIN_STRENGTH,
+                    strength.advice
+                )));
+            }
             let password =
                 portcullis::auth::password::hash_password(&pw).map_err(|e| Failure::Runtime(e.to_string()))?;
             file.users.insert(name.clone(), UserEntry { email, display_name, password, groups, disabled: false });
             file.write(&path).map_err(edit_error)?;
-            println!("added {name} to {}", path.display());
+            println!("added user {} to {}", terminal_safe(&name), path.display());
             Ok(())
         }
-        UserCommand::List { users_file } => {
+        UserCommand::List { file: users_file } => {
             let path = users_file_path(users_file)?;
             let file = UsersFile::read(&path).map_err(edit_error)?;
             for (name, u) in &file.users {
@@ -374,7 +422,7 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
-        UserCommand::Disable { name, users_file } => {
+        UserCommand::Disable { name, file: users_file } => {
             let path = users_file_path(users_file)?;
             let mut file = UsersFile::read(&path).map_err(edit_error)?;
             let Some(u) = file.users.get_mut(&name) else {
@@ -382,7 +430,7 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
             };
             u.disabled = true;
             file.write(&path).map_err(edit_error)?;
-            println!("disabled {name} in {}", path.display());
+            println!("disabled user {} in {}", terminal_safe(&name), path.display());
             Ok(())
         }
     }

@@ -56,6 +56,9 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 
 pub static X_CSRF_TOKEN: HeaderName = HeaderName::from_static("x-csrf-token");
 
+/// The HSTS value of the gateway's answers: a year, subdomains included.
+pub const HSTS: &str = "max-age=31536000; includeSubDomains";
+
 /// Adds the headers every gateway page carries.
 pub fn secure_headers(h: &mut HeaderMap, hsts: bool) {
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
@@ -65,7 +68,7 @@ pub fn secure_headers(h: &mut HeaderMap, hsts: bool) {
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if hsts {
-        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
     }
 }
 

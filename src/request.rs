@@ -61,14 +61,17 @@ pub struct Outcome {
     /// The logged-in user, when the request had one.
     pub user: Option<Arc<User>>,
     pub response: Response,
+    /// True when `response` is the upstream's (proxied), false when the gateway
+    /// wrote it: the gateway's own answers get its security headers.
+    pub proxied: bool,
 }
 
 impl Outcome {
     pub fn new(route: &'static str, response: Response) -> Outcome {
-        Outcome { route, user: None, response }
+        Outcome { route, user: None, response, proxied: false }
     }
 
     pub fn with_user(route: &'static str, user: Option<Arc<User>>, response: Response) -> Outcome {
-        Outcome { route, user, response }
+        Outcome { route, user, response, proxied: false }
     }
 }

@@ -8,17 +8,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::uri::PathAndQuery;
-use http::{Method, Request, Uri};
+use http::{HeaderValue, Method, Request, Uri, header};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use ipnet::IpNet;
 
-use crate::body::Response;
+use crate::body::{Body, Response};
 use crate::gate::{Facts, Gate, Verdict};
 use crate::identity::IdentityHeaders;
 use crate::normalize;
 use crate::portal::Portal;
 use crate::proxy::{self, ForwardContext, Proxy};
-use crate::reply::{Failure, Format, Replies};
+use crate::reply::{self, Failure, Format, Replies};
 use crate::request::{Outcome, RequestInfo};
 use crate::server::{ConnInfo, Handler};
 use crate::session::SessionCookies;
@@ -33,6 +34,9 @@ pub struct Gateway {
     pub identity: Arc<IdentityHeaders>,
     pub cookies: SessionCookies,
     pub replies: Arc<Replies>,
+    /// `server.hsts_upstream`: add HSTS to proxied responses lacking it when
+    /// this listener terminates TLS.
+    pub hsts_upstream: bool,
 }
 
 impl Handler for Gateway {
@@ -40,7 +44,8 @@ impl Handler for Gateway {
         let started = Instant::now();
         let method = req.method().clone();
         let info = RequestInfo::new(conn, req.headers(), &self.trusted_proxies);
-        let outcome = self.route(req, info).await;
+        let mut outcome = self.route(req, info).await;
+        self.finish(&mut outcome, &method, conn.tls);
         let status = outcome.response.status();
         let elapsed = started.elapsed();
         crate::metrics::request(
@@ -75,6 +80,38 @@ fn method_label(m: &Method) -> &'static str {
 }
 
 impl Gateway {
+    /// What every answer gets on its way out, whoever wrote it.
+    ///
+    /// HSTS: every answer the gateway writes itself carries it under TLS
+    /// (its own listener's or, behind a TLS proxy, an https `public_url`) —
+    /// the 302 to the login page and the 404 as much as the pages. A proxied
+    /// answer gets it only with `server.hsts_upstream` on this TLS listener,
+    /// and only when the application did not send its own.
+    ///
+    /// HEAD: the answer keeps its headers (Content-Length included) and loses
+    /// its body. hyper's HTTP/1.1 server drops a HEAD body by itself, but its
+    /// HTTP/2 server sends whatever the body holds: HEADERS without
+    /// END_STREAM, then DATA, which clients reject as a protocol error.
+    fn finish(&self, outcome: &mut Outcome, method: &Method, tls: bool) {
+        let headers = outcome.response.headers_mut();
+        let hsts = if outcome.proxied { self.hsts_upstream && tls } else { tls || self.replies.hsts() };
+        if hsts && !headers.contains_key(header::STRICT_TRANSPORT_SECURITY) {
+            headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(reply::HSTS));
+        }
+        if method == Method::HEAD {
+            let body = std::mem::replace(outcome.response.body_mut(), Body::empty());
+            let length = body.size_hint().exact();
+            // The upstream's own Content-Length (or its absence) stands; a body
+            // the gateway wrote tells its length (not for a 304 or 204, which
+            // describe no body of their own).
+            let status = outcome.response.status();
+            let has_body = !matches!(status, http::StatusCode::NOT_MODIFIED | http::StatusCode::NO_CONTENT);
+            if let (false, true, Some(n)) = (outcome.proxied, has_body, length) {
+                outcome.response.headers_mut().entry(header::CONTENT_LENGTH).or_insert_with(|| HeaderValue::from(n));
+            }
+        }
+    }
+
     async fn route(&self, mut req: Request<Incoming>, info: RequestInfo) -> Outcome {
         // One normal form for the gateway's routes, the rules and the upstream:
         // a path that is not already normal is rewritten in the request itself.
@@ -126,7 +163,10 @@ impl Gateway {
         let response = match verdict {
             Verdict::Allow(auth) => {
                 let identity = auth.as_ref().map(|a| &a.user.identity);
-                self.forward(req, &info, format, &host.name, identity).await
+                let (response, proxied) = self.forward(req, &info, format, &host.name, identity).await;
+                let mut outcome = Outcome::with_user("proxy", user, response);
+                outcome.proxied = proxied;
+                return outcome;
             }
             Verdict::LoginRequired(_) => {
                 let scheme = info.client_scheme(req.headers());
@@ -150,9 +190,9 @@ impl Gateway {
         format: Format,
         host: &str,
         identity: Option<&crate::identity::IdentityValues>,
-    ) -> Response {
+    ) -> (Response, bool) {
         let Some(upstream) = self.proxy.select(host) else {
-            return self.replies.failure(format, &Failure::NoUpstream);
+            return (self.replies.failure(format, &Failure::NoUpstream), false);
         };
         let ctx = ForwardContext {
             peer: info.conn.peer.ip(),
@@ -163,11 +203,11 @@ impl Gateway {
             identity,
         };
         match self.proxy.forward(upstream, req, &ctx).await {
-            Ok(r) => r,
+            Ok(r) => (r, true),
             Err(e) => {
                 tracing::warn!(error = %e, "upstream request failed");
                 crate::metrics::get().upstream_errors.with_label_values(&[upstream.name.as_str(), e.kind()]).inc();
-                self.replies.failure(format, &Failure::Upstream(e))
+                (self.replies.failure(format, &Failure::Upstream(e)), false)
             }
         }
     }

@@ -234,3 +234,26 @@ async fn running_low_on_backup_codes_is_warned_and_each_use_is_audited(b: Backen
             .count();
     assert_eq!(used, 6, "each use is a backup_code_used security event");
 }
+
+/// Under the default `two_factor` policy a user who never turned 2FA on was
+/// just asked for a code: the page says the organisation requires it, not
+/// "Off"; under `one_factor` it is off and says so.
+#[tokio::test]
+async fn the_account_page_says_a_code_is_required_by_the_organisation_under_the_two_factor_policy() {
+    let h = Harness::start(Backend::Memory, Options::default()).await.expect("harness");
+    let c = h.login_client("testuser", PASSWORD, FIREFOX).await;
+    assert_eq!(h.smtp.messages().len(), 1, "the login needed a code");
+    let html = c.get(h.url("/_auth/account")).header("Accept", "text/html").send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Required by your organisation"), "{html}");
+    assert!(!html.contains("Only your password protects this account"), "{html}");
+    let me: Value = c.get(h.url("/_auth/api/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((me["otp_enabled"].clone(), me["otp_required_by_policy"].clone()), (json!(false), json!(true)));
+
+    let h = Harness::start(Backend::Memory, one_factor()).await.expect("harness");
+    let c = h.login_client("testuser", PASSWORD, FIREFOX).await;
+    let html = c.get(h.url("/_auth/account")).header("Accept", "text/html").send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Only your password protects this account"), "{html}");
+    assert!(!html.contains("Required by your organisation"));
+    let me: Value = c.get(h.url("/_auth/api/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["otp_required_by_policy"], false);
+}

@@ -21,7 +21,8 @@ fn read(path: &str) -> String {
 
 fn check_config(config: &Path, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(support::binary());
-    cmd.args(["check-config", "--config"]).arg(config).env_remove("PORTCULLIS_CONFIG");
+    // The files these configs name live on the machine they are for.
+    cmd.args(["check-config", "--no-files", "--config"]).arg(config).env_remove("PORTCULLIS_CONFIG");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -145,4 +146,28 @@ async fn the_units_reload_command_makes_the_gateway_reread_its_users() {
     }
     let line = gw.log().lines().rfind(|l| l.contains(reloaded)).unwrap_or_default().to_string();
     assert!(line.contains("\"reason\":\"SIGHUP\""), "{line}");
+}
+
+/// deploy/nginx/nginx.conf is complete: nginx accepts it with portcullis.conf
+/// beside it, copied as an operator would (the forward-auth tests run it too).
+#[test]
+fn the_shipped_nginx_conf_is_accepted_by_nginx_t() {
+    let Some(nginx) = support::proxies::Proxy::Nginx.program() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let am_root = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
+    let user = if am_root { "user root root;\n" } else { "" };
+    std::fs::write(dir.path().join("nginx.conf"), format!("{user}{}", read("deploy/nginx/nginx.conf"))).unwrap();
+    std::fs::write(dir.path().join("portcullis.conf"), read("deploy/nginx/portcullis.conf")).unwrap();
+    let out = Command::new(nginx)
+        .arg("-t")
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "nginx -t: {said}");
+    assert!(said.contains("syntax is ok") && said.contains("test is successful"), "{said}");
 }

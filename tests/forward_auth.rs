@@ -599,3 +599,23 @@ async fn verify_refuses_to_guess_between_nginx_and_forwarded_headers() {
         assert_eq!(both(mode).await.unwrap().status(), StatusCode::OK, "{mode}");
     }
 }
+
+/// nginx with the shipped files, Portcullis not running: the auth check cannot
+/// be made, so the request is refused (fail closed), with the page
+/// portcullis.conf sets up for it instead of nginx's bare 500; the login
+/// pages say the same instead of a bare 502.
+#[tokio::test]
+async fn behind_nginx_a_portcullis_that_is_down_gets_a_503_page_and_nothing_reaches_the_app() {
+    let up = Upstream::start().await;
+    let nowhere = format!("127.0.0.1:{}", support::free_port());
+    let Some(nginx) = support::proxies::nginx(&nowhere, &up.addr.to_string()) else { return };
+    let http = client();
+    for path in ["/app", "/_auth/login"] {
+        let r = http.get(nginx.url(path)).header("Accept", "text/html").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(r.headers()["retry-after"], "30", "{path}");
+        let page = r.text().await.unwrap();
+        assert!(page.contains("Sign-in is unavailable"), "{path}: {page}");
+    }
+    assert_eq!(up.hits(), 0, "nothing reached the app");
+}

@@ -445,9 +445,10 @@ async fn gateway_pages_carry_the_security_headers_without_hsts_over_http() {
     assert!(!page.contains("<script>"), "no inline script for the CSP to forbid");
 }
 
-#[tokio::test]
-async fn gateway_pages_carry_hsts_under_tls() {
-    let up = support::upstream::Upstream::start().await;
+/// A gateway on its own TLS listener in front of `up`, `public_url` https, with
+/// `/public/` open to everyone and `server_extra` added to `[server]`; and a
+/// client trusting its certificate that does not follow redirects.
+fn tls_gateway(up: &support::upstream::Upstream, server_extra: &str) -> (support::Gateway, String, reqwest::Client) {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = support::self_signed(dir.path(), "gateway");
     let users = dir.path().join("users.toml");
@@ -458,18 +459,143 @@ async fn gateway_pages_carry_hsts_under_tls() {
             .replace("public_url = \"http://127.0.0.1\"", &format!("public_url = \"https://localhost:{port}\""))
             .replace(
                 "[server]\n",
-                &format!("[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n", cert.display(), key.display()),
+                &format!(
+                    "[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n{server_extra}\n",
+                    cert.display(),
+                    key.display()
+                ),
             )
+            + "\n[[access_control.rules]]\npath = \"^/public/\"\npolicy = \"bypass\"\n"
     };
     let (gw, port) = support::Gateway::start_on_own_port(dir, &[], config);
-    let origin = format!("https://localhost:{port}");
     assert_eq!(gw.scheme, "https");
     support::crypto();
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(gw.dir.path().join("gateway.crt")).unwrap()).unwrap();
     let c = reqwest::Client::builder()
         .add_root_certificate(ca)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    (gw, format!("https://localhost:{port}"), c)
+}
+
+fn hsts_of(r: &reqwest::Response) -> Option<String> {
+    r.headers().get("strict-transport-security").map(|v| v.to_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn gateway_pages_carry_hsts_under_tls() {
+    let up = support::upstream::Upstream::start().await;
+    let (_gw, origin, c) = tls_gateway(&up, "");
     check_gateway_pages(&c, &origin, &origin, true).await;
+}
+
+#[tokio::test]
+async fn every_answer_the_gateway_writes_under_tls_carries_hsts_but_proxied_ones_are_left_alone() {
+    let up = support::upstream::Upstream::start().await;
+    let (_gw, origin, c) = tls_gateway(&up, "");
+    // The 302 to the login page for a browser, the 401 for a script, a static
+    // asset, the health check: the gateway wrote each of them.
+    let r = c.get(format!("{origin}/private")).header("Accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert!(hsts_of(&r).is_some_and(|v| v.contains("max-age=31536000")), "302 to login: {:?}", r.headers());
+    let r = c.get(format!("{origin}/private")).header("Accept", "application/json").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(hsts_of(&r).is_some(), "401 for a script");
+    for path in ["/_auth/healthz", "/_auth/readyz", "/_auth/static/portcullis.css"] {
+        let r = c.get(format!("{origin}{path}")).send().await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        assert!(hsts_of(&r).is_some(), "{path}: no HSTS");
+    }
+    // The application's answer is its own business unless the operator asks.
+    let r = c.get(format!("{origin}/public/page")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(hsts_of(&r), None, "proxied answer without hsts_upstream");
+}
+
+#[tokio::test]
+async fn hsts_upstream_adds_hsts_to_proxied_answers_under_tls() {
+    let up = support::upstream::Upstream::start().await;
+    let (_gw, origin, c) = tls_gateway(&up, "hsts_upstream = true");
+    let r = c.get(format!("{origin}/public/page")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(hsts_of(&r).as_deref(), Some("max-age=31536000; includeSubDomains"));
+    assert_eq!(r.json::<Value>().await.unwrap()["path"], "/public/page", "the upstream answered");
+}
+
+/// `curl -I --http2` rejects a HEAD answer whose HEADERS frame does not end
+/// the stream (exit 92, PROTOCOL_ERROR) — as monitoring probes do.
+#[tokio::test]
+async fn head_over_http2_ends_the_stream_with_the_headers_on_every_route() {
+    if std::process::Command::new("curl").arg("--version").output().is_err() {
+        return support::skip::skip("curl is not on PATH");
+    }
+    let up = support::upstream::Upstream::start().await;
+    let (gw, origin, c) = tls_gateway(&up, "");
+    let cert = gw.dir.path().join("gateway.crt");
+    let port = origin.rsplit(':').next().unwrap().to_string();
+    for (path, status) in [
+        ("/_auth/healthz", "200"),
+        ("/_auth/login", "200"),
+        ("/_auth/static/portcullis.css", "200"),
+        ("/_auth/no-such-page", "404"),
+        ("/private", "302"),
+        ("/public/page", "200"),
+    ] {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-I", "--http2", "--max-time", "10", "-H", "Accept: text/html", "--cacert"])
+            .arg(&cert)
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .arg(format!("{origin}{path}"))
+            .output()
+            .unwrap();
+        let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(
+            out.status.success(),
+            "{path}: curl exit {:?}: {}{head}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(head.starts_with(&format!("http/2 {status}")), "{path}: {head}");
+        if status == "200" {
+            assert!(head.contains("content-length:"), "{path}: HEAD keeps the length: {head}");
+        }
+    }
+    // The same through hyper's HTTP/2 client: the answer has the GET's length
+    // and no body.
+    let get = c.get(format!("{origin}/_auth/login")).send().await.unwrap();
+    assert_eq!(get.version(), reqwest::Version::HTTP_2);
+    let len = get.bytes().await.unwrap().len();
+    let head = c.head(format!("{origin}/_auth/login")).send().await.unwrap();
+    assert_eq!(head.version(), reqwest::Version::HTTP_2);
+    assert_eq!(head.headers()["content-length"], len.to_string().as_str());
+    assert!(head.bytes().await.unwrap().is_empty());
+    // A 304 describes no body of its own: no length is made up for it.
+    let css = format!("{origin}/_auth/static/portcullis.css");
+    let etag = c.get(&css).send().await.unwrap().headers()["etag"].clone();
+    let r = c.head(&css).header("If-None-Match", etag).send().await.unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers().get("content-length"), None, "{:?}", r.headers());
+}
+
+/// `auth.app_name` names the product everywhere a visitor reads it: titles,
+/// the sign-in lead and the footer of every page (error pages included).
+#[tokio::test]
+async fn app_name_replaces_the_product_name_on_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = support::empty_users(dir.path());
+    let config = support::base_config("http://127.0.0.1:9", "two_factor", &users)
+        .replace("[auth]\n", "[auth]\napp_name = \"Acme Wiki\"\n");
+    let gw = support::Gateway::start_in(dir, &config, &[]);
+    let c = support::client();
+    for path in ["/_auth/login", "/_auth/logout", "/_auth/no-such-page", "/_auth/otp"] {
+        let r = c.get(gw.url(path)).header("Accept", "text/html").send().await.unwrap();
+        let page = r.text().await.unwrap();
+        if !page.contains("<footer") {
+            continue; // /otp without a pending login redirects
+        }
+        assert!(page.contains("Protected by Acme Wiki"), "{path}: {page}");
+        let visible = page.replace("/static/portcullis.", "");
+        assert!(!visible.to_lowercase().contains("portcullis"), "{path} names the product: {page}");
+    }
 }

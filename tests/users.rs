@@ -293,7 +293,7 @@ async fn user_add_writes_a_valid_entry_that_can_log_in_while_the_gateway_runs() 
         Some(&format!("{CAROL_PASSWORD}\n")),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("added carol"), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("added user carol to "), "{}", stdout(&out));
     assert!(!stdout(&out).contains(CAROL_PASSWORD) && !stderr(&out).contains(CAROL_PASSWORD));
 
     // The file is valid, carol is in it with a hash, and nobody else was lost.
@@ -357,7 +357,7 @@ async fn user_list_shows_every_user_and_whether_they_are_disabled() {
     );
     let out = portcullis(&["user", "disable", "bob", "--users-file", file], None);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("disabled bob"));
+    assert!(stdout(&out).starts_with("disabled user bob in "), "{}", stdout(&out));
     let out = portcullis(&["user", "list", "--users-file", file], None);
     let listed = stdout(&out);
     assert!(listed.lines().any(|l| l.starts_with("bob\t") && l.ends_with("\tdisabled")), "{listed}");
@@ -464,4 +464,87 @@ fn sighup_right_after_start_reloads_the_users_file_instead_of_killing_the_gatewa
         let line = log.lines().find(|l| l.contains(RELOADED)).unwrap_or_else(|| panic!("run {i}: no reload:\n{log}"));
         assert!(line.contains("\"reason\":\"SIGHUP\"") && line.contains("\"users\":1"), "run {i}: {line}");
     }
+}
+
+#[tokio::test]
+async fn user_add_refuses_a_weak_password_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    support::write_users(&users, &[TESTUSER]);
+    let file = users.to_str().unwrap();
+    let original = std::fs::read(&users).unwrap();
+    for weak in ["x\n", "password1\n", "frank2026\n"] {
+        let out =
+            portcullis(&["user", "add", "frank", "--email", "frank@example.com", "--users-file", file], Some(weak));
+        assert_eq!(out.status.code(), Some(1), "{weak:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.contains("too weak") && err.contains("--allow-weak"), "{weak:?}: {err}");
+    }
+    assert_eq!(std::fs::read(&users).unwrap(), original, "nothing was written");
+
+    let out = portcullis(
+        &["user", "add", "frank", "--email", "frank@example.com", "--allow-weak", "--users-file", file],
+        Some("x\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("added user frank to "), "{}", stdout(&out));
+    let out = portcullis(
+        &["user", "add", "gina", "--email", "gina@example.com", "--users-file", file],
+        Some("copper kettle under the stairs\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "a strong password is taken as is: {}", stderr(&out));
+    assert_eq!(stdout(&out), format!("added user gina to {file}\n"));
+}
+
+/// Like the other commands, `user` takes `--config`: the users file is the
+/// config's `auth.users_file` (relative to the config's directory).
+#[tokio::test]
+async fn user_commands_find_the_users_file_through_config() {
+    let site = tempfile::tempdir().unwrap();
+    let config = site.path().join("portcullis.toml");
+    std::fs::write(&config, format!("[auth]\nsecret = \"{}\"\nusers_file = \"users.toml\"\n", support::SECRET))
+        .unwrap();
+    let cfg = config.to_str().unwrap();
+    let out = portcullis(
+        &["user", "add", "hana", "--email", "hana@example.com", "--config", cfg],
+        Some("copper kettle under the stairs\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let users = site.path().join("users.toml");
+    assert!(stdout(&out).contains(&users.display().to_string()), "{}", stdout(&out));
+    assert!(portcullis::auth::users::load(&users).unwrap().get("hana").is_some());
+    let out = portcullis(&["user", "disable", "hana", "--config", cfg], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = portcullis(&["user", "list", "--config", cfg], None);
+    assert!(stdout(&out).starts_with("hana\thana@example.com\t\tdisabled"), "{}", stdout(&out));
+
+    // The help says where the password comes from, and how fast disable acts.
+    let help = stdout(&portcullis(&["user", "add", "--help"], None));
+    assert!(help.contains("stdin") && help.contains("--allow-weak") && help.contains("--config"), "{help}");
+    let help = stdout(&portcullis(&["user", "disable", "--help"], None));
+    assert!(help.contains("within about a second"), "{help}");
+}
+
+/// `user disable` while the gateway runs: the user's session is refused
+/// within a second of the command returning (the file is watched, not polled
+/// every few seconds).
+#[tokio::test]
+async fn a_disabled_users_session_is_refused_within_a_second() {
+    let h = harness(Backend::Memory).await.unwrap();
+    let bob = logs_in(&h, "bob", BOB_PASSWORD).await;
+    let out = portcullis(&["user", "disable", "bob", "--users-file", h.users.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let disabled = Instant::now();
+    loop {
+        let status = app_status(&h, &bob).await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(disabled.elapsed() < Duration::from_secs(1), "bob's session still works after 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = disabled.elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(h.gw.log_contains("users file reloaded"));
 }

@@ -117,6 +117,12 @@ impl AccountActions {
         Ok(crate::auth::login::level_for(self.default_policy))
     }
 
+    /// True when the deployment's default policy asks every login for a
+    /// second factor, whether or not the user turned 2FA on for the account.
+    pub fn policy_requires_two_factor(&self) -> bool {
+        self.default_policy == Policy::TwoFactor
+    }
+
     /// The account page's data.
     pub async fn overview(&self, user: &User) -> Result<Overview, StoreError> {
         let state = self.store.user_state(&user.username).await?;

@@ -81,6 +81,39 @@ impl PasswordChecker {
     }
 }
 
+/// The lowest zxcvbn score (0-4) a new password may have: 3 is "safely
+/// unguessable" against an offline attack on a slow hash, which is what a
+/// stolen users file allows.
+pub const MIN_STRENGTH: u8 = 3;
+
+/// How a new password fares: zxcvbn's score and its advice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Strength {
+    pub score: u8,
+    /// The warning and suggestions, in one sentence or more (may be empty).
+    pub advice: String,
+}
+
+impl Strength {
+    pub fn is_weak(&self) -> bool {
+        self.score < MIN_STRENGTH
+    }
+}
+
+/// Estimates a new password's strength with zxcvbn; `related` (the user's
+/// name and e-mail) count as guessable words.
+pub fn strength(password: &str, related: &[&str]) -> Strength {
+    let estimate = zxcvbn::zxcvbn(password, related);
+    let mut advice = Vec::new();
+    if let Some(f) = estimate.feedback() {
+        if let Some(w) = f.warning() {
+            advice.push(w.to_string());
+        }
+        advice.extend(f.suggestions().iter().map(ToString::to_string));
+    }
+    Strength { score: u8::from(estimate.score()), advice: advice.join(" ") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +126,17 @@ mod tests {
         assert!(checker.verify(Some(&hash), "correct horse").await.unwrap());
         assert!(!checker.verify(Some(&hash), "wrong").await.unwrap());
         assert!(!checker.verify(None, "correct horse").await.unwrap());
+    }
+
+    #[test]
+    fn weak_passwords_are_told_apart_from_strong_ones() {
+        for weak in ["a", "password1", "alice2026", "Summer2026!", "qwertyuiop"] {
+            assert!(strength(weak, &["alice", "alice@example.com"]).is_weak(), "{weak}");
+        }
+        let s = strength("a", &[]);
+        assert!(!s.advice.is_empty(), "a weak password comes with advice");
+        for strong in ["correct horse battery staple", "mV9#tq2!Lp0zR", "a fine password for carol 1"] {
+            assert!(!strength(strong, &["carol"]).is_weak(), "{strong}: {:?}", strength(strong, &["carol"]));
+        }
     }
 }

@@ -379,18 +379,25 @@ impl Users {
         }
     }
 
-    /// Watches the file (polling its stamp) and SIGHUP until shutdown; ends the
-    /// sessions of users an edit removed or disabled. Call it before announcing
-    /// the listener: the SIGHUP handler is in place when this returns, so a reload
-    /// right after start-up does not meet the default action (terminate).
+    /// Watches the file and SIGHUP until shutdown; ends the sessions of users
+    /// an edit removed or disabled. The file's directory is watched through the
+    /// kernel (inotify), so an edit applies within about a second: once the
+    /// file has held still for [`SETTLE`]. Where watching is unavailable, or
+    /// an event is missed, the file's stamp is polled every [`POLL`] as well.
+    /// Call it before announcing the listener: the SIGHUP handler is in place
+    /// when this returns, so a reload right after start-up does not meet the
+    /// default action (terminate).
     pub fn watch(self: &Arc<Self>, store: Store, audit: Audit, shutdown: crate::server::Shutdown) {
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .inspect_err(|e| tracing::warn!(error = %e, "no SIGHUP handler; the users file reloads on change only"))
             .ok();
+        let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = watch_file(&self.path, tx);
         let users = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            let _watcher = watcher;
+            let mut tick = tokio::time::interval(POLL);
             loop {
                 #[cfg(unix)]
                 let hup_fut = async {
@@ -405,12 +412,90 @@ impl Users {
                 let hup_fut = std::future::pending::<()>();
                 tokio::select! {
                     _ = tick.tick() => users.reload_if_changed(&store, &audit).await,
+                    Some(()) = changes.recv() => {
+                        users.settle(&mut changes).await;
+                        users.reload_if_new(&store, &audit).await;
+                    }
                     _ = hup_fut => users.reload_logged("SIGHUP", &store, &audit).await,
                     _ = shutdown.wait() => return,
                 }
             }
         });
     }
+
+    /// Waits until the file has neither changed nor been reported for [`SETTLE`]:
+    /// an editor that truncates and then writes is not caught in between.
+    async fn settle(&self, changes: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
+        loop {
+            let before = file_stamp(&self.path);
+            tokio::select! {
+                _ = tokio::time::sleep(SETTLE) => {
+                    if file_stamp(&self.path) == before {
+                        return;
+                    }
+                }
+                more = changes.recv() => {
+                    if more.is_none() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reloads when the file differs from the copy last applied (a watched
+    /// change that has settled).
+    async fn reload_if_new(&self, store: &Store, audit: &Audit) {
+        let now = file_stamp(&self.path);
+        let new = {
+            let mut stamps = self.stamps.lock().unwrap_or_else(|p| p.into_inner());
+            let new = now != stamps.applied;
+            if new {
+                *stamps = Stamps::new(now);
+            }
+            new
+        };
+        if new {
+            self.reload_logged("file changed", store, audit).await;
+        }
+    }
+}
+
+/// How long a watched users file must hold still before it is applied.
+const SETTLE: Duration = Duration::from_millis(250);
+/// How often the users file's stamp is polled (the fallback to watching).
+const POLL: Duration = Duration::from_secs(2);
+
+/// Watches the directory of `path` (editors and `portcullis user` replace the
+/// file by renaming a new one over it, which a watch on the file itself would
+/// lose) and reports changes that concern the file. None, logged, when the
+/// platform cannot watch: polling then does the work alone.
+fn watch_file(path: &Path, tx: tokio::sync::mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    let name = path.file_name()?.to_owned();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let handler = move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        // Opening and reading (ours included) change nothing.
+        if let EventKind::Access(kind) = event.kind
+            && kind != AccessKind::Close(AccessMode::Write)
+        {
+            return;
+        }
+        if event.paths.iter().any(|p| p.file_name() == Some(name.as_os_str())) {
+            let _ = tx.send(());
+        }
+    };
+    let watched = notify::recommended_watcher(handler).and_then(|mut w| {
+        w.watch(dir, notify::RecursiveMode::NonRecursive)?;
+        Ok(w)
+    });
+    watched
+        .inspect_err(|e| {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the users file's directory; polling it every 2 s")
+        })
+        .ok()
 }
 
 /// What a successful reload changed.

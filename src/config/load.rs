@@ -7,12 +7,14 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 
 use super::types::Config;
+use super::upstream_env;
 use super::validate::{Problem, validate};
 
 /// The top-level sections; only env vars naming one of them are configuration
 /// (so `PORTCULLIS_CONFIG` or `PORTCULLIS_REQUIRE_SERVICES` are not mistaken for keys).
+/// `upstream`, a list, has its own reading (`upstream_env`).
 const SECTIONS: &[&str] =
-    &["server", "upstream", "auth", "session", "otp", "store", "mail", "rate_limit", "lockout", "access_control"];
+    &["server", "auth", "session", "otp", "store", "mail", "rate_limit", "lockout", "access_control"];
 
 /// A validated configuration and where it came from.
 #[derive(Debug, Clone)]
@@ -86,7 +88,19 @@ pub fn load_file(file: Option<PathBuf>, base: Config, demo: bool) -> Result<Load
         figment = figment.merge(Toml::file_exact(path));
     }
     figment = figment.merge(env_provider());
-    load_from_figment(figment, file, demo)
+    let upstream = upstream_env::apply(
+        &figment,
+        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+    )
+    .map_err(|problems| ConfigError { file: file.clone(), problems })?;
+    let Some(upstream) = upstream else {
+        return load_from_figment(figment, file, demo);
+    };
+    figment = figment.merge(Serialized::default("upstream", upstream.list));
+    load_from_figment(figment, file, demo).map_err(|mut e| {
+        upstream_env::name_variables(&mut e.problems, &upstream.set_by);
+        e
+    })
 }
 
 /// Extracts and validates from an assembled figment (also used by tests).
@@ -94,11 +108,59 @@ pub fn load_from_figment(figment: Figment, file: Option<PathBuf>, demo: bool) ->
     let mut config: Config = figment
         .extract()
         .map_err(|e| ConfigError { file: file.clone(), problems: e.into_iter().map(problem_from_figment).collect() })?;
+    if let Some(path) = &file {
+        resolve_relative_paths(&mut config, &figment, path);
+    }
     let problems = validate(&mut config, demo);
     if !problems.is_empty() {
         return Err(ConfigError { file, problems });
     }
     Ok(LoadedConfig { config, file })
+}
+
+/// Makes the relative paths written in the config file relative to the file's
+/// directory, so the gateway finds the same files whatever directory it was
+/// started from (a systemd unit, a shell in another directory). Paths from
+/// `PORTCULLIS_*` variables and the built-in defaults stay relative to the
+/// working directory, as paths on a command line are.
+fn resolve_relative_paths(c: &mut Config, figment: &Figment, file: &Path) {
+    let dir = file.parent().unwrap_or(Path::new(""));
+    let from_file = |key: &str| {
+        figment
+            .find_metadata(key)
+            .and_then(|m| m.source.as_ref())
+            .and_then(|s| s.file_path())
+            .is_some_and(|f| f == file)
+    };
+    let resolve = |key: &str, path: &mut PathBuf| {
+        if path.is_relative() && from_file(key) {
+            *path = dir.join(&*path);
+        }
+    };
+    resolve("auth.users_file", &mut c.auth.users_file);
+    if let Some(p) = &mut c.server.tls_cert {
+        resolve("server.tls_cert", p);
+    }
+    if let Some(p) = &mut c.server.tls_key {
+        resolve("server.tls_key", p);
+    }
+    if let Some(p) = &mut c.store.state_file {
+        resolve("store.state_file", p);
+    }
+    if let Some(ca) = &mut c.store.ca_file {
+        resolve("store.ca_file", &mut ca.path);
+    }
+    if let Some(p) = &mut c.mail.file_dir {
+        resolve("mail.file_dir", p);
+    }
+    if let Some(ca) = &mut c.mail.smtp_ca_file {
+        resolve("mail.smtp_ca_file", &mut ca.path);
+    }
+    for u in &mut c.upstream {
+        if let Some(ca) = &mut u.ca_file {
+            resolve("upstream", &mut ca.path);
+        }
+    }
 }
 
 /// `["access_control", "rules", "2", "networks"]` → `access_control.rules[2].networks`,

@@ -5,6 +5,7 @@
 
 mod load;
 mod types;
+mod upstream_env;
 mod validate;
 pub mod values;
 

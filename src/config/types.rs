@@ -80,6 +80,10 @@ pub struct ServerConfig {
     /// connections otherwise stay open as long as the client answers pings).
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
+    /// Add `Strict-Transport-Security` to proxied responses that lack it, when
+    /// the gateway itself terminates TLS (the gateway's own answers always carry
+    /// it under TLS).
+    pub hsts_upstream: bool,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +102,7 @@ impl Default for ServerConfig {
             body_read_timeout: Duration::from_secs(10),
             max_connections_per_client: 256,
             idle_timeout: Duration::from_secs(120),
+            hsts_upstream: false,
         }
     }
 }
@@ -315,6 +320,8 @@ pub struct MailConfig {
     /// (an internal relay with a private CA); see `mail::tls` for why instead.
     pub smtp_ca_file: Option<CaFile>,
     pub smtp_username: Option<String>,
+    /// Not printed by `check-config` when empty (file and console mail have none).
+    #[serde(skip_serializing_if = "Secret::is_empty")]
     pub smtp_password: Secret,
     #[serde(with = "duration")]
     pub timeout: Duration,

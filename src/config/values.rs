@@ -20,9 +20,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"90s\", \"10m\", \"30d\""))
 }
 
-/// Renders a duration the way an operator writes it ("5m", "30days").
+/// Renders a duration the way an operator writes it, in the units the
+/// reference config uses ("30d", "1h 30m", "90s" prints as "1m 30s"), so
+/// `check-config` shows back what was written and what parses again.
 pub fn format_duration(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+    let mut parts = Vec::new();
+    let mut secs = d.as_secs();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            parts.push(format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    let millis = d.subsec_millis();
+    if millis > 0 {
+        parts.push(format!("{millis}ms"));
+    }
+    if parts.is_empty() { "0s".to_string() } else { parts.join(" ") }
 }
 
 /// `#[serde(with = "duration")]` for `Duration` fields.
@@ -287,6 +301,23 @@ mod tests {
         assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("15").unwrap(), Duration::from_secs(15));
         assert!(parse_duration("ten minutes").is_err());
+    }
+
+    #[test]
+    fn durations_print_as_operators_write_them_and_parse_back() {
+        for (d, text) in [
+            (Duration::from_secs(30 * 86400), "30d"),
+            (Duration::from_secs(12 * 3600), "12h"),
+            (Duration::from_secs(5400), "1h 30m"),
+            (Duration::from_secs(600), "10m"),
+            (Duration::from_secs(90), "1m 30s"),
+            (Duration::from_millis(1500), "1s 500ms"),
+            (Duration::ZERO, "0s"),
+        ] {
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text).unwrap(), d, "{text} parses back");
+        }
+        assert_eq!(RateSpec::new(5, Duration::from_secs(3600)).to_string(), "5/1h");
     }
 
     #[test]

@@ -49,6 +49,7 @@ async fn account_page(
         chrome: portal.chrome(cx.headers, new_token, "Your account"),
         user: UserView::of(&auth.user),
         otp_enabled: data.state.otp_enabled,
+        otp_required_by_policy: portal.account.policy_requires_two_factor(),
         backup_codes_left: data.state.backup_codes_left,
         backup_codes: &n.backup_codes,
         backup_codes_txt: form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20"),
@@ -125,6 +126,7 @@ pub(super) async fn view(cx: &Cx<'_>) -> Answer {
                     "display_name": user.display_name,
                     "groups": user.groups,
                     "otp_enabled": data.state.otp_enabled,
+                    "otp_required_by_policy": cx.portal.account.policy_requires_two_factor(),
                     "backup_codes_left": data.state.backup_codes_left,
                     "recent_logins": recent,
                 });

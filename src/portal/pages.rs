@@ -126,6 +126,8 @@ pub struct AccountView<'a> {
     pub chrome: Chrome<'a>,
     pub user: UserView<'a>,
     pub otp_enabled: bool,
+    /// The deployment's policy asks every login for a code anyway.
+    pub otp_required_by_policy: bool,
     pub backup_codes_left: u32,
     /// New backup codes, shown once.
     pub backup_codes: &'a [String],

@@ -58,7 +58,7 @@ fn account_ctx() -> serde_json::Value {
     with(json!({
         "user": {"username": "alice", "email": "alice@example.com", "display_name": "Alice Liddell",
                  "groups": ["admins", "dev"]},
-        "otp_enabled": true, "backup_codes_left": 7,
+        "otp_enabled": true, "otp_required_by_policy": false, "backup_codes_left": 7,
         "backup_codes": ["ABCD2345", "EFGH6789"], "backup_codes_txt": "ABCD2345%0AEFGH6789%0A", "confirm_enable": false,
         "recent_logins": [{"time": "2026-11-24 13:05 UTC", "ip": "203.0.113.9", "device": "Firefox on Linux"}],
         "sessions": [
@@ -212,6 +212,17 @@ fn account_page_states_off_and_confirm() {
     assert!(html.contains("No sign-ins recorded yet."));
     assert!(html.contains("Signed in as <strong>alice</strong>"));
     assert!(html.contains("none"));
+
+    assert!(html.contains("Only your password protects this account"));
+    assert!(!html.contains("Required by your organisation"));
+
+    // The policy asks for a code though the user has not turned 2FA on.
+    v["otp_required_by_policy"] = json!(true);
+    let html = render("account.html", v.clone());
+    assert!(html.contains("Required by your organisation"), "{html}");
+    assert!(!html.contains("Only your password protects"), "{html}");
+    assert!(html.contains(r#"name="enable_otp" value="true""#), "enrolling stays possible");
+    v["otp_required_by_policy"] = json!(false);
 
     v["confirm_enable"] = json!(true);
     let html = render("account.html", v);

@@ -213,15 +213,9 @@ fn spawn_nginx(bin: &Path, dir: &Path, port: u16, gateway: &str, upstream: &str)
         .replace("127.0.0.1:3000", upstream)
         .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
     std::fs::write(dir.join("portcullis.conf"), site).expect("write site");
-    let d = dir.display();
+    // The shipped nginx.conf as it is: its paths are relative to the prefix (-p).
     let user = if running_as_root() { "user root root;\n" } else { "" };
-    let main = format!(
-        "{user}daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-         events {{ worker_connections 512; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-           fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-           include {d}/portcullis.conf;\n}}\n"
-    );
+    let main = format!("{user}{}", deploy("nginx/nginx.conf"));
     std::fs::write(dir.join("nginx.conf"), main).expect("write nginx.conf");
     let log = dir.join("error.log");
     let child = Command::new(bin)
