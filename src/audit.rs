@@ -56,6 +56,10 @@ pub enum SecurityEvent {
     AccountUnlocked,
     /// An operator cleared an address's windows (`portcullis unlock --ip`).
     IpUnlocked,
+    /// The user confirmed an authenticator app (TOTP).
+    TotpEnabled,
+    /// The user removed their authenticator app.
+    TotpRemoved,
 }
 
 impl SecurityEvent {
@@ -73,6 +77,8 @@ impl SecurityEvent {
             SecurityEvent::Logout => "logout",
             SecurityEvent::AccountUnlocked => "account_unlocked",
             SecurityEvent::IpUnlocked => "ip_unlocked",
+            SecurityEvent::TotpEnabled => "totp_enabled",
+            SecurityEvent::TotpRemoved => "totp_removed",
         }
     }
 }

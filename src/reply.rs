@@ -322,6 +322,19 @@ fn explain_login(e: &LoginError) -> Explained {
             Explained::new(StatusCode::BAD_REQUEST, "The verification code has expired. Please request a new one.")
                 .with("expired", json!(true))
         }
+        LoginError::InvalidTotp { remaining } => Explained::new(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid code from your authenticator app. {remaining} attempt(s) left."),
+        )
+        .with("remaining_attempts", json!(remaining)),
+        LoginError::TotpExhausted => Explained::new(
+            StatusCode::BAD_REQUEST,
+            "Too many wrong codes from your authenticator app. Have a code e-mailed to you, or use a backup code.",
+        )
+        .with("max_attempts_reached", json!(true)),
+        LoginError::NoTotp => {
+            Explained::new(StatusCode::BAD_REQUEST, "No authenticator app is set up for this account.")
+        }
         LoginError::InvalidBackupCode { remaining } => Explained::new(
             StatusCode::BAD_REQUEST,
             format!("Invalid backup code. {remaining} attempt(s) left before the account is locked."),

@@ -23,6 +23,16 @@ pub enum LoginError {
     MaxAttempts,
     #[error("code expired")]
     Expired,
+    /// A wrong (or replayed) code from the authenticator app; `remaining`:
+    /// wrong codes this login may still have before the app is refused.
+    #[error("invalid authenticator code")]
+    InvalidTotp { remaining: u32 },
+    /// Too many wrong app codes for this login: e-mail or a backup code remain.
+    #[error("maximum authenticator attempts reached")]
+    TotpExhausted,
+    /// The user has no authenticator app to check a code against.
+    #[error("no authenticator app")]
+    NoTotp,
     /// `remaining`: failures the account may still have before it locks.
     #[error("invalid backup code")]
     InvalidBackupCode { remaining: u32 },

@@ -13,6 +13,7 @@
 //!   that match no account;
 //! - `suspicious`: the suspicious-activity rules run after a login and after
 //!   failures;
+//! - `totp`: authenticator apps (RFC 6238 codes, enrolment, sealed secrets);
 //! - `login`: the login state machine (password → second factor → session);
 //! - `account`: account self-service (2FA on and off, backup codes, sessions);
 //! - `operator`: what operators do (unlock an account or address, end a
@@ -30,6 +31,7 @@ pub mod notify;
 pub mod operator;
 pub mod password;
 pub mod suspicious;
+pub mod totp;
 pub mod users;
 
 use crate::audit::Actor;

@@ -1,7 +1,8 @@
 //! The account endpoints: the account page and `api/me`, and one handler per
-//! action (toggle 2FA, confirm it, regenerate backup codes, revoke one session
-//! or all others, list sessions), each answering a form post with the account
-//! page and an API call with JSON.
+//! action (toggle e-mailed codes, confirm them, set up, confirm or remove an
+//! authenticator app, regenerate backup codes, revoke one session or all
+//! others, list sessions), each answering a form post with the account page
+//! and an API call with JSON.
 
 use std::sync::Arc;
 
@@ -12,8 +13,9 @@ use serde_json::json;
 use super::context::{Answer, Cx};
 use super::forms::Fields;
 use super::pages::{AccountView, LoginRow, SessionRow, UserView};
-use crate::auth::account::{AccountError, Toggle};
+use crate::auth::account::{AccountError, Toggle, TotpConfirmed};
 use crate::auth::login::LoginError;
+use crate::auth::totp::Enrolment;
 use crate::auth::users::User;
 use crate::body::Response;
 use crate::gate::Authenticated;
@@ -27,6 +29,8 @@ struct Notice<'a> {
     error: &'a str,
     backup_codes: Vec<String>,
     confirm_enable: bool,
+    /// An authenticator app being set up: its secret and QR code.
+    totp_setup: Option<Enrolment>,
 }
 
 /// The account page for the session's user. `new_token` is a session token
@@ -49,6 +53,9 @@ async fn account_page(
         chrome: portal.chrome(cx.headers, new_token, "Your account"),
         user: UserView::of(&auth.user),
         otp_enabled: data.state.otp_enabled,
+        totp_enabled: data.state.totp_enabled,
+        totp_setup: n.totp_setup.as_ref(),
+        totp_digits: portal.settings.totp_digits,
         backup_codes_left: data.state.backup_codes_left,
         backup_codes: &n.backup_codes,
         backup_codes_txt: form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20"),
@@ -125,6 +132,8 @@ pub(super) async fn view(cx: &Cx<'_>) -> Answer {
                     "display_name": user.display_name,
                     "groups": user.groups,
                     "otp_enabled": data.state.otp_enabled,
+                    "totp_enabled": data.state.totp_enabled,
+                    "second_factors": second_factors(&data.state),
                     "backup_codes_left": data.state.backup_codes_left,
                     "recent_logins": recent,
                 });
@@ -133,6 +142,107 @@ pub(super) async fn view(cx: &Cx<'_>) -> Answer {
         },
     };
     (r, Some(auth.user))
+}
+
+/// The second factors the user enrolled, by their method names.
+fn second_factors(state: &crate::store::UserState) -> Vec<&'static str> {
+    let mut f = Vec::new();
+    if state.totp_enabled {
+        f.push("totp");
+    }
+    if state.otp_enabled {
+        f.push("email");
+    }
+    f
+}
+
+/// `POST account/totp`, `POST api/totp/setup` (with the password): a new
+/// authenticator secret, its otpauth URI and QR code, to confirm with a code.
+pub(super) async fn totp_setup(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let result = cx.portal.account.totp_setup(&auth.user, &auth.token, fields.get("password"), &cx.client()).await;
+    let r = match (result, cx.format) {
+        (Ok(enrolment), Format::Html) => {
+            let n = Notice {
+                message: "Scan the QR code with your authenticator app, then enter the code it shows.",
+                totp_setup: Some(enrolment),
+                ..Notice::default()
+            };
+            account_page(cx, &auth, StatusCode::OK, n, None).await
+        }
+        (Ok(e), Format::Json) => reply::json(
+            StatusCode::OK,
+            &json!({"success": true, "secret": e.secret, "otpauth_uri": e.otpauth_uri, "qr_svg": e.qr_svg}),
+        ),
+        (Err(e), _) => failed(cx, &auth, e).await,
+    };
+    (r, user_of(&auth))
+}
+
+/// `POST account/totp/confirm`, `POST api/totp/confirm`: the app's first
+/// code turns it on; backup codes (if new) are shown once and the session rotates.
+pub(super) async fn totp_confirm(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let code = fields.get("otp_code").unwrap_or("");
+    let result = cx.portal.account.totp_confirm(&auth.user, &auth.token, code, &cx.client()).await;
+    let r = match (result, cx.format) {
+        (Ok(TotpConfirmed { backup_codes, token }), Format::Html) => {
+            let n = Notice {
+                message: if backup_codes.is_some() {
+                    "Your authenticator app is set up. Store these backup codes somewhere safe."
+                } else {
+                    "Your authenticator app is set up."
+                },
+                backup_codes: backup_codes.unwrap_or_default(),
+                ..Notice::default()
+            };
+            account_page(cx, &auth, StatusCode::OK, n, Some(&token)).await
+        }
+        (Ok(TotpConfirmed { backup_codes, token }), Format::Json) => {
+            let mut body = json!({"success": true, "totp_enabled": true, "message": "Authenticator app set up"});
+            if let Some(codes) = backup_codes {
+                body["backup_codes"] = json!(codes);
+            }
+            let mut r = reply::json(StatusCode::OK, &body);
+            reply::set_cookie(&mut r, cx.portal.cookies.session(&token, remembered(cx, &auth)));
+            r
+        }
+        (Err(e), _) => failed(cx, &auth, e).await,
+    };
+    (r, user_of(&auth))
+}
+
+/// `POST account/totp/remove`, `POST api/totp/remove` (with the password).
+pub(super) async fn totp_remove(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let result = cx.portal.account.totp_remove(&auth.user, &auth.token, fields.get("password"), &cx.client()).await;
+    let r = match (result, cx.format) {
+        (Ok(toggle), Format::Html) => {
+            let message = match toggle {
+                Toggle::Changed => "Your authenticator app was removed.",
+                Toggle::Unchanged => "No changes made.",
+            };
+            account_page(cx, &auth, StatusCode::OK, Notice { message, ..Notice::default() }, None).await
+        }
+        (Ok(toggle), Format::Json) => {
+            let message = match toggle {
+                Toggle::Changed => "Authenticator app removed",
+                Toggle::Unchanged => "No changes made",
+            };
+            reply::json(StatusCode::OK, &json!({"success": true, "totp_enabled": false, "message": message}))
+        }
+        (Err(e), _) => failed(cx, &auth, e).await,
+    };
+    (r, user_of(&auth))
 }
 
 /// `POST account/otp`, `POST api/toggle-otp`: `enable_otp` true e-mails a

@@ -52,8 +52,14 @@ pub struct CodeView<'a> {
     pub remaining_attempts: Option<u32>,
     /// The backup-code form instead of the e-mailed code's.
     pub backup: bool,
+    /// The authenticator app's form instead of the e-mailed code's.
+    pub totp: bool,
+    /// The user has an authenticator app (the other forms offer it).
+    pub totp_enabled: bool,
     /// Digits of an e-mailed code (`otp.digits`).
     pub code_digits: u32,
+    /// Digits of an app's code (`totp.digits`).
+    pub totp_digits: u32,
 }
 
 #[derive(Serialize)]
@@ -126,6 +132,12 @@ pub struct AccountView<'a> {
     pub chrome: Chrome<'a>,
     pub user: UserView<'a>,
     pub otp_enabled: bool,
+    /// An authenticator app is set up.
+    pub totp_enabled: bool,
+    /// An authenticator app being set up: secret and QR code to show.
+    pub totp_setup: Option<&'a crate::auth::totp::Enrolment>,
+    /// Digits of an app's code (`totp.digits`).
+    pub totp_digits: u32,
     pub backup_codes_left: u32,
     /// New backup codes, shown once.
     pub backup_codes: &'a [String],

@@ -16,8 +16,8 @@ use subtle::ConstantTimeEq;
 
 use super::types::{
     AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, IpHistory, PendingLogin, RATE_RECORD_CAP,
-    RateBucket, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, UserState, duration_ms, lock,
-    session_expiry_ms,
+    RateBucket, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, TotpSecrets, UserState, duration_ms,
+    lock, session_expiry_ms,
 };
 use crate::clock::Clock;
 use crate::config::StoreConfig;
@@ -542,6 +542,26 @@ impl MemoryStore {
 
     pub(super) async fn consume_backup_code(&self, user: &str, hash: &[u8; 32]) -> StoreResult<bool> {
         self.durable.consume_backup_code(user, hash).await
+    }
+
+    pub(super) async fn totp_secrets(&self, user: &str) -> StoreResult<TotpSecrets> {
+        Ok(self.durable.totp_secrets(user))
+    }
+
+    pub(super) async fn set_totp_pending(&self, user: &str, sealed: &str) -> StoreResult<()> {
+        self.durable.set_totp_pending(user, sealed).await
+    }
+
+    pub(super) async fn enable_totp(&self, user: &str, sealed: &str, step: u64) -> StoreResult<()> {
+        self.durable.enable_totp(user, sealed, step).await
+    }
+
+    pub(super) async fn remove_totp(&self, user: &str) -> StoreResult<bool> {
+        self.durable.remove_totp(user).await
+    }
+
+    pub(super) async fn use_totp_step(&self, user: &str, step: u64) -> StoreResult<bool> {
+        self.durable.use_totp_step(user, step).await
     }
 
     pub(super) async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<IpHistory> {

@@ -62,6 +62,12 @@ impl Keys {
         self.user(user, "backup")
     }
 
+    /// The user's authenticator-app hash: `secret` and `pending` (sealed),
+    /// `last_step`.
+    pub(super) fn totp(&self, user: &str) -> String {
+        self.user(user, "totp")
+    }
+
     pub(super) fn known_ips(&self, user: &str) -> String {
         self.user(user, "ips")
     }
