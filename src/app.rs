@@ -15,6 +15,7 @@ use crate::auth::lockout::Lockout;
 use crate::auth::login::{LoginFlow, LoginSettings};
 use crate::auth::notify::Notifier;
 use crate::auth::operator::OperatorActions;
+use crate::auth::passkey::Passkeys;
 use crate::auth::password::PasswordChecker;
 use crate::auth::suspicious::SuspiciousActivity;
 use crate::auth::totp::Authenticator;
@@ -98,6 +99,8 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
     let codes =
         Codes::new(store.clone(), notifier.clone(), limiter.clone(), audit.clone(), secret.clone(), &config.otp);
     let totp = Authenticator::new(store.clone(), &secret, &config.totp, clock.clone());
+    let passkeys =
+        Passkeys::new(store.clone(), &config.server.public_url, config.session.cookie_domain.as_deref(), clock.clone());
     let suspicious = SuspiciousActivity::new(store.clone(), audit.clone(), notifier.clone(), clock.clone());
     let lockout = Lockout::new(
         store.clone(),
@@ -123,6 +126,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         passwords: passwords.clone(),
         codes: codes.clone(),
         totp: totp.clone(),
+        passkeys: passkeys.clone(),
         limiter: limiter.clone(),
         lockout: lockout.clone(),
         audit: audit.clone(),
@@ -142,6 +146,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         passwords,
         codes,
         totp,
+        passkeys,
         audit: audit.clone(),
         notifier,
         lockout,

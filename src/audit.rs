@@ -60,6 +60,10 @@ pub enum SecurityEvent {
     TotpEnabled,
     /// The user removed their authenticator app.
     TotpRemoved,
+    /// The user added a passkey.
+    PasskeyAdded,
+    /// The user removed a passkey.
+    PasskeyRemoved,
 }
 
 impl SecurityEvent {
@@ -79,6 +83,8 @@ impl SecurityEvent {
             SecurityEvent::IpUnlocked => "ip_unlocked",
             SecurityEvent::TotpEnabled => "totp_enabled",
             SecurityEvent::TotpRemoved => "totp_removed",
+            SecurityEvent::PasskeyAdded => "passkey_added",
+            SecurityEvent::PasskeyRemoved => "passkey_removed",
         }
     }
 }

@@ -32,6 +32,7 @@ pub const AUTH_ATTEMPTS: &[(&str, &[&str])] = &[
     ("password", &["success", "invalid_credentials", "rate_limited", "locked", "disabled"]),
     ("otp", &["success", "invalid_otp", "max_attempts", "expired_otp", "rate_limited", "locked"]),
     ("totp", &["success", "invalid_otp", "replayed", "max_attempts", "not_enrolled", "rate_limited", "locked"]),
+    ("passkey", &["success", "invalid_passkey", "no_ceremony", "not_enrolled", "rate_limited", "locked"]),
     ("backup_code", &["success", "invalid_otp", "rate_limited", "locked"]),
     ("recheck", &["success", "invalid_credentials", "rate_limited", "locked"]),
 ];
@@ -86,6 +87,10 @@ pub const STORE_OPERATIONS: &[&str] = &[
     "enable_totp",
     "remove_totp",
     "use_totp_step",
+    "passkeys",
+    "set_passkeys",
+    "put_ceremony",
+    "take_ceremony",
     "record_known_ip",
     "append_audit",
     "recent_audit",

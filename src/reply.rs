@@ -230,6 +230,11 @@ impl Failure {
         match self {
             Failure::Login(e) => explain_login(e),
             Failure::Account(AccountError::Login(e)) => explain_login(e),
+            Failure::Account(
+                e @ AccountError::Passkey(
+                    crate::auth::passkey::PasskeyError::NoSuchPasskey | crate::auth::passkey::PasskeyError::Unavailable,
+                ),
+            ) => Explained::new(StatusCode::NOT_FOUND, e.to_string()),
             Failure::Account(e @ AccountError::NoSuchSession) => Explained::new(StatusCode::NOT_FOUND, e.to_string()),
             Failure::Account(e) => Explained::new(StatusCode::BAD_REQUEST, e.to_string()),
             Failure::Store(e) => {
@@ -335,6 +340,16 @@ fn explain_login(e: &LoginError) -> Explained {
         LoginError::NoTotp => {
             Explained::new(StatusCode::BAD_REQUEST, "No authenticator app is set up for this account.")
         }
+        LoginError::InvalidPasskey { remaining } => Explained::new(
+            StatusCode::BAD_REQUEST,
+            format!("The passkey could not be verified. {remaining} attempt(s) left before the account is locked."),
+        )
+        .with("remaining_attempts", json!(remaining)),
+        LoginError::NoPasskey => Explained::new(StatusCode::BAD_REQUEST, "No passkey is set up for this account."),
+        LoginError::PasskeyNotStarted => Explained::new(
+            StatusCode::BAD_REQUEST,
+            "Start signing in with your passkey first (or start again: the request expired).",
+        ),
         LoginError::InvalidBackupCode { remaining } => Explained::new(
             StatusCode::BAD_REQUEST,
             format!("Invalid backup code. {remaining} attempt(s) left before the account is locked."),

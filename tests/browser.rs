@@ -2,7 +2,8 @@
 //! off, driven by tests/browser/flow.mjs (playwright-core). Codes come from the
 //! SMTP sink and are handed to the script when it asks. tests/browser/totp.mjs
 //! sets up an authenticator app and signs in with it, computing the codes
-//! itself from the secret the page shows.
+//! itself from the secret the page shows. tests/browser/passkey.mjs adds a
+//! passkey with Chromium's virtual authenticator and signs in with it.
 
 mod support;
 
@@ -47,6 +48,7 @@ async fn run_script(script: &str, js: &str, options: Options) {
         .arg(&h.origin)
         .arg(js)
         .arg(digits.to_string())
+        .arg(h.up.url().replace("127.0.0.1", "localhost"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -104,4 +106,16 @@ async fn an_authenticator_app_is_set_up_and_signs_in_in_chromium_with_javascript
 #[tokio::test]
 async fn an_authenticator_app_is_set_up_and_signs_in_in_chromium_without_javascript() {
     run_script("totp.mjs", "off", Options { policy: "one_factor", ..Options::default() }).await;
+}
+
+#[tokio::test]
+async fn a_passkey_is_added_signs_in_and_is_removed_in_chromium_with_a_virtual_authenticator() {
+    let options = Options { policy: "one_factor", public_host: "localhost", ..Options::default() };
+    run_script("passkey.mjs", "on", options).await;
+}
+
+#[tokio::test]
+async fn without_javascript_the_account_page_says_passkeys_need_it() {
+    let options = Options { policy: "one_factor", public_host: "localhost", ..Options::default() };
+    run_script("passkey.mjs", "off", options).await;
 }

@@ -22,6 +22,7 @@ use crate::auth::codes::Codes;
 use crate::auth::error::LoginError;
 use crate::auth::lockout::Lockout;
 use crate::auth::notify::Notifier;
+use crate::auth::passkey::{PasskeyError, PasskeyInfo, Passkeys};
 use crate::auth::password::PasswordChecker;
 use crate::auth::totp::{Authenticator, Enrolment};
 use crate::auth::users::User;
@@ -46,7 +47,18 @@ pub enum AccountError {
     #[error("That code does not match. Check the app's clock and enter the current code.")]
     TotpWrongCode,
     #[error(transparent)]
+    Passkey(PasskeyError),
+    #[error(transparent)]
     Login(#[from] LoginError),
+}
+
+impl From<PasskeyError> for AccountError {
+    fn from(e: PasskeyError) -> Self {
+        match e {
+            PasskeyError::Store(e) => AccountError::Login(LoginError::Store(e)),
+            e => AccountError::Passkey(e),
+        }
+    }
 }
 
 impl From<StoreError> for AccountError {
@@ -88,6 +100,8 @@ enum Recheck {
     BackupCodes,
     TotpSetup,
     TotpRemove,
+    PasskeyAdd,
+    PasskeyRemove,
 }
 
 impl Recheck {
@@ -97,6 +111,8 @@ impl Recheck {
             Recheck::BackupCodes => "password re-check: new backup codes",
             Recheck::TotpSetup => "password re-check: set up an authenticator app",
             Recheck::TotpRemove => "password re-check: remove the authenticator app",
+            Recheck::PasskeyAdd => "password re-check: add a passkey",
+            Recheck::PasskeyRemove => "password re-check: remove a passkey",
         }
     }
 }
@@ -122,6 +138,7 @@ pub struct AccountActions {
     pub(crate) passwords: Arc<PasswordChecker>,
     pub(crate) codes: Codes,
     pub(crate) totp: Authenticator,
+    pub(crate) passkeys: Passkeys,
     pub(crate) audit: Audit,
     pub(crate) notifier: Notifier,
     pub(crate) lockout: Lockout,
@@ -331,6 +348,91 @@ impl AccountActions {
     /// Removing the app needs the password. Backup codes stay while e-mailed
     /// codes are on, and are voided with the last second factor. Asking when
     /// there is no app changes nothing and needs no password.
+    /// This server can be a passkey's relying party.
+    pub fn passkeys_available(&self) -> bool {
+        self.passkeys.available()
+    }
+
+    /// The user's passkeys, oldest first.
+    pub async fn passkeys(&self, user: &User) -> Result<Vec<PasskeyInfo>, AccountError> {
+        Ok(self.passkeys.list(user).await?)
+    }
+
+    /// Starts adding a passkey (after the password): the options for
+    /// `navigator.credentials.create`, as JSON.
+    pub async fn passkey_register_start(
+        &self,
+        user: &Arc<User>,
+        session_token: &str,
+        password: Option<&str>,
+        name: &str,
+        client: &Client,
+    ) -> Result<serde_json::Value, AccountError> {
+        if !self.passkeys.available() {
+            return Err(PasskeyError::Unavailable.into());
+        }
+        self.recheck(user, session_token, password, client, Recheck::PasskeyAdd).await?;
+        let session = Store::session_id(session_token);
+        let options = self.passkeys.start_registration(user, &session, name).await?;
+        serde_json::to_value(options).map_err(|e| LoginError::Internal(e.to_string()).into())
+    }
+
+    /// Finishes adding a passkey with the authenticator's answer (JSON):
+    /// sign-ins need it (or another second factor) from now on, so the
+    /// session rotates to two factors and the user's other sessions end.
+    pub async fn passkey_register_finish(
+        &self,
+        user: &User,
+        session_token: &str,
+        credential: &str,
+        client: &Client,
+    ) -> Result<(PasskeyInfo, String), AccountError> {
+        let session = Store::session_id(session_token);
+        let info = self.passkeys.finish_registration(user, &session, credential).await?;
+        let token = self.rotate_to_two_factor(user, session_token).await?;
+        let actor = client.as_user(user);
+        self.audit.event(actor, SecurityEvent::PasskeyAdded, &format!("passkey \"{}\"", info.name)).await;
+        self.notifier
+            .alert(
+                user,
+                client,
+                "A passkey was added to your account",
+                &format!(
+                    "A passkey named \"{}\" can now be used to sign in to your account as the second step. \
+                     If this wasn't you, change your password now.",
+                    info.name
+                ),
+            )
+            .await;
+        Ok((info, token))
+    }
+
+    /// Removes the passkey `id` (with the password).
+    pub async fn passkey_remove(
+        &self,
+        user: &Arc<User>,
+        session_token: &str,
+        id: &str,
+        password: Option<&str>,
+        client: &Client,
+    ) -> Result<usize, AccountError> {
+        self.recheck(user, session_token, password, client, Recheck::PasskeyRemove).await?;
+        let (name, left) = self.passkeys.remove(user, id).await?;
+        self.audit.event(client.as_user(user), SecurityEvent::PasskeyRemoved, &format!("passkey \"{name}\"")).await;
+        self.notifier
+            .alert(
+                user,
+                client,
+                "A passkey was removed from your account",
+                &format!(
+                    "The passkey named \"{name}\" can no longer be used to sign in to your account. \
+                     If this wasn't you, change your password now."
+                ),
+            )
+            .await;
+        Ok(left)
+    }
+
     pub async fn totp_remove(
         &self,
         user: &Arc<User>,

@@ -14,6 +14,7 @@ use crate::auth::codes::Codes;
 use crate::auth::credential::Fingerprints;
 use crate::auth::lockout::Lockout;
 use crate::auth::notify::Notifier;
+use crate::auth::passkey::{PasskeyCheck, PasskeyError, Passkeys};
 use crate::auth::password::PasswordChecker;
 use crate::auth::suspicious::SuspiciousActivity;
 use crate::auth::totp::{Authenticator, TotpCheck};
@@ -65,6 +66,7 @@ pub enum PasswordOutcome {
 pub enum Factor {
     Email,
     Totp,
+    Passkey,
     BackupCode,
 }
 
@@ -73,6 +75,7 @@ impl Factor {
         match self {
             Factor::Email => "email",
             Factor::Totp => "totp",
+            Factor::Passkey => "passkey",
             Factor::BackupCode => "backup_code",
         }
     }
@@ -81,7 +84,10 @@ impl Factor {
 /// The second factors a user can give, most preferred first: the app when
 /// enrolled, e-mail always, backup codes while some are left.
 pub fn methods(state: &UserState) -> Vec<&'static str> {
-    let mut m = Vec::with_capacity(3);
+    let mut m = Vec::with_capacity(4);
+    if state.passkey_enabled {
+        m.push(Factor::Passkey.as_str());
+    }
     if state.totp_enabled {
         m.push(Factor::Totp.as_str());
     }
@@ -98,6 +104,8 @@ pub struct PendingView {
     pub user: Arc<User>,
     /// The user has an authenticator app (the page offers it first).
     pub totp_enabled: bool,
+    /// The user has a passkey (the page offers it, with JavaScript).
+    pub passkey_enabled: bool,
 }
 
 /// What the login flow needs from the configuration.
@@ -116,6 +124,7 @@ pub struct LoginFlow {
     pub(crate) passwords: Arc<PasswordChecker>,
     pub(crate) codes: Codes,
     pub(crate) totp: Authenticator,
+    pub(crate) passkeys: Passkeys,
     pub(crate) limiter: Limiter,
     pub(crate) lockout: Lockout,
     pub(crate) audit: Audit,
@@ -514,6 +523,76 @@ impl LoginFlow {
         Err(if remaining == 0 { LoginError::TotpExhausted } else { LoginError::InvalidTotp { remaining } })
     }
 
+    /// Step 2d, first half: the options for `navigator.credentials.get`
+    /// (as JSON) for the pending login's user, whose challenge waits in the
+    /// store for `passkey_step`.
+    pub async fn passkey_start(&self, pending_token: Option<&str>) -> Result<serde_json::Value, LoginError> {
+        let (_, user) = self.pending_user(pending_token).await?;
+        let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
+        if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
+            return Err(LoginError::Locked { retry_after });
+        }
+        let options = match self.passkeys.start_login(&user, &Store::session_id(token)).await {
+            Ok(Some(o)) => o,
+            Ok(None) | Err(PasskeyError::Unavailable) => return Err(LoginError::NoPasskey),
+            Err(PasskeyError::Store(e)) => return Err(e.into()),
+            Err(e) => return Err(LoginError::Internal(e.to_string())),
+        };
+        serde_json::to_value(options).map_err(|e| LoginError::Internal(e.to_string()))
+    }
+
+    /// Step 2d: the authenticator's answer (JSON) to the challenge of
+    /// `passkey_start`. A refused answer counts as a wrong code does:
+    /// against the client's verify window and the account's failures (up
+    /// to its lock). The challenge answers once: another try starts again.
+    pub async fn passkey_step(
+        &self,
+        pending_token: Option<&str>,
+        credential: &str,
+        client: &Client,
+    ) -> Result<Completed, LoginError> {
+        let (_, user) = self.pending_user(pending_token).await?;
+        let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
+        let actor = client.as_user(&user);
+        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
+            count_attempt("passkey", "rate_limited");
+            self.audit.attempt(actor, AttemptResult::RateLimited, "passkey: verify rate limit").await;
+            self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
+            return Err(LoginError::RateLimited { retry_after });
+        }
+        if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
+            count_attempt("passkey", "locked");
+            self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
+            return Err(LoginError::Locked { retry_after });
+        }
+        let check = match self.passkeys.finish_login(&user, &Store::session_id(token), credential).await {
+            Ok(c) => c,
+            Err(PasskeyError::Store(e)) => return Err(e.into()),
+            Err(_) => PasskeyCheck::NotEnrolled,
+        };
+        match check {
+            PasskeyCheck::Accepted => {
+                count_attempt("passkey", "success");
+                self.finish_pending(pending_token, &user, Factor::Passkey, client).await
+            }
+            PasskeyCheck::NotEnrolled => {
+                count_attempt("passkey", "not_enrolled");
+                Err(LoginError::NoPasskey)
+            }
+            PasskeyCheck::NoCeremony => {
+                count_attempt("passkey", "no_ceremony");
+                Err(LoginError::PasskeyNotStarted)
+            }
+            PasskeyCheck::Refused => {
+                count_attempt("passkey", "invalid_passkey");
+                let remaining = self.lockout.record_failure(&user, client).await?;
+                let details = format!("passkey: refused, {remaining} attempts left");
+                self.audit.attempt(actor, AttemptResult::InvalidOtp, &details).await;
+                Err(LoginError::InvalidPasskey { remaining })
+            }
+        }
+    }
+
     async fn finish_pending(
         &self,
         pending_token: Option<&str>,
@@ -558,7 +637,12 @@ impl LoginFlow {
     /// The pending login behind the cookie, for the code page.
     pub async fn pending_view(&self, pending_token: Option<&str>) -> Result<PendingView, LoginError> {
         let (_, user) = self.pending_user(pending_token).await?;
-        let totp_enabled = self.store.user_state(&user.username).await?.totp_enabled;
-        Ok(PendingView { masked_email: mail::mask_email(&user.email), user, totp_enabled })
+        let state = self.store.user_state(&user.username).await?;
+        Ok(PendingView {
+            masked_email: mail::mask_email(&user.email),
+            user,
+            totp_enabled: state.totp_enabled,
+            passkey_enabled: state.passkey_enabled && self.passkeys.available(),
+        })
     }
 }

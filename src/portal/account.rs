@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::context::{Answer, Cx};
 use super::forms::Fields;
-use super::pages::{AccountView, LoginRow, SessionRow, UserView};
+use super::pages::{AccountView, LoginRow, PasskeyRow, SessionRow, UserView};
 use crate::auth::account::{AccountError, Toggle, TotpConfirmed};
 use crate::auth::login::LoginError;
 use crate::auth::totp::Enrolment;
@@ -47,6 +47,10 @@ async fn account_page(
         Ok(d) => d,
         Err(e) => return cx.fail(e),
     };
+    let passkeys = match portal.account.passkeys(&auth.user).await {
+        Ok(p) => p.into_iter().map(PasskeyRow::of).collect(),
+        Err(e) => return cx.fail(e),
+    };
     let current = Store::session_id(new_token.unwrap_or(&auth.token));
     let txt = n.backup_codes.join("\n") + "\n";
     let view = AccountView {
@@ -56,6 +60,8 @@ async fn account_page(
         totp_enabled: data.state.totp_enabled,
         totp_setup: n.totp_setup.as_ref(),
         totp_digits: portal.settings.totp_digits,
+        passkeys,
+        passkeys_available: portal.account.passkeys_available(),
         backup_codes_left: data.state.backup_codes_left,
         backup_codes: &n.backup_codes,
         backup_codes_txt: form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20"),
@@ -119,6 +125,10 @@ pub(super) async fn view(cx: &Cx<'_>) -> Answer {
         Format::Json => match cx.portal.account.overview(&auth.user).await {
             Err(e) => cx.fail(e),
             Ok(data) => {
+                let passkeys = match cx.portal.account.passkeys(&auth.user).await {
+                    Ok(p) => p,
+                    Err(e) => return (cx.fail(e), user_of(&auth)),
+                };
                 let user = &auth.user;
                 let recent: Vec<_> = data
                     .recent_logins
@@ -134,6 +144,7 @@ pub(super) async fn view(cx: &Cx<'_>) -> Answer {
                     "otp_enabled": data.state.otp_enabled,
                     "totp_enabled": data.state.totp_enabled,
                     "second_factors": second_factors(&data.state),
+                    "passkeys": passkeys,
                     "backup_codes_left": data.state.backup_codes_left,
                     "recent_logins": recent,
                 });
@@ -147,6 +158,9 @@ pub(super) async fn view(cx: &Cx<'_>) -> Answer {
 /// The second factors the user enrolled, by their method names.
 fn second_factors(state: &crate::store::UserState) -> Vec<&'static str> {
     let mut f = Vec::new();
+    if state.passkey_enabled {
+        f.push("passkey");
+    }
     if state.totp_enabled {
         f.push("totp");
     }
@@ -212,6 +226,71 @@ pub(super) async fn totp_confirm(cx: &Cx<'_>, body: Incoming) -> Answer {
             let mut r = reply::json(StatusCode::OK, &body);
             reply::set_cookie(&mut r, cx.portal.cookies.session(&token, remembered(cx, &auth)));
             r
+        }
+        (Err(e), _) => failed(cx, &auth, e).await,
+    };
+    (r, user_of(&auth))
+}
+
+/// `POST api/passkey/register/start {password, name}`: the options for
+/// `navigator.credentials.create` (after the password re-check).
+pub(super) async fn passkey_register_start(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let name = fields.get("name").unwrap_or("");
+    let result = cx
+        .portal
+        .account
+        .passkey_register_start(&auth.user, &auth.token, fields.get("password"), name, &cx.client())
+        .await;
+    let r = match result {
+        Ok(options) => reply::json(StatusCode::OK, &json!({"success": true, "options": options})),
+        Err(e) => cx.fail(e),
+    };
+    (r, user_of(&auth))
+}
+
+/// `POST api/passkey/register/finish {credential}`: the authenticator's
+/// answer adds the passkey; the session rotates to two factors.
+pub(super) async fn passkey_register_finish(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let Some(credential) = fields.get("credential") else {
+        return (cx.fail(Failure::Missing("credential is required".into())), user_of(&auth));
+    };
+    let result = cx.portal.account.passkey_register_finish(&auth.user, &auth.token, credential, &cx.client()).await;
+    let r = match result {
+        Ok((info, token)) => {
+            let body = json!({"success": true, "message": "Passkey added", "passkey": info});
+            let mut r = reply::json(StatusCode::OK, &body);
+            reply::set_cookie(&mut r, cx.portal.cookies.session(&token, remembered(cx, &auth)));
+            r
+        }
+        Err(e) => cx.fail(e),
+    };
+    (r, user_of(&auth))
+}
+
+/// `POST account/passkey/remove`, `POST api/passkey/remove {id, password}`.
+pub(super) async fn passkey_remove(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let id = fields.get("id").unwrap_or("");
+    let result =
+        cx.portal.account.passkey_remove(&auth.user, &auth.token, id, fields.get("password"), &cx.client()).await;
+    let r = match (result, cx.format) {
+        (Ok(_), Format::Html) => {
+            let n = Notice { message: "The passkey was removed.", ..Notice::default() };
+            account_page(cx, &auth, StatusCode::OK, n, None).await
+        }
+        (Ok(left), Format::Json) => {
+            reply::json(StatusCode::OK, &json!({"success": true, "message": "Passkey removed", "passkeys_left": left}))
         }
         (Err(e), _) => failed(cx, &auth, e).await,
     };

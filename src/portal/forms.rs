@@ -74,6 +74,9 @@ pub async fn read_fields(
                 serde_json::Value::Bool(b) => b.to_string(),
                 serde_json::Value::Number(n) => n.to_string(),
                 serde_json::Value::Null => continue,
+                // A WebAuthn credential (`credential`) arrives as an object:
+                // kept as its JSON text for the handler to parse.
+                v @ serde_json::Value::Object(_) if k == "credential" => v.to_string(),
                 _ => return Err(BodyError::Invalid),
             };
             fields.0.insert(k, s);

@@ -229,6 +229,7 @@ async fn code_form(cx: &Cx<'_>, status: StatusCode, n: CodeNotice<'_>) -> Respon
         backup: method == Factor::BackupCode,
         totp: method == Factor::Totp && view.totp_enabled,
         totp_enabled: view.totp_enabled,
+        passkey_enabled: view.passkey_enabled,
         code_digits: cx.portal.settings.otp_digits,
         totp_digits: cx.portal.settings.totp_digits,
     };
@@ -288,7 +289,8 @@ pub(super) async fn code(cx: &Cx<'_>, body: Incoming, backup: bool) -> Response 
     let result = match (code, method) {
         (Some(code), Factor::BackupCode) => portal.login.backup_step(pending, code, &client).await,
         (Some(code), Factor::Totp) => portal.login.totp_step(pending, code, &client).await,
-        (Some(code), Factor::Email) => portal.login.code_step(pending, code, &client).await,
+        // `method` never names a passkey here: its answer goes to api/passkey/login/finish.
+        (Some(code), Factor::Email | Factor::Passkey) => portal.login.code_step(pending, code, &client).await,
         (None, _) if cx.format == Format::Json => {
             let field = if method == Factor::BackupCode { "code" } else { "otp_code" };
             return cx.fail(Failure::Missing(format!("{field} is required").into()));
@@ -398,4 +400,42 @@ pub(super) async fn logout(cx: &Cx<'_>, body: Incoming) -> Response {
     reply::set_cookie(&mut r, portal.cookies.clear(&portal.cookies.session_name));
     reply::set_cookie(&mut r, portal.cookies.clear(&portal.cookies.pending_name));
     r
+}
+
+/// `POST api/passkey/login/start`: the options for
+/// `navigator.credentials.get` for the pending login's user.
+pub(super) async fn passkey_start(cx: &Cx<'_>, body: Incoming) -> Response {
+    if let Err(r) = cx.form(body).await {
+        return r;
+    }
+    let pending = cx.portal.cookies.pending_token(cx.headers);
+    match cx.portal.login.passkey_start(pending).await {
+        Ok(options) => reply::json(StatusCode::OK, &json!({"success": true, "options": options})),
+        Err(e) => cx.fail(e),
+    }
+}
+
+/// `POST api/passkey/login/finish {credential}`: the authenticator's answer
+/// completes the login at two factors.
+pub(super) async fn passkey_finish(cx: &Cx<'_>, body: Incoming) -> Response {
+    let fields = match cx.form(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Some(credential) = fields.get("credential") else {
+        return cx.fail(Failure::Missing("credential is required".into()));
+    };
+    let portal = cx.portal;
+    let pending = portal.cookies.pending_token(cx.headers);
+    match portal.login.passkey_step(pending, credential, &cx.client()).await {
+        Ok(done) => {
+            let mut r = reply::json(
+                StatusCode::OK,
+                &json!({"success": true, "message": "Login successful", "redirect_url": done.redirect}),
+            );
+            portal.finish_login(cx.headers, &done, &mut r).await;
+            r
+        }
+        Err(e) => cx.fail(e),
+    }
 }

@@ -40,6 +40,7 @@ pub(super) struct MemoryStore {
     cooldowns: Mutex<Table<(String, CodePurpose), Until>>,
     rates: Mutex<Table<(RateBucket, String), RateLog>>,
     locks: Mutex<Table<String, Until>>,
+    ceremonies: Mutex<Table<String, Expiring<String>>>,
     audit: Mutex<Audit>,
     durable: Durable,
 }
@@ -239,6 +240,7 @@ impl MemoryStore {
             cooldowns: Mutex::new(Table::new()),
             rates: Mutex::new(Table::new()),
             locks: Mutex::new(Table::new()),
+            ceremonies: Mutex::new(Table::new()),
             audit: Mutex::new(Audit { global: VecDeque::new(), by_user: HashMap::new() }),
             durable: Durable::load(cfg.state_file.clone(), max_entries).await?,
         });
@@ -562,6 +564,29 @@ impl MemoryStore {
 
     pub(super) async fn use_totp_step(&self, user: &str, step: u64) -> StoreResult<bool> {
         self.durable.use_totp_step(user, step).await
+    }
+
+    pub(super) async fn passkeys(&self, user: &str) -> StoreResult<Option<String>> {
+        Ok(self.durable.passkeys(user))
+    }
+
+    pub(super) async fn set_passkeys(&self, user: &str, json: Option<&str>) -> StoreResult<()> {
+        self.durable.set_passkeys(user, json).await
+    }
+
+    pub(super) async fn put_ceremony(&self, key: &str, json: &str, ttl: Duration) -> StoreResult<()> {
+        let now = self.clock.now_ms();
+        let mut t = lock(&self.ceremonies);
+        let key = key.to_owned();
+        t.make_room(&key, self.max_entries, now)?;
+        t.map.insert(key, Expiring { value: json.to_owned(), until_ms: now.saturating_add(duration_ms(ttl)) });
+        Ok(())
+    }
+
+    pub(super) async fn take_ceremony(&self, key: &str) -> StoreResult<Option<String>> {
+        let now = self.clock.now_ms();
+        let entry = lock(&self.ceremonies).map.remove(key);
+        Ok(entry.filter(|e| e.alive(now)).map(|e| e.value))
     }
 
     pub(super) async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<IpHistory> {

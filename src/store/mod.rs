@@ -349,6 +349,29 @@ impl Store {
         dispatch!(self, b => b.use_totp_step(user, step))
     }
 
+    // --- passkeys (public keys: nothing in them signs anyone in) ---
+
+    /// The user's passkeys as `auth::passkey` serialized them, if any.
+    pub async fn passkeys(&self, user: &str) -> StoreResult<Option<String>> {
+        dispatch!(self, b => b.passkeys(user))
+    }
+
+    /// Replaces the user's passkeys; None forgets them all.
+    pub async fn set_passkeys(&self, user: &str, json: Option<&str>) -> StoreResult<()> {
+        dispatch!(self, b => b.set_passkeys(user, json))
+    }
+
+    /// Keeps a WebAuthn ceremony's state (registration or sign-in) between
+    /// its start and finish, under `key`, for `ttl`.
+    pub async fn put_ceremony(&self, key: &str, json: &str, ttl: Duration) -> StoreResult<()> {
+        dispatch!(self, b => b.put_ceremony(key, json, ttl))
+    }
+
+    /// Takes a ceremony's state: it finishes at most once.
+    pub async fn take_ceremony(&self, key: &str) -> StoreResult<Option<String>> {
+        dispatch!(self, b => b.take_ceremony(key))
+    }
+
     /// Records a login from `ip`; says what was known of it before.
     pub async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<IpHistory> {
         dispatch!(self, b => b.record_known_ip(user, ip))

@@ -216,13 +216,16 @@ pub struct UserState {
     /// An authenticator app (TOTP) enrolled and confirmed.
     #[serde(default)]
     pub totp_enabled: bool,
+    /// One or more passkeys (WebAuthn) registered.
+    #[serde(default)]
+    pub passkey_enabled: bool,
 }
 
 impl UserState {
     /// True when the user enrolled any second factor: every sign-in then
     /// needs two.
     pub fn has_second_factor(&self) -> bool {
-        self.otp_enabled || self.totp_enabled
+        self.otp_enabled || self.totp_enabled || self.passkey_enabled
     }
 }
 

@@ -120,6 +120,28 @@ pub async fn a_totp_step_is_accepted_once_and_never_an_earlier_one(s: &Store) {
     assert!(s.use_totp_step("bob", 1001).await.unwrap(), "steps are per user");
 }
 
+pub async fn passkeys_are_kept_per_user_and_count_as_a_second_factor(s: &Store) {
+    assert_eq!(s.passkeys("alice").await.unwrap(), None);
+    assert!(!s.user_state("alice").await.unwrap().passkey_enabled);
+    s.set_passkeys("alice", Some("[1]")).await.unwrap();
+    let state = s.user_state("alice").await.unwrap();
+    assert!(state.passkey_enabled && state.has_second_factor() && !state.otp_enabled && !state.totp_enabled);
+    assert_eq!(s.passkeys("alice").await.unwrap().as_deref(), Some("[1]"));
+    assert_eq!(s.passkeys("bob").await.unwrap(), None, "per user");
+    s.set_passkeys("alice", Some("[1,2]")).await.unwrap();
+    assert_eq!(s.passkeys("alice").await.unwrap().as_deref(), Some("[1,2]"), "replaced whole");
+    s.set_passkeys("alice", None).await.unwrap();
+    assert_eq!(s.passkeys("alice").await.unwrap(), None);
+    assert!(!s.user_state("alice").await.unwrap().has_second_factor(), "the last one removed");
+}
+
+pub async fn a_ceremony_is_taken_once(s: &Store) {
+    s.put_ceremony("auth:login-1", "{\"c\":1}", std::time::Duration::from_secs(60)).await.unwrap();
+    assert_eq!(s.take_ceremony("auth:login-2").await.unwrap(), None, "per key");
+    assert_eq!(s.take_ceremony("auth:login-1").await.unwrap().as_deref(), Some("{\"c\":1}"));
+    assert_eq!(s.take_ceremony("auth:login-1").await.unwrap(), None, "a challenge answers once");
+}
+
 pub async fn fifty_concurrent_uses_of_one_totp_step_succeed_exactly_once(s: &Store) {
     s.enable_totp("alice", "sealed", 7).await.unwrap();
     let s = Arc::new(s.clone());

@@ -38,6 +38,8 @@ struct UserDurable {
     /// IP → unix seconds last seen.
     known_ips: HashMap<String, u64>,
     totp: TotpDurable,
+    /// The passkeys, as `auth::passkey` serialized them.
+    passkeys: Option<String>,
 }
 
 /// The authenticator app's secrets (sealed) and the last code step used.
@@ -81,6 +83,8 @@ struct UserOnDisk {
     known_ips: BTreeMap<String, u64>,
     #[serde(default, skip_serializing_if = "TotpDurable::is_empty")]
     totp: TotpDurable,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    passkeys: Option<String>,
 }
 
 const FORMAT_VERSION: u32 = 1;
@@ -112,6 +116,7 @@ impl Durable {
                 otp_enabled: u.otp_enabled,
                 backup_codes_left: u32::try_from(u.backup_codes.len()).unwrap_or(u32::MAX),
                 totp_enabled: u.totp.secret.is_some(),
+                passkey_enabled: u.passkeys.is_some(),
             })
             .unwrap_or_default()
     }
@@ -123,6 +128,14 @@ impl Durable {
             .get(user)
             .map(|u| TotpSecrets { active: u.totp.secret.clone(), pending: u.totp.pending.clone() })
             .unwrap_or_default()
+    }
+
+    pub(super) fn passkeys(&self, user: &str) -> Option<String> {
+        lock(&self.state).users.get(user).and_then(|u| u.passkeys.clone())
+    }
+
+    pub(super) async fn set_passkeys(&self, user: &str, json: Option<&str>) -> StoreResult<()> {
+        self.change(user, |u| u.passkeys = json.map(str::to_owned)).await
     }
 
     pub(super) async fn set_totp_pending(&self, user: &str, sealed: &str) -> StoreResult<()> {
@@ -275,6 +288,7 @@ fn encode(users: &HashMap<String, UserDurable>) -> Vec<u8> {
                     backup_codes: u.backup_codes.iter().map(hex32).collect(),
                     known_ips: u.known_ips.iter().map(|(k, v)| (k.clone(), *v)).collect(),
                     totp: u.totp.clone(),
+                    passkeys: u.passkeys.clone(),
                 };
                 (name.clone(), user)
             })
@@ -302,6 +316,7 @@ fn decode(bytes: &[u8]) -> StoreResult<HashMap<String, UserDurable>> {
             backup_codes,
             known_ips: u.known_ips.into_iter().collect(),
             totp: u.totp,
+            passkeys: u.passkeys,
         };
         users.insert(name, user);
     }

@@ -325,19 +325,26 @@ impl RedisStore {
         // Cluster refuses multi-key commands (TRYAGAIN) while their slot is
         // half moved, and these need not be read atomically.
         let c = self.conn().await?;
-        let (mut a, mut b, mut t) = (c.shared(), c.shared(), c.shared());
-        let (otp, left, totp) = (
+        let (mut a, mut b, mut t, mut p) = (c.shared(), c.shared(), c.shared(), c.shared());
+        let (otp, left, totp, passkeys) = (
             r::cmd("HGET").arg(self.keys.state(user)).arg("otp_enabled").clone(),
             r::cmd("SCARD").arg(self.keys.backup_codes(user)).clone(),
             r::cmd("HEXISTS").arg(self.keys.totp(user)).arg("secret").clone(),
+            r::cmd("EXISTS").arg(self.keys.passkeys(user)).clone(),
         );
-        let (otp, left, totp) = tokio::join!(
+        let (otp, left, totp, passkeys) = tokio::join!(
             otp.query_async::<Option<String>>(&mut a),
             left.query_async::<u32>(&mut b),
-            totp.query_async::<bool>(&mut t)
+            totp.query_async::<bool>(&mut t),
+            passkeys.query_async::<bool>(&mut p)
         );
         let (otp, left, totp) = (otp.map_err(redis_error)?, left.map_err(redis_error)?, totp.map_err(redis_error)?);
-        Ok(UserState { otp_enabled: otp.as_deref() == Some("1"), backup_codes_left: left, totp_enabled: totp })
+        Ok(UserState {
+            otp_enabled: otp.as_deref() == Some("1"),
+            backup_codes_left: left,
+            totp_enabled: totp,
+            passkey_enabled: passkeys.map_err(redis_error)?,
+        })
     }
 
     pub(super) async fn totp_secrets(&self, user: &str) -> StoreResult<TotpSecrets> {
@@ -391,6 +398,38 @@ impl RedisStore {
         let used: i64 =
             SCRIPTS.totp_use.key(self.keys.totp(user)).arg(step).invoke_async(&mut c).await.map_err(redis_error)?;
         Ok(used == 1)
+    }
+
+    pub(super) async fn passkeys(&self, user: &str) -> StoreResult<Option<String>> {
+        let mut c = self.conn().await?;
+        r::cmd("GET").arg(self.keys.passkeys(user)).query_async(&mut c).await.map_err(redis_error)
+    }
+
+    pub(super) async fn set_passkeys(&self, user: &str, json: Option<&str>) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        let key = self.keys.passkeys(user);
+        match json {
+            Some(j) => r::cmd("SET").arg(key).arg(j).query_async::<()>(&mut c).await,
+            None => r::cmd("DEL").arg(key).query_async::<()>(&mut c).await,
+        }
+        .map_err(redis_error)
+    }
+
+    pub(super) async fn put_ceremony(&self, key: &str, json: &str, ttl: Duration) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        r::cmd("SET")
+            .arg(self.keys.ceremony(key))
+            .arg(json)
+            .arg("PX")
+            .arg(duration_ms(ttl).max(1))
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(redis_error)
+    }
+
+    pub(super) async fn take_ceremony(&self, key: &str) -> StoreResult<Option<String>> {
+        let mut c = self.conn().await?;
+        r::cmd("GETDEL").arg(self.keys.ceremony(key)).query_async(&mut c).await.map_err(redis_error)
     }
 
     pub(super) async fn set_otp_enabled(&self, user: &str, enabled: bool) -> StoreResult<()> {
