@@ -263,8 +263,9 @@ fn pages_have_no_inline_script_or_style() {
     ];
     for (name, v) in pages {
         let html = render(name, v);
-        assert_eq!(html.matches("<script").count(), 1, "{name}: only the external script");
+        assert_eq!(html.matches("<script").count(), 2, "{name}: only the external scripts");
         assert!(html.contains(r#"<script src="/_auth/static/portcullis.js" defer></script>"#));
+        assert!(html.contains(r#"<script src="/_auth/static/passkey.js" defer></script>"#));
         assert!(!html.contains("<style"), "{name}: inline <style>");
         assert!(!html.contains("style="), "{name}: style attribute");
         assert!(!html.contains(" onclick="), "{name}: inline handler");
