@@ -15,11 +15,13 @@ use crate::auth::lockout::Lockout;
 use crate::auth::login::{LoginFlow, LoginSettings};
 use crate::auth::notify::Notifier;
 use crate::auth::operator::OperatorActions;
+use crate::auth::passkey::Passkeys;
 use crate::auth::password::PasswordChecker;
 use crate::auth::suspicious::SuspiciousActivity;
+use crate::auth::totp::Authenticator;
 use crate::auth::users::Users;
 use crate::clock::Clock;
-use crate::config::{Config, Problem};
+use crate::config::{Config, Problem, RateSpec};
 use crate::gate::Gate;
 use crate::identity::IdentityHeaders;
 use crate::mail::Mailer;
@@ -138,10 +140,14 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
     let replies = Arc::new(Replies::new(templates.clone(), &prefix, &config.auth.app_name, secure));
 
     let audit = Audit::new(store.clone(), clock.clone());
-    let limiter = Limiter::new(store.clone(), &config.rate_limit, &config.lockout);
+    let totp_failures = RateSpec::new(config.otp.max_attempts, config.session.pending_login_ttl);
+    let limiter = Limiter::new(store.clone(), &config.rate_limit, &config.lockout, totp_failures);
     let notifier = Notifier::new(mailer, templates, &config.auth.app_name, clock.clone());
     let codes =
         Codes::new(store.clone(), notifier.clone(), limiter.clone(), audit.clone(), secret.clone(), &config.otp);
+    let totp = Authenticator::new(store.clone(), &secret, &config.totp, clock.clone());
+    let passkeys =
+        Passkeys::new(store.clone(), &config.server.public_url, config.session.cookie_domain.as_deref(), clock.clone());
     let suspicious = SuspiciousActivity::new(store.clone(), audit.clone(), notifier.clone(), clock.clone());
     let lockout = Lockout::new(
         store.clone(),
@@ -166,6 +172,8 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         users: users.clone(),
         passwords: passwords.clone(),
         codes: codes.clone(),
+        totp: totp.clone(),
+        passkeys: passkeys.clone(),
         limiter: limiter.clone(),
         lockout: lockout.clone(),
         audit: audit.clone(),
@@ -184,6 +192,8 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         store: store.clone(),
         passwords,
         codes,
+        totp,
+        passkeys,
         audit: audit.clone(),
         notifier,
         lockout,
@@ -208,6 +218,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
             resend_cooldown_secs: config.otp.resend_cooldown.as_secs(),
             body_read_timeout: config.server.body_read_timeout,
             otp_digits: config.otp.digits,
+            totp_digits: config.totp.digits,
         },
     };
     let proxy = Proxy::new(&config.upstream).map_err(StartError::Config)?;

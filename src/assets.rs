@@ -38,6 +38,11 @@ const SOURCES: &[Source] = &[
         content_type: "text/javascript; charset=utf-8",
     },
     Source {
+        path: "passkey.js",
+        body: include_bytes!("../templates/static/passkey.js"),
+        content_type: "text/javascript; charset=utf-8",
+    },
+    Source {
         path: "favicon.svg",
         body: include_bytes!("../templates/static/favicon.svg"),
         content_type: "image/svg+xml",

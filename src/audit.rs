@@ -56,6 +56,14 @@ pub enum SecurityEvent {
     AccountUnlocked,
     /// An operator cleared an address's windows (`portcullis unlock --ip`).
     IpUnlocked,
+    /// The user confirmed an authenticator app (TOTP).
+    TotpEnabled,
+    /// The user removed their authenticator app.
+    TotpRemoved,
+    /// The user added a passkey.
+    PasskeyAdded,
+    /// The user removed a passkey.
+    PasskeyRemoved,
 }
 
 impl SecurityEvent {
@@ -73,6 +81,10 @@ impl SecurityEvent {
             SecurityEvent::Logout => "logout",
             SecurityEvent::AccountUnlocked => "account_unlocked",
             SecurityEvent::IpUnlocked => "ip_unlocked",
+            SecurityEvent::TotpEnabled => "totp_enabled",
+            SecurityEvent::TotpRemoved => "totp_removed",
+            SecurityEvent::PasskeyAdded => "passkey_added",
+            SecurityEvent::PasskeyRemoved => "passkey_removed",
         }
     }
 }

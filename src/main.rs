@@ -333,6 +333,19 @@ fn check_config(flag: Option<&Path>, open_files: bool) -> Result<(), Failure> {
     let text = toml::to_string_pretty(&loaded.config).map_err(|e| Failure::Runtime(e.to_string()))?;
     println!("# effective configuration (from {source} and PORTCULLIS_* variables; secrets redacted)");
     println!("{text}");
+    let (url, domain) = (&loaded.config.server.public_url, loaded.config.session.cookie_domain.as_deref());
+    match portcullis::auth::passkey::relying_party(url, domain) {
+        Ok((rp_id, origin)) => {
+            println!(
+                "# passkeys: relying party ID \"{rp_id}\", accepted origin {}",
+                origin.as_str().trim_end_matches('/')
+            );
+            if url.scheme() != "https" && rp_id != "localhost" {
+                println!("# passkeys: browsers offer them only over https (or on localhost); set an https public_url");
+            }
+        }
+        Err(why) => println!("# {why}"),
+    }
     Ok(())
 }
 

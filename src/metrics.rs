@@ -33,6 +33,8 @@ const STORE_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0
 pub const AUTH_ATTEMPTS: &[(&str, &[&str])] = &[
     ("password", &["success", "invalid_credentials", "rate_limited", "locked", "disabled"]),
     ("otp", &["success", "invalid_otp", "max_attempts", "expired_otp", "rate_limited", "locked"]),
+    ("totp", &["success", "invalid_otp", "replayed", "max_attempts", "not_enrolled", "rate_limited", "locked"]),
+    ("passkey", &["success", "invalid_passkey", "no_ceremony", "not_enrolled", "rate_limited", "locked"]),
     ("backup_code", &["success", "invalid_otp", "rate_limited", "locked"]),
     ("recheck", &["success", "invalid_credentials", "rate_limited", "locked"]),
 ];
@@ -82,6 +84,15 @@ pub const STORE_OPERATIONS: &[&str] = &[
     "set_otp_enabled",
     "replace_backup_codes",
     "consume_backup_code",
+    "totp_secrets",
+    "set_totp_pending",
+    "enable_totp",
+    "remove_totp",
+    "use_totp_step",
+    "passkeys",
+    "set_passkeys",
+    "put_ceremony",
+    "take_ceremony",
     "record_known_ip",
     "append_audit",
     "recent_audit",
@@ -168,8 +179,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         auth_attempts: counter_vec(
             &r,
             "auth_attempts_total",
-            "Authentication attempts by stage (password, otp, backup_code, and recheck: the account \
-             page's password checks) and result.",
+            "Authentication attempts by stage (password; otp: an e-mailed code; totp: an authenticator \
+             app's code; backup_code; and recheck: the account page's password checks) and result.",
             &["stage", "result"],
         ),
         otp_sent: counter_vec(&r, "otp_sent_total", "One-time codes e-mailed, by purpose.", &["purpose"]),

@@ -20,11 +20,14 @@ pub struct Limiter {
     store: Store,
     rate: RateLimitConfig,
     lockout: LockoutConfig,
+    totp_failures: RateSpec,
 }
 
 impl Limiter {
-    pub fn new(store: Store, rate: &RateLimitConfig, lockout: &LockoutConfig) -> Limiter {
-        Limiter { store, rate: rate.clone(), lockout: lockout.clone() }
+    /// `totp_failures`: wrong authenticator-app codes one pending login may
+    /// have (`otp.max_attempts` within `session.pending_login_ttl`).
+    pub fn new(store: Store, rate: &RateLimitConfig, lockout: &LockoutConfig, totp_failures: RateSpec) -> Limiter {
+        Limiter { store, rate: rate.clone(), lockout: lockout.clone(), totp_failures }
     }
 
     /// The limit of a bucket.
@@ -38,6 +41,7 @@ impl Limiter {
             RateBucket::AccountFailures => self.lockout.account_failures,
             RateBucket::SessionFailures => self.lockout.session_failures,
             RateBucket::FailureAlerts => FAILURE_ALERTS,
+            RateBucket::TotpFailures => self.totp_failures,
         }
     }
 

@@ -233,6 +233,11 @@ impl Failure {
         match self {
             Failure::Login(e) => explain_login(e),
             Failure::Account(AccountError::Login(e)) => explain_login(e),
+            Failure::Account(
+                e @ AccountError::Passkey(
+                    crate::auth::passkey::PasskeyError::NoSuchPasskey | crate::auth::passkey::PasskeyError::Unavailable,
+                ),
+            ) => Explained::new(StatusCode::NOT_FOUND, e.to_string()),
             Failure::Account(e @ AccountError::NoSuchSession) => Explained::new(StatusCode::NOT_FOUND, e.to_string()),
             Failure::Account(e) => Explained::new(StatusCode::BAD_REQUEST, e.to_string()),
             Failure::Store(e) => {
@@ -325,6 +330,29 @@ fn explain_login(e: &LoginError) -> Explained {
             Explained::new(StatusCode::BAD_REQUEST, "The verification code has expired. Please request a new one.")
                 .with("expired", json!(true))
         }
+        LoginError::InvalidTotp { remaining } => Explained::new(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid code from your authenticator app. {remaining} attempt(s) left."),
+        )
+        .with("remaining_attempts", json!(remaining)),
+        LoginError::TotpExhausted => Explained::new(
+            StatusCode::BAD_REQUEST,
+            "Too many wrong codes from your authenticator app. Have a code e-mailed to you, or use a backup code.",
+        )
+        .with("max_attempts_reached", json!(true)),
+        LoginError::NoTotp => {
+            Explained::new(StatusCode::BAD_REQUEST, "No authenticator app is set up for this account.")
+        }
+        LoginError::InvalidPasskey { remaining } => Explained::new(
+            StatusCode::BAD_REQUEST,
+            format!("The passkey could not be verified. {remaining} attempt(s) left before the account is locked."),
+        )
+        .with("remaining_attempts", json!(remaining)),
+        LoginError::NoPasskey => Explained::new(StatusCode::BAD_REQUEST, "No passkey is set up for this account."),
+        LoginError::PasskeyNotStarted => Explained::new(
+            StatusCode::BAD_REQUEST,
+            "Start signing in with your passkey first (or start again: the request expired).",
+        ),
         LoginError::InvalidBackupCode { remaining } => Explained::new(
             StatusCode::BAD_REQUEST,
             format!("Invalid backup code. {remaining} attempt(s) left before the account is locked."),

@@ -1,6 +1,9 @@
 //! Real headless Chromium (Debian's) through the pages, with JavaScript on and
 //! off, driven by tests/browser/flow.mjs (playwright-core). Codes come from the
-//! SMTP sink and are handed to the script when it asks.
+//! SMTP sink and are handed to the script when it asks. tests/browser/totp.mjs
+//! sets up an authenticator app and signs in with it, computing the codes
+//! itself from the secret the page shows. tests/browser/passkey.mjs adds a
+//! passkey with Chromium's virtual authenticator and signs in with it.
 
 mod support;
 
@@ -31,15 +34,21 @@ fn browser_ready() -> bool {
 }
 
 async fn run_flow(js: &str, digits: usize) {
+    run_script("flow.mjs", js, Options { digits, ..Options::default() }).await;
+}
+
+async fn run_script(script: &str, js: &str, options: Options) {
     if !browser_ready() {
         return;
     }
-    let Some(h) = Harness::start(Backend::Memory, Options { digits, ..Options::default() }).await else { return };
+    let digits = options.digits;
+    let Some(h) = Harness::start(Backend::Memory, options).await else { return };
     let mut child = tokio::process::Command::new("node")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/flow.mjs"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser").join(script))
         .arg(&h.origin)
         .arg(js)
         .arg(digits.to_string())
+        .arg(h.up.url().replace("127.0.0.1", "localhost"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -87,4 +96,26 @@ async fn the_whole_flow_works_in_chromium_without_javascript() {
 async fn eight_digit_codes_work_in_chromium_with_javascript() {
     // The form's pattern, length and words follow otp.digits; the last digit submits.
     run_flow("on", 8).await;
+}
+
+#[tokio::test]
+async fn an_authenticator_app_is_set_up_and_signs_in_in_chromium_with_javascript() {
+    run_script("totp.mjs", "on", Options { policy: "one_factor", ..Options::default() }).await;
+}
+
+#[tokio::test]
+async fn an_authenticator_app_is_set_up_and_signs_in_in_chromium_without_javascript() {
+    run_script("totp.mjs", "off", Options { policy: "one_factor", ..Options::default() }).await;
+}
+
+#[tokio::test]
+async fn a_passkey_is_added_signs_in_and_is_removed_in_chromium_with_a_virtual_authenticator() {
+    let options = Options { policy: "one_factor", public_host: "localhost", ..Options::default() };
+    run_script("passkey.mjs", "on", options).await;
+}
+
+#[tokio::test]
+async fn without_javascript_the_account_page_says_passkeys_need_it() {
+    let options = Options { policy: "one_factor", public_host: "localhost", ..Options::default() };
+    run_script("passkey.mjs", "off", options).await;
 }

@@ -333,3 +333,31 @@ async fn serve_proxies_to_the_upstream_an_environment_variable_names() {
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["path"], "/hello");
     assert_eq!(up.hits(), 1);
 }
+
+#[test]
+fn check_config_names_the_passkey_relying_party_or_why_there_is_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    let cases = [
+        (
+            "https://auth.example.com",
+            "",
+            "# passkeys: relying party ID \"auth.example.com\", accepted origin https://auth.example.com",
+        ),
+        ("https://auth.example.com", "cookie_domain = \".example.com\"", "relying party ID \"example.com\""),
+        ("https://auth.example.com", "cookie_domain = \"other.org\"", "does not cover server.public_url's host"),
+        ("http://127.0.0.1:8080", "", "an IP address cannot be a passkey's relying party"),
+        ("http://gate.internal:8080", "", "browsers offer them only over https"),
+    ];
+    for (url, session, expected) in cases {
+        let text = format!(
+            "[server]\npublic_url = \"{url}\"\n[auth]\nsecret = \"{}\"\n[session]\n{session}\n",
+            support::SECRET
+        );
+        std::fs::write(&path, text).unwrap();
+        let out = portcullis(&["check-config", "--config", path.to_str().unwrap()], dir.path());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{url}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains(expected), "{url} {session}: {stdout}");
+    }
+}

@@ -1,7 +1,9 @@
-//! Account self-service: turning 2FA on (confirmed by an e-mailed code) and
-//! off (only with the password: a stolen session alone cannot weaken the
-//! account), regenerating backup codes (with the password too), and revoking
-//! sessions. Every change is audited, and 2FA and backup-code changes e-mail
+//! Account self-service: turning e-mailed codes on (confirmed by an e-mailed
+//! code) and off (only with the password: a stolen session alone cannot
+//! weaken the account), setting up an authenticator app (after the password,
+//! confirmed by the app's first code) and removing it (with the password),
+//! regenerating backup codes (with the password too), and revoking sessions.
+//! Every change is audited, and second-factor and backup-code changes e-mail
 //! a security alert.
 //!
 //! The password re-checks cost what a failed login costs, or a stolen session
@@ -20,7 +22,9 @@ use crate::auth::codes::Codes;
 use crate::auth::error::LoginError;
 use crate::auth::lockout::Lockout;
 use crate::auth::notify::Notifier;
+use crate::auth::passkey::{PasskeyError, PasskeyInfo, Passkeys};
 use crate::auth::password::PasswordChecker;
+use crate::auth::totp::{Authenticator, Enrolment};
 use crate::auth::users::User;
 use crate::config::Policy;
 use crate::ratelimit::{Limiter, RateBucket};
@@ -36,8 +40,25 @@ pub enum AccountError {
     WrongPassword,
     #[error("No such session.")]
     NoSuchSession,
+    #[error("An authenticator app is already set up. Remove it first to set up another.")]
+    TotpAlreadyEnabled,
+    #[error("Start the authenticator app setup first.")]
+    TotpNotStarted,
+    #[error("That code does not match. Check the app's clock and enter the current code.")]
+    TotpWrongCode,
+    #[error(transparent)]
+    Passkey(PasskeyError),
     #[error(transparent)]
     Login(#[from] LoginError),
+}
+
+impl From<PasskeyError> for AccountError {
+    fn from(e: PasskeyError) -> Self {
+        match e {
+            PasskeyError::Store(e) => AccountError::Login(LoginError::Store(e)),
+            e => AccountError::Passkey(e),
+        }
+    }
 }
 
 impl From<StoreError> for AccountError {
@@ -77,6 +98,10 @@ pub enum Toggle {
 enum Recheck {
     DisableOtp,
     BackupCodes,
+    TotpSetup,
+    TotpRemove,
+    PasskeyAdd,
+    PasskeyRemove,
 }
 
 impl Recheck {
@@ -84,8 +109,20 @@ impl Recheck {
         match self {
             Recheck::DisableOtp => "password re-check: turn off 2FA",
             Recheck::BackupCodes => "password re-check: new backup codes",
+            Recheck::TotpSetup => "password re-check: set up an authenticator app",
+            Recheck::TotpRemove => "password re-check: remove the authenticator app",
+            Recheck::PasskeyAdd => "password re-check: add a passkey",
+            Recheck::PasskeyRemove => "password re-check: remove a passkey",
         }
     }
+}
+
+/// A confirmed authenticator app: the backup codes made for it (only when
+/// the user had none; shown once) and the rotated session's token.
+#[derive(Debug)]
+pub struct TotpConfirmed {
+    pub backup_codes: Option<Vec<String>>,
+    pub token: String,
 }
 
 fn count_recheck(result: &'static str) {
@@ -100,6 +137,8 @@ pub struct AccountActions {
     pub(crate) store: Store,
     pub(crate) passwords: Arc<PasswordChecker>,
     pub(crate) codes: Codes,
+    pub(crate) totp: Authenticator,
+    pub(crate) passkeys: Passkeys,
     pub(crate) audit: Audit,
     pub(crate) notifier: Notifier,
     pub(crate) lockout: Lockout,
@@ -111,7 +150,7 @@ impl AccountActions {
     /// strongest the deployment's default policy or the user's enrolment
     /// demands. Below it the pages ask for the second factor, never serve.
     pub async fn required_level(&self, user: &User) -> Result<AuthLevel, StoreError> {
-        if self.store.user_state(&user.username).await?.otp_enabled {
+        if self.store.user_state(&user.username).await?.has_second_factor() {
             return Ok(AuthLevel::TwoFactor);
         }
         Ok(crate::auth::login::level_for(self.default_policy))
@@ -226,13 +265,7 @@ impl AccountActions {
         self.store.replace_backup_codes(&user.username, &hashes).await?;
         self.store.set_otp_enabled(&user.username, true).await?;
 
-        // Privilege change: a new session id at two-factor; every other session ends.
-        let new_token = crate::session::new_token();
-        let mut record = self.store.touch_session(session_token).await?.ok_or(LoginError::NoPendingLogin)?;
-        record.level = AuthLevel::TwoFactor;
-        self.store.revoke_user_sessions(&user.username).await?;
-        self.store.create_session(&new_token, &record).await?;
-        crate::metrics::get().sessions_created.inc();
+        let new_token = self.rotate_to_two_factor(user, session_token).await?;
 
         let actor = client.as_user(user);
         self.audit.event(actor, SecurityEvent::OtpEnabled, "").await;
@@ -248,9 +281,198 @@ impl AccountActions {
         Ok((backup, new_token))
     }
 
-    /// Turning 2FA off needs the password; backup codes are voided and an
-    /// alert sent. Asking for it when 2FA is already off changes nothing and
-    /// needs no password.
+    /// Privilege change: a new session id at two-factor; every other session
+    /// ends. Returns the new token.
+    async fn rotate_to_two_factor(&self, user: &User, session_token: &str) -> Result<String, AccountError> {
+        let new_token = crate::session::new_token();
+        let mut record = self.store.touch_session(session_token).await?.ok_or(LoginError::NoPendingLogin)?;
+        record.level = AuthLevel::TwoFactor;
+        self.store.revoke_user_sessions(&user.username).await?;
+        self.store.create_session(&new_token, &record).await?;
+        crate::metrics::get().sessions_created.inc();
+        Ok(new_token)
+    }
+
+    /// Step 1 of setting up an authenticator app, after the password: a new
+    /// secret to scan or type (kept sealed until a code confirms it).
+    pub async fn totp_setup(
+        &self,
+        user: &Arc<User>,
+        session_token: &str,
+        password: Option<&str>,
+        client: &Client,
+    ) -> Result<Enrolment, AccountError> {
+        self.recheck(user, session_token, password, client, Recheck::TotpSetup).await?;
+        if self.store.user_state(&user.username).await?.totp_enabled {
+            return Err(AccountError::TotpAlreadyEnabled);
+        }
+        self.totp
+            .start_enrolment(user)
+            .await?
+            .ok_or_else(|| LoginError::Internal("the authenticator secret could not be prepared".into()).into())
+    }
+
+    /// Step 2: the app's first code proves it holds the secret. The app
+    /// becomes a second factor (every sign-in needs two from now on), 8
+    /// backup codes are made if the user had none, the session is rotated
+    /// to two-factor and the user's other sessions end.
+    pub async fn totp_confirm(
+        &self,
+        user: &User,
+        session_token: &str,
+        code: &str,
+        client: &Client,
+    ) -> Result<TotpConfirmed, AccountError> {
+        match self.totp.confirm(user, code).await? {
+            None => return Err(AccountError::TotpNotStarted),
+            Some(false) => return Err(AccountError::TotpWrongCode),
+            Some(true) => {}
+        }
+        let actor = client.as_user(user);
+        let backup_codes = if self.store.user_state(&user.username).await?.backup_codes_left == 0 {
+            let (backup, hashes) = self.codes.new_backup_codes(user);
+            self.store.replace_backup_codes(&user.username, &hashes).await?;
+            self.audit.event(actor, SecurityEvent::BackupCodesGenerated, "on setting up an authenticator app").await;
+            Some(backup)
+        } else {
+            None
+        };
+        let token = self.rotate_to_two_factor(user, session_token).await?;
+        self.audit.event(actor, SecurityEvent::TotpEnabled, "").await;
+        self.notifier
+            .alert(
+                user,
+                client,
+                "An authenticator app was set up",
+                "Sign-ins to your account now need a code from your authenticator app (or a code sent to this \
+                 address, or a backup code). If this wasn't you, change your password now.",
+            )
+            .await;
+        Ok(TotpConfirmed { backup_codes, token })
+    }
+
+    /// Removing the app needs the password. Backup codes stay while e-mailed
+    /// codes are on, and are voided with the last second factor. Asking when
+    /// there is no app changes nothing and needs no password.
+    /// This server can be a passkey's relying party.
+    pub fn passkeys_available(&self) -> bool {
+        self.passkeys.available()
+    }
+
+    /// The user's passkeys, oldest first.
+    pub async fn passkeys(&self, user: &User) -> Result<Vec<PasskeyInfo>, AccountError> {
+        Ok(self.passkeys.list(user).await?)
+    }
+
+    /// Starts adding a passkey (after the password): the options for
+    /// `navigator.credentials.create`, as JSON.
+    pub async fn passkey_register_start(
+        &self,
+        user: &Arc<User>,
+        session_token: &str,
+        password: Option<&str>,
+        name: &str,
+        client: &Client,
+    ) -> Result<serde_json::Value, AccountError> {
+        if !self.passkeys.available() {
+            return Err(PasskeyError::Unavailable.into());
+        }
+        self.recheck(user, session_token, password, client, Recheck::PasskeyAdd).await?;
+        let session = Store::session_id(session_token);
+        let options = self.passkeys.start_registration(user, &session, name).await?;
+        serde_json::to_value(options).map_err(|e| LoginError::Internal(e.to_string()).into())
+    }
+
+    /// Finishes adding a passkey with the authenticator's answer (JSON):
+    /// sign-ins need it (or another second factor) from now on, so the
+    /// session rotates to two factors and the user's other sessions end.
+    pub async fn passkey_register_finish(
+        &self,
+        user: &User,
+        session_token: &str,
+        credential: &str,
+        client: &Client,
+    ) -> Result<(PasskeyInfo, String), AccountError> {
+        let session = Store::session_id(session_token);
+        let info = self.passkeys.finish_registration(user, &session, credential).await?;
+        let token = self.rotate_to_two_factor(user, session_token).await?;
+        let actor = client.as_user(user);
+        self.audit.event(actor, SecurityEvent::PasskeyAdded, &format!("passkey \"{}\"", info.name)).await;
+        self.notifier
+            .alert(
+                user,
+                client,
+                "A passkey was added to your account",
+                &format!(
+                    "A passkey named \"{}\" can now be used to sign in to your account as the second step. \
+                     If this wasn't you, change your password now.",
+                    info.name
+                ),
+            )
+            .await;
+        Ok((info, token))
+    }
+
+    /// Removes the passkey `id` (with the password).
+    pub async fn passkey_remove(
+        &self,
+        user: &Arc<User>,
+        session_token: &str,
+        id: &str,
+        password: Option<&str>,
+        client: &Client,
+    ) -> Result<usize, AccountError> {
+        self.recheck(user, session_token, password, client, Recheck::PasskeyRemove).await?;
+        let (name, left) = self.passkeys.remove(user, id).await?;
+        self.audit.event(client.as_user(user), SecurityEvent::PasskeyRemoved, &format!("passkey \"{name}\"")).await;
+        self.notifier
+            .alert(
+                user,
+                client,
+                "A passkey was removed from your account",
+                &format!(
+                    "The passkey named \"{name}\" can no longer be used to sign in to your account. \
+                     If this wasn't you, change your password now."
+                ),
+            )
+            .await;
+        Ok(left)
+    }
+
+    pub async fn totp_remove(
+        &self,
+        user: &Arc<User>,
+        session_token: &str,
+        password: Option<&str>,
+        client: &Client,
+    ) -> Result<Toggle, AccountError> {
+        let state = self.store.user_state(&user.username).await?;
+        if !state.totp_enabled {
+            // A setup under way goes; there was nothing to protect.
+            self.totp.remove(user).await?;
+            return Ok(Toggle::Unchanged);
+        }
+        self.recheck(user, session_token, password, client, Recheck::TotpRemove).await?;
+        self.totp.remove(user).await?;
+        if !state.otp_enabled {
+            self.store.replace_backup_codes(&user.username, &[]).await?;
+        }
+        self.audit.event(client.as_user(user), SecurityEvent::TotpRemoved, "").await;
+        self.notifier
+            .alert(
+                user,
+                client,
+                "Your authenticator app was removed",
+                "Sign-ins to your account no longer accept codes from your authenticator app. \
+                 If this wasn't you, change your password now.",
+            )
+            .await;
+        Ok(Toggle::Changed)
+    }
+
+    /// Turning 2FA off needs the password; backup codes are voided (unless an
+    /// authenticator app still needs them) and an alert sent. Asking for it
+    /// when 2FA is already off changes nothing and needs no password.
     pub async fn disable(
         &self,
         user: &Arc<User>,
@@ -258,12 +480,15 @@ impl AccountActions {
         password: Option<&str>,
         client: &Client,
     ) -> Result<Toggle, AccountError> {
-        if !self.store.user_state(&user.username).await?.otp_enabled {
+        let state = self.store.user_state(&user.username).await?;
+        if !state.otp_enabled {
             return Ok(Toggle::Unchanged);
         }
         self.recheck(user, session_token, password, client, Recheck::DisableOtp).await?;
         self.store.set_otp_enabled(&user.username, false).await?;
-        self.store.replace_backup_codes(&user.username, &[]).await?;
+        if !state.totp_enabled {
+            self.store.replace_backup_codes(&user.username, &[]).await?;
+        }
         self.audit.event(client.as_user(user), SecurityEvent::OtpDisabled, "").await;
         self.notifier
             .alert(
@@ -287,7 +512,7 @@ impl AccountActions {
         client: &Client,
     ) -> Result<Vec<String>, AccountError> {
         self.recheck(user, session_token, password, client, Recheck::BackupCodes).await?;
-        if !self.store.user_state(&user.username).await?.otp_enabled {
+        if !self.store.user_state(&user.username).await?.has_second_factor() {
             return Err(AccountError::NotEnabled);
         }
         let (backup, hashes) = self.codes.new_backup_codes(user);

@@ -1,5 +1,5 @@
-//! The login state machine: password → (a code by e-mail, or a backup code)
-//! → session. Each step enforces its rate limits, lockouts and audit; the
+//! The login state machine: password → (a code from the authenticator app,
+//! a code by e-mail, or a backup code) → session. Each step enforces its rate limits, lockouts and audit; the
 //! portal only turns the outcome into HTML or JSON.
 //!
 //! Session ids change at every privilege step: the password step issues a new
@@ -14,15 +14,17 @@ use crate::auth::codes::Codes;
 use crate::auth::credential::Fingerprints;
 use crate::auth::lockout::Lockout;
 use crate::auth::notify::Notifier;
+use crate::auth::passkey::{PasskeyCheck, PasskeyError, Passkeys};
 use crate::auth::password::PasswordChecker;
 use crate::auth::suspicious::SuspiciousActivity;
+use crate::auth::totp::{Authenticator, TotpCheck};
 use crate::auth::users::{User, Users};
 use crate::clock::Clock;
 use crate::config::{Policy, SessionConfig};
 use crate::mail;
 use crate::ratelimit::{Limiter, RateBucket, count_refusal};
 use crate::session;
-use crate::store::{AuthLevel, CodeCheck, CodePurpose, PendingLogin, Store};
+use crate::store::{AuthLevel, CodeCheck, CodePurpose, PendingLogin, RateDecision, Store, UserState};
 
 pub use crate::auth::error::LoginError;
 
@@ -38,19 +40,72 @@ pub struct Completed {
 /// The password step's outcome.
 #[derive(Debug)]
 pub enum PasswordOutcome {
-    /// Second factor needed: a code went out; the pending token goes in a cookie.
+    /// Second factor needed: a code went out by e-mail; the pending token
+    /// goes in a cookie.
     CodeSent {
         pending_token: String,
         masked_email: String,
         expires_in: u64,
+        /// The second factors the user may give (`Factor::as_str`).
+        methods: Vec<&'static str>,
+    },
+    /// Second factor needed from a user with an authenticator app: nothing
+    /// was e-mailed (one can be asked for); the pending token goes in a cookie.
+    AppCodeAsked {
+        pending_token: String,
+        masked_email: String,
+        /// How long the pending login waits for the code, in seconds.
+        expires_in: u64,
+        methods: Vec<&'static str>,
     },
     Done(Completed),
+}
+
+/// The second factor a login completed with, for the audit trail and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Factor {
+    Email,
+    Totp,
+    Passkey,
+    BackupCode,
+}
+
+impl Factor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Factor::Email => "email",
+            Factor::Totp => "totp",
+            Factor::Passkey => "passkey",
+            Factor::BackupCode => "backup_code",
+        }
+    }
+}
+
+/// The second factors a user can give, most preferred first: the app when
+/// enrolled, e-mail always, backup codes while some are left.
+pub fn methods(state: &UserState) -> Vec<&'static str> {
+    let mut m = Vec::with_capacity(4);
+    if state.passkey_enabled {
+        m.push(Factor::Passkey.as_str());
+    }
+    if state.totp_enabled {
+        m.push(Factor::Totp.as_str());
+    }
+    m.push(Factor::Email.as_str());
+    if state.backup_codes_left > 0 {
+        m.push(Factor::BackupCode.as_str());
+    }
+    m
 }
 
 /// What the code page shows about a pending login.
 pub struct PendingView {
     pub masked_email: String,
     pub user: Arc<User>,
+    /// The user has an authenticator app (the page offers it first).
+    pub totp_enabled: bool,
+    /// The user has a passkey (the page offers it, with JavaScript).
+    pub passkey_enabled: bool,
 }
 
 /// What the login flow needs from the configuration.
@@ -68,6 +123,8 @@ pub struct LoginFlow {
     pub(crate) users: Arc<Users>,
     pub(crate) passwords: Arc<PasswordChecker>,
     pub(crate) codes: Codes,
+    pub(crate) totp: Authenticator,
+    pub(crate) passkeys: Passkeys,
     pub(crate) limiter: Limiter,
     pub(crate) lockout: Lockout,
     pub(crate) audit: Audit,
@@ -99,7 +156,14 @@ impl LoginFlow {
     /// demands, raised by the destination's policy and by the user's own 2FA.
     /// The return address can only raise it: a client that picks a bypassed
     /// `rd` must not walk away with a session weaker than the deployment asks.
-    async fn required_level(&self, user: &User, rd: Option<&str>, client: &Client) -> Result<AuthLevel, LoginError> {
+    /// Also returns the user's enrolment, which decides how the second
+    /// factor is asked for.
+    async fn required_level(
+        &self,
+        user: &User,
+        rd: Option<&str>,
+        client: &Client,
+    ) -> Result<(AuthLevel, UserState), LoginError> {
         let ip = client.ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
         let destination = rd.and_then(|r| url::Url::parse(r).ok()).map(|url| {
             let host = url.host_str().unwrap_or("").trim_end_matches('.').to_ascii_lowercase();
@@ -118,7 +182,8 @@ impl LoginFlow {
         });
         let state = self.store.user_state(&user.username).await?;
         let demanded = level_for(self.rules.default_policy()).max(destination.map_or(AuthLevel::OneFactor, level_for));
-        Ok(if state.otp_enabled { AuthLevel::TwoFactor } else { demanded })
+        let level = if state.has_second_factor() { AuthLevel::TwoFactor } else { demanded };
+        Ok((level, state))
     }
 
     /// Step 1: name (or e-mail) and password.
@@ -178,13 +243,13 @@ impl LoginFlow {
         }
         count_attempt("password", "success");
 
-        let level = self.required_level(&user, rd.as_deref(), client).await?;
+        let (level, state) = self.required_level(&user, rd.as_deref(), client).await?;
         if level == AuthLevel::OneFactor {
-            let done = self.complete(&user, AuthLevel::OneFactor, remember_me, rd, client).await?;
+            let done = self.complete(&user, AuthLevel::OneFactor, None, remember_me, rd, client).await?;
             return Ok(PasswordOutcome::Done(done));
         }
 
-        self.send_first_code(&user, remember_me, rd, client).await
+        self.ask_second_factor(&user, &state, remember_me, rd, client).await
     }
 
     /// Step-up: a session at one factor asks for the second (its destination,
@@ -205,13 +270,17 @@ impl LoginFlow {
             count_attempt("password", "locked");
             return Err(LoginError::Locked { retry_after });
         }
-        self.send_first_code(user, remember_me, rd, client).await
+        let state = self.store.user_state(&user.username).await?;
+        self.ask_second_factor(user, &state, remember_me, rd, client).await
     }
 
-    /// Stores the pending login and e-mails its first code.
-    async fn send_first_code(
+    /// Stores the pending login and asks for the second factor: from a user
+    /// with an authenticator app, its code (nothing is e-mailed until asked
+    /// for); from anyone else, the code e-mailed now.
+    async fn ask_second_factor(
         &self,
         user: &User,
+        state: &UserState,
         remember_me: bool,
         rd: Option<String>,
         client: &Client,
@@ -225,8 +294,17 @@ impl LoginFlow {
             ip: client.ip.clone(),
             device: client.device(),
         };
+        let ttl = self.settings.session.pending_login_ttl;
+        self.store.put_pending(&pending_token, &pending, ttl).await?;
+        if state.totp_enabled {
+            return Ok(PasswordOutcome::AppCodeAsked {
+                pending_token,
+                masked_email: mail::mask_email(&user.email),
+                expires_in: ttl.as_secs(),
+                methods: methods(state),
+            });
+        }
         let otp = self.codes.settings();
-        self.store.put_pending(&pending_token, &pending, self.settings.session.pending_login_ttl).await?;
         self.store.start_cooldown(&user.username, CodePurpose::Login, otp.resend_cooldown).await?;
         self.codes.issue(user, CodePurpose::Login, client).await.inspect_err(|_| {
             // The code could not be sent: the pending login goes too, so the
@@ -241,14 +319,17 @@ impl LoginFlow {
             pending_token,
             masked_email: mail::mask_email(&user.email),
             expires_in: otp.ttl.as_secs(),
+            methods: methods(state),
         })
     }
 
     /// Creates the session at the end of a login and runs the suspicious-activity rules.
+    /// `factor`: the second factor given, if any (the audit record names it).
     async fn complete(
         &self,
         user: &User,
         level: AuthLevel,
+        factor: Option<Factor>,
         remember_me: bool,
         rd: Option<String>,
         client: &Client,
@@ -266,8 +347,12 @@ impl LoginFlow {
         );
         self.store.create_session(&token, &record).await?;
         crate::metrics::get().sessions_created.inc();
-        let how = if level == AuthLevel::TwoFactor { "two_factor" } else { "one_factor" };
-        self.audit.attempt(client.as_user(user), AttemptResult::Success, how).await;
+        let how = match (level, factor) {
+            (AuthLevel::OneFactor, _) => "one_factor".to_owned(),
+            (AuthLevel::TwoFactor, Some(f)) => format!("two_factor: {}", f.as_str()),
+            (AuthLevel::TwoFactor, None) => "two_factor".to_owned(),
+        };
+        self.audit.attempt(client.as_user(user), AttemptResult::Success, &how).await;
         self.suspicious.after_login(user, client).await;
         Ok(Completed {
             token,
@@ -312,7 +397,7 @@ impl LoginFlow {
         match self.codes.check(&user, CodePurpose::Login, code).await? {
             CodeCheck::Ok => {
                 count_attempt("otp", "success");
-                self.finish_pending(pending_token, &user, client).await
+                self.finish_pending(pending_token, &user, Factor::Email, client).await
             }
             CodeCheck::Wrong { remaining } => {
                 count_attempt("otp", "invalid_otp");
@@ -370,7 +455,7 @@ impl LoginFlow {
                     &format!("One of your backup codes was used to sign in. {left} unused backup codes remain."),
                 )
                 .await;
-            return self.finish_pending(pending_token, &user, client).await;
+            return self.finish_pending(pending_token, &user, Factor::BackupCode, client).await;
         }
         count_attempt("backup_code", "invalid_otp");
         self.audit.attempt(actor, AttemptResult::InvalidOtp, "invalid backup code").await;
@@ -378,17 +463,148 @@ impl LoginFlow {
         Err(LoginError::InvalidBackupCode { remaining })
     }
 
+    /// Step 2c: a code from the authenticator app. Wrong codes count as a
+    /// wrong e-mailed code does: against the client's verify window, the
+    /// account's failures (up to its lock), and this login, whose app is
+    /// refused after `otp.max_attempts` wrong codes (an e-mailed or backup
+    /// code still works). A right code whose step was already used is a
+    /// replay, and counts as wrong.
+    pub async fn totp_step(
+        &self,
+        pending_token: Option<&str>,
+        code: &str,
+        client: &Client,
+    ) -> Result<Completed, LoginError> {
+        let (_, user) = self.pending_user(pending_token).await?;
+        let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
+        let actor = client.as_user(&user);
+        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
+            count_attempt("totp", "rate_limited");
+            self.audit.attempt(actor, AttemptResult::RateLimited, "totp: verify rate limit").await;
+            self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
+            return Err(LoginError::RateLimited { retry_after });
+        }
+        if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
+            count_attempt("totp", "locked");
+            self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
+            return Err(LoginError::Locked { retry_after });
+        }
+        // Counted per pending login, under its public id.
+        // Not through the limiter's `check`: running out is this login's
+        // attempts cap (counted as `max_attempts`), not a rate limit.
+        let login_id = Store::session_id(token);
+        let cap = self.limiter.spec(RateBucket::TotpFailures);
+        let (max, window) = (cap.limit, cap.window);
+        if let RateDecision::Limited { .. } =
+            self.store.rate_check(RateBucket::TotpFailures, &login_id, max, window).await?
+        {
+            count_attempt("totp", "max_attempts");
+            self.audit.attempt(actor, AttemptResult::InvalidOtp, "totp: maximum attempts reached").await;
+            return Err(LoginError::TotpExhausted);
+        }
+        let (result, details) = match self.totp.check(&user, code).await? {
+            TotpCheck::Accepted => {
+                count_attempt("totp", "success");
+                return self.finish_pending(pending_token, &user, Factor::Totp, client).await;
+            }
+            TotpCheck::NotEnrolled => {
+                count_attempt("totp", "not_enrolled");
+                return Err(LoginError::NoTotp);
+            }
+            TotpCheck::Wrong => ("invalid_otp", "totp: invalid code"),
+            TotpCheck::Replayed => ("replayed", "totp: code already used"),
+        };
+        count_attempt("totp", result);
+        let failures = self.store.rate_record(RateBucket::TotpFailures, &login_id, window).await?;
+        let remaining = max.saturating_sub(failures);
+        let details = format!("{details}, {remaining} attempts left");
+        self.audit.attempt(actor, AttemptResult::InvalidOtp, &details).await;
+        self.lockout.record_failure(&user, client).await?;
+        Err(if remaining == 0 { LoginError::TotpExhausted } else { LoginError::InvalidTotp { remaining } })
+    }
+
+    /// Step 2d, first half: the options for `navigator.credentials.get`
+    /// (as JSON) for the pending login's user, whose challenge waits in the
+    /// store for `passkey_step`.
+    pub async fn passkey_start(&self, pending_token: Option<&str>) -> Result<serde_json::Value, LoginError> {
+        let (_, user) = self.pending_user(pending_token).await?;
+        let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
+        if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
+            return Err(LoginError::Locked { retry_after });
+        }
+        let options = match self.passkeys.start_login(&user, &Store::session_id(token)).await {
+            Ok(Some(o)) => o,
+            Ok(None) | Err(PasskeyError::Unavailable) => return Err(LoginError::NoPasskey),
+            Err(PasskeyError::Store(e)) => return Err(e.into()),
+            Err(e) => return Err(LoginError::Internal(e.to_string())),
+        };
+        serde_json::to_value(options).map_err(|e| LoginError::Internal(e.to_string()))
+    }
+
+    /// Step 2d: the authenticator's answer (JSON) to the challenge of
+    /// `passkey_start`. A refused answer counts as a wrong code does:
+    /// against the client's verify window and the account's failures (up
+    /// to its lock). The challenge answers once: another try starts again.
+    pub async fn passkey_step(
+        &self,
+        pending_token: Option<&str>,
+        credential: &str,
+        client: &Client,
+    ) -> Result<Completed, LoginError> {
+        let (_, user) = self.pending_user(pending_token).await?;
+        let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
+        let actor = client.as_user(&user);
+        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
+            count_attempt("passkey", "rate_limited");
+            self.audit.attempt(actor, AttemptResult::RateLimited, "passkey: verify rate limit").await;
+            self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
+            return Err(LoginError::RateLimited { retry_after });
+        }
+        if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
+            count_attempt("passkey", "locked");
+            self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
+            return Err(LoginError::Locked { retry_after });
+        }
+        let check = match self.passkeys.finish_login(&user, &Store::session_id(token), credential).await {
+            Ok(c) => c,
+            Err(PasskeyError::Store(e)) => return Err(e.into()),
+            Err(_) => PasskeyCheck::NotEnrolled,
+        };
+        match check {
+            PasskeyCheck::Accepted => {
+                count_attempt("passkey", "success");
+                self.finish_pending(pending_token, &user, Factor::Passkey, client).await
+            }
+            PasskeyCheck::NotEnrolled => {
+                count_attempt("passkey", "not_enrolled");
+                Err(LoginError::NoPasskey)
+            }
+            PasskeyCheck::NoCeremony => {
+                count_attempt("passkey", "no_ceremony");
+                Err(LoginError::PasskeyNotStarted)
+            }
+            PasskeyCheck::Refused => {
+                count_attempt("passkey", "invalid_passkey");
+                let remaining = self.lockout.record_failure(&user, client).await?;
+                let details = format!("passkey: refused, {remaining} attempts left");
+                self.audit.attempt(actor, AttemptResult::InvalidOtp, &details).await;
+                Err(LoginError::InvalidPasskey { remaining })
+            }
+        }
+    }
+
     async fn finish_pending(
         &self,
         pending_token: Option<&str>,
         user: &User,
+        factor: Factor,
         client: &Client,
     ) -> Result<Completed, LoginError> {
         // Taking the pending login is the commit point: it completes exactly once.
         let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
         let pending = self.store.take_pending(token).await?.ok_or(LoginError::NoPendingLogin)?;
         self.store.void_code(&user.username, CodePurpose::Login).await?;
-        self.complete(user, AuthLevel::TwoFactor, pending.remember_me, pending.rd, client).await
+        self.complete(user, AuthLevel::TwoFactor, Some(factor), pending.remember_me, pending.rd, client).await
     }
 
     /// Resend: a new code (the old one is void) after the cooldown. Returns
@@ -421,6 +637,12 @@ impl LoginFlow {
     /// The pending login behind the cookie, for the code page.
     pub async fn pending_view(&self, pending_token: Option<&str>) -> Result<PendingView, LoginError> {
         let (_, user) = self.pending_user(pending_token).await?;
-        Ok(PendingView { masked_email: mail::mask_email(&user.email), user })
+        let state = self.store.user_state(&user.username).await?;
+        Ok(PendingView {
+            masked_email: mail::mask_email(&user.email),
+            user,
+            totp_enabled: state.totp_enabled,
+            passkey_enabled: state.passkey_enabled && self.passkeys.available(),
+        })
     }
 }

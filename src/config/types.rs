@@ -22,6 +22,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub session: SessionConfig,
     pub otp: OtpConfig,
+    pub totp: TotpConfig,
     pub store: StoreConfig,
     pub mail: MailConfig,
     pub rate_limit: RateLimitConfig,
@@ -37,6 +38,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             session: SessionConfig::default(),
             otp: OtpConfig::default(),
+            totp: TotpConfig::default(),
             store: StoreConfig::default(),
             mail: MailConfig::default(),
             rate_limit: RateLimitConfig::default(),
@@ -237,6 +239,28 @@ impl Default for OtpConfig {
             max_attempts: 3,
             resend_cooldown: Duration::from_secs(60),
         }
+    }
+}
+
+/// `[totp]`: authenticator apps (RFC 6238 time-based codes, HMAC-SHA-1, as
+/// every common app expects).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TotpConfig {
+    /// The name the app shows beside the account (and the `issuer` of the
+    /// otpauth URI).
+    pub issuer: String,
+    /// Digits of a code (6 or 8; most apps show 6).
+    pub digits: u32,
+    /// Seconds each code lasts.
+    pub period: u64,
+    /// Steps of clock drift accepted either side of now.
+    pub skew: u32,
+}
+
+impl Default for TotpConfig {
+    fn default() -> Self {
+        TotpConfig { issuer: "Portcullis".into(), digits: 6, period: 30, skew: 1 }
     }
 }
 

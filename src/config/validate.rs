@@ -163,6 +163,25 @@ pub fn validate(c: &mut Config, demo: bool) -> Vec<Problem> {
         bad("otp.ttl", "must be above zero".into());
     }
 
+    // [totp]
+    let t = &c.totp;
+    if t.issuer.trim().is_empty()
+        || t.issuer.len() > 64
+        || t.issuer.contains(':')
+        || t.issuer.chars().any(char::is_control)
+    {
+        bad("totp.issuer", "must be 1 to 64 characters, without ':' or control characters".into());
+    }
+    if !(6..=8).contains(&t.digits) {
+        bad("totp.digits", "must be between 6 and 8".into());
+    }
+    if !(10..=300).contains(&t.period) {
+        bad("totp.period", "must be between 10 and 300 seconds".into());
+    }
+    if t.skew > 10 {
+        bad("totp.skew", "must be at most 10 steps".into());
+    }
+
     // [store]
     let st = &mut c.store;
     let url = st.url.expose().to_owned();
@@ -275,6 +294,18 @@ mod tests {
             let keys: Vec<_> = validate(&mut c, true).into_iter().map(|p| p.key).collect();
             assert_eq!(keys, ["session.cookie_domain"], "{bad:?}");
         }
+    }
+
+    #[test]
+    fn totp_settings_are_checked_by_key() {
+        let mut c = Config::default();
+        c.totp.issuer = "Acme:SSO".into();
+        c.totp.digits = 9;
+        c.totp.period = 0;
+        c.totp.skew = 11;
+        let keys: Vec<_> = validate(&mut c, true).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["totp.issuer", "totp.digits", "totp.period", "totp.skew"]);
+        assert!(validate(&mut Config::default(), true).is_empty());
     }
 
     /// A CA file as the config file names it, before validation reads it.

@@ -1,7 +1,8 @@
 //! The account endpoints: the account page and `api/me`, and one handler per
-//! action (toggle 2FA, confirm it, regenerate backup codes, revoke one session
-//! or all others, list sessions), each answering a form post with the account
-//! page and an API call with JSON.
+//! action (toggle e-mailed codes, confirm them, set up, confirm or remove an
+//! authenticator app, regenerate backup codes, revoke one session or all
+//! others, list sessions), each answering a form post with the account page
+//! and an API call with JSON.
 
 use std::sync::Arc;
 
@@ -11,9 +12,10 @@ use serde_json::json;
 
 use super::context::{Answer, Cx};
 use super::forms::Fields;
-use super::pages::{AccountView, LoginRow, SessionRow, UserView};
-use crate::auth::account::{AccountError, Toggle};
+use super::pages::{AccountView, LoginRow, PasskeyRow, SessionRow, UserView};
+use crate::auth::account::{AccountError, Toggle, TotpConfirmed};
 use crate::auth::login::LoginError;
+use crate::auth::totp::Enrolment;
 use crate::auth::users::User;
 use crate::body::Response;
 use crate::gate::Authenticated;
@@ -27,6 +29,8 @@ struct Notice<'a> {
     error: &'a str,
     backup_codes: Vec<String>,
     confirm_enable: bool,
+    /// An authenticator app being set up: its secret and QR code.
+    totp_setup: Option<Enrolment>,
 }
 
 /// The account page for the session's user. `new_token` is a session token
@@ -43,6 +47,10 @@ async fn account_page(
         Ok(d) => d,
         Err(e) => return cx.fail(e),
     };
+    let passkeys = match portal.account.passkeys(&auth.user).await {
+        Ok(p) => p.into_iter().map(PasskeyRow::of).collect(),
+        Err(e) => return cx.fail(e),
+    };
     let current = Store::session_id(new_token.unwrap_or(&auth.token));
     let txt = n.backup_codes.join("\n") + "\n";
     let view = AccountView {
@@ -50,6 +58,11 @@ async fn account_page(
         user: UserView::of(&auth.user),
         otp_enabled: data.state.otp_enabled,
         otp_required_by_policy: portal.account.policy_requires_two_factor(),
+        totp_enabled: data.state.totp_enabled,
+        totp_setup: n.totp_setup.as_ref(),
+        totp_digits: portal.settings.totp_digits,
+        passkeys,
+        passkeys_available: portal.account.passkeys_available(),
         backup_codes_left: data.state.backup_codes_left,
         backup_codes: &n.backup_codes,
         backup_codes_txt: form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20"),
@@ -113,6 +126,10 @@ pub(super) async fn view(cx: &Cx<'_>) -> Answer {
         Format::Json => match cx.portal.account.overview(&auth.user).await {
             Err(e) => cx.fail(e),
             Ok(data) => {
+                let passkeys = match cx.portal.account.passkeys(&auth.user).await {
+                    Ok(p) => p,
+                    Err(e) => return (cx.fail(e), user_of(&auth)),
+                };
                 let user = &auth.user;
                 let recent: Vec<_> = data
                     .recent_logins
@@ -127,6 +144,9 @@ pub(super) async fn view(cx: &Cx<'_>) -> Answer {
                     "groups": user.groups,
                     "otp_enabled": data.state.otp_enabled,
                     "otp_required_by_policy": cx.portal.account.policy_requires_two_factor(),
+                    "totp_enabled": data.state.totp_enabled,
+                    "second_factors": second_factors(&data.state),
+                    "passkeys": passkeys,
                     "backup_codes_left": data.state.backup_codes_left,
                     "recent_logins": recent,
                 });
@@ -135,6 +155,175 @@ pub(super) async fn view(cx: &Cx<'_>) -> Answer {
         },
     };
     (r, Some(auth.user))
+}
+
+/// The second factors the user enrolled, by their method names.
+fn second_factors(state: &crate::store::UserState) -> Vec<&'static str> {
+    let mut f = Vec::new();
+    if state.passkey_enabled {
+        f.push("passkey");
+    }
+    if state.totp_enabled {
+        f.push("totp");
+    }
+    if state.otp_enabled {
+        f.push("email");
+    }
+    f
+}
+
+/// `POST account/totp`, `POST api/totp/setup` (with the password): a new
+/// authenticator secret, its otpauth URI and QR code, to confirm with a code.
+pub(super) async fn totp_setup(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let result = cx.portal.account.totp_setup(&auth.user, &auth.token, fields.get("password"), &cx.client()).await;
+    let r = match (result, cx.format) {
+        (Ok(enrolment), Format::Html) => {
+            let n = Notice {
+                message: "Scan the QR code with your authenticator app, then enter the code it shows.",
+                totp_setup: Some(enrolment),
+                ..Notice::default()
+            };
+            account_page(cx, &auth, StatusCode::OK, n, None).await
+        }
+        (Ok(e), Format::Json) => reply::json(
+            StatusCode::OK,
+            &json!({"success": true, "secret": e.secret, "otpauth_uri": e.otpauth_uri, "qr_svg": e.qr_svg}),
+        ),
+        (Err(e), _) => failed(cx, &auth, e).await,
+    };
+    (r, user_of(&auth))
+}
+
+/// `POST account/totp/confirm`, `POST api/totp/confirm`: the app's first
+/// code turns it on; backup codes (if new) are shown once and the session rotates.
+pub(super) async fn totp_confirm(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let code = fields.get("otp_code").unwrap_or("");
+    let result = cx.portal.account.totp_confirm(&auth.user, &auth.token, code, &cx.client()).await;
+    let r = match (result, cx.format) {
+        (Ok(TotpConfirmed { backup_codes, token }), Format::Html) => {
+            let n = Notice {
+                message: if backup_codes.is_some() {
+                    "Your authenticator app is set up. Store these backup codes somewhere safe."
+                } else {
+                    "Your authenticator app is set up."
+                },
+                backup_codes: backup_codes.unwrap_or_default(),
+                ..Notice::default()
+            };
+            account_page(cx, &auth, StatusCode::OK, n, Some(&token)).await
+        }
+        (Ok(TotpConfirmed { backup_codes, token }), Format::Json) => {
+            let mut body = json!({"success": true, "totp_enabled": true, "message": "Authenticator app set up"});
+            if let Some(codes) = backup_codes {
+                body["backup_codes"] = json!(codes);
+            }
+            let mut r = reply::json(StatusCode::OK, &body);
+            reply::set_cookie(&mut r, cx.portal.cookies.session(&token, remembered(cx, &auth)));
+            r
+        }
+        (Err(e), _) => failed(cx, &auth, e).await,
+    };
+    (r, user_of(&auth))
+}
+
+/// `POST api/passkey/register/start {password, name}`: the options for
+/// `navigator.credentials.create` (after the password re-check).
+pub(super) async fn passkey_register_start(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let name = fields.get("name").unwrap_or("");
+    let result = cx
+        .portal
+        .account
+        .passkey_register_start(&auth.user, &auth.token, fields.get("password"), name, &cx.client())
+        .await;
+    let r = match result {
+        Ok(options) => reply::json(StatusCode::OK, &json!({"success": true, "options": options})),
+        Err(e) => cx.fail(e),
+    };
+    (r, user_of(&auth))
+}
+
+/// `POST api/passkey/register/finish {credential}`: the authenticator's
+/// answer adds the passkey; the session rotates to two factors.
+pub(super) async fn passkey_register_finish(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let Some(credential) = fields.get("credential") else {
+        return (cx.fail(Failure::Missing("credential is required".into())), user_of(&auth));
+    };
+    let result = cx.portal.account.passkey_register_finish(&auth.user, &auth.token, credential, &cx.client()).await;
+    let r = match result {
+        Ok((info, token)) => {
+            let body = json!({"success": true, "message": "Passkey added", "passkey": info});
+            let mut r = reply::json(StatusCode::OK, &body);
+            reply::set_cookie(&mut r, cx.portal.cookies.session(&token, remembered(cx, &auth)));
+            r
+        }
+        Err(e) => cx.fail(e),
+    };
+    (r, user_of(&auth))
+}
+
+/// `POST account/passkey/remove`, `POST api/passkey/remove {id, password}`.
+pub(super) async fn passkey_remove(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let id = fields.get("id").unwrap_or("");
+    let result =
+        cx.portal.account.passkey_remove(&auth.user, &auth.token, id, fields.get("password"), &cx.client()).await;
+    let r = match (result, cx.format) {
+        (Ok(_), Format::Html) => {
+            let n = Notice { message: "The passkey was removed.", ..Notice::default() };
+            account_page(cx, &auth, StatusCode::OK, n, None).await
+        }
+        (Ok(left), Format::Json) => {
+            reply::json(StatusCode::OK, &json!({"success": true, "message": "Passkey removed", "passkeys_left": left}))
+        }
+        (Err(e), _) => failed(cx, &auth, e).await,
+    };
+    (r, user_of(&auth))
+}
+
+/// `POST account/totp/remove`, `POST api/totp/remove` (with the password).
+pub(super) async fn totp_remove(cx: &Cx<'_>, body: Incoming) -> Answer {
+    let (auth, fields) = match begin(cx, body).await {
+        Ok(b) => b,
+        Err(a) => return a,
+    };
+    let result = cx.portal.account.totp_remove(&auth.user, &auth.token, fields.get("password"), &cx.client()).await;
+    let r = match (result, cx.format) {
+        (Ok(toggle), Format::Html) => {
+            let message = match toggle {
+                Toggle::Changed => "Your authenticator app was removed.",
+                Toggle::Unchanged => "No changes made.",
+            };
+            account_page(cx, &auth, StatusCode::OK, Notice { message, ..Notice::default() }, None).await
+        }
+        (Ok(toggle), Format::Json) => {
+            let message = match toggle {
+                Toggle::Changed => "Authenticator app removed",
+                Toggle::Unchanged => "No changes made",
+            };
+            reply::json(StatusCode::OK, &json!({"success": true, "totp_enabled": false, "message": message}))
+        }
+        (Err(e), _) => failed(cx, &auth, e).await,
+    };
+    (r, user_of(&auth))
 }
 
 /// `POST account/otp`, `POST api/toggle-otp`: `enable_otp` true e-mails a

@@ -34,6 +34,8 @@ pub struct PortalSettings {
     pub body_read_timeout: std::time::Duration,
     /// Digits of an e-mailed code: the forms ask for exactly that many.
     pub otp_digits: u32,
+    /// Digits of an authenticator app's code (`totp.digits`).
+    pub totp_digits: u32,
 }
 
 /// Everything the portal's handlers use.

@@ -88,6 +88,9 @@ pub fn parse_fields(content_type: &str, bytes: &[u8]) -> Result<Fields, BodyErro
                 serde_json::Value::Bool(b) => b.to_string(),
                 serde_json::Value::Number(n) => n.to_string(),
                 serde_json::Value::Null => continue,
+                // A WebAuthn credential (`credential`) arrives as an object:
+                // kept as its JSON text for the handler to parse.
+                v @ serde_json::Value::Object(_) if k == "credential" => v.to_string(),
                 _ => return Err(BodyError::Invalid),
             };
             fields.0.insert(k, s);

@@ -1,7 +1,8 @@
 //! The login endpoints, each serving the browser flow (form posts answered by
 //! a 303, or the page again with the error, so everything works with
-//! JavaScript off) and the JSON API: password, code or backup code, resend,
-//! logout, and the pages that show the forms.
+//! JavaScript off) and the JSON API: password, a code (from the authenticator
+//! app or e-mail) or backup code, resend, logout, and the pages that show the
+//! forms.
 
 use http::StatusCode;
 use hyper::body::Incoming;
@@ -9,7 +10,7 @@ use serde_json::json;
 
 use super::context::Cx;
 use super::pages::{CodeView, LoginView, LogoutView};
-use crate::auth::login::{LoginError, PasswordOutcome};
+use crate::auth::login::{Factor, LoginError, PasswordOutcome};
 use crate::body::Response;
 use crate::reply::{self, Failure, Format};
 use crate::store::AuthLevel;
@@ -97,12 +98,31 @@ fn code_sent(cx: &Cx<'_>, result: Result<PasswordOutcome, LoginError>) -> Respon
             reply::set_cookie(&mut r, portal.cookies.pending(&pending_token, portal.settings.pending_login_ttl));
             r
         }
-        (Ok(PasswordOutcome::CodeSent { pending_token, masked_email, expires_in }), Format::Json) => {
+        (Ok(PasswordOutcome::AppCodeAsked { pending_token, .. }), Format::Html) => {
+            let mut r = reply::redirect(StatusCode::SEE_OTHER, &cx.link("/otp"));
+            reply::set_cookie(&mut r, portal.cookies.pending(&pending_token, portal.settings.pending_login_ttl));
+            r
+        }
+        (Ok(PasswordOutcome::CodeSent { pending_token, masked_email, expires_in, methods }), Format::Json) => {
             let body = json!({
                 "success": true,
                 "otp_required": true,
                 "message": format!("Verification code sent to {masked_email}"),
                 "expires_in": expires_in,
+                "methods": methods,
+            });
+            let mut r = reply::json(StatusCode::OK, &body);
+            reply::set_cookie(&mut r, portal.cookies.pending(&pending_token, portal.settings.pending_login_ttl));
+            r
+        }
+        (Ok(PasswordOutcome::AppCodeAsked { pending_token, expires_in, methods, .. }), Format::Json) => {
+            // Nothing was e-mailed: `resend-otp {"method": "email"}` sends a code.
+            let body = json!({
+                "success": true,
+                "otp_required": true,
+                "message": "Enter the code from your authenticator app",
+                "expires_in": expires_in,
+                "methods": methods,
             });
             let mut r = reply::json(StatusCode::OK, &body);
             reply::set_cookie(&mut r, portal.cookies.pending(&pending_token, portal.settings.pending_login_ttl));
@@ -134,7 +154,9 @@ pub(super) async fn password(cx: &Cx<'_>, body: Incoming) -> Response {
     let portal = cx.portal;
     let result = portal.login.password_step(name, password, fields.flag("remember_me"), rd.clone(), &cx.client()).await;
     match (result, cx.format) {
-        (result @ Ok(PasswordOutcome::CodeSent { .. }), _) => code_sent(cx, result),
+        (result @ Ok(PasswordOutcome::CodeSent { .. } | PasswordOutcome::AppCodeAsked { .. }), _) => {
+            code_sent(cx, result)
+        }
         (Ok(PasswordOutcome::Done(done)), format) => {
             let mut r = match format {
                 Format::Html => reply::redirect(StatusCode::SEE_OTHER, &done.redirect),
@@ -164,8 +186,22 @@ struct CodeNotice<'a> {
     error: &'a str,
     info: &'a str,
     remaining: Option<u32>,
-    backup: bool,
+    /// The form to show: the backup code's, the e-mailed code's, or (None)
+    /// the app's for a user who has one, else the e-mailed code's.
+    method: Option<Factor>,
     resend_in: u64,
+}
+
+/// The second factor a request names in `method` (`totp`, `email`,
+/// `backup_code`); absent means the e-mailed code. Err: an unknown name.
+fn factor_named(method: Option<&str>) -> Result<Option<Factor>, ()> {
+    match method {
+        None => Ok(None),
+        Some("totp") => Ok(Some(Factor::Totp)),
+        Some("email") => Ok(Some(Factor::Email)),
+        Some("backup_code") => Ok(Some(Factor::BackupCode)),
+        Some(_) => Err(()),
+    }
 }
 
 /// The code page for the pending login; without one, back to the login page.
@@ -176,6 +212,11 @@ async fn code_form(cx: &Cx<'_>, status: StatusCode, n: CodeNotice<'_>) -> Respon
         Err(LoginError::Store(e)) => return cx.fail(e),
         Err(_) => return reply::redirect(StatusCode::SEE_OTHER, &cx.link("/login")),
     };
+    let method = match n.method {
+        Some(m) => m,
+        None if view.totp_enabled => Factor::Totp,
+        None => Factor::Email,
+    };
     let view = CodeView {
         chrome: cx.portal.chrome(cx.headers, None, "Verification code"),
         rd: "",
@@ -185,8 +226,12 @@ async fn code_form(cx: &Cx<'_>, status: StatusCode, n: CodeNotice<'_>) -> Respon
         error: n.error,
         info: n.info,
         remaining_attempts: n.remaining,
-        backup: n.backup,
+        backup: method == Factor::BackupCode,
+        totp: method == Factor::Totp && view.totp_enabled,
+        totp_enabled: view.totp_enabled,
+        passkey_enabled: view.passkey_enabled,
         code_digits: cx.portal.settings.otp_digits,
+        totp_digits: cx.portal.settings.totp_digits,
     };
     cx.portal.page(status, "otp.html", &view)
 }
@@ -195,17 +240,25 @@ async fn code_form(cx: &Cx<'_>, status: StatusCode, n: CodeNotice<'_>) -> Respon
 pub(super) async fn code_page(cx: &Cx<'_>) -> Response {
     let q = cx.query();
     let sent = q.get("sent").is_some();
+    let method = if q.get("backup").is_some() {
+        Some(Factor::BackupCode)
+    } else if sent {
+        Some(Factor::Email)
+    } else {
+        factor_named(q.get("method")).unwrap_or(None)
+    };
     let notice = CodeNotice {
         info: if sent { "We e-mailed you a verification code." } else { "" },
         resend_in: if sent { cx.portal.settings.resend_cooldown_secs } else { 0 },
-        backup: q.get("backup").is_some(),
+        method,
         ..CodeNotice::default()
     };
     code_form(cx, StatusCode::OK, notice).await
 }
 
 /// `POST otp` (a code, or a backup code in `code`), `POST api/verify-login-otp`
-/// and `POST api/verify-backup-code` (`backup`).
+/// (`method`: `totp` for the authenticator app's code, else the e-mailed
+/// one) and `POST api/verify-backup-code` (`backup`).
 pub(super) async fn code(cx: &Cx<'_>, body: Incoming, backup: bool) -> Response {
     let fields = match cx.form(body).await {
         Ok(f) => f,
@@ -214,23 +267,35 @@ pub(super) async fn code(cx: &Cx<'_>, body: Incoming, backup: bool) -> Response 
     let portal = cx.portal;
     let pending = portal.cookies.pending_token(cx.headers);
     let client = cx.client();
-    // The page's one form sends either field; the API names the one it means.
-    let (code, backup) = match cx.format {
-        Format::Html => match (fields.get("otp_code"), fields.get("code")) {
-            (Some(code), _) => (Some(code), false),
-            (None, Some(code)) => (Some(code), true),
-            (None, None) => (None, false),
-        },
-        Format::Json => (fields.get(if backup { "code" } else { "otp_code" }), backup),
+    let Ok(named) = factor_named(fields.get("method")) else {
+        return cx.fail(Failure::Missing("method must be \"totp\" or \"email\"".into()));
     };
-    let result = match code {
-        Some(code) if backup => portal.login.backup_step(pending, code, &client).await,
-        Some(code) => portal.login.code_step(pending, code, &client).await,
-        None if cx.format == Format::Json => {
-            let field = if backup { "code" } else { "otp_code" };
+    // The page's forms send either field (and the app's form its method);
+    // the API names the one it means.
+    let (code, method) = match cx.format {
+        Format::Html => match (fields.get("otp_code"), fields.get("code")) {
+            (Some(code), _) if named == Some(Factor::Totp) => (Some(code), Factor::Totp),
+            (Some(code), _) => (Some(code), Factor::Email),
+            (None, Some(code)) => (Some(code), Factor::BackupCode),
+            (None, None) => (None, named.unwrap_or(Factor::Email)),
+        },
+        Format::Json if backup => (fields.get("code"), Factor::BackupCode),
+        Format::Json => match named {
+            Some(Factor::BackupCode) => (fields.get("code").or(fields.get("otp_code")), Factor::BackupCode),
+            Some(Factor::Totp) => (fields.get("otp_code"), Factor::Totp),
+            _ => (fields.get("otp_code"), Factor::Email),
+        },
+    };
+    let result = match (code, method) {
+        (Some(code), Factor::BackupCode) => portal.login.backup_step(pending, code, &client).await,
+        (Some(code), Factor::Totp) => portal.login.totp_step(pending, code, &client).await,
+        // `method` never names a passkey here: its answer goes to api/passkey/login/finish.
+        (Some(code), Factor::Email | Factor::Passkey) => portal.login.code_step(pending, code, &client).await,
+        (None, _) if cx.format == Format::Json => {
+            let field = if method == Factor::BackupCode { "code" } else { "otp_code" };
             return cx.fail(Failure::Missing(format!("{field} is required").into()));
         }
-        None => Err(LoginError::InvalidCode { remaining: portal.login.codes.settings().max_attempts }),
+        (None, _) => Err(LoginError::InvalidCode { remaining: portal.login.codes.settings().max_attempts }),
     };
     match (result, cx.format) {
         (Ok(done), format) => {
@@ -247,11 +312,16 @@ pub(super) async fn code(cx: &Cx<'_>, body: Incoming, backup: bool) -> Response 
         (Err(LoginError::NoPendingLogin), Format::Html) => reply::redirect(StatusCode::SEE_OTHER, &cx.link("/login")),
         (Err(e), Format::Html) => {
             let remaining = match e {
-                LoginError::InvalidCode { remaining } => Some(remaining),
+                LoginError::InvalidCode { remaining } | LoginError::InvalidTotp { remaining } => Some(remaining),
                 _ => None,
             };
+            // The app refused for this login: the page falls back to e-mail.
+            let method = match e {
+                LoginError::TotpExhausted | LoginError::NoTotp => Factor::Email,
+                _ => method,
+            };
             let e = Failure::from(e).explain(Format::Html);
-            let notice = CodeNotice { error: &e.message, remaining, backup, ..CodeNotice::default() };
+            let notice = CodeNotice { error: &e.message, remaining, method: Some(method), ..CodeNotice::default() };
             let mut r = code_form(cx, e.status, notice).await;
             if let Some(s) = e.retry_after {
                 reply::retry_after(&mut r, s);
@@ -262,10 +332,16 @@ pub(super) async fn code(cx: &Cx<'_>, body: Incoming, backup: bool) -> Response 
     }
 }
 
-/// `POST otp/resend`, `POST api/resend-otp`.
+/// `POST otp/resend`, `POST api/resend-otp`: a new e-mailed code (`method`,
+/// if given, must be `email`: also how a user with an authenticator app asks
+/// for a code by e-mail instead).
 pub(super) async fn resend(cx: &Cx<'_>, body: Incoming) -> Response {
-    if let Err(r) = cx.form(body).await {
-        return r;
+    let fields = match cx.form(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if !matches!(factor_named(fields.get("method")), Ok(None | Some(Factor::Email))) {
+        return cx.fail(Failure::Missing("method must be \"email\"".into()));
     }
     let pending = cx.portal.cookies.pending_token(cx.headers);
     match (cx.portal.login.resend(pending, &cx.client()).await, cx.format) {
@@ -277,8 +353,12 @@ pub(super) async fn resend(cx: &Cx<'_>, body: Incoming) -> Response {
         (Err(LoginError::NoPendingLogin), Format::Html) => reply::redirect(StatusCode::SEE_OTHER, &cx.link("/login")),
         (Err(e), Format::Html) => {
             let e = Failure::from(e).explain(Format::Html);
-            let notice =
-                CodeNotice { error: &e.message, resend_in: e.retry_after.unwrap_or(0), ..CodeNotice::default() };
+            let notice = CodeNotice {
+                error: &e.message,
+                resend_in: e.retry_after.unwrap_or(0),
+                method: Some(Factor::Email),
+                ..CodeNotice::default()
+            };
             let mut r = code_form(cx, e.status, notice).await;
             if let Some(s) = e.retry_after {
                 reply::retry_after(&mut r, s);
@@ -320,4 +400,42 @@ pub(super) async fn logout(cx: &Cx<'_>, body: Incoming) -> Response {
     reply::set_cookie(&mut r, portal.cookies.clear(&portal.cookies.session_name));
     reply::set_cookie(&mut r, portal.cookies.clear(&portal.cookies.pending_name));
     r
+}
+
+/// `POST api/passkey/login/start`: the options for
+/// `navigator.credentials.get` for the pending login's user.
+pub(super) async fn passkey_start(cx: &Cx<'_>, body: Incoming) -> Response {
+    if let Err(r) = cx.form(body).await {
+        return r;
+    }
+    let pending = cx.portal.cookies.pending_token(cx.headers);
+    match cx.portal.login.passkey_start(pending).await {
+        Ok(options) => reply::json(StatusCode::OK, &json!({"success": true, "options": options})),
+        Err(e) => cx.fail(e),
+    }
+}
+
+/// `POST api/passkey/login/finish {credential}`: the authenticator's answer
+/// completes the login at two factors.
+pub(super) async fn passkey_finish(cx: &Cx<'_>, body: Incoming) -> Response {
+    let fields = match cx.form(body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Some(credential) = fields.get("credential") else {
+        return cx.fail(Failure::Missing("credential is required".into()));
+    };
+    let portal = cx.portal;
+    let pending = portal.cookies.pending_token(cx.headers);
+    match portal.login.passkey_step(pending, credential, &cx.client()).await {
+        Ok(done) => {
+            let mut r = reply::json(
+                StatusCode::OK,
+                &json!({"success": true, "message": "Login successful", "redirect_url": done.redirect}),
+            );
+            portal.finish_login(cx.headers, &done, &mut r).await;
+            r
+        }
+        Err(e) => cx.fail(e),
+    }
 }

@@ -52,8 +52,16 @@ pub struct CodeView<'a> {
     pub remaining_attempts: Option<u32>,
     /// The backup-code form instead of the e-mailed code's.
     pub backup: bool,
+    /// The authenticator app's form instead of the e-mailed code's.
+    pub totp: bool,
+    /// The user has an authenticator app (the other forms offer it).
+    pub totp_enabled: bool,
+    /// The user has a passkey (the page offers it, with JavaScript).
+    pub passkey_enabled: bool,
     /// Digits of an e-mailed code (`otp.digits`).
     pub code_digits: u32,
+    /// Digits of an app's code (`totp.digits`).
+    pub totp_digits: u32,
 }
 
 #[derive(Serialize)]
@@ -120,6 +128,20 @@ impl<'a> LoginRow<'a> {
     }
 }
 
+/// A passkey on the account page.
+#[derive(Serialize)]
+pub struct PasskeyRow {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+}
+
+impl PasskeyRow {
+    pub fn of(p: crate::auth::passkey::PasskeyInfo) -> PasskeyRow {
+        PasskeyRow { created: format_time(p.created), id: p.id, name: p.name }
+    }
+}
+
 #[derive(Serialize)]
 pub struct AccountView<'a> {
     #[serde(flatten)]
@@ -128,6 +150,16 @@ pub struct AccountView<'a> {
     pub otp_enabled: bool,
     /// The deployment's policy asks every login for a code anyway.
     pub otp_required_by_policy: bool,
+    /// An authenticator app is set up.
+    pub totp_enabled: bool,
+    /// An authenticator app being set up: secret and QR code to show.
+    pub totp_setup: Option<&'a crate::auth::totp::Enrolment>,
+    /// Digits of an app's code (`totp.digits`).
+    pub totp_digits: u32,
+    /// The user's passkeys.
+    pub passkeys: Vec<PasskeyRow>,
+    /// This server can be a passkey's relying party.
+    pub passkeys_available: bool,
     pub backup_codes_left: u32,
     /// New backup codes, shown once.
     pub backup_codes: &'a [String],

@@ -50,7 +50,8 @@ fn login_ctx() -> serde_json::Value {
 fn otp_ctx(backup: bool) -> serde_json::Value {
     with(json!({
         "rd": "", "masked_email": "ali***@example.com", "expires_in": 600, "resend_in": 42,
-        "error": "Invalid code", "info": "", "remaining_attempts": 2, "backup": backup, "code_digits": 6
+        "error": "Invalid code", "info": "", "remaining_attempts": 2, "backup": backup, "code_digits": 6,
+        "totp": false, "totp_enabled": false, "totp_digits": 6
     }))
 }
 
@@ -67,7 +68,8 @@ fn account_ctx() -> serde_json::Value {
             {"id": "s2", "created": "2026-11-20 08:00 UTC", "last_seen": "2026-11-21 09:00 UTC",
              "ip": "198.51.100.7", "device": "Safari on iOS", "current": false}
         ],
-        "message": "Backup codes generated", "error": "", "code_digits": 6
+        "message": "Backup codes generated", "error": "", "code_digits": 6,
+        "totp_enabled": false, "totp_setup": null, "totp_digits": 6
     }))
 }
 
@@ -272,8 +274,9 @@ fn pages_have_no_inline_script_or_style() {
     ];
     for (name, v) in pages {
         let html = render(name, v);
-        assert_eq!(html.matches("<script").count(), 1, "{name}: only the external script");
+        assert_eq!(html.matches("<script").count(), 2, "{name}: only the external scripts");
         assert!(html.contains(r#"<script src="/_auth/static/portcullis.js" defer></script>"#));
+        assert!(html.contains(r#"<script src="/_auth/static/passkey.js" defer></script>"#));
         assert!(!html.contains("<style"), "{name}: inline <style>");
         assert!(!html.contains("style="), "{name}: style attribute");
         assert!(!html.contains(" onclick="), "{name}: inline handler");
@@ -328,4 +331,53 @@ fn missing_variable_is_a_render_error_naming_the_template() {
         Ok(_) => panic!("must fail"),
         Err(e) => assert_eq!(e.name, "login.html"),
     }
+}
+
+#[test]
+fn code_page_for_an_app_user_asks_for_the_app_code_and_offers_email_and_backup() {
+    let mut v = otp_ctx(false);
+    v["totp"] = json!(true);
+    v["totp_enabled"] = json!(true);
+    v["totp_digits"] = json!(8);
+    let html = render("otp.html", v.clone());
+    assert!(html.contains("<title>Use your authenticator app · Portcullis</title>"));
+    assert!(html.contains(r#"name="method" value="totp""#));
+    assert!(html.contains(r#"maxlength="8""#), "the app's digits");
+    assert!(html.contains("E-mail me a code instead"));
+    assert!(html.contains(r#"name="method" value="email""#));
+    assert!(html.contains(r#"href="/_auth/otp?backup=1""#));
+    assert!(!html.contains("Check your e-mail"), "nothing was e-mailed");
+
+    v["totp"] = json!(false);
+    let html = render("otp.html", v.clone());
+    assert!(html.contains("Check your e-mail"));
+    assert!(html.contains(r#"href="/_auth/otp?method=totp""#), "the e-mail form offers the app back");
+
+    v["backup"] = json!(true);
+    let html = render("otp.html", v);
+    assert!(html.contains(r#"name="code""#));
+    assert!(html.contains(r#"href="/_auth/otp?method=totp""#));
+    assert!(html.contains("E-mail me a code instead"));
+}
+
+#[test]
+fn account_page_sets_up_shows_and_removes_the_authenticator_app() {
+    let mut v = account_ctx();
+    let html = render("account.html", v.clone());
+    assert!(html.contains(r#"action="/_auth/account/totp""#), "set up, with the password");
+    assert!(html.contains(r#"id="totp-setup-password""#));
+
+    v["totp_setup"] = json!({"secret": "MZXW6YTBOI", "otpauth_uri": "otpauth://totp/x",
+                             "qr_svg": "<svg xmlns=\"http://www.w3.org/2000/svg\"><path d=\"M0 0h1\"/></svg>"});
+    let html = render("account.html", v.clone());
+    assert!(html.contains(r#"<svg xmlns="http://www.w3.org/2000/svg"><path d="M0 0h1"/></svg>"#), "inline SVG");
+    assert!(html.contains("MZXW6YTBOI"));
+    assert!(html.contains(r#"action="/_auth/account/totp/confirm""#));
+    assert!(!html.contains("style="), "the QR code needs no inline style");
+
+    v["totp_setup"] = serde_json::Value::Null;
+    v["totp_enabled"] = json!(true);
+    let html = render("account.html", v);
+    assert!(html.contains(r#"action="/_auth/account/totp/remove""#));
+    assert!(html.contains("Remove the authenticator app"));
 }

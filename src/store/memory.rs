@@ -16,8 +16,8 @@ use subtle::ConstantTimeEq;
 
 use super::types::{
     AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, IpHistory, PendingLogin, RATE_RECORD_CAP,
-    RateBucket, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, UserState, duration_ms, lock,
-    session_expiry_ms,
+    RateBucket, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, TotpSecrets, UserState, duration_ms,
+    lock, session_expiry_ms,
 };
 use crate::clock::Clock;
 use crate::config::StoreConfig;
@@ -40,6 +40,7 @@ pub(super) struct MemoryStore {
     cooldowns: Mutex<Table<(String, CodePurpose), Until>>,
     rates: Mutex<Table<(RateBucket, String), RateLog>>,
     locks: Mutex<Table<String, Until>>,
+    ceremonies: Mutex<Table<String, Expiring<String>>>,
     audit: Mutex<Audit>,
     durable: Durable,
 }
@@ -239,6 +240,7 @@ impl MemoryStore {
             cooldowns: Mutex::new(Table::new()),
             rates: Mutex::new(Table::new()),
             locks: Mutex::new(Table::new()),
+            ceremonies: Mutex::new(Table::new()),
             audit: Mutex::new(Audit { global: VecDeque::new(), by_user: HashMap::new() }),
             durable: Durable::load(cfg.state_file.clone(), max_entries).await?,
         });
@@ -542,6 +544,49 @@ impl MemoryStore {
 
     pub(super) async fn consume_backup_code(&self, user: &str, hash: &[u8; 32]) -> StoreResult<bool> {
         self.durable.consume_backup_code(user, hash).await
+    }
+
+    pub(super) async fn totp_secrets(&self, user: &str) -> StoreResult<TotpSecrets> {
+        Ok(self.durable.totp_secrets(user))
+    }
+
+    pub(super) async fn set_totp_pending(&self, user: &str, sealed: &str) -> StoreResult<()> {
+        self.durable.set_totp_pending(user, sealed).await
+    }
+
+    pub(super) async fn enable_totp(&self, user: &str, sealed: &str, step: u64) -> StoreResult<()> {
+        self.durable.enable_totp(user, sealed, step).await
+    }
+
+    pub(super) async fn remove_totp(&self, user: &str) -> StoreResult<bool> {
+        self.durable.remove_totp(user).await
+    }
+
+    pub(super) async fn use_totp_step(&self, user: &str, step: u64) -> StoreResult<bool> {
+        self.durable.use_totp_step(user, step).await
+    }
+
+    pub(super) async fn passkeys(&self, user: &str) -> StoreResult<Option<String>> {
+        Ok(self.durable.passkeys(user))
+    }
+
+    pub(super) async fn set_passkeys(&self, user: &str, json: Option<&str>) -> StoreResult<()> {
+        self.durable.set_passkeys(user, json).await
+    }
+
+    pub(super) async fn put_ceremony(&self, key: &str, json: &str, ttl: Duration) -> StoreResult<()> {
+        let now = self.clock.now_ms();
+        let mut t = lock(&self.ceremonies);
+        let key = key.to_owned();
+        t.make_room(&key, self.max_entries, now)?;
+        t.map.insert(key, Expiring { value: json.to_owned(), until_ms: now.saturating_add(duration_ms(ttl)) });
+        Ok(())
+    }
+
+    pub(super) async fn take_ceremony(&self, key: &str) -> StoreResult<Option<String>> {
+        let now = self.clock.now_ms();
+        let entry = lock(&self.ceremonies).map.remove(key);
+        Ok(entry.filter(|e| e.alive(now)).map(|e| e.value))
     }
 
     pub(super) async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<IpHistory> {

@@ -317,6 +317,60 @@ impl Store {
         dispatch!(self, b => b.consume_backup_code(user, hash))
     }
 
+    // --- authenticator app (the caller passes sealed secrets, never the secret) ---
+
+    /// The user's sealed TOTP secrets, confirmed and awaiting confirmation.
+    pub async fn totp_secrets(&self, user: &str) -> StoreResult<TotpSecrets> {
+        dispatch!(self, b => b.totp_secrets(user))
+    }
+
+    /// Keeps a secret shown for setup until a code confirms it (replacing
+    /// any earlier one; a confirmed secret stays in force meanwhile).
+    pub async fn set_totp_pending(&self, user: &str, sealed: &str) -> StoreResult<()> {
+        dispatch!(self, b => b.set_totp_pending(user, sealed))
+    }
+
+    /// Makes `sealed` the confirmed secret, drops the pending one, and marks
+    /// `step` (the confirming code's) used.
+    pub async fn enable_totp(&self, user: &str, sealed: &str, step: u64) -> StoreResult<()> {
+        dispatch!(self, b => b.enable_totp(user, sealed, step))
+    }
+
+    /// Forgets both secrets; true if there was a confirmed one.
+    pub async fn remove_totp(&self, user: &str) -> StoreResult<bool> {
+        dispatch!(self, b => b.remove_totp(user))
+    }
+
+    /// Marks time step `step` used if it is later than the last one used:
+    /// true exactly once per step (and never for an earlier one), even
+    /// concurrently, so a code cannot be replayed within its window.
+    pub async fn use_totp_step(&self, user: &str, step: u64) -> StoreResult<bool> {
+        dispatch!(self, b => b.use_totp_step(user, step))
+    }
+
+    // --- passkeys (public keys: nothing in them signs anyone in) ---
+
+    /// The user's passkeys as `auth::passkey` serialized them, if any.
+    pub async fn passkeys(&self, user: &str) -> StoreResult<Option<String>> {
+        dispatch!(self, b => b.passkeys(user))
+    }
+
+    /// Replaces the user's passkeys; None forgets them all.
+    pub async fn set_passkeys(&self, user: &str, json: Option<&str>) -> StoreResult<()> {
+        dispatch!(self, b => b.set_passkeys(user, json))
+    }
+
+    /// Keeps a WebAuthn ceremony's state (registration or sign-in) between
+    /// its start and finish, under `key`, for `ttl`.
+    pub async fn put_ceremony(&self, key: &str, json: &str, ttl: Duration) -> StoreResult<()> {
+        dispatch!(self, b => b.put_ceremony(key, json, ttl))
+    }
+
+    /// Takes a ceremony's state: it finishes at most once.
+    pub async fn take_ceremony(&self, key: &str) -> StoreResult<Option<String>> {
+        dispatch!(self, b => b.take_ceremony(key))
+    }
+
     /// Records a login from `ip`; says what was known of it before.
     pub async fn record_known_ip(&self, user: &str, ip: &str) -> StoreResult<IpHistory> {
         dispatch!(self, b => b.record_known_ip(user, ip))

@@ -121,10 +121,13 @@ pub enum RateBucket {
     SessionFailures,
     /// Repeated-failure alerts per account (at most one per window).
     FailureAlerts,
+    /// Wrong authenticator-app codes per pending login (by its public id),
+    /// which void the app for that login as wrong tries void an e-mailed code.
+    TotpFailures,
 }
 
 impl RateBucket {
-    pub const ALL: [RateBucket; 8] = [
+    pub const ALL: [RateBucket; 9] = [
         RateBucket::Login,
         RateBucket::Verify,
         RateBucket::Resend,
@@ -133,6 +136,7 @@ impl RateBucket {
         RateBucket::AccountFailures,
         RateBucket::SessionFailures,
         RateBucket::FailureAlerts,
+        RateBucket::TotpFailures,
     ];
 
     /// The buckets keyed by client IP (what `portcullis unlock --ip` clears).
@@ -149,6 +153,7 @@ impl RateBucket {
             RateBucket::AccountFailures => "account_failures",
             RateBucket::SessionFailures => "session_failures",
             RateBucket::FailureAlerts => "failure_alerts",
+            RateBucket::TotpFailures => "totp_failures",
         }
     }
 }
@@ -205,8 +210,33 @@ impl IpHistory {
 /// Durable per-user state that must survive restarts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserState {
+    /// E-mailed codes turned on.
     pub otp_enabled: bool,
     pub backup_codes_left: u32,
+    /// An authenticator app (TOTP) enrolled and confirmed.
+    #[serde(default)]
+    pub totp_enabled: bool,
+    /// One or more passkeys (WebAuthn) registered.
+    #[serde(default)]
+    pub passkey_enabled: bool,
+}
+
+impl UserState {
+    /// True when the user enrolled any second factor: every sign-in then
+    /// needs two.
+    pub fn has_second_factor(&self) -> bool {
+        self.otp_enabled || self.totp_enabled || self.passkey_enabled
+    }
+}
+
+/// A user's authenticator-app secrets as stored: sealed (`auth::totp`), so
+/// the store holds nothing an app could be set up from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TotpSecrets {
+    /// The confirmed secret that sign-ins check.
+    pub active: Option<String>,
+    /// A secret shown for setup, not yet confirmed by a code.
+    pub pending: Option<String>,
 }
 
 /// The two kinds of audit record.

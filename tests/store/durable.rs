@@ -1,7 +1,10 @@
-//! Durable per-user state: the 2FA switch, backup codes (each usable once) and
-//! known IPs with when they were last seen.
+//! Durable per-user state: the 2FA switch, backup codes (each usable once),
+//! the authenticator app's sealed secrets and used code steps, and known IPs
+//! with when they were last seen.
 
-use portcullis::store::{IpHistory, KNOWN_IPS_PER_USER, Store, UserState};
+use std::sync::Arc;
+
+use portcullis::store::{IpHistory, KNOWN_IPS_PER_USER, Store, TotpSecrets, UserState};
 
 use crate::{Time, code_hash, now_s};
 
@@ -11,7 +14,8 @@ pub fn backup_codes(set: &str) -> Vec<[u8; 32]> {
 }
 
 pub async fn two_factor_is_off_until_enabled_and_can_be_switched_off(s: &Store) {
-    assert_eq!(s.user_state("alice").await.unwrap(), UserState { otp_enabled: false, backup_codes_left: 0 });
+    assert_eq!(s.user_state("alice").await.unwrap(), UserState::default());
+    assert!(!s.user_state("alice").await.unwrap().totp_enabled);
     s.set_otp_enabled("alice", true).await.unwrap();
     assert!(s.user_state("alice").await.unwrap().otp_enabled);
     assert!(!s.user_state("bob").await.unwrap().otp_enabled, "per user");
@@ -75,4 +79,81 @@ pub async fn known_ips_forget_the_least_recently_seen_beyond_the_cap(s: &Store, 
         IpHistory::Unseen,
         "the least recently seen IP was forgotten"
     );
+}
+
+pub async fn an_authenticator_secret_waits_for_its_code_then_counts_as_a_second_factor(s: &Store) {
+    assert_eq!(s.totp_secrets("alice").await.unwrap(), TotpSecrets::default());
+    s.set_totp_pending("alice", "sealed-1").await.unwrap();
+    let state = s.user_state("alice").await.unwrap();
+    assert!(!state.totp_enabled && !state.has_second_factor(), "a secret not yet confirmed protects nothing");
+    assert_eq!(s.totp_secrets("alice").await.unwrap().pending.as_deref(), Some("sealed-1"));
+    assert!(!s.use_totp_step("alice", 100).await.unwrap(), "no code is accepted before confirmation");
+
+    s.set_totp_pending("alice", "sealed-2").await.unwrap();
+    s.enable_totp("alice", "sealed-2", 100).await.unwrap();
+    assert_eq!(
+        s.totp_secrets("alice").await.unwrap(),
+        TotpSecrets { active: Some("sealed-2".into()), pending: None },
+        "the confirmed secret replaces the pending one"
+    );
+    let state = s.user_state("alice").await.unwrap();
+    assert!(state.totp_enabled && state.has_second_factor() && !state.otp_enabled);
+    assert!(!s.user_state("bob").await.unwrap().totp_enabled, "per user");
+    assert!(!s.use_totp_step("alice", 100).await.unwrap(), "the confirming code's step is used up");
+
+    s.set_totp_pending("alice", "sealed-3").await.unwrap();
+    assert_eq!(s.totp_secrets("alice").await.unwrap().active.as_deref(), Some("sealed-2"), "re-setup keeps the app");
+    assert!(s.remove_totp("alice").await.unwrap());
+    assert_eq!(s.totp_secrets("alice").await.unwrap(), TotpSecrets::default(), "both secrets are gone");
+    assert!(!s.user_state("alice").await.unwrap().totp_enabled);
+    assert!(!s.remove_totp("alice").await.unwrap(), "nothing left to remove");
+    assert!(!s.use_totp_step("alice", 101).await.unwrap(), "no app, no code");
+}
+
+pub async fn a_totp_step_is_accepted_once_and_never_an_earlier_one(s: &Store) {
+    s.enable_totp("alice", "sealed", 1000).await.unwrap();
+    assert!(s.use_totp_step("alice", 1001).await.unwrap());
+    assert!(!s.use_totp_step("alice", 1001).await.unwrap(), "the same code again is a replay");
+    assert!(!s.use_totp_step("alice", 1000).await.unwrap(), "an earlier step, still within the drift, is refused");
+    assert!(s.use_totp_step("alice", 1003).await.unwrap(), "a later step is fine");
+    s.enable_totp("bob", "sealed", 0).await.unwrap();
+    assert!(s.use_totp_step("bob", 1001).await.unwrap(), "steps are per user");
+}
+
+pub async fn passkeys_are_kept_per_user_and_count_as_a_second_factor(s: &Store) {
+    assert_eq!(s.passkeys("alice").await.unwrap(), None);
+    assert!(!s.user_state("alice").await.unwrap().passkey_enabled);
+    s.set_passkeys("alice", Some("[1]")).await.unwrap();
+    let state = s.user_state("alice").await.unwrap();
+    assert!(state.passkey_enabled && state.has_second_factor() && !state.otp_enabled && !state.totp_enabled);
+    assert_eq!(s.passkeys("alice").await.unwrap().as_deref(), Some("[1]"));
+    assert_eq!(s.passkeys("bob").await.unwrap(), None, "per user");
+    s.set_passkeys("alice", Some("[1,2]")).await.unwrap();
+    assert_eq!(s.passkeys("alice").await.unwrap().as_deref(), Some("[1,2]"), "replaced whole");
+    s.set_passkeys("alice", None).await.unwrap();
+    assert_eq!(s.passkeys("alice").await.unwrap(), None);
+    assert!(!s.user_state("alice").await.unwrap().has_second_factor(), "the last one removed");
+}
+
+pub async fn a_ceremony_is_taken_once(s: &Store) {
+    s.put_ceremony("auth:login-1", "{\"c\":1}", std::time::Duration::from_secs(60)).await.unwrap();
+    assert_eq!(s.take_ceremony("auth:login-2").await.unwrap(), None, "per key");
+    assert_eq!(s.take_ceremony("auth:login-1").await.unwrap().as_deref(), Some("{\"c\":1}"));
+    assert_eq!(s.take_ceremony("auth:login-1").await.unwrap(), None, "a challenge answers once");
+}
+
+pub async fn fifty_concurrent_uses_of_one_totp_step_succeed_exactly_once(s: &Store) {
+    s.enable_totp("alice", "sealed", 7).await.unwrap();
+    let s = Arc::new(s.clone());
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.use_totp_step("alice", 8).await.unwrap() })
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += usize::from(t.await.unwrap());
+    }
+    assert_eq!(accepted, 1, "one code, one sign-in");
 }

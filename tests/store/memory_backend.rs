@@ -29,11 +29,24 @@ async fn durable_state_survives_reopening_from_the_state_file() {
         assert_eq!(s.record_known_ip("alice", "198.51.100.4").await.unwrap(), IpHistory::FirstEver);
         s.set_otp_enabled("bob", true).await.unwrap();
         s.set_otp_enabled("bob", false).await.unwrap();
+        s.enable_totp("carol", "sealed-secret", 41).await.unwrap();
+        assert!(s.use_totp_step("carol", 42).await.unwrap());
+        s.set_passkeys("dave", Some("[{\"id\":\"k1\"}]")).await.unwrap();
+        s.put_ceremony("reg:x", "{}", Duration::from_secs(60)).await.unwrap();
         s.create_session("tok", &live_session("alice")).await.unwrap();
     } // the store is dropped here, as at shutdown
 
     let s = Store::open(&cfg).await.unwrap();
-    assert_eq!(s.user_state("alice").await.unwrap(), UserState { otp_enabled: true, backup_codes_left: 7 });
+    assert_eq!(
+        s.user_state("alice").await.unwrap(),
+        UserState { otp_enabled: true, backup_codes_left: 7, totp_enabled: false, passkey_enabled: false }
+    );
+    assert!(s.user_state("carol").await.unwrap().totp_enabled, "the authenticator app survives");
+    assert_eq!(s.totp_secrets("carol").await.unwrap().active.as_deref(), Some("sealed-secret"));
+    assert!(!s.use_totp_step("carol", 42).await.unwrap(), "a used code stays used across a restart");
+    assert!(s.user_state("dave").await.unwrap().passkey_enabled, "passkeys survive");
+    assert_eq!(s.passkeys("dave").await.unwrap().as_deref(), Some("[{\"id\":\"k1\"}]"));
+    assert_eq!(s.take_ceremony("reg:x").await.unwrap(), None, "ceremonies are not durable");
     assert!(!s.user_state("bob").await.unwrap().otp_enabled, "the last write wins");
     assert!(!s.consume_backup_code("alice", &codes[2]).await.unwrap(), "a used code stays used");
     assert!(s.consume_backup_code("alice", &codes[0]).await.unwrap(), "unused codes still work");

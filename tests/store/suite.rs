@@ -34,6 +34,11 @@ macro_rules! conformance_suite {
             each_backup_code_is_consumed_exactly_once,
             new_backup_codes_void_the_old_ones,
             known_ips_remember_when_they_were_last_seen,
+            an_authenticator_secret_waits_for_its_code_then_counts_as_a_second_factor,
+            a_totp_step_is_accepted_once_and_never_an_earlier_one,
+            fifty_concurrent_uses_of_one_totp_step_succeed_exactly_once,
+            passkeys_are_kept_per_user_and_count_as_a_second_factor,
+            a_ceremony_is_taken_once,
             // audit
             audit_lists_newest_first_per_user_and_globally,
             audit_lists_keep_only_the_newest_entries,

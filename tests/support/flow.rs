@@ -52,6 +52,9 @@ pub struct Options {
     pub mail_timeout: &'static str,
     /// Added to `[server]` (one `key = value` per line).
     pub server: String,
+    /// The host of `server.public_url` (and of `origin`): `localhost` for
+    /// passkeys, whose relying party cannot be an IP address.
+    pub public_host: &'static str,
 }
 
 impl Default for Options {
@@ -67,6 +70,7 @@ impl Default for Options {
             trusted_proxies: None,
             mail_timeout: "5s",
             server: String::new(),
+            public_host: "127.0.0.1",
         }
     }
 }
@@ -101,7 +105,7 @@ impl Harness {
                 r#"
 [server]
 listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
+public_url = "http://{host}:{port}"
 metrics_listen = "127.0.0.1:0"
 trusted_proxies = {trusted}
 {server}
@@ -141,6 +145,7 @@ default_policy = "{policy}"
                 digits = o.digits,
                 extra = o.extra,
                 server = o.server,
+                host = o.public_host,
                 trusted = o.trusted_proxies.unwrap_or(r#"["127.0.0.1/32", "::1/128"]"#),
                 rate_limit = o.rate_limit.unwrap_or(
                     "login = \"50/5m\"\nverify = \"50/5m\"\nresend = \"20/10m\"\notp_emails_per_ip = \"50/1h\""
@@ -149,7 +154,7 @@ default_policy = "{policy}"
             )
         };
         let (gw, port) = Gateway::start_on_own_port(dir, &[], config);
-        let origin = format!("http://127.0.0.1:{port}");
+        let origin = format!("http://{}:{port}", o.public_host);
         let config = config(port);
         Some(Harness { gw, up, smtp, http: client(), origin, redis, digits: o.digits, config, users })
     }

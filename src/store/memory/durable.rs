@@ -1,5 +1,6 @@
 //! Durable per-user state of the memory backend (2FA switch, backup-code
-//! hashes, known IPs) and its state file. The file is rewritten whole after
+//! hashes, sealed authenticator-app secrets and the last code step used,
+//! known IPs) and its state file. The file is rewritten whole after
 //! every change: written to a temporary file in the same directory, synced,
 //! then renamed over the old one, so a crash leaves either the old or the new
 //! state, never a torn file. Writes are serialized and versioned so an older
@@ -13,7 +14,9 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::store::types::{IpHistory, KNOWN_IPS_PER_USER, StoreError, StoreResult, UserState, hex32, lock, unhex32};
+use crate::store::types::{
+    IpHistory, KNOWN_IPS_PER_USER, StoreError, StoreResult, TotpSecrets, UserState, hex32, lock, unhex32,
+};
 
 /// Everything durable, for every user.
 pub(super) struct Durable {
@@ -34,6 +37,26 @@ struct UserDurable {
     backup_codes: Vec<[u8; 32]>,
     /// IP → unix seconds last seen.
     known_ips: HashMap<String, u64>,
+    totp: TotpDurable,
+    /// The passkeys, as `auth::passkey` serialized them.
+    passkeys: Option<String>,
+}
+
+/// The authenticator app's secrets (sealed) and the last code step used.
+#[derive(Default, Clone, Serialize, Deserialize)]
+struct TotpDurable {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending: Option<String>,
+    #[serde(default)]
+    last_step: u64,
+}
+
+impl TotpDurable {
+    fn is_empty(&self) -> bool {
+        self.secret.is_none() && self.pending.is_none()
+    }
 }
 
 /// Where the state is written, and the version last written.
@@ -58,6 +81,10 @@ struct UserOnDisk {
     backup_codes: Vec<String>,
     #[serde(default)]
     known_ips: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "TotpDurable::is_empty")]
+    totp: TotpDurable,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    passkeys: Option<String>,
 }
 
 const FORMAT_VERSION: u32 = 1;
@@ -88,8 +115,72 @@ impl Durable {
             .map(|u| UserState {
                 otp_enabled: u.otp_enabled,
                 backup_codes_left: u32::try_from(u.backup_codes.len()).unwrap_or(u32::MAX),
+                totp_enabled: u.totp.secret.is_some(),
+                passkey_enabled: u.passkeys.is_some(),
             })
             .unwrap_or_default()
+    }
+
+    pub(super) fn totp_secrets(&self, user: &str) -> TotpSecrets {
+        let state = lock(&self.state);
+        state
+            .users
+            .get(user)
+            .map(|u| TotpSecrets { active: u.totp.secret.clone(), pending: u.totp.pending.clone() })
+            .unwrap_or_default()
+    }
+
+    pub(super) fn passkeys(&self, user: &str) -> Option<String> {
+        lock(&self.state).users.get(user).and_then(|u| u.passkeys.clone())
+    }
+
+    pub(super) async fn set_passkeys(&self, user: &str, json: Option<&str>) -> StoreResult<()> {
+        self.change(user, |u| u.passkeys = json.map(str::to_owned)).await
+    }
+
+    pub(super) async fn set_totp_pending(&self, user: &str, sealed: &str) -> StoreResult<()> {
+        self.change(user, |u| u.totp.pending = Some(sealed.to_owned())).await
+    }
+
+    pub(super) async fn enable_totp(&self, user: &str, sealed: &str, step: u64) -> StoreResult<()> {
+        self.change(user, |u| u.totp = TotpDurable { secret: Some(sealed.to_owned()), pending: None, last_step: step })
+            .await
+    }
+
+    pub(super) async fn remove_totp(&self, user: &str) -> StoreResult<bool> {
+        let snapshot = {
+            let mut state = lock(&self.state);
+            let Some(u) = state.users.get_mut(user) else {
+                return Ok(false);
+            };
+            let had = u.totp.secret.is_some();
+            if u.totp.is_empty() {
+                return Ok(false);
+            }
+            u.totp = TotpDurable::default();
+            (had, self.snapshot(&mut state))
+        };
+        self.persist(snapshot.1).await?;
+        Ok(snapshot.0)
+    }
+
+    /// The check and the mark happen under one lock: two concurrent uses of
+    /// one code cannot both pass. The step is persisted before the answer,
+    /// so a restart does not reopen a used code's window.
+    pub(super) async fn use_totp_step(&self, user: &str, step: u64) -> StoreResult<bool> {
+        let snapshot = {
+            let mut state = lock(&self.state);
+            let Some(u) = state.users.get_mut(user) else {
+                return Ok(false);
+            };
+            if u.totp.secret.is_none() || step <= u.totp.last_step {
+                return Ok(false);
+            }
+            u.totp.last_step = step;
+            self.snapshot(&mut state)
+        };
+        self.persist(snapshot).await?;
+        Ok(true)
     }
 
     pub(super) async fn set_otp_enabled(&self, user: &str, enabled: bool) -> StoreResult<()> {
@@ -196,6 +287,8 @@ fn encode(users: &HashMap<String, UserDurable>) -> Vec<u8> {
                     otp_enabled: u.otp_enabled,
                     backup_codes: u.backup_codes.iter().map(hex32).collect(),
                     known_ips: u.known_ips.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                    totp: u.totp.clone(),
+                    passkeys: u.passkeys.clone(),
                 };
                 (name.clone(), user)
             })
@@ -218,8 +311,13 @@ fn decode(bytes: &[u8]) -> StoreResult<HashMap<String, UserDurable>> {
             .map(|h| unhex32(h))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| StoreError::Corrupt(format!("state file: bad backup code hash for {name}")))?;
-        let user =
-            UserDurable { otp_enabled: u.otp_enabled, backup_codes, known_ips: u.known_ips.into_iter().collect() };
+        let user = UserDurable {
+            otp_enabled: u.otp_enabled,
+            backup_codes,
+            known_ips: u.known_ips.into_iter().collect(),
+            totp: u.totp,
+            passkeys: u.passkeys,
+        };
         users.insert(name, user);
     }
     Ok(users)

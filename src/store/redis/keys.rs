@@ -62,6 +62,22 @@ impl Keys {
         self.user(user, "backup")
     }
 
+    /// The user's authenticator-app hash: `secret` and `pending` (sealed),
+    /// `last_step`.
+    pub(super) fn totp(&self, user: &str) -> String {
+        self.user(user, "totp")
+    }
+
+    /// The user's passkeys (a JSON string).
+    pub(super) fn passkeys(&self, user: &str) -> String {
+        self.user(user, "passkeys")
+    }
+
+    /// A WebAuthn ceremony's state, by its key (a hashed session or pending-login id).
+    pub(super) fn ceremony(&self, key: &str) -> String {
+        format!("{}ceremony:{key}", self.prefix)
+    }
+
     pub(super) fn known_ips(&self, user: &str) -> String {
         self.user(user, "ips")
     }

@@ -28,7 +28,7 @@ use deadpool_redis::redis as r;
 
 use super::types::{
     AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, IpHistory, KNOWN_IPS_PER_USER, PendingLogin,
-    RATE_RECORD_CAP, RateBucket, RateDecision, StoreError, StoreResult, UserState, duration_ms, hex32,
+    RATE_RECORD_CAP, RateBucket, RateDecision, StoreError, StoreResult, TotpSecrets, UserState, duration_ms, hex32,
 };
 use crate::clock::Clock;
 use crate::config::StoreConfig;
@@ -321,18 +321,115 @@ impl RedisStore {
     // --- durable per-user state (no TTL) ---
 
     pub(super) async fn user_state(&self, user: &str) -> StoreResult<UserState> {
-        // Two single-key reads sent together rather than one two-key step: a
+        // Single-key reads sent together rather than one multi-key step: a
         // Cluster refuses multi-key commands (TRYAGAIN) while their slot is
-        // half moved, and these two need not be read atomically.
+        // half moved, and these need not be read atomically.
         let c = self.conn().await?;
-        let (mut a, mut b) = (c.shared(), c.shared());
-        let (otp, left) = (
+        let (mut a, mut b, mut t, mut p) = (c.shared(), c.shared(), c.shared(), c.shared());
+        let (otp, left, totp, passkeys) = (
             r::cmd("HGET").arg(self.keys.state(user)).arg("otp_enabled").clone(),
             r::cmd("SCARD").arg(self.keys.backup_codes(user)).clone(),
+            r::cmd("HEXISTS").arg(self.keys.totp(user)).arg("secret").clone(),
+            r::cmd("EXISTS").arg(self.keys.passkeys(user)).clone(),
         );
-        let (otp, left) = tokio::join!(otp.query_async::<Option<String>>(&mut a), left.query_async::<u32>(&mut b));
-        let (otp, left) = (otp.map_err(redis_error)?, left.map_err(redis_error)?);
-        Ok(UserState { otp_enabled: otp.as_deref() == Some("1"), backup_codes_left: left })
+        let (otp, left, totp, passkeys) = tokio::join!(
+            otp.query_async::<Option<String>>(&mut a),
+            left.query_async::<u32>(&mut b),
+            totp.query_async::<bool>(&mut t),
+            passkeys.query_async::<bool>(&mut p)
+        );
+        let (otp, left, totp) = (otp.map_err(redis_error)?, left.map_err(redis_error)?, totp.map_err(redis_error)?);
+        Ok(UserState {
+            otp_enabled: otp.as_deref() == Some("1"),
+            backup_codes_left: left,
+            totp_enabled: totp,
+            passkey_enabled: passkeys.map_err(redis_error)?,
+        })
+    }
+
+    pub(super) async fn totp_secrets(&self, user: &str) -> StoreResult<TotpSecrets> {
+        let mut c = self.conn().await?;
+        let (active, pending): (Option<String>, Option<String>) = r::cmd("HMGET")
+            .arg(self.keys.totp(user))
+            .arg("secret")
+            .arg("pending")
+            .query_async(&mut c)
+            .await
+            .map_err(redis_error)?;
+        Ok(TotpSecrets { active, pending })
+    }
+
+    pub(super) async fn set_totp_pending(&self, user: &str, sealed: &str) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        r::cmd("HSET")
+            .arg(self.keys.totp(user))
+            .arg("pending")
+            .arg(sealed)
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(redis_error)
+    }
+
+    pub(super) async fn enable_totp(&self, user: &str, sealed: &str, step: u64) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        SCRIPTS
+            .totp_enable
+            .key(self.keys.totp(user))
+            .arg(sealed)
+            .arg(step)
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    pub(super) async fn remove_totp(&self, user: &str) -> StoreResult<bool> {
+        let mut c = self.conn().await?;
+        // `secret` is looked at first so the answer says whether a confirmed
+        // app was removed; two removals racing both see it, which is harmless.
+        let key = self.keys.totp(user);
+        let had: bool = r::cmd("HEXISTS").arg(&key).arg("secret").query_async(&mut c).await.map_err(redis_error)?;
+        r::cmd("DEL").arg(&key).query_async::<i64>(&mut c).await.map_err(redis_error)?;
+        Ok(had)
+    }
+
+    pub(super) async fn use_totp_step(&self, user: &str, step: u64) -> StoreResult<bool> {
+        let mut c = self.conn().await?;
+        let used: i64 =
+            SCRIPTS.totp_use.key(self.keys.totp(user)).arg(step).invoke_async(&mut c).await.map_err(redis_error)?;
+        Ok(used == 1)
+    }
+
+    pub(super) async fn passkeys(&self, user: &str) -> StoreResult<Option<String>> {
+        let mut c = self.conn().await?;
+        r::cmd("GET").arg(self.keys.passkeys(user)).query_async(&mut c).await.map_err(redis_error)
+    }
+
+    pub(super) async fn set_passkeys(&self, user: &str, json: Option<&str>) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        let key = self.keys.passkeys(user);
+        match json {
+            Some(j) => r::cmd("SET").arg(key).arg(j).query_async::<()>(&mut c).await,
+            None => r::cmd("DEL").arg(key).query_async::<()>(&mut c).await,
+        }
+        .map_err(redis_error)
+    }
+
+    pub(super) async fn put_ceremony(&self, key: &str, json: &str, ttl: Duration) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        r::cmd("SET")
+            .arg(self.keys.ceremony(key))
+            .arg(json)
+            .arg("PX")
+            .arg(duration_ms(ttl).max(1))
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(redis_error)
+    }
+
+    pub(super) async fn take_ceremony(&self, key: &str) -> StoreResult<Option<String>> {
+        let mut c = self.conn().await?;
+        r::cmd("GETDEL").arg(self.keys.ceremony(key)).query_async(&mut c).await.map_err(redis_error)
     }
 
     pub(super) async fn set_otp_enabled(&self, user: &str, enabled: bool) -> StoreResult<()> {

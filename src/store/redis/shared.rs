@@ -24,6 +24,8 @@ pub(super) struct Scripts {
     pub(super) known_ip: Script,
     pub(super) backup_replace: Script,
     pub(super) audit_push: Script,
+    pub(super) totp_enable: Script,
+    pub(super) totp_use: Script,
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -39,6 +41,8 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     known_ip: Script::new(include_str!("known_ip.lua")),
     backup_replace: Script::new(include_str!("backup_replace.lua")),
     audit_push: Script::new(include_str!("audit_push.lua")),
+    totp_enable: Script::new(include_str!("totp_enable.lua")),
+    totp_use: Script::new(include_str!("totp_use.lua")),
 });
 
 pub(super) fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
