@@ -34,21 +34,24 @@ pub fn give_a_secret(c: &mut Config) {
     }
 }
 
-/// When only `server.listen` was changed (say by `PORTCULLIS_SERVER__LISTEN`),
-/// the public URL follows it, so the printed link, cookies and the CSRF origin
-/// check all name the address the gateway really answers on.
+/// When the public URL was left at its default, it follows `server.listen`
+/// (changed, say, by `PORTCULLIS_SERVER__LISTEN`), so the printed link,
+/// cookies and the CSRF origin check all name the address the gateway really
+/// answers on. An IPv4 loopback address is named `localhost`: browsers treat
+/// it as a secure context, and a passkey's relying party must be a name, not
+/// an address, so passkeys work in the demo.
 pub fn public_url_follows_listen(server: &mut crate::config::ServerConfig) {
     let defaults = crate::config::ServerConfig::default();
-    if server.public_url != defaults.public_url || server.listen == defaults.listen || server.listen.port() == 0 {
+    if server.public_url != defaults.public_url || server.listen.port() == 0 {
         return;
     }
-    let ip = match server.listen.ip() {
-        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
-        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-        ip => ip,
+    let host = match server.listen.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() || v4.is_loopback() => "localhost".to_owned(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        ip => ip.to_string(),
     };
-    let addr = std::net::SocketAddr::new(ip, server.listen.port());
-    if let Ok(url) = url::Url::parse(&format!("http://{addr}/")) {
+    if let Ok(url) = url::Url::parse(&format!("http://{host}:{}/", server.listen.port())) {
         server.public_url = url;
     }
 }
@@ -152,9 +155,19 @@ mod tests {
 
     #[test]
     fn public_url_follows_a_changed_listen_address_only_when_left_default() {
+        let mut s = ServerConfig::default();
+        public_url_follows_listen(&mut s);
+        assert_eq!(s.public_url.as_str(), "http://localhost:8080/", "loopback is named, for passkeys");
+        let (rp_id, _) = crate::auth::passkey::relying_party(&s.public_url, None).expect("passkeys are on");
+        assert_eq!(rp_id, "localhost");
+
         let mut s = ServerConfig { listen: "0.0.0.0:9000".parse().unwrap(), ..ServerConfig::default() };
         public_url_follows_listen(&mut s);
-        assert_eq!(s.public_url.as_str(), "http://127.0.0.1:9000/");
+        assert_eq!(s.public_url.as_str(), "http://localhost:9000/");
+
+        let mut s = ServerConfig { listen: "192.0.2.7:9000".parse().unwrap(), ..ServerConfig::default() };
+        public_url_follows_listen(&mut s);
+        assert_eq!(s.public_url.as_str(), "http://192.0.2.7:9000/");
 
         let mut s = ServerConfig { listen: "[::1]:9000".parse().unwrap(), ..ServerConfig::default() };
         public_url_follows_listen(&mut s);
