@@ -4,7 +4,10 @@
 
 use std::fmt;
 
-use super::types::{Config, MailTransport, SmtpTls};
+use super::types::{
+    AuthConfig, Config, MailConfig, MailTransport, OtpConfig, ServerConfig, SessionConfig, SmtpTls, StoreConfig,
+    TotpConfig, UpstreamConfig,
+};
 
 /// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,10 +37,20 @@ pub const MIN_SECRET_LEN: usize = 32;
 /// the secret, which the demo generates at random.
 pub fn validate(c: &mut Config, demo: bool) -> Vec<Problem> {
     let mut p = Vec::new();
-    let mut bad = |key: &str, msg: String| p.push(Problem::new(key, msg));
+    server(&c.server, &mut p);
+    upstreams(&mut c.upstream, &mut p);
+    auth(&c.auth, demo, &mut p);
+    session(&c.session, &mut p);
+    otp(&c.otp, &mut p);
+    totp(&c.totp, &mut p);
+    store(&mut c.store, &mut p);
+    mail(&mut c.mail, &mut p);
+    p
+}
 
-    // [server]
-    let s = &c.server;
+/// `[server]`.
+fn server(s: &ServerConfig, p: &mut Vec<Problem>) {
+    let mut bad = |key: &str, msg: String| p.push(Problem::new(key, msg));
     if !matches!(s.public_url.scheme(), "http" | "https") {
         bad("server.public_url", "must be an http:// or https:// URL".into());
     }
@@ -78,13 +91,16 @@ pub fn validate(c: &mut Config, demo: bool) -> Vec<Problem> {
     if s.max_connections_per_client == 0 {
         bad("server.max_connections_per_client", "must be at least 1".into());
     }
+}
 
-    // [[upstream]]
-    if c.upstream.is_empty() {
+/// `[[upstream]]`.
+fn upstreams(upstream: &mut [UpstreamConfig], p: &mut Vec<Problem>) {
+    let mut bad = |key: &str, msg: String| p.push(Problem::new(key, msg));
+    if upstream.is_empty() {
         bad("upstream", "at least one [[upstream]] is required".into());
     }
     let mut defaults = 0;
-    for (i, u) in c.upstream.iter_mut().enumerate() {
+    for (i, u) in upstream.iter_mut().enumerate() {
         if !matches!(u.url.scheme(), "http" | "https") {
             bad(&format!("upstream[{i}].url"), "must be an http:// or https:// URL".into());
         }
@@ -110,9 +126,11 @@ pub fn validate(c: &mut Config, demo: bool) -> Vec<Problem> {
     if defaults > 1 {
         bad("upstream", "only one [[upstream]] may omit host (the default)".into());
     }
+}
 
-    // [auth]
-    let a = &c.auth;
+/// `[auth]`.
+fn auth(a: &AuthConfig, demo: bool, p: &mut Vec<Problem>) {
+    let mut bad = |key: &str, msg: String| p.push(Problem::new(key, msg));
     if !a.prefix.starts_with('/') || a.prefix.ends_with('/') || a.prefix.len() < 2 {
         bad("auth.prefix", "must start with '/' and not end with '/', e.g. \"/_auth\"".into());
     }
@@ -128,9 +146,11 @@ pub fn validate(c: &mut Config, demo: bool) -> Vec<Problem> {
             bad(&format!("auth.allowed_redirect_domains[{i}]"), "must be a host or *.suffix".into());
         }
     }
+}
 
-    // [session]
-    let se = &c.session;
+/// `[session]`.
+fn session(se: &SessionConfig, p: &mut Vec<Problem>) {
+    let mut bad = |key: &str, msg: String| p.push(Problem::new(key, msg));
     if se.cookie_name.is_empty() || !se.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) {
         bad("session.cookie_name", "must be letters, digits, '_', '-' or '.'".into());
     }
@@ -151,20 +171,25 @@ pub fn validate(c: &mut Config, demo: bool) -> Vec<Problem> {
             bad(key, "must be above zero".into());
         }
     }
+}
 
-    // [otp]
-    if !(6..=10).contains(&c.otp.digits) {
+/// `[otp]`.
+fn otp(otp: &OtpConfig, p: &mut Vec<Problem>) {
+    let mut bad = |key: &str, msg: String| p.push(Problem::new(key, msg));
+    if !(6..=10).contains(&otp.digits) {
         bad("otp.digits", "must be between 6 and 10".into());
     }
-    if c.otp.max_attempts == 0 {
+    if otp.max_attempts == 0 {
         bad("otp.max_attempts", "must be at least 1".into());
     }
-    if c.otp.ttl.is_zero() {
+    if otp.ttl.is_zero() {
         bad("otp.ttl", "must be above zero".into());
     }
+}
 
-    // [totp]
-    let t = &c.totp;
+/// `[totp]`.
+fn totp(t: &TotpConfig, p: &mut Vec<Problem>) {
+    let mut bad = |key: &str, msg: String| p.push(Problem::new(key, msg));
     if t.issuer.trim().is_empty()
         || t.issuer.len() > 64
         || t.issuer.contains(':')
@@ -181,9 +206,11 @@ pub fn validate(c: &mut Config, demo: bool) -> Vec<Problem> {
     if t.skew > 10 {
         bad("totp.skew", "must be at most 10 steps".into());
     }
+}
 
-    // [store]
-    let st = &mut c.store;
+/// `[store]`.
+fn store(st: &mut StoreConfig, p: &mut Vec<Problem>) {
+    let mut bad = |key: &str, msg: String| p.push(Problem::new(key, msg));
     let url = st.url.expose().to_owned();
     let url = url.as_str();
     // The URL may hold a password: problems name what is wrong, never the URL.
@@ -223,9 +250,11 @@ pub fn validate(c: &mut Config, demo: bool) -> Vec<Problem> {
     if st.near_cache_max_bytes < 64 << 10 {
         bad("store.near_cache_max_bytes", "must be at least 65536".into());
     }
+}
 
-    // [mail]
-    let m = &mut c.mail;
+/// `[mail]`.
+fn mail(m: &mut MailConfig, p: &mut Vec<Problem>) {
+    let mut bad = |key: &str, msg: String| p.push(Problem::new(key, msg));
     if m.from.parse::<lettre::message::Mailbox>().is_err() {
         bad("mail.from", format!("{:?} is not a mailbox like \"Name <addr@host>\"", m.from));
     }
@@ -252,8 +281,6 @@ pub fn validate(c: &mut Config, demo: bool) -> Vec<Problem> {
     if m.smtp_username.is_some() == m.smtp_password.is_empty() {
         bad("mail.smtp_password", "smtp_username and smtp_password go together".into());
     }
-
-    p
 }
 
 #[cfg(test)]
