@@ -355,7 +355,7 @@ fn check_config_names_the_passkey_relying_party_or_why_there_is_none() {
             support::SECRET
         );
         std::fs::write(&path, text).unwrap();
-        let out = portcullis(&["check-config", "--config", path.to_str().unwrap()], dir.path());
+        let out = portcullis(&["check-config", "--no-files", "--config", path.to_str().unwrap()], dir.path());
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{url}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains(expected), "{url} {session}: {stdout}");
