@@ -383,17 +383,7 @@ impl LoginFlow {
     ) -> Result<Completed, LoginError> {
         let (_, user) = self.pending_user(pending_token).await?;
         let actor = client.as_user(&user);
-        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
-            count_attempt("otp", "rate_limited");
-            self.audit.attempt(actor, AttemptResult::RateLimited, "code: verify rate limit").await;
-            self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
-            return Err(LoginError::RateLimited { retry_after });
-        }
-        if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
-            count_attempt("otp", "locked");
-            self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
-            return Err(LoginError::Locked { retry_after });
-        }
+        self.second_factor_admitted("otp", "code: verify rate limit", actor, client, &user).await?;
         match self.codes.check(&user, CodePurpose::Login, code).await? {
             CodeCheck::Ok => {
                 count_attempt("otp", "success");
@@ -429,17 +419,7 @@ impl LoginFlow {
     ) -> Result<Completed, LoginError> {
         let (_, user) = self.pending_user(pending_token).await?;
         let actor = client.as_user(&user);
-        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
-            count_attempt("backup_code", "rate_limited");
-            self.audit.attempt(actor, AttemptResult::RateLimited, "backup code: verify rate limit").await;
-            self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
-            return Err(LoginError::RateLimited { retry_after });
-        }
-        if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
-            count_attempt("backup_code", "locked");
-            self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
-            return Err(LoginError::Locked { retry_after });
-        }
+        self.second_factor_admitted("backup_code", "backup code: verify rate limit", actor, client, &user).await?;
         if let Some(hash) = self.codes.backup_hash(&user, code)
             && self.store.consume_backup_code(&user.username, &hash).await?
         {
@@ -463,6 +443,31 @@ impl LoginFlow {
         Err(LoginError::InvalidBackupCode { remaining })
     }
 
+    /// Before any second factor is checked: the client's verify window
+    /// (refusals audited with `refused`), then the account's lock. `stage`
+    /// names the factor in `auth_attempts_total`.
+    async fn second_factor_admitted(
+        &self,
+        stage: &'static str,
+        refused: &str,
+        actor: crate::audit::Actor<'_>,
+        client: &Client,
+        user: &User,
+    ) -> Result<(), LoginError> {
+        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
+            count_attempt(stage, "rate_limited");
+            self.audit.attempt(actor, AttemptResult::RateLimited, refused).await;
+            self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
+            return Err(LoginError::RateLimited { retry_after });
+        }
+        if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
+            count_attempt(stage, "locked");
+            self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
+            return Err(LoginError::Locked { retry_after });
+        }
+        Ok(())
+    }
+
     /// Step 2c: a code from the authenticator app. Wrong codes count as a
     /// wrong e-mailed code does: against the client's verify window, the
     /// account's failures (up to its lock), and this login, whose app is
@@ -478,17 +483,7 @@ impl LoginFlow {
         let (_, user) = self.pending_user(pending_token).await?;
         let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
         let actor = client.as_user(&user);
-        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
-            count_attempt("totp", "rate_limited");
-            self.audit.attempt(actor, AttemptResult::RateLimited, "totp: verify rate limit").await;
-            self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
-            return Err(LoginError::RateLimited { retry_after });
-        }
-        if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
-            count_attempt("totp", "locked");
-            self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
-            return Err(LoginError::Locked { retry_after });
-        }
+        self.second_factor_admitted("totp", "totp: verify rate limit", actor, client, &user).await?;
         // Counted per pending login, under its public id.
         // Not through the limiter's `check`: running out is this login's
         // attempts cap (counted as `max_attempts`), not a rate limit.
@@ -554,17 +549,7 @@ impl LoginFlow {
         let (_, user) = self.pending_user(pending_token).await?;
         let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
         let actor = client.as_user(&user);
-        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
-            count_attempt("passkey", "rate_limited");
-            self.audit.attempt(actor, AttemptResult::RateLimited, "passkey: verify rate limit").await;
-            self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
-            return Err(LoginError::RateLimited { retry_after });
-        }
-        if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
-            count_attempt("passkey", "locked");
-            self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
-            return Err(LoginError::Locked { retry_after });
-        }
+        self.second_factor_admitted("passkey", "passkey: verify rate limit", actor, client, &user).await?;
         let check = match self.passkeys.finish_login(&user, &Store::session_id(token), credential).await {
             Ok(c) => c,
             Err(PasskeyError::Store(e)) => return Err(e.into()),
