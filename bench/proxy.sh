@@ -10,7 +10,7 @@
 # from 3 only in who answers the auth subrequest (a tiny nginx server answering
 # 200, over the same keep-alive upstream setup), so 3/4 is Portcullis's cost as
 # a forward-auth server. Every case sends the same session cookie.
-# Usage: bench/proxy.sh [duration=10s] [connections=64] [all|forward-auth]
+# Usage: [PORTCULLIS_BIN=path] bench/proxy.sh [duration=10s] [connections=64] [all|forward-auth]
 #   forward-auth: only cases 3 and 4 (what bench/forward_auth.sh runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +22,8 @@ command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 [ -x "$NGINX" ] || { echo "nginx is required"; exit 1; }
 
-cargo build --release --quiet
-BIN=target/release/portcullis
+# PORTCULLIS_BIN measures another build (say, one from before a change).
+if [ -n "${PORTCULLIS_BIN:-}" ]; then BIN="$PORTCULLIS_BIN"; else cargo build --release --quiet; BIN=target/release/portcullis; fi
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
