@@ -131,74 +131,13 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
     });
     let store = Store::open_with_clock(&config.store, clock.clone()).await?;
     let templates = Arc::new(Templates::load()?);
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let passwords = Arc::new(PasswordChecker::new(cores)?);
-    let mailer = Mailer::new(&config.mail)?;
-    let rules = Arc::new(AccessRules::new(&config.access_control));
     let cookies = SessionCookies::new(&config.session, secure);
     let identity = Arc::new(IdentityHeaders::new(&config.auth.identity_headers));
     let replies = Arc::new(Replies::new(templates.clone(), &prefix, &config.auth.app_name, secure));
+    let shared =
+        Shared { config: &config, store: &store, users: &users, cookies: &cookies, secret: &secret, clock: &clock };
+    let AuthHandles { gate, login, account, audit } = shared.auth_handles(templates)?;
 
-    let audit = Audit::new(store.clone(), clock.clone());
-    let totp_failures = RateSpec::new(config.otp.max_attempts, config.session.pending_login_ttl);
-    let limiter = Limiter::new(store.clone(), &config.rate_limit, &config.lockout, totp_failures);
-    let notifier = Notifier::new(mailer, templates, &config.auth.app_name, clock.clone());
-    let codes =
-        Codes::new(store.clone(), notifier.clone(), limiter.clone(), audit.clone(), secret.clone(), &config.otp);
-    let totp = Authenticator::new(store.clone(), &secret, &config.totp, clock.clone());
-    let passkeys =
-        Passkeys::new(store.clone(), &config.server.public_url, config.session.cookie_domain.as_deref(), clock.clone());
-    let suspicious = SuspiciousActivity::new(store.clone(), audit.clone(), notifier.clone(), clock.clone());
-    let lockout = Lockout::new(
-        store.clone(),
-        limiter.clone(),
-        audit.clone(),
-        notifier.clone(),
-        suspicious.clone(),
-        config.lockout.account_lock,
-        secret.clone(),
-    );
-    let fingerprints = Arc::new(Fingerprints::new(&secret));
-    let gate = Arc::new(Gate::new(
-        rules.clone(),
-        store.clone(),
-        users.clone(),
-        cookies.clone(),
-        fingerprints.clone(),
-        audit.clone(),
-    ));
-    let login = LoginFlow {
-        store: store.clone(),
-        users: users.clone(),
-        passwords: passwords.clone(),
-        codes: codes.clone(),
-        totp: totp.clone(),
-        passkeys: passkeys.clone(),
-        limiter: limiter.clone(),
-        lockout: lockout.clone(),
-        audit: audit.clone(),
-        notifier: notifier.clone(),
-        suspicious,
-        fingerprints,
-        rules,
-        settings: Arc::new(LoginSettings {
-            session: config.session.clone(),
-            account_url: format!("{public_origin}{prefix}/account"),
-        }),
-        clock: clock.clone(),
-    };
-    let account = AccountActions {
-        default_policy: config.access_control.default_policy,
-        store: store.clone(),
-        passwords,
-        codes,
-        totp,
-        passkeys,
-        audit: audit.clone(),
-        notifier,
-        lockout,
-        limiter,
-    };
     let portal = Portal {
         gate: gate.clone(),
         login,
@@ -209,26 +148,10 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         csrf: Csrf::new(secret, &public_origin, clock),
         redirects: Redirects::new(public_url, &config.auth.allowed_redirect_domains),
         identity: identity.clone(),
-        settings: PortalSettings {
-            prefix: prefix.clone(),
-            public_origin,
-            remember_me: config.session.remember_me,
-            pending_login_ttl: config.session.pending_login_ttl,
-            otp_ttl_secs: config.otp.ttl.as_secs(),
-            resend_cooldown_secs: config.otp.resend_cooldown.as_secs(),
-            body_read_timeout: config.server.body_read_timeout,
-            otp_digits: config.otp.digits,
-            totp_digits: config.totp.digits,
-        },
+        settings: portal_settings(&config, public_origin),
     };
     let proxy = Proxy::new(&config.upstream).map_err(StartError::Config)?;
-    // The proxy labels an upstream by its URL's authority, as written.
-    let upstream_names: Vec<String> = config
-        .upstream
-        .iter()
-        .filter_map(|u| u.url.as_str().parse::<http::Uri>().ok()?.authority().map(|a| a.to_string()))
-        .collect();
-    crate::metrics::known_upstreams(upstream_names.iter().map(String::as_str));
+    register_upstreams(&config);
     let gateway = Gateway {
         prefix,
         trusted_proxies: config.server.trusted_proxies.clone(),
@@ -241,6 +164,123 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         hsts_upstream: config.server.hsts_upstream,
     };
     Ok(App { config, gateway, store, users, audit })
+}
+
+/// What every auth handle is built from.
+struct Shared<'a> {
+    config: &'a Config,
+    store: &'a Store,
+    users: &'a Arc<Users>,
+    cookies: &'a SessionCookies,
+    secret: &'a Arc<[u8]>,
+    clock: &'a Clock,
+}
+
+/// The access gate and the login and account handles, sharing one audit
+/// trail, notifier, limiter and lockout.
+struct AuthHandles {
+    gate: Arc<Gate>,
+    login: LoginFlow,
+    account: AccountActions,
+    audit: Audit,
+}
+
+impl Shared<'_> {
+    fn auth_handles(&self, templates: Arc<Templates>) -> Result<AuthHandles, StartError> {
+        let Shared { config, store, users, cookies, secret, clock } = *self;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let passwords = Arc::new(PasswordChecker::new(cores)?);
+        let rules = Arc::new(AccessRules::new(&config.access_control));
+        let audit = Audit::new(store.clone(), clock.clone());
+        let totp_failures = RateSpec::new(config.otp.max_attempts, config.session.pending_login_ttl);
+        let limiter = Limiter::new(store.clone(), &config.rate_limit, &config.lockout, totp_failures);
+        let notifier = Notifier::new(Mailer::new(&config.mail)?, templates, &config.auth.app_name, clock.clone());
+        let codes =
+            Codes::new(store.clone(), notifier.clone(), limiter.clone(), audit.clone(), secret.clone(), &config.otp);
+        let totp = Authenticator::new(store.clone(), secret, &config.totp, clock.clone());
+        let cookie_domain = config.session.cookie_domain.as_deref();
+        let passkeys = Passkeys::new(store.clone(), &config.server.public_url, cookie_domain, clock.clone());
+        let suspicious = SuspiciousActivity::new(store.clone(), audit.clone(), notifier.clone(), clock.clone());
+        let lock_for = config.lockout.account_lock;
+        let lockout = Lockout::new(
+            store.clone(),
+            limiter.clone(),
+            audit.clone(),
+            notifier.clone(),
+            suspicious.clone(),
+            lock_for,
+            secret.clone(),
+        );
+        let fingerprints = Arc::new(Fingerprints::new(secret));
+        let gate = Gate::new(
+            rules.clone(),
+            store.clone(),
+            users.clone(),
+            cookies.clone(),
+            fingerprints.clone(),
+            audit.clone(),
+        );
+        let public_origin = config.server.public_url.origin().ascii_serialization();
+        let login = LoginFlow {
+            store: store.clone(),
+            users: users.clone(),
+            passwords: passwords.clone(),
+            codes: codes.clone(),
+            totp: totp.clone(),
+            passkeys: passkeys.clone(),
+            limiter: limiter.clone(),
+            lockout: lockout.clone(),
+            audit: audit.clone(),
+            notifier: notifier.clone(),
+            suspicious,
+            fingerprints,
+            rules,
+            settings: Arc::new(LoginSettings {
+                session: config.session.clone(),
+                account_url: format!("{public_origin}{}/account", config.auth.prefix),
+            }),
+            clock: clock.clone(),
+        };
+        let account = AccountActions {
+            default_policy: config.access_control.default_policy,
+            store: store.clone(),
+            passwords,
+            codes,
+            totp,
+            passkeys,
+            audit: audit.clone(),
+            notifier,
+            lockout,
+            limiter,
+        };
+        Ok(AuthHandles { gate: Arc::new(gate), login, account, audit })
+    }
+}
+
+/// The portal's settings, copied out of the config.
+fn portal_settings(config: &Config, public_origin: String) -> PortalSettings {
+    PortalSettings {
+        prefix: config.auth.prefix.clone(),
+        public_origin,
+        remember_me: config.session.remember_me,
+        pending_login_ttl: config.session.pending_login_ttl,
+        otp_ttl_secs: config.otp.ttl.as_secs(),
+        resend_cooldown_secs: config.otp.resend_cooldown.as_secs(),
+        body_read_timeout: config.server.body_read_timeout,
+        otp_digits: config.otp.digits,
+        totp_digits: config.totp.digits,
+    }
+}
+
+/// Tells the metrics the upstreams' names, as the proxy labels them: by the
+/// URL's authority, as written.
+fn register_upstreams(config: &Config) {
+    let names: Vec<String> = config
+        .upstream
+        .iter()
+        .filter_map(|u| u.url.as_str().parse::<http::Uri>().ok()?.authority().map(|a| a.to_string()))
+        .collect();
+    crate::metrics::known_upstreams(names.iter().map(String::as_str));
 }
 
 /// The addresses a running gateway listens on.
