@@ -4,8 +4,9 @@
 # proxying, and forward-auth through nginx auth_request, all three at once at
 # about half of the capacity measured alone first (SOAK_FRACTION, default 0.5,
 # shared by the three streams). Prints a row a minute: the gateway's RSS, open
-# descriptors, CPU, and per stream req/s, p99 and errors; then whether RSS grew
-# under 5 % after the first minute, with zero errors and flat descriptors.
+# descriptors, CPU, and per stream req/s, p99 and errors; then whether the peak
+# RSS of the last five minutes is under 5 % above that of the five after the
+# first (warm-up), with zero errors and the median descriptor count flat.
 # Usage: bench/soak.sh DURATION [STORE...]   (e.g. 30m; STORE memory | redis, default both)
 # Needs wrk, nginx, python3 (and redis-server for the Redis run).
 set -euo pipefail
