@@ -134,8 +134,15 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
     let cookies = SessionCookies::new(&config.session, secure);
     let identity = Arc::new(IdentityHeaders::new(&config.auth.identity_headers));
     let replies = Arc::new(Replies::new(templates.clone(), &prefix, &config.auth.app_name, secure));
-    let shared =
-        Shared { config: &config, store: &store, users: &users, cookies: &cookies, secret: &secret, clock: &clock };
+    let shared = Shared {
+        config: &config,
+        public_origin: &public_origin,
+        store: &store,
+        users: &users,
+        cookies: &cookies,
+        secret: &secret,
+        clock: &clock,
+    };
     let AuthHandles { gate, login, account, audit } = shared.auth_handles(templates)?;
 
     let portal = Portal {
@@ -169,6 +176,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
 /// What every auth handle is built from.
 struct Shared<'a> {
     config: &'a Config,
+    public_origin: &'a str,
     store: &'a Store,
     users: &'a Arc<Users>,
     cookies: &'a SessionCookies,
@@ -187,7 +195,7 @@ struct AuthHandles {
 
 impl Shared<'_> {
     fn auth_handles(&self, templates: Arc<Templates>) -> Result<AuthHandles, StartError> {
-        let Shared { config, store, users, cookies, secret, clock } = *self;
+        let Shared { config, public_origin, store, users, cookies, secret, clock } = *self;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let passwords = Arc::new(PasswordChecker::new(cores)?);
         let rules = Arc::new(AccessRules::new(&config.access_control));
@@ -220,7 +228,6 @@ impl Shared<'_> {
             fingerprints.clone(),
             audit.clone(),
         );
-        let public_origin = config.server.public_url.origin().ascii_serialization();
         let login = LoginFlow {
             store: store.clone(),
             users: users.clone(),

@@ -383,7 +383,7 @@ impl LoginFlow {
     ) -> Result<Completed, LoginError> {
         let (_, user) = self.pending_user(pending_token).await?;
         let actor = client.as_user(&user);
-        self.second_factor_admitted("otp", "code: verify rate limit", actor, client, &user).await?;
+        self.second_factor_admitted("otp", "code: verify rate limit", client, &user).await?;
         match self.codes.check(&user, CodePurpose::Login, code).await? {
             CodeCheck::Ok => {
                 count_attempt("otp", "success");
@@ -419,7 +419,7 @@ impl LoginFlow {
     ) -> Result<Completed, LoginError> {
         let (_, user) = self.pending_user(pending_token).await?;
         let actor = client.as_user(&user);
-        self.second_factor_admitted("backup_code", "backup code: verify rate limit", actor, client, &user).await?;
+        self.second_factor_admitted("backup_code", "backup code: verify rate limit", client, &user).await?;
         if let Some(hash) = self.codes.backup_hash(&user, code)
             && self.store.consume_backup_code(&user.username, &hash).await?
         {
@@ -450,10 +450,10 @@ impl LoginFlow {
         &self,
         stage: &'static str,
         refused: &str,
-        actor: crate::audit::Actor<'_>,
         client: &Client,
         user: &User,
     ) -> Result<(), LoginError> {
+        let actor = client.as_user(user);
         if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
             count_attempt(stage, "rate_limited");
             self.audit.attempt(actor, AttemptResult::RateLimited, refused).await;
@@ -483,7 +483,7 @@ impl LoginFlow {
         let (_, user) = self.pending_user(pending_token).await?;
         let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
         let actor = client.as_user(&user);
-        self.second_factor_admitted("totp", "totp: verify rate limit", actor, client, &user).await?;
+        self.second_factor_admitted("totp", "totp: verify rate limit", client, &user).await?;
         // Counted per pending login, under its public id.
         // Not through the limiter's `check`: running out is this login's
         // attempts cap (counted as `max_attempts`), not a rate limit.
@@ -549,7 +549,7 @@ impl LoginFlow {
         let (_, user) = self.pending_user(pending_token).await?;
         let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
         let actor = client.as_user(&user);
-        self.second_factor_admitted("passkey", "passkey: verify rate limit", actor, client, &user).await?;
+        self.second_factor_admitted("passkey", "passkey: verify rate limit", client, &user).await?;
         let check = match self.passkeys.finish_login(&user, &Store::session_id(token), credential).await {
             Ok(c) => c,
             Err(PasskeyError::Store(e)) => return Err(e.into()),
