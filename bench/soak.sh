@@ -3,15 +3,16 @@
 # from the file outbox, verify, a proxied request, logout), authenticated
 # proxying, and forward-auth through nginx auth_request, all three at once at
 # about half of the capacity measured alone first (SOAK_FRACTION, default 0.5,
-# shared by the three streams). Prints a row a minute: the gateway's RSS, open
-# descriptors, CPU, and per stream req/s, p99 and errors; then whether the peak
-# RSS of the last five minutes is under 5 % above that of the five after the
-# first (warm-up), with zero errors and the median descriptor count flat.
+# shared by the three streams). Prints a row a minute: the gateway's RSS (median
+# and highest of a sample a second), open descriptors, CPU, and per stream req/s,
+# p99 and errors; then whether the median RSS of the last five minutes is under
+# 5 % above that of the five after the first (warm-up), with zero errors and the
+# median descriptor count flat.
 # Usage: bench/soak.sh DURATION [STORE...]   (e.g. 30m; STORE memory | redis, default both)
 # Needs wrk, nginx, python3 (and redis-server for the Redis run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 1 ] || { sed -n '2,10p' "$0"; exit 1; }
+[ $# -ge 1 ] || { sed -n '2,11p' "$0"; exit 1; }
 DURATION="$1"; shift
 STORES=("$@"); [ ${#STORES[@]} -gt 0 ] || STORES=(memory redis)
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exit 1; }
