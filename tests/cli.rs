@@ -240,6 +240,8 @@ fn the_memory_store_without_a_state_file_is_warned_about_by_check_config_and_ser
 
     let users = site.path().join("users.toml");
     let gw = support::Gateway::start(&support::base_config("http://127.0.0.1:9", "two_factor", &users));
+    // The log writer batches lines: wait for the warning before reading it.
+    gw.log_contains("\"key\":\"store.state_file\"");
     let warned = gw.log().lines().any(|l| {
         let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
         v["level"] == "WARN" && v["key"] == "store.state_file"

@@ -623,7 +623,7 @@ async fn an_upstream_that_stalls_mid_body_is_cut_off_at_its_timeout() {
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
         "cut off after {waited:?} (timeout 1s)"
     );
-    assert!(rig.gw.log_contains("upstream stalled"), "the gateway says why");
+    assert!(rig.gw.wait_for_log(|l| l.contains("upstream stalled")).await.is_some(), "the gateway says why");
 
     faults.set(Fault::Pass);
     rig.until_ok("/app", Duration::from_secs(2)).await;

@@ -85,7 +85,7 @@ async fn wrong_passwords_on_the_account_page_are_limited_per_session_and_lock_th
     let locked = mails.iter().find(|m| m.text_body().unwrap_or_default().contains("temporarily locked"));
     let locked = locked.expect("the lock is e-mailed to the user");
     assert!(locked.header("To").unwrap_or_default().contains("test@example.com"));
-    assert!(h.gw.log_contains("\"event\":\"account_locked\""));
+    assert!(h.gw.wait_for_log(|l| l.contains("\"event\":\"account_locked\"")).await.is_some());
     assert_eq!(security_lines(&h, "invalid_credentials", "password re-check"), 10, "each failure is audited");
     assert_eq!(support::sample(&h.metrics().await, "portcullis_lockouts_total", &[]), 1.0);
 }

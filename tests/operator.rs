@@ -105,7 +105,10 @@ async fn unlock_and_session_revoke_reach_the_running_gateway_on_any_store(b: Bac
     assert_eq!(c.get(h.url("/app")).send().await.unwrap().status(), 401);
 
     // The log is written in the background: wait for the last record first.
-    assert!(h.gw.log_contains("by an operator: 2 session(s) ended"), "revocation audited");
+    assert!(
+        h.gw.wait_for_log(|l| l.contains("by an operator: 2 session(s) ended")).await.is_some(),
+        "revocation audited"
+    );
     let revoked = audited(&h, "session_revoked");
     assert!(revoked.iter().any(|l| l.contains("\"user\":\"bob\"") && l.contains("operator")), "{revoked:?}");
     assert_eq!(audited(&h, "account_unlocked").len(), 2, "each unlock audited");
@@ -197,7 +200,7 @@ async fn readyz_names_no_store_error_to_the_client() {
     assert_eq!(r.status(), 503);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v, json!({"status": "unavailable", "store": "unavailable"}));
-    assert!(h.gw.log_contains("not ready"), "the cause is logged instead");
+    assert!(h.gw.wait_for_log(|l| l.contains("not ready")).await.is_some(), "the cause is logged instead");
 }
 
 #[tokio::test]

@@ -151,12 +151,10 @@ async fn an_app_set_up_after_the_password_signs_in_without_any_email(b: Backend)
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.smtp.messages().len(), mails_before, "no code was e-mailed");
 
+    let login = h.gw.wait_for_record(|r| r["event"] == "success" && r["details"] == "two_factor: totp").await;
+    assert!(login.is_some(), "the login's audit record names the factor");
     let audit = h.gw.security_records();
     assert!(audit.iter().any(|r| r["event"] == "totp_enabled"), "audited: {audit:?}");
-    assert!(
-        audit.iter().any(|r| r["event"] == "success" && r["details"] == "two_factor: totp"),
-        "the login's audit record names the factor"
-    );
     let m = h.metrics().await;
     assert_eq!(support::sample(&m, "portcullis_auth_attempts_total", &[("stage", "totp"), ("result", "success")]), 1.0);
 }
@@ -191,12 +189,12 @@ async fn a_code_from_the_app_is_accepted_once(b: Backend) {
     let (s, v) = h.post_as(&second, "/_auth/api/verify-login-otp", json!({"otp_code": next, "method": "totp"})).await;
     assert_eq!(s, 200, "{v}");
 
-    let audit = h.gw.security_records();
-    assert!(
-        audit.iter().any(|r| r["event"] == "invalid_otp"
-            && r["details"].as_str().unwrap_or("").starts_with("totp: code already used")),
-        "the replay is audited as such"
-    );
+    let replay =
+        h.gw.wait_for_record(|r| {
+            r["event"] == "invalid_otp" && r["details"].as_str().unwrap_or("").starts_with("totp: code already used")
+        })
+        .await;
+    assert!(replay.is_some(), "the replay is audited as such");
     let m = h.metrics().await;
     let replayed = support::sample(&m, "portcullis_auth_attempts_total", &[("stage", "totp"), ("result", "replayed")]);
     assert!(replayed >= 1.0, "counted as replayed: {replayed}");
@@ -226,7 +224,8 @@ async fn with_an_app_a_code_can_still_be_emailed_or_a_backup_code_used(b: Backen
     assert_eq!(s, 200);
     let (s, v) = h.post_as(&c, "/_auth/api/verify-backup-code", json!({"code": e.backup_codes[0]})).await;
     assert_eq!(s, 200, "{v}");
-    assert!(h.gw.security_records().iter().any(|r| r["event"] == "success" && r["details"] == "two_factor: email"));
+    let login = h.gw.wait_for_record(|r| r["event"] == "success" && r["details"] == "two_factor: email").await;
+    assert!(login.is_some(), "the backup-code login is audited as the e-mail factor");
 }
 
 async fn wrong_app_codes_count_like_wrong_emailed_codes(b: Backend) {
@@ -284,7 +283,7 @@ async fn removing_the_app_needs_the_password_and_sends_an_alert(b: Backend) {
     assert_eq!((now["totp_enabled"].clone(), now["backup_codes_left"].clone()), (json!(false), json!(0)), "{now}");
     let (s, v) = h.post_as(c, "/_auth/api/totp/remove", json!({})).await;
     assert_eq!((s, &v["message"]), (StatusCode::OK, &json!("No changes made")), "{v}");
-    assert!(h.gw.security_records().iter().any(|r| r["event"] == "totp_removed"));
+    assert!(h.gw.wait_for_record(|r| r["event"] == "totp_removed").await.is_some(), "the removal is audited");
 
     // The password alone signs in again (the policy is one_factor).
     let other = fresh_client();

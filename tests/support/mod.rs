@@ -207,7 +207,8 @@ impl Gateway {
     }
 
     /// Waits until the log contains `needle` (logs are written asynchronously).
-    /// Blocks the thread: from async tests use [`Gateway::wait_for_log`].
+    /// Blocks the thread, so it is for plain `#[test]`s: async tests use
+    /// [`Gateway::wait_for_log`].
     pub fn log_contains(&self, needle: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -229,6 +230,21 @@ impl Gateway {
         loop {
             if let Some(line) = self.log().lines().find(|l| wanted(l)) {
                 return Some(line.to_owned());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits (as [`Gateway::wait_for_log`]) until an audit record satisfies
+    /// `wanted`; returns it, or None after 10 s.
+    pub async fn wait_for_record(&self, wanted: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(r) = self.security_records().into_iter().find(|r| wanted(r)) {
+                return Some(r);
             }
             if Instant::now() > deadline {
                 return None;
