@@ -31,7 +31,7 @@ use crate::ratelimit::Limiter;
 use crate::render::Templates;
 use crate::reply::Replies;
 use crate::router::Gateway;
-use crate::server::{self, Limits, Listener, Shutdown};
+use crate::server::{self, Limits, Listener, ServerError, Shutdown};
 use crate::session::SessionCookies;
 use crate::store::Store;
 
@@ -157,7 +157,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         identity: identity.clone(),
         settings: portal_settings(&config, public_origin),
     };
-    let proxy = Proxy::new(&config.upstream).map_err(StartError::Config)?;
+    let proxy = Proxy::new(&config.upstream, config.server.worker_threads()).map_err(StartError::Config)?;
     register_upstreams(&config);
     let gateway = Gateway {
         prefix,
@@ -328,7 +328,10 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
         let operator = OperatorActions::new(store.clone(), users.clone(), audit.clone(), secret.clone());
         tokio::spawn(server::serve(m, Arc::new(MetricsListener::new(operator, &secret)), limits.clone(), s))
     });
-    server::serve(listener, Arc::new(gateway), limits, shutdown).await;
+    let workers = config.server.worker_threads();
+    server::serve_on_workers(listener, Arc::new(gateway), limits, shutdown, workers)
+        .await
+        .map_err(|e| StartError::Server(ServerError::Workers(e)))?;
     if let Some(t) = metrics_task {
         let _ = t.await;
     }

@@ -270,7 +270,7 @@ fn main() -> ExitCode {
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_stack_size(4 * 1024 * 1024)
+        .thread_stack_size(portcullis::server::STACK_SIZE)
         .build()
         .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))
 }

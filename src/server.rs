@@ -21,7 +21,7 @@ use ipnet::IpNet;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::Response;
@@ -46,6 +46,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("cannot start the worker threads (server.workers): {0}")]
+    Workers(std::io::Error),
 }
 
 /// A broadcast "stop now" that every accept loop and background task watches.
@@ -245,53 +247,91 @@ fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Accepts and serves connections until `shutdown` fires, then drains them for at
-/// most `limits.shutdown_grace`.
-pub async fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limits, shutdown: Shutdown) {
-    let builder = Arc::new(connection_builder(&limits));
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let clients = Arc::new(ClientSlots {
-        max: limits.max_connections_per_client,
-        exempt: limits.exempt.clone(),
-        held: Mutex::new(HashMap::new()),
-    });
-    let tls = listener.tls.clone();
-    loop {
-        // Past the cap, new connections wait in the kernel's backlog.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.wait() => break,
-        };
-        let (stream, peer) = tokio::select! {
-            r = listener.tcp.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.wait() => break,
-        };
-        // One client holding its share is turned away at once (closed), so it
-        // cannot hold every slot with slow requests.
-        let Some(slot) = clients.take(peer.ip()) else {
-            tracing::debug!(peer = %peer.ip(), "connection refused: the client holds its share");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+/// What every connection of one listener shares: the handler, the connection
+/// builder and the caps.
+struct Accepting<H> {
+    handler: Arc<H>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    permits: Arc<Semaphore>,
+    clients: Arc<ClientSlots>,
+    tls: Option<TlsAcceptor>,
+    limits: Limits,
+    shutdown: Shutdown,
+}
+
+/// An accepted connection on its way to the task that serves it, with the
+/// connection-cap permit and client slot it holds until it ends.
+struct Accepted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    held: Held,
+}
+
+/// The connection-cap permit and the client slot a connection holds.
+type Held = (OwnedSemaphorePermit, Slot);
+
+impl<H: Handler> Accepting<H> {
+    fn new(handler: Arc<H>, limits: Limits, tls: Option<TlsAcceptor>, shutdown: Shutdown) -> Accepting<H> {
+        Accepting {
+            handler,
+            builder: Arc::new(connection_builder(&limits)),
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            clients: Arc::new(ClientSlots {
+                max: limits.max_connections_per_client,
+                exempt: limits.exempt.clone(),
+                held: Mutex::new(HashMap::new()),
+            }),
+            tls,
+            limits,
+            shutdown,
+        }
+    }
+
+    /// Accepts until shutdown, handing each connection to `dispatch`.
+    async fn accept(&self, tcp: &TcpListener, mut dispatch: impl FnMut(Accepted)) {
+        loop {
+            // Past the cap, new connections wait in the kernel's backlog.
+            let permit = tokio::select! {
+                p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = self.shutdown.wait() => break,
+            };
+            let (stream, peer) = tokio::select! {
+                r = tcp.accept() => match r {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = self.shutdown.wait() => break,
+            };
+            // One client holding its share is turned away at once (closed), so it
+            // cannot hold every slot with slow requests.
+            let Some(slot) = self.clients.take(peer.ip()) else {
+                tracing::debug!(peer = %peer.ip(), "connection refused: the client holds its share");
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            dispatch(Accepted { stream, peer, held: (permit, slot) });
+        }
+    }
+
+    /// Serves one connection on a task of the current runtime.
+    fn spawn(&self, accepted: Accepted) {
+        let Accepted { stream, peer, held } = accepted;
         let conn = Connection {
             peer,
-            handler: handler.clone(),
-            builder: builder.clone(),
-            shutdown: shutdown.clone(),
-            first_byte: limits.header_read_timeout,
-            idle: limits.idle_timeout,
+            handler: self.handler.clone(),
+            builder: self.builder.clone(),
+            shutdown: self.shutdown.clone(),
+            first_byte: self.limits.header_read_timeout,
+            idle: self.limits.idle_timeout,
         };
-        let tls = tls.clone();
+        let tls = self.tls.clone();
         tokio::spawn(async move {
-            let _held = (permit, slot);
+            let _held = held;
             match tls {
                 None => conn.serve_plain(stream).await,
                 // Boxed: a TLS session's state is large, and a plain
@@ -300,12 +340,94 @@ pub async fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limi
             }
         });
     }
+
+    /// Waits for every connection to end, for at most the shutdown grace.
+    async fn drain(&self) -> bool {
+        // Every connection holds a permit: all of them back means all drained.
+        let all = u32::try_from(self.limits.max_connections).unwrap_or(u32::MAX);
+        tokio::time::timeout(self.limits.shutdown_grace, self.permits.acquire_many(all)).await.is_ok()
+    }
+}
+
+/// Accepts and serves connections until `shutdown` fires, then drains them for at
+/// most `limits.shutdown_grace`. Connections run on the current runtime.
+pub async fn serve<H: Handler>(listener: Listener, handler: Arc<H>, limits: Limits, shutdown: Shutdown) {
+    let accepting = Accepting::new(handler, limits, listener.tls.clone(), shutdown);
+    accepting.accept(&listener.tcp, |c| accepting.spawn(c)).await;
     drop(listener);
-    // Every connection holds a permit: all of them back means all drained.
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(limits.shutdown_grace, permits.acquire_many(all)).await.is_err() {
+    if !accepting.drain().await {
         tracing::warn!("shutdown grace elapsed; closing remaining connections");
     }
+}
+
+/// Like [`serve`], but each connection lives on one of `workers` threads that
+/// each run a single-threaded runtime: a request, its upstream exchange and its
+/// timers stay on one core, with no hand-off between threads. The accept loop
+/// runs on the calling runtime and deals connections out in turn.
+pub async fn serve_on_workers<H: Handler>(
+    listener: Listener,
+    handler: Arc<H>,
+    limits: Limits,
+    shutdown: Shutdown,
+    workers: usize,
+) -> std::io::Result<()> {
+    let accepting = Arc::new(Accepting::new(handler, limits, listener.tls.clone(), shutdown));
+    let mut queues = Vec::with_capacity(workers);
+    let mut threads = Vec::with_capacity(workers);
+    for index in 0..workers {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr, Held)>();
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().thread_stack_size(STACK_SIZE).build()?;
+        let accepting = accepting.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("portcullis-worker-{index}"))
+            .stack_size(STACK_SIZE)
+            .spawn(move || {
+                WORKER.set(index);
+                runtime.block_on(async move {
+                    while let Some((stream, peer, held)) = rx.recv().await {
+                        if let Ok(stream) = TcpStream::from_std(stream) {
+                            accepting.spawn(Accepted { stream, peer, held });
+                        }
+                    }
+                    // Accepting stopped: wait for this worker's connections (the
+                    // permits are shared, so this waits for every worker's).
+                    accepting.drain().await;
+                });
+            })?;
+        queues.push(tx);
+        threads.push(thread);
+    }
+    let mut next = 0;
+    accepting
+        .accept(&listener.tcp, |Accepted { stream, peer, held }| {
+            // The stream leaves this runtime's reactor and joins the worker's.
+            let Ok(stream) = stream.into_std() else { return };
+            let _ = queues[next].send((stream, peer, held));
+            next = (next + 1) % queues.len();
+        })
+        .await;
+    drop(listener);
+    drop(queues);
+    let drained = accepting.drain().await;
+    let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
+    if !drained {
+        tracing::warn!("shutdown grace elapsed; closing remaining connections");
+    }
+    Ok(())
+}
+
+/// Stack size of every runtime thread (the main runtime's too).
+pub const STACK_SIZE: usize = 4 * 1024 * 1024;
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Which worker thread this is (0 outside [`serve_on_workers`]'s threads):
+/// lets per-worker resources, such as upstream pools, stay on their core.
+pub fn worker_index() -> usize {
+    WORKER.get()
 }
 
 /// One accepted connection, and what serving it needs: kept small, since an
@@ -412,6 +534,42 @@ mod tests {
         async fn handle(self: Arc<Self>, _: Request<Incoming>, _: ConnInfo) -> Response {
             Response::new(crate::body::Body::empty())
         }
+    }
+
+    /// Answers with the index of the worker thread that served the request.
+    struct WhichWorker;
+    impl Handler for WhichWorker {
+        async fn handle(self: Arc<Self>, _: Request<Incoming>, _: ConnInfo) -> Response {
+            Response::new(crate::body::Body::full(worker_index().to_string()))
+        }
+    }
+
+    /// Each connection goes to the next worker in turn and all its requests are
+    /// served there; shutting down returns once the workers have stopped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_are_dealt_to_the_workers_in_turn_and_stay_on_theirs() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = Listener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None).await.unwrap();
+        let url = format!("http://{}/", listener.local_addr());
+        let shutdown = Shutdown::default();
+        let mut limits = Limits::from_config(&ServerConfig::default());
+        limits.shutdown_grace = Duration::from_secs(2);
+        let served = tokio::spawn(serve_on_workers(listener, Arc::new(WhichWorker), limits, shutdown.clone(), 2));
+        let mut dealt = Vec::new();
+        for _ in 0..4 {
+            // One client, one keep-alive connection, three requests on it.
+            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                seen.push(client.get(&url).send().await.unwrap().text().await.unwrap());
+            }
+            assert!(seen.iter().all(|w| *w == seen[0]), "one connection, one worker: {seen:?}");
+            dealt.push(seen[0].clone());
+        }
+        assert_eq!(dealt, ["0", "1", "0", "1"], "connections dealt in turn");
+        shutdown.trigger();
+        let stopped = tokio::time::timeout(Duration::from_secs(5), served).await;
+        assert!(matches!(stopped, Ok(Ok(Ok(())))), "serving stops on shutdown: {stopped:?}");
     }
 
     /// An idle keep-alive connection keeps its task for as long as the

@@ -86,6 +86,19 @@ pub struct ServerConfig {
     /// the gateway itself terminates TLS (the gateway's own answers always carry
     /// it under TLS).
     pub hsts_upstream: bool,
+    /// Threads that serve connections, each with its own single-threaded
+    /// runtime and upstream pools; 0 means one per CPU core.
+    pub workers: usize,
+}
+
+impl ServerConfig {
+    /// How many worker threads serve connections (`workers`, or one per core).
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -105,6 +118,7 @@ impl Default for ServerConfig {
             max_connections_per_client: 256,
             idle_timeout: Duration::from_secs(120),
             hsts_upstream: false,
+            workers: 0,
         }
     }
 }

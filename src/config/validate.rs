@@ -91,7 +91,14 @@ fn server(s: &ServerConfig, p: &mut Vec<Problem>) {
     if s.max_connections_per_client == 0 {
         bad("server.max_connections_per_client", "must be at least 1".into());
     }
+    if s.workers > MAX_WORKERS {
+        bad("server.workers", format!("must be at most {MAX_WORKERS} (0: one per CPU core)"));
+    }
 }
+
+/// More serving threads than this only adds memory: each holds its own runtime
+/// and upstream connection pools.
+const MAX_WORKERS: usize = 256;
 
 /// `[[upstream]]`.
 fn upstreams(upstream: &mut [UpstreamConfig], p: &mut Vec<Problem>) {

@@ -66,7 +66,15 @@ pub struct Upstream {
     host_header: HeaderValue,
     timeout: Duration,
     preserve_host: bool,
-    client: UpstreamClient,
+    /// One pool per worker thread ([`crate::server::worker_index`]), so a
+    /// request and the upstream connection serving it stay on one core.
+    clients: Box<[UpstreamClient]>,
+}
+
+impl Upstream {
+    fn client(&self) -> &UpstreamClient {
+        &self.clients[crate::server::worker_index() % self.clients.len()]
+    }
 }
 
 /// What the proxy needs to know about the request besides the request itself.
@@ -89,14 +97,17 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(configs: &[UpstreamConfig]) -> Result<Proxy, String> {
+    /// `pools`: one connection pool per upstream for each worker thread.
+    pub fn new(configs: &[UpstreamConfig], pools: usize) -> Result<Proxy, String> {
         let mut upstreams = Vec::with_capacity(configs.len());
         for (i, c) in configs.iter().enumerate() {
             let key = format!("upstream[{i}]");
             let uri: Uri = c.url.as_str().parse().map_err(|e| format!("{key}.url: {e}"))?;
             let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
             let authority = uri.authority().cloned().ok_or_else(|| format!("{key}.url: no host"))?;
-            let client = client::build(c.ca_file.as_ref(), c.timeout.min(Duration::from_secs(10)))
+            let clients = (0..pools.max(1))
+                .map(|_| client::build(c.ca_file.as_ref(), c.timeout.min(Duration::from_secs(10))))
+                .collect::<Result<Box<[_]>, _>>()
                 .map_err(|e| format!("{key}.ca_file: {e}"))?;
             upstreams.push(Upstream {
                 name: authority.to_string(),
@@ -107,7 +118,7 @@ impl Proxy {
                 authority,
                 timeout: c.timeout,
                 preserve_host: c.preserve_host,
-                client,
+                clients,
             });
         }
         let default = upstreams.iter().position(|u| u.host.is_none());
@@ -152,7 +163,7 @@ impl Proxy {
 
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let started = Instant::now();
-        let result = tokio::time::timeout(upstream.timeout, upstream.client.request(req)).await;
+        let result = tokio::time::timeout(upstream.timeout, upstream.client().request(req)).await;
         crate::metrics::observe_upstream(
             &upstream.name,
             started.elapsed(),
