@@ -371,10 +371,13 @@ pub async fn serve_on_workers<H: Handler>(
     shutdown: Shutdown,
     workers: usize,
 ) -> std::io::Result<()> {
+    let workers = workers.max(1);
     let accepting = Arc::new(Accepting::new(handler, limits, listener.tls.clone(), shutdown));
     let mut queues = Vec::with_capacity(workers);
     let mut threads = Vec::with_capacity(workers);
     for index in 0..workers {
+        // Unbounded, yet bounded by the connection cap: every queued
+        // connection holds its permit.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr, Held)>();
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().thread_stack_size(STACK_SIZE).build()?;
