@@ -551,23 +551,32 @@ mod tests {
     /// served there; shutting down returns once the workers have stopped.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn connections_are_dealt_to_the_workers_in_turn_and_stay_on_theirs() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        use http_body_util::BodyExt;
         let listener = Listener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None).await.unwrap();
-        let url = format!("http://{}/", listener.local_addr());
+        let addr = listener.local_addr();
         let shutdown = Shutdown::default();
         let mut limits = Limits::from_config(&ServerConfig::default());
         limits.shutdown_grace = Duration::from_secs(2);
         let served = tokio::spawn(serve_on_workers(listener, Arc::new(WhichWorker), limits, shutdown.clone(), 2));
         let mut dealt = Vec::new();
         for _ in 0..4 {
-            // One client, one keep-alive connection, three requests on it.
-            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+            // One keep-alive connection, three requests on it, one after another.
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+            let conn = tokio::spawn(conn);
             let mut seen = Vec::new();
             for _ in 0..3 {
-                seen.push(client.get(&url).send().await.unwrap().text().await.unwrap());
+                let req =
+                    Request::get("/").header("host", "gateway").body(http_body_util::Empty::<bytes::Bytes>::new());
+                sender.ready().await.unwrap();
+                let resp = sender.send_request(req.unwrap()).await.unwrap();
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                seen.push(String::from_utf8(body.to_vec()).unwrap());
             }
             assert!(seen.iter().all(|w| *w == seen[0]), "one connection, one worker: {seen:?}");
             dealt.push(seen[0].clone());
+            drop(sender);
+            let _ = conn.await;
         }
         assert_eq!(dealt, ["0", "1", "0", "1"], "connections dealt in turn");
         shutdown.trigger();

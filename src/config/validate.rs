@@ -316,6 +316,20 @@ mod tests {
     }
 
     #[test]
+    fn workers_are_zero_for_one_per_core_or_a_bounded_count() {
+        for good in [0, 1, 2, MAX_WORKERS] {
+            let mut c = Config::default();
+            c.server.workers = good;
+            assert!(validate(&mut c, true).is_empty(), "{good}");
+            assert!(c.server.worker_threads() >= 1, "{good}");
+        }
+        let mut c = Config::default();
+        c.server.workers = MAX_WORKERS + 1;
+        let keys: Vec<_> = validate(&mut c, true).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["server.workers"]);
+    }
+
+    #[test]
     fn the_cookie_domain_is_a_domain_name() {
         for good in ["example.com", ".example.com", "Example.COM"] {
             let mut c = Config::default();
