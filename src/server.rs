@@ -393,10 +393,11 @@ pub async fn serve_on_workers<H: Handler>(
                             accepting.spawn(Accepted { stream, peer, held });
                         }
                     }
-                    // Accepting stopped: wait for this worker's connections (the
-                    // permits are shared, so this waits for every worker's).
-                    accepting.drain().await;
-                });
+                    // Accepting stopped: keep this runtime, and the connections
+                    // on it, until every connection has ended (the permits are
+                    // shared, so this waits for every worker's).
+                    accepting.drain().await
+                })
             })?;
         queues.push(tx);
         threads.push(thread);
@@ -412,9 +413,10 @@ pub async fn serve_on_workers<H: Handler>(
         .await;
     drop(listener);
     drop(queues);
-    let drained = accepting.drain().await;
-    let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
-    if !drained {
+    // Each worker drains before its thread ends.
+    let joined = tokio::task::spawn_blocking(move || threads.into_iter().map(|t| t.join().unwrap_or(false)).collect());
+    let drained: Vec<bool> = joined.await.unwrap_or_default();
+    if drained.contains(&false) {
         tracing::warn!("shutdown grace elapsed; closing remaining connections");
     }
     Ok(())

@@ -226,31 +226,13 @@ impl Gateway {
     /// until a log line satisfies `wanted`; returns that line, or None after
     /// 10 s. The gateway's log writer batches lines, so one read can come too early.
     pub async fn wait_for_log(&self, wanted: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(line) = self.log().lines().find(|l| wanted(l)) {
-                return Some(line.to_owned());
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        poll(|| self.log().lines().find(|l| wanted(l)).map(str::to_owned)).await
     }
 
     /// Waits (as [`Gateway::wait_for_log`]) until an audit record satisfies
     /// `wanted`; returns it, or None after 10 s.
     pub async fn wait_for_record(&self, wanted: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(r) = self.security_records().into_iter().find(|r| wanted(r)) {
-                return Some(r);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        poll(|| self.security_records().into_iter().find(|r| wanted(r))).await
     }
 
     /// The `security` target's JSON records (audit lines) logged so far.
@@ -397,6 +379,21 @@ pub fn client() -> reqwest::Client {
 /// [`Gateway::start_on_own_port`], which retries on a clash.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Polls `found` every 25 ms (without blocking the runtime) until it gives a
+/// value, or None after 10 s.
+async fn poll<T>(found: impl Fn() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = found() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// Extracts the first run of `digits` consecutive ASCII digits standing alone.
