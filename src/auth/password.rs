@@ -2,12 +2,19 @@
 //! the blocking pool behind a semaphore: a login flood queues here instead of
 //! starving the proxy. An unknown user is checked against a dummy hash, so the
 //! answer takes as long as for a real user with a wrong password.
+//!
+//! Each check needs argon2's working memory (19 MiB at the default cost). The
+//! checker keeps one buffer per permit and reuses it, so password checks hold a
+//! fixed amount of memory (at most `concurrency` buffers, each made on first
+//! use) instead of allocating and freeing 19 MiB a login, which the allocator
+//! may or may not hand back to the system: resident memory then depends on
+//! which thread last freed a buffer, not on the load.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,25 +25,64 @@ pub enum PasswordError {
     Cancelled,
 }
 
+/// argon2's working memory for one hash; grown to the largest cost it has
+/// served and kept.
+type Memory = Vec<Block>;
+
 /// Hashes a password as argon2id with the OWASP parameters (m=19456 KiB, t=2, p=1).
 pub fn hash_password(password: &str) -> Result<String, PasswordError> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| PasswordError::Hash(e.to_string()))
+    hash_with(&mut Memory::new(), password)
 }
 
-/// Verifies against a PHC string; a malformed hash simply fails.
-fn verify_blocking(hash: &str, password: &str) -> bool {
-    match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
-        Err(_) => false,
+fn hash_with(memory: &mut Memory, password: &str) -> Result<String, PasswordError> {
+    let failed = |e: &dyn std::fmt::Display| PasswordError::Hash(e.to_string());
+    let params = Params::default();
+    let mut salt = [0u8; 16];
+    rand::fill(&mut salt);
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    argon2
+        .hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, blocks(memory, &params))
+        .map_err(|e| failed(&e))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| failed(&e))?,
+        salt: Some(Salt::new(&salt).map_err(|e| failed(&e))?),
+        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Verifies against a PHC string (any argon2 variant, version and cost); a
+/// malformed hash simply fails. The outputs are compared in constant time.
+fn verify_with(memory: &mut Memory, hash: &str, password: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else { return false };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else { return false };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else { return false };
+    let Ok(version) = parsed.version.map_or(Ok(Version::default()), Version::try_from) else { return false };
+    let Ok(params) = Params::try_from(&parsed) else { return false };
+    let mut out = vec![0u8; expected.len()];
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, blocks(memory, &params)).is_ok()
+        && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
+}
+
+/// The first `params.block_count()` blocks of `memory`, growing it if needed.
+fn blocks<'a>(memory: &'a mut Memory, params: &Params) -> &'a mut [Block] {
+    let count = params.block_count();
+    if memory.len() < count {
+        memory.resize(count, Block::default());
     }
+    &mut memory[..count]
 }
 
 /// Runs password checks off the async runtime with bounded concurrency.
 pub struct PasswordChecker {
     permits: Arc<Semaphore>,
+    /// argon2 buffers not in use: a check takes one (or makes one when none is
+    /// left) and puts it back. Holding a permit bounds them to `concurrency`.
+    memory: Arc<Mutex<Vec<Memory>>>,
     dummy_hash: Arc<str>,
 }
 
@@ -45,39 +91,57 @@ impl PasswordChecker {
     pub fn new(concurrency: usize) -> Result<PasswordChecker, PasswordError> {
         let mut random = [0u8; 24];
         rand::fill(&mut random);
-        let dummy = hash_password(&base64::Engine::encode(&base64::engine::general_purpose::STANDARD, random))?;
-        Ok(PasswordChecker { permits: Arc::new(Semaphore::new(concurrency.max(1))), dummy_hash: dummy.into() })
+        let mut memory = Memory::new();
+        let dummy =
+            hash_with(&mut memory, &base64::Engine::encode(&base64::engine::general_purpose::STANDARD, random))?;
+        Ok(PasswordChecker {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            memory: Arc::new(Mutex::new(vec![memory])),
+            dummy_hash: dummy.into(),
+        })
     }
 
     /// True when `password` matches `hash`. With `hash` None (unknown user) the
     /// dummy hash is checked and the answer is false, at the same cost.
     pub async fn verify(&self, hash: Option<&str>, password: &str) -> Result<bool, PasswordError> {
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| PasswordError::Cancelled)?;
         let known = hash.is_some();
         let hash: Arc<str> = match hash {
             Some(h) => h.into(),
             None => self.dummy_hash.clone(),
         };
         let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            verify_blocking(&hash, &password)
-        })
-        .await
-        .map_err(|_| PasswordError::Cancelled)?;
+        let ok = self.with_memory(move |memory| verify_with(memory, &hash, &password)).await?;
         Ok(known && ok)
     }
 
     /// Hashes on the blocking pool (for changing passwords at run time).
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| PasswordError::Cancelled)?;
         let password = password.to_owned();
+        self.with_memory(move |memory| hash_with(memory, &password)).await?
+    }
+
+    /// Runs `work` on the blocking pool, holding a permit and a buffer.
+    async fn with_memory<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Memory) -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| PasswordError::Cancelled)?;
+        let pool = self.memory.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            hash_password(&password)
+            let mut memory = pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+            let result = work(&mut memory);
+            pool.lock().unwrap_or_else(|e| e.into_inner()).push(memory);
+            result
         })
         .await
-        .map_err(|_| PasswordError::Cancelled)?
+        .map_err(|_| PasswordError::Cancelled)
+    }
+
+    /// How many argon2 buffers exist (in use or not); for tests.
+    #[cfg(test)]
+    fn buffers(&self) -> usize {
+        self.memory.lock().unwrap().len()
     }
 }
 
@@ -126,6 +190,49 @@ mod tests {
         assert!(checker.verify(Some(&hash), "correct horse").await.unwrap());
         assert!(!checker.verify(Some(&hash), "wrong").await.unwrap());
         assert!(!checker.verify(None, "correct horse").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_made_elsewhere_are_checked_like_argon2_does() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let checker = PasswordChecker::new(1).unwrap();
+        // Other variants, versions and costs than ours, as a users file may hold.
+        let others = [
+            Argon2::default(),
+            Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::new(64, 3, 1, Some(24)).unwrap()),
+            Argon2::new(Algorithm::Argon2d, Version::V0x10, Params::new(32, 1, 2, None).unwrap()),
+        ];
+        for argon2 in &others {
+            let hash = argon2.hash_password(b"s3cret words").unwrap().to_string();
+            assert!(checker.verify(Some(&hash), "s3cret words").await.unwrap(), "{hash}");
+            assert!(!checker.verify(Some(&hash), "s3cret word").await.unwrap(), "{hash}");
+        }
+        // And ours are checked by argon2's own verifier.
+        let ours = checker.hash("s3cret words").await.unwrap();
+        assert!(Argon2::default().verify_password(b"s3cret words", ours.as_str()).is_ok());
+        assert!(Argon2::default().verify_password(b"other", ours.as_str()).is_err());
+        for malformed in ["", "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ", "$scrypt$ln=4,r=8,p=1$c29tZXNhbHQ$aGFzaA"] {
+            assert!(!checker.verify(Some(malformed), "s3cret words").await.unwrap(), "{malformed}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checks_reuse_one_buffer_per_permit() {
+        let checker = Arc::new(PasswordChecker::new(2).unwrap());
+        let hash = hash_password("correct horse").unwrap();
+        let checks: Vec<_> = (0..8)
+            .map(|i| {
+                let (checker, hash) = (checker.clone(), hash.clone());
+                tokio::spawn(async move {
+                    checker.verify(Some(&hash), if i % 2 == 0 { "correct horse" } else { "no" }).await
+                })
+            })
+            .collect();
+        for (i, check) in checks.into_iter().enumerate() {
+            assert_eq!(check.await.unwrap().unwrap(), i % 2 == 0);
+        }
+        assert!(checker.hash("another password").await.is_ok());
+        assert_eq!(checker.buffers(), 2, "eight checks at two at a time use two buffers, kept for the next");
     }
 
     #[test]
