@@ -281,6 +281,15 @@ pub fn request(route: &'static str, method: &'static str, status: &'static str, 
     DURATIONS.with(|h| h.with([route], |l| m.http_duration.with_label_values(l), |d| d.observe(seconds)));
 }
 
+/// Counts one forward-auth decision (`forward_auth_decisions_total`), as [`request`] does.
+pub fn forward_auth(decision: &'static str) {
+    debug_check_label(FORWARD_AUTH, decision);
+    thread_local! {
+        static DECISIONS: Handles<1, IntCounter> = Handles::default();
+    }
+    DECISIONS.with(|h| h.with([decision], |l| get().forward_auth.with_label_values(l), IntCounter::inc));
+}
+
 /// Records one store operation's latency (`store_operation_duration_seconds`), as [`request`] does.
 pub fn store_operation(op: &'static str, seconds: f64) {
     thread_local! {

@@ -12,6 +12,7 @@ use http::{Method, StatusCode};
 
 use super::context::{Answer, Cx};
 use crate::gate::{Facts, Verdict};
+use crate::metrics;
 use crate::reply::{self, Failure};
 
 static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
@@ -128,21 +129,17 @@ pub fn original(headers: &HeaderMap, mode: Option<&str>) -> Result<Original, &'s
     from_parts(scheme, host, uri, method, true)
 }
 
-fn count(decision: &'static str) {
-    crate::metrics::get().forward_auth.with_label_values(&[decision]).inc();
-}
-
 /// `{prefix}/verify`, any method.
 pub(super) async fn verify(cx: &Cx<'_>) -> Answer {
     if !cx.info.trusted_peer {
-        count("error");
+        metrics::forward_auth("error");
         return (cx.fail(Failure::UntrustedPeer), None);
     }
     let q = cx.query();
     let orig = match original(cx.headers, q.get("mode")) {
         Ok(o) => o,
         Err(msg) => {
-            count("error");
+            metrics::forward_auth("error");
             return (cx.fail(Failure::BadForwardAuth(msg)), None);
         }
     };
@@ -161,14 +158,14 @@ pub(super) async fn verify(cx: &Cx<'_>) -> Answer {
     let verdict = match cx.portal.gate.check(&facts).await {
         Ok(v) => v,
         Err(e) => {
-            count("error");
+            metrics::forward_auth("error");
             return (cx.fail(e), None);
         }
     };
     let user = verdict.user();
     let response = match verdict {
         Verdict::Allow(auth) => {
-            count("allow");
+            metrics::forward_auth("allow");
             let mut r = reply::empty(StatusCode::OK);
             if let Some(auth) = auth {
                 cx.portal.identity.apply(&auth.user.identity, r.headers_mut());
@@ -176,7 +173,7 @@ pub(super) async fn verify(cx: &Cx<'_>) -> Answer {
             r
         }
         Verdict::Deny(_) => {
-            count("deny");
+            metrics::forward_auth("deny");
             reply::json_error(StatusCode::FORBIDDEN, "access denied")
         }
         Verdict::LoginRequired(_) => {
@@ -184,7 +181,7 @@ pub(super) async fn verify(cx: &Cx<'_>) -> Answer {
             if redirect_style && reply::is_browser(cx.headers) {
                 // A browser is sent to log in: 302 for a navigation, 303 for
                 // other methods (a 302 replays a POST on some clients).
-                count("redirect");
+                metrics::forward_auth("redirect");
                 let status = if matches!(orig.method, Method::GET | Method::HEAD) {
                     StatusCode::FOUND
                 } else {
@@ -192,7 +189,7 @@ pub(super) async fn verify(cx: &Cx<'_>) -> Answer {
                 };
                 reply::redirect(status, &location)
             } else {
-                count("unauthorized");
+                metrics::forward_auth("unauthorized");
                 let mut r = reply::json_error(StatusCode::UNAUTHORIZED, "authentication required");
                 // nginx cannot percent-encode the original URL into rd itself, nor
                 // knows public_url: for a browser navigation the 401 carries the
