@@ -10,12 +10,18 @@
 # and the total instruction count is divided by the requests wrk completed.
 # Every thread is counted (workers, the log writer, the blocking pool).
 #
-# Usage: bench/callgrind.sh [duration=20s] [binary=target/release/portcullis ...]
+# With CASE=forward-auth, wrk goes through nginx's auth_request to the
+# gateway's /_auth/verify instead (nginx, one worker, keeps its connections to
+# the gateway alive), and the figure is the gateway's instructions per check.
+#
+# Usage: [CASE=proxy|forward-auth] bench/callgrind.sh [duration=20s] [binary=target/release/portcullis ...]
 #   Several binaries are measured one after another in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR="${1:-20s}"
 shift || true
+CASE="${CASE:-proxy}"
+case "$CASE" in proxy|forward-auth) ;; *) echo "unknown CASE: $CASE (proxy | forward-auth)"; exit 1;; esac
 BINS=("$@")
 if [ ${#BINS[@]} -eq 0 ]; then
   cargo build --release --quiet
@@ -47,6 +53,32 @@ CONF
 printf '[users.bench]\nemail = "bench@example.com"\npassword = "%s"\n' \
   "$(echo bench-password | "${BINS[0]}" hash-password)" > "$WORK/users.toml"
 
+auth_front() { # gateway port; starts nginx auth_request in front of it on port $FRONT
+  local gw="$1" port dir="$WORK/front.$1"
+  port=$(free_port)
+  mkdir -p "$dir"
+  cat > "$dir/nginx.conf" <<CONF
+$USER_DIRECTIVE
+daemon off; worker_processes 1; pid $dir/nginx.pid; error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path $dir/b; proxy_temp_path $dir/p;
+  fastcgi_temp_path $dir/f; uwsgi_temp_path $dir/u; scgi_temp_path $dir/s;
+  upstream static_up { server 127.0.0.1:$STATIC; keepalive 16; }
+  upstream gw_up { server 127.0.0.1:$gw; keepalive 16; }
+  server { listen 127.0.0.1:$port;
+    location = /_verify { internal; proxy_pass http://gw_up/_auth/verify?mode=nginx;
+      proxy_pass_request_body off; proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+      proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location / { auth_request /_verify; proxy_pass http://static_up;
+      proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+  "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" > /dev/null 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+  FRONT="$port"
+}
+
 measure() { # binary
   local bin="$1" gw out
   gw=$(free_port)
@@ -73,9 +105,16 @@ CONF
     -d '{"username_or_email":"bench","password":"bench-password"}' "http://127.0.0.1:$gw/_auth/api/send-login-otp" \
     | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(portcullis_session=[^;]*\).*/\1/p' | head -1)
   [ -n "$cookie" ] || { echo "login failed"; cat "$WORK/gw.$gw.log"; exit 1; }
-  wrk -t1 -c4 -d3s -H "Cookie: $cookie" "http://127.0.0.1:$gw/" > /dev/null
+  local url="http://127.0.0.1:$gw/"
+  if [ "$CASE" = forward-auth ]; then
+    auth_front "$gw"
+    url="http://127.0.0.1:$FRONT/"
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "$url")" = 200 ] \
+      || { echo "nginx auth_request to the gateway does not let the session through"; exit 1; }
+  fi
+  wrk -t1 -c4 -d3s -H "Cookie: $cookie" "$url" > /dev/null
   callgrind_control -i on "$pid" > /dev/null 2>&1
-  wrk -t1 -c4 -d"$DUR" -H "Cookie: $cookie" "http://127.0.0.1:$gw/" > "$WORK/wrk.$gw.txt"
+  wrk -t1 -c4 -d"$DUR" -H "Cookie: $cookie" "$url" > "$WORK/wrk.$gw.txt"
   callgrind_control -i off "$pid" > /dev/null 2>&1
   # Instrumentation is off: the shutdown is not counted. Callgrind writes the
   # counts when the process exits.
@@ -89,5 +128,9 @@ CONF
     "$bin" "$requests" "$(echo "$ir / $requests" | bc -l)" "${non2xx:-0}"
 }
 
-echo "callgrind, wrk -t1 -c4 -d$DUR per binary, authenticated GET through the gateway to a 1 KiB static page"
+if [ "$CASE" = forward-auth ]; then
+  echo "callgrind, wrk -t1 -c4 -d$DUR per binary, authenticated GET through nginx auth_request → the gateway's verify"
+else
+  echo "callgrind, wrk -t1 -c4 -d$DUR per binary, authenticated GET through the gateway to a 1 KiB static page"
+fi
 for b in "${BINS[@]}"; do measure "$b"; done

@@ -301,12 +301,13 @@ pub fn store_operation(op: &'static str, seconds: f64) {
 /// A thread's resolved series, keyed by the addresses of their static label
 /// values. Two copies of one string at different addresses resolve to the
 /// same series, once each, so the table stays as small as the program's
-/// label literals.
-struct Handles<const N: usize, M>(RefCell<HashMap<[usize; N], M>>);
+/// label literals. The keys are the program's own addresses, not anything a
+/// client sends, so they are hashed with FxHash rather than SipHash.
+struct Handles<const N: usize, M>(RefCell<HashMap<[usize; N], M, rustc_hash::FxBuildHasher>>);
 
 impl<const N: usize, M> Default for Handles<N, M> {
     fn default() -> Self {
-        Self(RefCell::new(HashMap::new()))
+        Self(RefCell::new(HashMap::default()))
     }
 }
 

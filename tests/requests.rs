@@ -431,6 +431,18 @@ async fn check_gateway_pages(c: &reqwest::Client, base: &str, origin: &str, tls:
     let r = c.post(format!("{base}/_auth/login")).form(&[("x", "1")]).send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert_secure_headers("CSRF refusal page", r.headers(), tls);
+    // A forward-auth refusal reaches the browser too (Traefik and Caddy pass it on).
+    let r = c
+        .get(format!("{base}/_auth/verify"))
+        .header("Accept", "text/html")
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", "app.example.com")
+        .header("X-Forwarded-Uri", "/private")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error() || r.status().is_redirection(), "{}", r.status());
+    assert_secure_headers("forward-auth refusal", r.headers(), tls);
 }
 
 #[tokio::test]

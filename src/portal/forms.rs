@@ -104,6 +104,13 @@ pub fn parse_fields(content_type: &str, bytes: &[u8]) -> Result<Fields, BodyErro
 }
 
 /// Query-string parameters.
+/// One field of the query string, as [`query`] would give it (the last of
+/// repeated names; empty counts as absent), without collecting the others.
+pub fn query_field<'a>(uri: &'a http::Uri, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    let q = uri.query()?;
+    form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| k == name).last().map(|(_, v)| v).filter(|v| !v.is_empty())
+}
+
 pub fn query(uri: &http::Uri) -> Fields {
     let mut f = Fields::default();
     if let Some(q) = uri.query() {
@@ -252,6 +259,22 @@ mod tests {
 
     fn csrf(secret: &[u8], clock: &Clock) -> Csrf {
         Csrf::new(secret.into(), "http://127.0.0.1:8080", clock.clone())
+    }
+
+    #[test]
+    fn one_query_field_reads_as_the_whole_query_does() {
+        for q in [
+            "/v?mode=nginx",
+            "/v?a=1&mode=traefik&mode=caddy",
+            "/v?mode=&x=1",
+            "/v?mode",
+            "/v",
+            "/v?mo%64e=a%20b",
+            "/v?modes=x",
+        ] {
+            let uri: http::Uri = q.parse().unwrap();
+            assert_eq!(query_field(&uri, "mode").as_deref(), query(&uri).get("mode"), "{q}");
+        }
     }
 
     #[test]

@@ -245,6 +245,11 @@ impl Portal {
         };
         match route.endpoint {
             E::Static => {}
+            // An allowed forward-auth check answers the proxy's subrequest,
+            // which copies identity headers from it and shows no browser
+            // anything: page headers there only cost time. Its 401, 302 and
+            // 403 reach the browser (Traefik and Caddy pass them on) and get them.
+            E::Verify if response.status() == StatusCode::OK => {}
             // The document is the same for everyone until the next release:
             // cacheable, revalidated by its ETag.
             E::OpenApi => {

@@ -135,15 +135,16 @@ pub(super) async fn verify(cx: &Cx<'_>) -> Answer {
         metrics::forward_auth("error");
         return (cx.fail(Failure::UntrustedPeer), None);
     }
-    let q = cx.query();
-    let orig = match original(cx.headers, q.get("mode")) {
+    let mode = super::forms::query_field(cx.uri, "mode");
+    let mode = mode.as_deref();
+    let orig = match original(cx.headers, mode) {
         Ok(o) => o,
         Err(msg) => {
             metrics::forward_auth("error");
             return (cx.fail(Failure::BadForwardAuth(msg)), None);
         }
     };
-    let redirect_style = match q.get("mode") {
+    let redirect_style = match mode {
         Some("nginx") => false,
         Some("redirect") | Some("traefik") | Some("caddy") => true,
         _ => orig.redirect_style,
