@@ -40,29 +40,30 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 STATIC=$(free_port)
 USER_DIRECTIVE=""; [ "$(id -u)" = 0 ] && USER_DIRECTIVE="user root root;"
 mkdir -p "$WORK/www"; head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/www/index.html"
-cat > "$WORK/nginx.conf" <<CONF
-$USER_DIRECTIVE
-daemon off; worker_processes 1; pid $WORK/nginx.pid; error_log $WORK/error.log warn;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path $WORK/b; proxy_temp_path $WORK/p;
-  fastcgi_temp_path $WORK/f; uwsgi_temp_path $WORK/u; scgi_temp_path $WORK/s;
-  server { listen 127.0.0.1:$STATIC; root $WORK/www; location / { try_files /index.html =404; } } }
+# One nginx, one worker, in DIR serving the http block's servers (stdin).
+start_nginx() { # dir
+  local dir="$1"
+  mkdir -p "$dir"
+  { printf '%s\n' "$USER_DIRECTIVE" \
+      "daemon off; worker_processes 1; pid $dir/nginx.pid; error_log $dir/error.log warn;" \
+      "events { worker_connections 1024; }" \
+      "http { access_log off; client_body_temp_path $dir/b; proxy_temp_path $dir/p;" \
+      "  fastcgi_temp_path $dir/f; uwsgi_temp_path $dir/u; scgi_temp_path $dir/s;"
+    cat; echo "}"; } > "$dir/nginx.conf"
+  "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" > /dev/null 2>&1 &
+  PIDS+=($!)
+}
+start_nginx "$WORK" <<CONF
+  server { listen 127.0.0.1:$STATIC; root $WORK/www; location / { try_files /index.html =404; } }
 CONF
-"$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/error.log" & PIDS+=($!)
 
 printf '[users.bench]\nemail = "bench@example.com"\npassword = "%s"\n' \
   "$(echo bench-password | "${BINS[0]}" hash-password)" > "$WORK/users.toml"
 
 auth_front() { # gateway port; starts nginx auth_request in front of it on port $FRONT
-  local gw="$1" port dir="$WORK/front.$1"
+  local gw="$1" port
   port=$(free_port)
-  mkdir -p "$dir"
-  cat > "$dir/nginx.conf" <<CONF
-$USER_DIRECTIVE
-daemon off; worker_processes 1; pid $dir/nginx.pid; error_log $dir/error.log warn;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path $dir/b; proxy_temp_path $dir/p;
-  fastcgi_temp_path $dir/f; uwsgi_temp_path $dir/u; scgi_temp_path $dir/s;
+  start_nginx "$WORK/front.$gw" <<CONF
   upstream static_up { server 127.0.0.1:$STATIC; keepalive 16; }
   upstream gw_up { server 127.0.0.1:$gw; keepalive 16; }
   server { listen 127.0.0.1:$port;
@@ -71,10 +72,8 @@ http { access_log off; client_body_temp_path $dir/b; proxy_temp_path $dir/p;
       proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
       proxy_http_version 1.1; proxy_set_header Connection ""; }
     location / { auth_request /_verify; proxy_pass http://static_up;
-      proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+      proxy_http_version 1.1; proxy_set_header Connection ""; } }
 CONF
-  "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" > /dev/null 2>&1 &
-  PIDS+=($!)
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
   FRONT="$port"
 }
