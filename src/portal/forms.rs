@@ -103,7 +103,6 @@ pub fn parse_fields(content_type: &str, bytes: &[u8]) -> Result<Fields, BodyErro
     Ok(fields)
 }
 
-/// Query-string parameters.
 /// One field of the query string, as [`query`] would give it (the last of
 /// repeated names; empty counts as absent), without collecting the others.
 pub fn query_field<'a>(uri: &'a http::Uri, name: &str) -> Option<std::borrow::Cow<'a, str>> {
@@ -111,6 +110,7 @@ pub fn query_field<'a>(uri: &'a http::Uri, name: &str) -> Option<std::borrow::Co
     form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| k == name).last().map(|(_, v)| v).filter(|v| !v.is_empty())
 }
 
+/// Query-string parameters.
 pub fn query(uri: &http::Uri) -> Fields {
     let mut f = Fields::default();
     if let Some(q) = uri.query() {
