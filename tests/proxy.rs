@@ -357,9 +357,14 @@ async fn idle_keep_alive_connections_cost_bounded_memory() {
     let with = rss_kib(gw.pid());
     let per_connection = with.saturating_sub(baseline) as f64 / N as f64;
     eprintln!("RSS baseline {baseline} KiB, with {N} idle connections {with} KiB: {per_connection:.1} KiB each");
-    // 8–11 KiB measured (debug build): hyper's read and write buffers, the
-    // connection state and its task. Twice that is a regression.
-    assert!(per_connection <= 20.0, "{per_connection:.1} KiB per idle connection (limit 20)");
+    // 31–33 KiB measured (debug build): hyper's read buffer (16 KiB
+    // reserved) and write buffer (8 KiB), the connection state (4 KiB) and
+    // its task, as bench/README.md's DHAT profile has them. 40 KiB is more
+    // than all of those touched: above it, something new is held per idle
+    // connection. (The 8–11 KiB measured before the password checker kept its
+    // argon2 buffer were carved from start-up's freed buffer, which the
+    // allocator still held, so RSS did not show them.)
+    assert!(per_connection <= 40.0, "{per_connection:.1} KiB per idle connection (limit 40)");
 
     drop(held);
 }
