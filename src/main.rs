@@ -25,6 +25,11 @@ use portcullis::{demo, store};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// jemalloc instead, when built for it (bench/README.md compares the three).
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "Two-factor authentication gateway")]
 struct Cli {
