@@ -17,18 +17,18 @@ use portcullis::logging::terminal_safe;
 use portcullis::server::Shutdown;
 use portcullis::{demo, store};
 
-/// mimalloc rather than the system allocator: it returns the memory of a burst
-/// (argon2's 19 MiB per password check, thousands of connections) instead of
-/// keeping it in per-thread arenas, and its allocations cost less on the hot
-/// path; bench/README.md has the figures.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// jemalloc instead, when built for it (bench/README.md compares the three).
-#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+/// jemalloc rather than the system allocator: with its background thread it
+/// gives the memory of a burst (thousands of connections) back to the system
+/// within seconds, where glibc and mimalloc keep it, and its allocations cost
+/// less on the hot path; bench/README.md has the figures.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// mimalloc instead, when built for it (bench/README.md compares the three).
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "Two-factor authentication gateway")]
