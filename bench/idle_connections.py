@@ -8,9 +8,11 @@ closes them all and reads it again after a pause. HTTP/1.1 over plain TCP, or
 HTTP/2 over TLS (`--h2`: the preface, SETTINGS, one GET, then silence, as an
 idle browser tab holds a connection).
 
-Usage: bench/idle_connections.py PID HOST:PORT [N=10000] [--h2] [--path /_auth/healthz]
-Prints: baseline, with N idle connections, after they closed (MiB), and the
-cost per connection (KiB).
+Usage: bench/idle_connections.py PID HOST:PORT [N=10000] [--h2] [--path /_auth/healthz] [--settle 15]
+Prints: baseline, with N idle connections (2 s after the last opened, and
+after --settle seconds more, default 15), after they closed (5 s and 15 s
+later) in MiB, the cost per connection (KiB), and how many of a sample of the
+HTTP/1.1 connections still answer a request after the wait.
 """
 
 import argparse
@@ -74,7 +76,7 @@ async def open_one(host, port, args, ctx, held, errors):
                     length = int(line.split(b":")[1])
             if length:
                 await asyncio.wait_for(reader.readexactly(length), 30)
-        held.append(writer)
+        held.append((reader, writer))
     except Exception as e:  # noqa: BLE001 - counted and reported
         errors.append(repr(e))
 
@@ -86,6 +88,7 @@ async def main():
     p.add_argument("n", type=int, nargs="?", default=10000)
     p.add_argument("--h2", action="store_true")
     p.add_argument("--path", default="/_auth/healthz")
+    p.add_argument("--settle", type=float, default=15, help="seconds idle before the second reading")
     args = p.parse_args()
     host, port = args.addr.rsplit(":", 1)
     port = int(port)
@@ -107,17 +110,49 @@ async def main():
     opened = time.time() - started
     await asyncio.sleep(2)
     full = rss_kib(args.pid)
-    for w in held:
+    # Idle connections are what browsers and proxies hold for minutes: read
+    # again once they have been quiet a while, then check they still answer.
+    await asyncio.sleep(args.settle)
+    settled = rss_kib(args.pid)
+    checked, answered = await still_answering(host, port, args, held[:: max(1, len(held) // 100)])
+    for _, w in held:
         w.close()
     await asyncio.sleep(5)
     after = rss_kib(args.pid)
+    await asyncio.sleep(10)
+    later = rss_kib(args.pid)
     kind = "HTTP/2 over TLS" if args.h2 else "HTTP/1.1"
     print(f"{kind}: {len(held)} idle connections open ({len(errors)} failed) in {opened:.1f} s")
     if errors:
         print(f"  first error: {errors[0]}")
-    print(f"  RSS baseline {base / 1024:.1f} MiB, with them {full / 1024:.1f} MiB, after closing {after / 1024:.1f} MiB")
+    print(
+        f"  RSS baseline {base / 1024:.1f} MiB; with them, 2 s after the last opened {full / 1024:.1f} MiB, "
+        f"after {args.settle:g} s more {settled / 1024:.1f} MiB; "
+        f"after closing, 5 s {after / 1024:.1f} MiB, 15 s {later / 1024:.1f} MiB"
+    )
     if held:
-        print(f"  {(full - base) / len(held):.1f} KiB per idle connection")
+        print(
+            f"  {(full - base) / len(held):.1f} KiB per idle connection at first, "
+            f"{(settled - base) / len(held):.1f} KiB after {args.settle:g} s"
+        )
+    if checked:
+        print(f"  still answering after {args.settle:g} s idle: {answered} of {checked} checked")
+
+
+async def still_answering(host, port, args, sample):
+    """Sends one more request on each sampled HTTP/1.1 connection."""
+    if args.h2:
+        return 0, 0
+    answered = 0
+    for reader, writer in sample:
+        try:
+            writer.write(f"GET {args.path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            answered += head.startswith(b"HTTP/1.1 200")
+        except Exception:  # noqa: BLE001 - counted as not answering
+            pass
+    return len(sample), answered
 
 
 asyncio.run(main())

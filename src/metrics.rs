@@ -115,6 +115,24 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     pub session_cache_events: IntCounterVec,
     pub session_cache_live: IntGauge,
+    pub connections_open: IntGauge,
+    pub connections_asleep: IntGauge,
+}
+
+/// One count on a gauge, taken back when dropped.
+pub struct Held(&'static IntGauge);
+
+impl Held {
+    pub fn new(gauge: &'static IntGauge) -> Held {
+        gauge.inc();
+        Held(gauge)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -219,6 +237,13 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             "session_cache_live",
             "1 while the near cache's invalidation channel is up and the cache serves; 0 otherwise.",
+        ),
+        connections_open: gauge(&r, "connections_open", "Client connections open on the gateway's listeners."),
+        connections_asleep: gauge(
+            &r,
+            "connections_asleep",
+            "Idle HTTP/1.1 connections asleep: quiet for the header-read timeout, held as a socket alone \
+             until the client sends again.",
         ),
         registry: r,
     };

@@ -1,6 +1,7 @@
 //! Listeners: plain TCP or TLS (rustls, ALPN h2 + http/1.1), HTTP/1.1 and HTTP/2
 //! auto-detected, a connection cap, slowloris protection (header-read timeout,
-//! header-size cap) and graceful shutdown: stop accepting, let in-flight requests
+//! header-size cap), idle HTTP/1.1 connections put to sleep without hyper's
+//! buffers, and graceful shutdown: stop accepting, let in-flight requests
 //! finish within `shutdown_grace`, then close what is left.
 
 use std::collections::HashMap;
@@ -8,15 +9,16 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper::Request;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use ipnet::IpNet;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -26,6 +28,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::body::Response;
 use crate::config::ServerConfig;
+use crate::metrics;
+
+mod asleep;
+use asleep::{Activity, Sleepy, Socket, Tracked};
 
 /// What a handler knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -232,26 +238,33 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServerError>
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
-fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    b
+/// The HTTP/1.1 and HTTP/2 settings every connection of a listener is served with.
+struct Protocols {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
 }
 
-/// What every connection of one listener shares: the handler, the connection
-/// builder and the caps.
+impl Protocols {
+    fn new(limits: &Limits) -> Protocols {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .keep_alive(true);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(256)
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        Protocols { h1, h2 }
+    }
+}
+
+/// What every connection of one listener shares: the handler, the protocol
+/// settings and the caps.
 struct Accepting<H> {
     handler: Arc<H>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    protocols: Arc<Protocols>,
     permits: Arc<Semaphore>,
     clients: Arc<ClientSlots>,
     tls: Option<TlsAcceptor>,
@@ -274,7 +287,7 @@ impl<H: Handler> Accepting<H> {
     fn new(handler: Arc<H>, limits: Limits, tls: Option<TlsAcceptor>, shutdown: Shutdown) -> Accepting<H> {
         Accepting {
             handler,
-            builder: Arc::new(connection_builder(&limits)),
+            protocols: Arc::new(Protocols::new(&limits)),
             permits: Arc::new(Semaphore::new(limits.max_connections)),
             clients: Arc::new(ClientSlots {
                 max: limits.max_connections_per_client,
@@ -324,7 +337,7 @@ impl<H: Handler> Accepting<H> {
         let conn = Connection {
             peer,
             handler: self.handler.clone(),
-            builder: self.builder.clone(),
+            protocols: self.protocols.clone(),
             shutdown: self.shutdown.clone(),
             first_byte: self.limits.header_read_timeout,
             idle: self.limits.idle_timeout,
@@ -332,6 +345,7 @@ impl<H: Handler> Accepting<H> {
         let tls = self.tls.clone();
         tokio::spawn(async move {
             let _held = held;
+            let _open = metrics::Held::new(&metrics::get().connections_open);
             match tls {
                 None => conn.serve_plain(stream).await,
                 // Boxed: a TLS session's state is large, and a plain
@@ -440,8 +454,10 @@ pub fn worker_index() -> usize {
 struct Connection<H> {
     peer: SocketAddr,
     handler: Arc<H>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    protocols: Arc<Protocols>,
     shutdown: Shutdown,
+    /// The header-read timeout: how long a new connection may wait for its
+    /// first byte; an HTTP/1.1 connection quiet for a third of it sleeps.
     first_byte: Duration,
     idle: Duration,
 }
@@ -451,75 +467,157 @@ impl<H: Handler> Connection<H> {
         if !first_byte_within(&stream, self.first_byte).await {
             return;
         }
-        let requests = Arc::new(AtomicU64::new(0));
-        let svc = self.service(false, requests.clone());
-        let c = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-        drive(c, |c| c.graceful_shutdown(), &self.shutdown, self.idle, &requests).await;
+        if opens_with_h2_preface(&stream, self.first_byte).await {
+            self.serve_h2(stream, false).await
+        } else {
+            self.serve_h1(stream, false).await
+        }
     }
 
     async fn serve_tls(self, stream: TcpStream, acceptor: TlsAcceptor) {
         let Ok(Ok(tls_stream)) = tokio::time::timeout(self.first_byte, acceptor.accept(stream)).await else {
             return;
         };
-        let requests = Arc::new(AtomicU64::new(0));
-        let svc = self.service(true, requests.clone());
-        let c = self.builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
-        drive(c, |c| c.graceful_shutdown(), &self.shutdown, self.idle, &requests).await;
+        // Over TLS, HTTP/2 is chosen by ALPN (RFC 9113 §3.2), not by sniffing.
+        if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            self.serve_h2(tls_stream, true).await
+        } else {
+            self.serve_h1(tls_stream, true).await
+        }
     }
 
-    /// The connection's service: each request to the handler, counted for
-    /// the idle timeout.
+    async fn serve_h2<S: Socket>(self, socket: S, tls: bool) {
+        let activity = Arc::new(Activity::default());
+        let conn = self.protocols.h2.serve_connection(TokioIo::new(socket), self.service(tls, activity.clone()));
+        tokio::pin!(conn);
+        drive(conn, |c| c.graceful_shutdown(), &self.shutdown, self.idle, None, &activity).await;
+    }
+
+    /// Serves HTTP/1.1 requests, and puts the connection to sleep whenever it
+    /// has been quiet for a third of the header-read timeout ([`asleep`] tells how).
+    async fn serve_h1<S: Socket>(self, mut socket: S, tls: bool) {
+        // hyper closes a connection that has not sent a whole request head
+        // within the header-read timeout of its last response, idle or not:
+        // sleeping well before that keeps it open until the idle timeout.
+        let sleep_after = Some(self.first_byte / 3);
+        let activity = Arc::new(Activity::default());
+        let mut service = self.service(tls, activity.clone());
+        loop {
+            let io = TokioIo::new(Sleepy::new(socket, activity.clone()));
+            // Boxed, and dropped when the connection sleeps: a sleeping
+            // connection's task holds no room for hyper's state.
+            let mut conn = Box::new(self.protocols.h1.serve_connection(io, service).with_upgrades());
+            let ended = drive(
+                Pin::new(&mut *conn),
+                |c| c.graceful_shutdown(),
+                &self.shutdown,
+                self.idle,
+                sleep_after,
+                &activity,
+            );
+            let Some(quiet) = ended.await else { return };
+            // None once upgraded: the socket is the upgrade's now.
+            let Some(parts) = conn.into_parts() else { return };
+            // Not asleep (the client or hyper closed it), or with bytes hyper
+            // read and did not parse: the connection ends here.
+            let Some(sleeping) = parts.io.into_inner().into_sleeping() else { return };
+            if !parts.read_buf.is_empty() {
+                return;
+            }
+            socket = sleeping;
+            service = parts.service;
+            if !sleep_until_readable(&socket, self.idle.saturating_sub(quiet), &self.shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// The connection's service: each request to the handler, its response
+    /// counted in flight until hyper has sent it.
     fn service(
         &self,
         tls: bool,
-        requests: Arc<AtomicU64>,
-    ) -> impl hyper::service::Service<Request<Incoming>, Response = Response, Error = Infallible, Future: Send + 'static>
-    + Clone
-    + Send
+        activity: Arc<Activity>,
+    ) -> impl hyper::service::Service<
+        Request<Incoming>,
+        Response = hyper::Response<Tracked>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Send
     + 'static {
         let conn_info = ConnInfo { peer: self.peer, tls };
         let handler = self.handler.clone();
-        service_fn(move |req| {
+        service_fn(move |req: Request<Incoming>| {
             let handler = handler.clone();
-            requests.fetch_add(1, Ordering::Relaxed);
-            async move { Ok::<_, Infallible>(handler.handle(req, conn_info).await) }
+            let in_flight = activity.begin(!req.body().is_end_stream());
+            async move {
+                let response = handler.handle(req, conn_info).await;
+                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
+            }
         })
     }
 }
 
-/// Serves one connection until it ends. On shutdown, or when no new request
-/// has come for `idle`, it is shut down gracefully: HTTP/1.1 closes after the
-/// response in progress, HTTP/2 sends GOAWAY and finishes its open streams.
-async fn drive<C: Future>(
-    conn: C,
-    graceful_shutdown: impl Fn(std::pin::Pin<&mut C>),
+/// Serves one connection until it ends or, given `sleep_after`, until it has
+/// been quiet that long and hyper let go of it to sleep. On shutdown, or when
+/// it has been quiet for `idle`, it is shut down gracefully: HTTP/1.1 closes
+/// after the response in progress, HTTP/2 sends GOAWAY and finishes its open
+/// streams. Returns how long the connection had been quiet when it ended, or
+/// None when it ended with an error.
+async fn drive<C: Future<Output = hyper::Result<()>>>(
+    mut conn: Pin<&mut C>,
+    graceful_shutdown: impl Fn(Pin<&mut C>),
     shutdown: &Shutdown,
     idle: Duration,
-    requests: &AtomicU64,
-) {
-    tokio::pin!(conn);
-    let mut checks = tokio::time::interval(idle / 4);
+    sleep_after: Option<Duration>,
+    activity: &Activity,
+) -> Option<Duration> {
+    // A timer per connection, not one per request; quiet is counted in whole
+    // intervals, so a connection sleeps after between one and two of them.
+    let every = sleep_after.map_or(idle / 4, |after| after.min(idle / 4));
+    let mut checks = tokio::time::interval(every);
     checks.tick().await;
-    let mut seen = requests.load(Ordering::Relaxed);
-    let mut quiet_checks = 0u32;
+    let mut seen = activity.moves();
+    let mut quiet = Duration::ZERO;
     let mut closing = false;
     loop {
         tokio::select! {
-            _ = conn.as_mut() => return,
+            ended = conn.as_mut() => return ended.ok().map(|()| quiet),
             _ = shutdown.wait(), if !closing => {
                 graceful_shutdown(conn.as_mut());
                 closing = true;
             }
             _ = checks.tick(), if !closing => {
-                let now = requests.load(Ordering::Relaxed);
-                quiet_checks = if now == seen { quiet_checks + 1 } else { 0 };
+                let now = activity.moves();
+                quiet = if now == seen && activity.between_requests() { quiet + every } else { Duration::ZERO };
                 seen = now;
-                if quiet_checks >= 4 {
+                if quiet >= idle {
                     graceful_shutdown(conn.as_mut());
                     closing = true;
+                } else if sleep_after.is_some_and(|after| quiet >= after) && activity.may_sleep() {
+                    // hyper reads at once, finds nothing, and lets go; if
+                    // bytes are there instead, the connection stays awake.
+                    activity.ask_to_sleep();
+                    let ended = std::future::poll_fn(|cx| Poll::Ready(conn.as_mut().poll(cx))).await;
+                    activity.stay_awake();
+                    if let Poll::Ready(ended) = ended {
+                        return ended.ok().map(|()| quiet);
+                    }
                 }
             }
         }
+    }
+}
+
+/// A sleeping connection waits with its socket alone: true when the client
+/// sends again (or closes), false when it stays quiet for `limit` or the
+/// gateway shuts down.
+async fn sleep_until_readable<S: Socket>(socket: &S, limit: Duration, shutdown: &Shutdown) -> bool {
+    let _asleep = metrics::Held::new(&metrics::get().connections_asleep);
+    tokio::select! {
+        readable = socket.readable() => readable.is_ok(),
+        _ = tokio::time::sleep(limit) => false,
+        _ = shutdown.wait() => false,
     }
 }
 
@@ -528,6 +626,28 @@ async fn drive<C: Future>(
 async fn first_byte_within(stream: &TcpStream, limit: Duration) -> bool {
     let mut buf = [0u8; 1];
     matches!(tokio::time::timeout(limit, stream.peek(&mut buf)).await, Ok(Ok(n)) if n > 0)
+}
+
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plain connection opens with HTTP/2's preface (prior knowledge,
+/// RFC 9113 §3.3). It is looked at, not read, so hyper reads it all.
+async fn opens_with_h2_preface(stream: &TcpStream, limit: Duration) -> bool {
+    let look = async {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        loop {
+            let n = stream.peek(&mut buf).await.unwrap_or(0);
+            if n == 0 || buf[..n] != H2_PREFACE[..n] {
+                return false;
+            }
+            if n == H2_PREFACE.len() {
+                return true;
+            }
+            // The preface so far, split across packets: look again shortly.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(limit, look).await.unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -595,7 +715,7 @@ mod tests {
         let conn = Connection {
             peer: listener.local_addr().unwrap(),
             handler: Arc::new(Nothing),
-            builder: Arc::new(connection_builder(&Limits::from_config(&ServerConfig::default()))),
+            protocols: Arc::new(Protocols::new(&Limits::from_config(&ServerConfig::default()))),
             shutdown: Shutdown::default(),
             first_byte: Duration::from_secs(1),
             idle: Duration::from_secs(1),
