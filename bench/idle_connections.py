@@ -4,11 +4,11 @@
 Opens N connections to the gateway, sends one request on each (so every
 connection has been through a whole request and sits idle in keep-alive),
 and reads the gateway's resident memory (VmRSS) with all of them open; then
-closes them all and reads it again after a pause. HTTP/1.1 over plain TCP, or
-HTTP/2 over TLS (`--h2`: the preface, SETTINGS, one GET, then silence, as an
+closes them all and reads it again after a pause. HTTP/1.1 over plain TCP
+or TLS (`--tls`), or HTTP/2 over TLS (`--h2`: the preface, SETTINGS, one GET, then silence, as an
 idle browser tab holds a connection).
 
-Usage: bench/idle_connections.py PID HOST:PORT [N=10000] [--h2] [--path /_auth/healthz] [--settle 15]
+Usage: bench/idle_connections.py PID HOST:PORT [N=10000] [--h2 | --tls] [--path /_auth/healthz] [--settle 15]
 Prints: baseline, with N idle connections (2 s after the last opened, and
 after --settle seconds more, default 15), after they closed (5 s and 15 s
 later) in MiB, the cost per connection (KiB), and how many of a sample of the
@@ -66,7 +66,10 @@ async def open_one(host, port, args, ctx, held, errors):
             writer.write(h2_frame(4, 0x01, 0, b""))
             await writer.drain()
         else:
-            reader, writer = await asyncio.open_connection(host, port)
+            if ctx:
+                reader, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname="localhost")
+            else:
+                reader, writer = await asyncio.open_connection(host, port)
             writer.write(f"GET {args.path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
             await writer.drain()
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
@@ -87,6 +90,7 @@ async def main():
     p.add_argument("addr")
     p.add_argument("n", type=int, nargs="?", default=10000)
     p.add_argument("--h2", action="store_true")
+    p.add_argument("--tls", action="store_true", help="HTTP/1.1 over TLS (--h2 implies TLS)")
     p.add_argument("--path", default="/_auth/healthz")
     p.add_argument("--settle", type=float, default=15, help="seconds idle before the second reading")
     args = p.parse_args()
@@ -95,11 +99,11 @@ async def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.n + 1000), hard))
     ctx = None
-    if args.h2:
+    if args.h2 or args.tls:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        ctx.set_alpn_protocols(["h2"])
+        ctx.set_alpn_protocols(["h2"] if args.h2 else ["http/1.1"])
 
     base = rss_kib(args.pid)
     held, errors = [], []
@@ -121,7 +125,7 @@ async def main():
     after = rss_kib(args.pid)
     await asyncio.sleep(10)
     later = rss_kib(args.pid)
-    kind = "HTTP/2 over TLS" if args.h2 else "HTTP/1.1"
+    kind = "HTTP/2 over TLS" if args.h2 else "HTTP/1.1 over TLS" if args.tls else "HTTP/1.1"
     print(f"{kind}: {len(held)} idle connections open ({len(errors)} failed) in {opened:.1f} s")
     if errors:
         print(f"  first error: {errors[0]}")

@@ -468,7 +468,9 @@ impl<H: Handler> Connection<H> {
             return;
         }
         if opens_with_h2_preface(&stream, self.first_byte).await {
-            self.serve_h2(stream, false).await
+            // Boxed: an HTTP/2 connection's state is large, and a sleeping
+            // HTTP/1.1 connection's task should not carry room for it.
+            Box::pin(self.serve_h2(stream, false)).await
         } else {
             self.serve_h1(stream, false).await
         }
@@ -707,7 +709,8 @@ mod tests {
     }
 
     /// An idle keep-alive connection keeps its task for as long as the
-    /// client likes: the task's size is paid once per open connection.
+    /// client likes: the task's size is paid once per open connection, and
+    /// a sleeping connection holds nothing else of note.
     #[tokio::test]
     async fn a_plain_connection_task_stays_small() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -722,6 +725,7 @@ mod tests {
         };
         let plain = std::mem::size_of_val(&conn.serve_plain(stream));
         eprintln!("plain connection future: {plain} bytes");
-        assert!(plain <= 4096, "a plain connection's future is {plain} bytes");
+        // 1,272 bytes in a debug build: the HTTP/2 and hyper states are boxed.
+        assert!(plain <= 2048, "a plain connection's future is {plain} bytes");
     }
 }
