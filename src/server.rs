@@ -468,8 +468,9 @@ impl<H: Handler> Connection<H> {
             return;
         }
         if opens_with_h2_preface(&stream, self.first_byte).await {
-            // Boxed: an HTTP/2 connection's state is large, and a sleeping
-            // HTTP/1.1 connection's task should not carry room for it.
+            // Boxed, here and under TLS: an HTTP/2 connection's state is
+            // large, and a sleeping HTTP/1.1 connection's task should not
+            // carry room for it.
             Box::pin(self.serve_h2(stream, false)).await
         } else {
             self.serve_h1(stream, false).await
@@ -482,7 +483,7 @@ impl<H: Handler> Connection<H> {
         };
         // Over TLS, HTTP/2 is chosen by ALPN (RFC 9113 §3.2), not by sniffing.
         if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-            self.serve_h2(tls_stream, true).await
+            Box::pin(self.serve_h2(tls_stream, true)).await
         } else {
             self.serve_h1(tls_stream, true).await
         }
