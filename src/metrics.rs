@@ -119,22 +119,6 @@ pub struct Metrics {
     pub connections_asleep: IntGauge,
 }
 
-/// One count on a gauge, taken back when dropped.
-pub struct Held(&'static IntGauge);
-
-impl Held {
-    pub fn new(gauge: &'static IntGauge) -> Held {
-        gauge.inc();
-        Held(gauge)
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c =
         IntCounterVec::new(Opts::new(name, help).namespace("portcullis"), labels).expect("static metric definition");
@@ -380,8 +364,12 @@ pub fn observe_upstream(upstream: &str, elapsed: Duration, status: Option<Status
 
 /// Renders the registry in the Prometheus text format.
 pub fn render() -> Vec<u8> {
+    let m = get();
+    let connections = crate::server::connections();
+    m.connections_open.set(connections.open);
+    m.connections_asleep.set(connections.asleep);
     let mut buf = Vec::with_capacity(16 * 1024);
-    let _ = TextEncoder::new().encode(&get().registry.gather(), &mut buf);
+    let _ = TextEncoder::new().encode(&m.registry.gather(), &mut buf);
     buf
 }
 

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
@@ -28,7 +29,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::body::Response;
 use crate::config::ServerConfig;
-use crate::metrics;
 
 mod asleep;
 use asleep::{Activity, Sleepy, Socket, Tracked};
@@ -345,7 +345,7 @@ impl<H: Handler> Accepting<H> {
         let tls = self.tls.clone();
         tokio::spawn(async move {
             let _held = held;
-            let _open = metrics::Held::new(&metrics::get().connections_open);
+            let _open = Counted::new(&OPEN);
             match tls {
                 None => conn.serve_plain(stream).await,
                 // Boxed: a TLS session's state is large, and a plain
@@ -434,6 +434,37 @@ pub async fn serve_on_workers<H: Handler>(
         tracing::warn!("shutdown grace elapsed; closing remaining connections");
     }
     Ok(())
+}
+
+/// How many connections the process's listeners hold, and how many of them sleep.
+#[derive(Debug, Clone, Copy)]
+pub struct Connections {
+    pub open: i64,
+    pub asleep: i64,
+}
+
+static OPEN: AtomicI64 = AtomicI64::new(0);
+static ASLEEP: AtomicI64 = AtomicI64::new(0);
+
+/// The connections open and asleep now, for `/metrics`.
+pub fn connections() -> Connections {
+    Connections { open: OPEN.load(Ordering::Relaxed), asleep: ASLEEP.load(Ordering::Relaxed) }
+}
+
+/// One connection counted until it is dropped.
+struct Counted(&'static AtomicI64);
+
+impl Counted {
+    fn new(count: &'static AtomicI64) -> Counted {
+        count.fetch_add(1, Ordering::Relaxed);
+        Counted(count)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Stack size of every runtime thread (the main runtime's too).
@@ -616,7 +647,7 @@ async fn drive<C: Future<Output = hyper::Result<()>>>(
 /// sends again (or closes), false when it stays quiet for `limit` or the
 /// gateway shuts down.
 async fn sleep_until_readable<S: Socket>(socket: &S, limit: Duration, shutdown: &Shutdown) -> bool {
-    let _asleep = metrics::Held::new(&metrics::get().connections_asleep);
+    let _asleep = Counted::new(&ASLEEP);
     tokio::select! {
         readable = socket.readable() => readable.is_ok(),
         _ = tokio::time::sleep(limit) => false,
