@@ -3,6 +3,8 @@
 #   1. wrk → nginx (plain reverse proxy, worker_processes auto) → static upstream (nginx)
 #   1b. the same with worker_processes 1 (labelled; half of a 2-core machine)
 #   2. wrk → portcullis (authenticated session)        → static upstream
+#   2b. wrk → a minimal hyper proxy (bench/hyper_floor.rs: no auth, nothing of
+#       the gateway's, a runtime per core) → static upstream: hyper's own floor
 #   3. wrk → nginx auth_request → portcullis /verify   → static upstream
 #   4. wrk → nginx auth_request → static 200 (nginx)    → static upstream
 #   5. wrk → traefik (plain reverse proxy, if present) → static upstream
@@ -24,6 +26,8 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
 # PORTCULLIS_BIN measures another build (say, one from before a change).
 if [ -n "${PORTCULLIS_BIN:-}" ]; then BIN="$PORTCULLIS_BIN"; else cargo build --release --quiet; BIN=target/release/portcullis; fi
+# The floor: a minimal hyper proxy with none of the gateway's work (bench/hyper_floor.rs).
+cargo build --release --quiet --example hyper_floor; FLOOR_BIN=target/release/examples/hyper_floor
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
@@ -31,7 +35,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 STATIC=$(free_port); NGX=$(free_port); NGX1=$(free_port); GW=$(free_port); NGXAUTH=$(free_port); TRF=$(free_port)
-OK200=$(free_port); NGXSTATIC=$(free_port)
+OK200=$(free_port); NGXSTATIC=$(free_port); FLOOR=$(free_port)
 USER_DIRECTIVE=""; [ "$(id -u)" = 0 ] && USER_DIRECTIVE="user root root;"
 
 mkdir -p "$WORK/www"; head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/www/index.html"
@@ -97,7 +101,11 @@ users_file = "$WORK/users.toml"
 [access_control]
 default_policy = "one_factor"
 CONF
-PORTCULLIS_LOG=warn "$BIN" --log-format json serve --config "$WORK/portcullis.toml" > "$WORK/gw.out" 2>&1 & PIDS+=($!)
+"$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$STATIC" & PIDS+=($!)
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$FLOOR/" && break; sleep 0.1; done
+# The access log on, at its default level (info), as JSON lines to a file: what
+# an operator runs with.
+PORTCULLIS_LOG=info "$BIN" --log-format json serve --config "$WORK/portcullis.toml" > "$WORK/gw.out" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$GW/_auth/healthz" && break; sleep 0.1; done
 
 COOKIE=$(curl -s -D - -o /dev/null -H "Origin: http://127.0.0.1:$GW" -H 'Content-Type: application/json' \
@@ -142,6 +150,7 @@ echo "wrk -t2 -c$CONNS -d$DUR, 1 KiB static response, loopback, $(nproc) cores, 
 if [ "$CASES" = all ]; then
   run nginx_proxy "http://127.0.0.1:$NGX/"
   run portcullis_authenticated "http://127.0.0.1:$GW/" -H "Cookie: $COOKIE"
+  run hyper_floor_proxy "http://127.0.0.1:$FLOOR/"
   run nginx_proxy_1_worker "http://127.0.0.1:$NGX1/"
 fi
 run nginx_auth_request_portcullis "http://127.0.0.1:$NGXAUTH/" -H "Cookie: $COOKIE"
@@ -150,7 +159,7 @@ if [ "$CASES" = all ] && command -v traefik >/dev/null; then run traefik_proxy "
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "${RPS_nginx_proxy:-0}" "${RPS_portcullis_authenticated:-0}" "$RPS_nginx_auth_request_portcullis" \
   "$RPS_nginx_auth_request_static_200" "${RPS_nginx_proxy_1_worker:-0}" "${P99_nginx_proxy:-0}" \
-  "${P99_portcullis_authenticated:-0}" <<'PY'
+  "${P99_portcullis_authenticated:-0}" "${RPS_hyper_floor_proxy:-0}" <<'PY'
 import sys
 def ms(v):
     v = v.strip()
@@ -160,11 +169,15 @@ def ms(v):
     return float(v or 0)
 n, p, a, s, one = map(float, sys.argv[1:6])
 np99, pp99 = ms(sys.argv[6]), ms(sys.argv[7])
+floor = float(sys.argv[8])
 if n:
     print(f"ratio portcullis (authenticated proxy) / nginx (plain proxy, workers auto): {p/n:.2f}   (goal >= 1.0)")
     print(f"p99 portcullis - nginx (workers auto): {pp99 - np99:+.2f} ms   (goal <= +1 ms)")
     print(f"ratio nginx+portcullis forward-auth / nginx (plain proxy, workers auto):  {a/n:.2f}")
 if one:
     print(f"ratio portcullis / nginx (plain proxy, 1 worker, for comparison only):     {p/one:.2f}")
+if n and floor:
+    print(f"ratio minimal hyper proxy (no auth, bench/hyper_floor.rs) / nginx:         {floor/n:.2f}")
+    print(f"ratio portcullis / minimal hyper proxy:                                    {p/floor:.2f}")
 print(f"ratio nginx auth_request: portcullis / static 200:                         {a/s:.2f}   (goal >= 0.95)")
 PY
