@@ -12,7 +12,7 @@
 # from 3 only in who answers the auth subrequest (a tiny nginx server answering
 # 200, over the same keep-alive upstream setup), so 3/4 is Portcullis's cost as
 # a forward-auth server. Every case sends the same session cookie.
-# Usage: [PORTCULLIS_BIN=path] bench/proxy.sh [duration=10s] [connections=64] [all|forward-auth]
+# Usage: [PORTCULLIS_BIN=path] [BENCH_LOG=info|warn] bench/proxy.sh [duration=10s] [connections=64] [all|forward-auth]
 #   forward-auth: only cases 3 and 4 (what bench/forward_auth.sh runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -104,8 +104,8 @@ CONF
 "$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$STATIC" & PIDS+=($!)
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$FLOOR/" && break; sleep 0.1; done
 # The access log on, at its default level (info), as JSON lines to a file: what
-# an operator runs with.
-PORTCULLIS_LOG=info "$BIN" --log-format json serve --config "$WORK/portcullis.toml" > "$WORK/gw.out" 2>&1 & PIDS+=($!)
+# an operator runs with. BENCH_LOG=warn turns it off, to measure what it costs.
+PORTCULLIS_LOG="${BENCH_LOG:-info}" "$BIN" --log-format json serve --config "$WORK/portcullis.toml" > "$WORK/gw.out" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$GW/_auth/healthz" && break; sleep 0.1; done
 
 COOKIE=$(curl -s -D - -o /dev/null -H "Origin: http://127.0.0.1:$GW" -H 'Content-Type: application/json' \
