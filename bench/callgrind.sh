@@ -14,8 +14,9 @@
 # gateway's /_auth/verify instead (nginx, one worker, keeps its connections to
 # the gateway alive), and the figure is the gateway's instructions per check.
 #
-# Usage: [CASE=proxy|forward-auth] bench/callgrind.sh [duration=20s] [binary=target/release/portcullis ...]
-#   Several binaries are measured one after another in the same run.
+# Usage: [CASE=proxy|forward-auth] [FLOOR=1] bench/callgrind.sh [duration=20s] [binary=target/release/portcullis ...]
+#   Several binaries are measured one after another in the same run. FLOOR=1
+#   also counts the minimal hyper proxy of bench/hyper_floor.rs (proxy case).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR="${1:-20s}"
@@ -111,20 +112,42 @@ CONF
     [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "$url")" = 200 ] \
       || { echo "nginx auth_request to the gateway does not let the session through"; exit 1; }
   fi
-  wrk -t1 -c4 -d3s -H "Cookie: $cookie" "$url" > /dev/null
+  count "$pid" "$out" "$bin" "$url" -H "Cookie: $cookie"
+}
+
+# Warms up, counts DUR of wrk against URL with instrumentation on, stops the
+# process and prints its instructions per request.
+count() { # pid callgrind-out label url [wrk args...]
+  local pid="$1" out="$2" label="$3" url="$4"
+  shift 4
+  wrk -t1 -c4 -d3s "$@" "$url" > /dev/null
   callgrind_control -i on "$pid" > /dev/null 2>&1
-  wrk -t1 -c4 -d"$DUR" -H "Cookie: $cookie" "$url" > "$WORK/wrk.$gw.txt"
+  wrk -t1 -c4 -d"$DUR" "$@" "$url" > "$WORK/wrk.$pid.txt"
   callgrind_control -i off "$pid" > /dev/null 2>&1
   # Instrumentation is off: the shutdown is not counted. Callgrind writes the
   # counts when the process exits.
   kill "$pid"; wait "$pid" 2>/dev/null || true
   [ -n "${KEEP_PROFILE:-}" ] && cp "$out"* "$KEEP_PROFILE"/
   local requests non2xx ir
-  requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.$gw.txt")
-  non2xx=$(awk '/Non-2xx/ {print $4}' "$WORK/wrk.$gw.txt")
+  requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.$pid.txt")
+  non2xx=$(awk '/Non-2xx/ {print $4}' "$WORK/wrk.$pid.txt")
   ir=$(cat "$out"* | awk '/^totals:/ {s += $2} END {print s}')
   printf '%-50s %9d requests  %12.0f instructions/request  non-2xx %s\n' \
-    "$bin" "$requests" "$(echo "$ir / $requests" | bc -l)" "${non2xx:-0}"
+    "$label" "$requests" "$(echo "$ir / $requests" | bc -l)" "${non2xx:-0}"
+}
+
+# The minimal hyper proxy of bench/hyper_floor.rs, counted the same way: the
+# floor under a proxied request.
+measure_floor() {
+  local port out pid
+  port=$(free_port)
+  out="$WORK/callgrind.floor.out"
+  cargo build --release --quiet --example hyper_floor
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
+    target/release/examples/hyper_floor "127.0.0.1:$port" "127.0.0.1:$STATIC" > "$WORK/floor.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.2; done
+  count "$pid" "$out" "minimal hyper proxy (bench/hyper_floor.rs)" "http://127.0.0.1:$port/"
 }
 
 if [ "$CASE" = forward-auth ]; then
@@ -133,3 +156,4 @@ else
   echo "callgrind, wrk -t1 -c4 -d$DUR per binary, authenticated GET through the gateway to a 1 KiB static page"
 fi
 for b in "${BINS[@]}"; do measure "$b"; done
+if [ -n "${FLOOR:-}" ] && [ "$CASE" = proxy ]; then measure_floor; fi
