@@ -227,6 +227,10 @@ async fn running_low_on_backup_codes_is_warned_and_each_use_is_audited(b: Backen
     }
     let page = owner.get(h.url("/_auth/account")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Only 2 backup codes left"), "warned at two left");
+    // The log writer batches lines: wait for the sixth use's before counting.
+    let sixth =
+        h.gw.wait_for_log(|l| l.contains("\"event\":\"backup_code_used\"") && l.contains("2 backup codes left"));
+    assert!(sixth.await.is_some(), "the sixth use is audited");
     let used =
         h.gw.log()
             .lines()
