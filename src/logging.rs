@@ -221,19 +221,7 @@ impl Line {
         b.extend_from_slice(b",\"user\":");
         json_str(b, e.user);
         b.extend_from_slice(b",\"client_ip\":\"");
-        match e.client_ip {
-            IpAddr::V4(v4) => {
-                for (i, octet) in v4.octets().iter().enumerate() {
-                    if i > 0 {
-                        b.push(b'.');
-                    }
-                    b.extend_from_slice(num.format(*octet).as_bytes());
-                }
-            }
-            IpAddr::V6(v6) => {
-                let _ = write!(b, "{v6}");
-            }
-        }
+        crate::proxy::headers::push_ip(b, e.client_ip);
         b.extend_from_slice(b"\",\"target\":\"access\"}\n");
     }
 }

