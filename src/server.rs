@@ -495,10 +495,8 @@ struct Connection<H> {
 
 impl<H: Handler> Connection<H> {
     async fn serve_plain(self, stream: TcpStream) {
-        if !first_byte_within(&stream, self.first_byte).await {
-            return;
-        }
-        if opens_with_h2_preface(&stream, self.first_byte).await {
+        let Some(h2) = first_bytes(&stream, self.first_byte).await else { return };
+        if h2 {
             // Boxed, here and under TLS: an HTTP/2 connection's state is
             // large, and a sleeping HTTP/1.1 connection's task should not
             // carry room for it.
@@ -655,33 +653,35 @@ async fn sleep_until_readable<S: Socket>(socket: &S, limit: Duration, shutdown: 
     }
 }
 
-/// A client that connects and sends nothing is dropped after the header timeout
-/// (hyper's own timer starts once a request head begins).
-async fn first_byte_within(stream: &TcpStream, limit: Duration) -> bool {
-    let mut buf = [0u8; 1];
-    matches!(tokio::time::timeout(limit, stream.peek(&mut buf)).await, Ok(Ok(n)) if n > 0)
-}
-
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Whether a plain connection opens with HTTP/2's preface (prior knowledge,
-/// RFC 9113 §3.3). It is looked at, not read, so hyper reads it all.
-async fn opens_with_h2_preface(stream: &TcpStream, limit: Duration) -> bool {
+/// Looks at (does not read) a plain connection's first bytes: None when none
+/// came within the header timeout, so a client that connects and sends
+/// nothing is dropped (hyper's own timer starts once a request head begins);
+/// otherwise whether they are HTTP/2's preface (prior knowledge, RFC 9113
+/// §3.3). hyper then reads them all.
+async fn first_bytes(stream: &TcpStream, limit: Duration) -> Option<bool> {
+    let mut came = false;
     let look = async {
         let mut buf = [0u8; H2_PREFACE.len()];
         loop {
-            let n = stream.peek(&mut buf).await.unwrap_or(0);
-            if n == 0 || buf[..n] != H2_PREFACE[..n] {
-                return false;
+            let n = stream.peek(&mut buf).await.ok().filter(|&n| n > 0)?;
+            came = true;
+            if buf[..n] != H2_PREFACE[..n] {
+                return Some(false);
             }
             if n == H2_PREFACE.len() {
-                return true;
+                return Some(true);
             }
             // The preface so far, split across packets: look again shortly.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    tokio::time::timeout(limit, look).await.unwrap_or(false)
+    match tokio::time::timeout(limit, look).await {
+        Ok(h2) => h2,
+        // Part of a preface, then nothing: HTTP/1, whose own timer ends it.
+        Err(_) => came.then_some(false),
+    }
 }
 
 #[cfg(test)]
@@ -757,7 +757,7 @@ mod tests {
         };
         let plain = std::mem::size_of_val(&conn.serve_plain(stream));
         eprintln!("plain connection future: {plain} bytes");
-        // 1,272 bytes in a debug build: the HTTP/2 and hyper states are boxed.
+        // 1,184 bytes in a debug build: the HTTP/2 and hyper states are boxed.
         assert!(plain <= 2048, "a plain connection's future is {plain} bytes");
     }
 }

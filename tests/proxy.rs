@@ -317,24 +317,24 @@ fn response_len(got: &[u8]) -> Option<usize> {
 /// Opens `n` keep-alive connections, each after one whole request, and
 /// keeps them open.
 async fn idle_connections(port: u16, n: usize) -> Vec<tokio::net::TcpStream> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        s.write_all(b"GET /_auth/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 1024];
-        // healthz answers a small body with Content-Length: read the head,
-        // then as many bytes as it says.
-        while response_len(&got).is_none() {
-            let k = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.unwrap().unwrap();
-            assert!(k > 0, "the gateway closed a keep-alive connection");
-            got.extend_from_slice(&buf[..k]);
-        }
-        assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+        let (status, body) = ask(&mut s, HEALTHZ, 1).await.remove(0);
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}\r\n\r\n{body}");
         held.push(s);
     }
     held
+}
+
+const HEALTHZ: &[u8] = b"GET /_auth/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+/// Sends `request` (one or more requests, or part of one) on `s` and reads
+/// `n` whole responses.
+async fn ask(s: &mut tokio::net::TcpStream, request: &[u8], n: usize) -> Vec<(String, String)> {
+    use tokio::io::AsyncWriteExt;
+    s.write_all(request).await.unwrap();
+    read_responses(s, n).await
 }
 
 /// A gateway in front of `up` whose idle HTTP/1.1 connections go to sleep
@@ -398,26 +398,22 @@ async fn read_responses(s: &mut tokio::net::TcpStream, n: usize) -> Vec<(String,
 /// or pipelined, and is closed at the idle timeout.
 #[tokio::test]
 async fn idle_http1_connections_sleep_and_stay_open_until_the_idle_timeout() {
-    use tokio::io::AsyncWriteExt;
     let up = Upstream::start().await;
     let gw = sleepy_gateway(&up, "4s", "");
     let mut s = tokio::net::TcpStream::connect(&gw.addr).await.unwrap();
-    s.write_all(b"GET /first HTTP/1.1\r\nHost: app\r\n\r\n").await.unwrap();
-    assert_eq!(read_responses(&mut s, 1).await[0].0, "HTTP/1.1 200 OK");
+    assert_eq!(ask(&mut s, b"GET /first HTTP/1.1\r\nHost: app\r\n\r\n", 1).await[0].0, "HTTP/1.1 200 OK");
     wait_until_asleep(&gw, 1).await;
 
     // Twice the header-read timeout after the first request: awake again.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    s.write_all(b"GET /second HTTP/1.1\r\nHost: app\r\n\r\n").await.unwrap();
-    let (status, body) = read_responses(&mut s, 1).await.remove(0);
+    let (status, body) = ask(&mut s, b"GET /second HTTP/1.1\r\nHost: app\r\n\r\n", 1).await.remove(0);
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(body.contains("/second"), "the upstream's echo of the second request: {body}");
     assert_eq!(gauge(&gw, "portcullis_connections_asleep").await, 0, "awake while it works");
 
     // Asleep again, then two requests in one write: both answered, in order.
     wait_until_asleep(&gw, 1).await;
-    s.write_all(b"GET /a HTTP/1.1\r\nHost: app\r\n\r\nGET /b HTTP/1.1\r\nHost: app\r\n\r\n").await.unwrap();
-    let both = read_responses(&mut s, 2).await;
+    let both = ask(&mut s, b"GET /a HTTP/1.1\r\nHost: app\r\n\r\nGET /b HTTP/1.1\r\nHost: app\r\n\r\n", 2).await;
     assert!(both[0].1.contains("\"/a\"") && both[1].1.contains("\"/b\""), "{both:?}");
     assert_eq!(up.hits(), 4);
 
@@ -440,17 +436,15 @@ async fn a_quiet_request_in_flight_keeps_its_connection_awake() {
     let gw = sleepy_gateway(&up, "30s", "");
     let mut s = tokio::net::TcpStream::connect(&gw.addr).await.unwrap();
 
-    s.write_all(b"GET /slow?ms=2000 HTTP/1.1\r\nHost: app\r\n\r\n").await.unwrap();
-    assert_eq!(read_responses(&mut s, 1).await[0], ("HTTP/1.1 200 OK".to_string(), "finally".to_string()));
+    let slow = ask(&mut s, b"GET /slow?ms=2000 HTTP/1.1\r\nHost: app\r\n\r\n", 1).await;
+    assert_eq!(slow[0], ("HTTP/1.1 200 OK".to_string(), "finally".to_string()));
 
     s.write_all(b"POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n01234").await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(gauge(&gw, "portcullis_connections_asleep").await, 0, "not asleep in the middle of a body");
-    s.write_all(b"56789").await.unwrap();
-    assert_eq!(read_responses(&mut s, 1).await[0], ("HTTP/1.1 200 OK".to_string(), "{\"bytes\":10}".to_string()));
+    assert_eq!(ask(&mut s, b"56789", 1).await[0], ("HTTP/1.1 200 OK".to_string(), "{\"bytes\":10}".to_string()));
 
-    s.write_all(b"GET /after HTTP/1.1\r\nHost: app\r\n\r\n").await.unwrap();
-    assert_eq!(read_responses(&mut s, 1).await[0].0, "HTTP/1.1 200 OK");
+    assert_eq!(ask(&mut s, b"GET /after HTTP/1.1\r\nHost: app\r\n\r\n", 1).await[0].0, "HTTP/1.1 200 OK");
 }
 
 /// Idle keep-alive connections cost little memory once asleep: a gateway
@@ -459,7 +453,6 @@ async fn a_quiet_request_in_flight_keeps_its_connection_awake() {
 /// bounds a debug build with fewer, so the suite runs anywhere.)
 #[tokio::test]
 async fn idle_keep_alive_connections_cost_bounded_memory() {
-    use tokio::io::AsyncWriteExt;
     const N: usize = 800;
     let up = Upstream::start().await;
     let gw = sleepy_gateway(&up, "60s", "max_connections_per_client = 5000\n");
@@ -489,7 +482,6 @@ async fn idle_keep_alive_connections_cost_bounded_memory() {
 
     // Every tenth still answers.
     for s in held.iter_mut().step_by(10) {
-        s.write_all(b"GET /_auth/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
-        assert_eq!(read_responses(s, 1).await[0].0, "HTTP/1.1 200 OK");
+        assert_eq!(ask(s, HEALTHZ, 1).await[0].0, "HTTP/1.1 200 OK");
     }
 }
