@@ -353,10 +353,8 @@ fn sleepy_gateway(up: &Upstream, idle_timeout: &str, extra: &str) -> Gateway {
 async fn gauge(gw: &Gateway, name: &str) -> i64 {
     let addr = gw.metrics_addr.as_ref().expect("metrics listener");
     let text = client().get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    assert!(text.lines().any(|l| l.starts_with(name)), "no {name} in /metrics");
+    support::sample(&text, name, &[]) as i64
 }
 
 /// Waits (at most 20 s) until `n` connections are asleep.
