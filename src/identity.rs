@@ -47,22 +47,20 @@ impl IdentityHeaders {
     /// and `_` alike into `_` (`Remote_User` becomes `REMOTE_USER`, as
     /// `Remote-User` does).
     pub fn strip(&self, headers: &mut HeaderMap) {
-        for name in self.names() {
+        // One pass over the names present, not a hashed removal per name:
+        // most requests carry none of them, and then nothing is allocated.
+        let names = self.names();
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| {
+                names.contains(k)
+                    // Header names are lower-case already; only those with `_` can alias.
+                    || (k.as_str().contains('_') && names.iter().any(|n| same_with_underscores(k.as_str(), n.as_str())))
+            })
+            .cloned()
+            .collect();
+        for name in doomed {
             headers.remove(name);
-        }
-        // Header names are lower-case already; only those with `_` can alias.
-        if headers.keys().any(|k| k.as_str().contains('_')) {
-            let aliases: Vec<HeaderName> = headers
-                .keys()
-                .filter(|k| {
-                    k.as_str().contains('_')
-                        && self.names().iter().any(|n| same_with_underscores(k.as_str(), n.as_str()))
-                })
-                .cloned()
-                .collect();
-            for alias in aliases {
-                headers.remove(alias);
-            }
         }
     }
 

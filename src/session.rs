@@ -32,9 +32,7 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|s| s.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
+        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
 }
 
 /// The gateway's cookies: their names and attributes, derived once from the
@@ -204,6 +202,17 @@ mod tests {
         assert!(plausible_token(&a));
         assert_ne!(a, new_token());
         assert!(!plausible_token("short"));
+    }
+
+    #[test]
+    fn a_cookie_is_read_by_its_whole_name_from_any_cookie_header() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("portcullis_session_old=x; other=1"));
+        h.append(header::COOKIE, HeaderValue::from_static(" portcullis_session=tok ; b=2"));
+        assert_eq!(cookie_value(&h, "portcullis_session"), Some("tok"));
+        assert_eq!(cookie_value(&h, "portcullis"), None, "a prefix of a name is not the name");
+        assert_eq!(cookie_value(&h, "b"), Some("2"));
+        assert_eq!(cookie_value(&h, "missing"), None);
     }
 
     #[test]

@@ -8,8 +8,9 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies also drop.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies also
+/// drop, and `Upgrade` last: it is kept for a protocol switch.
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -18,7 +19,26 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRAILER,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
+    header::UPGRADE,
 ];
+
+/// The index of `name` in [`HOP_BY_HOP`]. A `match` on the text compares by
+/// length first, so a header that is none of them costs a few instructions.
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "transfer-encoding" => 3,
+        "te" => 4,
+        "trailer" => 5,
+        "proxy-authenticate" => 6,
+        "proxy-authorization" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    })
+}
+const UPGRADE_BIT: u16 = 1 << 8;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -78,26 +98,41 @@ fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
 
 /// Removes hop-by-hop headers and every header named in `Connection`.
 /// `keep_upgrade` keeps `Connection: upgrade` + `Upgrade` for a protocol switch.
+///
+/// One pass over the names present finds which of them are hop-by-hop:
+/// most requests carry none, and then nothing is hashed or allocated; most
+/// responses carry only `Connection: keep-alive`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass over the names present (a handful) instead of a hashed
-    // lookup for each name that might be: most requests carry none, and
-    // then nothing is allocated.
-    let mut present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| HOP_BY_HOP.contains(n) || (!keep_upgrade && *n == header::UPGRADE))
-        .cloned()
-        .collect();
-    present.extend(
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| !(keep_upgrade && n == header::UPGRADE)),
-    );
-    for name in present {
-        headers.remove(name);
+    let keep = if keep_upgrade { UPGRADE_BIT } else { 0 };
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name.as_str()) {
+            present |= 1 << i;
+        }
+    }
+    present &= !keep;
+    if present != 0 {
+        // Names listed in Connection go too; the hop-by-hop ones among them
+        // are removed below in any case.
+        let mut named: Vec<HeaderName> = Vec::new();
+        if present & 1 != 0 {
+            let tokens =
+                headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+            for token in tokens {
+                match HeaderName::from_bytes(token.trim().as_bytes()) {
+                    Ok(n) if hop_by_hop_index(n.as_str()).is_none() => named.push(n),
+                    _ => {}
+                }
+            }
+        }
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            if present & (1 << i) != 0 {
+                headers.remove(name);
+            }
+        }
+        for name in named {
+            headers.remove(name);
+        }
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -169,27 +204,33 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 }
 
 /// Drops the named cookies from every `Cookie` header, so the upstream never
-/// sees the gateway's session. Other cookies pass untouched.
+/// sees the gateway's session. Other cookies pass untouched. A `Cookie` header
+/// that is not visible ASCII goes whole, as one that may hide ours.
 pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
-    let has_ours = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .any(|v| v.to_str().map_or(true, |s| s.split(';').any(|c| cookie_named(c, names))));
-    if !has_ours {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut dropped = false;
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(text) = value.to_str() else {
+            dropped = true;
+            continue;
+        };
+        for pair in text.split(';').map(str::trim).filter(|c| !c.is_empty()) {
+            if cookie_named(pair, names) {
+                dropped = true;
+            } else {
+                if !kept.is_empty() {
+                    kept.extend_from_slice(b"; ");
+                }
+                kept.extend_from_slice(pair.as_bytes());
+            }
+        }
+    }
+    if !dropped {
         return;
     }
-    let kept: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(';'))
-        .map(str::trim)
-        .filter(|c| !c.is_empty() && !cookie_named(c, names))
-        .map(str::to_string)
-        .collect();
     headers.remove(header::COOKIE);
     if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+        && let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(kept))
     {
         headers.insert(header::COOKIE, v);
     }
@@ -293,5 +334,44 @@ mod tests {
         h.insert(header::COOKIE, HeaderValue::from_static("portcullis_session=s3cr3t"));
         strip_cookies(&mut h, &["portcullis_session"]);
         assert!(h.get(header::COOKIE).is_none());
+    }
+
+    #[test]
+    fn cookie_headers_without_ours_pass_as_they_came() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1;b=2"));
+        h.append(header::COOKIE, HeaderValue::from_static("c=3"));
+        strip_cookies(&mut h, &["portcullis_session"]);
+        let values: Vec<&str> = h.get_all(header::COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(values, ["a=1;b=2", "c=3"]);
+
+        // Across several headers ours go and the rest are joined; a header
+        // that is not visible ASCII could hide ours, and goes whole.
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; portcullis_session=s"));
+        h.append(header::COOKIE, HeaderValue::from_bytes(b"x=\xff; portcullis_session=t").unwrap());
+        h.append(header::COOKIE, HeaderValue::from_static("c=3"));
+        strip_cookies(&mut h, &["portcullis_session"]);
+        let values: Vec<&str> = h.get_all(header::COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(values, ["a=1; c=3"]);
+    }
+
+    #[test]
+    fn a_response_loses_connection_and_what_it_names_only() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::CONTENT_TYPE));
+
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("X-Trace , Keep-Alive"));
+        h.insert("x-trace", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        let names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
     }
 }
