@@ -208,16 +208,28 @@ pub fn host(raw: &str) -> Result<Host<'_>, HostError> {
         return Ok(Host { name, port });
     }
     let name = name.strip_suffix('.').unwrap_or(name);
-    let valid_label = |l: &str| {
-        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
+    // One pass: labels of 1 to 63 letters, digits, `-` or `_`; note any
+    // upper case on the way.
+    let (mut label, mut upper) = (0usize, false);
+    for b in name.bytes() {
+        match b {
+            b'.' if label == 0 => return Err(HostError),
+            b'.' => label = 0,
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => label += 1,
+            b'A'..=b'Z' => (label, upper) = (label + 1, true),
+            _ => return Err(HostError),
+        }
+        if label > 63 {
+            return Err(HostError);
+        }
+    }
+    if label == 0 || name.len() > 253 {
         return Err(HostError);
     }
     if ends_in_a_number(name) && name.parse::<std::net::Ipv4Addr>().is_err() {
         return Err(HostError);
     }
-    Ok(Host { name: lower(name), port })
+    Ok(Host { name: if upper { Cow::Owned(name.to_ascii_lowercase()) } else { Cow::Borrowed(name) }, port })
 }
 
 /// The URL Standard's test for a host a URL parser reads as an IPv4
@@ -227,10 +239,6 @@ fn ends_in_a_number(name: &str) -> bool {
     let hex = last.strip_prefix("0x").or_else(|| last.strip_prefix("0X"));
     (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
         || hex.is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-fn lower(s: &str) -> Cow<'_, str> {
-    if s.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { Cow::Borrowed(s) }
 }
 
 #[cfg(test)]
@@ -350,5 +358,21 @@ mod tests {
             }
             assert!(host(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn a_name_keeps_to_dns_lengths() {
+        let label = |n: usize| "a".repeat(n);
+        assert!(host(&format!("{}.test", label(63))).is_ok());
+        assert_eq!(host(&format!("{}.test", label(64))), Err(HostError), "a label over 63");
+        let long = [label(63), label(63), label(63), label(61)].join(".");
+        assert_eq!(long.len(), 253);
+        assert!(host(&long).is_ok());
+        assert!(host(&format!("{long}.")).is_ok(), "the trailing dot is not counted");
+        assert_eq!(host(&format!("{long}.a")), Err(HostError), "a name over 253");
+        for bad in [".a.test", "a.test..", "a.-_é.test"] {
+            assert_eq!(host(bad), Err(HostError), "{bad:?} accepted");
+        }
+        assert!(matches!(host("a-b_c.test").map(|h| h.name), Ok(Cow::Borrowed("a-b_c.test"))));
     }
 }
