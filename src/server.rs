@@ -402,6 +402,8 @@ pub async fn serve_on_workers<H: Handler>(
             .spawn(move || {
                 WORKER.set(index);
                 runtime.block_on(async move {
+                    // This worker's access-log lines go to the writer in batches.
+                    tokio::spawn(crate::logging::batch_access_log());
                     while let Some((stream, peer, held)) = rx.recv().await {
                         if let Ok(stream) = TcpStream::from_std(stream) {
                             accepting.spawn(Accepted { stream, peer, held });
