@@ -289,6 +289,11 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
     let code = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(10)));
     assert_eq!(code, Some(0));
     assert!(std::net::TcpStream::connect(&gw.addr).is_err(), "no longer accepting");
+    // Its access-log line, gathered in the worker's batch, was written before the exit.
+    let logged = gw.log().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|v| {
+        v["target"] == "access" && v["status"] == 200 && v["duration_ms"].as_f64().is_some_and(|ms| ms >= 1500.0)
+    });
+    assert!(logged, "the last request's access line is in the log:\n{}", gw.log());
 }
 
 /// Resident memory of a process (VmRSS), in KiB.
