@@ -7,6 +7,8 @@
 //! nginx only understands 401, so its 401 names the login page in `Location`
 //! for browser navigations.
 
+use std::borrow::Cow;
+
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
@@ -22,24 +24,24 @@ static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-met
 
 /// The request the proxy is asking about, in normal form.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Original {
+pub struct Original<'a> {
     pub scheme: &'static str,
     /// Lower-case host name without port or trailing dot.
-    pub host: String,
+    pub host: Cow<'a, str>,
     pub port: Option<u16>,
     /// The normalised path.
-    pub path: String,
-    pub query: Option<String>,
+    pub path: Cow<'a, str>,
+    pub query: Option<&'a str>,
     pub method: Method,
     /// Traefik/Caddy style (X-Forwarded-Uri): answer with a redirect rather than 401.
     pub redirect_style: bool,
 }
 
-impl Original {
+impl Original<'_> {
     /// The URL the login page sends the browser back to.
     pub fn url(&self) -> String {
         let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
-        let query = self.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
+        let query = self.query.map(|q| format!("?{q}")).unwrap_or_default();
         format!("{}://{}{port}{}{query}", self.scheme, self.host, self.path)
     }
 }
@@ -53,31 +55,23 @@ fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
 /// query) that normalises; a fragment is never part of a request. Anything
 /// else is refused, never guessed at: a proxy that built the URL from a
 /// client's Host would otherwise let the client choose what is checked.
-fn from_parts(
+fn from_parts<'a>(
     scheme: &'static str,
-    authority: &str,
-    target: &str,
+    authority: &'a str,
+    target: &'a str,
     method: Method,
     redirect_style: bool,
-) -> Result<Original, &'static str> {
+) -> Result<Original<'a>, &'static str> {
     let host = crate::normalize::host(authority).map_err(|_| "the original host is not a valid host[:port]")?;
     if !target.starts_with('/') || target.contains('#') {
         return Err("the original URI is not an absolute path");
     }
     let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q.to_owned())),
+        Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
     let path = crate::normalize::path(path).map_err(|_| "the original path cannot be normalised safely")?;
-    Ok(Original {
-        scheme,
-        host: host.name.into_owned(),
-        port: host.port,
-        path: path.into_owned(),
-        query,
-        method,
-        redirect_style,
-    })
+    Ok(Original { scheme, host: host.name, port: host.port, path, query, method, redirect_style })
 }
 
 /// Splits an absolute `http(s)://authority/target` URL without any of the
@@ -104,7 +98,7 @@ fn split_url(u: &str) -> Result<(&'static str, &str, &str), &'static str> {
 /// `X-Original-URL` (or behind nginx an `X-Forwarded-Uri`) naming a bypassed
 /// path and have that checked instead. `?mode=` names the proxy and so the one
 /// set of headers to believe; without it, finding both sets is refused.
-pub fn original(headers: &HeaderMap, mode: Option<&str>) -> Result<Original, &'static str> {
+pub fn original<'a>(headers: &'a HeaderMap, mode: Option<&str>) -> Result<Original<'a>, &'static str> {
     const MISSING: &str = "forward-auth needs X-Original-URL or X-Forwarded-Proto/-Host/-Uri";
     let nginx_style = match mode {
         Some("nginx") => true,
