@@ -3,6 +3,7 @@
 //! one of the visitor's cookies), and return-address (`rd`) validation against
 //! open redirects.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use base64::Engine;
@@ -105,8 +106,14 @@ pub fn parse_fields(content_type: &str, bytes: &[u8]) -> Result<Fields, BodyErro
 
 /// One field of the query string, as [`query`] would give it (the last of
 /// repeated names; empty counts as absent), without collecting the others.
-pub fn query_field<'a>(uri: &'a http::Uri, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+pub fn query_field<'a>(uri: &'a http::Uri, name: &str) -> Option<Cow<'a, str>> {
     let q = uri.query()?;
+    if !q.contains(['%', '+']) {
+        // Nothing to decode (forward-auth's `?mode=nginx` on every check):
+        // the same pairs, borrowed.
+        let mut pairs = q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")));
+        return pairs.rfind(|(k, _)| *k == name).map(|(_, v)| Cow::Borrowed(v)).filter(|v| !v.is_empty());
+    }
     form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| k == name).last().map(|(_, v)| v).filter(|v| !v.is_empty())
 }
 
@@ -271,6 +278,11 @@ mod tests {
             "/v",
             "/v?mo%64e=a%20b",
             "/v?modes=x",
+            "/v?&&mode=nginx&",
+            "/v?mode=a=b",
+            "/v?=x&mode=y&=",
+            "/v?mode=a+b",
+            "/v?x=%zz&mode=caddy",
         ] {
             let uri: http::Uri = q.parse().unwrap();
             assert_eq!(query_field(&uri, "mode").as_deref(), query(&uri).get("mode"), "{q}");
