@@ -122,9 +122,13 @@ use FormatRule as R;
 use Methods as M;
 use PathRule::{Exact, Prefix};
 
-/// Every endpoint of the portal, first match wins. Paths are relative to
+/// Every endpoint of the portal, first match wins (no two match the same
+/// request, so the order only sets how soon one is found). Paths are relative to
 /// `auth.prefix`.
 pub static ROUTES: &[Route] = &[
+    // First: forward-auth's check comes with every request to every
+    // protected application.
+    route(M::Any, Exact("/verify"), "verify", E::Verify, R::Json),
     route(M::Read, Exact("/login"), "login", E::LoginPage, R::Html),
     route(M::Post, Exact("/login"), "login", E::Password, R::Html),
     route(M::Post, Exact("/login/step-up"), "login_step_up", E::StepUp, R::Html),
@@ -177,7 +181,6 @@ pub static ROUTES: &[Route] = &[
     route(M::Delete, Exact("/api/sessions"), "api_sessions", E::RevokeOthers, R::Json),
     route(M::Delete, Prefix("/api/sessions/"), "api_sessions", E::RevokeSession, R::Json),
     route(M::Get, Exact("/api/openapi.json"), "api_openapi", E::OpenApi, R::Json),
-    route(M::Any, Exact("/verify"), "verify", E::Verify, R::Json),
     route(M::Read, Exact("/healthz"), "healthz", E::Healthz, R::Json),
     route(M::Read, Exact("/readyz"), "readyz", E::Readyz, R::Json),
     route(M::Read, Prefix("/static/"), "static", E::Static, R::Json),
@@ -323,5 +326,27 @@ mod tests {
         assert_eq!(find_route(&Method::PUT, "/verify").map(|(r, _)| r.endpoint), Some(E::Verify));
         assert!(find_route(&Method::GET, "/api/send-login-otp").is_none());
         assert!(find_route(&Method::HEAD, "/api/me").is_none());
+    }
+
+    /// The table's order is free to follow how often a route is asked for.
+    #[test]
+    fn no_request_matches_two_routes() {
+        let methods = [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE, Method::PATCH];
+        for r in ROUTES {
+            let (Exact(p) | Prefix(p)) = r.path;
+            let path = format!("{p}{}", if matches!(r.path, Prefix(_)) { "x" } else { "" });
+            for m in &methods {
+                let matching: Vec<&str> = ROUTES
+                    .iter()
+                    .filter(|o| o.methods.allows(m))
+                    .filter(|o| match o.path {
+                        Exact(q) => q == path,
+                        Prefix(q) => path.starts_with(q),
+                    })
+                    .map(|o| o.name)
+                    .collect();
+                assert!(matching.len() <= 1, "{m} {path}: {matching:?}");
+            }
+        }
     }
 }
