@@ -16,7 +16,8 @@
 #
 # Usage: [CASE=proxy|forward-auth] [FLOOR=1] bench/callgrind.sh [duration=20s] [binary=target/release/portcullis ...]
 #   Several binaries are measured one after another in the same run. FLOOR=1
-#   also counts the minimal hyper proxy of bench/hyper_floor.rs (proxy case).
+#   also counts bench/hyper_floor.rs: the minimal hyper proxy, or with
+#   CASE=forward-auth the minimal hyper server answering 200.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR="${1:-20s}"
@@ -136,18 +137,26 @@ count() { # pid callgrind-out label url [wrk args...]
     "$label" "$requests" "$(echo "$ir / $requests" | bc -l)" "${non2xx:-0}"
 }
 
-# The minimal hyper proxy of bench/hyper_floor.rs, counted the same way: the
-# floor under a proxied request.
+# bench/hyper_floor.rs, counted the same way: the minimal hyper proxy, the
+# floor under a proxied request; with CASE=forward-auth, the minimal hyper
+# server answering 200 behind the same nginx auth_request, the floor under a check.
 measure_floor() {
   local port out pid
   port=$(free_port)
   out="$WORK/callgrind.floor.out"
   cargo build --release --quiet --example hyper_floor
+  local target="127.0.0.1:$STATIC" label="minimal hyper proxy (bench/hyper_floor.rs)"
+  [ "$CASE" = forward-auth ] && target=200 label="minimal hyper server answering 200"
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
-    target/release/examples/hyper_floor "127.0.0.1:$port" "127.0.0.1:$STATIC" > "$WORK/floor.log" 2>&1 &
+    target/release/examples/hyper_floor "127.0.0.1:$port" "$target" > "$WORK/floor.log" 2>&1 &
   pid=$!
   for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.2; done
-  count "$pid" "$out" "minimal hyper proxy (bench/hyper_floor.rs)" "http://127.0.0.1:$port/"
+  local url="http://127.0.0.1:$port/"
+  if [ "$CASE" = forward-auth ]; then
+    auth_front "$port"
+    url="http://127.0.0.1:$FRONT/"
+  fi
+  count "$pid" "$out" "$label" "$url"
 }
 
 if [ "$CASE" = forward-auth ]; then
@@ -156,4 +165,4 @@ else
   echo "callgrind, wrk -t1 -c4 -d$DUR per binary, authenticated GET through the gateway to a 1 KiB static page"
 fi
 for b in "${BINS[@]}"; do measure "$b"; done
-if [ -n "${FLOOR:-}" ] && [ "$CASE" = proxy ]; then measure_floor; fi
+if [ -n "${FLOOR:-}" ]; then measure_floor; fi

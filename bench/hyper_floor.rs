@@ -5,7 +5,11 @@
 //! upstream. `bench/proxy.sh` runs it beside nginx and the gateway, so the
 //! part of the gap to nginx that is hyper's own shows in the same run.
 //!
-//! Usage: `hyper_floor LISTEN UPSTREAM` (both `host:port`).
+//! With `200` for the upstream it proxies nothing and answers every request
+//! with an empty 200: the floor under a forward-auth check, as the gateway
+//! would answer one with no work to do.
+//!
+//! Usage: `hyper_floor LISTEN UPSTREAM|200` (`host:port`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,7 +26,7 @@ use tokio::net::TcpSocket;
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(upstream)) = (args.next(), args.next()) else {
-        eprintln!("usage: hyper_floor LISTEN UPSTREAM");
+        eprintln!("usage: hyper_floor LISTEN UPSTREAM|200");
         std::process::exit(2);
     };
     let listen: SocketAddr = listen.parse().expect("LISTEN is host:port");
@@ -56,11 +60,15 @@ async fn serve(listen: SocketAddr, upstream: String) {
         let _ = stream.set_nodelay(true);
         let (client, upstream) = (client.clone(), upstream.clone());
         tokio::spawn(async move {
+            let answer_only = upstream == "200";
             let service = service_fn(move |mut req: Request<Incoming>| {
                 let client = client.clone();
-                let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                let uri: Result<Uri, _> = format!("http://{upstream}{path}").parse();
+                let uri: Option<Result<Uri, _>> = (!answer_only).then(|| {
+                    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                    format!("http://{upstream}{path}").parse()
+                });
                 async move {
+                    let Some(uri) = uri else { return Ok(status(StatusCode::OK)) };
                     let Ok(uri) = uri else { return Ok(status(StatusCode::BAD_REQUEST)) };
                     *req.uri_mut() = uri;
                     Ok::<_, Infallible>(match client.request(req).await {

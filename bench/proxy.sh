@@ -7,8 +7,12 @@
 #       the gateway's, a runtime per core) → static upstream: hyper's own floor
 #   3. wrk → nginx auth_request → portcullis /verify   → static upstream
 #   4. wrk → nginx auth_request → static 200 (nginx)    → static upstream
+#   4b. the same with a minimal hyper server answering 200 (hyper_floor.rs with
+#       `200`): hyper's own floor under a forward-auth check
 #   5. wrk → traefik (plain reverse proxy, if present) → static upstream
-# Prints req/s and latency for each and the ratios against nginx. Case 4 differs
+# Prints req/s and latency for each and the ratios against nginx, and the CPU
+# time (user and system) each request cost Portcullis and the minimal hyper
+# proxy (from /proc/PID/stat, every thread counted). Case 4 differs
 # from 3 only in who answers the auth subrequest (a tiny nginx server answering
 # 200, over the same keep-alive upstream setup), so 3/4 is Portcullis's cost as
 # a forward-auth server. Every case sends the same session cookie.
@@ -35,7 +39,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 STATIC=$(free_port); NGX=$(free_port); NGX1=$(free_port); GW=$(free_port); NGXAUTH=$(free_port); TRF=$(free_port)
-OK200=$(free_port); NGXSTATIC=$(free_port); FLOOR=$(free_port)
+OK200=$(free_port); NGXSTATIC=$(free_port); FLOOR=$(free_port); FLOOR200=$(free_port); NGXFLOOR=$(free_port)
 USER_DIRECTIVE=""; [ "$(id -u)" = 0 ] && USER_DIRECTIVE="user root root;"
 
 mkdir -p "$WORK/www"; head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/www/index.html"
@@ -49,12 +53,20 @@ http {
   upstream static_up { server 127.0.0.1:$STATIC; keepalive 128; }
   upstream gw_up { server 127.0.0.1:$GW; keepalive 128; }
   upstream ok200_up { server 127.0.0.1:$OK200; keepalive 128; }
+  upstream floor200_up { server 127.0.0.1:$FLOOR200; keepalive 128; }
   server { listen 127.0.0.1:$STATIC; root $WORK/www; location / { try_files /index.html =404; } }
   server { listen 127.0.0.1:$OK200; location / { return 200; } }
   server { listen 127.0.0.1:$NGX;
     location / { proxy_pass http://static_up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
   server { listen 127.0.0.1:$NGXAUTH;
     location = /_verify { internal; proxy_pass http://gw_up/_auth/verify?mode=nginx;
+      proxy_pass_request_body off; proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+      proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location / { auth_request /_verify; proxy_pass http://static_up;
+      proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:$NGXFLOOR;
+    location = /_verify { internal; proxy_pass http://floor200_up/_auth/verify?mode=nginx;
       proxy_pass_request_body off; proxy_set_header Content-Length "";
       proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
       proxy_http_version 1.1; proxy_set_header Connection ""; }
@@ -101,11 +113,13 @@ users_file = "$WORK/users.toml"
 [access_control]
 default_policy = "one_factor"
 CONF
-"$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$STATIC" & PIDS+=($!)
+"$FLOOR_BIN" "127.0.0.1:$FLOOR" "127.0.0.1:$STATIC" & PIDS+=($!); FLOOR_PID=$!
+"$FLOOR_BIN" "127.0.0.1:$FLOOR200" 200 & PIDS+=($!); FLOOR200_PID=$!
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$FLOOR/" && break; sleep 0.1; done
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$FLOOR200/" && break; sleep 0.1; done
 # The access log on, at its default level (info), as JSON lines to a file: what
 # an operator runs with. BENCH_LOG=warn turns it off, to measure what it costs.
-PORTCULLIS_LOG="${BENCH_LOG:-info}" "$BIN" --log-format json serve --config "$WORK/portcullis.toml" > "$WORK/gw.out" 2>&1 & PIDS+=($!)
+PORTCULLIS_LOG="${BENCH_LOG:-info}" "$BIN" --log-format json serve --config "$WORK/portcullis.toml" > "$WORK/gw.out" 2>&1 & PIDS+=($!); GW_PID=$!
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$GW/_auth/healthz" && break; sleep 0.1; done
 
 COOKIE=$(curl -s -D - -o /dev/null -H "Origin: http://127.0.0.1:$GW" -H 'Content-Type: application/json' \
@@ -133,11 +147,25 @@ CONF
   for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$TRF/" && break; sleep 0.1; done
 fi
 
-run() { # name url [header]
-  local name="$1" url="$2"; shift 2
+CPU_LINES=""
+# CPU time (user and system, every thread) a process has used, in clock ticks.
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+run() { # name url [pid whose CPU time per request to report] [wrk header args]
+  local name="$1" url="$2" pid="${3:-}"; shift 3 || shift 2
+  local before after
+  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   wrk -t2 -c"$CONNS" -d"$DUR" --latency "$@" "$url" > "$WORK/$name.txt" 2>&1
+  [ -n "$pid" ] && after=$(cpu_ticks "$pid")
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.txt")
+  if [ -n "$pid" ]; then
+    CPU_LINES+="$(python3 -c "import sys
+u0, s0, u1, s1, rps, dur, hz, name = sys.argv[1:]
+n = float(rps) * float(dur.rstrip('s')) / 1e6
+us = lambda a, b: (int(b) - int(a)) / int(hz) / n
+print(f'{name:<40} {us(u0, u1) + us(s0, s1):6.1f} us CPU per request (user {us(u0, u1):5.1f}, system {us(s0, s1):5.1f})')
+" $before $after "$rps" "$DUR" "$(getconf CLK_TCK)" "$name")"$'\n'
+  fi
   p50=$(awk '$1=="50%" {print $2}' "$WORK/$name.txt")
   p99=$(awk '$1=="99%" {print $2}' "$WORK/$name.txt")
   local non2xx; non2xx=$(awk '/Non-2xx/ {print $4}' "$WORK/$name.txt")
@@ -149,17 +177,22 @@ run() { # name url [header]
 echo "wrk -t2 -c$CONNS -d$DUR, 1 KiB static response, loopback, $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$CASES" = all ]; then
   run nginx_proxy "http://127.0.0.1:$NGX/"
-  run portcullis_authenticated "http://127.0.0.1:$GW/" -H "Cookie: $COOKIE"
-  run hyper_floor_proxy "http://127.0.0.1:$FLOOR/"
+  run portcullis_authenticated "http://127.0.0.1:$GW/" "$GW_PID" -H "Cookie: $COOKIE"
+  run hyper_floor_proxy "http://127.0.0.1:$FLOOR/" "$FLOOR_PID"
   run nginx_proxy_1_worker "http://127.0.0.1:$NGX1/"
 fi
-run nginx_auth_request_portcullis "http://127.0.0.1:$NGXAUTH/" -H "Cookie: $COOKIE"
-run nginx_auth_request_static_200 "http://127.0.0.1:$NGXSTATIC/" -H "Cookie: $COOKIE"
+run nginx_auth_request_portcullis "http://127.0.0.1:$NGXAUTH/" "$GW_PID" -H "Cookie: $COOKIE"
+run nginx_auth_request_static_200 "http://127.0.0.1:$NGXSTATIC/" "" -H "Cookie: $COOKIE"
+run nginx_auth_request_hyper_200 "http://127.0.0.1:$NGXFLOOR/" "$FLOOR200_PID" -H "Cookie: $COOKIE"
 if [ "$CASES" = all ] && command -v traefik >/dev/null; then run traefik_proxy "http://127.0.0.1:$TRF/"; fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+# What each request cost the process serving it (nginx's own workers also
+# serve the static upstream, so they have no row): the gateway against the
+# minimal hyper proxy shows what its own work costs, user and system apart.
+printf '%s' "$CPU_LINES"
 python3 - "${RPS_nginx_proxy:-0}" "${RPS_portcullis_authenticated:-0}" "$RPS_nginx_auth_request_portcullis" \
   "$RPS_nginx_auth_request_static_200" "${RPS_nginx_proxy_1_worker:-0}" "${P99_nginx_proxy:-0}" \
-  "${P99_portcullis_authenticated:-0}" "${RPS_hyper_floor_proxy:-0}" <<'PY'
+  "${P99_portcullis_authenticated:-0}" "${RPS_hyper_floor_proxy:-0}" "${RPS_nginx_auth_request_hyper_200:-0}" <<'PY'
 import sys
 def ms(v):
     v = v.strip()
@@ -180,4 +213,8 @@ if n and floor:
     print(f"ratio minimal hyper proxy (no auth, bench/hyper_floor.rs) / nginx:         {floor/n:.2f}")
     print(f"ratio portcullis / minimal hyper proxy:                                    {p/floor:.2f}")
 print(f"ratio nginx auth_request: portcullis / static 200:                         {a/s:.2f}   (goal >= 0.95)")
+floor200 = float(sys.argv[9])
+if floor200:
+    print(f"ratio nginx auth_request: minimal hyper server answering 200 / static 200: {floor200/s:.2f}")
+    print(f"ratio nginx auth_request: portcullis / minimal hyper server answering 200: {a/floor200:.2f}")
 PY
