@@ -37,6 +37,7 @@ WORK="$(mktemp -d)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
+. bench/lib.sh
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 STATIC=$(free_port)
@@ -68,13 +69,7 @@ auth_front() { # gateway port; starts nginx auth_request in front of it on port 
   start_nginx "$WORK/front.$gw" <<CONF
   upstream static_up { server 127.0.0.1:$STATIC; keepalive 16; }
   upstream gw_up { server 127.0.0.1:$gw; keepalive 16; }
-  server { listen 127.0.0.1:$port;
-    location = /_verify { internal; proxy_pass http://gw_up/_auth/verify?mode=nginx;
-      proxy_pass_request_body off; proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
-      proxy_http_version 1.1; proxy_set_header Connection ""; }
-    location / { auth_request /_verify; proxy_pass http://static_up;
-      proxy_http_version 1.1; proxy_set_header Connection ""; } }
+$(nginx_auth_server "$port" gw_up)
 CONF
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
   FRONT="$port"

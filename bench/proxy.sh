@@ -43,6 +43,7 @@ OK200=$(free_port); NGXSTATIC=$(free_port); FLOOR=$(free_port); FLOOR200=$(free_
 USER_DIRECTIVE=""; [ "$(id -u)" = 0 ] && USER_DIRECTIVE="user root root;"
 
 mkdir -p "$WORK/www"; head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/www/index.html"
+. bench/lib.sh
 cat > "$WORK/nginx.conf" <<CONF
 $USER_DIRECTIVE
 daemon off; worker_processes auto; pid $WORK/nginx.pid; error_log $WORK/error.log warn;
@@ -58,27 +59,9 @@ http {
   server { listen 127.0.0.1:$OK200; location / { return 200; } }
   server { listen 127.0.0.1:$NGX;
     location / { proxy_pass http://static_up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-  server { listen 127.0.0.1:$NGXAUTH;
-    location = /_verify { internal; proxy_pass http://gw_up/_auth/verify?mode=nginx;
-      proxy_pass_request_body off; proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
-      proxy_http_version 1.1; proxy_set_header Connection ""; }
-    location / { auth_request /_verify; proxy_pass http://static_up;
-      proxy_http_version 1.1; proxy_set_header Connection ""; } }
-  server { listen 127.0.0.1:$NGXFLOOR;
-    location = /_verify { internal; proxy_pass http://floor200_up/_auth/verify?mode=nginx;
-      proxy_pass_request_body off; proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
-      proxy_http_version 1.1; proxy_set_header Connection ""; }
-    location / { auth_request /_verify; proxy_pass http://static_up;
-      proxy_http_version 1.1; proxy_set_header Connection ""; } }
-  server { listen 127.0.0.1:$NGXSTATIC;
-    location = /_verify { internal; proxy_pass http://ok200_up/_auth/verify?mode=nginx;
-      proxy_pass_request_body off; proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
-      proxy_http_version 1.1; proxy_set_header Connection ""; }
-    location / { auth_request /_verify; proxy_pass http://static_up;
-      proxy_http_version 1.1; proxy_set_header Connection ""; } }
+$(nginx_auth_server "$NGXAUTH" gw_up)
+$(nginx_auth_server "$NGXFLOOR" floor200_up)
+$(nginx_auth_server "$NGXSTATIC" ok200_up)
 }
 CONF
 "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/error.log" & PIDS+=($!)
