@@ -118,10 +118,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         if present & 1 != 0 {
             let tokens =
                 headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
-            for token in tokens {
-                match HeaderName::from_bytes(token.trim().as_bytes()) {
-                    Ok(n) if hop_by_hop_index(n.as_str()).is_none() => named.push(n),
-                    _ => {}
+            for token in tokens.map(str::trim) {
+                // `keep-alive`, mostly: compared as it is, not made a name.
+                if HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(token)) {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                    named.push(n);
                 }
             }
         }
