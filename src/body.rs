@@ -53,9 +53,10 @@ impl Body {
         if data.is_empty() { Body::Empty } else { Body::Full { data: Some(data) } }
     }
 
-    /// A proxied body, cut off once the upstream is silent for `idle_limit`.
-    pub fn upstream(inner: Incoming, idle_limit: Duration) -> Body {
-        Body::Upstream { inner, last_frame: Instant::now(), idle_limit, idle: None }
+    /// A proxied body, cut off once the upstream is silent for `idle_limit`
+    /// (counted from `since`, when its head came).
+    pub fn upstream(inner: Incoming, since: Instant, idle_limit: Duration) -> Body {
+        Body::Upstream { inner, last_frame: since, idle_limit, idle: None }
     }
 }
 

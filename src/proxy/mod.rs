@@ -8,13 +8,14 @@ mod client;
 pub mod headers;
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
 
 use crate::body::{Body, Response};
 use crate::config::UpstreamConfig;
@@ -162,11 +163,14 @@ impl Proxy {
         *req.version_mut() = Version::HTTP_11;
 
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        // Two clock reads: the deadline is counted from the start, and the
+        // answer's time also starts the body's silence count.
         let started = Instant::now();
-        let result = tokio::time::timeout(upstream.timeout, upstream.client().request(req)).await;
+        let result = tokio::time::timeout_at(started + upstream.timeout, upstream.client().request(req)).await;
+        let answered = Instant::now();
         crate::metrics::observe_upstream(
             &upstream.name,
-            started.elapsed(),
+            answered.duration_since(started),
             result.as_ref().ok().and_then(|r| r.as_ref().ok()).map(|r| r.status()),
         );
         let mut resp = match result {
@@ -198,7 +202,7 @@ impl Proxy {
         }
 
         headers::strip_hop_by_hop(resp.headers_mut(), false);
-        Ok(resp.map(|b| Body::upstream(b, upstream.timeout)))
+        Ok(resp.map(|b| Body::upstream(b, answered, upstream.timeout)))
     }
 }
 

@@ -269,18 +269,18 @@ impl MemoryStore {
         lock(&self.sessions).insert(id, rec, self.max_entries, self.clock.now_ms())
     }
 
-    pub(super) async fn touch_session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+    /// Not async, unlike the other operations: the hot path's lookup never
+    /// waits, so it needs no deadline.
+    pub(super) fn touch_session(&self, id: &str) -> Option<SessionRecord> {
         let now = self.clock.now_ms();
         let mut sessions = lock(&self.sessions);
-        let Some(rec) = sessions.by_id.map.get_mut(id) else {
-            return Ok(None);
-        };
+        let rec = sessions.by_id.map.get_mut(id)?;
         if !rec.alive(now) {
             sessions.remove(id);
-            return Ok(None);
+            return None;
         }
         rec.last_seen = now / 1000;
-        Ok(Some(rec.clone()))
+        Some(rec.clone())
     }
 
     pub(super) async fn rotate_session(&self, old_id: &str, new_id: &str, rec: &SessionRecord) -> StoreResult<()> {
