@@ -31,7 +31,9 @@ use crate::body::Response;
 use crate::config::ServerConfig;
 
 mod asleep;
+mod on_wake;
 use asleep::{Activity, Sleepy, Socket, Tracked};
+use on_wake::on_wake;
 
 /// What a handler knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -617,11 +619,12 @@ async fn drive<C: Future<Output = hyper::Result<()>>>(
     loop {
         tokio::select! {
             ended = conn.as_mut() => return ended.ok().map(|()| quiet),
-            _ = shutdown.wait(), if !closing => {
+            // Polled only when they woke the task, not at each of hyper's wakes.
+            _ = on_wake(shutdown.wait()), if !closing => {
                 graceful_shutdown(conn.as_mut());
                 closing = true;
             }
-            _ = checks.tick(), if !closing => {
+            _ = on_wake(checks.tick()), if !closing => {
                 let now = activity.moves();
                 quiet = if now == seen && activity.between_requests() { quiet + every } else { Duration::ZERO };
                 seen = now;

@@ -296,6 +296,27 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
     assert!(logged, "the last request's access line is in the log:\n{}", gw.log());
 }
 
+/// An idle keep-alive connection hears of a shutdown at once: it is closed
+/// and the gateway exits without waiting out `shutdown_grace` (5 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_keep_alive_connections_at_once() {
+    use tokio::io::AsyncReadExt;
+    let up = Upstream::start().await;
+    let mut gw = open_gateway(&up, "");
+    let mut held = idle_connections(gw.port(), 4).await;
+    let signalled = Instant::now();
+    gw.signal("TERM");
+    for s in &mut held {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), s.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0))), "an idle connection is closed at once: {read:?}");
+    }
+    let code = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(10)));
+    assert_eq!(code, Some(0));
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(3), "exited {took:?} after SIGTERM, not at the end of the grace");
+}
+
 /// Resident memory of a process (VmRSS), in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
