@@ -171,19 +171,33 @@ pub fn set_forwarded(
     }
 }
 
-/// Writes `ip` as text. IPv4 is written by hand: `to_string`'s formatting
-/// machinery cost a proxied request about 1,500 instructions (callgrind),
-/// more than the rest of [`set_forwarded`]. IPv6 goes through `Display`.
+/// Writes `ip` as text. IPv4 is written by hand, digit by digit into one
+/// buffer: `to_string`'s formatting machinery cost a proxied request about
+/// 1,500 instructions (callgrind), and a number formatter per octet still
+/// 450, twice a request (here and in the access log). IPv6 goes through
+/// `Display`.
 pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
-            let mut num = itoa::Buffer::new();
-            for (i, octet) in v4.octets().iter().enumerate() {
+            let mut text = [0u8; 15];
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    text[n] = b'.';
+                    n += 1;
                 }
-                out.extend_from_slice(num.format(*octet).as_bytes());
+                if octet >= 100 {
+                    text[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    text[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                text[n] = b'0' + octet % 10;
+                n += 1;
             }
+            out.extend_from_slice(&text[..n]);
         }
         IpAddr::V6(v6) => {
             let _ = std::io::Write::write_fmt(out, format_args!("{v6}"));
@@ -253,6 +267,12 @@ mod tests {
     fn addresses_are_written_as_display_writes_them() {
         for ip in ["0.0.0.0", "1.2.3.4", "10.200.0.255", "255.255.255.255", "::1", "2001:db8::7", "::ffff:1.2.3.4"] {
             let ip: IpAddr = ip.parse().unwrap();
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+        }
+        for octet in 0..=255u8 {
+            let ip = IpAddr::from([octet, 255 - octet, octet / 3, 7]);
             let mut out = Vec::new();
             push_ip(&mut out, ip);
             assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
