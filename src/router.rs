@@ -178,48 +178,48 @@ impl Gateway {
             Err(e) => return Outcome::new("proxy", self.replies.failure(format, &Failure::Store(e))),
         };
         let user = verdict.user();
-        let response = match verdict {
-            Verdict::Allow(auth) => {
-                let Some(upstream) = self.proxy.select(&host.name) else {
-                    return Outcome::with_user("proxy", user, self.replies.failure(format, &Failure::NoUpstream));
-                };
-                let ctx = ForwardContext {
-                    peer: info.conn.peer.ip(),
-                    trusted_peer: info.trusted_peer,
-                    scheme: info.connection_scheme(),
-                    strip_cookies: &self.cookies.own_names(),
-                    identity_headers: &self.identity,
-                    identity: auth.as_ref().map(|a| &a.user.identity),
-                };
-                // Awaited here, not in a function of its own: one future less
-                // to move on every proxied request.
-                return match self.proxy.forward(upstream, req, &ctx).await {
-                    Ok(response) => {
-                        let mut outcome = Outcome::with_user("proxy", user, response);
-                        outcome.proxied = true;
-                        outcome
+        let (response, proxied) = match verdict {
+            Verdict::Allow(auth) => match self.proxy.select(&host.name) {
+                None => (self.replies.failure(format, &Failure::NoUpstream), false),
+                Some(upstream) => {
+                    let ctx = ForwardContext {
+                        peer: info.conn.peer.ip(),
+                        trusted_peer: info.trusted_peer,
+                        scheme: info.connection_scheme(),
+                        strip_cookies: &self.cookies.own_names(),
+                        identity_headers: &self.identity,
+                        identity: auth.as_ref().map(|a| &a.user.identity),
+                    };
+                    // Awaited here, not in a function of its own: one future
+                    // less to move on every proxied request.
+                    match self.proxy.forward(upstream, req, &ctx).await {
+                        Ok(response) => (response, true),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "upstream request failed");
+                            let m = crate::metrics::get();
+                            m.upstream_errors.with_label_values(&[upstream.name.as_str(), e.kind()]).inc();
+                            (self.replies.failure(format, &Failure::Upstream(e)), false)
+                        }
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "upstream request failed");
-                        let m = crate::metrics::get();
-                        m.upstream_errors.with_label_values(&[upstream.name.as_str(), e.kind()]).inc();
-                        Outcome::with_user("proxy", user, self.replies.failure(format, &Failure::Upstream(e)))
-                    }
-                };
-            }
+                }
+            },
             Verdict::LoginRequired(_) => {
                 let scheme = info.client_scheme(req.headers());
                 let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
                 let port = host.port.map(|p| format!(":{p}")).unwrap_or_default();
                 let original_url = format!("{scheme}://{}{port}{path}", host.name);
-                self.portal.login_required(req.method(), req.headers(), &original_url)
+                (self.portal.login_required(req.method(), req.headers(), &original_url), false)
             }
-            Verdict::Deny(None) => self.replies.failure(format, &Failure::Denied("Access to this resource is denied.")),
+            Verdict::Deny(None) => {
+                (self.replies.failure(format, &Failure::Denied("Access to this resource is denied.")), false)
+            }
             Verdict::Deny(Some(_)) => {
-                self.replies.failure(format, &Failure::Denied("Your account may not access this resource."))
+                (self.replies.failure(format, &Failure::Denied("Your account may not access this resource.")), false)
             }
         };
-        Outcome::with_user("proxy", user, response)
+        let mut outcome = Outcome::with_user("proxy", user, response);
+        outcome.proxied = proxied;
+        outcome
     }
 }
 
