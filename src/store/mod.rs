@@ -8,9 +8,9 @@
 //! Every operation that can wait is bounded by `store.timeout`: a slow or
 //! absent backend turns into `StoreError::Timeout`/`Unavailable`, never a hung
 //! request. (The memory store's session lookup answers under a lock and is
-//! only timed.) Secrets that
-//! act as bearer tokens (session and pending-login cookies) are only ever stored
-//! under their SHA-256, so a dump of the store cannot log anyone in.
+//! only timed.) Secrets that act as bearer tokens (session and pending-login
+//! cookies) are only ever stored under their SHA-256, so a dump of the store
+//! cannot log anyone in.
 
 mod memory;
 pub(crate) mod redis;
