@@ -13,6 +13,12 @@
 //! it as `/`), and a dot segment with `;` parameters (Tomcat reads `..;` as
 //! `..`).
 //!
+//! Path parameters (`;name=value` after a segment) stay in the normal form,
+//! because applications behind the gateway use them (`;jsessionid=`), but
+//! Tomcat, Jetty and Spring route as if they were not there: `/admin;x/secret`
+//! is `/admin/secret` to them. [`without_parameters`] gives that second
+//! reading, so access rules can see both (and the stricter verdict wins).
+//!
 //! A host is lower-cased, loses a trailing dot and has its port split off;
 //! anything that is not a valid `host[:port]` is refused. An address has one
 //! spelling, the one browsers' URL parsers give it and send: IPv6 in its
@@ -120,6 +126,30 @@ pub fn path(raw: &str) -> Result<Cow<'_, str>, PathError> {
         normal.push('/');
     }
     Ok(Cow::Owned(normal))
+}
+
+/// The path as servers that drop segment parameters read it: every `;` and
+/// what follows it up to the next `/` removed from each segment, then
+/// normalised again (a segment that was only parameters merges away). `None`
+/// when `normal` (a path in normal form) holds no `;`, which is almost every
+/// request: nothing is scanned twice or allocated then.
+///
+/// Only a literal `;` starts parameters: Tomcat, Jetty and Spring split them
+/// off before decoding, so `%3B` is part of the segment's name to them.
+pub fn without_parameters(normal: &str) -> Option<String> {
+    if !normal.contains(';') {
+        return None;
+    }
+    let mut bare = String::with_capacity(normal.len());
+    for (i, seg) in normal.split('/').enumerate() {
+        if i > 0 {
+            bare.push('/');
+        }
+        bare.push_str(seg.split_once(';').map_or(seg, |(name, _)| name));
+    }
+    // Dot segments with parameters were refused before this point, so what
+    // is left resolves without them; this merges the emptied segments.
+    Some(path(&bare).map_or(bare.clone(), Cow::into_owned))
 }
 
 /// Decodes the unreserved escapes of one segment and upper-cases the others.
@@ -232,6 +262,74 @@ pub fn host(raw: &str) -> Result<Host<'_>, HostError> {
     Ok(Host { name: if upper { Cow::Owned(name.to_ascii_lowercase()) } else { Cow::Borrowed(name) }, port })
 }
 
+/// An absolute `http(s)` URL in normal form: where a forward-auth request
+/// says the original request went, or where a login's return address leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url<'a> {
+    pub scheme: &'static str,
+    pub host: Host<'a>,
+    /// The normalised path.
+    pub path: Cow<'a, str>,
+    pub query: Option<&'a str>,
+}
+
+impl Url<'_> {
+    /// The URL as text, in its normal form.
+    pub fn to_text(&self) -> String {
+        let port = self.host.port.map(|p| format!(":{p}")).unwrap_or_default();
+        let query = self.query.map(|q| format!("?{q}")).unwrap_or_default();
+        format!("{}://{}{port}{}{query}", self.scheme, self.host.name, self.path)
+    }
+}
+
+/// Why a URL was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("not an absolute http(s) URL")]
+    NotAbsolute,
+    #[error("the host is not a valid host[:port]")]
+    Host,
+    #[error("the request target is not an absolute path")]
+    Target,
+    #[error("the path cannot be normalised safely")]
+    Path,
+}
+
+/// Splits and normalises an absolute `http(s)://authority/target` URL
+/// without any of the lenience of URL parsers (which drop tabs, read `\` as
+/// `/` and skip an empty authority): each part is checked, and anything
+/// else is refused, never guessed at.
+pub fn url(u: &str) -> Result<Url<'_>, UrlError> {
+    let (scheme, rest) = u.split_once("://").ok_or(UrlError::NotAbsolute)?;
+    let scheme = if scheme.eq_ignore_ascii_case("http") {
+        "http"
+    } else if scheme.eq_ignore_ascii_case("https") {
+        "https"
+    } else {
+        return Err(UrlError::NotAbsolute);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, target) = rest.split_at(end);
+    let target = if target.is_empty() { "/" } else { target };
+    from_parts(scheme, authority, target)
+}
+
+/// A URL from its parts, each checked: the authority must be a valid
+/// `host[:port]` and the target an origin-form path (and query) that
+/// normalises; a fragment is never part of a request.
+pub fn from_parts<'a>(scheme: &'static str, authority: &'a str, target: &'a str) -> Result<Url<'a>, UrlError> {
+    let host = host(authority).map_err(|_| UrlError::Host)?;
+    if !target.starts_with('/') || target.contains('#') {
+        return Err(UrlError::Target);
+    }
+    let (raw_path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let path = path(raw_path).map_err(|_| UrlError::Path)?;
+    Ok(Url { scheme, host, path, query })
+}
+
 /// The URL Standard's test for a host a URL parser reads as an IPv4
 /// address: its last label is decimal digits, or `0x` and hex digits.
 fn ends_in_a_number(name: &str) -> bool {
@@ -300,6 +398,34 @@ mod tests {
             let once = n(p);
             assert_eq!(n(&once), once, "{p}");
         }
+    }
+
+    #[test]
+    fn parameters_are_dropped_from_every_segment_as_tomcat_reads_them() {
+        let bare = |p: &str| without_parameters(&n(p));
+        assert_eq!(bare("/admin;x/secret").as_deref(), Some("/admin/secret"));
+        assert_eq!(bare("/;/admin/secret").as_deref(), Some("/admin/secret"));
+        assert_eq!(bare("/admin;jsessionid=1/x").as_deref(), Some("/admin/x"));
+        assert_eq!(bare("/internal;a/x;b=c").as_deref(), Some("/internal/x"));
+        assert_eq!(bare("/a;b/").as_deref(), Some("/a/"));
+        assert_eq!(n("/x;/../admin/y"), "/admin/y", "dot segments resolve the same either way");
+        assert_eq!(bare("/a%3Bb/c"), None, "an escaped ';' is part of the name");
+        assert_eq!(bare("/admin/secret"), None);
+    }
+
+    #[test]
+    fn a_url_is_split_strictly_and_normalised() {
+        let u = url("HTTPS://App.Example.COM.:8443/%61dmin/../x?q=1").unwrap();
+        assert_eq!((u.scheme, u.host.name.as_ref(), u.host.port), ("https", "app.example.com", Some(8443)));
+        assert_eq!((u.path.as_ref(), u.query), ("/x", Some("q=1")));
+        assert_eq!(u.to_text(), "https://app.example.com:8443/x?q=1");
+        assert_eq!(url("http://a.test").unwrap().path, "/");
+        assert_eq!(url("ftp://a.test/"), Err(UrlError::NotAbsolute));
+        assert_eq!(url("//a.test/"), Err(UrlError::NotAbsolute));
+        assert_eq!(url("http:///x"), Err(UrlError::Host));
+        assert_eq!(url("http://a.test\\@b.test/"), Err(UrlError::Host));
+        assert_eq!(url("http://a.test/#x"), Err(UrlError::Target));
+        assert_eq!(url("http://a.test/a%2fb"), Err(UrlError::Path));
     }
 
     #[test]
