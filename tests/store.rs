@@ -15,6 +15,8 @@ mod support;
 #[path = "store/suite.rs"]
 mod suite;
 
+#[path = "store/attempts.rs"]
+mod attempts;
 #[path = "store/audit.rs"]
 mod audit;
 #[path = "store/codes.rs"]
@@ -49,6 +51,7 @@ use portcullis::config::StoreConfig;
 use portcullis::store::Store;
 use support::redis::{RedisServer, server_or_skip};
 
+use attempts::*;
 use audit::*;
 use codes::*;
 pub use common::*;

@@ -13,6 +13,8 @@ mod support;
 #[path = "store/suite.rs"]
 mod suite;
 
+#[path = "store/attempts.rs"]
+mod attempts;
 #[path = "store/audit.rs"]
 mod audit;
 #[path = "store/codes.rs"]
@@ -42,6 +44,7 @@ use portcullis::store::{CodePurpose, RateBucket, RateDecision, Store};
 use support::redis::{RedisCluster, key_slot, or_skip};
 use tokio::task::JoinHandle;
 
+use attempts::*;
 use audit::*;
 use codes::*;
 pub use common::*;

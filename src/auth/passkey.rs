@@ -167,23 +167,46 @@ impl Passkeys {
         self.webauthn.as_deref().ok_or(PasskeyError::Unavailable)
     }
 
-    async fn stored(&self, user: &str) -> Result<Vec<Stored>, PasskeyError> {
-        match self.store.passkeys(user).await? {
-            None => Ok(Vec::new()),
+    /// The user's passkeys, with the text they were read from.
+    async fn read(&self, user: &str) -> Result<(Option<String>, Vec<Stored>), PasskeyError> {
+        let raw = self.store.passkeys(user).await?;
+        let keys = match &raw {
+            None => Vec::new(),
             Some(json) => {
-                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("passkeys of {user}: {e}")).into())
+                serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("passkeys of {user}: {e}")))?
             }
-        }
+        };
+        Ok((raw, keys))
     }
 
-    async fn save(&self, user: &str, keys: &[Stored]) -> Result<(), PasskeyError> {
-        if keys.is_empty() {
-            self.store.set_passkeys(user, None).await?;
-        } else {
-            let json = serde_json::to_string(keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            self.store.set_passkeys(user, Some(&json)).await?;
+    async fn stored(&self, user: &str) -> Result<Vec<Stored>, PasskeyError> {
+        Ok(self.read(user).await?.1)
+    }
+
+    /// Changes the user's passkeys in one atomic step (`Store::swap_passkeys`):
+    /// `edit` changes the list as read, and if another change came first it
+    /// runs again on the list as that change left it. Nothing is written when
+    /// `edit` leaves the list as it was, or fails.
+    async fn change<T>(
+        &self,
+        user: &str,
+        mut edit: impl FnMut(&mut Vec<Stored>) -> Result<T, PasskeyError>,
+    ) -> Result<T, PasskeyError> {
+        // Each retry means another change landed meanwhile; a handful of them
+        // in a row means something is wrong, not busy.
+        for _ in 0..8 {
+            let (raw, mut keys) = self.read(user).await?;
+            let out = edit(&mut keys)?;
+            let new = if keys.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&keys).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            };
+            if new == raw || self.store.swap_passkeys(user, raw.as_deref(), new.as_deref()).await? {
+                return Ok(out);
+            }
         }
-        Ok(())
+        Err(StoreError::Unavailable(format!("the passkeys of {user} kept changing")).into())
     }
 
     /// The user's passkeys, oldest first.
@@ -239,27 +262,30 @@ impl Passkeys {
         let credential: RegisterPublicKeyCredential =
             serde_json::from_str(credential).map_err(|_| PasskeyError::Refused)?;
         let key = webauthn.finish_passkey_registration(&credential, &reg.state).map_err(|_| PasskeyError::Refused)?;
-        let mut keys = self.stored(&user.username).await?;
         let id = URL_SAFE_NO_PAD.encode(key.cred_id().as_slice());
-        if keys.iter().any(|k| k.id == id) {
-            return Err(PasskeyError::Refused);
-        }
-        if keys.len() >= MAX_PASSKEYS {
-            return Err(PasskeyError::TooMany);
-        }
         let info = PasskeyInfo { id: id.clone(), name: reg.name.clone(), created: self.clock.now_unix() };
-        keys.push(Stored { id, name: reg.name, created: info.created, key });
-        self.save(&user.username, &keys).await?;
+        self.change(&user.username, |keys| {
+            if keys.iter().any(|k| k.id == id) {
+                return Err(PasskeyError::Refused);
+            }
+            if keys.len() >= MAX_PASSKEYS {
+                return Err(PasskeyError::TooMany);
+            }
+            keys.push(Stored { id: id.clone(), name: reg.name.clone(), created: info.created, key: key.clone() });
+            Ok(())
+        })
+        .await?;
         Ok(info)
     }
 
     /// Removes the passkey `id`; returns its name and how many remain.
     pub async fn remove(&self, user: &User, id: &str) -> Result<(String, usize), PasskeyError> {
-        let mut keys = self.stored(&user.username).await?;
-        let at = keys.iter().position(|k| k.id == id).ok_or(PasskeyError::NoSuchPasskey)?;
-        let gone = keys.remove(at);
-        self.save(&user.username, &keys).await?;
-        Ok((gone.name, keys.len()))
+        self.change(&user.username, |keys| {
+            let at = keys.iter().position(|k| k.id == id).ok_or(PasskeyError::NoSuchPasskey)?;
+            let gone = keys.remove(at);
+            Ok((gone.name, keys.len()))
+        })
+        .await
     }
 
     /// Starts a sign-in for the pending login `login_id`: the options for
@@ -306,18 +332,23 @@ impl Passkeys {
         let Ok(result) = webauthn.finish_passkey_authentication(&credential, &signing.state) else {
             return Ok(PasskeyCheck::Refused);
         };
-        let mut keys = self.stored(&user.username).await?;
-        if keys.is_empty() {
-            return Ok(PasskeyCheck::NotEnrolled);
-        }
-        let Some(key) = keys.iter_mut().find(|k| k.key.cred_id() == result.cred_id()) else {
-            // Removed between the start and the finish.
-            return Ok(PasskeyCheck::Refused);
-        };
-        if key.key.update_credential(&result) == Some(true) {
-            self.save(&user.username, &keys).await?;
-        }
-        Ok(PasskeyCheck::Accepted)
+        // The signature counter is written back in one atomic step with the
+        // check that the key is still there: a passkey removed meanwhile
+        // stays removed, and signs nobody in.
+        self.change(&user.username, |keys| {
+            if keys.is_empty() {
+                return Ok(PasskeyCheck::NotEnrolled);
+            }
+            Ok(match keys.iter_mut().find(|k| k.key.cred_id() == result.cred_id()) {
+                Some(key) => {
+                    key.key.update_credential(&result);
+                    PasskeyCheck::Accepted
+                }
+                // Removed between the start and the finish.
+                None => PasskeyCheck::Refused,
+            })
+        })
+        .await
     }
 }
 

@@ -15,9 +15,9 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 use super::types::{
-    AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, IpHistory, PendingLogin, RATE_RECORD_CAP,
-    RateBucket, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, TotpSecrets, UserState, duration_ms,
-    lock, session_expiry_ms,
+    AUDIT_GLOBAL, AUDIT_PER_USER, Admission, Attempt, AttemptLimits, AuditRecord, CodeCheck, CodePurpose, IpHistory,
+    PendingLogin, RATE_RECORD_CAP, RateBucket, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult,
+    TotpSecrets, UserState, duration_ms, lock, session_expiry_ms,
 };
 use crate::clock::Clock;
 use crate::config::StoreConfig;
@@ -39,7 +39,7 @@ pub(super) struct MemoryStore {
     codes: Mutex<Table<(String, CodePurpose), CodeEntry>>,
     cooldowns: Mutex<Table<(String, CodePurpose), Until>>,
     rates: Mutex<Table<(RateBucket, String), RateLog>>,
-    locks: Mutex<Table<String, Until>>,
+    locks: Mutex<Table<String, Lock>>,
     ceremonies: Mutex<Table<String, Expiring<String>>>,
     audit: Mutex<Audit>,
     durable: Durable,
@@ -93,7 +93,20 @@ impl<K: Eq + Hash, V: Expires> Table<K, V> {
     }
 }
 
-/// A deadline in unix ms (cooldowns, locks).
+/// An account's lock: until when (unix ms), and the admitted attempt that
+/// set it, if one did (`admit_attempt`), which may lift it again.
+struct Lock {
+    until: u64,
+    by: Option<String>,
+}
+
+impl Expires for Lock {
+    fn alive(&self, now: u64) -> bool {
+        now < self.until
+    }
+}
+
+/// A deadline in unix ms (cooldowns).
 struct Until(u64);
 
 impl Expires for Until {
@@ -511,14 +524,14 @@ impl MemoryStore {
         let key = user.to_owned();
         let mut locks = lock(&self.locks);
         locks.make_room(&key, self.max_entries, now)?;
-        locks.map.insert(key, Until(now.saturating_add(duration_ms(duration))));
+        locks.map.insert(key, Lock { until: now.saturating_add(duration_ms(duration)), by: None });
         Ok(())
     }
 
     pub(super) async fn account_locked(&self, user: &str) -> StoreResult<Option<Duration>> {
         let now = self.clock.now_ms();
         let mut locks = lock(&self.locks);
-        Ok(locks.live_mut(&user.to_owned(), now).map(|Until(until)| Duration::from_millis(*until - now)))
+        Ok(locks.live_mut(&user.to_owned(), now).map(|l| Duration::from_millis(l.until - now)))
     }
 
     pub(super) async fn unlock_account(&self, user: &str) -> StoreResult<bool> {
@@ -526,6 +539,66 @@ impl MemoryStore {
         let was_locked = lock(&self.locks).map.remove(user).is_some_and(|l| l.alive(now));
         self.rate_reset(RateBucket::AccountFailures, user).await?;
         Ok(was_locked)
+    }
+
+    /// One step under the lock and window mutexes (always taken in this
+    /// order): the lock, the cap, then the account's window.
+    pub(super) async fn admit_attempt(&self, user: &str, limits: &AttemptLimits<'_>) -> StoreResult<Admission> {
+        let now = self.clock.now_ms();
+        let mut locks = lock(&self.locks);
+        if let Some(l) = locks.live_mut(&user.to_owned(), now) {
+            return Ok(Admission::Locked { retry_after: Duration::from_millis(l.until - now) });
+        }
+        let mut rates = lock(&self.rates);
+        let cap = match limits.cap {
+            Some((key, limit, window)) => {
+                let k = (RateBucket::TotpFailures, key.to_owned());
+                rates.make_room(&k, self.max_entries, now)?;
+                let window_ms = duration_ms(window);
+                let log = rates.map.entry(k).or_insert_with(|| RateLog { hits: VecDeque::new(), window_ms });
+                log.slide(now, window_ms);
+                match log.decide(now, limit, true) {
+                    RateDecision::Allowed { remaining } => Some(remaining),
+                    RateDecision::Limited { .. } => return Ok(Admission::CapReached),
+                }
+            }
+            None => None,
+        };
+        let k = (RateBucket::AccountFailures, user.to_owned());
+        rates.make_room(&k, self.max_entries, now)?;
+        let window_ms = duration_ms(limits.window);
+        let log = rates.map.entry(k).or_insert_with(|| RateLog { hits: VecDeque::new(), window_ms });
+        log.slide(now, window_ms);
+        log.hits.push_back(now);
+        let n = u32::try_from(log.hits.len()).unwrap_or(u32::MAX);
+        let ticket = format!("{now}:{:016x}", rand::random::<u64>());
+        let locked = n >= limits.limit;
+        if locked {
+            locks.make_room(&user.to_owned(), self.max_entries, now)?;
+            let until = now.saturating_add(duration_ms(limits.lock_for));
+            locks.map.insert(user.to_owned(), Lock { until, by: Some(ticket.clone()) });
+        }
+        Ok(Admission::Admitted(Attempt {
+            ticket,
+            remaining: limits.limit.saturating_sub(n),
+            cap_remaining: cap,
+            locked,
+        }))
+    }
+
+    pub(super) async fn attempt_right(&self, user: &str, attempt: &Attempt) -> StoreResult<()> {
+        let at: u64 = attempt.ticket.split(':').next().and_then(|t| t.parse().ok()).unwrap_or(0);
+        let mut locks = lock(&self.locks);
+        if locks.map.get(user).is_some_and(|l| l.by.as_deref() == Some(attempt.ticket.as_str())) {
+            locks.map.remove(user);
+        }
+        let mut rates = lock(&self.rates);
+        if let Some(log) = rates.map.get_mut(&(RateBucket::AccountFailures, user.to_owned()))
+            && let Some(i) = log.hits.iter().rposition(|&t| t == at)
+        {
+            log.hits.remove(i);
+        }
+        Ok(())
     }
 
     // --- durable per-user state ---
@@ -570,8 +643,8 @@ impl MemoryStore {
         Ok(self.durable.passkeys(user))
     }
 
-    pub(super) async fn set_passkeys(&self, user: &str, json: Option<&str>) -> StoreResult<()> {
-        self.durable.set_passkeys(user, json).await
+    pub(super) async fn swap_passkeys(&self, user: &str, old: Option<&str>, new: Option<&str>) -> StoreResult<bool> {
+        self.durable.swap_passkeys(user, old, new).await
     }
 
     pub(super) async fn put_ceremony(&self, key: &str, json: &str, ttl: Duration) -> StoreResult<()> {

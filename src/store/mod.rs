@@ -301,6 +301,22 @@ impl Store {
         dispatch!(self, b => b.account_locked(user))
     }
 
+    /// Admits one answer of a second factor for comparison, in one atomic
+    /// step: refused while the account is locked or `limits.cap` is used up;
+    /// else its failure is counted first (in the account's window and the
+    /// cap), and if that fills the account's window the account is locked
+    /// before the answer is compared. Parallel guesses therefore compare at
+    /// most as many answers as the limits allow.
+    pub async fn admit_attempt(&self, user: &str, limits: &AttemptLimits<'_>) -> StoreResult<Admission> {
+        dispatch!(self, b => b.admit_attempt(user, limits))
+    }
+
+    /// The admitted answer was right: its failure is taken back from the
+    /// account's window, and the lock it set (if it set one) is lifted.
+    pub async fn attempt_right(&self, user: &str, attempt: &Attempt) -> StoreResult<()> {
+        dispatch!(self, b => b.attempt_right(user, attempt))
+    }
+
     /// Clears the lock and the account's failure window; true if it was locked.
     pub async fn unlock_account(&self, user: &str) -> StoreResult<bool> {
         dispatch!(self, b => b.unlock_account(user))
@@ -364,9 +380,14 @@ impl Store {
         dispatch!(self, b => b.passkeys(user))
     }
 
-    /// Replaces the user's passkeys; None forgets them all.
-    pub async fn set_passkeys(&self, user: &str, json: Option<&str>) -> StoreResult<()> {
-        dispatch!(self, b => b.set_passkeys(user, json))
+    /// Replaces the user's passkeys (None forgets them all) if they are still
+    /// `old` (None: there were none), in one atomic step: a list read,
+    /// changed and written back cannot undo a change made meanwhile (a
+    /// passkey removed while a sign-in with it finishes stays removed).
+    /// False, and nothing changed, when another change came first: read
+    /// again and retry.
+    pub async fn swap_passkeys(&self, user: &str, old: Option<&str>, new: Option<&str>) -> StoreResult<bool> {
+        dispatch!(self, b => b.swap_passkeys(user, old, new))
     }
 
     /// Keeps a WebAuthn ceremony's state (registration or sign-in) between

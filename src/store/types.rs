@@ -122,7 +122,9 @@ pub enum RateBucket {
     /// Repeated-failure alerts per account (at most one per window).
     FailureAlerts,
     /// Wrong authenticator-app codes per pending login (by its public id),
-    /// which void the app for that login as wrong tries void an e-mailed code.
+    /// which void the app for that login as wrong tries void an e-mailed code;
+    /// also wrong codes confirming a new app, per setup. Counted by
+    /// `Store::admit_attempt` (the Redis key is under the user's hash tag).
     TotpFailures,
 }
 
@@ -177,6 +179,51 @@ pub enum CodeCheck {
 pub enum RateDecision {
     Allowed { remaining: u32 },
     Limited { retry_after: Duration },
+}
+
+/// The limits a second factor's answer is admitted under
+/// (`Store::admit_attempt`).
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptLimits<'a> {
+    /// Failures the account may have within `window` (`lockout.account_failures`).
+    pub limit: u32,
+    pub window: Duration,
+    /// How long the account stays locked once its window is full.
+    pub lock_for: Duration,
+    /// A narrower cap of its own (a pending login's wrong app codes, a new
+    /// app's wrong confirming codes): its key (unique to the login or
+    /// setup), limit and window. Answers past it are refused before any
+    /// comparison.
+    pub cap: Option<(&'a str, u32, Duration)>,
+}
+
+/// A second factor's answer admitted for comparison. Its failure is
+/// counted before the answer is compared, so parallel guesses can never
+/// compare more answers than the limits allow; a right answer takes its
+/// failure back (`Store::attempt_right`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// Names this attempt's entry in the account's failure window (and the
+    /// lock it set, if it set one).
+    pub ticket: String,
+    /// Failures the account may still have after this one.
+    pub remaining: u32,
+    /// Failures the cap (if one was given) may still have after this one.
+    pub cap_remaining: Option<u32>,
+    /// This attempt filled the account's window: the account was locked
+    /// before its answer was compared (and is unlocked if the answer is right).
+    pub locked: bool,
+}
+
+/// Whether a second factor's answer may be compared at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Compare it; its failure is already counted.
+    Admitted(Attempt),
+    /// The account is locked: nothing is compared.
+    Locked { retry_after: Duration },
+    /// The cap of the login (or setup) is used up: nothing is compared.
+    CapReached,
 }
 
 /// What the store knew of a login's IP before recording it.

@@ -123,16 +123,27 @@ pub async fn a_totp_step_is_accepted_once_and_never_an_earlier_one(s: &Store) {
 pub async fn passkeys_are_kept_per_user_and_count_as_a_second_factor(s: &Store) {
     assert_eq!(s.passkeys("alice").await.unwrap(), None);
     assert!(!s.user_state("alice").await.unwrap().passkey_enabled);
-    s.set_passkeys("alice", Some("[1]")).await.unwrap();
+    assert!(s.swap_passkeys("alice", None, Some("[1]")).await.unwrap());
     let state = s.user_state("alice").await.unwrap();
     assert!(state.passkey_enabled && state.has_second_factor() && !state.otp_enabled && !state.totp_enabled);
     assert_eq!(s.passkeys("alice").await.unwrap().as_deref(), Some("[1]"));
     assert_eq!(s.passkeys("bob").await.unwrap(), None, "per user");
-    s.set_passkeys("alice", Some("[1,2]")).await.unwrap();
+    assert!(s.swap_passkeys("alice", Some("[1]"), Some("[1,2]")).await.unwrap());
     assert_eq!(s.passkeys("alice").await.unwrap().as_deref(), Some("[1,2]"), "replaced whole");
-    s.set_passkeys("alice", None).await.unwrap();
+    assert!(s.swap_passkeys("alice", Some("[1,2]"), None).await.unwrap());
     assert_eq!(s.passkeys("alice").await.unwrap(), None);
     assert!(!s.user_state("alice").await.unwrap().has_second_factor(), "the last one removed");
+}
+
+pub async fn a_passkey_change_lands_only_on_the_list_it_was_made_from(s: &Store) {
+    assert!(s.swap_passkeys("alice", None, Some("[1,2]")).await.unwrap());
+    // A sign-in read [1,2]; meanwhile a removal wrote [1].
+    assert!(s.swap_passkeys("alice", Some("[1,2]"), Some("[1]")).await.unwrap());
+    assert!(!s.swap_passkeys("alice", Some("[1,2]"), Some("[1,2*]")).await.unwrap(), "the stale write is refused");
+    assert_eq!(s.passkeys("alice").await.unwrap().as_deref(), Some("[1]"), "the removal stands");
+    assert!(!s.swap_passkeys("alice", None, Some("[3]")).await.unwrap(), "'there were none' is stale too");
+    assert!(!s.swap_passkeys("bob", Some("[1]"), None).await.unwrap(), "bob has none to replace");
+    assert_eq!(s.passkeys("bob").await.unwrap(), None);
 }
 
 pub async fn a_ceremony_is_taken_once(s: &Store) {

@@ -31,7 +31,7 @@ async fn durable_state_survives_reopening_from_the_state_file() {
         s.set_otp_enabled("bob", false).await.unwrap();
         s.enable_totp("carol", "sealed-secret", 41).await.unwrap();
         assert!(s.use_totp_step("carol", 42).await.unwrap());
-        s.set_passkeys("dave", Some("[{\"id\":\"k1\"}]")).await.unwrap();
+        assert!(s.swap_passkeys("dave", None, Some("[{\"id\":\"k1\"}]")).await.unwrap());
         s.put_ceremony("reg:x", "{}", Duration::from_secs(60)).await.unwrap();
         s.create_session("tok", &live_session("alice")).await.unwrap();
     } // the store is dropped here, as at shutdown

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use portcullis::config::StoreConfig;
-use portcullis::store::{AuditRecord, CodePurpose, RateBucket, RateDecision, Store, StoreError, StoreResult};
+use portcullis::store::{
+    AttemptLimits, AuditRecord, CodePurpose, RateBucket, RateDecision, Store, StoreError, StoreResult,
+};
 
 use crate::pending::pending_login;
 use crate::support::redis::server_or_skip;
@@ -202,6 +204,14 @@ async fn every_redis_key_has_its_documented_type_and_expiry() {
     s.rate_hit(RateBucket::Login, "198.51.100.7", 5, Duration::from_secs(300)).await.unwrap();
     s.rate_record(RateBucket::AccountFailures, "alice", Duration::from_secs(3600)).await.unwrap();
     s.lock_account("alice", Duration::from_secs(900)).await.unwrap();
+    let capped = AttemptLimits {
+        limit: 10,
+        window: Duration::from_secs(3600),
+        lock_for: Duration::from_secs(900),
+        cap: Some(("login-id", 3, Duration::from_secs(600))),
+    };
+    s.unlock_account("bob").await.unwrap();
+    s.admit_attempt("bob", &capped).await.unwrap();
     s.set_otp_enabled("alice", true).await.unwrap();
     s.replace_backup_codes("alice", &[code_hash("b1"), code_hash("b2")]).await.unwrap();
     s.record_known_ip("alice", "198.51.100.7").await.unwrap();
@@ -221,7 +231,8 @@ async fn every_redis_key_has_its_documented_type_and_expiry() {
         },
         key(r"^portcullis:\{u:alice\}:cooldown:login$", "string", secs(60)),
         key(r"^portcullis:rate:login:198\.51\.100\.7$", "zset", secs(300)),
-        key(r"^portcullis:rate:account_failures:alice$", "zset", secs(3600)),
+        key(r"^portcullis:\{u:(alice|bob)\}:failures$", "zset", secs(3600)),
+        key(r"^portcullis:\{u:bob\}:cap:login-id$", "zset", secs(600)),
         key(r"^portcullis:\{u:alice\}:lock$", "string", secs(900)),
         KeySpec { fields: &["otp_enabled"], ..key(r"^portcullis:\{u:alice\}:state$", "hash", None) },
         key(r"^portcullis:\{u:alice\}:backup$", "set", None),

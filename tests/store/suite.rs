@@ -29,6 +29,12 @@ macro_rules! conformance_suite {
             recording_counts_every_event_and_reset_clears_the_window,
             // account lock
             unlocking_lifts_the_lock_and_forgets_the_failures,
+            // second-factor answers, counted before they are compared
+            each_admitted_answer_counts_until_the_last_one_locks_the_account,
+            a_right_answer_takes_its_failure_back_and_lifts_only_its_own_lock,
+            password_failures_and_second_factor_answers_share_the_account_window,
+            a_cap_refuses_before_anything_is_counted_against_the_account,
+            forty_parallel_answers_compare_no_more_than_the_limits_allow,
             // durable per-user state
             two_factor_is_off_until_enabled_and_can_be_switched_off,
             each_backup_code_is_consumed_exactly_once,
@@ -38,6 +44,7 @@ macro_rules! conformance_suite {
             a_totp_step_is_accepted_once_and_never_an_earlier_one,
             fifty_concurrent_uses_of_one_totp_step_succeed_exactly_once,
             passkeys_are_kept_per_user_and_count_as_a_second_factor,
+            a_passkey_change_lands_only_on_the_list_it_was_made_from,
             a_ceremony_is_taken_once,
             // audit
             audit_lists_newest_first_per_user_and_globally,

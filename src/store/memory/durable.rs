@@ -134,8 +134,22 @@ impl Durable {
         lock(&self.state).users.get(user).and_then(|u| u.passkeys.clone())
     }
 
-    pub(super) async fn set_passkeys(&self, user: &str, json: Option<&str>) -> StoreResult<()> {
-        self.change(user, |u| u.passkeys = json.map(str::to_owned)).await
+    /// Replaces the passkeys if they are still `old`; false (and nothing
+    /// changed) if another change came first.
+    pub(super) async fn swap_passkeys(&self, user: &str, old: Option<&str>, new: Option<&str>) -> StoreResult<bool> {
+        let snapshot = {
+            let mut state = lock(&self.state);
+            if state.users.get(user).and_then(|u| u.passkeys.as_deref()) != old {
+                return Ok(false);
+            }
+            if !state.users.contains_key(user) && state.users.len() >= self.max_users {
+                return Err(StoreError::Full);
+            }
+            state.users.entry(user.to_owned()).or_default().passkeys = new.map(str::to_owned);
+            self.snapshot(&mut state)
+        };
+        self.persist(snapshot).await?;
+        Ok(true)
     }
 
     pub(super) async fn set_totp_pending(&self, user: &str, sealed: &str) -> StoreResult<()> {

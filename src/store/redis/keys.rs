@@ -90,8 +90,20 @@ impl Keys {
         format!("{}audit", self.prefix)
     }
 
+    /// A sliding window. An account's failures live under the user's hash
+    /// tag, beside its lock, which one step (`attempt_admit.lua`) reads and
+    /// sets together.
     pub(super) fn rate(&self, bucket: RateBucket, key: &str) -> String {
-        format!("{}rate:{}:{}", self.prefix, bucket.as_str(), component(key))
+        match bucket {
+            RateBucket::AccountFailures => self.user(key, "failures"),
+            _ => format!("{}rate:{}:{}", self.prefix, bucket.as_str(), component(key)),
+        }
+    }
+
+    /// The cap of one pending login's (or one setup's) second-factor
+    /// answers, `key`, under the user's hash tag.
+    pub(super) fn attempt_cap(&self, user: &str, key: &str) -> String {
+        self.user(user, &format!("cap:{}", component(key)))
     }
 }
 
@@ -118,6 +130,8 @@ mod tests {
         let k = Keys::new("portcullis:");
         assert_eq!(k.code("alice", CodePurpose::Login), "portcullis:{u:alice}:code:login");
         assert_eq!(k.lock("alice"), "portcullis:{u:alice}:lock");
+        assert_eq!(k.rate(RateBucket::AccountFailures, "alice"), "portcullis:{u:alice}:failures");
+        assert_eq!(k.attempt_cap("alice", "a/b"), "portcullis:{u:alice}:cap:a%2Fb");
     }
 
     #[test]

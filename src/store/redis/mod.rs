@@ -27,8 +27,9 @@ use std::time::Duration;
 use deadpool_redis::redis as r;
 
 use super::types::{
-    AUDIT_GLOBAL, AUDIT_PER_USER, AuditRecord, CodeCheck, CodePurpose, IpHistory, KNOWN_IPS_PER_USER, PendingLogin,
-    RATE_RECORD_CAP, RateBucket, RateDecision, StoreError, StoreResult, TotpSecrets, UserState, duration_ms, hex32,
+    AUDIT_GLOBAL, AUDIT_PER_USER, Admission, Attempt, AttemptLimits, AuditRecord, CodeCheck, CodePurpose, IpHistory,
+    KNOWN_IPS_PER_USER, PendingLogin, RATE_RECORD_CAP, RateBucket, RateDecision, StoreError, StoreResult, TotpSecrets,
+    UserState, duration_ms, hex32,
 };
 use crate::clock::Clock;
 use crate::config::StoreConfig;
@@ -304,9 +305,56 @@ impl RedisStore {
         Ok(u64::try_from(ms).ok().filter(|&ms| ms > 0).map(Duration::from_millis))
     }
 
+    pub(super) async fn admit_attempt(&self, user: &str, limits: &AttemptLimits<'_>) -> StoreResult<Admission> {
+        let clamp = |d: Duration| duration_ms(d).clamp(1, MAX_EXPIRY_MS / 4);
+        let mut call = SCRIPTS.attempt_admit.prepare_invoke();
+        call.key(self.keys.rate(RateBucket::AccountFailures, user)).key(self.keys.lock(user));
+        call.arg(limits.limit).arg(clamp(limits.window)).arg(clamp(limits.lock_for));
+        call.arg(format!("{:016x}", rand::random::<u64>()));
+        if let Some((key, limit, window)) = limits.cap {
+            call.key(self.keys.attempt_cap(user, key)).arg(limit).arg(clamp(window));
+        }
+        let mut c = self.conn().await?;
+        let reply: Vec<r::Value> = call.invoke_async(&mut c).await.map_err(redis_error)?;
+        let int = |i: usize| match reply.get(i) {
+            Some(r::Value::Int(n)) => Ok(*n),
+            _ => Err(StoreError::Corrupt("attempt_admit: unexpected reply".into())),
+        };
+        Ok(match int(0)? {
+            0 => Admission::Locked { retry_after: Duration::from_millis(u64::try_from(int(1)?).unwrap_or(0)) },
+            1 => Admission::CapReached,
+            _ => {
+                let ticket = match reply.get(1) {
+                    Some(r::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                    _ => return Err(StoreError::Corrupt("attempt_admit: no ticket".into())),
+                };
+                Admission::Admitted(Attempt {
+                    ticket,
+                    remaining: u32::try_from(int(2)?).unwrap_or(0),
+                    cap_remaining: u32::try_from(int(3)?).ok(),
+                    locked: int(4)? == 1,
+                })
+            }
+        })
+    }
+
+    pub(super) async fn attempt_right(&self, user: &str, attempt: &Attempt) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        SCRIPTS
+            .attempt_right
+            .key(self.keys.rate(RateBucket::AccountFailures, user))
+            .key(self.keys.lock(user))
+            .arg(&attempt.ticket)
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
     pub(super) async fn unlock_account(&self, user: &str) -> StoreResult<bool> {
-        // Two slots (the lock is the user's, the window is the bucket's): two
-        // DELs sent together. Each is atomic; together they need not be.
+        // One slot (the user's), but two DELs sent together: a Cluster
+        // refuses a multi-key command while the slot is half moved. Each is
+        // atomic; together they need not be.
         let c = self.conn().await?;
         let (mut a, mut b) = (c.shared(), c.shared());
         let (lock, window) = (
@@ -405,14 +453,19 @@ impl RedisStore {
         r::cmd("GET").arg(self.keys.passkeys(user)).query_async(&mut c).await.map_err(redis_error)
     }
 
-    pub(super) async fn set_passkeys(&self, user: &str, json: Option<&str>) -> StoreResult<()> {
+    pub(super) async fn swap_passkeys(&self, user: &str, old: Option<&str>, new: Option<&str>) -> StoreResult<bool> {
         let mut c = self.conn().await?;
-        let key = self.keys.passkeys(user);
-        match json {
-            Some(j) => r::cmd("SET").arg(key).arg(j).query_async::<()>(&mut c).await,
-            None => r::cmd("DEL").arg(key).query_async::<()>(&mut c).await,
-        }
-        .map_err(redis_error)
+        let swapped: i64 = SCRIPTS
+            .passkeys_swap
+            .key(self.keys.passkeys(user))
+            .arg(u8::from(old.is_some()))
+            .arg(old.unwrap_or(""))
+            .arg(u8::from(new.is_some()))
+            .arg(new.unwrap_or(""))
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_error)?;
+        Ok(swapped == 1)
     }
 
     pub(super) async fn put_ceremony(&self, key: &str, json: &str, ttl: Duration) -> StoreResult<()> {

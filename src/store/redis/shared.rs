@@ -26,6 +26,9 @@ pub(super) struct Scripts {
     pub(super) audit_push: Script,
     pub(super) totp_enable: Script,
     pub(super) totp_use: Script,
+    pub(super) attempt_admit: Script,
+    pub(super) attempt_right: Script,
+    pub(super) passkeys_swap: Script,
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -43,6 +46,9 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     audit_push: Script::new(include_str!("audit_push.lua")),
     totp_enable: Script::new(include_str!("totp_enable.lua")),
     totp_use: Script::new(include_str!("totp_use.lua")),
+    attempt_admit: Script::new(include_str!("attempt_admit.lua")),
+    attempt_right: Script::new(include_str!("attempt_right.lua")),
+    passkeys_swap: Script::new(include_str!("passkeys_swap.lua")),
 });
 
 pub(super) fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
