@@ -2,6 +2,11 @@
 //! that matches a request decides its policy, else `default_policy`. Rules that
 //! name users or groups only match once the user is known, so an anonymous
 //! request that might match them is asked to log in first.
+//!
+//! A path with segment parameters (`/admin;x/secret`) is read twice, as it is
+//! and as servers that drop parameters read it (`normalize::without_parameters`),
+//! and the stricter of the two verdicts stands: a rule written for `/admin/`
+//! holds whichever way the application behind the gateway routes.
 
 use std::net::IpAddr;
 
@@ -11,15 +16,32 @@ use regex::Regex;
 
 use crate::config::{AccessControlConfig, Policy};
 
-/// The parts of a request that rules look at, in normal form (`normalize`):
-/// the host lower-case without port or trailing dot, the path normalised.
-pub struct Subject<'a> {
+/// A request for a protected application, in normal form (`normalize`): the
+/// host lower-case without port or trailing dot, the path normalised. Proxy
+/// mode, forward-auth and a login's return address all describe the request
+/// they decide this way.
+#[derive(Debug, Clone, Copy)]
+pub struct Resource<'a> {
     pub host: &'a str,
     pub path: &'a str,
     pub method: &'a Method,
     pub ip: IpAddr,
-    /// The logged-in user and their groups, if any.
-    pub user: Option<(&'a str, &'a [String])>,
+}
+
+/// The logged-in user, as rules see them.
+#[derive(Debug, Clone, Copy)]
+pub struct Who<'a> {
+    pub user: &'a str,
+    pub groups: &'a [String],
+}
+
+/// The parts of a request that one pass over the rules looks at.
+struct Subject<'a> {
+    host: &'a str,
+    path: &'a str,
+    method: &'a Method,
+    ip: IpAddr,
+    user: Option<Who<'a>>,
 }
 
 struct Rule {
@@ -74,9 +96,25 @@ impl AccessRules {
         self.default_policy
     }
 
-    /// The policy for `s`. Without a user, a rule that names users or groups and
-    /// matches otherwise yields `NeedsIdentity`.
-    pub fn decide(&self, s: &Subject<'_>) -> Decision {
+    /// The policy for `r` (requested by `who`, once known). Without a user,
+    /// a rule that names users or groups and matches otherwise yields
+    /// `NeedsIdentity`. A path with segment parameters is decided as it is
+    /// and without them; the stricter verdict stands (`NeedsIdentity` until
+    /// the user is known, as either reading may depend on who asks).
+    pub fn policy(&self, r: &Resource<'_>, who: Option<Who<'_>>) -> Decision {
+        let subject = |path| Subject { host: r.host, path, method: r.method, ip: r.ip, user: who };
+        let as_is = self.decide(&subject(r.path));
+        let Some(bare) = crate::normalize::without_parameters(r.path) else {
+            return as_is;
+        };
+        match (as_is, self.decide(&subject(&bare))) {
+            (Decision::Policy(a), Decision::Policy(b)) => Decision::Policy(stricter(a, b)),
+            _ => Decision::NeedsIdentity,
+        }
+    }
+
+    /// One pass over the rules for one reading of the request.
+    fn decide(&self, s: &Subject<'_>) -> Decision {
         for r in &self.rules {
             if !r.domains.is_empty() && !r.domains.iter().any(|d| domain_matches(d, s.host)) {
                 continue;
@@ -87,15 +125,16 @@ impl AccessRules {
             if !r.methods.is_empty() && !r.methods.iter().any(|m| m.as_str().eq_ignore_ascii_case(s.method.as_str())) {
                 continue;
             }
-            if !r.networks.is_empty() && !r.networks.iter().any(|n| n.contains(&s.ip)) {
+            if !r.networks.is_empty() && !r.networks.iter().any(|n| n.contains(&crate::proxy::headers::canonical(s.ip)))
+            {
                 continue;
             }
             if !r.users.is_empty() || !r.groups.is_empty() {
-                let Some((user, groups)) = s.user else {
+                let Some(who) = s.user else {
                     return Decision::NeedsIdentity;
                 };
-                let user_ok = r.users.is_empty() || r.users.iter().any(|u| u == user);
-                let group_ok = r.groups.is_empty() || r.groups.iter().any(|g| groups.contains(g));
+                let user_ok = r.users.is_empty() || r.users.iter().any(|u| u == who.user);
+                let group_ok = r.groups.is_empty() || r.groups.iter().any(|g| who.groups.contains(g));
                 if !(user_ok && group_ok) {
                     continue;
                 }
@@ -104,6 +143,17 @@ impl AccessRules {
         }
         Decision::Policy(self.default_policy)
     }
+}
+
+/// The stricter of two policies: deny, then two factors, one, bypass.
+pub fn stricter(a: Policy, b: Policy) -> Policy {
+    let rank = |p: Policy| match p {
+        Policy::Bypass => 0,
+        Policy::OneFactor => 1,
+        Policy::TwoFactor => 2,
+        Policy::Deny => 3,
+    };
+    if rank(a) >= rank(b) { a } else { b }
 }
 
 /// `example.com` matches itself; `*.example.com` matches any subdomain (not the apex).
@@ -121,7 +171,7 @@ pub fn domain_matches(pattern: &str, host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{PathPattern, RuleConfig};
+    use crate::config::{MethodSetting, PathPattern, RuleConfig};
 
     fn rule(policy: Policy) -> RuleConfig {
         RuleConfig {
@@ -135,38 +185,193 @@ mod tests {
         }
     }
 
-    fn subject<'a>(host: &'a str, path: &'a str, user: Option<(&'a str, &'a [String])>) -> Subject<'a> {
-        Subject { host, path, method: &Method::GET, ip: "10.1.2.3".parse().unwrap(), user }
+    fn rules(default_policy: Policy, rules: Vec<RuleConfig>) -> AccessRules {
+        AccessRules::new(&AccessControlConfig { default_policy, rules })
     }
+
+    fn path(p: &str) -> Option<PathPattern> {
+        Some(PathPattern(Regex::new(p).unwrap()))
+    }
+
+    /// A GET from 10.1.2.3.
+    fn get<'a>(host: &'a str, path: &'a str) -> Resource<'a> {
+        Resource { host, path, method: &Method::GET, ip: "10.1.2.3".parse().unwrap() }
+    }
+
+    const ONE: Decision = Decision::Policy(Policy::OneFactor);
+    const TWO: Decision = Decision::Policy(Policy::TwoFactor);
+    const DENY: Decision = Decision::Policy(Policy::Deny);
+    const BYPASS: Decision = Decision::Policy(Policy::Bypass);
 
     #[test]
     fn first_matching_rule_wins_else_default() {
         let mut public = rule(Policy::Bypass);
-        public.path = Some(PathPattern(Regex::new("^/public/").unwrap()));
+        public.path = path("^/public/");
         public.domain = vec!["*.example.com".into()];
-        let cfg =
-            AccessControlConfig { default_policy: Policy::TwoFactor, rules: vec![public, rule(Policy::OneFactor)] };
-        let rules = AccessRules::new(&cfg);
-        assert_eq!(rules.decide(&subject("app.example.com", "/public/x", None)), Decision::Policy(Policy::Bypass));
-        assert_eq!(rules.decide(&subject("example.com", "/public/x", None)), Decision::Policy(Policy::OneFactor));
+        let r = rules(Policy::TwoFactor, vec![public, rule(Policy::OneFactor)]);
+        assert_eq!(r.policy(&get("app.example.com", "/public/x"), None), BYPASS);
+        assert_eq!(r.policy(&get("example.com", "/public/x"), None), ONE);
+        assert_eq!(rules(Policy::TwoFactor, vec![]).policy(&get("a", "/"), None), TWO, "no rule: the default");
+    }
+
+    #[test]
+    fn an_exact_domain_matches_itself_only_and_the_host_as_normalised() {
+        let mut app = rule(Policy::Bypass);
+        app.domain = vec!["App.Example.com.".into()];
+        let r = rules(Policy::Deny, vec![app]);
+        assert_eq!(r.policy(&get("app.example.com", "/"), None), BYPASS, "case and trailing dot in the rule");
+        for other in ["example.com", "x.app.example.com", "app.example.co", "app.example.com.evil"] {
+            assert_eq!(r.policy(&get(other, "/"), None), DENY, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_wildcard_domain_matches_subdomains_only() {
+        assert!(domain_matches("*.example.com", "a.example.com"));
+        assert!(domain_matches("*.example.com", "a.b.example.com"));
+        assert!(!domain_matches("*.example.com", "example.com"));
+        assert!(!domain_matches("*.example.com", "badexample.com"));
+        assert!(!domain_matches("*.example.com", ".example.com"));
+        assert!(domain_matches("example.com", "example.com"));
+        assert!(!domain_matches("example.com", "a.example.com"));
+    }
+
+    #[test]
+    fn a_path_rule_is_a_regex_over_the_normal_path() {
+        let mut admin = rule(Policy::TwoFactor);
+        admin.path = path("^/admin/");
+        let r = rules(Policy::OneFactor, vec![admin]);
+        assert_eq!(r.policy(&get("a", "/admin/x"), None), TWO);
+        assert_eq!(r.policy(&get("a", "/public/admin/x"), None), ONE, "anchored");
+        assert_eq!(r.policy(&get("a", "/admin"), None), ONE, "the rule says /admin/");
+    }
+
+    #[test]
+    fn a_methods_rule_applies_to_those_methods_in_any_case_and_no_other() {
+        let mut writes = rule(Policy::Deny);
+        writes.methods = vec![MethodSetting(Method::POST), MethodSetting(Method::DELETE)];
+        let r = rules(Policy::OneFactor, vec![writes]);
+        let with = |m: &Method| r.policy(&Resource { method: m, ..get("a", "/") }, None);
+        assert_eq!(with(&Method::POST), DENY);
+        assert_eq!(with(&Method::DELETE), DENY);
+        assert_eq!(with(&Method::from_bytes(b"post").unwrap()), DENY, "methods compare without case");
+        assert_eq!(with(&Method::GET), ONE, "another method is not matched");
+        assert_eq!(with(&Method::PUT), ONE);
+    }
+
+    #[test]
+    fn a_networks_rule_matches_addresses_inside_v4_v6_and_mapped() {
+        let mut inside = rule(Policy::Bypass);
+        inside.networks = vec!["10.0.0.0/8".parse().unwrap(), "2001:db8::/32".parse().unwrap()];
+        let r = rules(Policy::TwoFactor, vec![inside]);
+        let from = |ip: &str| r.policy(&Resource { ip: ip.parse().unwrap(), ..get("a", "/") }, None);
+        assert_eq!(from("10.9.8.7"), BYPASS);
+        assert_eq!(from("11.0.0.1"), TWO);
+        assert_eq!(from("2001:db8::1"), BYPASS);
+        assert_eq!(from("2001:db9::1"), TWO);
+        assert_eq!(from("::ffff:10.1.1.1"), BYPASS, "an IPv4-mapped address is its IPv4 address");
+        assert_eq!(from("::ffff:11.1.1.1"), TWO);
+    }
+
+    #[test]
+    fn a_users_rule_matches_those_users_only() {
+        let mut alice = rule(Policy::Bypass);
+        alice.users = vec!["alice".into()];
+        let r = rules(Policy::Deny, vec![alice]);
+        let as_user = |u: &str| r.policy(&get("a", "/"), Some(Who { user: u, groups: &[] }));
+        assert_eq!(r.policy(&get("a", "/"), None), Decision::NeedsIdentity);
+        assert_eq!(as_user("alice"), BYPASS);
+        assert_eq!(as_user("bob"), DENY, "another user is not matched");
+        assert_eq!(as_user("Alice"), DENY, "user names are exact");
     }
 
     #[test]
     fn group_rules_need_the_user_first() {
         let mut admins = rule(Policy::TwoFactor);
         admins.groups = vec!["admins".into()];
-        let cfg = AccessControlConfig { default_policy: Policy::Deny, rules: vec![admins] };
-        let rules = AccessRules::new(&cfg);
-        assert_eq!(rules.decide(&subject("a", "/", None)), Decision::NeedsIdentity);
+        let r = rules(Policy::Deny, vec![admins]);
+        assert_eq!(r.policy(&get("a", "/"), None), Decision::NeedsIdentity);
         let g = vec!["admins".to_string()];
-        assert_eq!(rules.decide(&subject("a", "/", Some(("bob", &g)))), Decision::Policy(Policy::TwoFactor));
-        assert_eq!(rules.decide(&subject("a", "/", Some(("eve", &[])))), Decision::Policy(Policy::Deny));
+        assert_eq!(r.policy(&get("a", "/"), Some(Who { user: "bob", groups: &g })), TWO);
+        assert_eq!(r.policy(&get("a", "/"), Some(Who { user: "eve", groups: &[] })), DENY);
     }
 
     #[test]
-    fn wildcard_domains_do_not_match_lookalikes() {
-        assert!(domain_matches("*.example.com", "a.example.com"));
-        assert!(!domain_matches("*.example.com", "example.com"));
-        assert!(!domain_matches("*.example.com", "badexample.com"));
+    fn a_rule_with_users_and_groups_needs_both() {
+        let mut both = rule(Policy::Bypass);
+        both.users = vec!["alice".into()];
+        both.groups = vec!["ops".into()];
+        let r = rules(Policy::Deny, vec![both]);
+        let ops = vec!["ops".to_string()];
+        assert_eq!(r.policy(&get("a", "/"), Some(Who { user: "alice", groups: &ops })), BYPASS);
+        assert_eq!(r.policy(&get("a", "/"), Some(Who { user: "alice", groups: &[] })), DENY);
+        assert_eq!(r.policy(&get("a", "/"), Some(Who { user: "bob", groups: &ops })), DENY);
+    }
+
+    #[test]
+    fn every_clause_of_a_rule_must_match() {
+        let mut narrow = rule(Policy::Bypass);
+        narrow.domain = vec!["app.test".into()];
+        narrow.path = path("^/x");
+        narrow.methods = vec![MethodSetting(Method::GET)];
+        narrow.networks = vec!["10.0.0.0/8".parse().unwrap()];
+        let r = rules(Policy::Deny, vec![narrow]);
+        assert_eq!(r.policy(&get("app.test", "/x"), None), BYPASS);
+        assert_eq!(r.policy(&get("other.test", "/x"), None), DENY);
+        assert_eq!(r.policy(&get("app.test", "/y"), None), DENY);
+        assert_eq!(r.policy(&Resource { method: &Method::POST, ..get("app.test", "/x") }, None), DENY);
+        assert_eq!(r.policy(&Resource { ip: "192.0.2.1".parse().unwrap(), ..get("app.test", "/x") }, None), DENY);
+    }
+
+    #[test]
+    fn path_parameters_cannot_slip_past_a_rule() {
+        let mut admin = rule(Policy::TwoFactor);
+        admin.path = path("^/admin/");
+        let mut internal = rule(Policy::Deny);
+        internal.path = path("^/internal/");
+        let r = rules(Policy::OneFactor, vec![admin, internal]);
+        for p in ["/admin;x/secret", "/;/admin/secret", "/admin;jsessionid=1/x"] {
+            assert_eq!(r.policy(&get("a", p), None), TWO, "{p}");
+        }
+        assert_eq!(r.policy(&get("a", "/internal;a/x"), None), DENY);
+        assert_eq!(r.policy(&get("a", "/public;v=1/x"), None), ONE, "parameters alone change nothing");
+    }
+
+    #[test]
+    fn with_parameters_the_stricter_reading_wins_both_ways() {
+        // A rule that matches the parameters themselves still holds.
+        let mut session_ids = rule(Policy::Deny);
+        session_ids.path = path(";jsessionid=");
+        let mut public = rule(Policy::Bypass);
+        public.path = path("^/public/");
+        let r = rules(Policy::OneFactor, vec![session_ids, public]);
+        assert_eq!(r.policy(&get("a", "/public/x;jsessionid=1"), None), DENY);
+        assert_eq!(r.policy(&get("a", "/public/x"), None), BYPASS);
+    }
+
+    #[test]
+    fn with_parameters_a_reading_that_needs_the_user_waits_for_them() {
+        let mut admins = rule(Policy::Bypass);
+        admins.path = path("^/admin/");
+        admins.groups = vec!["admins".into()];
+        let r = rules(Policy::OneFactor, vec![admins]);
+        assert_eq!(r.policy(&get("a", "/admin;x/y"), None), Decision::NeedsIdentity);
+        let g = vec!["admins".to_string()];
+        assert_eq!(
+            r.policy(&get("a", "/admin;x/y"), Some(Who { user: "bob", groups: &g })),
+            ONE,
+            "stricter of bypass and one"
+        );
+    }
+
+    #[test]
+    fn stricter_orders_deny_two_one_bypass() {
+        use Policy::*;
+        let order = [Bypass, OneFactor, TwoFactor, Deny];
+        for (i, a) in order.iter().enumerate() {
+            for (j, b) in order.iter().enumerate() {
+                assert_eq!(stricter(*a, *b), order[i.max(j)], "{a:?} {b:?}");
+            }
+        }
     }
 }

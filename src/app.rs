@@ -220,14 +220,7 @@ impl Shared<'_> {
             secret.clone(),
         );
         let fingerprints = Arc::new(Fingerprints::new(secret));
-        let gate = Gate::new(
-            rules.clone(),
-            store.clone(),
-            users.clone(),
-            cookies.clone(),
-            fingerprints.clone(),
-            audit.clone(),
-        );
+        let gate = Gate::new(rules, store.clone(), users.clone(), cookies.clone(), fingerprints.clone(), audit.clone());
         let login = LoginFlow {
             store: store.clone(),
             users: users.clone(),
@@ -241,7 +234,7 @@ impl Shared<'_> {
             notifier: notifier.clone(),
             suspicious,
             fingerprints,
-            rules,
+            levels: gate.levels().clone(),
             settings: Arc::new(LoginSettings {
                 session: config.session.clone(),
                 account_url: format!("{public_origin}{}/account", config.auth.prefix),
@@ -249,7 +242,7 @@ impl Shared<'_> {
             clock: clock.clone(),
         };
         let account = AccountActions {
-            default_policy: config.access_control.default_policy,
+            levels: gate.levels().clone(),
             store: store.clone(),
             passwords,
             codes,

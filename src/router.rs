@@ -166,13 +166,7 @@ impl Gateway {
         let Some(host) = host_value.as_ref().and_then(|h| h.to_str().ok()).and_then(|h| normalize::host(h).ok()) else {
             return Outcome::new("proxy", self.replies.failure(format, &Failure::BadHost));
         };
-        let facts = Facts {
-            host: &host.name,
-            path: req.uri().path(),
-            method: req.method(),
-            client_ip: info.client_ip,
-            headers: req.headers(),
-        };
+        let facts = Facts::new(&host.name, req.uri().path(), req.method(), info.client_ip, req.headers());
         let verdict = match self.gate.check(&facts).await {
             Ok(v) => v,
             Err(e) => return Outcome::new("proxy", self.replies.failure(format, &Failure::Store(e))),

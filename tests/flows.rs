@@ -17,6 +17,7 @@ use portcullis::auth::users::{self, Users};
 use portcullis::clock::Clock;
 use portcullis::config::{Config, MailTransport, Policy, Secret};
 use portcullis::gate::Authenticated;
+use portcullis::gate::Target;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -271,10 +272,13 @@ async fn the_account_needs_the_strongest_level_of_deployment_and_enrolment() {
     };
     let user = f.session(&done.token).await.expect("logged in").user;
     let account = &f.app.gateway.portal.account;
-    assert_eq!(account.required_level(&user).await.unwrap(), AuthLevel::OneFactor);
+    let need = |target| account.required_level(&user, target);
+    assert_eq!(need(Target::Account).await.unwrap(), AuthLevel::OneFactor);
+    assert_eq!(need(Target::NewFactor).await.unwrap(), AuthLevel::TwoFactor, "adding a factor: two, always");
     f.app.store.set_otp_enabled("alice", true).await.unwrap();
-    assert_eq!(account.required_level(&user).await.unwrap(), AuthLevel::TwoFactor, "enrolled: two");
+    assert_eq!(need(Target::Account).await.unwrap(), AuthLevel::TwoFactor, "enrolled: two");
     let f = flow(Policy::TwoFactor).await;
     let account = &f.app.gateway.portal.account;
-    assert_eq!(account.required_level(&user).await.unwrap(), AuthLevel::TwoFactor, "the deployment asks two");
+    let need = account.required_level(&user, Target::Account).await.unwrap();
+    assert_eq!(need, AuthLevel::TwoFactor, "the deployment asks two");
 }

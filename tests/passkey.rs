@@ -34,6 +34,12 @@ async fn adding_a_passkey_needs_the_password_and_offers_creation_options_for_thi
     assert_eq!(s, 401, "a session is needed");
 
     let c = h.login_client("testuser", PASSWORD, FIREFOX).await;
+    let (s, v) =
+        h.post_as(&c, "/_auth/api/passkey/register/start", json!({"password": PASSWORD, "name": "Laptop"})).await;
+    assert_eq!((s.as_u16(), &v["step_up"]), (401, &json!(true)), "the password alone adds no factor: {v}");
+    let (s, v) = h.post_as(&c, "/_auth/api/passkey/register/finish", json!({"credential": {}})).await;
+    assert_eq!((s.as_u16(), &v["step_up"]), (401, &json!(true)), "nor finishes adding one: {v}");
+    h.step_up(&c).await;
     let (s, v) = h.post_as(&c, "/_auth/api/passkey/register/start", json!({"name": "Laptop"})).await;
     assert_eq!(s, 400, "the password is required: {v}");
     let (s, v) =
@@ -65,7 +71,7 @@ async fn adding_a_passkey_needs_the_password_and_offers_creation_options_for_thi
 
 async fn a_forged_or_unstarted_answer_adds_no_passkey(b: Backend) {
     let Some(h) = Harness::start(b, on_localhost("one_factor")).await else { return };
-    let c = h.login_client("testuser", PASSWORD, FIREFOX).await;
+    let c = h.two_factor_client("testuser", PASSWORD, FIREFOX).await;
     let forged = json!({
         "id": "AAAA", "rawId": "AAAA", "type": "public-key",
         "response": {"attestationObject": "AAAA", "clientDataJSON": "AAAA"}
@@ -146,7 +152,7 @@ async fn passkeys_are_off_when_the_public_url_is_an_ip_address() {
     let Some(h) = Harness::start(Backend::Memory, Options { policy: "one_factor", ..Default::default() }).await else {
         return;
     };
-    let c = h.login_client("testuser", PASSWORD, FIREFOX).await;
+    let c = h.two_factor_client("testuser", PASSWORD, FIREFOX).await;
     let (s, v) = h.post_as(&c, "/_auth/api/passkey/register/start", json!({"password": PASSWORD, "name": "x"})).await;
     assert_eq!(s, 404, "{v}");
     assert_eq!(v["error"], "Passkeys are not available on this server.");

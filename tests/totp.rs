@@ -17,8 +17,11 @@ use support::flow::{Backend, Harness, Options, PASSWORD};
 
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
+/// One factor by default. No resend cooldown: setting an app up takes an
+/// e-mailed code first (a step-up), and the tests then ask for e-mailed codes
+/// at once.
 fn one_factor() -> Options {
-    Options { policy: "one_factor", ..Default::default() }
+    Options { policy: "one_factor", resend_cooldown: "0s", ..Default::default() }
 }
 
 fn now_step() -> u64 {
@@ -60,7 +63,7 @@ struct Enrolled {
 }
 
 async fn enrol(h: &Harness) -> Enrolled {
-    let c = h.login_client("testuser", PASSWORD, FIREFOX).await;
+    let c = h.two_factor_client("testuser", PASSWORD, FIREFOX).await;
     let (s, v) = h.post_as(&c, "/_auth/api/totp/setup", json!({"password": PASSWORD})).await;
     assert_eq!(s, 200, "{v}");
     let secret = base32_decode(v["secret"].as_str().unwrap()).expect("a base32 secret");
@@ -99,6 +102,16 @@ async fn an_app_set_up_after_the_password_signs_in_without_any_email(b: Backend)
     let Some(h) = Harness::start(b, one_factor()).await else { return };
     let c = h.login_client("testuser", PASSWORD, FIREFOX).await;
 
+    // The password alone cannot add a factor: a code e-mailed to the address
+    // on file raises the session first.
+    let (s, v) = h.post_as(&c, "/_auth/api/totp/setup", json!({"password": PASSWORD})).await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["step_up"], true, "{v}");
+    assert_eq!(me(&h, &c).await["session_level"], "one_factor");
+    h.step_up(&c).await;
+    assert_eq!(me(&h, &c).await["session_level"], "two_factor");
+    let mails_before_setup = h.smtp.messages().len();
+
     let (s, v) = h.post_as(&c, "/_auth/api/totp/setup", json!({})).await;
     assert_eq!(s, 400, "the password is required: {v}");
     let (s, v) = h.post_as(&c, "/_auth/api/totp/setup", json!({"password": "wrong password"})).await;
@@ -126,7 +139,8 @@ async fn an_app_set_up_after_the_password_signs_in_without_any_email(b: Backend)
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["totp_enabled"], true);
     assert_eq!(v["backup_codes"].as_array().map(Vec::len), Some(8), "a user without backup codes gets 8: {v}");
-    assert_eq!(mails_about(&h, 1, "An authenticator app was set up").await, 1, "the alert e-mail");
+    let alerts = mails_about(&h, mails_before_setup + 1, "An authenticator app was set up").await;
+    assert_eq!(alerts, 1, "the alert e-mail");
     let me_now = me(&h, &c).await;
     assert_eq!(me_now["totp_enabled"], true, "{me_now}");
     assert_eq!(me_now["second_factors"], json!(["totp"]));
@@ -204,7 +218,8 @@ async fn with_an_app_a_code_can_still_be_emailed_or_a_backup_code_used(b: Backen
     let Some(h) = Harness::start(b, one_factor()).await else { return };
     let e = enrol(&h).await;
     assert_eq!(e.backup_codes.len(), 8);
-    let mails = h.smtp.wait_for(1, Duration::from_secs(5)).await.len();
+    // The step-up's code and the setup's alert.
+    let mails = h.smtp.wait_for(2, Duration::from_secs(5)).await.len();
     let login = json!({"username_or_email": "testuser", "password": PASSWORD});
 
     let c = fresh_client();
@@ -213,7 +228,7 @@ async fn with_an_app_a_code_can_still_be_emailed_or_a_backup_code_used(b: Backen
     let (s, v) = h.post_as(&c, "/_auth/api/resend-otp", json!({"method": "sms"})).await;
     assert_eq!(s, 400, "only e-mail can be sent: {v}");
     let (s, v) = h.post_as(&c, "/_auth/api/resend-otp", json!({"method": "email"})).await;
-    assert_eq!(s, 200, "the first e-mail needs no cooldown: {v}");
+    assert_eq!(s, 200, "a code is e-mailed on request: {v}");
     let code = h.code_from_mail(mails + 1).await;
     let (s, v) = h.post_as(&c, "/_auth/api/verify-login-otp", json!({"otp_code": code, "method": "email"})).await;
     assert_eq!(s, 200, "{v}");
@@ -278,7 +293,8 @@ async fn removing_the_app_needs_the_password_and_sends_an_alert(b: Backend) {
     let (s, v) = h.post_as(c, "/_auth/api/totp/remove", json!({"password": PASSWORD})).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["totp_enabled"], false);
-    assert_eq!(mails_about(&h, 2, "Your authenticator app was removed").await, 1, "the alert e-mail");
+    // After the step-up's code and the setup's alert.
+    assert_eq!(mails_about(&h, 3, "Your authenticator app was removed").await, 1, "the alert e-mail");
     let now = me(&h, c).await;
     assert_eq!((now["totp_enabled"].clone(), now["backup_codes_left"].clone()), (json!(false), json!(0)), "{now}");
     let (s, v) = h.post_as(c, "/_auth/api/totp/remove", json!({})).await;

@@ -1,4 +1,4 @@
-//! Access-rule matching (`access::AccessRules::decide`) for requests as the
+//! Access-rule matching (`access::AccessRules::policy`) for requests as the
 //! gateway sees them (path and host normalised by `normalize`).
 //!
 //! Input: line 1 `METHOD host path client-ip user groups` (space-separated,
@@ -13,14 +13,17 @@
 //! without the user is the verdict for every user (identity only matters
 //! where the anonymous check said "needs identity"), and once the user is
 //! known the answer is a policy; a wildcard domain never matches its apex or
-//! a look-alike.
+//! a look-alike. Segment parameters (`;x`, which Tomcat, Jetty and Spring
+//! drop) never loosen a verdict: a path with them is decided at least as
+//! strictly as the path without them, and adding `;x` to any segment of a
+//! path without parameters gives a verdict at least as strict as its own.
 #![no_main]
 
 use std::net::IpAddr;
 
 use http::Method;
 use libfuzzer_sys::fuzz_target;
-use portcullis::access::{AccessRules, Decision, Subject, domain_matches};
+use portcullis::access::{AccessRules, Decision, Resource, Who, domain_matches, stricter};
 use portcullis::config::AccessControlConfig;
 use portcullis::normalize;
 use portcullis_fuzz::respellings;
@@ -51,7 +54,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let decide = |host: &str, path: &str, user: Option<(&str, &[String])>| {
-        access.decide(&Subject { host, path, method: &method, ip, user })
+        let who = user.map(|(user, groups)| Who { user, groups });
+        access.policy(&Resource { host, path, method: &method, ip }, who)
     };
     let verdict = decide(&host.name, &path, None);
 
@@ -74,6 +78,26 @@ fuzz_target!(|data: &[u8]| {
     match verdict {
         Decision::Policy(_) => assert_eq!(known, verdict, "{user} in {groups:?} changed an anonymous verdict"),
         Decision::NeedsIdentity => assert!(access.identity_dependent),
+    }
+
+    // Parameters never loosen a verdict, read either way.
+    let who = Some((user, groups.as_slice()));
+    let at_least_as_strict = |with: Decision, without: Decision, what: &str| {
+        if let (Decision::Policy(w), Decision::Policy(o)) = (with, without) {
+            assert_eq!(stricter(w, o), w, "{what}: {w:?} is looser than {o:?}");
+        }
+    };
+    if let Some(bare) = normalize::without_parameters(&path) {
+        at_least_as_strict(decide(&host.name, &path, who), decide(&host.name, &bare, who), &path);
+    }
+    if !path.contains(';') {
+        let ends = path.match_indices('/').skip(1).take(4).map(|(at, _)| at).chain([path.len()]);
+        for at in ends {
+            let with = format!("{};x{}", &path[..at], &path[at..]);
+            if let Ok(with) = normalize::path(&with) {
+                at_least_as_strict(decide(&host.name, &with, who), known, &with);
+            }
+        }
     }
 
     for rule in &cfg.rules {

@@ -6,6 +6,15 @@
 //! Every change is audited, and second-factor and backup-code changes e-mail
 //! a security alert.
 //!
+//! Levels (`gate`'s module doc): adding an app or a passkey needs a
+//! two-factor session (`gate::Target::NewFactor`, enforced by the portal
+//! before these actions run) and keeps the session's level; confirming
+//! e-mailed codes raises a one-factor session to two factors, because the
+//! code it takes was e-mailed to the address on file, as a step-up's is.
+//! Every enrolment rotates the session and ends the account's others. Wrong
+//! codes while confirming either count like a wrong code at sign-in, before
+//! they are compared.
+//!
 //! The password re-checks cost what a failed login costs, or a stolen session
 //! would be an unlimited guessing oracle: a limit per session
 //! (`lockout.session_failures`), and the client IP's and the account's
@@ -26,9 +35,9 @@ use crate::auth::passkey::{PasskeyError, PasskeyInfo, Passkeys};
 use crate::auth::password::PasswordChecker;
 use crate::auth::totp::{Authenticator, Enrolment};
 use crate::auth::users::User;
-use crate::config::Policy;
+use crate::gate::{Account, Levels, Need, Target};
 use crate::ratelimit::{Limiter, RateBucket};
-use crate::store::{AuthLevel, CodeCheck, CodePurpose, SessionInfo, Store, StoreError, UserState};
+use crate::store::{Admission, Attempt, AuthLevel, CodeCheck, CodePurpose, SessionInfo, Store, StoreError, UserState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -46,6 +55,8 @@ pub enum AccountError {
     TotpNotStarted,
     #[error("That code does not match. Check the app's clock and enter the current code.")]
     TotpWrongCode,
+    #[error("Too many wrong codes for this setup. Start the setup again.")]
+    TotpSetupExhausted,
     #[error(transparent)]
     Passkey(PasskeyError),
     #[error(transparent)]
@@ -132,8 +143,8 @@ fn count_recheck(result: &'static str) {
 /// Account actions; cheap to clone.
 #[derive(Clone)]
 pub struct AccountActions {
-    /// The deployment's default policy: what every account page asks at least.
-    pub(crate) default_policy: Policy,
+    /// The level answers (what the account pages ask of a session).
+    pub(crate) levels: Levels,
     pub(crate) store: Store,
     pub(crate) passwords: Arc<PasswordChecker>,
     pub(crate) codes: Codes,
@@ -146,20 +157,24 @@ pub struct AccountActions {
 }
 
 impl AccountActions {
-    /// The level a session needs for the account pages and API: the
-    /// strongest the deployment's default policy or the user's enrolment
-    /// demands. Below it the pages ask for the second factor, never serve.
-    pub async fn required_level(&self, user: &User) -> Result<AuthLevel, StoreError> {
-        if self.store.user_state(&user.username).await?.has_second_factor() {
-            return Ok(AuthLevel::TwoFactor);
-        }
-        Ok(crate::auth::login::level_for(self.default_policy))
+    /// The level a session of `user` needs for `target` (the account pages,
+    /// or adding a factor): `Levels::required_level` with the account's
+    /// enrolment. Below it the pages ask for the second factor, never serve.
+    pub async fn required_level(&self, user: &User, target: Target<'_>) -> Result<AuthLevel, StoreError> {
+        let second_factor = self.store.user_state(&user.username).await?.has_second_factor();
+        Ok(match self.levels.required_level(target, &Account { user, second_factor }) {
+            Need::Level(level) => level,
+            // The account targets always name a level; were one not to, the
+            // strongest cannot be too weak.
+            Need::Nothing | Need::Refused => AuthLevel::TwoFactor,
+        })
     }
 
-    /// True when the deployment's default policy asks every login for a
-    /// second factor, whether or not the user turned 2FA on for the account.
-    pub fn policy_requires_two_factor(&self) -> bool {
-        self.default_policy == Policy::TwoFactor
+    /// True when every session of `user` needs two factors whether or not
+    /// they turned 2FA on for the account (the deployment's default policy).
+    pub fn policy_requires_two_factor(&self, user: &User) -> bool {
+        let account = Account { user, second_factor: false };
+        self.levels.required_level(Target::Account, &account) == Need::Level(AuthLevel::TwoFactor)
     }
 
     /// The account page's data.
@@ -184,6 +199,16 @@ impl AccountActions {
     /// The user's live sessions, in no particular order.
     pub async fn sessions(&self, user: &User) -> Result<Vec<SessionInfo>, StoreError> {
         self.store.list_sessions(&user.username).await
+    }
+
+    /// Admits a confirming code for comparison, its failure counted first
+    /// (`Lockout::admit`).
+    async fn admit(&self, user: &User, cap: Option<(&str, crate::config::RateSpec)>) -> Result<Attempt, AccountError> {
+        match self.lockout.admit(user, cap).await? {
+            Admission::Admitted(attempt) => Ok(attempt),
+            Admission::Locked { retry_after } => Err(LoginError::Locked { retry_after }.into()),
+            Admission::CapReached => Err(LoginError::MaxAttempts.into()),
+        }
     }
 
     /// The password again, from the session `session_token`: refused while
@@ -250,22 +275,36 @@ impl AccountActions {
     /// session token.
     pub async fn confirm_enable(
         &self,
-        user: &User,
+        user: &Arc<User>,
         session_token: &str,
         code: &str,
         client: &Client,
     ) -> Result<(Vec<String>, String), AccountError> {
-        match self.codes.check(user, CodePurpose::EnableOtp, code).await? {
-            CodeCheck::Ok => {}
-            CodeCheck::Wrong { remaining } => return Err(LoginError::InvalidCode { remaining }.into()),
-            CodeCheck::Exhausted => return Err(LoginError::MaxAttempts.into()),
-            CodeCheck::Expired | CodeCheck::None => return Err(LoginError::Expired.into()),
+        let attempt = self.admit(user, None).await?;
+        let refused = match self.codes.check(user, CodePurpose::EnableOtp, code).await? {
+            CodeCheck::Ok => None,
+            CodeCheck::Wrong { remaining } => Some(LoginError::InvalidCode { remaining }),
+            CodeCheck::Exhausted => Some(LoginError::MaxAttempts),
+            CodeCheck::Expired | CodeCheck::None => {
+                // Nothing was compared: no guess to count.
+                self.lockout.right(user, &attempt).await?;
+                return Err(LoginError::Expired.into());
+            }
+        };
+        if let Some(e) = refused {
+            let details = "wrong code confirming e-mailed codes";
+            self.audit.attempt(client.as_user(user), AttemptResult::InvalidOtp, details).await;
+            self.lockout.wrong(user, &attempt, client).await?;
+            return Err(e.into());
         }
+        self.lockout.right(user, &attempt).await?;
         let (backup, hashes) = self.codes.new_backup_codes(user);
         self.store.replace_backup_codes(&user.username, &hashes).await?;
         self.store.set_otp_enabled(&user.username, true).await?;
 
-        let new_token = self.rotate_to_two_factor(user, session_token).await?;
+        // The code was e-mailed to the address on file: a second factor, as a
+        // step-up's is, so the session rises to two factors.
+        let new_token = self.rotate(user, session_token, Some(AuthLevel::TwoFactor)).await?;
 
         let actor = client.as_user(user);
         self.audit.event(actor, SecurityEvent::OtpEnabled, "").await;
@@ -281,12 +320,16 @@ impl AccountActions {
         Ok((backup, new_token))
     }
 
-    /// Privilege change: a new session id at two-factor; every other session
-    /// ends. Returns the new token.
-    async fn rotate_to_two_factor(&self, user: &User, session_token: &str) -> Result<String, AccountError> {
+    /// An enrolment: a new session id (at `level`, or the session's own),
+    /// and every other session of the account ends (a one-factor session of
+    /// an account with a second factor must not outlive it: `gate`'s module
+    /// doc). Returns the new token.
+    async fn rotate(&self, user: &User, session_token: &str, level: Option<AuthLevel>) -> Result<String, AccountError> {
         let new_token = crate::session::new_token();
         let mut record = self.store.touch_session(session_token).await?.ok_or(LoginError::NoPendingLogin)?;
-        record.level = AuthLevel::TwoFactor;
+        if let Some(level) = level {
+            record.level = level;
+        }
         self.store.revoke_user_sessions(&user.username).await?;
         self.store.create_session(&new_token, &record).await?;
         crate::metrics::get().sessions_created.inc();
@@ -315,19 +358,33 @@ impl AccountActions {
     /// Step 2: the app's first code proves it holds the secret. The app
     /// becomes a second factor (every sign-in needs two from now on), 8
     /// backup codes are made if the user had none, the session is rotated
-    /// to two-factor and the user's other sessions end.
+    /// (keeping its level: two factors, which adding a factor needs) and the
+    /// user's other sessions end.
     pub async fn totp_confirm(
         &self,
-        user: &User,
+        user: &Arc<User>,
         session_token: &str,
         code: &str,
         client: &Client,
     ) -> Result<TotpConfirmed, AccountError> {
-        match self.totp.confirm(user, code).await? {
-            None => return Err(AccountError::TotpNotStarted),
-            Some(false) => return Err(AccountError::TotpWrongCode),
-            Some(true) => {}
+        let Some(pending) = self.totp.pending(user).await? else {
+            return Err(AccountError::TotpNotStarted);
+        };
+        // Wrong codes are capped per setup (a new setup, with its new secret,
+        // starts afresh) and count against the account, before the compare.
+        let cap = (pending.id(), self.limiter.spec(RateBucket::TotpFailures));
+        let attempt = match self.lockout.admit(user, Some((&cap.0, cap.1))).await? {
+            Admission::Admitted(attempt) => attempt,
+            Admission::Locked { retry_after } => return Err(LoginError::Locked { retry_after }.into()),
+            Admission::CapReached => return Err(AccountError::TotpSetupExhausted),
+        };
+        if !self.totp.confirm(user, &pending, code).await? {
+            let details = "totp: wrong code confirming a new app";
+            self.audit.attempt(client.as_user(user), AttemptResult::InvalidOtp, details).await;
+            self.lockout.wrong(user, &attempt, client).await?;
+            return Err(AccountError::TotpWrongCode);
         }
+        self.lockout.right(user, &attempt).await?;
         let actor = client.as_user(user);
         let backup_codes = if self.store.user_state(&user.username).await?.backup_codes_left == 0 {
             let (backup, hashes) = self.codes.new_backup_codes(user);
@@ -337,7 +394,7 @@ impl AccountActions {
         } else {
             None
         };
-        let token = self.rotate_to_two_factor(user, session_token).await?;
+        let token = self.rotate(user, session_token, None).await?;
         self.audit.event(actor, SecurityEvent::TotpEnabled, "").await;
         self.notifier
             .alert(
@@ -384,8 +441,8 @@ impl AccountActions {
     }
 
     /// Finishes adding a passkey with the authenticator's answer (JSON):
-    /// sign-ins need it (or another second factor) from now on, so the
-    /// session rotates to two factors and the user's other sessions end.
+    /// sign-ins need it (or another second factor) from now on; the session
+    /// rotates (keeping its level) and the user's other sessions end.
     pub async fn passkey_register_finish(
         &self,
         user: &User,
@@ -395,7 +452,7 @@ impl AccountActions {
     ) -> Result<(PasskeyInfo, String), AccountError> {
         let session = Store::session_id(session_token);
         let info = self.passkeys.finish_registration(user, &session, credential).await?;
-        let token = self.rotate_to_two_factor(user, session_token).await?;
+        let token = self.rotate(user, session_token, None).await?;
         let actor = client.as_user(user);
         self.audit.event(actor, SecurityEvent::PasskeyAdded, &format!("passkey \"{}\"", info.name)).await;
         self.notifier

@@ -25,8 +25,9 @@ use crate::auth::Client;
 use crate::auth::notify::Notifier;
 use crate::auth::suspicious::SuspiciousActivity;
 use crate::auth::users::User;
+use crate::config::RateSpec;
 use crate::ratelimit::{Limiter, RateBucket};
-use crate::store::{Store, StoreResult};
+use crate::store::{Admission, Attempt, AttemptLimits, Store, StoreResult};
 
 /// The key a typed name's failures and lock are kept under. `~` cannot start
 /// a user name, so it never meets an account's own key. Names are compared
@@ -145,6 +146,57 @@ impl Lockout {
         Ok(self.limiter.spec(RateBucket::AccountFailures).limit.saturating_sub(n))
     }
 
+    /// Admits one answer of a second factor (an e-mailed code, an app's
+    /// code, a backup code, a passkey) for comparison, with its failure
+    /// counted before it is compared (`Store::admit_attempt`): refused while
+    /// the account is locked, or once `cap` (a key unique to the pending
+    /// login or setup, and its limit) is used up. Settle it with
+    /// [`Lockout::right`] or [`Lockout::wrong`]; an answer that was no guess
+    /// (nothing to compare it with) is settled as right.
+    pub async fn admit(&self, user: &User, cap: Option<(&str, RateSpec)>) -> StoreResult<Admission> {
+        let account = self.limiter.spec(RateBucket::AccountFailures);
+        let limits = AttemptLimits {
+            limit: account.limit,
+            window: account.window,
+            lock_for: self.lock_for,
+            cap: cap.map(|(key, spec)| (key, spec.limit, spec.window)),
+        };
+        self.store.admit_attempt(&user.username, &limits).await
+    }
+
+    /// The admitted answer was right: its failure is taken back.
+    pub async fn right(&self, user: &User, attempt: &Attempt) -> StoreResult<()> {
+        self.store.attempt_right(&user.username, attempt).await
+    }
+
+    /// The admitted answer was wrong: it counts against the client IP too,
+    /// and a lock it set is audited, counted and e-mailed. Returns how many
+    /// more failures the account may have before it locks.
+    pub async fn wrong(&self, user: &Arc<User>, attempt: &Attempt, client: &Client) -> StoreResult<u32> {
+        self.limiter.record(RateBucket::IpFailures, &client.limit_key).await?;
+        if attempt.locked {
+            let n = self.limiter.spec(RateBucket::AccountFailures).limit;
+            self.locked(user, n, client).await;
+        } else {
+            self.suspicious.after_failure(user, client);
+        }
+        Ok(attempt.remaining)
+    }
+
+    /// Tells of an account's new lock after `n` failures: audit, metric, alert.
+    async fn locked(&self, user: &Arc<User>, n: u32, client: &Client) {
+        crate::metrics::get().lockouts.inc();
+        let details = format!("{n} failed attempts");
+        self.audit.event(client.as_user(user), SecurityEvent::AccountLocked, &details).await;
+        let minutes = self.lock_for.as_secs().div_ceil(60);
+        self.notifier.alert_later(
+            user.clone(),
+            client,
+            "Your account was temporarily locked",
+            format!("After {n} failed sign-in attempts, sign-ins are blocked for {minutes} minutes."),
+        );
+    }
+
     /// One more failure under `key`; locks it when the window is full.
     async fn count(&self, key: &str, owner: Owner<'_>, client: &Client) -> StoreResult<u32> {
         let n = self.limiter.record(RateBucket::AccountFailures, key).await?;
@@ -160,22 +212,11 @@ impl Lockout {
             return Ok(n);
         }
         self.store.lock_account(key, self.lock_for).await?;
-        let details = format!("{n} failed attempts");
         match owner {
-            Owner::Account(user) => {
-                crate::metrics::get().lockouts.inc();
-                self.audit.event(client.as_user(user), SecurityEvent::AccountLocked, &details).await;
-                let minutes = self.lock_for.as_secs().div_ceil(60);
-                self.notifier.alert_later(
-                    user.clone(),
-                    client,
-                    "Your account was temporarily locked",
-                    format!("After {n} failed sign-in attempts, sign-ins are blocked for {minutes} minutes."),
-                );
-            }
+            Owner::Account(user) => self.locked(user, n, client).await,
             Owner::Name(typed) => {
                 crate::metrics::get().lockouts.inc();
-                let details = format!("{details} for a name that matches no account");
+                let details = format!("{n} failed attempts for a name that matches no account");
                 self.audit.event(client.naming(typed), SecurityEvent::AccountLocked, &details).await;
             }
             Owner::Silent => {}

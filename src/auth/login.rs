@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::access::{AccessRules, Decision, Subject};
+use crate::access::Resource;
 use crate::audit::{AttemptResult, Audit, SecurityEvent};
 use crate::auth::Client;
 use crate::auth::codes::Codes;
@@ -20,11 +20,12 @@ use crate::auth::suspicious::SuspiciousActivity;
 use crate::auth::totp::{Authenticator, TotpCheck};
 use crate::auth::users::{User, Users};
 use crate::clock::Clock;
-use crate::config::{Policy, SessionConfig};
+use crate::config::{RateSpec, SessionConfig};
+use crate::gate::{Account, Levels};
 use crate::mail;
 use crate::ratelimit::{Limiter, RateBucket, count_refusal};
 use crate::session;
-use crate::store::{AuthLevel, CodeCheck, CodePurpose, PendingLogin, RateDecision, Store, UserState};
+use crate::store::{Admission, Attempt, AuthLevel, CodeCheck, CodePurpose, PendingLogin, Store, UserState};
 
 pub use crate::auth::error::LoginError;
 
@@ -131,15 +132,9 @@ pub struct LoginFlow {
     pub(crate) notifier: Notifier,
     pub(crate) suspicious: SuspiciousActivity,
     pub(crate) fingerprints: Arc<Fingerprints>,
-    pub(crate) rules: Arc<AccessRules>,
+    pub(crate) levels: Levels,
     pub(crate) settings: Arc<LoginSettings>,
     pub(crate) clock: Clock,
-}
-
-/// The level a policy asks a login to reach (a login always proves at least
-/// the password).
-pub fn level_for(p: Policy) -> AuthLevel {
-    if p == Policy::TwoFactor { AuthLevel::TwoFactor } else { AuthLevel::OneFactor }
 }
 
 /// The typed name, with the account it found (if any) for the audit trail.
@@ -152,37 +147,30 @@ fn count_attempt(stage: &'static str, result: &'static str) {
 }
 
 impl LoginFlow {
-    /// The level a login must reach: what the deployment's default policy
-    /// demands, raised by the destination's policy and by the user's own 2FA.
-    /// The return address can only raise it: a client that picks a bypassed
-    /// `rd` must not walk away with a session weaker than the deployment asks.
-    /// Also returns the user's enrolment, which decides how the second
-    /// factor is asked for.
+    /// The level a login must reach (`Levels::login_level`: the account
+    /// pages' level, raised by the return address's), with the user's
+    /// enrolment, which decides how the second factor is asked for. The
+    /// return address is read as the gate reads a request (`normalize::url`),
+    /// so the two cannot disagree about where it leads.
     async fn required_level(
         &self,
         user: &User,
         rd: Option<&str>,
         client: &Client,
     ) -> Result<(AuthLevel, UserState), LoginError> {
-        let ip = client.ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-        let destination = rd.and_then(|r| url::Url::parse(r).ok()).map(|url| {
-            let host = url.host_str().unwrap_or("").trim_end_matches('.').to_ascii_lowercase();
-            let path = crate::normalize::path(url.path()).map_or_else(|_| url.path().to_owned(), |p| p.into_owned());
-            let subject = Subject {
-                host: &host,
-                path: &path,
-                method: &http::Method::GET,
-                ip,
-                user: Some((&user.username, &user.groups)),
-            };
-            match self.rules.decide(&subject) {
-                Decision::Policy(p) => p,
-                Decision::NeedsIdentity => self.rules.default_policy(),
-            }
-        });
         let state = self.store.user_state(&user.username).await?;
-        let demanded = level_for(self.rules.default_policy()).max(destination.map_or(AuthLevel::OneFactor, level_for));
-        let level = if state.has_second_factor() { AuthLevel::TwoFactor } else { demanded };
+        let account = Account { user, second_factor: state.has_second_factor() };
+        let ip = client.ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        let level = match rd.map(crate::normalize::url) {
+            None => self.levels.login_level(None, &account),
+            Some(Ok(url)) => {
+                let resource = Resource { host: &url.host.name, path: &url.path, method: &http::Method::GET, ip };
+                self.levels.login_level(Some(&resource), &account)
+            }
+            // Validated return addresses always read; were one not to, the
+            // strongest level is the one that cannot be too weak.
+            Some(Err(_)) => AuthLevel::TwoFactor,
+        };
         Ok((level, state))
     }
 
@@ -244,12 +232,22 @@ impl LoginFlow {
         count_attempt("password", "success");
 
         let (level, state) = self.required_level(&user, rd.as_deref(), client).await?;
-        if level == AuthLevel::OneFactor {
-            let done = self.complete(&user, AuthLevel::OneFactor, None, remember_me, rd, client).await?;
-            return Ok(PasswordOutcome::Done(done));
+        if level == AuthLevel::TwoFactor {
+            return self.ask_second_factor(&user, &state, remember_me, rd, client).await;
         }
-
-        self.ask_second_factor(&user, &state, remember_me, rd, client).await
+        // A one-factor session is only ever an account's without a second
+        // factor (`gate`'s module doc). An enrolment that raced this login
+        // ended the account's sessions before this one existed; reading the
+        // enrolment again once it exists catches that race, and the login
+        // then asks for the new factor instead.
+        let token = self.open_session(&user, AuthLevel::OneFactor, remember_me, client).await?;
+        let now = self.store.user_state(&user.username).await?;
+        if now.has_second_factor() {
+            self.store.delete_session(&token).await?;
+            return self.ask_second_factor(&user, &now, remember_me, rd, client).await;
+        }
+        let done = self.completed(token, &user, AuthLevel::OneFactor, None, remember_me, rd, client).await;
+        Ok(PasswordOutcome::Done(done))
     }
 
     /// Step-up: a session at one factor asks for the second (its destination,
@@ -334,6 +332,18 @@ impl LoginFlow {
         rd: Option<String>,
         client: &Client,
     ) -> Result<Completed, LoginError> {
+        let token = self.open_session(user, level, remember_me, client).await?;
+        Ok(self.completed(token, user, level, factor, remember_me, rd, client).await)
+    }
+
+    /// A new session of `level` for `user`; returns its token.
+    async fn open_session(
+        &self,
+        user: &User,
+        level: AuthLevel,
+        remember_me: bool,
+        client: &Client,
+    ) -> Result<String, LoginError> {
         let token = session::new_token();
         let record = session::new_record(
             &self.settings.session,
@@ -347,6 +357,22 @@ impl LoginFlow {
         );
         self.store.create_session(&token, &record).await?;
         crate::metrics::get().sessions_created.inc();
+        Ok(token)
+    }
+
+    /// A login that opened its session: audited, checked for suspicious
+    /// activity, and sent on to the return address (or the account page).
+    #[allow(clippy::too_many_arguments)]
+    async fn completed(
+        &self,
+        token: String,
+        user: &User,
+        level: AuthLevel,
+        factor: Option<Factor>,
+        remember_me: bool,
+        rd: Option<String>,
+        client: &Client,
+    ) -> Completed {
         let how = match (level, factor) {
             (AuthLevel::OneFactor, _) => "one_factor".to_owned(),
             (AuthLevel::TwoFactor, Some(f)) => format!("two_factor: {}", f.as_str()),
@@ -354,12 +380,12 @@ impl LoginFlow {
         };
         self.audit.attempt(client.as_user(user), AttemptResult::Success, &how).await;
         self.suspicious.after_login(user, client).await;
-        Ok(Completed {
+        Completed {
             token,
             remember_me,
             redirect: rd.unwrap_or_else(|| self.settings.account_url.clone()),
             username: user.username.clone(),
-        })
+        }
     }
 
     /// Loads the pending login behind `token` and its (still enabled) user.
@@ -374,7 +400,9 @@ impl LoginFlow {
         Ok((pending, user))
     }
 
-    /// Step 2a: the e-mailed code.
+    /// Step 2a: the e-mailed code. Its failure is counted before the code
+    /// is compared (here, against the account; the code's own tries are
+    /// counted by the store's compare).
     pub async fn code_step(
         &self,
         pending_token: Option<&str>,
@@ -383,9 +411,11 @@ impl LoginFlow {
     ) -> Result<Completed, LoginError> {
         let (_, user) = self.pending_user(pending_token).await?;
         let actor = client.as_user(&user);
-        self.second_factor_admitted("otp", "code: verify rate limit", client, &user).await?;
+        self.verify_window("otp", "code: verify rate limit", client, &user).await?;
+        let attempt = self.admit(&user, None, "otp", client).await?;
         match self.codes.check(&user, CodePurpose::Login, code).await? {
             CodeCheck::Ok => {
+                self.lockout.right(&user, &attempt).await?;
                 count_attempt("otp", "success");
                 self.finish_pending(pending_token, &user, Factor::Email, client).await
             }
@@ -393,16 +423,18 @@ impl LoginFlow {
                 count_attempt("otp", "invalid_otp");
                 let details = format!("{remaining} attempts left");
                 self.audit.attempt(actor, AttemptResult::InvalidOtp, &details).await;
-                self.lockout.record_failure(&user, client).await?;
+                self.lockout.wrong(&user, &attempt, client).await?;
                 Err(LoginError::InvalidCode { remaining })
             }
             CodeCheck::Exhausted => {
                 count_attempt("otp", "max_attempts");
                 self.audit.attempt(actor, AttemptResult::InvalidOtp, "maximum attempts reached").await;
-                self.lockout.record_failure(&user, client).await?;
+                self.lockout.wrong(&user, &attempt, client).await?;
                 Err(LoginError::MaxAttempts)
             }
             CodeCheck::Expired | CodeCheck::None => {
+                // Nothing was compared: no guess to count.
+                self.lockout.right(&user, &attempt).await?;
                 count_attempt("otp", "expired_otp");
                 self.audit.attempt(actor, AttemptResult::ExpiredOtp, "").await;
                 Err(LoginError::Expired)
@@ -419,10 +451,12 @@ impl LoginFlow {
     ) -> Result<Completed, LoginError> {
         let (_, user) = self.pending_user(pending_token).await?;
         let actor = client.as_user(&user);
-        self.second_factor_admitted("backup_code", "backup code: verify rate limit", client, &user).await?;
+        self.verify_window("backup_code", "backup code: verify rate limit", client, &user).await?;
+        let attempt = self.admit(&user, None, "backup_code", client).await?;
         if let Some(hash) = self.codes.backup_hash(&user, code)
             && self.store.consume_backup_code(&user.username, &hash).await?
         {
+            self.lockout.right(&user, &attempt).await?;
             count_attempt("backup_code", "success");
             let left = self.store.user_state(&user.username).await?.backup_codes_left;
             let details = format!("{left} backup codes left");
@@ -439,14 +473,14 @@ impl LoginFlow {
         }
         count_attempt("backup_code", "invalid_otp");
         self.audit.attempt(actor, AttemptResult::InvalidOtp, "invalid backup code").await;
-        let remaining = self.lockout.record_failure(&user, client).await?;
+        let remaining = self.lockout.wrong(&user, &attempt, client).await?;
         Err(LoginError::InvalidBackupCode { remaining })
     }
 
-    /// Before any second factor is checked: the client's verify window
-    /// (refusals audited with `refused`), then the account's lock. `stage`
-    /// names the factor in `auth_attempts_total`.
-    async fn second_factor_admitted(
+    /// Before any second factor is admitted: the client's verify window
+    /// (refusals audited with `refused`). `stage` names the factor in
+    /// `auth_attempts_total`.
+    async fn verify_window(
         &self,
         stage: &'static str,
         refused: &str,
@@ -460,12 +494,34 @@ impl LoginFlow {
             self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
             return Err(LoginError::RateLimited { retry_after });
         }
-        if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
-            count_attempt(stage, "locked");
-            self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
-            return Err(LoginError::Locked { retry_after });
-        }
         Ok(())
+    }
+
+    /// Admits a second factor's answer for comparison, its failure counted
+    /// first (`Lockout::admit`): refused while the account is locked, or
+    /// once `cap` (this login's wrong app codes) is used up.
+    async fn admit(
+        &self,
+        user: &User,
+        cap: Option<(&str, RateSpec)>,
+        stage: &'static str,
+        client: &Client,
+    ) -> Result<Attempt, LoginError> {
+        let actor = client.as_user(user);
+        match self.lockout.admit(user, cap).await? {
+            Admission::Admitted(attempt) => Ok(attempt),
+            Admission::Locked { retry_after } => {
+                count_attempt(stage, "locked");
+                self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
+                Err(LoginError::Locked { retry_after })
+            }
+            Admission::CapReached => {
+                count_attempt(stage, "max_attempts");
+                let details = format!("{stage}: maximum attempts reached");
+                self.audit.attempt(actor, AttemptResult::InvalidOtp, &details).await;
+                Err(LoginError::TotpExhausted)
+            }
+        }
     }
 
     /// Step 2c: a code from the authenticator app. Wrong codes count as a
@@ -473,7 +529,7 @@ impl LoginFlow {
     /// account's failures (up to its lock), and this login, whose app is
     /// refused after `otp.max_attempts` wrong codes (an e-mailed or backup
     /// code still works). A right code whose step was already used is a
-    /// replay, and counts as wrong.
+    /// replay, and counts as wrong. Each is counted before it is compared.
     pub async fn totp_step(
         &self,
         pending_token: Option<&str>,
@@ -483,26 +539,20 @@ impl LoginFlow {
         let (_, user) = self.pending_user(pending_token).await?;
         let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
         let actor = client.as_user(&user);
-        self.second_factor_admitted("totp", "totp: verify rate limit", client, &user).await?;
-        // Counted per pending login, under its public id.
-        // Not through the limiter's `check`: running out is this login's
-        // attempts cap (counted as `max_attempts`), not a rate limit.
+        self.verify_window("totp", "totp: verify rate limit", client, &user).await?;
+        // The cap is this login's, under its public id: running out is this
+        // login's attempts cap (counted as `max_attempts`), not a rate limit.
         let login_id = Store::session_id(token);
         let cap = self.limiter.spec(RateBucket::TotpFailures);
-        let (max, window) = (cap.limit, cap.window);
-        if let RateDecision::Limited { .. } =
-            self.store.rate_check(RateBucket::TotpFailures, &login_id, max, window).await?
-        {
-            count_attempt("totp", "max_attempts");
-            self.audit.attempt(actor, AttemptResult::InvalidOtp, "totp: maximum attempts reached").await;
-            return Err(LoginError::TotpExhausted);
-        }
+        let attempt = self.admit(&user, Some((&login_id, cap)), "totp", client).await?;
         let (result, details) = match self.totp.check(&user, code).await? {
             TotpCheck::Accepted => {
+                self.lockout.right(&user, &attempt).await?;
                 count_attempt("totp", "success");
                 return self.finish_pending(pending_token, &user, Factor::Totp, client).await;
             }
             TotpCheck::NotEnrolled => {
+                self.lockout.right(&user, &attempt).await?;
                 count_attempt("totp", "not_enrolled");
                 return Err(LoginError::NoTotp);
             }
@@ -510,11 +560,10 @@ impl LoginFlow {
             TotpCheck::Replayed => ("replayed", "totp: code already used"),
         };
         count_attempt("totp", result);
-        let failures = self.store.rate_record(RateBucket::TotpFailures, &login_id, window).await?;
-        let remaining = max.saturating_sub(failures);
+        let remaining = attempt.cap_remaining.unwrap_or(0);
         let details = format!("{details}, {remaining} attempts left");
         self.audit.attempt(actor, AttemptResult::InvalidOtp, &details).await;
-        self.lockout.record_failure(&user, client).await?;
+        self.lockout.wrong(&user, &attempt, client).await?;
         Err(if remaining == 0 { LoginError::TotpExhausted } else { LoginError::InvalidTotp { remaining } })
     }
 
@@ -539,7 +588,8 @@ impl LoginFlow {
     /// Step 2d: the authenticator's answer (JSON) to the challenge of
     /// `passkey_start`. A refused answer counts as a wrong code does:
     /// against the client's verify window and the account's failures (up
-    /// to its lock). The challenge answers once: another try starts again.
+    /// to its lock), counted before it is checked. The challenge answers
+    /// once: another try starts again.
     pub async fn passkey_step(
         &self,
         pending_token: Option<&str>,
@@ -549,7 +599,8 @@ impl LoginFlow {
         let (_, user) = self.pending_user(pending_token).await?;
         let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
         let actor = client.as_user(&user);
-        self.second_factor_admitted("passkey", "passkey: verify rate limit", client, &user).await?;
+        self.verify_window("passkey", "passkey: verify rate limit", client, &user).await?;
+        let attempt = self.admit(&user, None, "passkey", client).await?;
         let check = match self.passkeys.finish_login(&user, &Store::session_id(token), credential).await {
             Ok(c) => c,
             Err(PasskeyError::Store(e)) => return Err(e.into()),
@@ -557,20 +608,23 @@ impl LoginFlow {
         };
         match check {
             PasskeyCheck::Accepted => {
+                self.lockout.right(&user, &attempt).await?;
                 count_attempt("passkey", "success");
                 self.finish_pending(pending_token, &user, Factor::Passkey, client).await
             }
             PasskeyCheck::NotEnrolled => {
+                self.lockout.right(&user, &attempt).await?;
                 count_attempt("passkey", "not_enrolled");
                 Err(LoginError::NoPasskey)
             }
             PasskeyCheck::NoCeremony => {
+                self.lockout.right(&user, &attempt).await?;
                 count_attempt("passkey", "no_ceremony");
                 Err(LoginError::PasskeyNotStarted)
             }
             PasskeyCheck::Refused => {
                 count_attempt("passkey", "invalid_passkey");
-                let remaining = self.lockout.record_failure(&user, client).await?;
+                let remaining = self.lockout.wrong(&user, &attempt, client).await?;
                 let details = format!("passkey: refused, {remaining} attempts left");
                 self.audit.attempt(actor, AttemptResult::InvalidOtp, &details).await;
                 Err(LoginError::InvalidPasskey { remaining })

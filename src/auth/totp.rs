@@ -187,6 +187,20 @@ pub struct Enrolment {
     pub qr_svg: String,
 }
 
+/// A setup under way: the secret shown, awaiting the app's first code.
+pub struct PendingApp {
+    sealed: String,
+    secret: Vec<u8>,
+}
+
+impl PendingApp {
+    /// A name for this setup (each setup's sealed secret is new), under
+    /// which its wrong confirming codes are capped.
+    pub fn id(&self) -> String {
+        format!("enrol:{}", Store::session_id(&self.sealed))
+    }
+}
+
 /// How a code from the app fared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TotpCheck {
@@ -245,10 +259,8 @@ impl Authenticator {
         Ok(Some(Enrolment { secret: b32, otpauth_uri: uri, qr_svg }))
     }
 
-    /// The first code from the app: right, and the pending secret becomes
-    /// the user's (the code's step counts as used). `Ok(None)`: there is no
-    /// secret awaiting confirmation.
-    pub async fn confirm(&self, user: &User, typed: &str) -> StoreResult<Option<bool>> {
+    /// The secret awaiting its first code, if a setup is under way.
+    pub async fn pending(&self, user: &User) -> StoreResult<Option<PendingApp>> {
         let Some(sealed) = self.store.totp_secrets(&user.username).await?.pending else {
             return Ok(None);
         };
@@ -256,11 +268,17 @@ impl Authenticator {
             tracing::warn!(user = %user.username, "a pending authenticator secret does not open (auth.secret changed?)");
             return Ok(None);
         };
-        let Some(step) = self.matches(&secret, typed) else {
-            return Ok(Some(false));
+        Ok(Some(PendingApp { sealed, secret }))
+    }
+
+    /// The first code from the app: true when it is right, and the pending
+    /// secret becomes the user's (the code's step counts as used).
+    pub async fn confirm(&self, user: &User, pending: &PendingApp, typed: &str) -> StoreResult<bool> {
+        let Some(step) = self.matches(&pending.secret, typed) else {
+            return Ok(false);
         };
-        self.store.enable_totp(&user.username, &sealed, step).await?;
-        Ok(Some(true))
+        self.store.enable_totp(&user.username, &pending.sealed, step).await?;
+        Ok(true)
     }
 
     /// A code at sign-in: accepted at most once.

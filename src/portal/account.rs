@@ -18,7 +18,7 @@ use crate::auth::login::LoginError;
 use crate::auth::totp::Enrolment;
 use crate::auth::users::User;
 use crate::body::Response;
-use crate::gate::Authenticated;
+use crate::gate::{Authenticated, Target};
 use crate::reply::{self, Failure, Format};
 use crate::store::Store;
 
@@ -57,7 +57,7 @@ async fn account_page(
         chrome: portal.chrome(cx.headers, new_token, "Your account"),
         user: UserView::of(&auth.user),
         otp_enabled: data.state.otp_enabled,
-        otp_required_by_policy: portal.account.policy_requires_two_factor(),
+        otp_required_by_policy: portal.account.policy_requires_two_factor(&auth.user),
         totp_enabled: data.state.totp_enabled,
         totp_setup: n.totp_setup.as_ref(),
         totp_digits: portal.settings.totp_digits,
@@ -100,9 +100,10 @@ async fn failed(cx: &Cx<'_>, auth: &Authenticated, e: AccountError) -> Response 
     }
 }
 
-/// The session and the form of an account action, or the answer already made.
-async fn begin(cx: &Cx<'_>, body: Incoming) -> Result<(Authenticated, Fields), Answer> {
-    let auth = cx.session().await.map_err(|r| (r, None))?;
+/// The session (at the level `target` needs) and the form of an account
+/// action, or the answer already made.
+async fn begin(cx: &Cx<'_>, body: Incoming, target: Target<'_>) -> Result<(Authenticated, Fields), Answer> {
+    let auth = cx.session(target).await.map_err(|r| (r, None))?;
     match cx.form(body).await {
         Ok(fields) => Ok((auth, fields)),
         Err(r) => Err((r, Some(auth.user))),
@@ -115,7 +116,7 @@ fn user_of(auth: &Authenticated) -> Option<Arc<User>> {
 
 /// `GET account` (the page) and `GET api/me` (the same data as JSON).
 pub(super) async fn view(cx: &Cx<'_>) -> Answer {
-    let auth = match cx.session().await {
+    let auth = match cx.session(Target::Account).await {
         Ok(a) => a,
         Err(r) => return (r, None),
     };
@@ -143,12 +144,13 @@ pub(super) async fn view(cx: &Cx<'_>) -> Answer {
                     "display_name": user.display_name,
                     "groups": user.groups,
                     "otp_enabled": data.state.otp_enabled,
-                    "otp_required_by_policy": cx.portal.account.policy_requires_two_factor(),
+                    "otp_required_by_policy": cx.portal.account.policy_requires_two_factor(&auth.user),
                     "totp_enabled": data.state.totp_enabled,
                     "second_factors": second_factors(&data.state),
                     "passkeys": passkeys,
                     "backup_codes_left": data.state.backup_codes_left,
                     "recent_logins": recent,
+                    "session_level": auth.record.level,
                 });
                 reply::json(StatusCode::OK, &body)
             }
@@ -175,7 +177,7 @@ fn second_factors(state: &crate::store::UserState) -> Vec<&'static str> {
 /// `POST account/totp`, `POST api/totp/setup` (with the password): a new
 /// authenticator secret, its otpauth URI and QR code, to confirm with a code.
 pub(super) async fn totp_setup(cx: &Cx<'_>, body: Incoming) -> Answer {
-    let (auth, fields) = match begin(cx, body).await {
+    let (auth, fields) = match begin(cx, body, Target::NewFactor).await {
         Ok(b) => b,
         Err(a) => return a,
     };
@@ -201,7 +203,7 @@ pub(super) async fn totp_setup(cx: &Cx<'_>, body: Incoming) -> Answer {
 /// `POST account/totp/confirm`, `POST api/totp/confirm`: the app's first
 /// code turns it on; backup codes (if new) are shown once and the session rotates.
 pub(super) async fn totp_confirm(cx: &Cx<'_>, body: Incoming) -> Answer {
-    let (auth, fields) = match begin(cx, body).await {
+    let (auth, fields) = match begin(cx, body, Target::NewFactor).await {
         Ok(b) => b,
         Err(a) => return a,
     };
@@ -237,7 +239,7 @@ pub(super) async fn totp_confirm(cx: &Cx<'_>, body: Incoming) -> Answer {
 /// `POST api/passkey/register/start {password, name}`: the options for
 /// `navigator.credentials.create` (after the password re-check).
 pub(super) async fn passkey_register_start(cx: &Cx<'_>, body: Incoming) -> Answer {
-    let (auth, fields) = match begin(cx, body).await {
+    let (auth, fields) = match begin(cx, body, Target::NewFactor).await {
         Ok(b) => b,
         Err(a) => return a,
     };
@@ -257,7 +259,7 @@ pub(super) async fn passkey_register_start(cx: &Cx<'_>, body: Incoming) -> Answe
 /// `POST api/passkey/register/finish {credential}`: the authenticator's
 /// answer adds the passkey; the session rotates to two factors.
 pub(super) async fn passkey_register_finish(cx: &Cx<'_>, body: Incoming) -> Answer {
-    let (auth, fields) = match begin(cx, body).await {
+    let (auth, fields) = match begin(cx, body, Target::NewFactor).await {
         Ok(b) => b,
         Err(a) => return a,
     };
@@ -279,7 +281,7 @@ pub(super) async fn passkey_register_finish(cx: &Cx<'_>, body: Incoming) -> Answ
 
 /// `POST account/passkey/remove`, `POST api/passkey/remove {id, password}`.
 pub(super) async fn passkey_remove(cx: &Cx<'_>, body: Incoming) -> Answer {
-    let (auth, fields) = match begin(cx, body).await {
+    let (auth, fields) = match begin(cx, body, Target::Account).await {
         Ok(b) => b,
         Err(a) => return a,
     };
@@ -301,7 +303,7 @@ pub(super) async fn passkey_remove(cx: &Cx<'_>, body: Incoming) -> Answer {
 
 /// `POST account/totp/remove`, `POST api/totp/remove` (with the password).
 pub(super) async fn totp_remove(cx: &Cx<'_>, body: Incoming) -> Answer {
-    let (auth, fields) = match begin(cx, body).await {
+    let (auth, fields) = match begin(cx, body, Target::Account).await {
         Ok(b) => b,
         Err(a) => return a,
     };
@@ -329,7 +331,7 @@ pub(super) async fn totp_remove(cx: &Cx<'_>, body: Incoming) -> Answer {
 /// `POST account/otp`, `POST api/toggle-otp`: `enable_otp` true e-mails a
 /// confirmation code; false (with the password) turns 2FA off.
 pub(super) async fn toggle_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
-    let (auth, fields) = match begin(cx, body).await {
+    let (auth, fields) = match begin(cx, body, Target::Account).await {
         Ok(b) => b,
         Err(a) => return a,
     };
@@ -392,7 +394,7 @@ async fn unchanged(cx: &Cx<'_>, auth: &Authenticated, otp_enabled: bool) -> Resp
 /// `POST account/otp/confirm`, `POST api/confirm-enable-otp`: the e-mailed
 /// code turns 2FA on; the backup codes are shown once and the session rotates.
 pub(super) async fn confirm_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
-    let (auth, fields) = match begin(cx, body).await {
+    let (auth, fields) = match begin(cx, body, Target::Account).await {
         Ok(b) => b,
         Err(a) => return a,
     };
@@ -427,7 +429,7 @@ pub(super) async fn confirm_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
 
 /// `POST account/backup-codes`, `POST api/backup-codes` (with the password).
 pub(super) async fn backup_codes(cx: &Cx<'_>, body: Incoming) -> Answer {
-    let (auth, fields) = match begin(cx, body).await {
+    let (auth, fields) = match begin(cx, body, Target::Account).await {
         Ok(b) => b,
         Err(a) => return a,
     };
@@ -450,7 +452,7 @@ pub(super) async fn backup_codes(cx: &Cx<'_>, body: Incoming) -> Answer {
 
 /// `POST account/sessions/revoke` (the id in the form), `DELETE api/sessions/{id}`.
 pub(super) async fn revoke(cx: &Cx<'_>, body: Incoming, path_id: &str) -> Answer {
-    let (auth, fields) = match begin(cx, body).await {
+    let (auth, fields) = match begin(cx, body, Target::Account).await {
         Ok(b) => b,
         Err(a) => return a,
     };
@@ -468,7 +470,7 @@ pub(super) async fn revoke(cx: &Cx<'_>, body: Incoming, path_id: &str) -> Answer
 
 /// `POST account/sessions/revoke-others`, `DELETE api/sessions`.
 pub(super) async fn revoke_others(cx: &Cx<'_>, body: Incoming) -> Answer {
-    let (auth, _) = match begin(cx, body).await {
+    let (auth, _) = match begin(cx, body, Target::Account).await {
         Ok(b) => b,
         Err(a) => return a,
     };
@@ -485,7 +487,7 @@ pub(super) async fn revoke_others(cx: &Cx<'_>, body: Incoming) -> Answer {
 
 /// `GET api/sessions`.
 pub(super) async fn sessions(cx: &Cx<'_>) -> Answer {
-    let auth = match cx.session().await {
+    let auth = match cx.session(Target::Account).await {
         Ok(a) => a,
         Err(r) => return (r, None),
     };

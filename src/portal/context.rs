@@ -13,7 +13,7 @@ use crate::auth::account::AccountActions;
 use crate::auth::login::{Completed, LoginFlow};
 use crate::auth::users::User;
 use crate::body::Response;
-use crate::gate::{Authenticated, Gate};
+use crate::gate::{Authenticated, Gate, Target};
 use crate::identity::IdentityHeaders;
 use crate::reply::{self, Failure, Format, Replies};
 use crate::request::RequestInfo;
@@ -95,17 +95,18 @@ impl Cx<'_> {
         forms::query(self.uri)
     }
 
-    /// The logged-in session for an account page or call, or the answer for
-    /// a visitor without one (a browser is sent to log in and back, anything
-    /// else gets a 401) or with a session below the account's level (asked
-    /// for the second factor: step-up).
-    pub async fn session(&self) -> Result<Authenticated, Response> {
+    /// The logged-in session for an account page or call (`target`: the
+    /// account pages, or adding a factor), or the answer for a visitor
+    /// without one (a browser is sent to log in and back, anything else gets
+    /// a 401) or with a session below the level `target` needs (asked for
+    /// the second factor: step-up).
+    pub async fn session(&self, target: Target<'_>) -> Result<Authenticated, Response> {
         let auth = match self.portal.gate.authenticate(self.headers).await {
             Ok(Some(a)) => a,
             Ok(None) => return Err(self.send_to_login(Failure::Unauthenticated)),
             Err(e) => return Err(self.fail(e)),
         };
-        match self.portal.account.required_level(&auth.user).await {
+        match self.portal.account.required_level(&auth.user, target).await {
             Ok(needed) if auth.record.level >= needed => Ok(auth),
             Ok(_) => Err(self.send_to_login(Failure::StepUp)),
             Err(e) => Err(self.fail(e)),

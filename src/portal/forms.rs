@@ -227,14 +227,19 @@ impl Redirects {
     pub fn new(public_url: &url::Url, allowed_domains: &[String]) -> Redirects {
         Redirects {
             public_url: public_url.clone(),
-            public_host: public_url.host_str().unwrap_or("").to_ascii_lowercase(),
-            allowed_domains: allowed_domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            // As `normalize::host` writes a host, as the return address's is compared.
+            public_host: public_url
+                .host_str()
+                .and_then(|h| crate::normalize::host(h).ok())
+                .map_or_else(String::new, |h| h.name.into_owned()),
+            allowed_domains: allowed_domains.iter().map(|d| d.trim_end_matches('.').to_ascii_lowercase()).collect(),
         }
     }
 
     /// Validates `rd`: an absolute http(s) URL on public_url's host or an
-    /// allowed domain, or a path on the portal's origin. Anything else is
-    /// dropped (None).
+    /// allowed domain, or a path on the portal's origin, that the gate can
+    /// read as a request (`normalize::url`: the login decides the level it
+    /// needs the way the gate will). Anything else is dropped (None).
     pub fn validate(&self, rd: Option<&str>) -> Option<String> {
         let rd = rd?.trim();
         if rd.is_empty() || rd.len() > 4096 {
@@ -253,10 +258,12 @@ impl Redirects {
         if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
             return None;
         }
-        let host = url.host_str()?.to_ascii_lowercase();
+        let text = url.to_string();
+        let normal = crate::normalize::url(&text).ok()?;
+        let host = normal.host.name.as_ref();
         let allowed =
-            host == self.public_host || self.allowed_domains.iter().any(|d| crate::access::domain_matches(d, &host));
-        allowed.then(|| url.to_string())
+            host == self.public_host || self.allowed_domains.iter().any(|d| crate::access::domain_matches(d, host));
+        allowed.then_some(text)
     }
 }
 

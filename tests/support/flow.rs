@@ -258,6 +258,29 @@ impl Harness {
         c
     }
 
+    /// Raises the one-factor session of `c` to two factors with a code
+    /// e-mailed to the address on file (step-up), as adding a factor needs.
+    pub async fn step_up(&self, c: &reqwest::Client) {
+        let before = self.smtp.messages().len();
+        let (s, v) = self.post_as(c, "/_auth/api/step-up", json!({})).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["otp_required"], true, "{v}");
+        let code = self.code_from_mail(before + 1).await;
+        let (s, v) = self.post_as(c, "/_auth/api/verify-login-otp", json!({"otp_code": code})).await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    /// A fresh client logged in as `user` at two factors: the password, then
+    /// an e-mailed code whether or not the policy asked for one.
+    pub async fn two_factor_client(&self, user: &str, password: &str, user_agent: &str) -> reqwest::Client {
+        let c = self.login_client(user, password, user_agent).await;
+        let me: Value = c.get(self.url("/_auth/api/me")).send().await.unwrap().json().await.unwrap_or(Value::Null);
+        if me["session_level"] != "two_factor" {
+            self.step_up(&c).await;
+        }
+        c
+    }
+
     /// Turns 2FA on for the logged-in `c` (code from e-mail); returns the backup codes.
     pub async fn enable_2fa(&self, c: &reqwest::Client) -> Vec<String> {
         let before = self.smtp.messages().len();
