@@ -69,6 +69,61 @@ async fn forwarded_for_from_an_untrusted_peer_is_replaced() {
     assert_eq!(header(&e, "x-forwarded-host"), Some(gw.addr.as_str()));
 }
 
+/// The forwarding headers a client could use to tell the application where a
+/// request came from, in the spellings frameworks read alike.
+const FORWARDING_SPELLINGS: [(&str, &str); 12] = [
+    ("X_Forwarded_For", "6.6.6.6"),
+    ("X_Forwarded_Host", "evil.example"),
+    ("X_Forwarded_Proto", "https"),
+    ("X-Forwarded-Port", "8443"),
+    ("X-Forwarded-Prefix", "/admin"),
+    ("X-Real-IP", "6.6.6.6"),
+    ("X_Real_IP", "6.6.6.6"),
+    ("Forwarded", "for=6.6.6.6;proto=https"),
+    ("X-Client-IP", "6.6.6.6"),
+    ("True-Client-IP", "6.6.6.6"),
+    ("X-Original-URL", "/admin/secret"),
+    ("X_Rewrite_URL", "/admin/secret"),
+];
+
+fn with_forwarding_spellings(mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    for (name, value) in FORWARDING_SPELLINGS {
+        req = req.header(name, value);
+    }
+    req
+}
+
+#[tokio::test]
+async fn forwarding_headers_in_any_spelling_from_an_untrusted_client_never_reach_the_app() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = empty_users(dir.path());
+    let config = base_config(&up.url(), "bypass", &users)
+        .replace("[server]\n", "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n");
+    let gw = Gateway::start_in(dir, &config, &[]);
+    let e = echo(&gw, with_forwarding_spellings(client().get(gw.url("/")))).await;
+    for (name, _) in FORWARDING_SPELLINGS {
+        assert_eq!(header(&e, &name.to_ascii_lowercase()), None, "{name} reached the app: {e}");
+    }
+    assert_eq!(header(&e, "x-forwarded-for"), Some("127.0.0.1"), "the gateway's own, set afresh");
+    assert_eq!(header(&e, "x-forwarded-proto"), Some("http"));
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_still_forwards_its_headers_but_not_underscore_spellings() {
+    let up = Upstream::start().await;
+    let gw = open_gateway(&up, "");
+    let e =
+        echo(&gw, with_forwarding_spellings(client().get(gw.url("/"))).header("X-Forwarded-For", "203.0.113.7")).await;
+    assert_eq!(header(&e, "x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"), "the chain is extended");
+    for kept in ["x-forwarded-port", "x-forwarded-prefix", "x-real-ip", "forwarded", "x-client-ip"] {
+        assert!(header(&e, kept).is_some(), "{kept} from a trusted proxy passes as before: {e}");
+    }
+    for dropped in ["x_forwarded_for", "x_forwarded_host", "x_forwarded_proto", "x_real_ip", "x_rewrite_url"] {
+        assert_eq!(header(&e, dropped), None, "{dropped}: no proxy sends it, a client behind one can: {e}");
+    }
+}
+
 #[tokio::test]
 async fn hop_by_hop_identity_and_session_headers_do_not_reach_the_upstream() {
     let up = Upstream::start().await;

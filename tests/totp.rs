@@ -8,12 +8,12 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use portcullis::auth::totp::{base32_decode, code_at, step_at};
+use portcullis::auth::totp::{base32_decode, code_at};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::flow::{Backend, Harness, Options, PASSWORD};
+use support::flow::{Backend, Harness, Options, PASSWORD, code_after};
 
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
@@ -24,25 +24,6 @@ fn one_factor() -> Options {
     Options { policy: "one_factor", resend_cooldown: "0s", ..Default::default() }
 }
 
-fn now_step() -> u64 {
-    step_at(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs(), 30)
-}
-
-/// The app's code for a step after `used` (the last step the gateway
-/// accepted): the current step's, or the next one's (within the drift the
-/// gateway allows) when the current one is used; waits for the clock when
-/// even that is used.
-async fn code_after(secret: &[u8], used: u64) -> (String, u64) {
-    loop {
-        let now = now_step();
-        let step = now.max(used + 1);
-        if step <= now + 1 {
-            return (code_at(secret, step, 6), step);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 fn fresh_client() -> reqwest::Client {
     support::crypto();
     reqwest::Client::builder()
@@ -51,31 +32,6 @@ fn fresh_client() -> reqwest::Client {
         .user_agent(FIREFOX)
         .build()
         .unwrap()
-}
-
-/// A logged-in client whose user set up an app: the app's secret, the step
-/// its confirming code used, and the backup codes it was given.
-struct Enrolled {
-    client: reqwest::Client,
-    secret: Vec<u8>,
-    step: u64,
-    backup_codes: Vec<String>,
-}
-
-async fn enrol(h: &Harness) -> Enrolled {
-    let c = h.two_factor_client("testuser", PASSWORD, FIREFOX).await;
-    let (s, v) = h.post_as(&c, "/_auth/api/totp/setup", json!({"password": PASSWORD})).await;
-    assert_eq!(s, 200, "{v}");
-    let secret = base32_decode(v["secret"].as_str().unwrap()).expect("a base32 secret");
-    assert_eq!(secret.len(), 20);
-    let (code, step) = code_after(&secret, 0).await;
-    let (s, v) = h.post_as(&c, "/_auth/api/totp/confirm", json!({"otp_code": code})).await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["totp_enabled"], true);
-    let backup_codes = v["backup_codes"]
-        .as_array()
-        .map_or_else(Vec::new, |a| a.iter().map(|c| c.as_str().unwrap().to_owned()).collect());
-    Enrolled { client: c, secret, step, backup_codes }
 }
 
 async fn me(h: &Harness, c: &reqwest::Client) -> Value {
@@ -175,7 +131,7 @@ async fn an_app_set_up_after_the_password_signs_in_without_any_email(b: Backend)
 
 async fn a_code_from_the_app_is_accepted_once(b: Backend) {
     let Some(h) = Harness::start(b, one_factor()).await else { return };
-    let e = enrol(&h).await;
+    let e = h.enrol_app(FIREFOX).await;
     let (code, step) = code_after(&e.secret, e.step).await;
 
     let first = fresh_client();
@@ -216,7 +172,7 @@ async fn a_code_from_the_app_is_accepted_once(b: Backend) {
 
 async fn with_an_app_a_code_can_still_be_emailed_or_a_backup_code_used(b: Backend) {
     let Some(h) = Harness::start(b, one_factor()).await else { return };
-    let e = enrol(&h).await;
+    let e = h.enrol_app(FIREFOX).await;
     assert_eq!(e.backup_codes.len(), 8);
     // The step-up's code and the setup's alert.
     let mails = h.smtp.wait_for(2, Duration::from_secs(5)).await.len();
@@ -245,7 +201,7 @@ async fn with_an_app_a_code_can_still_be_emailed_or_a_backup_code_used(b: Backen
 
 async fn wrong_app_codes_count_like_wrong_emailed_codes(b: Backend) {
     let Some(h) = Harness::start(b, one_factor()).await else { return };
-    let e = enrol(&h).await;
+    let e = h.enrol_app(FIREFOX).await;
     let c = fresh_client();
     let (s, _) = h
         .post_as(&c, "/_auth/api/send-login-otp", json!({"username_or_email": "testuser", "password": PASSWORD}))
@@ -283,7 +239,7 @@ async fn wrong_app_codes_count_like_wrong_emailed_codes(b: Backend) {
 
 async fn removing_the_app_needs_the_password_and_sends_an_alert(b: Backend) {
     let Some(h) = Harness::start(b, one_factor()).await else { return };
-    let e = enrol(&h).await;
+    let e = h.enrol_app(FIREFOX).await;
     let c = &e.client;
     let (s, v) = h.post_as(c, "/_auth/api/totp/remove", json!({})).await;
     assert_eq!(s, 400, "{v}");

@@ -142,6 +142,65 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Headers through which a client could tell the application where a request
+/// came from or where it went, other than the three the gateway sets: the
+/// `X-Forwarded-` family (`-Port`, `-Prefix`, `-Server`, `-Ssl`, ...) and the
+/// client-address headers of other proxies and CDNs, plus the path overrides
+/// some frameworks honour (`X-Original-URL`, `X-Rewrite-URL`: a rule decided
+/// one path, the application would route another). Lower-case, `-` spelled.
+const FORWARDING: [&str; 12] = [
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-original-forwarded-for",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+];
+
+/// `name` (lower-case) equals `want` (lower-case, `-` spelled) once every `_`
+/// is read as `-`: WSGI, CGI, PHP and Rack servers read `X_Forwarded_For`
+/// as `X-Forwarded-For` (both become `HTTP_X_FORWARDED_FOR`).
+fn folds_to(name: &[u8], want: &[u8]) -> bool {
+    name.len() == want.len() && name.iter().zip(want).all(|(&n, &w)| n == w || (n == b'_' && w == b'-'))
+}
+
+/// Whether `name` (lower-case, as hyper gives it) is a forwarding header in
+/// any spelling.
+fn is_forwarding(name: &str) -> bool {
+    let b = name.as_bytes();
+    const FAMILY: &[u8] = b"x-forwarded-";
+    (b.len() > FAMILY.len() && folds_to(&b[..FAMILY.len()], FAMILY))
+        || FORWARDING.iter().any(|w| folds_to(b, w.as_bytes()))
+}
+
+/// Removes what a client must not tell the application about where the
+/// request came from. From a peer that is not a trusted proxy: every
+/// forwarding header, in every spelling (`set_forwarded` then sets its own).
+/// From a trusted proxy, whose `-` spelled headers are believed: only the
+/// `_` spellings, which no proxy sets, and which a client behind a proxy
+/// that passes them on (Traefik, Caddy) could use to contradict it.
+///
+/// One pass over the names present; a request carrying none of them
+/// allocates nothing.
+pub fn strip_forwarding(headers: &mut HeaderMap, trusted_peer: bool) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        let n = name.as_str();
+        if (!trusted_peer || n.contains('_')) && is_forwarding(n) {
+            doomed.push(name.clone());
+        }
+    }
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
 /// Sets X-Forwarded-For/-Proto/-Host. A trusted peer's values are extended or
 /// kept; an untrusted peer's are replaced.
 pub fn set_forwarded(
@@ -316,6 +375,56 @@ mod tests {
         assert_eq!(client_ip("127.0.0.1".parse().unwrap(), &h, &trusted).to_string(), "127.0.0.1");
         let h = xff("[2001:db8::1]:443");
         assert_eq!(client_ip("127.0.0.1".parse().unwrap(), &h, &trusted).to_string(), "2001:db8::1");
+    }
+
+    #[test]
+    fn an_untrusted_client_loses_every_forwarding_header_in_every_spelling() {
+        let spellings = [
+            "x-forwarded-for",
+            "x_forwarded_for",
+            "x_forwarded-host",
+            "x-forwarded_proto",
+            "x-forwarded-port",
+            "x-forwarded-prefix",
+            "x_forwarded_server",
+            "forwarded",
+            "x-real-ip",
+            "x_real_ip",
+            "x-client-ip",
+            "true-client-ip",
+            "true_client_ip",
+            "cf-connecting-ip",
+            "x-original-url",
+            "x_rewrite_url",
+        ];
+        let mut h = HeaderMap::new();
+        for n in spellings {
+            h.insert(HeaderName::from_static(n), HeaderValue::from_static("6.6.6.6"));
+        }
+        h.insert("x-forwarded", HeaderValue::from_static("kept: not a header of the family"));
+        h.insert("x-forwardedfor", HeaderValue::from_static("kept"));
+        h.insert("accept", HeaderValue::from_static("kept"));
+        strip_forwarding(&mut h, false);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-forwarded", "x-forwardedfor"]);
+    }
+
+    #[test]
+    fn a_trusted_proxy_keeps_its_headers_but_not_underscore_spellings() {
+        let mut h = headers(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-port", "443"),
+            ("x-real-ip", "203.0.113.7"),
+            ("forwarded", "for=203.0.113.7"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x_real_ip", "6.6.6.6"),
+        ]);
+        strip_forwarding(&mut h, true);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["forwarded", "x-forwarded-for", "x-forwarded-port", "x-forwarded-proto", "x-real-ip"]);
     }
 
     #[test]

@@ -149,6 +149,7 @@ impl Proxy {
         headers::strip_hop_by_hop(headers, upgrade);
         ctx.identity_headers.strip(headers);
         headers::strip_cookies(headers, ctx.strip_cookies);
+        headers::strip_forwarding(headers, ctx.trusted_peer);
         headers::set_forwarded(headers, ctx.peer, ctx.trusted_peer, ctx.scheme, original_host.as_ref());
         if let Some(values) = ctx.identity {
             ctx.identity_headers.apply(values, headers);

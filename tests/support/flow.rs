@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use portcullis::auth::totp::{base32_decode, code_at, step_at};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -12,6 +13,35 @@ use super::upstream::Upstream;
 use super::{Gateway, SECRET, client, find_code, write_users};
 
 pub const PASSWORD: &str = "testpassword123";
+
+/// A logged-in client whose user set up an app: the app's secret, the step
+/// its confirming code used, and the backup codes it was given.
+pub struct Enrolled {
+    pub client: reqwest::Client,
+    pub secret: Vec<u8>,
+    pub step: u64,
+    pub backup_codes: Vec<String>,
+}
+
+/// The current TOTP time step (30 s).
+pub fn now_step() -> u64 {
+    step_at(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 30)
+}
+
+/// The app's code for a step after `used` (the last step the gateway
+/// accepted): the current step's, or the next one's (within the drift the
+/// gateway allows) when the current one is used; waits for the clock when
+/// even that is used.
+pub async fn code_after(secret: &[u8], used: u64) -> (String, u64) {
+    loop {
+        let now = now_step();
+        let step = now.max(used + 1);
+        if step <= now + 1 {
+            return (code_at(secret, step, 6), step);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
 
 /// Gateway + upstream + SMTP sink + a cookie-keeping client.
 pub struct Harness {
@@ -279,6 +309,25 @@ impl Harness {
             self.step_up(&c).await;
         }
         c
+    }
+
+    /// `testuser` sets up an authenticator app, from a fresh two-factor
+    /// session, as a person would: the secret handed out, the app's first
+    /// code confirming it.
+    pub async fn enrol_app(&self, user_agent: &str) -> Enrolled {
+        let c = self.two_factor_client("testuser", PASSWORD, user_agent).await;
+        let (s, v) = self.post_as(&c, "/_auth/api/totp/setup", json!({"password": PASSWORD})).await;
+        assert_eq!(s, 200, "{v}");
+        let secret = base32_decode(v["secret"].as_str().unwrap()).expect("a base32 secret");
+        assert_eq!(secret.len(), 20);
+        let (code, step) = code_after(&secret, 0).await;
+        let (s, v) = self.post_as(&c, "/_auth/api/totp/confirm", json!({"otp_code": code})).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["totp_enabled"], true);
+        let backup_codes = v["backup_codes"]
+            .as_array()
+            .map_or_else(Vec::new, |a| a.iter().map(|c| c.as_str().unwrap().to_owned()).collect());
+        Enrolled { client: c, secret, step, backup_codes }
     }
 
     /// Turns 2FA on for the logged-in `c` (code from e-mail); returns the backup codes.
