@@ -15,6 +15,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
     ("_brand.html", include_str!("../templates/_brand.html")),
     ("_messages.html", include_str!("../templates/_messages.html")),
+    ("_step_up.html", include_str!("../templates/_step_up.html")),
     ("login.html", include_str!("../templates/login.html")),
     ("otp.html", include_str!("../templates/otp.html")),
     ("logout.html", include_str!("../templates/logout.html")),

@@ -51,6 +51,11 @@ async fn account_page(
         Ok(p) => p.into_iter().map(PasskeyRow::of).collect(),
         Err(e) => return cx.fail(e),
     };
+    let adding = match portal.account.required_level(&auth.user, Target::NewFactor).await {
+        Ok(level) => level,
+        Err(e) => return cx.fail(e),
+    };
+    let account_url = format!("{}{}/account", portal.settings.public_origin, portal.settings.prefix);
     let current = Store::session_id(new_token.unwrap_or(&auth.token));
     let txt = n.backup_codes.join("\n") + "\n";
     let view = AccountView {
@@ -63,6 +68,8 @@ async fn account_page(
         totp_digits: portal.settings.totp_digits,
         passkeys,
         passkeys_available: portal.account.passkeys_available(),
+        needs_step_up: auth.record.level < adding,
+        account_url: &account_url,
         backup_codes_left: data.state.backup_codes_left,
         backup_codes: &n.backup_codes,
         backup_codes_txt: form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20"),

@@ -160,6 +160,11 @@ pub struct AccountView<'a> {
     pub passkeys: Vec<PasskeyRow>,
     /// This server can be a passkey's relying party.
     pub passkeys_available: bool,
+    /// The session is below what adding a factor needs: the page offers the
+    /// step-up (a code e-mailed to the address on file) instead of the forms.
+    pub needs_step_up: bool,
+    /// Where the step-up comes back to (this page).
+    pub account_url: &'a str,
     pub backup_codes_left: u32,
     /// New backup codes, shown once.
     pub backup_codes: &'a [String],

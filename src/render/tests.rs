@@ -69,14 +69,15 @@ fn account_ctx() -> serde_json::Value {
              "ip": "198.51.100.7", "device": "Safari on iOS", "current": false}
         ],
         "message": "Backup codes generated", "error": "", "code_digits": 6,
-        "totp_enabled": false, "totp_setup": null, "totp_digits": 6
+        "totp_enabled": false, "totp_setup": null, "totp_digits": 6,
+        "passkeys_available": true, "needs_step_up": false, "account_url": "https://auth.example.com/_auth/account"
     }))
 }
 
 #[test]
 fn every_embedded_template_parses() {
     let t = templates();
-    assert_eq!(Templates::names().count(), 12);
+    assert_eq!(Templates::names().count(), 13);
     for name in Templates::names() {
         assert!(t.tera.contains_template(name), "{name} missing");
     }
@@ -380,4 +381,17 @@ fn account_page_sets_up_shows_and_removes_the_authenticator_app() {
     let html = render("account.html", v);
     assert!(html.contains(r#"action="/_auth/account/totp/remove""#));
     assert!(html.contains("Remove the authenticator app"));
+}
+
+#[test]
+fn a_one_factor_session_is_offered_the_step_up_instead_of_the_forms_that_add_a_factor() {
+    let mut v = account_ctx();
+    v["needs_step_up"] = json!(true);
+    let html = render("account.html", v);
+    assert!(!html.contains(r#"action="/_auth/account/totp""#), "no setup form");
+    assert!(!html.contains("data-passkey-register"), "no passkey form");
+    assert_eq!(html.matches(r#"action="/_auth/login/step-up""#).count(), 2, "a step-up for each");
+    assert!(html.contains("E-mail me a code to add an authenticator app"));
+    assert!(html.contains("E-mail me a code to add a passkey"));
+    assert!(html.contains(r#"name="rd" value="https://auth.example.com/_auth/account""#), "and back here");
 }

@@ -5,9 +5,18 @@
 // Any failed check exits non-zero; success prints "OK".
 import { chromium } from "playwright-core";
 import { createHmac } from "node:crypto";
+import readline from "node:readline";
 
 const [origin, js] = process.argv.slice(2);
 const jsOn = js === "on";
+const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+
+// An e-mailed code: the test reads it from its SMTP sink and hands it over.
+async function emailedCode() {
+  console.log("NEED_CODE");
+  const { value } = await lines.next();
+  return value.trim();
+}
 
 function check(cond, msg) {
   if (!cond) {
@@ -69,6 +78,20 @@ step = "password only";
 // The policy is one_factor: the password alone reaches the account page.
 await signIn();
 check(page.url().startsWith(origin + "/_auth/account"), "at the account page, got " + page.url());
+
+step = "step up";
+// The password alone adds no factor: the page offers a code by e-mail first.
+check(!(await page.locator("#totp-setup-password").isVisible()), "no setup form for a one-factor session");
+await page.getByRole("button", { name: "E-mail me a code to add an authenticator app" }).click();
+await page.waitForLoadState();
+check(page.url().startsWith(origin + "/_auth/otp"), "asked for the e-mailed code, got " + page.url());
+const stepUpCode = await emailedCode();
+if (jsOn) {
+  await Promise.all([page.waitForURL(/\/_auth\/account/), page.locator("#otp_code").pressSequentially(stepUpCode)]);
+} else {
+  await page.locator("#otp_code").fill(stepUpCode);
+  await Promise.all([page.waitForURL(/\/_auth\/account/), page.getByRole("button", { name: "Verify and sign in" }).click()]);
+}
 
 step = "setup";
 await page.locator("#totp-setup-password").fill("testpassword123");
