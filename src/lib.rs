@@ -11,8 +11,10 @@
 //!   the portal for paths under `auth.prefix`, or the gate and the proxy.
 //! - `request`: what is known of a request (client address, scheme) and of
 //!   its answer for the log.
-//! - `gate`: the one access decision: rules + session → allow, log in, deny.
-//! - `access`: the access-control rules.
+//! - `gate`: the one access decision (rules + session → allow, log in, deny)
+//!   and the one answer to which level a request needs.
+//! - `access`: the access-control rules, and how a request is described to them.
+//! - `normalize`: the one normal form of paths, hosts and URLs.
 //! - `session`: tokens, the gateway's cookies (written and read), lifetimes.
 //! - `identity`: the identity headers, stripped and applied in one place.
 //! - `proxy`: upstream selection, header hygiene, streaming, upgrades.

@@ -239,6 +239,33 @@ fn authentication_and_audit_never_see_the_assembled_gateway() {
     }
 }
 
+/// One answer to "which level does this request need": a policy becomes a
+/// level in one file (`gate.rs`, `level_needed`), and no other file of `src/`
+/// names both a policy and a level. A second mapping is how the proxy, the
+/// login and the account pages once came to disagree.
+#[test]
+fn a_policy_becomes_a_level_in_one_place() {
+    let policies = ["Policy::Bypass", "Policy::OneFactor", "Policy::TwoFactor", "Policy::Deny"];
+    let mapping: Vec<String> = modules()
+        .into_iter()
+        .filter(|(_, text)| {
+            let code = code(text);
+            policies.iter().any(|p| code.contains(p)) && code.contains("AuthLevel::")
+        })
+        .map(|(m, _)| m)
+        .collect();
+    assert_eq!(mapping, ["gate"], "files that turn a policy into a level");
+    let gate = code(&modules()["gate"]);
+    assert_eq!(gate.matches("match policy").count(), 1, "one match on a policy in gate.rs");
+    // Rules are consulted, and requests described to them, in gate and access only.
+    for (m, text) in modules() {
+        let code = code(&text);
+        if m != "access" && m != "gate" {
+            assert!(!code.contains(".policy(&") && !code.contains("rules.policy("), "{m} consults the rules itself");
+        }
+    }
+}
+
 #[test]
 fn the_scan_sees_grouped_and_relative_imports() {
     let mut modules = BTreeMap::new();

@@ -9,7 +9,7 @@
 use http::header::{HeaderMap, HeaderName};
 use http::{Method, StatusCode};
 
-use super::{Original, header};
+use super::original::{MISSING, Original, header, refused};
 use crate::body::Response;
 use crate::normalize;
 use crate::proxy::headers::{X_FORWARDED_HOST, X_FORWARDED_PROTO};
@@ -25,12 +25,11 @@ pub(super) fn present(headers: &HeaderMap) -> bool {
 
 /// The original request, as Traefik and Caddy state it.
 pub(super) fn original(headers: &HeaderMap) -> Result<Original<'_>, &'static str> {
-    let uri = header(headers, &X_FORWARDED_URI).ok_or(super::MISSING)?;
+    let uri = header(headers, &X_FORWARDED_URI).ok_or(MISSING)?;
     let proto = header(headers, &X_FORWARDED_PROTO).unwrap_or("https");
-    let host =
-        header(headers, &X_FORWARDED_HOST).or_else(|| header(headers, &http::header::HOST)).ok_or(super::MISSING)?;
+    let host = header(headers, &X_FORWARDED_HOST).or_else(|| header(headers, &http::header::HOST)).ok_or(MISSING)?;
     let scheme = if proto.eq_ignore_ascii_case("http") { "http" } else { "https" };
-    let url = normalize::from_parts(scheme, host, uri).map_err(super::refused)?;
+    let url = normalize::from_parts(scheme, host, uri).map_err(refused)?;
     let method = header(headers, &X_FORWARDED_METHOD).and_then(|m| m.parse().ok()).unwrap_or(Method::GET);
     Ok(Original::new(url, method))
 }

@@ -8,19 +8,17 @@
 
 mod forwarded;
 mod nginx;
+mod original;
 
-use std::borrow::Cow;
-
-use http::header::{HeaderMap, HeaderName};
-use http::{Method, StatusCode};
+use http::StatusCode;
+use http::header::HeaderMap;
 
 use super::context::{Answer, Cx};
 use crate::gate::{Facts, Verdict};
 use crate::metrics;
-use crate::normalize::{self, UrlError};
 use crate::reply::{self, Failure};
 
-const MISSING: &str = "forward-auth needs X-Original-URL or X-Forwarded-Proto/-Host/-Uri";
+pub use original::Original;
 
 /// The proxy asking, and so the dialect of its request and of the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,49 +27,6 @@ enum Dialect {
     Nginx,
     /// Traefik, Caddy: `X-Forwarded-*`; a browser is redirected to log in.
     Forwarded,
-}
-
-/// The request the proxy is asking about, in normal form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Original<'a> {
-    pub scheme: &'static str,
-    /// Lower-case host name without port or trailing dot.
-    pub host: Cow<'a, str>,
-    pub port: Option<u16>,
-    /// The normalised path.
-    pub path: Cow<'a, str>,
-    pub query: Option<&'a str>,
-    pub method: Method,
-}
-
-impl<'a> Original<'a> {
-    fn new(url: normalize::Url<'a>, method: Method) -> Original<'a> {
-        let normalize::Url { scheme, host, path, query } = url;
-        Original { scheme, host: host.name, port: host.port, path, query, method }
-    }
-
-    /// The URL the login page sends the browser back to.
-    pub fn url(&self) -> String {
-        let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
-        let query = self.query.map(|q| format!("?{q}")).unwrap_or_default();
-        format!("{}://{}{port}{}{query}", self.scheme, self.host, self.path)
-    }
-}
-
-fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty())
-}
-
-/// Why a stated original request is refused: never guessed at, since a
-/// proxy that built the URL from a client's Host would otherwise let the
-/// client choose what is checked.
-fn refused(e: UrlError) -> &'static str {
-    match e {
-        UrlError::NotAbsolute => "the original URL is not an absolute http(s) URL",
-        UrlError::Host => "the original host is not a valid host[:port]",
-        UrlError::Target => "the original URI is not an absolute path",
-        UrlError::Path => "the original path cannot be normalised safely",
-    }
 }
 
 /// The dialect to read. Each proxy sets its own headers but passes the

@@ -8,7 +8,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
-use super::{Original, header};
+use super::original::{MISSING, Original, header, refused};
 use crate::body::Response;
 use crate::normalize;
 use crate::reply;
@@ -23,10 +23,10 @@ pub(super) fn present(headers: &HeaderMap) -> bool {
 
 /// The original request, as nginx states it.
 pub(super) fn original(headers: &HeaderMap) -> Result<Original<'_>, &'static str> {
-    let url = header(headers, &X_ORIGINAL_URL).ok_or(super::MISSING)?;
+    let url = header(headers, &X_ORIGINAL_URL).ok_or(MISSING)?;
     let url = normalize::url(url).map_err(|e| match e {
         normalize::UrlError::NotAbsolute => "X-Original-URL is not an absolute http(s) URL",
-        e => super::refused(e),
+        e => refused(e),
     })?;
     let method = header(headers, &X_ORIGINAL_METHOD).and_then(|m| m.parse().ok()).unwrap_or(Method::GET);
     Ok(Original::new(url, method))
