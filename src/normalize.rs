@@ -295,6 +295,12 @@ pub enum UrlError {
     Path,
 }
 
+/// `url` without its fragment, which a browser keeps to itself: what it
+/// requests when it follows `url` (a login's return address may carry one).
+pub fn without_fragment(url: &str) -> &str {
+    url.split_once('#').map_or(url, |(request, _)| request)
+}
+
 /// Splits and normalises an absolute `http(s)://authority/target` URL
 /// without any of the lenience of URL parsers (which drop tabs, read `\` as
 /// `/` and skip an empty authority): each part is checked, and anything

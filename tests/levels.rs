@@ -140,6 +140,8 @@ async fn a_login_reaches_the_level_the_gate_asks_of_its_return_address(b: Backen
         ("/admin;x/secret", true),
         ("/;/admin/secret", true),
         ("/admin/x", true),
+        ("/admin/x?q=1#top", true),
+        ("/app#/admin/x", false),
         ("/ops/x", true),
         ("/internal/x", false),
         ("/app", false),

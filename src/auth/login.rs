@@ -161,7 +161,7 @@ impl LoginFlow {
         let state = self.store.user_state(&user.username).await?;
         let account = Account { user, second_factor: state.has_second_factor() };
         let ip = client.ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-        let level = match rd.map(crate::normalize::url) {
+        let level = match rd.map(|r| crate::normalize::url(crate::normalize::without_fragment(r))) {
             None => self.levels.login_level(None, &account),
             Some(Ok(url)) => {
                 let resource = Resource { host: &url.host.name, path: &url.path, method: &http::Method::GET, ip };

@@ -259,7 +259,7 @@ impl Redirects {
             return None;
         }
         let text = url.to_string();
-        let normal = crate::normalize::url(&text).ok()?;
+        let normal = crate::normalize::url(crate::normalize::without_fragment(&text)).ok()?;
         let host = normal.host.name.as_ref();
         let allowed =
             host == self.public_host || self.allowed_domains.iter().any(|d| crate::access::domain_matches(d, host));
