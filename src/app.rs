@@ -17,6 +17,7 @@ use crate::auth::notify::Notifier;
 use crate::auth::operator::OperatorActions;
 use crate::auth::passkey::Passkeys;
 use crate::auth::password::PasswordChecker;
+use crate::auth::record::Attempts;
 use crate::auth::suspicious::SuspiciousActivity;
 use crate::auth::totp::Authenticator;
 use crate::auth::users::Users;
@@ -200,6 +201,7 @@ impl Shared<'_> {
         let passwords = Arc::new(PasswordChecker::new(cores)?);
         let rules = Arc::new(AccessRules::new(&config.access_control));
         let audit = Audit::new(store.clone(), clock.clone());
+        let attempts = Attempts::new(audit.clone());
         let totp_failures = RateSpec::new(config.otp.max_attempts, config.session.pending_login_ttl);
         let limiter = Limiter::new(store.clone(), &config.rate_limit, &config.lockout, totp_failures);
         let notifier = Notifier::new(Mailer::new(&config.mail)?, templates, &config.auth.app_name, clock.clone());
@@ -231,6 +233,7 @@ impl Shared<'_> {
             limiter: limiter.clone(),
             lockout: lockout.clone(),
             audit: audit.clone(),
+            attempts: attempts.clone(),
             notifier: notifier.clone(),
             suspicious,
             fingerprints,
@@ -249,6 +252,7 @@ impl Shared<'_> {
             totp,
             passkeys,
             audit: audit.clone(),
+            attempts,
             notifier,
             lockout,
             limiter,

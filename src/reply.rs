@@ -11,8 +11,8 @@ use http::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::auth::account::AccountError;
-use crate::auth::login::LoginError;
+use crate::auth::error::{AuthError, Factor};
+use crate::auth::passkey::PasskeyError;
 use crate::body::{Body, Response};
 use crate::proxy::ProxyError;
 use crate::render::Templates;
@@ -135,8 +135,7 @@ pub enum BodyError {
 /// Every way a gateway request can fail.
 #[derive(Debug)]
 pub enum Failure {
-    Login(LoginError),
-    Account(AccountError),
+    Auth(AuthError),
     Store(StoreError),
     Body(BodyError),
     /// The CSRF check failed.
@@ -165,15 +164,9 @@ pub enum Failure {
     BadHost,
 }
 
-impl From<LoginError> for Failure {
-    fn from(e: LoginError) -> Self {
-        Failure::Login(e)
-    }
-}
-
-impl From<AccountError> for Failure {
-    fn from(e: AccountError) -> Self {
-        Failure::Account(e)
+impl From<AuthError> for Failure {
+    fn from(e: AuthError) -> Self {
+        Failure::Auth(e)
     }
 }
 
@@ -231,15 +224,7 @@ impl Failure {
     pub fn explain(&self, format: Format) -> Explained {
         let html = format == Format::Html;
         match self {
-            Failure::Login(e) => explain_login(e),
-            Failure::Account(AccountError::Login(e)) => explain_login(e),
-            Failure::Account(
-                e @ AccountError::Passkey(
-                    crate::auth::passkey::PasskeyError::NoSuchPasskey | crate::auth::passkey::PasskeyError::Unavailable,
-                ),
-            ) => Explained::new(StatusCode::NOT_FOUND, e.to_string()),
-            Failure::Account(e @ AccountError::NoSuchSession) => Explained::new(StatusCode::NOT_FOUND, e.to_string()),
-            Failure::Account(e) => Explained::new(StatusCode::BAD_REQUEST, e.to_string()),
+            Failure::Auth(e) => explain_auth(e),
             Failure::Store(e) => {
                 tracing::error!(error = %e, "store unavailable; refusing the request");
                 Explained::new(StatusCode::SERVICE_UNAVAILABLE, STORE_DOWN).retry(5)
@@ -291,11 +276,12 @@ impl Failure {
     }
 }
 
-fn explain_login(e: &LoginError) -> Explained {
+fn explain_auth(e: &AuthError) -> Explained {
+    let bad = |message: &'static str| Explained::new(StatusCode::BAD_REQUEST, message);
     match e {
-        LoginError::InvalidCredentials => Explained::new(StatusCode::BAD_REQUEST, "Invalid username or password."),
-        LoginError::Disabled => Explained::new(StatusCode::FORBIDDEN, "This account is disabled."),
-        LoginError::Locked { retry_after } => {
+        AuthError::InvalidCredentials => bad("Invalid username or password."),
+        AuthError::Disabled => Explained::new(StatusCode::FORBIDDEN, "This account is disabled."),
+        AuthError::Locked { retry_after } => {
             let secs = whole_seconds_after(*retry_after);
             Explained::new(
                 StatusCode::FORBIDDEN,
@@ -305,7 +291,7 @@ fn explain_login(e: &LoginError) -> Explained {
             .with("account_locked", json!(true))
             .retry(secs)
         }
-        LoginError::RateLimited { retry_after } => {
+        AuthError::RateLimited { retry_after } => {
             let secs = whole_seconds_after(*retry_after);
             Explained::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -314,60 +300,69 @@ fn explain_login(e: &LoginError) -> Explained {
             .with("retry_after", json!(secs))
             .retry(secs)
         }
-        LoginError::NoPendingLogin => {
-            Explained::new(StatusCode::BAD_REQUEST, "No pending login, or it has expired. Please sign in again.")
+        AuthError::NoPendingLogin => bad("No pending login, or it has expired. Please sign in again."),
+        AuthError::Wrong { factor, remaining } => {
+            let what = match factor {
+                Factor::Email => "Invalid verification code.",
+                Factor::Totp => "Invalid code from your authenticator app.",
+                Factor::Passkey => "The passkey could not be verified.",
+                Factor::BackupCode => "Invalid backup code.",
+                Factor::Password => "Incorrect password.",
+            };
+            // Codes count down their own tries; backup codes and passkeys the
+            // account's, up to its lock.
+            let left = match (factor, remaining) {
+                (_, None) => String::new(),
+                (Factor::Email | Factor::Totp, Some(n)) => format!(" {n} attempt(s) left."),
+                (_, Some(n)) => format!(" {n} attempt(s) left before the account is locked."),
+            };
+            let e = Explained::new(StatusCode::BAD_REQUEST, format!("{what}{left}"));
+            match remaining {
+                Some(n) => e.with("remaining_attempts", json!(n)),
+                None => e,
+            }
         }
-        LoginError::InvalidCode { remaining } => {
-            Explained::new(StatusCode::BAD_REQUEST, format!("Invalid verification code. {remaining} attempt(s) left."))
-                .with("remaining_attempts", json!(remaining))
-        }
-        LoginError::MaxAttempts => {
-            Explained::new(StatusCode::BAD_REQUEST, "Maximum attempts reached. Please request a new code.")
+        AuthError::Exhausted { factor: Factor::Totp } => {
+            bad("Too many wrong codes from your authenticator app. Have a code e-mailed to you, or use a backup code.")
                 .with("max_attempts_reached", json!(true))
-                .with("remaining_attempts", json!(0))
         }
-        LoginError::Expired => {
-            Explained::new(StatusCode::BAD_REQUEST, "The verification code has expired. Please request a new one.")
-                .with("expired", json!(true))
+        AuthError::Exhausted { .. } => bad("Maximum attempts reached. Please request a new code.")
+            .with("max_attempts_reached", json!(true))
+            .with("remaining_attempts", json!(0)),
+        AuthError::SetupExhausted => {
+            bad("Too many wrong codes for this setup. Start the setup again.").with("max_attempts_reached", json!(true))
         }
-        LoginError::InvalidTotp { remaining } => Explained::new(
-            StatusCode::BAD_REQUEST,
-            format!("Invalid code from your authenticator app. {remaining} attempt(s) left."),
-        )
-        .with("remaining_attempts", json!(remaining)),
-        LoginError::TotpExhausted => Explained::new(
-            StatusCode::BAD_REQUEST,
-            "Too many wrong codes from your authenticator app. Have a code e-mailed to you, or use a backup code.",
-        )
-        .with("max_attempts_reached", json!(true)),
-        LoginError::NoTotp => {
-            Explained::new(StatusCode::BAD_REQUEST, "No authenticator app is set up for this account.")
+        AuthError::Expired => {
+            bad("The verification code has expired. Please request a new one.").with("expired", json!(true))
         }
-        LoginError::InvalidPasskey { remaining } => Explained::new(
-            StatusCode::BAD_REQUEST,
-            format!("The passkey could not be verified. {remaining} attempt(s) left before the account is locked."),
-        )
-        .with("remaining_attempts", json!(remaining)),
-        LoginError::NoPasskey => Explained::new(StatusCode::BAD_REQUEST, "No passkey is set up for this account."),
-        LoginError::PasskeyNotStarted => Explained::new(
-            StatusCode::BAD_REQUEST,
-            "Start signing in with your passkey first (or start again: the request expired).",
-        ),
-        LoginError::InvalidBackupCode { remaining } => Explained::new(
-            StatusCode::BAD_REQUEST,
-            format!("Invalid backup code. {remaining} attempt(s) left before the account is locked."),
-        )
-        .with("remaining_attempts", json!(remaining)),
-        LoginError::MailFailed => Explained::new(
+        AuthError::NotEnrolled { factor } => bad(match factor {
+            Factor::Totp => "No authenticator app is set up for this account.",
+            Factor::Passkey => "No passkey is set up for this account.",
+            _ => "Two-factor authentication is not enabled.",
+        }),
+        AuthError::NotStarted { factor: Factor::Passkey } => {
+            bad("Start signing in with your passkey first (or start again: the request expired).")
+        }
+        AuthError::NotStarted { .. } => bad("Start the authenticator app setup first."),
+        AuthError::AlreadyEnrolled { .. } => {
+            bad("An authenticator app is already set up. Remove it first to set up another.")
+        }
+        AuthError::PasswordRequired => bad("Your password is required to make this change."),
+        AuthError::NoSuchSession => Explained::new(StatusCode::NOT_FOUND, "No such session."),
+        AuthError::Passkey(e @ (PasskeyError::NoSuchPasskey | PasskeyError::Unavailable)) => {
+            Explained::new(StatusCode::NOT_FOUND, e.to_string())
+        }
+        AuthError::Passkey(e) => Explained::new(StatusCode::BAD_REQUEST, e.to_string()),
+        AuthError::MailFailed => Explained::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "The verification code could not be sent. Please try again later.",
         ),
-        LoginError::Store(err) => {
-            tracing::error!(error = %err, "store unavailable during login");
+        AuthError::Store(err) => {
+            tracing::error!(error = %err, "store unavailable");
             Explained::new(StatusCode::SERVICE_UNAVAILABLE, STORE_DOWN).retry(5)
         }
-        LoginError::Internal(err) => {
-            tracing::error!(error = %err, "internal error during login");
+        AuthError::Internal(err) => {
+            tracing::error!(error = %err, "internal error");
             Explained::new(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong. Please try again.")
         }
     }
@@ -474,7 +469,7 @@ mod tests {
         assert_eq!(whole_seconds_after(Duration::from_millis(1)), 1);
         assert_eq!(whole_seconds_after(Duration::from_millis(59_001)), 60);
         assert_eq!(whole_seconds_after(Duration::from_secs(60)), 60);
-        let f = Failure::Login(LoginError::RateLimited { retry_after: Duration::from_millis(4_200) });
+        let f = Failure::Auth(AuthError::RateLimited { retry_after: Duration::from_millis(4_200) });
         let e = f.explain(Format::Json);
         assert_eq!((e.status, e.retry_after), (StatusCode::TOO_MANY_REQUESTS, Some(5)));
         assert_eq!(e.extra["retry_after"], 5);

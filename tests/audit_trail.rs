@@ -8,7 +8,8 @@ mod support;
 
 use std::time::Duration;
 
-use portcullis::auth::login::{LoginError, PasswordOutcome};
+use portcullis::auth::error::AuthError;
+use portcullis::auth::login::PasswordOutcome;
 use portcullis::config::{Policy, RateSpec};
 use portcullis::store::{AuditKind, AuditRecord};
 use serde_json::json;
@@ -50,16 +51,16 @@ async fn every_refusal_by_a_limit_is_audited_as_rate_limit_exceeded() {
     let token = pending(&m, "192.0.2.1").await;
     let _ = m.password("alice", "wrong", "192.0.2.1").await;
     let r = m.password("alice", machine::PASSWORD, "192.0.2.1").await;
-    assert!(matches!(r, Err(LoginError::RateLimited { .. })), "{r:?}");
+    assert!(matches!(r, Err(AuthError::RateLimited { .. })), "{r:?}");
     assert_eq!(exceeded(&m.global_audit().await, "login"), 1);
 
     // The verify window: one code or backup code per address.
     let ip = client("192.0.2.1");
     let _ = m.login().code_step(Some(&token), "000000", &ip).await;
     let r = m.login().code_step(Some(&token), "000000", &ip).await;
-    assert!(matches!(r, Err(LoginError::RateLimited { .. })), "{r:?}");
+    assert!(matches!(r, Err(AuthError::RateLimited { .. })), "{r:?}");
     let r = m.login().backup_step(Some(&token), "AAAA-AAAA", &ip).await;
-    assert!(matches!(r, Err(LoginError::RateLimited { .. })), "{r:?}");
+    assert!(matches!(r, Err(AuthError::RateLimited { .. })), "{r:?}");
     let trail = m.audit("alice").await;
     assert_eq!(exceeded(&trail, "verify"), 2, "{trail:#?}");
     assert_eq!(events(&trail, AuditKind::LoginAttempt, "rate_limited").len(), 2, "both refused attempts recorded");
@@ -67,13 +68,13 @@ async fn every_refusal_by_a_limit_is_audited_as_rate_limit_exceeded() {
     // The resend window, then the address's code e-mails.
     m.login().resend(Some(&token), &ip).await.expect("one resend");
     let r = m.login().resend(Some(&token), &ip).await;
-    assert!(matches!(r, Err(LoginError::RateLimited { .. })), "{r:?}");
+    assert!(matches!(r, Err(AuthError::RateLimited { .. })), "{r:?}");
     assert_eq!(exceeded(&m.audit("alice").await, "resend"), 1);
     let other = client("192.0.2.2");
     let token = pending(&m, "192.0.2.2").await;
     m.login().resend(Some(&token), &other).await.expect("second code e-mail");
     let r = m.login().password_step("alice", machine::PASSWORD, false, None, &other).await;
-    assert!(matches!(r, Err(LoginError::RateLimited { .. })), "the third code e-mail is refused: {r:?}");
+    assert!(matches!(r, Err(AuthError::RateLimited { .. })), "the third code e-mail is refused: {r:?}");
     assert_eq!(exceeded(&m.audit("alice").await, "otp_emails"), 1);
 }
 
@@ -85,7 +86,7 @@ async fn a_login_to_a_disabled_account_is_audited() {
     file.write(&m.users_file).unwrap();
     m.app.users.reload().await.unwrap();
     let r = m.password("bob", "bobs password 1", "192.0.2.7").await;
-    assert!(matches!(r, Err(LoginError::Disabled)), "{r:?}");
+    assert!(matches!(r, Err(AuthError::Disabled)), "{r:?}");
     let trail = m.audit("bob").await;
     let disabled = events(&trail, AuditKind::LoginAttempt, "account_disabled");
     assert_eq!(disabled.len(), 1, "{trail:#?}");

@@ -12,7 +12,8 @@ use std::time::Duration;
 use http::HeaderMap;
 use portcullis::app::{self, App};
 use portcullis::auth::Client;
-use portcullis::auth::login::{Completed, LoginError, PasswordOutcome};
+use portcullis::auth::error::{AuthError, Factor};
+use portcullis::auth::login::{Completed, PasswordOutcome};
 use portcullis::auth::users::{self, Users};
 use portcullis::clock::Clock;
 use portcullis::config::{Config, MailTransport, Policy, Secret};
@@ -54,7 +55,7 @@ impl Flow {
         &self.app.gateway.portal.login
     }
 
-    async fn password(&self, ip: &str, password: &str) -> Result<PasswordOutcome, LoginError> {
+    async fn password(&self, ip: &str, password: &str) -> Result<PasswordOutcome, AuthError> {
         self.login().password_step("alice", password, false, None, &client(ip)).await
     }
 
@@ -71,7 +72,7 @@ impl Flow {
         last_code(&self.outbox).expect("an e-mail with a code")
     }
 
-    async fn code(&self, pending: &str, code: &str) -> Result<Completed, LoginError> {
+    async fn code(&self, pending: &str, code: &str) -> Result<Completed, AuthError> {
         self.login().code_step(Some(pending), code, &client("198.51.100.1")).await
     }
 
@@ -121,7 +122,7 @@ async fn a_code_works_until_its_ten_minutes_are_up() {
     let code = f.last_code();
     f.pass(10 * MINUTE);
     let r = f.code(&pending, &code).await;
-    assert!(matches!(r, Err(LoginError::Expired)), "dead at ten minutes: {r:?}");
+    assert!(matches!(r, Err(AuthError::Expired)), "dead at ten minutes: {r:?}");
 
     // By default both die together, and the login must start over.
     let f = flow(Policy::TwoFactor).await;
@@ -129,7 +130,7 @@ async fn a_code_works_until_its_ten_minutes_are_up() {
     let code = f.last_code();
     f.pass(10 * MINUTE);
     let r = f.code(&pending, &code).await;
-    assert!(matches!(r, Err(LoginError::NoPendingLogin)), "{r:?}");
+    assert!(matches!(r, Err(AuthError::NoPendingLogin)), "{r:?}");
 }
 
 #[tokio::test]
@@ -138,12 +139,12 @@ async fn a_resend_waits_for_the_cooldown_and_voids_the_old_code() {
     let pending = f.pending().await;
     let first = f.last_code();
     match f.login().resend(Some(&pending), &client("198.51.100.1")).await {
-        Err(LoginError::RateLimited { retry_after }) => assert_eq!(retry_after, 60 * SECOND),
+        Err(AuthError::RateLimited { retry_after }) => assert_eq!(retry_after, 60 * SECOND),
         other => panic!("a resend at once is refused, got {other:?}"),
     }
     f.pass(59 * SECOND);
     match f.login().resend(Some(&pending), &client("198.51.100.1")).await {
-        Err(LoginError::RateLimited { retry_after }) => assert_eq!(retry_after, SECOND),
+        Err(AuthError::RateLimited { retry_after }) => assert_eq!(retry_after, SECOND),
         other => panic!("a resend after 59 s is refused, got {other:?}"),
     }
     f.pass(SECOND);
@@ -157,7 +158,7 @@ async fn a_resend_waits_for_the_cooldown_and_voids_the_old_code() {
         second = f.last_code();
     }
     let r = f.code(&pending, &first).await;
-    assert!(matches!(r, Err(LoginError::InvalidCode { .. })), "the old code is void: {r:?}");
+    assert!(matches!(r, Err(AuthError::Wrong { factor: Factor::Email, .. })), "the old code is void: {r:?}");
     f.code(&pending, &second).await.expect("the new code works");
 }
 
@@ -167,11 +168,17 @@ async fn three_wrong_codes_void_the_code() {
     let pending = f.pending().await;
     let code = f.last_code();
     let wrong = if code == "000000" { "111111" } else { "000000" };
-    assert!(matches!(f.code(&pending, wrong).await, Err(LoginError::InvalidCode { remaining: 2 })));
-    assert!(matches!(f.code(&pending, wrong).await, Err(LoginError::InvalidCode { remaining: 1 })));
-    assert!(matches!(f.code(&pending, wrong).await, Err(LoginError::MaxAttempts)));
+    assert!(matches!(
+        f.code(&pending, wrong).await,
+        Err(AuthError::Wrong { factor: Factor::Email, remaining: Some(2) })
+    ));
+    assert!(matches!(
+        f.code(&pending, wrong).await,
+        Err(AuthError::Wrong { factor: Factor::Email, remaining: Some(1) })
+    ));
+    assert!(matches!(f.code(&pending, wrong).await, Err(AuthError::Exhausted { factor: Factor::Email })));
     let r = f.code(&pending, &code).await;
-    assert!(matches!(r, Err(LoginError::MaxAttempts)), "the right code is void too: {r:?}");
+    assert!(matches!(r, Err(AuthError::Exhausted { factor: Factor::Email })), "the right code is void too: {r:?}");
 }
 
 #[tokio::test]
@@ -181,12 +188,12 @@ async fn the_login_window_allows_five_tries_per_five_minutes_per_address() {
         f.password("203.0.113.7", PASSWORD).await.expect("within the window");
     }
     match f.password("203.0.113.7", PASSWORD).await {
-        Err(LoginError::RateLimited { retry_after }) => assert_eq!(retry_after, 5 * MINUTE),
+        Err(AuthError::RateLimited { retry_after }) => assert_eq!(retry_after, 5 * MINUTE),
         other => panic!("the sixth try is refused, got {other:?}"),
     }
     f.password("203.0.113.8", PASSWORD).await.expect("another address has its own window");
     f.pass(5 * MINUTE - SECOND);
-    assert!(matches!(f.password("203.0.113.7", PASSWORD).await, Err(LoginError::RateLimited { .. })));
+    assert!(matches!(f.password("203.0.113.7", PASSWORD).await, Err(AuthError::RateLimited { .. })));
     f.pass(SECOND);
     f.password("203.0.113.7", PASSWORD).await.expect("the window slid past the first try");
 }
@@ -197,14 +204,14 @@ async fn ten_failures_lock_the_account_for_fifteen_minutes() {
     // From ten addresses, so no address's own limit is what stops them.
     for i in 0..10 {
         let r = f.password(&format!("192.0.2.{i}"), "wrong password").await;
-        assert!(matches!(r, Err(LoginError::InvalidCredentials)), "attempt {i}: {r:?}");
+        assert!(matches!(r, Err(AuthError::InvalidCredentials)), "attempt {i}: {r:?}");
     }
     match f.password("192.0.2.100", PASSWORD).await {
-        Err(LoginError::Locked { retry_after }) => assert_eq!(retry_after, 15 * MINUTE),
+        Err(AuthError::Locked { retry_after }) => assert_eq!(retry_after, 15 * MINUTE),
         other => panic!("locked, even for the right password: {other:?}"),
     }
     f.pass(15 * MINUTE - SECOND);
-    assert!(matches!(f.password("192.0.2.101", PASSWORD).await, Err(LoginError::Locked { .. })));
+    assert!(matches!(f.password("192.0.2.101", PASSWORD).await, Err(AuthError::Locked { .. })));
     f.pass(SECOND);
     f.password("192.0.2.102", PASSWORD).await.expect("the lock expired by itself");
 }
@@ -251,7 +258,7 @@ async fn turning_2fa_on_needs_a_fresh_code_and_rotates_the_session() {
     let stale = f.last_code();
     f.pass(10 * MINUTE);
     let err = account.confirm_enable(&user, &done.token, &stale, &client("198.51.100.1")).await.unwrap_err();
-    assert!(matches!(err, portcullis::auth::account::AccountError::Login(LoginError::Expired)), "{err:?}");
+    assert!(matches!(err, AuthError::Expired), "{err:?}");
 
     account.start_enable(&user, &client("198.51.100.1")).await.expect("a new code is e-mailed");
     let code = f.last_code();

@@ -6,7 +6,8 @@
 
 mod support;
 
-use portcullis::auth::login::{LoginError, PasswordOutcome};
+use portcullis::auth::error::{AuthError, Factor};
+use portcullis::auth::login::PasswordOutcome;
 use portcullis::auth::totp::{base32_decode, code_at, step_at};
 use portcullis::config::Policy;
 use support::flow::Backend;
@@ -52,7 +53,10 @@ async fn the_drift_window_is_one_step_either_side_and_moves_with_the_clock(b: Ba
 
     let t = pending(&m, "198.51.100.2").await;
     let r = m.login().totp_step(Some(&t), &code(now - 2), &c).await;
-    assert!(matches!(r, Err(LoginError::InvalidTotp { remaining: 2 })), "two steps back is too old: {r:?}");
+    assert!(
+        matches!(r, Err(AuthError::Wrong { factor: Factor::Totp, remaining: Some(2) })),
+        "two steps back is too old: {r:?}"
+    );
     for step in [now - 1, now, now + 1] {
         let t = pending(&m, "198.51.100.2").await;
         let done = m.login().totp_step(Some(&t), &code(step), &c).await;
@@ -60,7 +64,7 @@ async fn the_drift_window_is_one_step_either_side_and_moves_with_the_clock(b: Ba
     }
     let t = pending(&m, "198.51.100.2").await;
     let r = m.login().totp_step(Some(&t), &code(now + 2), &c).await;
-    assert!(matches!(r, Err(LoginError::InvalidTotp { .. })), "two steps ahead is too new: {r:?}");
+    assert!(matches!(r, Err(AuthError::Wrong { factor: Factor::Totp, .. })), "two steps ahead is too new: {r:?}");
     m.clock.advance(std::time::Duration::from_secs(60));
     let done = m.login().totp_step(Some(&t), &code(now + 2), &c).await;
     assert!(done.is_ok(), "a minute later it is current: {done:?}");
@@ -86,10 +90,16 @@ async fn wrong_app_codes_lock_the_account_and_then_a_right_code_is_refused(b: Ba
         last = pending(&m, &ip).await;
         for _ in 0..tries {
             let r = m.login().totp_step(Some(&last), &wrong, &client(&ip)).await;
-            assert!(matches!(r, Err(LoginError::InvalidTotp { .. } | LoginError::TotpExhausted)), "{r:?}");
+            assert!(
+                matches!(
+                    r,
+                    Err(AuthError::Wrong { factor: Factor::Totp, .. } | AuthError::Exhausted { factor: Factor::Totp })
+                ),
+                "{r:?}"
+            );
         }
     }
     let r = m.login().totp_step(Some(&last), &code_at(&secret, now, 6), &client("203.0.113.4")).await;
-    assert!(matches!(r, Err(LoginError::Locked { .. })), "the tenth failure locked the account: {r:?}");
+    assert!(matches!(r, Err(AuthError::Locked { .. })), "the tenth failure locked the account: {r:?}");
     assert!(m.audit("alice").await.iter().any(|r| r.event == "account_locked"));
 }

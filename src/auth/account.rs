@@ -25,58 +25,20 @@
 
 use std::sync::Arc;
 
-use crate::audit::{AttemptResult, Audit, SecurityEvent};
+use crate::audit::{Audit, SecurityEvent};
 use crate::auth::Client;
 use crate::auth::codes::Codes;
-use crate::auth::error::LoginError;
+use crate::auth::error::{AuthError, Factor};
 use crate::auth::lockout::Lockout;
 use crate::auth::notify::Notifier;
 use crate::auth::passkey::{PasskeyError, PasskeyInfo, Passkeys};
 use crate::auth::password::PasswordChecker;
+use crate::auth::record::{Attempts, Outcome, Stage};
 use crate::auth::totp::{Authenticator, Enrolment};
 use crate::auth::users::User;
 use crate::gate::{Account, Levels, Need, Target};
 use crate::ratelimit::{Limiter, RateBucket};
 use crate::store::{Admission, Attempt, AuthLevel, CodeCheck, CodePurpose, SessionInfo, Store, StoreError, UserState};
-
-#[derive(Debug, thiserror::Error)]
-pub enum AccountError {
-    #[error("Two-factor authentication is not enabled.")]
-    NotEnabled,
-    #[error("Your password is required to make this change.")]
-    PasswordRequired,
-    #[error("Incorrect password.")]
-    WrongPassword,
-    #[error("No such session.")]
-    NoSuchSession,
-    #[error("An authenticator app is already set up. Remove it first to set up another.")]
-    TotpAlreadyEnabled,
-    #[error("Start the authenticator app setup first.")]
-    TotpNotStarted,
-    #[error("That code does not match. Check the app's clock and enter the current code.")]
-    TotpWrongCode,
-    #[error("Too many wrong codes for this setup. Start the setup again.")]
-    TotpSetupExhausted,
-    #[error(transparent)]
-    Passkey(PasskeyError),
-    #[error(transparent)]
-    Login(#[from] LoginError),
-}
-
-impl From<PasskeyError> for AccountError {
-    fn from(e: PasskeyError) -> Self {
-        match e {
-            PasskeyError::Store(e) => AccountError::Login(LoginError::Store(e)),
-            e => AccountError::Passkey(e),
-        }
-    }
-}
-
-impl From<StoreError> for AccountError {
-    fn from(e: StoreError) -> Self {
-        AccountError::Login(LoginError::Store(e))
-    }
-}
 
 /// One successful login, for the account page and `api/me`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -136,10 +98,6 @@ pub struct TotpConfirmed {
     pub token: String,
 }
 
-fn count_recheck(result: &'static str) {
-    crate::metrics::auth_attempt("recheck", result);
-}
-
 /// Account actions; cheap to clone.
 #[derive(Clone)]
 pub struct AccountActions {
@@ -151,6 +109,7 @@ pub struct AccountActions {
     pub(crate) totp: Authenticator,
     pub(crate) passkeys: Passkeys,
     pub(crate) audit: Audit,
+    pub(crate) attempts: Attempts,
     pub(crate) notifier: Notifier,
     pub(crate) lockout: Lockout,
     pub(crate) limiter: Limiter,
@@ -202,12 +161,25 @@ impl AccountActions {
     }
 
     /// Admits a confirming code for comparison, its failure counted first
-    /// (`Lockout::admit`).
-    async fn admit(&self, user: &User, cap: Option<(&str, crate::config::RateSpec)>) -> Result<Attempt, AccountError> {
+    /// (`Lockout::admit`); `cap`: the setup's own cap on wrong codes.
+    async fn admit(
+        &self,
+        user: &User,
+        cap: Option<(&str, crate::config::RateSpec)>,
+        stage: Stage,
+        client: &Client,
+    ) -> Result<Attempt, AuthError> {
+        let actor = client.as_user(user);
         match self.lockout.admit(user, cap).await? {
             Admission::Admitted(attempt) => Ok(attempt),
-            Admission::Locked { retry_after } => Err(LoginError::Locked { retry_after }.into()),
-            Admission::CapReached => Err(LoginError::MaxAttempts.into()),
+            Admission::Locked { retry_after } => {
+                self.attempts.record(actor, stage, Outcome::Locked, "account locked").await;
+                Err(AuthError::Locked { retry_after })
+            }
+            Admission::CapReached => {
+                self.attempts.record(actor, stage, Outcome::MaxAttempts, "confirming: maximum attempts reached").await;
+                Err(AuthError::SetupExhausted)
+            }
         }
     }
 
@@ -221,13 +193,12 @@ impl AccountActions {
         password: Option<&str>,
         client: &Client,
         what: Recheck,
-    ) -> Result<(), AccountError> {
-        let password = password.ok_or(AccountError::PasswordRequired)?;
+    ) -> Result<(), AuthError> {
+        let password = password.ok_or(AuthError::PasswordRequired)?;
         let actor = client.as_user(user);
         if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
-            count_recheck("locked");
-            self.audit.attempt(actor, AttemptResult::AccountLocked, what.details()).await;
-            return Err(LoginError::Locked { retry_after }.into());
+            self.attempts.record(actor, Stage::Recheck, Outcome::Locked, what.details()).await;
+            return Err(AuthError::Locked { retry_after });
         }
         let session = Store::session_id(session_token);
         let refusal = match self.lockout.ip_banned(&client.limit_key).await? {
@@ -239,29 +210,27 @@ impl AccountActions {
                 .map(|w| (RateBucket::SessionFailures, w)),
         };
         if let Some((bucket, retry_after)) = refusal {
-            count_recheck("rate_limited");
-            self.audit.attempt(actor, AttemptResult::RateLimited, what.details()).await;
+            self.attempts.record(actor, Stage::Recheck, Outcome::RateLimited, what.details()).await;
             self.audit.refused_by(actor, bucket, retry_after).await;
-            return Err(LoginError::RateLimited { retry_after }.into());
+            return Err(AuthError::RateLimited { retry_after });
         }
         let ok = self
             .passwords
             .verify(Some(&user.password_hash), password)
             .await
-            .map_err(|e| LoginError::Internal(e.to_string()))?;
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
         if ok {
-            count_recheck("success");
+            self.attempts.record(actor, Stage::Recheck, Outcome::Success, what.details()).await;
             return Ok(());
         }
-        count_recheck("invalid_credentials");
-        self.audit.attempt(actor, AttemptResult::InvalidCredentials, what.details()).await;
+        self.attempts.record(actor, Stage::Recheck, Outcome::Wrong, what.details()).await;
         self.limiter.record(RateBucket::SessionFailures, &session).await?;
         self.lockout.record_failure(user, client).await?;
-        Err(AccountError::WrongPassword)
+        Err(AuthError::Wrong { factor: Factor::Password, remaining: None })
     }
 
     /// Step 1 of enabling: e-mail a confirmation code (unless 2FA is on already).
-    pub async fn start_enable(&self, user: &User, client: &Client) -> Result<Toggle, AccountError> {
+    pub async fn start_enable(&self, user: &User, client: &Client) -> Result<Toggle, AuthError> {
         if self.store.user_state(&user.username).await?.otp_enabled {
             return Ok(Toggle::Unchanged);
         }
@@ -279,23 +248,25 @@ impl AccountActions {
         session_token: &str,
         code: &str,
         client: &Client,
-    ) -> Result<(Vec<String>, String), AccountError> {
-        let attempt = self.admit(user, None).await?;
+    ) -> Result<(Vec<String>, String), AuthError> {
+        let attempt = self.admit(user, None, Stage::Email, client).await?;
         let refused = match self.codes.check(user, CodePurpose::EnableOtp, code).await? {
             CodeCheck::Ok => None,
-            CodeCheck::Wrong { remaining } => Some(LoginError::InvalidCode { remaining }),
-            CodeCheck::Exhausted => Some(LoginError::MaxAttempts),
+            CodeCheck::Wrong { remaining } => {
+                Some((Outcome::Wrong, AuthError::Wrong { factor: Factor::Email, remaining: Some(remaining) }))
+            }
+            CodeCheck::Exhausted => Some((Outcome::MaxAttempts, AuthError::Exhausted { factor: Factor::Email })),
             CodeCheck::Expired | CodeCheck::None => {
                 // Nothing was compared: no guess to count.
                 self.lockout.right(user, &attempt).await?;
-                return Err(LoginError::Expired.into());
+                return Err(AuthError::Expired);
             }
         };
-        if let Some(e) = refused {
+        if let Some((outcome, e)) = refused {
             let details = "wrong code confirming e-mailed codes";
-            self.audit.attempt(client.as_user(user), AttemptResult::InvalidOtp, details).await;
+            self.attempts.record(client.as_user(user), Stage::Email, outcome, details).await;
             self.lockout.wrong(user, &attempt, client).await?;
-            return Err(e.into());
+            return Err(e);
         }
         self.lockout.right(user, &attempt).await?;
         let (backup, hashes) = self.codes.new_backup_codes(user);
@@ -324,9 +295,9 @@ impl AccountActions {
     /// and every other session of the account ends (a one-factor session of
     /// an account with a second factor must not outlive it: `gate`'s module
     /// doc). Returns the new token.
-    async fn rotate(&self, user: &User, session_token: &str, level: Option<AuthLevel>) -> Result<String, AccountError> {
+    async fn rotate(&self, user: &User, session_token: &str, level: Option<AuthLevel>) -> Result<String, AuthError> {
         let new_token = crate::session::new_token();
-        let mut record = self.store.touch_session(session_token).await?.ok_or(LoginError::NoPendingLogin)?;
+        let mut record = self.store.touch_session(session_token).await?.ok_or(AuthError::NoPendingLogin)?;
         if let Some(level) = level {
             record.level = level;
         }
@@ -344,15 +315,15 @@ impl AccountActions {
         session_token: &str,
         password: Option<&str>,
         client: &Client,
-    ) -> Result<Enrolment, AccountError> {
+    ) -> Result<Enrolment, AuthError> {
         self.recheck(user, session_token, password, client, Recheck::TotpSetup).await?;
         if self.store.user_state(&user.username).await?.totp_enabled {
-            return Err(AccountError::TotpAlreadyEnabled);
+            return Err(AuthError::AlreadyEnrolled { factor: Factor::Totp });
         }
         self.totp
             .start_enrolment(user)
             .await?
-            .ok_or_else(|| LoginError::Internal("the authenticator secret could not be prepared".into()).into())
+            .ok_or_else(|| AuthError::Internal("the authenticator secret could not be prepared".into()))
     }
 
     /// Step 2: the app's first code proves it holds the secret. The app
@@ -366,23 +337,20 @@ impl AccountActions {
         session_token: &str,
         code: &str,
         client: &Client,
-    ) -> Result<TotpConfirmed, AccountError> {
+    ) -> Result<TotpConfirmed, AuthError> {
         let Some(pending) = self.totp.pending(user).await? else {
-            return Err(AccountError::TotpNotStarted);
+            return Err(AuthError::NotStarted { factor: Factor::Totp });
         };
         // Wrong codes are capped per setup (a new setup, with its new secret,
         // starts afresh) and count against the account, before the compare.
-        let cap = (pending.id(), self.limiter.spec(RateBucket::TotpFailures));
-        let attempt = match self.lockout.admit(user, Some((&cap.0, cap.1))).await? {
-            Admission::Admitted(attempt) => attempt,
-            Admission::Locked { retry_after } => return Err(LoginError::Locked { retry_after }.into()),
-            Admission::CapReached => return Err(AccountError::TotpSetupExhausted),
-        };
+        let (setup, cap) = (pending.id(), self.limiter.spec(RateBucket::TotpFailures));
+        let attempt = self.admit(user, Some((&setup, cap)), Stage::Totp, client).await?;
         if !self.totp.confirm(user, &pending, code).await? {
             let details = "totp: wrong code confirming a new app";
-            self.audit.attempt(client.as_user(user), AttemptResult::InvalidOtp, details).await;
+            self.attempts.record(client.as_user(user), Stage::Totp, Outcome::Wrong, details).await;
             self.lockout.wrong(user, &attempt, client).await?;
-            return Err(AccountError::TotpWrongCode);
+            let remaining = attempt.cap_remaining.unwrap_or(0);
+            return Err(AuthError::Wrong { factor: Factor::Totp, remaining: Some(remaining) });
         }
         self.lockout.right(user, &attempt).await?;
         let actor = client.as_user(user);
@@ -417,7 +385,7 @@ impl AccountActions {
     }
 
     /// The user's passkeys, oldest first.
-    pub async fn passkeys(&self, user: &User) -> Result<Vec<PasskeyInfo>, AccountError> {
+    pub async fn passkeys(&self, user: &User) -> Result<Vec<PasskeyInfo>, AuthError> {
         Ok(self.passkeys.list(user).await?)
     }
 
@@ -430,14 +398,14 @@ impl AccountActions {
         password: Option<&str>,
         name: &str,
         client: &Client,
-    ) -> Result<serde_json::Value, AccountError> {
+    ) -> Result<serde_json::Value, AuthError> {
         if !self.passkeys.available() {
             return Err(PasskeyError::Unavailable.into());
         }
         self.recheck(user, session_token, password, client, Recheck::PasskeyAdd).await?;
         let session = Store::session_id(session_token);
         let options = self.passkeys.start_registration(user, &session, name).await?;
-        serde_json::to_value(options).map_err(|e| LoginError::Internal(e.to_string()).into())
+        serde_json::to_value(options).map_err(|e| AuthError::Internal(e.to_string()))
     }
 
     /// Finishes adding a passkey with the authenticator's answer (JSON):
@@ -449,7 +417,7 @@ impl AccountActions {
         session_token: &str,
         credential: &str,
         client: &Client,
-    ) -> Result<(PasskeyInfo, String), AccountError> {
+    ) -> Result<(PasskeyInfo, String), AuthError> {
         let session = Store::session_id(session_token);
         let info = self.passkeys.finish_registration(user, &session, credential).await?;
         let token = self.rotate(user, session_token, None).await?;
@@ -478,7 +446,7 @@ impl AccountActions {
         id: &str,
         password: Option<&str>,
         client: &Client,
-    ) -> Result<usize, AccountError> {
+    ) -> Result<usize, AuthError> {
         self.recheck(user, session_token, password, client, Recheck::PasskeyRemove).await?;
         let (name, left) = self.passkeys.remove(user, id).await?;
         self.audit.event(client.as_user(user), SecurityEvent::PasskeyRemoved, &format!("passkey \"{name}\"")).await;
@@ -502,7 +470,7 @@ impl AccountActions {
         session_token: &str,
         password: Option<&str>,
         client: &Client,
-    ) -> Result<Toggle, AccountError> {
+    ) -> Result<Toggle, AuthError> {
         let state = self.store.user_state(&user.username).await?;
         if !state.totp_enabled {
             // A setup under way goes; there was nothing to protect.
@@ -536,7 +504,7 @@ impl AccountActions {
         session_token: &str,
         password: Option<&str>,
         client: &Client,
-    ) -> Result<Toggle, AccountError> {
+    ) -> Result<Toggle, AuthError> {
         let state = self.store.user_state(&user.username).await?;
         if !state.otp_enabled {
             return Ok(Toggle::Unchanged);
@@ -567,10 +535,10 @@ impl AccountActions {
         session_token: &str,
         password: Option<&str>,
         client: &Client,
-    ) -> Result<Vec<String>, AccountError> {
+    ) -> Result<Vec<String>, AuthError> {
         self.recheck(user, session_token, password, client, Recheck::BackupCodes).await?;
         if !self.store.user_state(&user.username).await?.has_second_factor() {
-            return Err(AccountError::NotEnabled);
+            return Err(AuthError::NotEnrolled { factor: Factor::Email });
         }
         let (backup, hashes) = self.codes.new_backup_codes(user);
         self.store.replace_backup_codes(&user.username, &hashes).await?;
@@ -588,16 +556,16 @@ impl AccountActions {
     }
 
     /// Ends one of the user's sessions by its public id.
-    pub async fn revoke(&self, user: &User, id: &str, client: &Client) -> Result<(), AccountError> {
+    pub async fn revoke(&self, user: &User, id: &str, client: &Client) -> Result<(), AuthError> {
         if !self.store.revoke_session(&user.username, id).await? {
-            return Err(AccountError::NoSuchSession);
+            return Err(AuthError::NoSuchSession);
         }
         self.audit.event(client.as_user(user), SecurityEvent::SessionRevoked, "").await;
         Ok(())
     }
 
     /// Ends every session of the user except `keep` ("sign out everywhere else").
-    pub async fn revoke_others(&self, user: &User, keep: &str, client: &Client) -> Result<usize, AccountError> {
+    pub async fn revoke_others(&self, user: &User, keep: &str, client: &Client) -> Result<usize, AuthError> {
         let keep_id = Store::session_id(keep);
         let mut n = 0;
         for s in self.store.list_sessions(&user.username).await? {

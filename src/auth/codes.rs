@@ -11,7 +11,7 @@ use sha2::Sha256;
 
 use crate::audit::{Audit, SecurityEvent};
 use crate::auth::Client;
-use crate::auth::error::LoginError;
+use crate::auth::error::AuthError;
 use crate::auth::notify::Notifier;
 use crate::auth::users::User;
 use crate::config::OtpConfig;
@@ -110,10 +110,10 @@ impl Codes {
     /// Issues a code (voiding the previous one of its purpose) and e-mails it.
     /// A mail failure voids the code again, is audited and counted, and
     /// reports `MailFailed`.
-    pub async fn issue(&self, user: &User, purpose: CodePurpose, client: &Client) -> Result<(), LoginError> {
+    pub async fn issue(&self, user: &User, purpose: CodePurpose, client: &Client) -> Result<(), AuthError> {
         if let Some(retry_after) = self.limiter.hit(RateBucket::OtpEmails, &client.limit_key).await? {
             self.audit.refused_by(client.as_user(user), RateBucket::OtpEmails, retry_after).await;
-            return Err(LoginError::RateLimited { retry_after });
+            return Err(AuthError::RateLimited { retry_after });
         }
         let code = generate_code(self.otp.digits);
         let hash = code_hash(&self.secret, &user.username, purpose.as_str(), &code);
@@ -124,7 +124,7 @@ impl Codes {
             self.store.void_code(&user.username, purpose).await?;
             let details = format!("{} code not sent: {e}", purpose.as_str());
             self.audit.event(client.as_user(user), SecurityEvent::MailFailed, &details).await;
-            return Err(LoginError::MailFailed);
+            return Err(AuthError::MailFailed);
         }
         crate::metrics::debug_check_label(crate::metrics::OTP_PURPOSES, purpose.as_str());
         crate::metrics::get().otp_sent.with_label_values(&[purpose.as_str()]).inc();

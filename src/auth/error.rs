@@ -1,12 +1,42 @@
-//! Why a login step failed. The reply module maps each to a status and a
-//! message, in one place.
+//! Why an authentication step failed, in one small vocabulary for the login
+//! and the account actions alike: a wrong answer is `Wrong` whichever secret
+//! it was, and says which (`Factor`). The reply module gives each its status
+//! and its words, in one place.
 
 use std::time::Duration;
 
+use crate::auth::passkey::PasskeyError;
 use crate::store::StoreError;
 
+/// A secret a person gives: a second factor, or the password asked again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Factor {
+    /// A code e-mailed to the address on file.
+    Email,
+    /// A code from an authenticator app.
+    Totp,
+    Passkey,
+    BackupCode,
+    /// The password, asked again before a change to the account.
+    Password,
+}
+
+impl Factor {
+    /// The name the API and the audit trail use (`method`, `second_factors`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Factor::Email => "email",
+            Factor::Totp => "totp",
+            Factor::Passkey => "passkey",
+            Factor::BackupCode => "backup_code",
+            Factor::Password => "password",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
-pub enum LoginError {
+pub enum AuthError {
+    /// The login's name and password (one answer for an unknown name).
     #[error("invalid credentials")]
     InvalidCredentials,
     #[error("account disabled")]
@@ -17,39 +47,52 @@ pub enum LoginError {
     RateLimited { retry_after: Duration },
     #[error("no pending login")]
     NoPendingLogin,
-    #[error("invalid code")]
-    InvalidCode { remaining: u32 },
-    #[error("maximum attempts reached")]
-    MaxAttempts,
+    /// A wrong answer. `remaining`: wrong answers left before what it counts
+    /// against refuses (the code, the app for this login or setup, or the
+    /// account's lock); None where the person is told no count.
+    #[error("wrong {}", factor.as_str())]
+    Wrong { factor: Factor, remaining: Option<u32> },
+    /// Too many wrong answers: the e-mailed code is void, or the app is
+    /// refused for this login (another factor still works).
+    #[error("too many wrong {} answers", factor.as_str())]
+    Exhausted { factor: Factor },
+    /// Too many wrong codes confirming a new app: its setup starts again.
+    #[error("too many wrong codes for this setup")]
+    SetupExhausted,
+    /// The e-mailed code expired (or was never sent).
     #[error("code expired")]
     Expired,
-    /// A wrong (or replayed) code from the authenticator app; `remaining`:
-    /// wrong codes this login may still have before the app is refused.
-    #[error("invalid authenticator code")]
-    InvalidTotp { remaining: u32 },
-    /// Too many wrong app codes for this login: e-mail or a backup code remain.
-    #[error("maximum authenticator attempts reached")]
-    TotpExhausted,
-    /// The user has no authenticator app to check a code against.
-    #[error("no authenticator app")]
-    NoTotp,
-    /// The passkey's answer did not verify; `remaining`: failures the
-    /// account may still have before it locks.
-    #[error("passkey refused")]
-    InvalidPasskey { remaining: u32 },
-    /// The user has no passkey (or passkeys are off on this server).
-    #[error("no passkey")]
-    NoPasskey,
-    /// No passkey sign-in was started for this login, or it expired.
-    #[error("passkey sign-in not started")]
-    PasskeyNotStarted,
-    /// `remaining`: failures the account may still have before it locks.
-    #[error("invalid backup code")]
-    InvalidBackupCode { remaining: u32 },
+    /// The account has no such factor to check an answer against.
+    #[error("no {} enrolled", factor.as_str())]
+    NotEnrolled { factor: Factor },
+    /// The answer came before its question (a passkey sign-in, an app's
+    /// setup), or after it expired.
+    #[error("{} not started", factor.as_str())]
+    NotStarted { factor: Factor },
+    /// The factor is enrolled already (one app at a time).
+    #[error("{} already enrolled", factor.as_str())]
+    AlreadyEnrolled { factor: Factor },
+    /// A change to the account that needs the password, without it.
+    #[error("password required")]
+    PasswordRequired,
+    #[error("no such session")]
+    NoSuchSession,
+    /// Adding or removing a passkey failed for a passkey's own reason.
+    #[error(transparent)]
+    Passkey(PasskeyError),
     #[error("mail could not be sent")]
     MailFailed,
     #[error("store unavailable: {0}")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<PasskeyError> for AuthError {
+    fn from(e: PasskeyError) -> Self {
+        match e {
+            PasskeyError::Store(e) => AuthError::Store(e),
+            e => AuthError::Passkey(e),
+        }
+    }
 }

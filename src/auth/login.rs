@@ -27,7 +27,8 @@ use crate::ratelimit::{Limiter, RateBucket, count_refusal};
 use crate::session;
 use crate::store::{Admission, Attempt, AuthLevel, CodeCheck, CodePurpose, PendingLogin, Store, UserState};
 
-pub use crate::auth::error::LoginError;
+pub use crate::auth::error::{AuthError, Factor};
+use crate::auth::record::{Attempts, Outcome, Stage};
 
 /// A completed login: the new session's token and where to go.
 #[derive(Debug)]
@@ -60,26 +61,6 @@ pub enum PasswordOutcome {
         methods: Vec<&'static str>,
     },
     Done(Completed),
-}
-
-/// The second factor a login completed with, for the audit trail and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Factor {
-    Email,
-    Totp,
-    Passkey,
-    BackupCode,
-}
-
-impl Factor {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Factor::Email => "email",
-            Factor::Totp => "totp",
-            Factor::Passkey => "passkey",
-            Factor::BackupCode => "backup_code",
-        }
-    }
 }
 
 /// The second factors a user can give, most preferred first: the app when
@@ -129,6 +110,7 @@ pub struct LoginFlow {
     pub(crate) limiter: Limiter,
     pub(crate) lockout: Lockout,
     pub(crate) audit: Audit,
+    pub(crate) attempts: Attempts,
     pub(crate) notifier: Notifier,
     pub(crate) suspicious: SuspiciousActivity,
     pub(crate) fingerprints: Arc<Fingerprints>,
@@ -142,10 +124,6 @@ fn naming_known<'a>(anon: crate::audit::Actor<'a>, user: Option<&'a User>) -> cr
     crate::audit::Actor { user: user.map(|u| u.username.as_str()), ..anon }
 }
 
-fn count_attempt(stage: &'static str, result: &'static str) {
-    crate::metrics::auth_attempt(stage, result);
-}
-
 impl LoginFlow {
     /// The level a login must reach (`Levels::login_level`: the account
     /// pages' level, raised by the return address's), with the user's
@@ -157,7 +135,7 @@ impl LoginFlow {
         user: &User,
         rd: Option<&str>,
         client: &Client,
-    ) -> Result<(AuthLevel, UserState), LoginError> {
+    ) -> Result<(AuthLevel, UserState), AuthError> {
         let state = self.store.user_state(&user.username).await?;
         let account = Account { user, second_factor: state.has_second_factor() };
         let ip = client.ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
@@ -182,19 +160,18 @@ impl LoginFlow {
         remember_me: bool,
         rd: Option<String>,
         client: &Client,
-    ) -> Result<PasswordOutcome, LoginError> {
+    ) -> Result<PasswordOutcome, AuthError> {
         let anon = client.naming(name_or_email);
         if let Some(retry_after) = self.lockout.ip_banned(&client.limit_key).await? {
-            count_attempt("password", "rate_limited");
-            self.audit.attempt(anon, AttemptResult::RateLimited, "too many failures from this IP").await;
+            let why = "too many failures from this IP";
+            self.attempts.record(anon, Stage::Password, Outcome::RateLimited, why).await;
             self.audit.refused_by(anon, RateBucket::IpFailures, retry_after).await;
-            return Err(LoginError::RateLimited { retry_after });
+            return Err(AuthError::RateLimited { retry_after });
         }
         if let Some(retry_after) = self.limiter.hit(RateBucket::Login, &client.limit_key).await? {
-            count_attempt("password", "rate_limited");
-            self.audit.attempt(anon, AttemptResult::RateLimited, "login rate limit").await;
+            self.attempts.record(anon, Stage::Password, Outcome::RateLimited, "login rate limit").await;
             self.audit.refused_by(anon, RateBucket::Login, retry_after).await;
-            return Err(LoginError::RateLimited { retry_after });
+            return Err(AuthError::RateLimited { retry_after });
         }
 
         let users = self.users.snapshot();
@@ -204,32 +181,29 @@ impl LoginFlow {
             .passwords
             .verify(user.as_ref().map(|u| u.password_hash.as_str()), password)
             .await
-            .map_err(|e| LoginError::Internal(e.to_string()))?;
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
 
         // The typed name is locked like an account whether or not it is one,
         // so this answer is the same for both.
         if let Some(retry_after) = self.lockout.login_locked(name_or_email, user.as_deref()).await? {
-            count_attempt("password", "locked");
-            self.audit
-                .attempt(naming_known(anon, user.as_deref()), AttemptResult::AccountLocked, "account locked")
-                .await;
-            return Err(LoginError::Locked { retry_after });
+            let actor = naming_known(anon, user.as_deref());
+            self.attempts.record(actor, Stage::Password, Outcome::Locked, "account locked").await;
+            return Err(AuthError::Locked { retry_after });
         }
         let user = match (user, ok) {
             (Some(u), true) => u,
             (u, _) => {
-                count_attempt("password", "invalid_credentials");
-                self.audit.attempt(naming_known(anon, u.as_deref()), AttemptResult::InvalidCredentials, "").await;
+                self.attempts.record(naming_known(anon, u.as_deref()), Stage::Password, Outcome::Wrong, "").await;
                 self.lockout.record_login_failure(name_or_email, u.as_ref(), client).await?;
-                return Err(LoginError::InvalidCredentials);
+                return Err(AuthError::InvalidCredentials);
             }
         };
         if user.disabled {
-            count_attempt("password", "disabled");
-            self.audit.attempt(client.as_user(&user), AttemptResult::AccountDisabled, "account disabled").await;
-            return Err(LoginError::Disabled);
+            let actor = client.as_user(&user);
+            self.attempts.record(actor, Stage::Password, Outcome::Disabled, "account disabled").await;
+            return Err(AuthError::Disabled);
         }
-        count_attempt("password", "success");
+        self.attempts.record(client.as_user(&user), Stage::Password, Outcome::Success, "").await;
 
         let (level, state) = self.required_level(&user, rd.as_deref(), client).await?;
         if level == AuthLevel::TwoFactor {
@@ -260,13 +234,12 @@ impl LoginFlow {
         remember_me: bool,
         rd: Option<String>,
         client: &Client,
-    ) -> Result<PasswordOutcome, LoginError> {
+    ) -> Result<PasswordOutcome, AuthError> {
         if user.disabled {
-            return Err(LoginError::Disabled);
+            return Err(AuthError::Disabled);
         }
         if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
-            count_attempt("password", "locked");
-            return Err(LoginError::Locked { retry_after });
+            return Err(AuthError::Locked { retry_after });
         }
         let state = self.store.user_state(&user.username).await?;
         self.ask_second_factor(user, &state, remember_me, rd, client).await
@@ -282,7 +255,7 @@ impl LoginFlow {
         remember_me: bool,
         rd: Option<String>,
         client: &Client,
-    ) -> Result<PasswordOutcome, LoginError> {
+    ) -> Result<PasswordOutcome, AuthError> {
         let pending_token = session::new_token();
         let pending = PendingLogin {
             user: user.username.clone(),
@@ -331,7 +304,7 @@ impl LoginFlow {
         remember_me: bool,
         rd: Option<String>,
         client: &Client,
-    ) -> Result<Completed, LoginError> {
+    ) -> Result<Completed, AuthError> {
         let token = self.open_session(user, level, remember_me, client).await?;
         Ok(self.completed(token, user, level, factor, remember_me, rd, client).await)
     }
@@ -343,7 +316,7 @@ impl LoginFlow {
         level: AuthLevel,
         remember_me: bool,
         client: &Client,
-    ) -> Result<String, LoginError> {
+    ) -> Result<String, AuthError> {
         let token = session::new_token();
         let record = session::new_record(
             &self.settings.session,
@@ -389,13 +362,13 @@ impl LoginFlow {
     }
 
     /// Loads the pending login behind `token` and its (still enabled) user.
-    async fn pending_user(&self, token: Option<&str>) -> Result<(PendingLogin, Arc<User>), LoginError> {
-        let token = token.filter(|t| session::plausible_token(t)).ok_or(LoginError::NoPendingLogin)?;
-        let pending = self.store.get_pending(token).await?.ok_or(LoginError::NoPendingLogin)?;
+    async fn pending_user(&self, token: Option<&str>) -> Result<(PendingLogin, Arc<User>), AuthError> {
+        let token = token.filter(|t| session::plausible_token(t)).ok_or(AuthError::NoPendingLogin)?;
+        let pending = self.store.get_pending(token).await?.ok_or(AuthError::NoPendingLogin)?;
         let users = self.users.snapshot();
-        let user = users.get(&pending.user).cloned().ok_or(LoginError::NoPendingLogin)?;
+        let user = users.get(&pending.user).cloned().ok_or(AuthError::NoPendingLogin)?;
         if user.disabled {
-            return Err(LoginError::Disabled);
+            return Err(AuthError::Disabled);
         }
         Ok((pending, user))
     }
@@ -408,38 +381,36 @@ impl LoginFlow {
         pending_token: Option<&str>,
         code: &str,
         client: &Client,
-    ) -> Result<Completed, LoginError> {
+    ) -> Result<Completed, AuthError> {
         let (_, user) = self.pending_user(pending_token).await?;
         let actor = client.as_user(&user);
-        self.verify_window("otp", "code: verify rate limit", client, &user).await?;
-        let attempt = self.admit(&user, None, "otp", client).await?;
-        match self.codes.check(&user, CodePurpose::Login, code).await? {
+        let attempt = self.admit(&user, None, Stage::Email, client).await?;
+        let (outcome, details, refused) = match self.codes.check(&user, CodePurpose::Login, code).await? {
             CodeCheck::Ok => {
                 self.lockout.right(&user, &attempt).await?;
-                count_attempt("otp", "success");
-                self.finish_pending(pending_token, &user, Factor::Email, client).await
+                self.attempts.record(actor, Stage::Email, Outcome::Success, "").await;
+                return self.finish_pending(pending_token, &user, Factor::Email, client).await;
             }
-            CodeCheck::Wrong { remaining } => {
-                count_attempt("otp", "invalid_otp");
-                let details = format!("{remaining} attempts left");
-                self.audit.attempt(actor, AttemptResult::InvalidOtp, &details).await;
-                self.lockout.wrong(&user, &attempt, client).await?;
-                Err(LoginError::InvalidCode { remaining })
-            }
-            CodeCheck::Exhausted => {
-                count_attempt("otp", "max_attempts");
-                self.audit.attempt(actor, AttemptResult::InvalidOtp, "maximum attempts reached").await;
-                self.lockout.wrong(&user, &attempt, client).await?;
-                Err(LoginError::MaxAttempts)
-            }
+            CodeCheck::Wrong { remaining } => (
+                Outcome::Wrong,
+                format!("{remaining} attempts left"),
+                AuthError::Wrong { factor: Factor::Email, remaining: Some(remaining) },
+            ),
+            CodeCheck::Exhausted => (
+                Outcome::MaxAttempts,
+                "maximum attempts reached".into(),
+                AuthError::Exhausted { factor: Factor::Email },
+            ),
             CodeCheck::Expired | CodeCheck::None => {
                 // Nothing was compared: no guess to count.
                 self.lockout.right(&user, &attempt).await?;
-                count_attempt("otp", "expired_otp");
-                self.audit.attempt(actor, AttemptResult::ExpiredOtp, "").await;
-                Err(LoginError::Expired)
+                self.attempts.record(actor, Stage::Email, Outcome::Expired, "").await;
+                return Err(AuthError::Expired);
             }
-        }
+        };
+        self.attempts.record(actor, Stage::Email, outcome, &details).await;
+        self.lockout.wrong(&user, &attempt, client).await?;
+        Err(refused)
     }
 
     /// Step 2b: a backup code instead of the e-mailed one (each works once).
@@ -448,16 +419,15 @@ impl LoginFlow {
         pending_token: Option<&str>,
         code: &str,
         client: &Client,
-    ) -> Result<Completed, LoginError> {
+    ) -> Result<Completed, AuthError> {
         let (_, user) = self.pending_user(pending_token).await?;
         let actor = client.as_user(&user);
-        self.verify_window("backup_code", "backup code: verify rate limit", client, &user).await?;
-        let attempt = self.admit(&user, None, "backup_code", client).await?;
+        let attempt = self.admit(&user, None, Stage::BackupCode, client).await?;
         if let Some(hash) = self.codes.backup_hash(&user, code)
             && self.store.consume_backup_code(&user.username, &hash).await?
         {
             self.lockout.right(&user, &attempt).await?;
-            count_attempt("backup_code", "success");
+            self.attempts.record(actor, Stage::BackupCode, Outcome::Success, "").await;
             let left = self.store.user_state(&user.username).await?.backup_codes_left;
             let details = format!("{left} backup codes left");
             self.audit.event(actor, SecurityEvent::BackupCodeUsed, &details).await;
@@ -471,55 +441,39 @@ impl LoginFlow {
                 .await;
             return self.finish_pending(pending_token, &user, Factor::BackupCode, client).await;
         }
-        count_attempt("backup_code", "invalid_otp");
-        self.audit.attempt(actor, AttemptResult::InvalidOtp, "invalid backup code").await;
+        self.attempts.record(actor, Stage::BackupCode, Outcome::Wrong, "invalid backup code").await;
         let remaining = self.lockout.wrong(&user, &attempt, client).await?;
-        Err(LoginError::InvalidBackupCode { remaining })
+        Err(AuthError::Wrong { factor: Factor::BackupCode, remaining: Some(remaining) })
     }
 
-    /// Before any second factor is admitted: the client's verify window
-    /// (refusals audited with `refused`). `stage` names the factor in
-    /// `auth_attempts_total`.
-    async fn verify_window(
-        &self,
-        stage: &'static str,
-        refused: &str,
-        client: &Client,
-        user: &User,
-    ) -> Result<(), LoginError> {
-        let actor = client.as_user(user);
-        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
-            count_attempt(stage, "rate_limited");
-            self.audit.attempt(actor, AttemptResult::RateLimited, refused).await;
-            self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
-            return Err(LoginError::RateLimited { retry_after });
-        }
-        Ok(())
-    }
-
-    /// Admits a second factor's answer for comparison, its failure counted
-    /// first (`Lockout::admit`): refused while the account is locked, or
-    /// once `cap` (this login's wrong app codes) is used up.
+    /// Admits a second factor's answer for comparison: first the client's
+    /// verify window, then the account (`Lockout::admit`: its failure is
+    /// counted before anything is compared), refused while the account is
+    /// locked or once `cap` (this login's wrong app codes) is used up.
     async fn admit(
         &self,
         user: &User,
         cap: Option<(&str, RateSpec)>,
-        stage: &'static str,
+        stage: Stage,
         client: &Client,
-    ) -> Result<Attempt, LoginError> {
+    ) -> Result<Attempt, AuthError> {
         let actor = client.as_user(user);
+        if let Some(retry_after) = self.limiter.hit(RateBucket::Verify, &client.limit_key).await? {
+            let details = format!("{}: verify rate limit", stage.as_str());
+            self.attempts.record(actor, stage, Outcome::RateLimited, &details).await;
+            self.audit.refused_by(actor, RateBucket::Verify, retry_after).await;
+            return Err(AuthError::RateLimited { retry_after });
+        }
         match self.lockout.admit(user, cap).await? {
             Admission::Admitted(attempt) => Ok(attempt),
             Admission::Locked { retry_after } => {
-                count_attempt(stage, "locked");
-                self.audit.attempt(actor, AttemptResult::AccountLocked, "account locked").await;
-                Err(LoginError::Locked { retry_after })
+                self.attempts.record(actor, stage, Outcome::Locked, "account locked").await;
+                Err(AuthError::Locked { retry_after })
             }
             Admission::CapReached => {
-                count_attempt(stage, "max_attempts");
-                let details = format!("{stage}: maximum attempts reached");
-                self.audit.attempt(actor, AttemptResult::InvalidOtp, &details).await;
-                Err(LoginError::TotpExhausted)
+                let details = format!("{}: maximum attempts reached", stage.as_str());
+                self.attempts.record(actor, stage, Outcome::MaxAttempts, &details).await;
+                Err(AuthError::Exhausted { factor: Factor::Totp })
             }
         }
     }
@@ -535,54 +489,57 @@ impl LoginFlow {
         pending_token: Option<&str>,
         code: &str,
         client: &Client,
-    ) -> Result<Completed, LoginError> {
+    ) -> Result<Completed, AuthError> {
         let (_, user) = self.pending_user(pending_token).await?;
-        let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
+        let token = pending_token.ok_or(AuthError::NoPendingLogin)?;
         let actor = client.as_user(&user);
-        self.verify_window("totp", "totp: verify rate limit", client, &user).await?;
         // The cap is this login's, under its public id: running out is this
         // login's attempts cap (counted as `max_attempts`), not a rate limit.
         let login_id = Store::session_id(token);
         let cap = self.limiter.spec(RateBucket::TotpFailures);
-        let attempt = self.admit(&user, Some((&login_id, cap)), "totp", client).await?;
-        let (result, details) = match self.totp.check(&user, code).await? {
+        let attempt = self.admit(&user, Some((&login_id, cap)), Stage::Totp, client).await?;
+        let (outcome, details) = match self.totp.check(&user, code).await? {
             TotpCheck::Accepted => {
                 self.lockout.right(&user, &attempt).await?;
-                count_attempt("totp", "success");
+                self.attempts.record(actor, Stage::Totp, Outcome::Success, "").await;
                 return self.finish_pending(pending_token, &user, Factor::Totp, client).await;
             }
             TotpCheck::NotEnrolled => {
                 self.lockout.right(&user, &attempt).await?;
-                count_attempt("totp", "not_enrolled");
-                return Err(LoginError::NoTotp);
+                self.attempts.record(actor, Stage::Totp, Outcome::NotEnrolled, "").await;
+                return Err(AuthError::NotEnrolled { factor: Factor::Totp });
             }
-            TotpCheck::Wrong => ("invalid_otp", "totp: invalid code"),
-            TotpCheck::Replayed => ("replayed", "totp: code already used"),
+            TotpCheck::Wrong => (Outcome::Wrong, "totp: invalid code"),
+            TotpCheck::Replayed => (Outcome::Replayed, "totp: code already used"),
         };
-        count_attempt("totp", result);
         let remaining = attempt.cap_remaining.unwrap_or(0);
         let details = format!("{details}, {remaining} attempts left");
-        self.audit.attempt(actor, AttemptResult::InvalidOtp, &details).await;
+        self.attempts.record(actor, Stage::Totp, outcome, &details).await;
         self.lockout.wrong(&user, &attempt, client).await?;
-        Err(if remaining == 0 { LoginError::TotpExhausted } else { LoginError::InvalidTotp { remaining } })
+        Err(match remaining {
+            0 => AuthError::Exhausted { factor: Factor::Totp },
+            n => AuthError::Wrong { factor: Factor::Totp, remaining: Some(n) },
+        })
     }
 
     /// Step 2d, first half: the options for `navigator.credentials.get`
     /// (as JSON) for the pending login's user, whose challenge waits in the
     /// store for `passkey_step`.
-    pub async fn passkey_start(&self, pending_token: Option<&str>) -> Result<serde_json::Value, LoginError> {
+    pub async fn passkey_start(&self, pending_token: Option<&str>) -> Result<serde_json::Value, AuthError> {
         let (_, user) = self.pending_user(pending_token).await?;
-        let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
+        let token = pending_token.ok_or(AuthError::NoPendingLogin)?;
         if let Some(retry_after) = self.lockout.account_locked(&user.username).await? {
-            return Err(LoginError::Locked { retry_after });
+            return Err(AuthError::Locked { retry_after });
         }
         let options = match self.passkeys.start_login(&user, &Store::session_id(token)).await {
             Ok(Some(o)) => o,
-            Ok(None) | Err(PasskeyError::Unavailable) => return Err(LoginError::NoPasskey),
+            Ok(None) | Err(PasskeyError::Unavailable) => {
+                return Err(AuthError::NotEnrolled { factor: Factor::Passkey });
+            }
             Err(PasskeyError::Store(e)) => return Err(e.into()),
-            Err(e) => return Err(LoginError::Internal(e.to_string())),
+            Err(e) => return Err(AuthError::Internal(e.to_string())),
         };
-        serde_json::to_value(options).map_err(|e| LoginError::Internal(e.to_string()))
+        serde_json::to_value(options).map_err(|e| AuthError::Internal(e.to_string()))
     }
 
     /// Step 2d: the authenticator's answer (JSON) to the challenge of
@@ -595,41 +552,35 @@ impl LoginFlow {
         pending_token: Option<&str>,
         credential: &str,
         client: &Client,
-    ) -> Result<Completed, LoginError> {
+    ) -> Result<Completed, AuthError> {
         let (_, user) = self.pending_user(pending_token).await?;
-        let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
+        let token = pending_token.ok_or(AuthError::NoPendingLogin)?;
         let actor = client.as_user(&user);
-        self.verify_window("passkey", "passkey: verify rate limit", client, &user).await?;
-        let attempt = self.admit(&user, None, "passkey", client).await?;
+        let attempt = self.admit(&user, None, Stage::Passkey, client).await?;
         let check = match self.passkeys.finish_login(&user, &Store::session_id(token), credential).await {
             Ok(c) => c,
             Err(PasskeyError::Store(e)) => return Err(e.into()),
             Err(_) => PasskeyCheck::NotEnrolled,
         };
-        match check {
+        let (outcome, refused) = match check {
             PasskeyCheck::Accepted => {
                 self.lockout.right(&user, &attempt).await?;
-                count_attempt("passkey", "success");
-                self.finish_pending(pending_token, &user, Factor::Passkey, client).await
+                self.attempts.record(actor, Stage::Passkey, Outcome::Success, "").await;
+                return self.finish_pending(pending_token, &user, Factor::Passkey, client).await;
             }
-            PasskeyCheck::NotEnrolled => {
-                self.lockout.right(&user, &attempt).await?;
-                count_attempt("passkey", "not_enrolled");
-                Err(LoginError::NoPasskey)
-            }
-            PasskeyCheck::NoCeremony => {
-                self.lockout.right(&user, &attempt).await?;
-                count_attempt("passkey", "no_ceremony");
-                Err(LoginError::PasskeyNotStarted)
-            }
+            PasskeyCheck::NotEnrolled => (Outcome::NotEnrolled, AuthError::NotEnrolled { factor: Factor::Passkey }),
+            PasskeyCheck::NoCeremony => (Outcome::NoCeremony, AuthError::NotStarted { factor: Factor::Passkey }),
             PasskeyCheck::Refused => {
-                count_attempt("passkey", "invalid_passkey");
                 let remaining = self.lockout.wrong(&user, &attempt, client).await?;
                 let details = format!("passkey: refused, {remaining} attempts left");
-                self.audit.attempt(actor, AttemptResult::InvalidOtp, &details).await;
-                Err(LoginError::InvalidPasskey { remaining })
+                self.attempts.record(actor, Stage::Passkey, Outcome::Wrong, &details).await;
+                return Err(AuthError::Wrong { factor: Factor::Passkey, remaining: Some(remaining) });
             }
-        }
+        };
+        // Nothing was checked: no guess to count.
+        self.lockout.right(&user, &attempt).await?;
+        self.attempts.record(actor, Stage::Passkey, outcome, "").await;
+        Err(refused)
     }
 
     async fn finish_pending(
@@ -638,35 +589,35 @@ impl LoginFlow {
         user: &User,
         factor: Factor,
         client: &Client,
-    ) -> Result<Completed, LoginError> {
+    ) -> Result<Completed, AuthError> {
         // Taking the pending login is the commit point: it completes exactly once.
-        let token = pending_token.ok_or(LoginError::NoPendingLogin)?;
-        let pending = self.store.take_pending(token).await?.ok_or(LoginError::NoPendingLogin)?;
+        let token = pending_token.ok_or(AuthError::NoPendingLogin)?;
+        let pending = self.store.take_pending(token).await?.ok_or(AuthError::NoPendingLogin)?;
         self.store.void_code(&user.username, CodePurpose::Login).await?;
         self.complete(user, AuthLevel::TwoFactor, Some(factor), pending.remember_me, pending.rd, client).await
     }
 
     /// Resend: a new code (the old one is void) after the cooldown. Returns
     /// the new code's lifetime in seconds.
-    pub async fn resend(&self, pending_token: Option<&str>, client: &Client) -> Result<u64, LoginError> {
+    pub async fn resend(&self, pending_token: Option<&str>, client: &Client) -> Result<u64, AuthError> {
         let (_, user) = self.pending_user(pending_token).await?;
         let actor = client.as_user(&user);
         let otp = self.codes.settings();
         if let Some(left) = self.store.start_cooldown(&user.username, CodePurpose::Login, otp.resend_cooldown).await? {
             count_refusal("resend_cooldown");
             self.audit.refused(actor, "resend_cooldown", left).await;
-            return Err(LoginError::RateLimited { retry_after: left });
+            return Err(AuthError::RateLimited { retry_after: left });
         }
         if let Some(retry_after) = self.limiter.hit(RateBucket::Resend, &client.limit_key).await? {
             self.audit.refused_by(actor, RateBucket::Resend, retry_after).await;
-            return Err(LoginError::RateLimited { retry_after });
+            return Err(AuthError::RateLimited { retry_after });
         }
         self.codes.issue(&user, CodePurpose::Login, client).await?;
         Ok(otp.ttl.as_secs())
     }
 
     /// Ends the session behind `token` (signing out), and audits it.
-    pub async fn logout(&self, token: &str, client: &Client) -> Result<(), LoginError> {
+    pub async fn logout(&self, token: &str, client: &Client) -> Result<(), AuthError> {
         if let Some(user) = self.store.delete_session(token).await? {
             self.audit.event(client.on_account(&user), SecurityEvent::Logout, "").await;
         }
@@ -674,7 +625,7 @@ impl LoginFlow {
     }
 
     /// The pending login behind the cookie, for the code page.
-    pub async fn pending_view(&self, pending_token: Option<&str>) -> Result<PendingView, LoginError> {
+    pub async fn pending_view(&self, pending_token: Option<&str>) -> Result<PendingView, AuthError> {
         let (_, user) = self.pending_user(pending_token).await?;
         let state = self.store.user_state(&user.username).await?;
         Ok(PendingView {

@@ -9,6 +9,8 @@
 //! - `credential`: the fingerprint a session keeps of its user's password,
 //!   e-mail and groups (a change ends the session);
 //! - `notify`: code e-mails and security alerts;
+//! - `error`: why a step failed, one vocabulary for the login and the
+//!   account actions; `record`: one record of an attempt (metric and audit);
 //! - `lockout`: failed attempts, the account lock, and the lock of names
 //!   that match no account;
 //! - `suspicious`: the suspicious-activity rules run after a login and after
@@ -32,6 +34,7 @@ pub mod notify;
 pub mod operator;
 pub mod passkey;
 pub mod password;
+pub mod record;
 pub mod suspicious;
 pub mod totp;
 pub mod users;

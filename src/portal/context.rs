@@ -80,15 +80,16 @@ impl Cx<'_> {
         self.portal.replies.failure(self.format, &failure.into())
     }
 
-    /// Reads the body and checks CSRF; an `Err` is the response to send.
-    pub async fn form(&self, body: Incoming) -> Result<Fields, Response> {
+    /// Reads the body, checks CSRF and reads the endpoint's typed form
+    /// (`Fields::parse`); an `Err` is the response to send.
+    pub async fn form<T: serde::de::DeserializeOwned>(&self, body: Incoming) -> Result<T, Response> {
         let timeout = self.portal.settings.body_read_timeout;
         let fields = forms::read_fields(self.headers, body, timeout).await.map_err(|e| self.fail(e))?;
         let binding = self.portal.cookies.csrf_binding(self.headers);
         if !self.portal.csrf.allows(self.headers, &fields, binding) {
             return Err(self.fail(Failure::CrossSite));
         }
-        Ok(fields)
+        fields.parse().map_err(|e| self.fail(e))
     }
 
     pub fn query(&self) -> Fields {
@@ -151,9 +152,10 @@ impl Portal {
         location
     }
 
-    /// Sets the new session cookie, clears the pending one, and ends any
-    /// session the browser carried before (rotation: the old id is dead).
-    pub async fn finish_login(&self, headers: &HeaderMap, done: &Completed, r: &mut Response) {
+    /// Ends any session the browser carried before a login (rotation: the
+    /// old id is dead); returns the cookies to set: the new session's, and
+    /// the pending login's cleared.
+    pub async fn finish_login(&self, headers: &HeaderMap, done: &Completed) -> [http::HeaderValue; 2] {
         if let Some(old) = self.cookies.session_token(headers)
             && old != done.token
             && let Err(e) = self.store.delete_session(old).await
@@ -161,8 +163,7 @@ impl Portal {
             tracing::warn!(error = %e, "previous session not deleted");
         }
         let persistent = done.remember_me.then_some(self.settings.remember_me);
-        reply::set_cookie(r, self.cookies.session(&done.token, persistent));
-        reply::set_cookie(r, self.cookies.clear(&self.cookies.pending_name));
+        [self.cookies.session(&done.token, persistent), self.cookies.clear(&self.cookies.pending_name)]
     }
 
     pub async fn readyz(&self) -> Response {

@@ -38,11 +38,57 @@ impl Fields {
         self.0.insert(k.to_owned(), v.to_owned());
     }
 
+    /// The fields as the typed form an endpoint reads: each struct field
+    /// names a request field. An empty value is absent (`Option` fields are
+    /// `None`); a `bool` field is a flag (`true`, `on`, `1`, `yes`). A field
+    /// the endpoint needs is an `Option` it checks itself, so the answer can
+    /// name it; anything else is `invalid request body`.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, BodyError> {
+        let present = self.0.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.as_str(), FieldValue(v)));
+        T::deserialize(serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(present))
+            .map_err(|_| BodyError::Invalid)
+    }
+
     /// Every field as parsed, empty values included (for the fuzz targets'
     /// round trips).
     #[doc(hidden)]
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// One field's text, read as the type a form's field asks for.
+struct FieldValue<'a>(&'a str);
+
+impl<'de, E: serde::de::Error> serde::de::IntoDeserializer<'de, E> for FieldValue<'_> {
+    type Deserializer = FieldText<'de, E>;
+    fn into_deserializer(self) -> Self::Deserializer {
+        FieldText(self.0.to_owned(), std::marker::PhantomData)
+    }
+}
+
+/// The deserializer of one field's text.
+struct FieldText<'de, E>(String, std::marker::PhantomData<(&'de (), E)>);
+
+impl<'de, E: serde::de::Error> serde::de::Deserializer<'de> for FieldText<'de, E> {
+    type Error = E;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        v.visit_string(self.0)
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        v.visit_some(self)
+    }
+
+    fn deserialize_bool<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        v.visit_bool(matches!(self.0.to_ascii_lowercase().as_str(), "true" | "on" | "1" | "yes"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
     }
 }
 
@@ -270,6 +316,29 @@ impl Redirects {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_read_as_a_typed_form() {
+        #[derive(serde::Deserialize)]
+        struct Form {
+            otp_code: Option<String>,
+            method: Option<String>,
+            #[serde(default)]
+            remember_me: bool,
+            rd: Option<String>,
+        }
+        let fields =
+            parse_fields("application/x-www-form-urlencoded", b"otp_code=123456&remember_me=on&rd=&x=1").unwrap();
+        let f: Form = fields.parse().unwrap();
+        assert_eq!(f.otp_code.as_deref(), Some("123456"));
+        assert!(f.remember_me && f.method.is_none());
+        assert!(f.rd.is_none(), "an empty value is absent");
+        let json = parse_fields("application/json", br#"{"remember_me": true, "method": "totp"}"#).unwrap();
+        let f: Form = json.parse().unwrap();
+        assert!(f.remember_me && f.method.as_deref() == Some("totp") && f.otp_code.is_none());
+        let off = parse_fields("application/json", br#"{"remember_me": "no"}"#).unwrap();
+        assert!(!off.parse::<Form>().unwrap().remember_me);
+    }
 
     fn csrf(secret: &[u8], clock: &Clock) -> Csrf {
         Csrf::new(secret.into(), "http://127.0.0.1:8080", clock.clone())

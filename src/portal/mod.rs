@@ -10,6 +10,7 @@ mod account;
 mod context;
 mod forms;
 mod login;
+mod outcome;
 mod pages;
 mod verify;
 

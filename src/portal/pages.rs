@@ -2,17 +2,22 @@
 //! the template renders, so a page cannot miss a variable its template needs
 //! without the compiler noticing. [`Chrome`] is what every page shares; its
 //! CSRF token is bound to one of the visitor's cookies (an anonymous visitor
-//! gets a fresh CSRF cookie to bind it to).
+//! gets a fresh CSRF cookie to bind it to). The pages a handler's outcome
+//! is shown on (the login, step-up and code forms, the account page) are
+//! rendered here, for handlers and `outcome` alike.
 
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 
-use super::context::{Portal, format_time};
+use super::context::{Cx, Portal, format_time};
 use crate::auth::account::RecentLogin;
+use crate::auth::error::{AuthError, Factor};
+use crate::auth::totp::Enrolment;
 use crate::auth::users::User;
 use crate::body::Response;
+use crate::gate::{Authenticated, Target};
 use crate::reply::{self, Failure, Format};
-use crate::store::SessionInfo;
+use crate::store::{SessionInfo, Store};
 
 /// What every page carries.
 #[derive(Serialize)]
@@ -227,5 +232,156 @@ impl Portal {
             reply::set_cookie(&mut r, c.clone());
         }
         r
+    }
+}
+
+/// What the account page shows beyond the stored data.
+#[derive(Default)]
+pub(super) struct Notice {
+    pub message: String,
+    pub error: String,
+    /// New backup codes, shown once.
+    pub backup_codes: Vec<String>,
+    /// Waiting for the code that confirms e-mailed codes.
+    pub confirm_enable: bool,
+    /// An authenticator app being set up: its secret and QR code.
+    pub totp_setup: Option<Enrolment>,
+    /// A session token just issued (the session rotated): the page binds
+    /// its forms to it.
+    pub new_token: Option<String>,
+}
+
+impl Notice {
+    pub fn said(message: impl Into<String>) -> Notice {
+        Notice { message: message.into(), ..Notice::default() }
+    }
+}
+
+/// The message for the code form (`remaining_attempts`, and the form to show).
+pub(super) struct CodeNotice<'a> {
+    pub error: &'a str,
+    pub info: &'a str,
+    pub remaining: Option<u32>,
+    /// The form to show: the backup code's, the e-mailed code's, or (None)
+    /// the app's for a user who has one, else the e-mailed code's.
+    pub method: Option<Factor>,
+    pub resend_in: u64,
+}
+
+/// The login form, with `error` or `info` shown above it.
+pub(super) fn login_form(
+    cx: &Cx<'_>,
+    status: StatusCode,
+    rd: Option<&str>,
+    username: &str,
+    error: &str,
+    info: &str,
+) -> Response {
+    let view = LoginView {
+        chrome: cx.portal.chrome(cx.headers, None, "Sign in"),
+        rd: rd.unwrap_or(""),
+        username,
+        error,
+        info,
+        step_up_user: None,
+    };
+    cx.portal.page(status, "login.html", &view)
+}
+
+/// The page that offers a one-factor session the second factor.
+pub(super) fn step_up_form(cx: &Cx<'_>, status: StatusCode, rd: Option<&str>, username: &str, error: &str) -> Response {
+    let view = LoginView {
+        chrome: cx.portal.chrome(cx.headers, None, "Verify it's you"),
+        rd: rd.unwrap_or(""),
+        username: "",
+        error,
+        info: "",
+        step_up_user: Some(username),
+    };
+    cx.portal.page(status, "login.html", &view)
+}
+
+/// The code page for the pending login; without one, back to the login page.
+pub(super) async fn code_form(cx: &Cx<'_>, status: StatusCode, n: CodeNotice<'_>) -> Response {
+    let pending = cx.portal.cookies.pending_token(cx.headers);
+    let view = match cx.portal.login.pending_view(pending).await {
+        Ok(view) => view,
+        Err(AuthError::Store(e)) => return cx.fail(e),
+        Err(_) => return reply::redirect(StatusCode::SEE_OTHER, &cx.link("/login")),
+    };
+    let method = match n.method {
+        Some(m) => m,
+        None if view.totp_enabled => Factor::Totp,
+        None => Factor::Email,
+    };
+    let view = CodeView {
+        chrome: cx.portal.chrome(cx.headers, None, "Verification code"),
+        rd: "",
+        masked_email: &view.masked_email,
+        expires_in: cx.portal.settings.otp_ttl_secs,
+        resend_in: n.resend_in,
+        error: n.error,
+        info: n.info,
+        remaining_attempts: n.remaining,
+        backup: method == Factor::BackupCode,
+        totp: method == Factor::Totp && view.totp_enabled,
+        totp_enabled: view.totp_enabled,
+        passkey_enabled: view.passkey_enabled,
+        code_digits: cx.portal.settings.otp_digits,
+        totp_digits: cx.portal.settings.totp_digits,
+    };
+    cx.portal.page(status, "otp.html", &view)
+}
+
+impl Cx<'_> {
+    /// The account page for the session's user, saying what `n` says.
+    pub(super) async fn account_page(&self, auth: &Authenticated, status: StatusCode, n: Notice) -> Response {
+        let portal = self.portal;
+        let data = match portal.account.overview(&auth.user).await {
+            Ok(d) => d,
+            Err(e) => return self.fail(e),
+        };
+        let passkeys = match portal.account.passkeys(&auth.user).await {
+            Ok(p) => p.into_iter().map(PasskeyRow::of).collect(),
+            Err(e) => return self.fail(e),
+        };
+        let adding = match portal.account.required_level(&auth.user, Target::NewFactor).await {
+            Ok(level) => level,
+            Err(e) => return self.fail(e),
+        };
+        let account_url = format!("{}{}/account", portal.settings.public_origin, portal.settings.prefix);
+        let token = n.new_token.as_deref();
+        let current = Store::session_id(token.unwrap_or(&auth.token));
+        let txt = n.backup_codes.join("\n") + "\n";
+        let view = AccountView {
+            chrome: portal.chrome(self.headers, token, "Your account"),
+            user: UserView::of(&auth.user),
+            otp_enabled: data.state.otp_enabled,
+            otp_required_by_policy: portal.account.policy_requires_two_factor(&auth.user),
+            totp_enabled: data.state.totp_enabled,
+            totp_setup: n.totp_setup.as_ref(),
+            totp_digits: portal.settings.totp_digits,
+            passkeys,
+            passkeys_available: portal.account.passkeys_available(),
+            needs_step_up: auth.record.level < adding,
+            account_url: &account_url,
+            backup_codes_left: data.state.backup_codes_left,
+            backup_codes: &n.backup_codes,
+            backup_codes_txt: form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20"),
+            confirm_enable: n.confirm_enable,
+            code_digits: portal.settings.otp_digits,
+            recent_logins: data.recent_logins.iter().map(LoginRow::of).collect(),
+            sessions: data.sessions.iter().map(|s| SessionRow::of(s, &current)).collect(),
+            message: &n.message,
+            error: &n.error,
+        };
+        portal.page(status, "account.html", &view)
+    }
+
+    /// The cookie of a session that just rotated (its kind kept: remember-me,
+    /// or the browser session).
+    pub(super) fn rotated(&self, auth: &Authenticated, token: &str) -> http::HeaderValue {
+        let persistent = auth.record.remember_me.then_some(self.portal.settings.remember_me);
+        self.portal.cookies.session(token, persistent)
     }
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use http::HeaderMap;
 use portcullis::app::{self, App};
 use portcullis::auth::Client;
-use portcullis::auth::login::{LoginError, PasswordOutcome};
+use portcullis::auth::error::AuthError;
+use portcullis::auth::login::PasswordOutcome;
 use portcullis::auth::users::{self, User, Users};
 use portcullis::clock::Clock;
 use portcullis::config::{Config, MailTransport, Policy, Secret};
@@ -77,7 +78,7 @@ impl Machine {
         self.app.users.snapshot().get(name).cloned().expect("known user")
     }
 
-    pub async fn password(&self, name: &str, password: &str, ip: &str) -> Result<PasswordOutcome, LoginError> {
+    pub async fn password(&self, name: &str, password: &str, ip: &str) -> Result<PasswordOutcome, AuthError> {
         self.login().password_step(name, password, false, None, &client(ip)).await
     }
 
