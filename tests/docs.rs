@@ -184,3 +184,296 @@ fn the_reference_configs_values_are_the_defaults() {
     }
     assert!(differ.is_empty(), "config/portcullis.toml must show the defaults:\n  {}", differ.join("\n  "));
 }
+
+// ---------------------------------------------------------------------------
+// docs/reference.md (and the README's API table) against ROUTES and OpenAPI
+// ---------------------------------------------------------------------------
+
+use portcullis::portal::{Methods, PathRule, ROUTES, Route};
+use serde_json::Value;
+
+const PREFIX: &str = "/_auth";
+
+/// How the tables write a route's method: GET stands for GET and HEAD.
+fn method_word(m: Methods) -> &'static str {
+    match m {
+        Methods::Read | Methods::Get => "GET",
+        Methods::Post => "POST",
+        Methods::Delete => "DELETE",
+        Methods::Any => "ANY",
+    }
+}
+
+/// A route as the tables write it: `POST /_auth/api/totp/setup`; a prefix
+/// route's parameter as `{name}`.
+fn route_key(r: &Route) -> (String, String) {
+    let path = match r.path {
+        PathRule::Exact(p) => format!("{PREFIX}{p}"),
+        PathRule::Prefix(p) => format!("{PREFIX}{p}{{}}"),
+    };
+    (method_word(r.methods).to_string(), path)
+}
+
+/// The code spans (`...`) of a table cell.
+fn code_spans(cell: &str) -> Vec<&str> {
+    cell.split('`').skip(1).step_by(2).collect()
+}
+
+/// The field names inside a cell's code spans (`{otp_required: true, methods}`
+/// → otp_required, true, methods). Words joined by `-`, `.`, `/` or `:`
+/// (`send-login-otp`, `navigator.credentials.get`, `otpauth://`) are names of
+/// other things, not fields.
+fn words(cell: &str) -> BTreeSet<String> {
+    code_spans(cell)
+        .iter()
+        .flat_map(|s| s.split(|c: char| !(c.is_ascii_alphanumeric() || "_-./:".contains(c))))
+        .map(|w| w.trim_end_matches(['.', ':']))
+        .filter(|w| w.starts_with(|c: char| c.is_ascii_lowercase()))
+        .filter(|w| w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// One table row naming routes: the routes (method, path with `{}` for a
+/// parameter), its fields cell and its answer cell.
+struct Row {
+    line: usize,
+    routes: Vec<(String, String)>,
+    fields: String,
+    answer: String,
+}
+
+/// The rows of every table in `text` whose first cell names routes
+/// (`METHOD /path`, the path with or without the prefix).
+fn route_rows(text: &str) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some(inner) = line.trim().strip_prefix('|').and_then(|l| l.strip_suffix('|')) else { continue };
+        let cells: Vec<&str> = inner.split(" | ").map(str::trim).collect();
+        let mut routes = Vec::new();
+        for span in code_spans(cells[0]) {
+            let Some((method, path)) = span.split_once(' ') else { continue };
+            if !["GET", "POST", "DELETE", "ANY"].contains(&method) {
+                continue;
+            }
+            let path = if path.starts_with('/') { path.to_string() } else { format!("{PREFIX}/{path}") };
+            // `/api/sessions/{id}` → `/api/sessions/{}`.
+            let path = match path.split_once('{') {
+                Some((head, _)) => format!("{head}{{}}"),
+                None => path,
+            };
+            routes.push((method.to_string(), path));
+        }
+        if !routes.is_empty() {
+            let cell = |n: usize| cells.get(n).copied().unwrap_or_default().to_string();
+            rows.push(Row { line: i + 1, routes, fields: cell(1), answer: cell(2) });
+        }
+    }
+    rows
+}
+
+struct OpenApi(Value);
+
+impl OpenApi {
+    fn load() -> OpenApi {
+        OpenApi(serde_json::from_str(&read("docs/openapi.json")).expect("docs/openapi.json is JSON"))
+    }
+
+    fn resolve<'a>(&'a self, schema: &'a Value) -> &'a Value {
+        match schema["$ref"].as_str() {
+            Some(r) => self.resolve(&self.0["components"]["schemas"][r.rsplit('/').next().unwrap()]),
+            None => schema,
+        }
+    }
+
+    /// The property names of a schema (through $ref, allOf, oneOf, anyOf);
+    /// with `deep`, those of nested objects and array items too.
+    fn properties(&self, schema: &Value, deep: bool, out: &mut BTreeSet<String>) {
+        let schema = self.resolve(schema);
+        for k in ["allOf", "oneOf", "anyOf"] {
+            for s in schema[k].as_array().into_iter().flatten() {
+                self.properties(s, deep, out);
+            }
+        }
+        for (name, prop) in schema["properties"].as_object().into_iter().flatten() {
+            out.insert(name.clone());
+            if deep {
+                self.properties(prop, deep, out);
+                self.properties(&prop["items"], deep, out);
+            }
+        }
+    }
+
+    /// String values a schema names (`enum`, `const`), at any depth.
+    fn values(&self, schema: &Value, out: &mut BTreeSet<String>) {
+        match self.resolve(schema) {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("enum", Value::Array(a)) => {
+                            out.extend(a.iter().filter_map(|s| s.as_str().map(str::to_string)))
+                        }
+                        ("const", Value::String(s)) => {
+                            out.insert(s.clone());
+                        }
+                        ("$ref", _) => self.values(self.resolve(schema), out),
+                        _ => self.values(v, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| self.values(v, out)),
+            _ => {}
+        }
+    }
+
+    fn operation(&self, method: &str, path: &str) -> Option<&Value> {
+        let paths = self.0["paths"].as_object()?;
+        let (_, item) = paths.iter().find(|(p, _)| match p.split_once('{') {
+            Some((head, _)) => path.strip_suffix("{}") == Some(head),
+            None => *p == path,
+        })?;
+        item.get(method.to_ascii_lowercase())
+    }
+
+    /// (request fields, 2xx answer fields, every field and value any answer or
+    /// the request may carry).
+    fn fields(&self, op: &Value) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
+        let (mut request, mut answer, mut any) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        if let Some(s) = op["requestBody"]["content"]["application/json"].get("schema") {
+            self.properties(s, false, &mut request);
+            self.properties(s, true, &mut any);
+            self.values(s, &mut any);
+        }
+        for (status, r) in op["responses"].as_object().into_iter().flatten() {
+            let Some(s) = r["content"]["application/json"].get("schema") else { continue };
+            if status.starts_with('2') {
+                self.properties(s, false, &mut answer);
+            }
+            self.properties(s, true, &mut any);
+            self.values(s, &mut any);
+        }
+        request.remove("csrf_token");
+        answer.remove("success");
+        (request, answer, any)
+    }
+}
+
+/// A row to paste for a route the tables lack.
+fn suggested_row(api: &OpenApi, r: &Route) -> String {
+    let (method, path) = route_key(r);
+    let path = path.replace("{}", "{id}");
+    let list = |s: &BTreeSet<String>| {
+        if s.is_empty() { "—".to_string() } else { s.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ") }
+    };
+    match api.operation(&method, &route_key(r).1) {
+        Some(op) => {
+            let (req, ans, _) = api.fields(op);
+            let ans: Vec<&str> = ans.iter().map(String::as_str).collect();
+            format!("| `{method} {path}` | {} | `{{{}}}` |", list(&req), ans.join(", "))
+        }
+        None => format!("| `{method} {path}` | (its fields) | (what it answers) |"),
+    }
+}
+
+/// Checks the rows' fields against the document: every field of the request
+/// and of the success answer named, and nothing named that neither has.
+fn field_problems(api: &OpenApi, file: &str, rows: &[Row]) -> Vec<String> {
+    let literal = |w: &str| ["true", "false", "null", "on"].contains(&w);
+    let mut problems = Vec::new();
+    for row in rows {
+        let [(method, path)] = row.routes.as_slice() else { continue };
+        let Some(op) = api.operation(method, path) else { continue };
+        let (request, answer, any) = api.fields(op);
+        let at = format!("{file}:{} (`{method} {path}`)", row.line);
+        let (named_fields, named_answer) = (words(&row.fields), words(&row.answer));
+        let lacks: Vec<&String> = request.iter().filter(|f| !named_fields.contains(*f)).collect();
+        if !lacks.is_empty() {
+            problems.push(format!("{at}: the fields column lacks {lacks:?} (docs/openapi.json's request body)"));
+        }
+        let lacks: Vec<&String> = answer.iter().filter(|f| !named_answer.contains(*f)).collect();
+        if !lacks.is_empty() {
+            problems.push(format!("{at}: the answer column lacks {lacks:?} (docs/openapi.json's 2xx answer)"));
+        }
+        let stale: Vec<&String> =
+            named_fields.iter().chain(&named_answer).filter(|w| !any.contains(*w) && !literal(w)).collect();
+        if !stale.is_empty() {
+            problems.push(format!("{at}: names {stale:?}, which docs/openapi.json does not have for this operation"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn docs_reference_lists_every_route_with_its_fields() {
+    let api = OpenApi::load();
+    let text = read("docs/reference.md");
+    let rows = route_rows(&text);
+    let documented: BTreeSet<(String, String)> = rows.iter().flat_map(|r| r.routes.clone()).collect();
+    let routed: BTreeSet<(String, String)> = ROUTES.iter().map(route_key).collect();
+
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for r in ROUTES {
+        let key = route_key(r);
+        if !documented.contains(&key) && seen.insert(key.clone()) {
+            problems.push(format!(
+                "docs/reference.md has no row for `{} {}` (route {:?}); add one to its table, e.g.\n    {}",
+                key.0,
+                key.1,
+                r.name,
+                suggested_row(&api, r)
+            ));
+        }
+    }
+    for row in &rows {
+        for (m, p) in &row.routes {
+            if !routed.contains(&(m.clone(), p.clone())) {
+                problems.push(format!("docs/reference.md:{}: `{m} {p}` is not a route (portal::ROUTES)", row.line));
+            }
+        }
+    }
+    problems.extend(field_problems(&api, "docs/reference.md", &rows));
+
+    // A form takes the fields of its JSON twin (the same handler).
+    for row in &rows {
+        let [(method, path)] = row.routes.as_slice() else { continue };
+        if path.starts_with(&format!("{PREFIX}/api/")) {
+            continue;
+        }
+        let Some(form) = ROUTES.iter().find(|r| route_key(r) == (method.clone(), path.clone())) else { continue };
+        let twin = ROUTES.iter().find(|r| {
+            r.same_endpoint(form) && route_key(r).1.starts_with(&format!("{PREFIX}/api/")) && method == "POST"
+        });
+        let Some(op) = twin.and_then(|t| api.operation(&route_key(t).0, &route_key(t).1)) else { continue };
+        let (request, _, _) = api.fields(op);
+        let named = words(&row.fields);
+        let lacks: Vec<&String> = request.iter().filter(|f| !named.contains(*f)).collect();
+        if !lacks.is_empty() {
+            problems.push(format!(
+                "docs/reference.md:{} (`{method} {path}`): the fields column lacks {lacks:?}, which its JSON twin `{}` takes",
+                row.line,
+                route_key(twin.unwrap()).1
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "docs/reference.md is out of date:\n  {}", problems.join("\n  "));
+}
+
+/// The README's JSON API table may leave routes out, but what it says of a
+/// route is what docs/openapi.json says.
+#[test]
+fn the_readmes_api_table_agrees_with_the_openapi_document() {
+    let api = OpenApi::load();
+    let rows = route_rows(&read("README.md"));
+    assert!(rows.iter().any(|r| r.routes.iter().any(|(_, p)| p == "/_auth/api/me")), "README lists GET api/me");
+    let routed: BTreeSet<(String, String)> = ROUTES.iter().map(route_key).collect();
+    let mut problems = field_problems(&api, "README.md", &rows);
+    for row in &rows {
+        for (m, p) in &row.routes {
+            if !routed.contains(&(m.clone(), p.clone())) {
+                problems.push(format!("README.md:{}: `{m} {p}` is not a route (portal::ROUTES)", row.line));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "README.md's JSON API table is out of date:\n  {}", problems.join("\n  "));
+}
