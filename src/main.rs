@@ -111,6 +111,13 @@ enum Command {
         /// The address users type to reach the gateway (or the proxy in front of it).
         #[arg(long, default_value = portcullis::init::DEFAULT_PUBLIC_URL)]
         public_url: String,
+        /// Where the gateway listens (default: the public URL's port on 127.0.0.1
+        /// when that URL is plain http on loopback, else 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Where Prometheus scrapes /metrics (a second instance on one host needs its own).
+        #[arg(long, value_name = "ADDR", default_value = portcullis::init::DEFAULT_METRICS_LISTEN)]
+        metrics_listen: String,
     },
     /// Print a shell completion script (e.g. `portcullis completions bash > /etc/bash_completion.d/portcullis`).
     Completions {
@@ -241,7 +248,9 @@ fn main() -> ExitCode {
         Command::Sessions(SessionsCommand::Revoke { name, config }) => {
             runtime().and_then(|rt| rt.block_on(revoke_sessions(&name, config.config.as_deref())))
         }
-        Command::Init { dir, upstream, public_url } => init(dir, &upstream, &public_url),
+        Command::Init { dir, upstream, public_url, listen, metrics_listen } => {
+            init(dir, &upstream, &public_url, listen.as_deref(), &metrics_listen)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -568,13 +577,21 @@ async fn audit(user: Option<&str>, limit: usize, json: bool, flag: Option<&Path>
     Ok(())
 }
 
-fn init(dir: PathBuf, upstream: &str, public_url: &str) -> Result<(), Failure> {
+fn init(
+    dir: PathBuf,
+    upstream: &str,
+    public_url: &str,
+    listen: Option<&str>,
+    metrics_listen: &str,
+) -> Result<(), Failure> {
     use portcullis::init::{self, InitError};
     let usage = |e: InitError| Failure::Usage(e.to_string());
     let request = init::InitRequest {
         dir,
         upstream: init::parse_url("--upstream", upstream).map_err(usage)?,
         public_url: init::parse_url("--public-url", public_url).map_err(usage)?,
+        listen: listen.map(|l| init::parse_address("--listen", l)).transpose().map_err(usage)?,
+        metrics_listen: init::parse_address("--metrics-listen", metrics_listen).map_err(usage)?,
     };
     let done = init::init(&request).map_err(|e| match e {
         InitError::Io { .. } => Failure::Runtime(e.to_string()),
