@@ -84,7 +84,10 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Print recent login attempts and security events from the configured store.
+    /// Print recent login attempts and security events from a shared (Redis)
+    /// store. With the memory store (the default) the trail lives inside the
+    /// running gateway: read it from its log's `security` target instead
+    /// (e.g. `journalctl -u portcullis | grep '"target":"security"'`).
     Audit {
         /// Only this user's records (else the global trail).
         #[arg(long)]
@@ -463,11 +466,6 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
     }
 }
 
-async fn open_store(flag: Option<&Path>) -> Result<store::Store, Failure> {
-    let loaded = config::load(flag, Config::default(), true)?;
-    open_shared_store(&loaded.config).await
-}
-
 /// The configured store, when it is one the command line can share with the
 /// gateway (not the memory store, which lives inside the gateway process).
 async fn open_shared_store(config: &Config) -> Result<store::Store, Failure> {
@@ -553,15 +551,27 @@ async fn revoke_sessions(name: &str, flag: Option<&Path>) -> Result<(), Failure>
 }
 
 async fn audit(user: Option<&str>, limit: usize, json: bool, flag: Option<&Path>) -> Result<(), Failure> {
-    let store = open_store(flag).await?;
+    let loaded = config::load(flag, Config::default(), true)?;
+    if loaded.config.store.url.expose().starts_with("memory:") {
+        return Err(Failure::Usage(
+            "store.url: audit reads a shared store (redis://...); with the memory store the trail lives \
+             inside the running gateway: read its log's \"security\" target instead \
+             (e.g. journalctl -u portcullis | grep '\"target\":\"security\"')"
+                .into(),
+        ));
+    }
+    let store = open_shared_store(&loaded.config).await?;
     let records = store.recent_audit(user, limit).await.map_err(|e| Failure::Runtime(e.to_string()))?;
+    if !json && !records.is_empty() {
+        println!("{:<20} {:<15} {:<22} {:<16} {:<15} DETAILS", "TIME (UTC)", "KIND", "EVENT", "USER", "ADDRESS");
+    }
     for r in &records {
         if json {
             println!("{}", serde_json::to_string(r).map_err(|e| Failure::Runtime(e.to_string()))?);
         } else {
             // Names and details are as clients typed them: escaped for the terminal.
             println!(
-                "{}  {:<15} {:<22} {:<16} {:<15} {}",
+                "{:<20} {:<15} {:<22} {:<16} {:<15} {}",
                 portcullis::portal::format_time(r.time),
                 r.kind.as_str(),
                 terminal_safe(&r.event),

@@ -477,3 +477,25 @@ fn the_readmes_api_table_agrees_with_the_openapi_document() {
     }
     assert!(problems.is_empty(), "README.md's JSON API table is out of date:\n  {}", problems.join("\n  "));
 }
+
+/// The limits the README tells a tester about are the defaults.
+#[test]
+fn the_readmes_login_limits_are_the_defaults() {
+    let readme = read("README.md");
+    let start = readme.find("**Trying it out, and the login limits").expect("the README's paragraph on login limits");
+    let paragraph = &readme[start..];
+    let paragraph = &paragraph[..paragraph.find("\n- ").unwrap_or(paragraph.len())];
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = printed_config(dir.path(), None);
+    let mut stated = 0;
+    for span in code_spans(paragraph) {
+        let Some((key, value)) = span.split_once(" = ") else { continue };
+        let default = defaults_value(&defaults, key).unwrap_or_else(|| panic!("README names {key}, not a key"));
+        // The value as a TOML document would read it.
+        let value = format!("v = {value}").parse::<toml::Table>().expect("a TOML value")["v"].clone();
+        assert_eq!(&value, default, "README says {span}; the default is {default}");
+        stated += 1;
+    }
+    assert!(stated >= 4, "{paragraph}");
+    assert!(paragraph.contains("portcullis unlock --ip"), "{paragraph}");
+}
