@@ -239,3 +239,29 @@ fn serve_refuses_a_guessable_secret() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("auth.secret: is too easy to guess"), "{}", stderr(&out));
 }
+
+/// The quickstart's kubectl commands create the Secrets, keys and image the
+/// Deployment reads.
+#[test]
+fn the_quickstarts_kubernetes_commands_match_the_deployment() {
+    let quickstart = read("docs/quickstart.md");
+    let deployment = read("deploy/kubernetes/deployment.yaml");
+    let lines: Vec<&str> = deployment.lines().map(str::trim).collect();
+    // env: valueFrom.secretKeyRef {name, key}
+    for (i, l) in lines.iter().enumerate() {
+        if *l == "secretKeyRef:" {
+            let name = lines[i + 1].strip_prefix("name: ").expect("secretKeyRef name");
+            let key = lines[i + 2].strip_prefix("key: ").expect("secretKeyRef key");
+            let created = format!("create secret generic {name} \\");
+            assert!(quickstart.contains(&created), "the quickstart does not create Secret {name}");
+            assert!(quickstart.contains(&format!("--from-literal={key}=")), "Secret {name} lacks {key}");
+        }
+    }
+    let users = lines.iter().find_map(|l| l.strip_prefix("secretName: ")).expect("the users volume's Secret");
+    let key = lines.iter().find_map(|l| l.strip_prefix("- key: ")).expect("its key");
+    let create = format!("create secret generic {users} --from-file={key}=./users.toml");
+    assert!(quickstart.contains(&create), "the quickstart lacks `{create}`");
+    let image = lines.iter().find_map(|l| l.strip_prefix("image: ")).expect("image");
+    assert!(quickstart.contains(&format!("-t {image} ")), "the quickstart does not build {image}");
+    assert!(lines.contains(&"imagePullPolicy: IfNotPresent"), "a loaded image must run without a registry");
+}
