@@ -87,7 +87,7 @@ metrics_listen = "127.0.0.1:0"
 [[upstream]]
 url = "http://127.0.0.1:$STATIC"
 [auth]
-secret = "bench-secret-bench-secret-bench-secret-0123"
+secret = "fixGfLOuvcHTeVw9Xfk-yilcsO2TFwDrddmNnciOrVmMR70u"
 users_file = "$WORK/users.toml"
 [access_control]
 default_policy = "one_factor"

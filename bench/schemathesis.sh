@@ -33,7 +33,7 @@ metrics_listen = "127.0.0.1:0"
 [[upstream]]
 url = "http://127.0.0.1:9"
 [auth]
-secret = "schemathesis-secret-0123456789-abcdefghijklmn"
+secret = "WDJY6_wWP-zQh9ZFe7AZ75lZ9QCV8PMM27ArB2fEg4_l0sif"
 users_file = "$WORK/users.toml"
 [mail]
 transport = "file"

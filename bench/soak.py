@@ -164,7 +164,7 @@ metrics_listen = "127.0.0.1:0"
 [[upstream]]
 url = "http://127.0.0.1:{self.static}"
 [auth]
-secret = "soak-secret-soak-secret-soak-secret-0123456789"
+secret = "oLuum9fpuVAxXrTWBo8_7ei1PuCpanSzc5D-x79dCzMAByE9"
 users_file = "{work}/users.toml"
 [otp]
 resend_cooldown = "0s"

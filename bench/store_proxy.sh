@@ -58,7 +58,7 @@ metrics_listen = "127.0.0.1:0"
 [[upstream]]
 url = "http://127.0.0.1:$STATIC"
 [auth]
-secret = "bench-secret-bench-secret-bench-secret-0123"
+secret = "fixGfLOuvcHTeVw9Xfk-yilcsO2TFwDrddmNnciOrVmMR70u"
 users_file = "$WORK/users.toml"
 [store]
 url = "$url"

@@ -8,6 +8,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -20,6 +21,9 @@ const SECRET_BYTES: usize = 48;
 pub const DEFAULT_UPSTREAM: &str = "http://127.0.0.1:3000";
 /// The address users type unless told otherwise: the gateway itself, on loopback.
 pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
+/// Where Prometheus scrapes unless told otherwise (one instance per host;
+/// a second one needs `--metrics-listen`).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9090";
 
 /// What `init` writes, and where.
 #[derive(Debug, Clone)]
@@ -27,6 +31,16 @@ pub struct InitRequest {
     pub dir: PathBuf,
     pub upstream: Url,
     pub public_url: Url,
+    /// `--listen`; else derived from the public URL ([`listen_for`]).
+    pub listen: Option<SocketAddr>,
+    pub metrics_listen: SocketAddr,
+}
+
+impl InitRequest {
+    /// Where the gateway will listen.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| listen_for(&self.public_url))
+    }
 }
 
 /// The files `init` created.
@@ -34,7 +48,8 @@ pub struct InitRequest {
 pub struct Initialized {
     pub config: PathBuf,
     pub users: PathBuf,
-    pub listen: String,
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
     pub public_url: Url,
 }
 
@@ -44,6 +59,10 @@ pub enum InitError {
     Exists(PathBuf),
     #[error("{flag} {url:?}: {why}")]
     BadUrl { flag: &'static str, url: String, why: &'static str },
+    #[error("{flag} {value:?}: not an address and port like 127.0.0.1:8080 or 0.0.0.0:8080")]
+    BadAddress { flag: &'static str, value: String },
+    #[error("--metrics-listen {0}: must differ from --listen (metrics never share the public listener)")]
+    SameAddress(SocketAddr),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("the generated configuration does not load: {0}")]
@@ -67,6 +86,11 @@ pub fn parse_url(flag: &'static str, text: &str) -> Result<Url, InitError> {
     Ok(url)
 }
 
+/// Parses a `--listen` or `--metrics-listen` value: an IP address and a port.
+pub fn parse_address(flag: &'static str, text: &str) -> Result<SocketAddr, InitError> {
+    text.parse().map_err(|_| InitError::BadAddress { flag, value: text.to_string() })
+}
+
 /// A fresh `auth.secret`: base64 of [`SECRET_BYTES`] bytes from the OS's CSPRNG.
 pub fn new_secret() -> String {
     let mut bytes = [0u8; SECRET_BYTES];
@@ -74,19 +98,25 @@ pub fn new_secret() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Where the gateway listens for a given public URL. When users reach the
-/// gateway directly on loopback (the try-it-out case), it listens on that very
-/// port; otherwise a proxy or load balancer forwards to 127.0.0.1:8080.
-fn listen_for(public_url: &Url) -> String {
+/// Whether users reach the gateway itself at `public_url`: plain http on a
+/// loopback address (the try-it-out case).
+fn reached_directly(public_url: &Url) -> bool {
     let loopback = match public_url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     };
+    loopback && public_url.scheme() == "http"
+}
+
+/// Where the gateway listens for a given public URL. When users reach the
+/// gateway directly on loopback, it listens on that very port; otherwise a
+/// proxy or load balancer forwards to 127.0.0.1:8080.
+fn listen_for(public_url: &Url) -> SocketAddr {
     match public_url.port_or_known_default() {
-        Some(port) if loopback && public_url.scheme() == "http" => format!("127.0.0.1:{port}"),
-        _ => "127.0.0.1:8080".to_string(),
+        Some(port) if reached_directly(public_url) => SocketAddr::from(([127, 0, 0, 1], port)),
+        _ => SocketAddr::from(([127, 0, 0, 1], 8080)),
     }
 }
 
@@ -119,8 +149,9 @@ listen = {listen}
 public_url = {public_url}
 # Only these peers may set X-Forwarded-* (add your proxy's address).
 trusted_proxies = ["127.0.0.1/32", "::1/128"]
-# Prometheus scrapes /metrics here; never on the public listener.
-metrics_listen = "127.0.0.1:9090"
+# Prometheus scrapes /metrics here; never on the public listener. A second
+# instance on this host needs a port of its own.
+metrics_listen = {metrics_listen}
 
 # The application to protect. Add one [[upstream]] with `host = "..."` per
 # further application; the entry without host is the default.
@@ -157,7 +188,8 @@ from = "Portcullis <noreply@localhost>"
 # policy = "bypass"
 default_policy = "two_factor"
 "#,
-        listen = toml_string(&listen_for(&req.public_url)),
+        listen = toml_string(&req.listen().to_string()),
+        metrics_listen = toml_string(&req.metrics_listen.to_string()),
         public_url = toml_string(&origin(&req.public_url)),
         upstream = toml_string(req.upstream.as_str()),
         users = toml_string(&users.display().to_string()),
@@ -181,6 +213,9 @@ fn create_private(path: &Path) -> Result<std::fs::File, InitError> {
 /// Writes `portcullis.toml` and an empty `users.toml` into `req.dir` (created if
 /// missing). Refuses before writing anything when either file exists.
 pub fn init(req: &InitRequest) -> Result<Initialized, InitError> {
+    if req.metrics_listen == req.listen() {
+        return Err(InitError::SameAddress(req.metrics_listen));
+    }
     std::fs::create_dir_all(&req.dir).map_err(io(&req.dir))?;
     let dir = std::fs::canonicalize(&req.dir).map_err(io(&req.dir))?;
     let config = dir.join("portcullis.toml");
@@ -215,7 +250,13 @@ pub fn init(req: &InitRequest) -> Result<Initialized, InitError> {
     };
     config_file.write_all(text.as_bytes()).and_then(|()| config_file.sync_all()).map_err(io(&config))?;
     users_file.sync_all().map_err(io(&users))?;
-    Ok(Initialized { config, users, listen: listen_for(&req.public_url), public_url: req.public_url.clone() })
+    Ok(Initialized {
+        config,
+        users,
+        listen: req.listen(),
+        metrics_listen: req.metrics_listen,
+        public_url: req.public_url.clone(),
+    })
 }
 
 /// A path as a shell word: quoted when it holds anything but safe characters.
@@ -231,6 +272,23 @@ fn shell_word(path: &Path) -> String {
 /// What to run next, printed after the files are written.
 pub fn next_steps(done: &Initialized) -> String {
     let config = shell_word(&done.config);
+    let public = origin(&done.public_url);
+    let listen = done.listen;
+    let open = if reached_directly(&done.public_url) && done.public_url.port_or_known_default() == Some(listen.port()) {
+        format!(
+            "Then open {public} (the gateway listens there); login codes are printed\non the serve console until [mail] is set up for SMTP.\n"
+        )
+    } else {
+        // A public URL the gateway does not answer itself: say why opening it
+        // does nothing yet, and how to see the gateway work meanwhile.
+        let health = format!("http://{}/_auth/healthz", local(listen));
+        format!(
+            "The gateway listens on {listen}; {public} reaches it only once your proxy (nginx,\n\
+             Traefik, Caddy, a load balancer) forwards it there (docs/quickstart.md, section 5).\n\
+             Until then, check the gateway itself: curl -s {health}\n\
+             Login codes are printed on the serve console until [mail] is set up for SMTP.\n"
+        )
+    };
     format!(
         "Wrote {config} and {users} (mode 0600).\n\
          \n\
@@ -239,12 +297,21 @@ pub fn next_steps(done: &Initialized) -> String {
            portcullis check-config --config {config}\n  \
            portcullis serve --config {config}\n\
          \n\
-         Then open {public} (the gateway listens on {listen}); login codes are printed\n\
-         on the serve console until [mail] is set up for SMTP.\n",
+         {open}\
+         Prometheus scrapes http://{metrics}/metrics.\n",
         users = shell_word(&done.users),
-        public = origin(&done.public_url),
-        listen = done.listen,
+        metrics = local(done.metrics_listen),
     )
+}
+
+/// An address to reach a listener from this host: a wildcard listener
+/// (0.0.0.0, ::) is reached on loopback.
+fn local(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
+    }
 }
 
 #[cfg(test)]
@@ -256,6 +323,8 @@ mod tests {
             dir: PathBuf::from("/srv/portcullis"),
             upstream: parse_url("--upstream", DEFAULT_UPSTREAM).unwrap(),
             public_url: parse_url("--public-url", public_url).unwrap(),
+            listen: None,
+            metrics_listen: parse_address("--metrics-listen", DEFAULT_METRICS_LISTEN).unwrap(),
         }
     }
 
@@ -269,10 +338,11 @@ mod tests {
 
     #[test]
     fn a_loopback_public_url_is_also_where_the_gateway_listens() {
-        assert_eq!(listen_for(&request("http://127.0.0.1:9000").public_url), "127.0.0.1:9000");
-        assert_eq!(listen_for(&request("http://localhost:8443/").public_url), "127.0.0.1:8443");
-        assert_eq!(listen_for(&request("https://auth.example.com").public_url), "127.0.0.1:8080");
-        assert_eq!(listen_for(&request("https://127.0.0.1:9000").public_url), "127.0.0.1:8080");
+        let listen = |url: &str| request(url).listen().to_string();
+        assert_eq!(listen("http://127.0.0.1:9000"), "127.0.0.1:9000");
+        assert_eq!(listen("http://localhost:8443/"), "127.0.0.1:8443");
+        assert_eq!(listen("https://auth.example.com"), "127.0.0.1:8080");
+        assert_eq!(listen("https://127.0.0.1:9000"), "127.0.0.1:8080");
     }
 
     #[test]
@@ -286,6 +356,39 @@ mod tests {
         assert_eq!(c.upstream[0].url.as_str(), "http://127.0.0.1:3000/");
         assert_eq!(c.auth.users_file, Path::new("/srv/p/users.toml"));
         assert_eq!(c.store.state_file.as_deref(), Some(Path::new("/srv/p/s.json")));
+    }
+
+    #[test]
+    fn the_listeners_are_written_as_asked() {
+        let mut req = request("https://app.example.com");
+        req.listen = Some(parse_address("--listen", "0.0.0.0:8181").unwrap());
+        req.metrics_listen = parse_address("--metrics-listen", "127.0.0.1:9191").unwrap();
+        let text = starter_config(&req, &new_secret(), Path::new("/u.toml"), Path::new("/s.json"));
+        assert!(text.contains("listen = \"0.0.0.0:8181\""), "{text}");
+        assert!(text.contains("metrics_listen = \"127.0.0.1:9191\""), "{text}");
+        let e = parse_address("--listen", "localhost").unwrap_err().to_string();
+        assert!(e.starts_with("--listen \"localhost\": not an address"), "{e}");
+        req.metrics_listen = req.listen.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        req.dir = dir.path().to_path_buf();
+        assert!(init(&req).unwrap_err().to_string().starts_with("--metrics-listen 0.0.0.0:8181: must differ"));
+    }
+
+    #[test]
+    fn a_public_url_the_gateway_does_not_answer_is_explained() {
+        let done = |url: &str, listen: &str| Initialized {
+            config: PathBuf::from("/p/portcullis.toml"),
+            users: PathBuf::from("/p/users.toml"),
+            listen: listen.parse().unwrap(),
+            metrics_listen: "127.0.0.1:9090".parse().unwrap(),
+            public_url: Url::parse(url).unwrap(),
+        };
+        let direct = next_steps(&done("http://127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(direct.contains("Then open http://127.0.0.1:8080 (the gateway listens there)"), "{direct}");
+        let proxied = next_steps(&done("https://app.example.com", "0.0.0.0:8080"));
+        assert!(proxied.contains("https://app.example.com reaches it only once your proxy"), "{proxied}");
+        assert!(proxied.contains("curl -s http://127.0.0.1:8080/_auth/healthz"), "{proxied}");
+        assert!(!proxied.contains("Then open"), "{proxied}");
     }
 
     #[test]

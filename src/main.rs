@@ -84,7 +84,10 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Print recent login attempts and security events from the configured store.
+    /// Print recent login attempts and security events from a shared (Redis)
+    /// store. With the memory store (the default) the trail lives inside the
+    /// running gateway: read it from its log's `security` target instead
+    /// (e.g. `journalctl -u portcullis | grep '"target":"security"'`).
     Audit {
         /// Only this user's records (else the global trail).
         #[arg(long)]
@@ -111,6 +114,13 @@ enum Command {
         /// The address users type to reach the gateway (or the proxy in front of it).
         #[arg(long, default_value = portcullis::init::DEFAULT_PUBLIC_URL)]
         public_url: String,
+        /// Where the gateway listens (default: the public URL's port on 127.0.0.1
+        /// when that URL is plain http on loopback, else 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Where Prometheus scrapes /metrics (a second instance on one host needs its own).
+        #[arg(long, value_name = "ADDR", default_value = portcullis::init::DEFAULT_METRICS_LISTEN)]
+        metrics_listen: String,
     },
     /// Print a shell completion script (e.g. `portcullis completions bash > /etc/bash_completion.d/portcullis`).
     Completions {
@@ -241,7 +251,9 @@ fn main() -> ExitCode {
         Command::Sessions(SessionsCommand::Revoke { name, config }) => {
             runtime().and_then(|rt| rt.block_on(revoke_sessions(&name, config.config.as_deref())))
         }
-        Command::Init { dir, upstream, public_url } => init(dir, &upstream, &public_url),
+        Command::Init { dir, upstream, public_url, listen, metrics_listen } => {
+            init(dir, &upstream, &public_url, listen.as_deref(), &metrics_listen)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -454,11 +466,6 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
     }
 }
 
-async fn open_store(flag: Option<&Path>) -> Result<store::Store, Failure> {
-    let loaded = config::load(flag, Config::default(), true)?;
-    open_shared_store(&loaded.config).await
-}
-
 /// The configured store, when it is one the command line can share with the
 /// gateway (not the memory store, which lives inside the gateway process).
 async fn open_shared_store(config: &Config) -> Result<store::Store, Failure> {
@@ -544,15 +551,27 @@ async fn revoke_sessions(name: &str, flag: Option<&Path>) -> Result<(), Failure>
 }
 
 async fn audit(user: Option<&str>, limit: usize, json: bool, flag: Option<&Path>) -> Result<(), Failure> {
-    let store = open_store(flag).await?;
+    let loaded = config::load(flag, Config::default(), true)?;
+    if loaded.config.store.url.expose().starts_with("memory:") {
+        return Err(Failure::Usage(
+            "store.url: audit reads a shared store (redis://...); with the memory store the trail lives \
+             inside the running gateway: read its log's \"security\" target instead \
+             (e.g. journalctl -u portcullis | grep '\"target\":\"security\"')"
+                .into(),
+        ));
+    }
+    let store = open_shared_store(&loaded.config).await?;
     let records = store.recent_audit(user, limit).await.map_err(|e| Failure::Runtime(e.to_string()))?;
+    if !json && !records.is_empty() {
+        println!("{:<20} {:<15} {:<22} {:<16} {:<15} DETAILS", "TIME (UTC)", "KIND", "EVENT", "USER", "ADDRESS");
+    }
     for r in &records {
         if json {
             println!("{}", serde_json::to_string(r).map_err(|e| Failure::Runtime(e.to_string()))?);
         } else {
             // Names and details are as clients typed them: escaped for the terminal.
             println!(
-                "{}  {:<15} {:<22} {:<16} {:<15} {}",
+                "{:<20} {:<15} {:<22} {:<16} {:<15} {}",
                 portcullis::portal::format_time(r.time),
                 r.kind.as_str(),
                 terminal_safe(&r.event),
@@ -568,13 +587,21 @@ async fn audit(user: Option<&str>, limit: usize, json: bool, flag: Option<&Path>
     Ok(())
 }
 
-fn init(dir: PathBuf, upstream: &str, public_url: &str) -> Result<(), Failure> {
+fn init(
+    dir: PathBuf,
+    upstream: &str,
+    public_url: &str,
+    listen: Option<&str>,
+    metrics_listen: &str,
+) -> Result<(), Failure> {
     use portcullis::init::{self, InitError};
     let usage = |e: InitError| Failure::Usage(e.to_string());
     let request = init::InitRequest {
         dir,
         upstream: init::parse_url("--upstream", upstream).map_err(usage)?,
         public_url: init::parse_url("--public-url", public_url).map_err(usage)?,
+        listen: listen.map(|l| init::parse_address("--listen", l)).transpose().map_err(usage)?,
+        metrics_listen: init::parse_address("--metrics-listen", metrics_listen).map_err(usage)?,
     };
     let done = init::init(&request).map_err(|e| match e {
         InitError::Io { .. } => Failure::Runtime(e.to_string()),

@@ -10,8 +10,17 @@ use std::time::Duration;
 
 use http::StatusCode;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+
+#[cfg(target_os = "linux")]
+mod process;
+
+/// The version and commit this binary was built from (`build.rs`), the
+/// labels of `portcullis_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const COMMIT: &str = env!("PORTCULLIS_COMMIT");
 
 /// Buckets from 1 ms to 10 s: auth latencies span cache hits to argon2 plus SMTP.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -119,6 +128,7 @@ pub struct Metrics {
     pub session_cache_live: IntGauge,
     pub connections_open: IntGauge,
     pub connections_asleep: IntGauge,
+    pub build_info: IntGaugeVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -151,7 +161,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let r = Registry::new();
     #[cfg(target_os = "linux")]
     {
-        let _ = r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+        let _ = r.register(Box::new(process::ProcessMetrics::for_self()));
     }
     let m = Metrics {
         http_requests: counter_vec(
@@ -231,6 +241,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Idle HTTP/1.1 connections asleep: quiet for the header-read timeout, held as a socket alone \
              until the client sends again.",
         ),
+        build_info: {
+            let g = IntGaugeVec::new(
+                Opts::new("build_info", "1, labelled with the version and commit the gateway was built from.")
+                    .namespace("portcullis"),
+                &["version", "commit"],
+            )
+            .expect("static metric definition");
+            r.register(Box::new(g.clone())).expect("metric registered once");
+            g.with_label_values(&[VERSION, COMMIT]).set(1);
+            g
+        },
         registry: r,
     };
     for (stage, results) in AUTH_ATTEMPTS {

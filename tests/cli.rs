@@ -363,3 +363,20 @@ fn check_config_names_the_passkey_relying_party_or_why_there_is_none() {
         assert!(stdout.contains(expected), "{url} {session}: {stdout}");
     }
 }
+
+/// `audit` reads a shared store; on the default memory store it says where
+/// the trail is instead, and its help says so before anyone tries.
+#[test]
+fn audit_on_the_memory_store_points_to_the_security_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = portcullis(&["audit", "--help"], dir.path());
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("shared (Redis)") && help.contains("security"), "{help}");
+
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, format!("[auth]\nsecret = \"{}\"\n", support::SECRET)).unwrap();
+    let out = portcullis(&["audit", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("store.url:") && err.contains("\"security\" target"), "{err}");
+}

@@ -171,3 +171,97 @@ fn the_shipped_nginx_conf_is_accepted_by_nginx_t() {
     assert!(out.status.success(), "nginx -t: {said}");
     assert!(said.contains("syntax is ok") && said.contains("test is successful"), "{said}");
 }
+
+/// `kubectl apply -k deploy/kubernetes` applies no Secret: a Secret with the
+/// example's placeholders would replace the real one the operator created.
+#[test]
+fn the_kustomization_applies_no_secret() {
+    let kustomization = read("deploy/kubernetes/kustomization.yaml");
+    let resources: Vec<&str> = kustomization
+        .lines()
+        .skip_while(|l| *l != "resources:")
+        .skip(1)
+        .map_while(|l| l.strip_prefix("  - "))
+        .collect();
+    assert!(resources.contains(&"deployment.yaml"), "{kustomization}");
+    for file in resources {
+        let text = read(&format!("deploy/kubernetes/{file}"));
+        assert!(
+            !text.lines().any(|l| l.trim() == "kind: Secret"),
+            "deploy/kubernetes/{file} is in kustomization.yaml and holds a Secret"
+        );
+    }
+    assert!(!kustomization.contains("secretGenerator"), "{kustomization}");
+}
+
+/// The example Secret's values, given to the gateway as the Deployment
+/// gives them, are refused with the keys they land in.
+#[test]
+fn the_example_secrets_placeholders_are_refused_by_check_config() {
+    let example = read("deploy/kubernetes/secret.example.yaml");
+    let value = |key: &str| {
+        let line = example.lines().find_map(|l| l.trim().strip_prefix(&format!("{key}: "))).expect(key);
+        line.trim_matches('"').to_string()
+    };
+    let (secret, smtp) = (value("auth-secret"), value("smtp-password"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubernetes.toml");
+    let configmap = read("deploy/kubernetes/configmap.yaml");
+    let body = configmap.split_once("portcullis.toml: |\n").expect("portcullis.toml key").1;
+    let text: Vec<&str> = body.lines().map(|l| l.strip_prefix("    ").unwrap_or(l)).collect();
+    std::fs::write(&path, text.join("\n")).unwrap();
+    let out = check_config(&path, &[("PORTCULLIS_AUTH__SECRET", &secret), ("PORTCULLIS_MAIL__SMTP_PASSWORD", &smtp)]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    for key in ["auth.secret: is a placeholder", "mail.smtp_password: is a placeholder"] {
+        assert!(said.contains(key), "{key:?} not in: {said}");
+    }
+}
+
+/// `serve` refuses the same secret before it listens, naming the key.
+#[test]
+fn serve_refuses_a_guessable_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = support::empty_users(dir.path());
+    let path = dir.path().join("portcullis.toml");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n[auth]\nsecret = \"{}\"\nusers_file = \"{}\"\n",
+        "0123456789abcdef".repeat(3),
+        users.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(support::binary())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env_remove("PORTCULLIS_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("auth.secret: is too easy to guess"), "{}", stderr(&out));
+}
+
+/// The quickstart's kubectl commands create the Secrets, keys and image the
+/// Deployment reads.
+#[test]
+fn the_quickstarts_kubernetes_commands_match_the_deployment() {
+    let quickstart = read("docs/quickstart.md");
+    let deployment = read("deploy/kubernetes/deployment.yaml");
+    let lines: Vec<&str> = deployment.lines().map(str::trim).collect();
+    // env: valueFrom.secretKeyRef {name, key}
+    for (i, l) in lines.iter().enumerate() {
+        if *l == "secretKeyRef:" {
+            let name = lines[i + 1].strip_prefix("name: ").expect("secretKeyRef name");
+            let key = lines[i + 2].strip_prefix("key: ").expect("secretKeyRef key");
+            let created = format!("create secret generic {name} \\");
+            assert!(quickstart.contains(&created), "the quickstart does not create Secret {name}");
+            assert!(quickstart.contains(&format!("--from-literal={key}=")), "Secret {name} lacks {key}");
+        }
+    }
+    let users = lines.iter().find_map(|l| l.strip_prefix("secretName: ")).expect("the users volume's Secret");
+    let key = lines.iter().find_map(|l| l.strip_prefix("- key: ")).expect("its key");
+    let create = format!("create secret generic {users} --from-file={key}=./users.toml");
+    assert!(quickstart.contains(&create), "the quickstart lacks `{create}`");
+    let image = lines.iter().find_map(|l| l.strip_prefix("image: ")).expect("image");
+    assert!(quickstart.contains(&format!("-t {image} ")), "the quickstart does not build {image}");
+    assert!(lines.contains(&"imagePullPolicy: IfNotPresent"), "a loaded image must run without a registry");
+}

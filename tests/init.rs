@@ -276,3 +276,58 @@ fn healthcheck_fails_when_nothing_answers_or_the_answer_is_not_ok() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("status 503"), "{}", text(&out.stderr));
 }
+
+/// Two gateways initialised on one host with their own listeners both serve,
+/// each with its own metrics.
+#[tokio::test]
+async fn init_listen_flags_let_two_instances_share_a_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gateways = Vec::new();
+    for name in ["a", "b"] {
+        let (port, metrics) = (free_port(), free_port());
+        let site = dir.path().join(name);
+        let out = portcullis(
+            &[
+                "init",
+                site.to_str().unwrap(),
+                "--public-url",
+                &format!("https://{name}.example.com"),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--metrics-listen",
+                &format!("127.0.0.1:{metrics}"),
+            ],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        // A public URL the gateway does not answer itself: the output says why.
+        let said = text(&out.stdout);
+        assert!(said.contains(&format!("https://{name}.example.com reaches it only once your proxy")), "{said}");
+        assert!(said.contains(&format!("curl -s http://127.0.0.1:{port}/_auth/healthz")), "{said}");
+        assert!(said.contains(&format!("Prometheus scrapes http://127.0.0.1:{metrics}/metrics")), "{said}");
+        let config = std::fs::read_to_string(site.join("portcullis.toml")).unwrap();
+        let gw = Gateway::start_in(tempfile::tempdir().unwrap(), &config, &[]);
+        assert_eq!(gw.addr, format!("127.0.0.1:{port}"));
+        gateways.push((gw, metrics));
+    }
+    let http = client();
+    for (gw, metrics) in &gateways {
+        let r = http.get(format!("http://{}/_auth/healthz", gw.addr)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let m = http.get(format!("http://127.0.0.1:{metrics}/metrics")).send().await.unwrap();
+        assert_eq!(m.status(), StatusCode::OK);
+        assert!(m.text().await.unwrap().contains("portcullis_build_info"));
+    }
+}
+
+#[test]
+fn init_refuses_a_bad_listen_address_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = portcullis(&["init", "site", "--listen", "localhost:8080"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--listen \"localhost:8080\": not an address"), "{}", text(&out.stderr));
+    let out = portcullis(&["init", "site", "--metrics-listen", "127.0.0.1:8080"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--metrics-listen 127.0.0.1:8080: must differ"), "{}", text(&out.stderr));
+    assert!(!dir.path().join("site/portcullis.toml").exists(), "nothing written");
+}

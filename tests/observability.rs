@@ -191,6 +191,187 @@ async fn logs_never_carry_passwords_codes_or_session_ids() {
     assert!(log.lines().any(|l| l.contains("\"target\":\"security\"") && l.contains("success")));
 }
 
+/// The metric names in a PromQL expression (or Grafana's `label_values(...)`):
+/// what is left once label matchers, ranges, strings, grouping labels,
+/// functions and keywords are taken out.
+fn metric_names(expr: &str) -> Vec<String> {
+    const NOT_METRICS: &[&str] = &[
+        "sum",
+        "avg",
+        "min",
+        "max",
+        "count",
+        "rate",
+        "irate",
+        "increase",
+        "histogram_quantile",
+        "clamp_min",
+        "clamp_max",
+        "by",
+        "without",
+        "offset",
+        "and",
+        "or",
+        "unless",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "label_values",
+        "topk",
+        "bottomk",
+        "abs",
+        "delta",
+        "deriv",
+        "time",
+        "vector",
+        "scalar",
+        "bool",
+        "job",
+    ];
+    let mut text = String::new();
+    // Inside `{...}`, `[...]` or a string: the character that ends it.
+    let mut until = None;
+    for c in expr.chars() {
+        match (until, c) {
+            (None, '{') => until = Some('}'),
+            (None, '[') => until = Some(']'),
+            (None, '"') => until = Some('"'),
+            (None, _) => text.push(c),
+            (Some(end), _) if c == end => until = None,
+            _ => {}
+        }
+    }
+    // `by (le, route)` names labels, not metrics.
+    let grouping = regex::Regex::new(r"\b(by|without|on|ignoring)\s*\([^)]*\)").unwrap();
+    let text = grouping.replace_all(&text, " ");
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '$'))
+        .filter(|w| w.starts_with(|c: char| c.is_ascii_alphabetic()) && !NOT_METRICS.contains(w))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every name the gateway's /metrics exposes, with a histogram's series names.
+fn exported_names(metrics: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else { continue };
+        let (name, kind) = rest.split_once(' ').unwrap();
+        names.insert(name.to_string());
+        if kind == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{name}{suffix}"));
+            }
+        }
+    }
+    names
+}
+
+/// Every expression of the shipped dashboard and alert rules names a metric
+/// the gateway exports, and the latency of protected requests has series in
+/// forward-auth mode (verify) and proxy mode alike.
+#[tokio::test]
+async fn every_dashboard_and_alert_expression_names_an_exported_metric() {
+    let Some(h) = Harness::start(Backend::Memory, Options::default()).await else { return };
+    // One request of each mode: a forward-auth check and a proxied request.
+    h.login().await;
+    let r = h
+        .http
+        .get(h.url("/_auth/verify"))
+        .header("X-Forwarded-Proto", "http")
+        .header("X-Forwarded-Host", "app.test")
+        .header("X-Forwarded-Uri", "/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(h.upstream_status().await, 200);
+    let metrics = h.metrics().await;
+    let exported = exported_names(&metrics);
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dash: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("deploy/grafana/portcullis.json")).unwrap()).unwrap();
+    let mut exprs: Vec<(String, String)> = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push((format!("panel {:?}", p["title"]), t["expr"].as_str().unwrap().to_string()));
+        }
+    }
+    for v in dash["templating"]["list"].as_array().unwrap() {
+        if let Some(q) = v["query"].as_str().filter(|q| q.contains('(')) {
+            exprs.push((format!("variable {}", v["name"]), q.to_string()));
+        }
+    }
+    let alerts = std::fs::read_to_string(root.join("deploy/prometheus/alerts.yml")).unwrap();
+    let mut expr_lines = alerts.lines().peekable();
+    while let Some(line) = expr_lines.next() {
+        let Some(e) = line.trim().strip_prefix("expr:") else { continue };
+        let mut e = e.trim().to_string();
+        if e == "|" {
+            while let Some(next) = expr_lines.next_if(|l| !l.trim_start().contains(':') || l.contains('(')) {
+                e.push_str(next);
+            }
+        }
+        exprs.push(("alerts.yml".into(), e));
+    }
+    assert!(exprs.len() > 20, "{exprs:?}");
+    for (place, e) in &exprs {
+        let names = metric_names(e);
+        assert!(!names.is_empty(), "{place}: no metric in {e}");
+        for n in names {
+            assert!(exported.contains(&n), "{place}: {n} is not a metric the gateway exports ({e})");
+        }
+    }
+
+    let latency = exprs
+        .iter()
+        .find(|(_, e)| e.contains("http_request_duration_seconds_bucket") && e.contains("verify"))
+        .expect("a panel on the forward-auth check's latency");
+    assert!(latency.1.contains("route=~\"verify|proxy\""), "{}", latency.1);
+    for route in ["verify", "proxy"] {
+        let count = sample(&metrics, "portcullis_http_request_duration_seconds_count", &[("route", route)]);
+        assert!(count >= 1.0, "no {route} latency series after a {route} request");
+    }
+}
+
+#[tokio::test]
+async fn build_info_and_process_cpu_are_exported() {
+    let Some(h) = Harness::start(Backend::Memory, Options::default()).await else { return };
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", h.gw.pid())).unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        // utime and stime, fields 14 and 15 of proc(5), in clock ticks (100 a second).
+        (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+    };
+    h.login().await;
+    let before = cpu();
+    let metrics = h.metrics().await;
+    let after = cpu();
+    let reported = sample(&metrics, "process_cpu_seconds_total", &[]);
+    assert!(before > 0.0, "the gateway used no CPU?");
+    assert!(
+        before - 0.011 <= reported && reported <= after + 0.011,
+        "process_cpu_seconds_total {reported}, /proc says {before}..{after}"
+    );
+
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let line = metrics.lines().find(|l| l.starts_with("portcullis_build_info{")).expect("portcullis_build_info");
+    assert!(line.ends_with(" 1"), "{line}");
+    assert!(line.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{line}");
+    if std::env::var_os("PORTCULLIS_COMMIT").is_none()
+        && let Some(commit) = commit
+    {
+        assert!(line.contains(&format!("commit=\"{commit}\"")), "{line}");
+    }
+}
+
 #[test]
 fn dashboard_is_valid_json_and_alert_rules_pass_promtool() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -198,8 +379,11 @@ fn dashboard_is_valid_json_and_alert_rules_pass_promtool() {
         serde_json::from_str(&std::fs::read_to_string(root.join("deploy/grafana/portcullis.json")).unwrap()).unwrap();
     let panels = dash["panels"].as_array().unwrap();
     assert!(panels.len() >= 8);
-    let exprs: String =
-        panels.iter().flat_map(|p| p["targets"].as_array().unwrap()).map(|t| t["expr"].as_str().unwrap()).collect();
+    let exprs: String = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .map(|t| t["expr"].as_str().unwrap())
+        .collect();
     for metric in
         ["http_requests_total", "auth_attempts_total", "lockouts_total", "mail_failures_total", "store_errors_total"]
     {

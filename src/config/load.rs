@@ -14,7 +14,7 @@ use super::validate::{Problem, validate};
 /// (so `PORTCULLIS_CONFIG` or `PORTCULLIS_REQUIRE_SERVICES` are not mistaken for keys).
 /// `upstream`, a list, has its own reading (`upstream_env`).
 const SECTIONS: &[&str] =
-    &["server", "auth", "session", "otp", "store", "mail", "rate_limit", "lockout", "access_control"];
+    &["server", "auth", "session", "otp", "totp", "store", "mail", "rate_limit", "lockout", "access_control"];
 
 /// A validated configuration and where it came from.
 #[derive(Debug, Clone)]
@@ -61,12 +61,13 @@ pub fn resolve_config_path(flag: Option<&Path>) -> Option<PathBuf> {
 }
 
 fn env_provider() -> Env {
-    Env::prefixed("PORTCULLIS_")
-        .filter(|key| {
-            let key = key.as_str().to_ascii_lowercase();
-            SECTIONS.iter().any(|s| key.strip_prefix(s).is_some_and(|rest| rest.starts_with("__")))
-        })
-        .split("__")
+    Env::prefixed("PORTCULLIS_").filter(|key| names_a_key(key.as_str())).split("__")
+}
+
+/// Whether `PORTCULLIS_<var>` names a configuration key (`SECTION__KEY`).
+fn names_a_key(var: &str) -> bool {
+    let var = var.to_ascii_lowercase();
+    SECTIONS.iter().any(|s| var.strip_prefix(s).is_some_and(|rest| rest.starts_with("__")))
 }
 
 /// Loads and validates the configuration for `serve` and `check-config`.
@@ -184,11 +185,15 @@ fn problem_from_figment(e: figment::Error) -> Problem {
     use figment::error::Kind;
     let mut key = key_path(&e.path);
     let what = match &e.kind {
-        Kind::UnknownField(field, _) => {
+        Kind::UnknownField(field, known) => {
+            let table = if e.path.last() == Some(field) { key_path(&e.path[..e.path.len() - 1]) } else { key.clone() };
             if e.path.last() != Some(field) {
                 key = if key.is_empty() { field.clone() } else { format!("{key}.{field}") };
             }
-            "unknown key".to_string()
+            // The whole list, so a misspelt key is fixed without opening the
+            // reference (and tests read the schema from here).
+            let place = if table.is_empty() { "at the top level".to_string() } else { format!("in [{table}]") };
+            format!("unknown key; the keys {place} are: {}", known.join(", "))
         }
         Kind::MissingField(field) => {
             if e.path.last().map(String::as_str) != Some(field.as_ref()) {
@@ -217,6 +222,16 @@ mod tests {
         let err = from_toml("[server]\nlisten_port = 8080\n").unwrap_err();
         assert_eq!(err.problems[0].key, "server.listen_port", "{err}");
         assert!(err.problems[0].message.contains("unknown key"));
+        assert!(err.problems[0].message.contains("the keys in [server] are: listen, public_url,"), "{err}");
+    }
+
+    #[test]
+    fn every_section_takes_environment_variables() {
+        for section in ["server", "upstream", "auth", "session", "otp", "totp", "store", "mail"] {
+            let var = format!("{}__ISSUER", section.to_ascii_uppercase());
+            assert_eq!(names_a_key(&var), section != "upstream", "{var}: upstream has a reading of its own");
+        }
+        assert!(!names_a_key("CONFIG") && !names_a_key("REQUIRE_SERVICES") && !names_a_key("TOTPX__A"));
     }
 
     #[test]

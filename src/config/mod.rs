@@ -4,6 +4,7 @@
 //! report every problem with its key path and the file it came from.
 
 mod load;
+mod secrets;
 mod types;
 mod upstream_env;
 mod validate;

@@ -146,6 +146,8 @@ fn auth(a: &AuthConfig, demo: bool, p: &mut Vec<Problem>) {
             "auth.secret",
             format!("must be at least {MIN_SECRET_LEN} bytes (generate one with `openssl rand -base64 48`)"),
         );
+    } else if !demo && let Some(why) = super::secrets::key_problem(a.secret.expose()) {
+        bad("auth.secret", why);
     }
     for (i, d) in a.allowed_redirect_domains.iter().enumerate() {
         let host = d.strip_prefix("*.").unwrap_or(d);
@@ -287,6 +289,8 @@ fn mail(m: &mut MailConfig, p: &mut Vec<Problem>) {
     }
     if m.smtp_username.is_some() == m.smtp_password.is_empty() {
         bad("mail.smtp_password", "smtp_username and smtp_password go together".into());
+    } else if let Some(why) = super::secrets::placeholder(m.smtp_password.expose(), false) {
+        bad("mail.smtp_password", why);
     }
 }
 
@@ -301,8 +305,23 @@ mod tests {
         let p = validate(&mut c, false);
         assert!(p.iter().any(|p| p.key == "auth.secret"), "{p:?}");
         assert!(validate(&mut c, true).is_empty());
-        c.auth.secret = Secret::new("x".repeat(32));
+        c.auth.secret = Secret::new("0123456789abcdef0123456789abcdef");
+        let p = validate(&mut c, false);
+        assert!(p.len() == 1 && p[0].key == "auth.secret" && p[0].message.contains("too easy to guess"), "{p:?}");
+        c.auth.secret = Secret::new(crate::init::new_secret());
         assert!(validate(&mut c, false).is_empty());
+    }
+
+    #[test]
+    fn placeholder_secrets_are_refused_naming_their_keys() {
+        let mut c = Config::default();
+        c.auth.secret = Secret::new("REPLACE: openssl rand -base64 48");
+        c.mail.smtp_username = Some("portcullis@example.com".into());
+        c.mail.smtp_password = Secret::new("REPLACE");
+        let p = validate(&mut c, false);
+        let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["auth.secret", "mail.smtp_password"], "{p:?}");
+        assert!(p.iter().all(|p| p.message.contains("placeholder")), "{p:?}");
     }
 
     #[test]

@@ -114,6 +114,14 @@ pub struct Route {
     format: FormatRule,
 }
 
+impl Route {
+    /// Whether `other` is served by the same handler (a form and its JSON
+    /// twin take the same fields; docs/reference.md is checked by it).
+    pub fn same_endpoint(&self, other: &Route) -> bool {
+        self.endpoint == other.endpoint
+    }
+}
+
 const fn route(methods: Methods, path: PathRule, name: &'static str, endpoint: Endpoint, format: FormatRule) -> Route {
     Route { methods, path, name, endpoint, format }
 }

@@ -67,8 +67,8 @@ pub struct Gateway {
     stdout: Arc<Mutex<String>>,
 }
 
-/// A 48-byte secret for test configs.
-pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+/// A random 48-character secret for test configs (patterned ones are refused).
+pub const SECRET: &str = "bYiq4AM90_pgXj9748MxxHMc5V2Tj3foa8sERErXWhm-GWfu";
 
 /// The gateway binary under test: this build's, or `PORTCULLIS_BIN` (e.g. the
 /// release build, for the timings the load tests print).

@@ -1,0 +1,143 @@
+//! Secret values an operator must not ship: the placeholders of examples and
+//! templates, and values a guess would find. `auth.secret` keys every CSRF
+//! token, code hash and sealed authenticator secret, so one copied from an
+//! example (public) or one a dictionary finds lets anyone forge them. The
+//! gateway refuses both at start-up, as `check-config` does, naming the key.
+
+/// Words that mark a value as still to be filled in ("REPLACE: openssl rand
+/// ...", "CHANGE_ME"). A random secret of 48 bytes contains one of them by
+/// chance with a probability below one in ten million.
+const PLACEHOLDER_WORDS: &[&str] = &["replace", "change"];
+
+/// Whole values found in examples and tutorials (compared without case,
+/// spaces, `-` or `_`).
+const PLACEHOLDERS: &[&str] = &[
+    "secret",
+    "yoursecret",
+    "yoursecrethere",
+    "mysecret",
+    "supersecret",
+    "password",
+    "example",
+    "insecure",
+    "default",
+    "todo",
+    "fixme",
+    "test",
+    "...",
+];
+
+/// The fewest guesses, as a power of ten, that `auth.secret` must take by
+/// zxcvbn's estimate: 10^18, about 2^60. zxcvbn stops counting at 2^64
+/// (every random secret of 32 characters or more reaches that), so this
+/// catches what it recognises: repeats (`xxxx...`, `secret-secret-...`),
+/// sequences (`0123...`, `abcd...`), keyboard walks and short words, which
+/// stay below 2^57. A long phrase of words can still pass: the message and
+/// the docs ask for random bytes.
+pub const MIN_SECRET_GUESSES_LOG10: f64 = 18.0;
+
+/// Why `value` reads as a placeholder, if it does. `anywhere`: a placeholder
+/// word anywhere in the value counts (for keys, which are random); else only
+/// at its start (a password may contain "exchange").
+pub fn placeholder(value: &str, anywhere: bool) -> Option<String> {
+    let lower = value.trim().to_ascii_lowercase();
+    for word in PLACEHOLDER_WORDS {
+        let found = if anywhere { lower.contains(word) } else { lower.starts_with(word) };
+        if found {
+            return Some(format!("is a placeholder (it contains {:?}), not a value of your own", word.to_uppercase()));
+        }
+    }
+    let bare: String = lower.chars().filter(|c| !matches!(c, ' ' | '-' | '_' | '<' | '>')).collect();
+    let filler = !bare.is_empty() && bare.chars().all(|c| matches!(c, 'x' | '.' | '*'));
+    if filler || PLACEHOLDERS.contains(&bare.as_str()) {
+        return Some(format!("is a placeholder ({:?}), not a value of your own", value.trim()));
+    }
+    None
+}
+
+/// zxcvbn's estimate of the guesses `value` takes, as a power of ten, when it
+/// is below [`MIN_SECRET_GUESSES_LOG10`].
+pub fn guessable(value: &str) -> Option<f64> {
+    let log10 = zxcvbn::zxcvbn(value, &[]).guesses_log10();
+    (log10 < MIN_SECRET_GUESSES_LOG10).then_some(log10)
+}
+
+/// Everything wrong with a key (`auth.secret`), as one message.
+pub fn key_problem(value: &str) -> Option<String> {
+    const HOW: &str = "generate one with `openssl rand -base64 48`";
+    if let Some(why) = placeholder(value, true) {
+        return Some(format!("{why}; {HOW}"));
+    }
+    guessable(value).map(|log10| {
+        format!(
+            "is too easy to guess (about 2^{:.0} guesses by a strength estimate; at least 2^{:.0} are needed: \
+             repeats, sequences and words do not count as random); {HOW}",
+            log10 * std::f64::consts::LOG2_10,
+            MIN_SECRET_GUESSES_LOG10 * std::f64::consts::LOG2_10,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    #[test]
+    fn the_placeholders_of_the_shipped_templates_are_refused() {
+        for value in [
+            "REPLACE: openssl rand -base64 48",
+            "REPLACE",
+            "replace-me-with-48-random-bytes-of-base64-0123456789",
+            "CHANGE_ME",
+            "changeme-changeme-changeme-changeme",
+            "please-change-this-secret-before-production-use",
+            "...",
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "<secret>",
+            "your-secret-here",
+        ] {
+            let why = key_problem(value).unwrap_or_else(|| panic!("{value:?} accepted"));
+            assert!(why.contains("placeholder"), "{value:?}: {why}");
+            assert!(why.contains("openssl rand"), "the message says how to make one: {why}");
+        }
+    }
+
+    #[test]
+    fn patterned_secrets_are_too_easy_to_guess() {
+        for value in [
+            "xyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxy",
+            "0123456789abcdef0123456789abcdef",
+            "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz",
+            "bench-secret-bench-secret-bench-secret-0123",
+            "Tr0ub4dor&3Tr0ub4dor&3Tr0ub4dor&3",
+            "passwordpasswordpasswordpassword",
+            "abababababababababababababababababababab",
+        ] {
+            let why = key_problem(value).unwrap_or_else(|| panic!("{value:?} accepted"));
+            assert!(why.contains("too easy to guess"), "{value:?}: {why}");
+        }
+    }
+
+    #[test]
+    fn random_secrets_of_every_usual_shape_pass() {
+        // What `openssl rand -base64 48`, `-hex 32`, `-hex 16` and `init` make.
+        for _ in 0..40 {
+            let mut bytes = [0u8; 48];
+            rand::fill(&mut bytes);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+            let hex32: String = bytes[..32].iter().map(|b| format!("{b:02x}")).collect();
+            let hex16: String = bytes[32..].iter().map(|b| format!("{b:02x}")).collect();
+            for value in [b64, hex32, hex16] {
+                assert_eq!(key_problem(&value), None, "{value:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_password_may_contain_a_placeholder_word_after_its_start() {
+        assert_eq!(placeholder("Exchange-Relay-2024!", false), None);
+        assert!(placeholder("REPLACE", false).is_some());
+        assert!(placeholder("changeme", false).is_some());
+    }
+}
