@@ -38,6 +38,7 @@ macro_rules! conformance_suite {
             a_totp_step_is_accepted_once_and_never_an_earlier_one,
             fifty_concurrent_uses_of_one_totp_step_succeed_exactly_once,
             passkeys_are_kept_per_user_and_count_as_a_second_factor,
+            forgetting_a_user_ends_their_sessions_and_removes_their_factors_and_nobody_elses,
             a_ceremony_is_taken_once,
             // audit
             audit_lists_newest_first_per_user_and_globally,

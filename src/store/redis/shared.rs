@@ -26,6 +26,7 @@ pub(super) struct Scripts {
     pub(super) audit_push: Script,
     pub(super) totp_enable: Script,
     pub(super) totp_use: Script,
+    pub(super) user_forget: Script,
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -43,6 +44,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     audit_push: Script::new(include_str!("audit_push.lua")),
     totp_enable: Script::new(include_str!("totp_enable.lua")),
     totp_use: Script::new(include_str!("totp_use.lua")),
+    user_forget: Script::new(include_str!("user_forget.lua")),
 });
 
 pub(super) fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
