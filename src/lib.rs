@@ -20,8 +20,9 @@
 //!   forward-auth); one handler per endpoint for HTML and JSON.
 //! - `reply`: reply formats, response builders, and every failure's status
 //!   and message.
-//! - `auth`: users, passwords, codes, the login state machine, account
-//!   actions, lockouts, alerts; narrow handles, unit-testable.
+//! - `auth`: users (the users file, its live copy and its one writer),
+//!   passwords, codes, the login state machine, account actions, lockouts,
+//!   alerts; narrow handles, unit-testable.
 //! - `ratelimit`: the configured limits over the store's sliding windows.
 //! - `audit`: the audit trail (store + `security` log target).
 //! - `store`: the state behind domain operations (memory or Redis).

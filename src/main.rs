@@ -10,7 +10,7 @@ use portcullis::app;
 use std::sync::Arc;
 
 use portcullis::auth::operator::{IpUnlocked, Operator, OperatorActions, Revoked, Unlocked};
-use portcullis::auth::users::{self, EditError, UserEntry, Users, UsersFile};
+use portcullis::auth::users::{self, EditError, UserEntry, Users, UsersFile, UsersFileWriter};
 use portcullis::config::{self, Config};
 use portcullis::logging;
 use portcullis::logging::terminal_safe;
@@ -385,9 +385,17 @@ fn users_file_path(arg: UsersFileArg) -> Result<PathBuf, Failure> {
 
 fn edit_error(e: EditError) -> Failure {
     match e {
-        EditError::Invalid(m) => Failure::Usage(m),
         EditError::Io(m) => Failure::Runtime(m),
+        other => Failure::Usage(other.to_string()),
     }
+}
+
+/// The users file's entries, or a usage error naming the file.
+fn read_users(path: &Path) -> Result<UsersFile, Failure> {
+    UsersFile::read(path).map_err(|e| match e {
+        users::UsersError::Io { .. } => Failure::Runtime(e.to_string()),
+        users::UsersError::Invalid { .. } => Failure::Usage(e.to_string()),
+    })
 }
 
 fn user_command(cmd: UserCommand) -> Result<(), Failure> {
@@ -400,7 +408,9 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
                 return Err(Failure::Usage(format!("--email {email:?}: not an e-mail address")));
             }
             let path = users_file_path(users_file)?;
-            let mut file = UsersFile::read(&path).map_err(edit_error)?;
+            // Checked before the password prompt (the writer checks again
+            // under its lock), so a typo costs no typing.
+            let file = read_users(&path)?;
             if file.users.contains_key(&name) {
                 return Err(Failure::Usage(format!("NAME: user {name:?} already exists in {}", path.display())));
             }
@@ -425,14 +435,14 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
             }
             let password =
                 portcullis::auth::password::hash_password(&pw).map_err(|e| Failure::Runtime(e.to_string()))?;
-            file.users.insert(name.clone(), UserEntry { email, display_name, password, groups, disabled: false });
-            file.write(&path).map_err(edit_error)?;
-            println!("added user {} to {}", terminal_safe(&name), path.display());
+            let entry = UserEntry { email, display_name, password, groups, disabled: false };
+            UsersFileWriter::new(&path).add(&name, &entry).map_err(edit_error)?;
+            println!("Added user {} to {}", terminal_safe(&name), path.display());
             Ok(())
         }
         UserCommand::List { file: users_file } => {
             let path = users_file_path(users_file)?;
-            let file = UsersFile::read(&path).map_err(edit_error)?;
+            let file = read_users(&path)?;
             for (name, u) in &file.users {
                 let state = if u.disabled { "disabled" } else { "active" };
                 let (name, email, groups) = (terminal_safe(name), terminal_safe(&u.email), u.groups.join(","));
@@ -442,13 +452,11 @@ fn user_command(cmd: UserCommand) -> Result<(), Failure> {
         }
         UserCommand::Disable { name, file: users_file } => {
             let path = users_file_path(users_file)?;
-            let mut file = UsersFile::read(&path).map_err(edit_error)?;
-            let Some(u) = file.users.get_mut(&name) else {
+            if !read_users(&path)?.users.contains_key(&name) {
                 return Err(Failure::Usage(format!("NAME: no user {name:?} in {}", path.display())));
-            };
-            u.disabled = true;
-            file.write(&path).map_err(edit_error)?;
-            println!("disabled user {} in {}", terminal_safe(&name), path.display());
+            }
+            UsersFileWriter::new(&path).set_disabled(&name, true).map_err(edit_error)?;
+            println!("Disabled user {} in {}", terminal_safe(&name), path.display());
             Ok(())
         }
     }
