@@ -28,7 +28,9 @@
 //! - `store`: the state behind domain operations (memory or Redis).
 //! - `mail`: transports and message rendering; `render`: the templates.
 //! - `config`: the typed config, loading and validation; `clock`: time.
-//! - `admin`: the admin endpoint beside `/metrics` (unlock, revoke sessions).
+//! - `admin`: the admin endpoint beside `/metrics` (unlock, revoke sessions,
+//!   forget a removed user, accounts' factors and locks for `user list`);
+//!   `reach`: how a command finds it, or the store when no gateway runs.
 //! - `app`: assembly of all of the above; `metrics`, `logging`, `demo`;
 //!   `init` (a starter config) and `healthcheck` (the container probe).
 
@@ -56,6 +58,7 @@ pub mod normalize;
 pub mod portal;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reach;
 pub mod render;
 pub mod reply;
 pub mod request;
