@@ -1,5 +1,6 @@
 //! The admin endpoint: `portcullis unlock NAME`, `portcullis unlock --ip
-//! ADDR` and `portcullis sessions revoke NAME` ask the running gateway to act
+//! ADDR`, `portcullis sessions revoke NAME`, `portcullis user remove NAME`
+//! and `portcullis user list` ask the running gateway to act or to look
 //! (`auth::operator`), because the default memory store lives inside it. It
 //! is served beside `/metrics` on the metrics listener (`server.metrics_listen`,
 //! loopback by default), under `/admin/`.
@@ -34,8 +35,13 @@ use crate::auth::operator::{Operator, OperatorActions};
 use crate::body::Response;
 use crate::server::{ConnInfo, Handler};
 
-/// Largest admin request body (a name or an address).
-const MAX_BODY: usize = 4096;
+/// Largest admin request body (a name, an address, or up to
+/// [`MAX_NAMES`] names).
+const MAX_BODY: usize = 8192;
+
+/// Most names one `users/state` request may ask about (the command line asks
+/// in batches).
+pub const MAX_NAMES: usize = 100;
 
 /// The bearer token of the admin endpoint for this `auth.secret`.
 pub fn token(secret: &[u8]) -> String {
@@ -51,8 +57,11 @@ pub fn token(secret: &[u8]) -> String {
 /// Why the command line could not have the gateway act.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// Nothing answers at the address (no gateway running there).
+    /// Nothing listens at the address: no gateway runs there.
     #[error("no gateway answers at {addr}: {reason}")]
+    NoGateway { addr: std::net::SocketAddr, reason: String },
+    /// The exchange failed after connecting, or took too long.
+    #[error("the gateway at {addr} did not answer: {reason}")]
     Unreachable { addr: std::net::SocketAddr, reason: String },
     /// The gateway answered with an error.
     #[error("the gateway at {addr} refused: {status} {error}")]
@@ -73,7 +82,8 @@ pub fn local_address(metrics_listen: Option<std::net::SocketAddr>) -> Option<std
 }
 
 /// Asks the gateway at `addr` to do `action` (`unlock`, `unlock-ip`,
-/// `sessions/revoke`) with the JSON `body`; returns its JSON answer.
+/// `sessions/revoke`, `users/forget`, `users/state`) with the JSON `body`;
+/// returns its JSON answer.
 pub async fn call(addr: std::net::SocketAddr, secret: &[u8], action: &str, body: &Value) -> Result<Value, CallError> {
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -86,7 +96,9 @@ pub async fn call(addr: std::net::SocketAddr, secret: &[u8], action: &str, body:
         .body(http_body_util::Full::new(Bytes::from(body.to_string())))
         .map_err(|e| unreachable(e.to_string()))?;
     let exchange = async {
-        let response = client.request(req).await.map_err(|e| unreachable(chain(&e)))?;
+        let response = client.request(req).await.map_err(|e| {
+            if e.is_connect() { CallError::NoGateway { addr, reason: chain(&e) } } else { unreachable(chain(&e)) }
+        })?;
         let status = response.status();
         let bytes = Limited::new(response.into_body(), 64 * 1024)
             .collect()
@@ -176,7 +188,25 @@ impl MetricsListener {
             ("/admin/sessions/revoke", Some(name), _) => {
                 self.operator.revoke_sessions(name, &by).await.map(|r| json!(r))
             }
-            ("/admin/unlock" | "/admin/sessions/revoke", None, _) => {
+            ("/admin/users/forget", Some(name), _) => {
+                if !crate::auth::users::valid_username(name) {
+                    return answer(StatusCode::BAD_REQUEST, "name: not a user name");
+                }
+                self.operator.forget_user(name, &by).await.map(|r| json!(r))
+            }
+            ("/admin/users/state", _, _) => {
+                let Some(names) = fields.get("names").and_then(Value::as_array) else {
+                    return answer(StatusCode::BAD_REQUEST, "names is required");
+                };
+                let names: Option<Vec<String>> = names.iter().map(|n| n.as_str().map(str::to_owned)).collect();
+                match names {
+                    Some(names) if names.len() <= MAX_NAMES => {
+                        self.operator.account_states(&names).await.map(|r| json!(r))
+                    }
+                    _ => return answer(StatusCode::BAD_REQUEST, "names: at most 100 strings"),
+                }
+            }
+            ("/admin/unlock" | "/admin/sessions/revoke" | "/admin/users/forget", None, _) => {
                 return answer(StatusCode::BAD_REQUEST, "name is required");
             }
             ("/admin/unlock-ip", _, None) => return answer(StatusCode::BAD_REQUEST, "ip is required"),

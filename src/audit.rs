@@ -64,6 +64,9 @@ pub enum SecurityEvent {
     PasskeyAdded,
     /// The user removed a passkey.
     PasskeyRemoved,
+    /// An operator removed the account (`portcullis user remove`): its
+    /// sessions ended and its second factors were forgotten.
+    AccountRemoved,
 }
 
 impl SecurityEvent {
@@ -85,6 +88,7 @@ impl SecurityEvent {
             SecurityEvent::TotpRemoved => "totp_removed",
             SecurityEvent::PasskeyAdded => "passkey_added",
             SecurityEvent::PasskeyRemoved => "passkey_removed",
+            SecurityEvent::AccountRemoved => "account_removed",
         }
     }
 }

@@ -80,7 +80,7 @@ pub fn demo_user() -> Result<DemoUser, crate::app::StartError> {
     let text = toml::to_string(&file).map_err(|e| crate::app::StartError::Config(e.to_string()))?;
     let path = Path::new("(demo users)");
     let dir = users::parse(path, &text)?;
-    Ok(DemoUser { name: "demo", password, users: Users::fixed(path, dir) })
+    Ok(DemoUser { name: "demo", password, users: Users::read_only(path, dir, "demo") })
 }
 
 /// Starts the whoami upstream on a free loopback port; returns its address.

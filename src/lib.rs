@@ -22,14 +22,17 @@
 //!   forward-auth); one handler per endpoint for HTML and JSON.
 //! - `reply`: reply formats, response builders, and every failure's status
 //!   and message.
-//! - `auth`: users, passwords, codes, the login state machine, account
-//!   actions, lockouts, alerts; narrow handles, unit-testable.
+//! - `auth`: users (the users file, its live copy and its one writer),
+//!   passwords, codes, the login state machine, account actions, lockouts,
+//!   alerts; narrow handles, unit-testable.
 //! - `ratelimit`: the configured limits over the store's sliding windows.
 //! - `audit`: the audit trail (store + `security` log target).
 //! - `store`: the state behind domain operations (memory or Redis).
 //! - `mail`: transports and message rendering; `render`: the templates.
 //! - `config`: the typed config, loading and validation; `clock`: time.
-//! - `admin`: the admin endpoint beside `/metrics` (unlock, revoke sessions).
+//! - `admin`: the admin endpoint beside `/metrics` (unlock, revoke sessions,
+//!   forget a removed user, accounts' factors and locks for `user list`);
+//!   `reach`: how a command finds it, or the store when no gateway runs.
 //! - `app`: assembly of all of the above; `metrics`, `logging`, `demo`;
 //!   `init` (a starter config) and `healthcheck` (the container probe).
 
@@ -57,6 +60,7 @@ pub mod normalize;
 pub mod portal;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reach;
 pub mod render;
 pub mod reply;
 pub mod request;

@@ -1,19 +1,20 @@
 //! The `portcullis` command line: parsing and wiring only.
 //! Exit codes: 0 ok, 1 usage or configuration error, 2 runtime failure.
 
+use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use portcullis::app;
-use std::sync::Arc;
 
-use portcullis::auth::operator::{IpUnlocked, Operator, OperatorActions, Revoked, Unlocked};
-use portcullis::auth::users::{self, EditError, UserEntry, Users, UsersFile};
+use portcullis::auth::operator::{AccountState, Forgotten, IpUnlocked, Operator, OperatorActions, Revoked, Unlocked};
+use portcullis::auth::users::{self, EditError, UserEntry, UsersFile, UsersFileWriter};
 use portcullis::config::{self, Config};
 use portcullis::logging;
 use portcullis::logging::terminal_safe;
+use portcullis::reach::{Fallback, Reach};
 use portcullis::server::Shutdown;
 use portcullis::{demo, store};
 
@@ -167,10 +168,13 @@ struct UsersFileArg {
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Add a user. The password is asked for without echo on a terminal;
-    /// without a terminal, the first line of stdin is the password
-    /// (`printf '%s\n' "$PW" | portcullis user add ...`). A weak password
-    /// (zxcvbn score below 3 of 4) is refused unless --allow-weak is given.
+    /// Add a user.
+    ///
+    /// The password is asked for twice without echo on a terminal;
+    /// otherwise, or with --stdin, the first line of stdin is the password (`printf '%s\n' "$PW" | portcullis user add ...`). A weak
+    /// password (zxcvbn score below 3 of 4) is refused unless --allow-weak is
+    /// given. Like every command that writes the users file, it keeps the
+    /// file's comments, order, owner and mode.
     Add {
         name: String,
         #[arg(long)]
@@ -179,24 +183,85 @@ enum UserCommand {
         display_name: Option<String>,
         #[arg(long, value_delimiter = ',')]
         groups: Vec<String>,
-        /// Accept a password the strength estimate calls weak.
-        #[arg(long)]
-        allow_weak: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
         #[command(flatten)]
         file: UsersFileArg,
     },
-    /// List users.
+    /// Change a user's password.
+    ///
+    /// It is asked for as `user add` asks (twice without echo on a terminal,
+    /// else or with --stdin the first line of stdin), and
+    /// refused when weak unless --allow-weak is given. A running gateway ends
+    /// the user's sessions at once (it watches the users file).
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[command(flatten)]
+        file: UsersFileArg,
+    },
+    /// List users, their second factors and locks.
+    ///
+    /// A header row, then one row per user: name, e-mail, groups, whether
+    /// disabled, the second factors each enrolled and how long they are
+    /// locked out.
+    /// Factors and locks come from the configured store, through the running
+    /// gateway as `unlock` does (or from Redis, or the memory store's state
+    /// file when no gateway runs); `?` where it cannot be asked.
     List {
         #[command(flatten)]
         file: UsersFileArg,
     },
-    /// Disable a user: they can no longer log in, and a running gateway ends
-    /// their sessions within about a second (it watches the users file).
+    /// Disable a user.
+    ///
+    /// They can no longer log in, and a running gateway ends their sessions
+    /// within about a second (it watches the users file).
     Disable {
         name: String,
         #[command(flatten)]
         file: UsersFileArg,
     },
+    /// Enable a disabled user again.
+    ///
+    /// Sessions from before it was disabled stay ended.
+    Enable {
+        name: String,
+        #[command(flatten)]
+        file: UsersFileArg,
+    },
+    /// Remove a user, end their sessions and forget their second factors.
+    ///
+    /// The user is removed from the users file; their sessions end, and their
+    /// second factors (authenticator app, passkeys, backup codes, e-mailed
+    /// codes) and known addresses are forgotten in the configured store,
+    /// through the running gateway as `unlock` does (or in Redis, or the
+    /// memory store's state file when no gateway runs). Their audit trail is
+    /// kept. Nothing is changed when the store cannot be reached.
+    Remove {
+        name: String,
+        /// Only edit the users file; the store keeps the user's second factors
+        /// (a running gateway still ends their sessions).
+        #[arg(long, conflicts_with = "store_only")]
+        file_only: bool,
+        /// Only forget the user in the store, for a user already gone from the
+        /// users file.
+        #[arg(long)]
+        store_only: bool,
+        #[command(flatten)]
+        file: UsersFileArg,
+    },
+}
+
+/// How a new password is given.
+#[derive(clap::Args, Clone)]
+struct PasswordArgs {
+    /// Read the password from the first line of stdin, without prompting.
+    #[arg(long)]
+    stdin: bool,
+    /// Accept a password the strength estimate calls weak.
+    #[arg(long)]
+    allow_weak: bool,
 }
 
 #[derive(Subcommand)]
@@ -387,9 +452,9 @@ fn hash_password() -> Result<(), Failure> {
     Ok(())
 }
 
-fn users_file_path(arg: UsersFileArg) -> Result<PathBuf, Failure> {
-    if let Some(f) = arg.users_file {
-        return Ok(f);
+fn users_file_path(arg: &UsersFileArg) -> Result<PathBuf, Failure> {
+    if let Some(f) = &arg.users_file {
+        return Ok(f.clone());
     }
     let loaded = config::load(arg.config.config.as_deref(), Config::default(), true)?;
     Ok(loaded.config.auth.users_file)
@@ -397,72 +462,254 @@ fn users_file_path(arg: UsersFileArg) -> Result<PathBuf, Failure> {
 
 fn edit_error(e: EditError) -> Failure {
     match e {
-        EditError::Invalid(m) => Failure::Usage(m),
         EditError::Io(m) => Failure::Runtime(m),
+        other => Failure::Usage(other.to_string()),
     }
+}
+
+/// The users file's entries, or a usage error naming the file.
+fn read_users(path: &Path) -> Result<UsersFile, Failure> {
+    UsersFile::read(path).map_err(|e| match e {
+        users::UsersError::Io { .. } => Failure::Runtime(e.to_string()),
+        users::UsersError::Invalid { .. } => Failure::Usage(e.to_string()),
+    })
+}
+
+/// The entry of `name`, or the error every `user` command gives for a name
+/// the file does not have.
+fn existing<'a>(file: &'a UsersFile, name: &str, path: &Path) -> Result<&'a UserEntry, Failure> {
+    file.users.get(name).ok_or_else(|| Failure::Usage(format!("NAME: no user {name:?} in {}", path.display())))
+}
+
+/// Reads a new password for `name` as `args` say, refuses a weak one, and
+/// returns its argon2id hash.
+fn new_password(name: &str, email: &str, args: &PasswordArgs) -> Result<String, Failure> {
+    let pw = if args.stdin || !std::io::stdin().is_terminal() {
+        read_line_password()?
+    } else {
+        let first = rpassword::prompt_password(format!("New password for {name}: "))
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        let again = rpassword::prompt_password("Again: ").map_err(|e| Failure::Runtime(e.to_string()))?;
+        if first != again {
+            return Err(Failure::Usage("the two passwords differ; nothing was changed".into()));
+        }
+        first
+    };
+    if pw.is_empty() {
+        return Err(Failure::Usage("empty password".into()));
+    }
+    let strength = portcullis::auth::password::strength(&pw, &[name, email]);
+    if strength.is_weak() && !args.allow_weak {
+        return Err(Failure::Usage(format!(
+            "the password is too weak (strength {} of 4; at least {} is needed). {}\n\
+             Choose a longer one (a few unrelated words work well), or pass --allow-weak.",
+            strength.score,
+            portcullis::auth::password::MIN_STRENGTH,
+            strength.advice
+        )));
+    }
+    portcullis::auth::password::hash_password(&pw).map_err(|e| Failure::Runtime(e.to_string()))
+}
+
+/// The first line of stdin, as a password.
+fn read_line_password() -> Result<String, Failure> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| Failure::Runtime(e.to_string()))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 fn user_command(cmd: UserCommand) -> Result<(), Failure> {
     match cmd {
-        UserCommand::Add { name, email, display_name, groups, allow_weak, file: users_file } => {
+        UserCommand::Add { name, email, display_name, groups, password, file } => {
             if !users::valid_username(&name) {
                 return Err(Failure::Usage(format!("NAME {name:?}: use 1-64 of A-Z a-z 0-9 . _ @ + -")));
             }
             if !email.contains('@') {
                 return Err(Failure::Usage(format!("--email {email:?}: not an e-mail address")));
             }
-            let path = users_file_path(users_file)?;
-            let mut file = UsersFile::read(&path).map_err(edit_error)?;
-            if file.users.contains_key(&name) {
+            let path = users_file_path(&file)?;
+            // Checked before the password prompt (the writer checks again
+            // under its lock), so a typo costs no typing.
+            let existing = read_users(&path)?;
+            if existing.users.contains_key(&name) {
                 return Err(Failure::Usage(format!("NAME: user {name:?} already exists in {}", path.display())));
             }
-            // Checked here, before the password prompt, so the message is about
-            // the user being added (the file check would blame the other entry).
-            if let Some(other) = file.email_owner(&email) {
+            if let Some(other) = existing.email_owner(&email) {
                 return Err(Failure::Usage(format!(
                     "--email {email:?}: already used by user {other:?} in {}",
                     path.display()
                 )));
             }
-            let pw = read_password(&format!("Password for {name}: "))?;
-            let strength = portcullis::auth::password::strength(&pw, &[&name, &email]);
-            if strength.is_weak() && !allow_weak {
-                return Err(Failure::Usage(format!(
-                    "the password is too weak (strength {} of 4; at least {} is needed). {}\n\
-                     Choose a longer one (a few unrelated words work well), or pass --allow-weak.",
-                    strength.score,
-                    portcullis::auth::password::MIN_STRENGTH,
-                    strength.advice
-                )));
-            }
-            let password =
-                portcullis::auth::password::hash_password(&pw).map_err(|e| Failure::Runtime(e.to_string()))?;
-            file.users.insert(name.clone(), UserEntry { email, display_name, password, groups, disabled: false });
-            file.write(&path).map_err(edit_error)?;
-            println!("added user {} to {}", terminal_safe(&name), path.display());
+            let hash = new_password(&name, &email, &password)?;
+            let entry = UserEntry { email, display_name, password: hash, groups, disabled: false };
+            UsersFileWriter::new(&path).add(&name, &entry).map_err(edit_error)?;
+            println!("Added user {} to {}", terminal_safe(&name), path.display());
             Ok(())
         }
-        UserCommand::List { file: users_file } => {
-            let path = users_file_path(users_file)?;
-            let file = UsersFile::read(&path).map_err(edit_error)?;
-            for (name, u) in &file.users {
-                let state = if u.disabled { "disabled" } else { "active" };
-                let (name, email, groups) = (terminal_safe(name), terminal_safe(&u.email), u.groups.join(","));
-                println!("{name}\t{email}\t{}\t{state}", terminal_safe(&groups));
-            }
+        UserCommand::Passwd { name, password, file } => {
+            let path = users_file_path(&file)?;
+            let email = existing(&read_users(&path)?, &name, &path)?.email.clone();
+            let hash = new_password(&name, &email, &password)?;
+            UsersFileWriter::new(&path).set_password(&name, &hash).map_err(edit_error)?;
+            println!("Changed the password of user {} in {}", terminal_safe(&name), path.display());
             Ok(())
         }
-        UserCommand::Disable { name, file: users_file } => {
-            let path = users_file_path(users_file)?;
-            let mut file = UsersFile::read(&path).map_err(edit_error)?;
-            let Some(u) = file.users.get_mut(&name) else {
-                return Err(Failure::Usage(format!("NAME: no user {name:?} in {}", path.display())));
-            };
-            u.disabled = true;
-            file.write(&path).map_err(edit_error)?;
-            println!("disabled user {} in {}", terminal_safe(&name), path.display());
+        UserCommand::Disable { name, file } => set_disabled(&name, true, &file),
+        UserCommand::Enable { name, file } => set_disabled(&name, false, &file),
+        UserCommand::List { file } => {
+            let path = users_file_path(&file)?;
+            let listed = read_users(&path)?;
+            let names: Vec<String> = listed.users.keys().cloned().collect();
+            let states = runtime().and_then(|rt| rt.block_on(account_states(&file, &path, &names)));
+            let states = states
+                .inspect_err(|e| {
+                    let (Failure::Usage(why) | Failure::Runtime(why)) = e;
+                    eprintln!("warning: second factors and locks are not shown: {}", why.trim_end());
+                })
+                .ok();
+            print!("{}", user_table(&listed, states.as_ref()));
             Ok(())
         }
+        UserCommand::Remove { name, file_only, store_only, file } => {
+            runtime().and_then(|rt| rt.block_on(remove_user(&name, file_only, store_only, &file)))
+        }
+    }
+}
+
+fn set_disabled(name: &str, disabled: bool, file: &UsersFileArg) -> Result<(), Failure> {
+    let path = users_file_path(file)?;
+    existing(&read_users(&path)?, name, &path)?;
+    let changed = UsersFileWriter::new(&path).set_disabled(name, disabled).map_err(edit_error)?;
+    let (name, state) = (terminal_safe(name), if disabled { "disabled" } else { "enabled" });
+    match changed {
+        true => println!("{} user {name} in {}", if disabled { "Disabled" } else { "Enabled" }, path.display()),
+        false => println!("User {name} was already {state} in {}", path.display()),
+    }
+    Ok(())
+}
+
+async fn remove_user(name: &str, file_only: bool, store_only: bool, file: &UsersFileArg) -> Result<(), Failure> {
+    let path = users_file_path(file)?;
+    let listed = read_users(&path)?;
+    let shown = terminal_safe(name);
+    match (listed.users.contains_key(name), store_only) {
+        (false, false) => return Err(Failure::Usage(format!("NAME: no user {name:?} in {}", path.display()))),
+        (true, true) => {
+            return Err(Failure::Usage(format!(
+                "--store-only: user {name:?} is still in {}; remove them without --store-only",
+                path.display()
+            )));
+        }
+        _ => {}
+    }
+    // The store is found before the file changes: if it cannot be reached,
+    // nothing is changed.
+    let reach = match file_only {
+        true => None,
+        false => {
+            let config = config::load(file.config.config.as_deref(), Config::default(), false)
+                .map_err(|e| Failure::Usage(format!("{e}\nnothing was changed")))?
+                .config;
+            let found = Reach::find(&config, &path, Fallback::StateFile).await;
+            Some(found.map_err(|e| Failure::Runtime(format!("{e}\nnothing was changed")))?)
+        }
+    };
+    if !store_only {
+        UsersFileWriter::new(&path).remove(name).map_err(edit_error)?;
+        println!("Removed user {shown} from {}", path.display());
+    }
+    if let Some(reach) = reach {
+        let body = serde_json::json!({"name": name});
+        let done: Forgotten =
+            reach.act("users/forget", body, async |a, by| a.forget_user(name, by).await).await.map_err(|e| {
+                Failure::Runtime(format!(
+                    "{e}\nthe sessions and second factors of {shown} are still in the store: \
+                 once it answers, run `portcullis user remove {shown} --store-only`"
+                ))
+            })?;
+        // Not how many sessions: a running gateway may have ended them on
+        // seeing the file change, just before.
+        println!(
+            "Ended the sessions of {shown} and forgot their second factors: {}",
+            portcullis::auth::operator::describe_factors(&done.factors)
+        );
+    }
+    Ok(())
+}
+
+/// What the store holds of `names`, by name.
+async fn account_states(
+    file: &UsersFileArg,
+    path: &Path,
+    names: &[String],
+) -> Result<HashMap<String, AccountState>, Failure> {
+    let config = config::load(file.config.config.as_deref(), Config::default(), false)?.config;
+    let reach = Reach::find(&config, path, Fallback::StateFile).await.map_err(runtime_failure)?;
+    let mut out = HashMap::new();
+    for batch in names.chunks(portcullis::admin::MAX_NAMES) {
+        let body = serde_json::json!({"names": batch});
+        let states: Vec<AccountState> = reach
+            .act("users/state", body, async |a, _| a.account_states(batch).await)
+            .await
+            .map_err(runtime_failure)?;
+        out.extend(states.into_iter().map(|s| (s.name.clone(), s)));
+    }
+    Ok(out)
+}
+
+fn runtime_failure(e: impl std::fmt::Display) -> Failure {
+    Failure::Runtime(e.to_string())
+}
+
+/// `user list`'s table: a header row, then a row per user, in columns.
+/// Every cell is one word (lists joined by commas, `-` for none), so the
+/// output splits on whitespace; names and addresses are escaped for the terminal.
+fn user_table(file: &UsersFile, states: Option<&HashMap<String, AccountState>>) -> String {
+    let mut rows = vec![["NAME", "EMAIL", "GROUPS", "STATE", "FACTORS", "LOCKED"].map(String::from).to_vec()];
+    for (name, u) in &file.users {
+        let groups = if u.groups.is_empty() { "-".to_owned() } else { terminal_safe(&u.groups.join(",")).into_owned() };
+        let state = if u.disabled { "disabled" } else { "active" };
+        let (factors, locked) = match states.map(|s| s.get(name)) {
+            None | Some(None) => ("?".to_owned(), "?".to_owned()),
+            Some(Some(s)) => (factor_list(&s.factors), s.locked_for.map_or("no".to_owned(), short_duration)),
+        };
+        let (name, email) = (terminal_safe(name).into_owned(), terminal_safe(&u.email).into_owned());
+        rows.push(vec![name, email, groups, state.into(), factors, locked]);
+    }
+    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A user's second factors as one word: `email,app,passkey,backup:8`, or `none`.
+fn factor_list(f: &portcullis::store::UserState) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if f.otp_enabled {
+        parts.push("email".into());
+    }
+    if f.totp_enabled {
+        parts.push("app".into());
+    }
+    if f.passkey_enabled {
+        parts.push("passkey".into());
+    }
+    if f.backup_codes_left > 0 {
+        parts.push(format!("backup:{}", f.backup_codes_left));
+    }
+    if parts.is_empty() { "none".into() } else { parts.join(",") }
+}
+
+/// `45s`, `14m`, `2h`: rounded up, so a lock is never shown shorter than it is.
+fn short_duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..7200 => format!("{}m", secs.div_ceil(60)),
+        _ => format!("{}h", secs.div_ceil(3600)),
     }
 }
 
@@ -480,7 +727,7 @@ async fn open_shared_store(config: &Config) -> Result<store::Store, Failure> {
 }
 
 /// An operator action: asked of the running gateway through its admin
-/// endpoint; done on the store directly when no gateway answers and the
+/// endpoint; done on the store directly when no gateway listens and the
 /// store is shared (Redis), where the result is the same.
 async fn operator_action(
     flag: Option<&Path>,
@@ -489,29 +736,8 @@ async fn operator_action(
     direct: impl AsyncFnOnce(&OperatorActions, &Operator) -> Result<serde_json::Value, store::StoreError>,
 ) -> Result<serde_json::Value, Failure> {
     let config = config::load(flag, Config::default(), false)?.config;
-    let secret = config.auth.secret.expose().as_bytes();
-    let unreachable = match portcullis::admin::local_address(config.server.metrics_listen) {
-        Some(addr) => match portcullis::admin::call(addr, secret, action, &body).await {
-            Ok(answer) => return Ok(answer),
-            Err(e @ portcullis::admin::CallError::Refused { .. }) => return Err(Failure::Runtime(e.to_string())),
-            Err(e) => e.to_string(),
-        },
-        None => "server.metrics_listen is off or on port 0, so the gateway's admin endpoint cannot be found".into(),
-    };
-    if config.store.url.expose().starts_with("memory:") {
-        return Err(Failure::Runtime(format!(
-            "{unreachable}; with store.url = memory:// only the running gateway holds the state"
-        )));
-    }
-    let store = open_shared_store(&config).await?;
-    let users = Users::open(&config.auth.users_file).unwrap_or_else(|e| {
-        eprintln!("warning: {e}; names are taken as account names");
-        Users::fixed(&config.auth.users_file, Default::default())
-    });
-    let audit = portcullis::audit::Audit::new(store.clone(), portcullis::clock::Clock::system());
-    let actions = OperatorActions::new(store, Arc::new(users), audit, secret.into());
-    let by = Operator { ip: "-".into(), agent: "portcullis command line (store)".into() };
-    direct(&actions, &by).await.map_err(|e| Failure::Runtime(e.to_string()))
+    let reach = Reach::find(&config, &config.auth.users_file, Fallback::SharedStore).await.map_err(runtime_failure)?;
+    reach.act(action, body, direct).await.map_err(runtime_failure)
 }
 
 fn answer<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, Failure> {

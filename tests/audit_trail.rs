@@ -81,9 +81,7 @@ async fn every_refusal_by_a_limit_is_audited_as_rate_limit_exceeded() {
 #[tokio::test]
 async fn a_login_to_a_disabled_account_is_audited() {
     let Some(m) = machine(Backend::Memory, Policy::OneFactor, |_| {}).await else { return };
-    let mut file = portcullis::auth::users::UsersFile::read(&m.users_file).unwrap();
-    file.users.get_mut("bob").unwrap().disabled = true;
-    file.write(&m.users_file).unwrap();
+    portcullis::auth::users::UsersFileWriter::new(&m.users_file).set_disabled("bob", true).unwrap();
     m.app.users.reload().await.unwrap();
     let r = m.password("bob", "bobs password 1", "192.0.2.7").await;
     assert!(matches!(r, Err(AuthError::Disabled)), "{r:?}");

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use portcullis::auth::users::UsersFile;
+use portcullis::auth::users::{Change, UsersFileWriter};
 use portcullis::config::Policy;
 use portcullis::store::AuditKind;
 use serde_json::json;
@@ -21,11 +21,10 @@ support::on_both_stores!(
     a_reload_that_disables_a_user_ends_and_audits_their_sessions,
 );
 
-/// Edits one user of the users file in place (other users' hashes untouched).
-fn edit_user(path: &std::path::Path, name: &str, edit: impl FnOnce(&mut portcullis::auth::users::UserEntry)) {
-    let mut file = UsersFile::read(path).expect("users file");
-    edit(file.users.get_mut(name).expect("user in file"));
-    file.write(path).expect("users file written");
+/// Changes one user of the users file in place, as the gateway's own writer
+/// does (other users' hashes untouched).
+fn edit_user(path: &std::path::Path, name: &str, change: Change) {
+    UsersFileWriter::new(path).update(name, &[change]).expect("users file written");
 }
 
 fn reloads(h: &Harness) -> usize {
@@ -77,7 +76,7 @@ async fn a_reload_that_changes_a_password_email_or_groups_ends_that_users_sessio
     assert_eq!((app_status(&h, &old).await, app_status(&h, &bob).await), (200, 200));
 
     let new_hash = portcullis::auth::password::hash_password("a new password 2").unwrap();
-    edit_user(&h.users, "testuser", |u| u.password = new_hash);
+    edit_user(&h.users, "testuser", Change::Password(new_hash));
     reload(&h).await;
     assert_eq!(app_status(&h, &old).await, 401, "the password changed: the session from before ends");
     assert_eq!(app_status(&h, &bob).await, 200, "nobody else's session ends");
@@ -85,14 +84,14 @@ async fn a_reload_that_changes_a_password_email_or_groups_ends_that_users_sessio
     let (s, _) = h.send_login("testuser", "a new password 2").await;
     assert_eq!(s, 200, "the new password logs in");
 
-    edit_user(&h.users, "bob", |u| u.groups = vec!["admins".into()]);
+    edit_user(&h.users, "bob", Change::Groups(vec!["admins".into()]));
     reload(&h).await;
     assert_eq!(app_status(&h, &bob).await, 401, "the groups changed");
     assert!(revoked_with(&h, "groups changed"));
 
     let bob = h.login_client("bob", "bobs-password-1", "curl/8").await;
     assert_eq!(app_status(&h, &bob).await, 200);
-    edit_user(&h.users, "bob", |u| u.email = "robert@example.com".into());
+    edit_user(&h.users, "bob", Change::Email("robert@example.com".into()));
     reload(&h).await;
     assert_eq!(app_status(&h, &bob).await, 401, "the e-mail address changed");
     assert!(revoked_with(&h, "e-mail changed"));
@@ -107,7 +106,7 @@ async fn the_gate_ends_a_session_whose_users_credential_changed_since_it_was_mad
     // The directory is swapped without the reload's own clean-up, as a replica
     // that reloaded later (or a session made before an upgrade) would meet it.
     let new_hash = portcullis::auth::password::hash_password("another password").unwrap();
-    edit_user(&m.users_file, "alice", |u| u.password = new_hash);
+    edit_user(&m.users_file, "alice", Change::Password(new_hash));
     m.app.users.reload().await.expect("reloaded");
     assert!(m.session(&alice).await.is_none(), "a session made with the old password is refused");
     assert!(m.session(&bob).await.is_some(), "bob's credential did not change");
@@ -127,7 +126,7 @@ async fn a_reload_that_disables_a_user_ends_and_audits_their_sessions(b: Backend
     let Some(h) = Harness::start(b, Options { policy: "one_factor", ..Default::default() }).await else { return };
     let bob = h.login_client("bob", "bobs-password-1", "curl/8").await;
     assert_eq!(app_status(&h, &bob).await, 200);
-    edit_user(&h.users, "bob", |u| u.disabled = true);
+    edit_user(&h.users, "bob", Change::Disabled(true));
     reload(&h).await;
     assert!(revoked_with(&h, "account removed or disabled; 1 session(s) ended"), "audited:\n{}", h.gw.log());
     assert_eq!(app_status(&h, &bob).await, 401);

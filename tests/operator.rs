@@ -239,7 +239,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 #[test]
-fn the_users_file_is_written_0600_and_an_existing_files_owner_and_stricter_mode_are_kept() {
+fn the_users_file_is_written_0600_and_an_existing_files_owner_and_mode_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let fresh = dir.path().join("fresh.toml");
     user_add(&fresh, "carol");
@@ -260,10 +260,11 @@ fn the_users_file_is_written_0600_and_an_existing_files_owner_and_stricter_mode_
     assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()), "owner and group kept");
     assert!(std::fs::read_to_string(&shared).unwrap().contains("[users.dave]"));
 
-    // A world-readable file from before is not kept that way.
+    // A world-readable file (a container's, read by a user of the image)
+    // stays readable: the mode says who reads it, and a writer keeps it.
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
     user_add(&shared, "erin");
-    assert_eq!(mode(&shared), 0o640, "others lose access; nothing is widened");
+    assert_eq!(mode(&shared), 0o644, "nothing is widened, nor narrowed");
 }
 
 #[tokio::test]

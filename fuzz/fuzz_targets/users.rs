@@ -1,17 +1,23 @@
 //! The users file parser (`auth::users::parse`), which a reload runs on
-//! whatever an operator (or `portcullis user`) wrote.
+//! whatever an operator (or `portcullis user`) wrote, and the edits the
+//! file's writer makes (`auth::users::edit`).
 //!
 //! Properties: every accepted user has a valid name, an e-mail with `@` and
 //! identity header values that are the name, e-mail, display name and
 //! groups; a user is found by its name, and by its e-mail in any case (no
-//! name is another account's address); the file, written back as
-//! `portcullis user` writes it, parses to the same users.
+//! name is another account's address). Edited as `portcullis user` edits it,
+//! an accepted file stays accepted: a user added goes after everything that
+//! was there (the old text is kept byte for byte), a changed password
+//! changes only that user's hash, a removed user is the only one gone.
 #![no_main]
 
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::auth::users::{UsersFile, parse, valid_username};
+use portcullis::auth::users::edit::{self, Change};
+use portcullis::auth::users::{UserEntry, UsersFile, parse, valid_username};
+
+const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J8I4fhkHh1u7yDw4x2JRq2x3v3Kwm3bD8d1p4C4mYfI";
 
 fuzz_target!(|text: &str| {
     let path = Path::new("users.toml");
@@ -39,15 +45,42 @@ fuzz_target!(|text: &str| {
             }
         }
     }
-    // Written back (as `portcullis user` writes), it reads the same.
-    let written = toml::to_string_pretty(&file).expect("a users file can be written");
-    let reread = parse(path, &written).unwrap_or_else(|e| panic!("written back, refused: {e}\n{written}"));
-    assert_eq!(reread.len(), dir.len());
+    let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
+        panic!("an accepted file is one toml_edit parses");
+    };
+
+    // A new user: after everything that was there.
+    let new = UserEntry { email: "fuzz-new@fuzz.invalid".into(), password: HASH.into(), ..Default::default() };
+    let mut added = doc.clone();
+    if !file.users.contains_key("fuzz-new") && file.email_owner(&new.email).is_none()
+        && edit::add(&mut added, "fuzz-new", &new).is_ok()
+    {
+        let written = added.to_string();
+        assert!(written.starts_with(text), "the old text was changed:\n{text}\n---\n{written}");
+        let reread = parse(path, &written).unwrap_or_else(|e| panic!("refused after an add: {e}\n{written}"));
+        assert_eq!(reread.len(), dir.len() + 1);
+        assert_eq!(reread.get("fuzz-new").map(|u| u.password_hash.as_str()), Some(HASH));
+    }
+
+    // Each user: a new password, then removed; nobody else changes.
     for name in file.users.keys() {
-        let (a, b) = (dir.get(name).unwrap(), reread.get(name).expect("still there"));
-        assert_eq!(
-            (&a.email, &a.display_name, &a.password_hash, &a.groups, a.disabled),
-            (&b.email, &b.display_name, &b.password_hash, &b.groups, b.disabled)
-        );
+        let mut changed = doc.clone();
+        edit::update(&mut changed, name, &[Change::Password(HASH.into())]).expect("an existing user's password");
+        let reread = parse(path, &changed.to_string()).expect("accepted after a new password");
+        assert_eq!(reread.get(name).map(|u| u.password_hash.as_str()), Some(HASH));
+        let mut removed = doc.clone();
+        edit::remove(&mut removed, name).expect("an existing user is removed");
+        let reread = parse(path, &removed.to_string()).expect("accepted after a removal");
+        assert!(reread.get(name).is_none());
+        for other in file.users.keys().filter(|o| *o != name) {
+            let (a, b, c) = (dir.get(other).unwrap(), reread.get(other).expect("kept"), changed_user(&changed, other));
+            assert_eq!((&a.email, &a.password_hash, &a.groups, a.disabled), (&b.email, &b.password_hash, &b.groups, b.disabled));
+            assert_eq!(a.password_hash, c, "another user's password changed");
+        }
     }
 });
+
+fn changed_user(doc: &toml_edit::DocumentMut, name: &str) -> String {
+    let dir = parse(Path::new("users.toml"), &doc.to_string()).expect("accepted");
+    dir.get(name).expect("kept").password_hash.clone()
+}

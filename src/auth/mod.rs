@@ -2,7 +2,9 @@
 //! it uses (store, users, password checker, mailer, clock, settings), so the
 //! state machines can be built and tested without the assembled gateway:
 //!
-//! - `users`: the users file (reading, reloading, editing) and the directory;
+//! - `users`: the users file: the directory parsed from it, its live copy
+//!   (reloaded on change), and its one writer (comments, order, owner and
+//!   mode kept), with a seam for user backends it cannot write;
 //! - `password`: argon2id checks off the async runtime;
 //! - `codes`: one-time and backup codes, and [`codes::Codes`], which issues
 //!   and checks e-mailed codes;
@@ -20,7 +22,8 @@
 //! - `login`: the login state machine (password → second factor → session);
 //! - `account`: account self-service (2FA on and off, backup codes, sessions);
 //! - `operator`: what operators do (unlock an account or address, end a
-//!   user's sessions).
+//!   user's sessions, forget a removed user, look up accounts' factors and
+//!   locks).
 //!
 //! Handlers speak HTTP; this module decides; the store persists.
 

@@ -1,9 +1,11 @@
 //! What an operator does to accounts and addresses: lift a lock, clear an
-//! address's rate windows, end every session of a user. The running gateway
-//! does these for `portcullis unlock` and `portcullis sessions revoke` (its
-//! admin endpoint, in `admin`), since the default memory store lives inside
-//! it; with a shared store the command line may do them itself. Each is
-//! audited, whatever it found.
+//! address's rate windows, end every session of a user, forget a removed
+//! user, and look up what the store holds of accounts (second factors,
+//! locks). The running gateway does these for `portcullis unlock`,
+//! `sessions revoke`, `user remove` and `user list` (its admin endpoint, in
+//! `admin`), since the default memory store lives inside it; with a shared
+//! store the command line may do them itself. Each change is audited,
+//! whatever it found.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use crate::audit::{Actor, Audit, SecurityEvent};
 use crate::auth::lockout::name_key;
 use crate::auth::users::Users;
-use crate::store::{RateBucket, Store, StoreResult};
+use crate::store::{RateBucket, Store, StoreResult, UserState};
 
 /// Who asked, for the audit trail: the admin endpoint's peer, or the
 /// command line working on the store itself.
@@ -44,6 +46,26 @@ pub struct Revoked {
     pub name: String,
     pub account: Option<String>,
     pub revoked: usize,
+}
+
+/// What `user remove NAME` did in the store.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Forgotten {
+    pub name: String,
+    /// Live sessions ended.
+    pub sessions: usize,
+    /// The second factors removed, as they were.
+    pub factors: UserState,
+}
+
+/// What the store holds of one account, for `user list`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccountState {
+    pub name: String,
+    pub factors: UserState,
+    /// Seconds left on the longest lock a login as this account meets (the
+    /// account's own, or that of its name or e-mail as typed), if any.
+    pub locked_for: Option<u64>,
 }
 
 /// The operator's actions; cheap to clone.
@@ -116,6 +138,64 @@ impl OperatorActions {
         self.audit.event(actor, SecurityEvent::SessionRevoked, &details).await;
         Ok(Revoked { name: name.to_owned(), account, revoked })
     }
+}
+
+impl OperatorActions {
+    /// Forgets the user `name` in the store (`Store::forget_user`): their
+    /// sessions end and their second factors go, so none of it returns to
+    /// someone later given the name. For a user removed from the users file.
+    pub async fn forget_user(&self, name: &str, by: &Operator) -> StoreResult<Forgotten> {
+        let forgotten = self.store.forget_user(name).await?;
+        let details = format!(
+            "by an operator: removed; {} session(s) ended; second factors forgotten: {}",
+            forgotten.sessions,
+            describe_factors(&forgotten.factors)
+        );
+        let actor = Actor { username: name, user: Some(name), ..by.actor() };
+        self.audit.event(actor, SecurityEvent::AccountRemoved, &details).await;
+        Ok(Forgotten { name: name.to_owned(), sessions: forgotten.sessions, factors: forgotten.factors })
+    }
+
+    /// What the store holds of each named account: its second factors, and
+    /// the longest lock a login as it meets (those `unlock NAME` lifts).
+    pub async fn account_states(&self, names: &[String]) -> StoreResult<Vec<AccountState>> {
+        let users = self.users.snapshot();
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let mut keys = vec![name.clone(), name_key(&self.secret, name)];
+            if let Some(u) = users.get(name) {
+                keys.push(name_key(&self.secret, &u.email));
+            }
+            let mut locked_for = None;
+            for key in &keys {
+                if let Some(left) = self.store.account_locked(key).await? {
+                    locked_for = locked_for.max(Some(left.as_secs().max(1)));
+                }
+            }
+            let factors = self.store.user_state(name).await?;
+            out.push(AccountState { name: name.clone(), factors, locked_for });
+        }
+        Ok(out)
+    }
+}
+
+/// The second factors in `f`, for people: "authenticator app, passkeys,
+/// 8 backup codes", or "none".
+pub fn describe_factors(f: &UserState) -> String {
+    let mut parts = Vec::new();
+    if f.otp_enabled {
+        parts.push("e-mailed codes".to_owned());
+    }
+    if f.totp_enabled {
+        parts.push("authenticator app".to_owned());
+    }
+    if f.passkey_enabled {
+        parts.push("passkeys".to_owned());
+    }
+    if f.backup_codes_left > 0 {
+        parts.push(format!("{} backup codes", f.backup_codes_left));
+    }
+    if parts.is_empty() { "none".to_owned() } else { parts.join(", ") }
 }
 
 impl Operator {

@@ -619,6 +619,10 @@ impl MemoryStore {
         self.durable.consume_backup_code(user, hash).await
     }
 
+    pub(super) async fn forget_user_state(&self, user: &str) -> StoreResult<UserState> {
+        self.durable.forget(user).await
+    }
+
     pub(super) async fn totp_secrets(&self, user: &str) -> StoreResult<TotpSecrets> {
         Ok(self.durable.totp_secrets(user))
     }

@@ -342,6 +342,19 @@ impl Store {
         dispatch!(self, b => b.consume_backup_code(user, hash))
     }
 
+    /// Forgets a user the users file no longer has: ends their sessions and
+    /// removes their durable state (the e-mailed-codes switch, backup codes,
+    /// authenticator app, passkeys, known addresses), so nothing of it
+    /// returns to someone later given the same name. Keeps their audit trail
+    /// (the record of what happened) and anything that expires by itself
+    /// (codes, rate windows, a lock). Whatever else a user comes to own in
+    /// the store (access tokens, say) belongs here too.
+    pub async fn forget_user(&self, user: &str) -> StoreResult<ForgottenUser> {
+        let sessions = self.revoke_user_sessions(user).await?;
+        let factors = dispatch!(self, b => b.forget_user_state(user))?;
+        Ok(ForgottenUser { sessions, factors })
+    }
+
     // --- authenticator app (the caller passes sealed secrets, never the secret) ---
 
     /// The user's sealed TOTP secrets, confirmed and awaiting confirmation.

@@ -276,6 +276,16 @@ impl UserState {
     }
 }
 
+/// What [`Store::forget_user`](crate::store::Store::forget_user) ended and removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgottenUser {
+    /// Live sessions ended.
+    pub sessions: usize,
+    /// The durable state removed, as it was: e-mailed codes switch, backup
+    /// codes, authenticator app, passkeys.
+    pub factors: UserState,
+}
+
 /// A user's authenticator-app secrets as stored: sealed (`auth::totp`), so
 /// the store holds nothing an app could be set up from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use portcullis::store::{IpHistory, KNOWN_IPS_PER_USER, Store, TotpSecrets, UserState};
+use portcullis::store::{ForgottenUser, IpHistory, KNOWN_IPS_PER_USER, Store, TotpSecrets, UserState};
 
-use crate::{Time, code_hash, now_s};
+use crate::{Time, audit_entry, code_hash, live_session, now_s};
 
 /// Eight backup-code hashes, distinct per `set`.
 pub fn backup_codes(set: &str) -> Vec<[u8; 32]> {
@@ -144,6 +144,44 @@ pub async fn a_passkey_change_lands_only_on_the_list_it_was_made_from(s: &Store)
     assert!(!s.swap_passkeys("alice", None, Some("[3]")).await.unwrap(), "'there were none' is stale too");
     assert!(!s.swap_passkeys("bob", Some("[1]"), None).await.unwrap(), "bob has none to replace");
     assert_eq!(s.passkeys("bob").await.unwrap(), None);
+}
+
+/// Gives `user` every kind of durable state, a session and an audit record.
+async fn everything_of(s: &Store, user: &str) {
+    s.create_session(&format!("{user}-session"), &live_session(user)).await.unwrap();
+    s.set_otp_enabled(user, true).await.unwrap();
+    s.replace_backup_codes(user, &backup_codes(user)).await.unwrap();
+    s.enable_totp(user, "sealed", 1000).await.unwrap();
+    assert!(s.swap_passkeys(user, None, Some("[1]")).await.unwrap());
+    s.record_known_ip(user, "198.51.100.4").await.unwrap();
+    s.append_audit(&audit_entry(Some(user), "signed in")).await.unwrap();
+}
+
+pub async fn forgetting_a_user_ends_their_sessions_and_removes_their_factors_and_nobody_elses(s: &Store) {
+    everything_of(s, "alice").await;
+    s.create_session("alice-phone", &live_session("alice")).await.unwrap();
+    everything_of(s, "bob").await;
+    let all = UserState { otp_enabled: true, backup_codes_left: 8, totp_enabled: true, passkey_enabled: true };
+
+    let forgotten = s.forget_user("alice").await.unwrap();
+    assert_eq!(forgotten, ForgottenUser { sessions: 2, factors: all.clone() }, "it says what it removed");
+    assert_eq!(s.touch_session("alice-session").await.unwrap(), None, "sessions end");
+    assert!(s.list_sessions("alice").await.unwrap().is_empty());
+    assert_eq!(s.user_state("alice").await.unwrap(), UserState::default(), "no second factor is left");
+    assert_eq!(s.totp_secrets("alice").await.unwrap(), TotpSecrets::default());
+    assert_eq!(s.passkeys("alice").await.unwrap(), None);
+    assert!(!s.consume_backup_code("alice", &backup_codes("alice")[0]).await.unwrap(), "backup codes are void");
+    assert_eq!(
+        s.record_known_ip("alice", "198.51.100.4").await.unwrap(),
+        IpHistory::FirstEver,
+        "someone given the name later starts afresh"
+    );
+    assert_eq!(s.recent_audit(Some("alice"), 10).await.unwrap().len(), 1, "the audit trail is kept");
+
+    assert_eq!(s.user_state("bob").await.unwrap(), all, "bob keeps everything");
+    assert!(s.touch_session("bob-session").await.unwrap().is_some());
+    assert_eq!(s.forget_user("alice").await.unwrap(), ForgottenUser::default(), "nothing left the second time");
+    assert_eq!(s.forget_user("nobody").await.unwrap(), ForgottenUser::default());
 }
 
 pub async fn a_ceremony_is_taken_once(s: &Store) {

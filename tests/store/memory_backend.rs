@@ -67,6 +67,26 @@ async fn durable_state_survives_reopening_from_the_state_file() {
     }
 }
 
+/// `portcullis user remove` with the memory store and no gateway running
+/// opens the state file itself: what it forgets stays forgotten.
+#[tokio::test]
+async fn a_forgotten_user_stays_forgotten_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = with_state_file(&dir);
+    {
+        let s = Store::open(&cfg).await.unwrap();
+        s.enable_totp("alice", "sealed-secret", 41).await.unwrap();
+        s.set_otp_enabled("bob", true).await.unwrap();
+    }
+    {
+        let s = Store::open(&cfg).await.unwrap();
+        assert!(s.forget_user("alice").await.unwrap().factors.totp_enabled);
+    }
+    let s = Store::open(&cfg).await.unwrap();
+    assert_eq!(s.user_state("alice").await.unwrap(), UserState::default());
+    assert!(s.user_state("bob").await.unwrap().otp_enabled, "bob is kept");
+}
+
 #[tokio::test]
 async fn a_corrupt_state_file_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();

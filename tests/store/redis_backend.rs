@@ -287,3 +287,26 @@ async fn every_redis_key_has_its_documented_type_and_expiry() {
         .unwrap();
     assert_eq!(user, "alice", "a session names its user");
 }
+
+/// docs/store.md: forgetting a user deletes their durable keys, not just
+/// their contents; what is left is the audit trail and what expires by itself.
+#[tokio::test]
+async fn forgetting_a_user_deletes_their_durable_keys() {
+    let Some(server) = server_or_skip("forgetting_a_user_deletes_their_durable_keys") else { return };
+    let s = Store::open(&config(&server.url())).await.unwrap();
+    s.create_session("tok", &live_session("alice")).await.unwrap();
+    s.set_otp_enabled("alice", true).await.unwrap();
+    s.replace_backup_codes("alice", &[code_hash("b1")]).await.unwrap();
+    s.enable_totp("alice", "sealed", 1).await.unwrap();
+    assert!(s.swap_passkeys("alice", None, Some("[1]")).await.unwrap());
+    s.record_known_ip("alice", "198.51.100.7").await.unwrap();
+    s.lock_account("alice", Duration::from_secs(900)).await.unwrap();
+    s.append_audit(&audit_entry(Some("alice"), "x")).await.unwrap();
+    s.forget_user("alice").await.unwrap();
+
+    let client = ::redis::Client::open(server.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = ::redis::cmd("KEYS").arg("*").query_async(&mut c).await.unwrap();
+    keys.sort();
+    assert_eq!(keys, ["portcullis:audit", "portcullis:{u:alice}:audit", "portcullis:{u:alice}:lock"]);
+}

@@ -45,6 +45,7 @@ macro_rules! conformance_suite {
             fifty_concurrent_uses_of_one_totp_step_succeed_exactly_once,
             passkeys_are_kept_per_user_and_count_as_a_second_factor,
             a_passkey_change_lands_only_on_the_list_it_was_made_from,
+            forgetting_a_user_ends_their_sessions_and_removes_their_factors_and_nobody_elses,
             a_ceremony_is_taken_once,
             // audit
             audit_lists_newest_first_per_user_and_globally,

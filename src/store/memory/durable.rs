@@ -253,6 +253,20 @@ impl Durable {
         Ok(IpHistory::from_parts(before, had_any))
     }
 
+    /// Removes everything kept of the user; returns what they had.
+    pub(super) async fn forget(&self, user: &str) -> StoreResult<UserState> {
+        let had = self.user_state(user);
+        let snapshot = {
+            let mut state = lock(&self.state);
+            if state.users.remove(user).is_none() {
+                return Ok(had);
+            }
+            self.snapshot(&mut state)
+        };
+        self.persist(snapshot).await?;
+        Ok(had)
+    }
+
     /// Applies `f` to the user's state (creating it within `max_users`) and persists.
     async fn change(&self, user: &str, f: impl FnOnce(&mut UserDurable)) -> StoreResult<()> {
         let snapshot = {

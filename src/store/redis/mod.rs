@@ -395,6 +395,28 @@ impl RedisStore {
         })
     }
 
+    /// One script over the user's durable keys (one slot): what they held,
+    /// then gone, with no change slipping in between.
+    pub(super) async fn forget_user_state(&self, user: &str) -> StoreResult<UserState> {
+        let mut c = self.conn().await?;
+        let (otp, left, totp, passkeys): (i64, u32, i64, i64) = SCRIPTS
+            .user_forget
+            .key(self.keys.state(user))
+            .key(self.keys.backup_codes(user))
+            .key(self.keys.totp(user))
+            .key(self.keys.passkeys(user))
+            .key(self.keys.known_ips(user))
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_error)?;
+        Ok(UserState {
+            otp_enabled: otp == 1,
+            backup_codes_left: left,
+            totp_enabled: totp == 1,
+            passkey_enabled: passkeys == 1,
+        })
+    }
+
     pub(super) async fn totp_secrets(&self, user: &str) -> StoreResult<TotpSecrets> {
         let mut c = self.conn().await?;
         let (active, pending): (Option<String>, Option<String>) = r::cmd("HMGET")

@@ -29,6 +29,7 @@ pub(super) struct Scripts {
     pub(super) attempt_admit: Script,
     pub(super) attempt_right: Script,
     pub(super) passkeys_swap: Script,
+    pub(super) user_forget: Script,
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -49,6 +50,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     attempt_admit: Script::new(include_str!("attempt_admit.lua")),
     attempt_right: Script::new(include_str!("attempt_right.lua")),
     passkeys_swap: Script::new(include_str!("passkeys_swap.lua")),
+    user_forget: Script::new(include_str!("user_forget.lua")),
 });
 
 pub(super) fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
