@@ -43,6 +43,8 @@ mod redis_backend;
 mod sessions;
 #[path = "store/tls.rs"]
 mod tls;
+#[path = "store/tokens.rs"]
+mod tokens;
 
 use std::time::Duration;
 
@@ -61,6 +63,7 @@ use locks::*;
 use pending::*;
 use rates::*;
 use sessions::*;
+use tokens::*;
 
 /// A store under test, the time it keeps, and the redis-server behind it (if
 /// any), which lives as long as the fixture.

@@ -33,6 +33,8 @@ mod pending;
 mod rates;
 #[path = "store/sessions.rs"]
 mod sessions;
+#[path = "store/tokens.rs"]
+mod tokens;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -54,6 +56,7 @@ use locks::*;
 use pending::*;
 use rates::*;
 use sessions::*;
+use tokens::*;
 
 /// A store on the cluster under its own key prefix, so many share one cluster.
 async fn open(url: &str, prefix: &str, near_cache: bool) -> Store {

@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use super::types::{
     AUDIT_GLOBAL, AUDIT_PER_USER, Admission, Attempt, AttemptLimits, AuditRecord, CodeCheck, CodePurpose, IpHistory,
     PendingLogin, RATE_RECORD_CAP, RateBucket, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult,
-    TotpSecrets, UserState, duration_ms, lock, session_expiry_ms,
+    TokenInfo, TokenRecord, TotpSecrets, UserState, duration_ms, lock, session_expiry_ms,
 };
 use crate::clock::Clock;
 use crate::config::StoreConfig;
@@ -294,6 +294,12 @@ impl MemoryStore {
         }
         rec.last_seen = now / 1000;
         Some(rec.clone())
+    }
+
+    pub(super) fn peek_session(&self, id: &str) -> Option<SessionRecord> {
+        let now = self.clock.now_ms();
+        let sessions = lock(&self.sessions);
+        sessions.by_id.map.get(id).filter(|rec| rec.alive(now)).cloned()
     }
 
     pub(super) async fn rotate_session(&self, old_id: &str, new_id: &str, rec: &SessionRecord) -> StoreResult<()> {
@@ -645,6 +651,26 @@ impl MemoryStore {
 
     pub(super) async fn passkeys(&self, user: &str) -> StoreResult<Option<String>> {
         Ok(self.durable.passkeys(user))
+    }
+
+    pub(super) async fn create_token(&self, id: &str, rec: &TokenRecord) -> StoreResult<()> {
+        self.durable.create_token(id, rec).await
+    }
+
+    pub(super) async fn token(&self, id: &str) -> StoreResult<Option<TokenRecord>> {
+        Ok(self.durable.token(id, self.clock.now_unix()))
+    }
+
+    pub(super) async fn touch_token(&self, id: &str, now: u64) -> StoreResult<bool> {
+        Ok(self.durable.touch_token(id, now))
+    }
+
+    pub(super) async fn list_tokens(&self, user: &str) -> StoreResult<Vec<TokenInfo>> {
+        Ok(self.durable.list_tokens(user, self.clock.now_unix()))
+    }
+
+    pub(super) async fn revoke_token(&self, user: &str, id: &str) -> StoreResult<bool> {
+        self.durable.revoke_token(user, id, self.clock.now_unix()).await
     }
 
     pub(super) async fn swap_passkeys(&self, user: &str, old: Option<&str>, new: Option<&str>) -> StoreResult<bool> {

@@ -156,6 +156,21 @@ impl Store {
         }
     }
 
+    /// The session behind `token` without touching it (its idle expiry does
+    /// not slide): for requests that must not keep a session alive
+    /// (`refresh_session = false`) and for watching an upgraded connection's
+    /// session. None when absent or expired.
+    pub async fn peek_session(&self, token: &str) -> StoreResult<Option<SessionRecord>> {
+        let id = Self::session_id(token);
+        match &self.backend {
+            Backend::Memory(m) => recorded("peek_session", Instant::now(), Ok(m.peek_session(&id))),
+            Backend::Redis(r) => match r.cached_peek(&id) {
+                Some(rec) => Ok(Some(rec)),
+                None => self.bounded("peek_session", Box::pin(r.peek_session(&id))).await,
+            },
+        }
+    }
+
     /// Replaces `old` by `new` atomically (privilege change: no fixation).
     pub async fn rotate_session(&self, old: &str, new: &str, rec: &SessionRecord) -> StoreResult<()> {
         let old_id = Self::session_id(old);
@@ -351,8 +366,42 @@ impl Store {
     /// the store (access tokens, say) belongs here too.
     pub async fn forget_user(&self, user: &str) -> StoreResult<ForgottenUser> {
         let sessions = self.revoke_user_sessions(user).await?;
+        let mut tokens = 0;
+        for t in self.list_tokens(user).await? {
+            if self.revoke_token(user, &t.id).await? {
+                tokens += 1;
+            }
+        }
         let factors = dispatch!(self, b => b.forget_user_state(user))?;
-        Ok(ForgottenUser { sessions, factors })
+        Ok(ForgottenUser { sessions, factors, tokens })
+    }
+
+    // --- access tokens (by id; only a keyed hash of the secret is stored) ---
+
+    /// Keeps a new token under `id` until it expires.
+    pub async fn create_token(&self, id: &str, rec: &TokenRecord) -> StoreResult<()> {
+        dispatch!(self, b => b.create_token(id, rec))
+    }
+
+    /// The live token `id`, if any (an expired one is absent).
+    pub async fn token(&self, id: &str) -> StoreResult<Option<TokenRecord>> {
+        dispatch!(self, b => b.token(id))
+    }
+
+    /// Notes that token `id` signed a request at `now` (unix seconds); false
+    /// if the token is gone. Callers do it at most once a minute per token.
+    pub async fn touch_token(&self, id: &str, now: u64) -> StoreResult<bool> {
+        dispatch!(self, b => b.touch_token(id, now))
+    }
+
+    /// The user's live tokens, in no particular order.
+    pub async fn list_tokens(&self, user: &str) -> StoreResult<Vec<TokenInfo>> {
+        dispatch!(self, b => b.list_tokens(user))
+    }
+
+    /// Ends token `id` if it is `user`'s; true if it was.
+    pub async fn revoke_token(&self, user: &str, id: &str) -> StoreResult<bool> {
+        dispatch!(self, b => b.revoke_token(user, id))
     }
 
     // --- authenticator app (the caller passes sealed secrets, never the secret) ---

@@ -69,6 +69,37 @@ pub struct SessionInfo {
     pub record: SessionRecord,
 }
 
+/// A user's access token (an app password for scripts and clients that
+/// cannot type a code), as stored under its id. The secret part of the token
+/// is kept only as a keyed hash (`auth::tokens`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub user: String,
+    pub name: String,
+    /// Hex of the keyed hash of the token's secret part.
+    pub hash: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// Unix seconds; the token is dead from then on (and the store may
+    /// forget it).
+    pub expires_at: u64,
+    /// Unix seconds of the last request it signed, updated at most once a
+    /// minute.
+    #[serde(default)]
+    pub last_used: Option<u64>,
+    /// Fingerprint of the user's credential when the token was made
+    /// (`auth::credential`): a change ends the token, as it ends sessions.
+    pub credential: String,
+}
+
+/// A token as listed for its user: `id` names it (to revoke it) and is no
+/// secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub record: TokenRecord,
+}
+
 /// Password accepted, second factor not yet given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingLogin {
@@ -284,6 +315,8 @@ pub struct ForgottenUser {
     /// The durable state removed, as it was: e-mailed codes switch, backup
     /// codes, authenticator app, passkeys.
     pub factors: UserState,
+    /// Access tokens revoked.
+    pub tokens: usize,
 }
 
 /// A user's authenticator-app secrets as stored: sealed (`auth::totp`), so

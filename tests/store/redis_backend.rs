@@ -213,6 +213,8 @@ async fn every_redis_key_has_its_documented_type_and_expiry() {
     s.unlock_account("bob").await.unwrap();
     s.admit_attempt("bob", &capped).await.unwrap();
     s.set_otp_enabled("alice", true).await.unwrap();
+    s.create_token("tokenid1", &crate::tokens::token("alice", "script", 3600)).await.unwrap();
+    s.touch_token("tokenid1", now).await.unwrap();
     s.replace_backup_codes("alice", &[code_hash("b1"), code_hash("b2")]).await.unwrap();
     s.record_known_ip("alice", "198.51.100.7").await.unwrap();
     let audited: AuditRecord = audit_entry(Some("alice"), "x");
@@ -225,6 +227,11 @@ async fn every_redis_key_has_its_documented_type_and_expiry() {
         },
         key(r"^portcullis:\{u:alice\}:sessions$", "zset", secs(3601)),
         key(r"^portcullis:pending:[A-Za-z0-9_-]{43}$", "string", secs(300)),
+        KeySpec {
+            fields: &["last_used", "rec", "user"],
+            ..key(r"^portcullis:\{t:tokenid1\}:token$", "hash", secs(3600))
+        },
+        key(r"^portcullis:\{u:alice\}:tokens$", "zset", secs(3600)),
         KeySpec {
             fields: &["exp", "h", "left"],
             ..key(r"^portcullis:\{u:alice\}:code:(login|enable_otp)$", "hash", secs(1200))

@@ -161,3 +161,16 @@ pub async fn revoking_all_sessions_of_a_user_spares_everyone_else(s: &Store) {
     let ids: HashSet<String> = s.list_sessions("bob").await.unwrap().into_iter().map(|i| i.id).collect();
     assert_eq!(ids, HashSet::from([Store::session_id("b1")]));
 }
+
+pub async fn peeking_at_a_session_does_not_slide_its_idle_expiry(s: &Store, time: &Time) {
+    let t = time.next_second().await;
+    s.create_session("tok", &session("alice", t, 2, t + 3600)).await.unwrap();
+    time.at(t, 1500).await;
+    let rec = s.peek_session("tok").await.unwrap().expect("alive before its idle timeout");
+    assert_eq!(rec.last_seen, t, "a peek records no use");
+    assert_eq!(s.peek_session("other").await.unwrap(), None);
+    // Peeked at t + 1.5 s: still expires after second t + 2, as if untouched.
+    time.at(t + 3, 500).await;
+    assert_eq!(s.peek_session("tok").await.unwrap(), None, "peeks kept nothing alive");
+    assert_eq!(s.touch_session("tok").await.unwrap(), None);
+}

@@ -14,6 +14,11 @@ macro_rules! conformance_suite {
             a_user_lists_only_their_own_live_sessions,
             revoking_a_session_by_its_listed_id_ends_only_that_session,
             revoking_all_sessions_of_a_user_spares_everyone_else,
+            // access tokens
+            a_token_is_found_by_id_listed_for_its_user_and_revoked_only_by_them,
+            a_tokens_last_use_is_noted_but_never_brings_a_revoked_one_back,
+            an_expired_token_is_gone,
+            forgetting_a_user_revokes_their_tokens_and_nobody_elses,
             // pending logins
             a_pending_login_can_be_read_until_it_is_taken_once,
             // one-time codes
@@ -59,6 +64,7 @@ macro_rules! conformance_suite {
 
         $timed!(
             touching_a_session_slides_its_idle_expiry,
+            peeking_at_a_session_does_not_slide_its_idle_expiry,
             a_session_dies_at_its_absolute_expiry_however_active,
             a_pending_login_expires_after_its_ttl,
             an_expired_code_says_expired_then_is_forgotten,

@@ -1,6 +1,6 @@
 //! Durable per-user state of the memory backend (2FA switch, backup-code
 //! hashes, sealed authenticator-app secrets and the last code step used,
-//! known IPs) and its state file. The file is rewritten whole after
+//! known IPs, access tokens) and its state file. The file is rewritten whole after
 //! every change: written to a temporary file in the same directory, synced,
 //! then renamed over the old one, so a crash leaves either the old or the new
 //! state, never a torn file. Writes are serialized and versioned so an older
@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::store::types::{
-    IpHistory, KNOWN_IPS_PER_USER, StoreError, StoreResult, TotpSecrets, UserState, hex32, lock, unhex32,
+    IpHistory, KNOWN_IPS_PER_USER, StoreError, StoreResult, TokenInfo, TokenRecord, TotpSecrets, UserState, hex32,
+    lock, unhex32,
 };
 
 /// Everything durable, for every user.
@@ -27,6 +28,10 @@ pub(super) struct Durable {
 
 struct State {
     users: HashMap<String, UserDurable>,
+    /// Access tokens by id (looked up by id on every request that carries
+    /// one). A token's `last_used` is kept here and written to the file with
+    /// the next change, not on its own: a restart may forget the last minute.
+    tokens: HashMap<String, TokenRecord>,
     /// Bumped on every change; the file records which version it holds.
     version: u64,
 }
@@ -71,6 +76,8 @@ struct StateFile {
 struct OnDisk {
     version: u32,
     users: BTreeMap<String, UserOnDisk>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    tokens: BTreeMap<String, TokenRecord>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -92,16 +99,16 @@ const FORMAT_VERSION: u32 = 1;
 impl Durable {
     /// Reads the state file if there is one (a missing file is an empty state).
     pub(super) async fn load(path: Option<PathBuf>, max_users: usize) -> StoreResult<Durable> {
-        let mut users = HashMap::new();
+        let (mut users, mut tokens) = (HashMap::new(), HashMap::new());
         if let Some(path) = &path {
             match tokio::fs::read(path).await {
-                Ok(bytes) => users = decode(&bytes)?,
+                Ok(bytes) => (users, tokens) = decode(&bytes)?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(file_error(path, &e)),
             }
         }
         Ok(Durable {
-            state: Mutex::new(State { users, version: 0 }),
+            state: Mutex::new(State { users, tokens, version: 0 }),
             file: path.map(|path| StateFile { path, written: tokio::sync::Mutex::new(0) }),
             max_users,
         })
@@ -267,6 +274,57 @@ impl Durable {
         Ok(had)
     }
 
+    pub(super) async fn create_token(&self, id: &str, rec: &TokenRecord) -> StoreResult<()> {
+        let snapshot = {
+            let mut state = lock(&self.state);
+            if state.tokens.len() >= self.max_users.saturating_mul(16) {
+                return Err(StoreError::Full);
+            }
+            state.tokens.insert(id.to_owned(), rec.clone());
+            self.snapshot(&mut state)
+        };
+        self.persist(snapshot).await
+    }
+
+    /// The live token `id` (`now` in unix seconds).
+    pub(super) fn token(&self, id: &str, now: u64) -> Option<TokenRecord> {
+        lock(&self.state).tokens.get(id).filter(|t| t.expires_at > now).cloned()
+    }
+
+    pub(super) fn touch_token(&self, id: &str, now: u64) -> bool {
+        match lock(&self.state).tokens.get_mut(id) {
+            Some(t) => {
+                t.last_used = Some(now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(super) fn list_tokens(&self, user: &str, now: u64) -> Vec<TokenInfo> {
+        let state = lock(&self.state);
+        state
+            .tokens
+            .iter()
+            .filter(|(_, t)| t.user == user && t.expires_at > now)
+            .map(|(id, t)| TokenInfo { id: id.clone(), record: t.clone() })
+            .collect()
+    }
+
+    /// Ends token `id` if it is `user`'s (expired ones are dropped on the way).
+    pub(super) async fn revoke_token(&self, user: &str, id: &str, now: u64) -> StoreResult<bool> {
+        let (revoked, snapshot) = {
+            let mut state = lock(&self.state);
+            let before = state.tokens.len();
+            state.tokens.retain(|_, t| t.expires_at > now);
+            let revoked = state.tokens.get(id).is_some_and(|t| t.user == user) && state.tokens.remove(id).is_some();
+            let changed = revoked || state.tokens.len() != before;
+            (revoked, changed.then(|| self.snapshot(&mut state)).flatten())
+        };
+        self.persist(snapshot).await?;
+        Ok(revoked)
+    }
+
     /// Applies `f` to the user's state (creating it within `max_users`) and persists.
     async fn change(&self, user: &str, f: impl FnOnce(&mut UserDurable)) -> StoreResult<()> {
         let snapshot = {
@@ -284,7 +342,7 @@ impl Durable {
     fn snapshot(&self, state: &mut State) -> Option<(u64, Vec<u8>)> {
         state.version += 1;
         self.file.as_ref()?;
-        Some((state.version, encode(&state.users)))
+        Some((state.version, encode(state)))
     }
 
     /// Writes `snapshot` unless a newer one is already on disk.
@@ -305,10 +363,12 @@ impl Durable {
     }
 }
 
-fn encode(users: &HashMap<String, UserDurable>) -> Vec<u8> {
+fn encode(state: &State) -> Vec<u8> {
     let on_disk = OnDisk {
         version: FORMAT_VERSION,
-        users: users
+        tokens: state.tokens.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        users: state
+            .users
             .iter()
             .map(|(name, u)| {
                 let user = UserOnDisk {
@@ -326,7 +386,9 @@ fn encode(users: &HashMap<String, UserDurable>) -> Vec<u8> {
     serde_json::to_vec_pretty(&on_disk).unwrap_or_default()
 }
 
-fn decode(bytes: &[u8]) -> StoreResult<HashMap<String, UserDurable>> {
+type Decoded = (HashMap<String, UserDurable>, HashMap<String, TokenRecord>);
+
+fn decode(bytes: &[u8]) -> StoreResult<Decoded> {
     let on_disk: OnDisk = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("state file: {e}")))?;
     if on_disk.version != FORMAT_VERSION {
         return Err(StoreError::Corrupt(format!("state file: unknown format version {}", on_disk.version)));
@@ -348,7 +410,7 @@ fn decode(bytes: &[u8]) -> StoreResult<HashMap<String, UserDurable>> {
         };
         users.insert(name, user);
     }
-    Ok(users)
+    Ok((users, on_disk.tokens.into_iter().collect()))
 }
 
 fn file_error(path: &Path, e: &std::io::Error) -> StoreError {

@@ -34,6 +34,16 @@ impl Keys {
         format!("{}revoked", self.prefix)
     }
 
+    /// An access token's hash; `id` is a token id (base64url, no braces).
+    pub(super) fn token(&self, id: &str) -> String {
+        format!("{}{{t:{}}}:token", self.prefix, component(id))
+    }
+
+    /// The user's access-token ids (a sorted set scored by their expiry).
+    pub(super) fn user_tokens(&self, user: &str) -> String {
+        self.user(user, "tokens")
+    }
+
     pub(super) fn pending(&self, id: &str) -> String {
         format!("{}pending:{id}", self.prefix)
     }

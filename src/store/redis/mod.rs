@@ -19,6 +19,7 @@ mod keys;
 mod near_cache;
 mod sessions;
 mod shared;
+mod tokens;
 pub(crate) mod url;
 
 use std::sync::Arc;

@@ -184,6 +184,18 @@ impl NearCache {
         Lookup::Hit(record)
     }
 
+    /// The session `id` if it is cached and alive, without touching it: no
+    /// write-back is claimed and its last use is left as it was.
+    pub(super) fn peek(&self, id: &str) -> Option<SessionRecord> {
+        if !self.serving() {
+            return None;
+        }
+        let now = self.redis_now_ms();
+        let shard = self.lock(shard_of(id));
+        let r = &shard.map.get(id)?.record;
+        (now < session_expiry_ms(r.last_seen, r.idle_secs, r.absolute_expiry)).then(|| r.clone())
+    }
+
     /// A ticket for a step that will write `id` (create, rotate).
     pub(super) fn ticket(&self, id: &str) -> Ticket {
         let i = shard_of(id);

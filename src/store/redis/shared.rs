@@ -30,6 +30,9 @@ pub(super) struct Scripts {
     pub(super) attempt_right: Script,
     pub(super) passkeys_swap: Script,
     pub(super) user_forget: Script,
+    pub(super) session_peek: Script,
+    pub(super) token_touch: Script,
+    pub(super) token_revoke: Script,
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -51,6 +54,9 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     attempt_right: Script::new(include_str!("attempt_right.lua")),
     passkeys_swap: Script::new(include_str!("passkeys_swap.lua")),
     user_forget: Script::new(include_str!("user_forget.lua")),
+    session_peek: Script::new(include_str!("session_peek.lua")),
+    token_touch: Script::new(include_str!("token_touch.lua")),
+    token_revoke: Script::new(include_str!("token_revoke.lua")),
 });
 
 pub(super) fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
