@@ -52,6 +52,25 @@ struct Rule {
     groups: Vec<String>,
     users: Vec<String>,
     policy: Policy,
+    allow_tokens: bool,
+    refresh_session: bool,
+}
+
+/// What the rules say of a request: the decision, and what the deciding rule
+/// allows besides (the default policy allows no tokens and refreshes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ruling {
+    pub decision: Decision,
+    /// Access tokens are accepted here (`allow_tokens`).
+    pub allow_tokens: bool,
+    /// Requests here extend the session's idle timeout (`refresh_session`).
+    pub refresh_session: bool,
+}
+
+impl Ruling {
+    fn of(decision: Decision) -> Ruling {
+        Ruling { decision, allow_tokens: false, refresh_session: true }
+    }
 }
 
 /// The decision for a request.
@@ -85,6 +104,8 @@ impl AccessRules {
                 groups: r.groups.clone(),
                 users: r.users.clone(),
                 policy: r.policy,
+                allow_tokens: r.allow_tokens,
+                refresh_session: r.refresh_session,
             })
             .collect();
         let identity_dependent = rules.iter().any(|r| !r.groups.is_empty() || !r.users.is_empty());
@@ -102,19 +123,31 @@ impl AccessRules {
     /// and without them; the stricter verdict stands (`NeedsIdentity` until
     /// the user is known, as either reading may depend on who asks).
     pub fn policy(&self, r: &Resource<'_>, who: Option<Who<'_>>) -> Decision {
+        self.ruling(r, who).decision
+    }
+
+    /// As [`AccessRules::policy`], with the deciding rule's options. Read
+    /// both ways, a path with parameters allows tokens, and refreshes the
+    /// session, only if both readings do.
+    pub fn ruling(&self, r: &Resource<'_>, who: Option<Who<'_>>) -> Ruling {
         let subject = |path| Subject { host: r.host, path, method: r.method, ip: r.ip, user: who };
         let as_is = self.decide(&subject(r.path));
         let Some(bare) = crate::normalize::without_parameters(r.path) else {
             return as_is;
         };
-        match (as_is, self.decide(&subject(&bare))) {
-            (Decision::Policy(a), Decision::Policy(b)) => Decision::Policy(stricter(a, b)),
-            _ => Decision::NeedsIdentity,
+        let other = self.decide(&subject(&bare));
+        Ruling {
+            decision: match (as_is.decision, other.decision) {
+                (Decision::Policy(a), Decision::Policy(b)) => Decision::Policy(stricter(a, b)),
+                _ => Decision::NeedsIdentity,
+            },
+            allow_tokens: as_is.allow_tokens && other.allow_tokens,
+            refresh_session: as_is.refresh_session && other.refresh_session,
         }
     }
 
     /// One pass over the rules for one reading of the request.
-    fn decide(&self, s: &Subject<'_>) -> Decision {
+    fn decide(&self, s: &Subject<'_>) -> Ruling {
         for r in &self.rules {
             if !r.domains.is_empty() && !r.domains.iter().any(|d| domain_matches(d, s.host)) {
                 continue;
@@ -131,7 +164,7 @@ impl AccessRules {
             }
             if !r.users.is_empty() || !r.groups.is_empty() {
                 let Some(who) = s.user else {
-                    return Decision::NeedsIdentity;
+                    return Ruling::of(Decision::NeedsIdentity);
                 };
                 let user_ok = r.users.is_empty() || r.users.iter().any(|u| u == who.user);
                 let group_ok = r.groups.is_empty() || r.groups.iter().any(|g| who.groups.contains(g));
@@ -139,9 +172,13 @@ impl AccessRules {
                     continue;
                 }
             }
-            return Decision::Policy(r.policy);
+            return Ruling {
+                decision: Decision::Policy(r.policy),
+                allow_tokens: r.allow_tokens,
+                refresh_session: r.refresh_session,
+            };
         }
-        Decision::Policy(self.default_policy)
+        Ruling::of(Decision::Policy(self.default_policy))
     }
 }
 
@@ -182,6 +219,8 @@ mod tests {
             groups: vec![],
             users: vec![],
             policy,
+            allow_tokens: false,
+            refresh_session: true,
         }
     }
 
@@ -362,6 +401,23 @@ mod tests {
             ONE,
             "stricter of bypass and one"
         );
+    }
+
+    #[test]
+    fn a_rules_options_come_with_its_decision_and_parameters_need_both_readings_to_allow() {
+        let mut dav = rule(Policy::OneFactor);
+        dav.path = path("^/dav/");
+        dav.allow_tokens = true;
+        let mut poll = rule(Policy::OneFactor);
+        poll.path = path("^/api/poll");
+        poll.refresh_session = false;
+        let r = rules(Policy::TwoFactor, vec![dav, poll]);
+        let at = |p| r.ruling(&get("a", p), None);
+        assert!(at("/dav/cal").allow_tokens && at("/dav/cal").refresh_session);
+        assert!(!at("/api/poll").allow_tokens && !at("/api/poll").refresh_session);
+        assert!(!at("/other").allow_tokens && at("/other").refresh_session, "the default allows no tokens");
+        assert!(at("/dav/cal;x").allow_tokens, "both readings are under /dav/");
+        assert!(!at("/dav;x/cal").allow_tokens, "one reading is not under /dav/: no tokens");
     }
 
     #[test]

@@ -188,6 +188,10 @@ impl MetricsListener {
             ("/admin/sessions/revoke", Some(name), _) => {
                 self.operator.revoke_sessions(name, &by).await.map(|r| json!(r))
             }
+            ("/admin/tokens/list", Some(name), _) => self.operator.tokens(name).await.map(|r| json!(r)),
+            ("/admin/tokens/revoke", Some(name), _) => {
+                self.operator.revoke_tokens(name, field("id"), &by).await.map(|r| json!(r))
+            }
             ("/admin/users/forget", Some(name), _) => {
                 if !crate::auth::users::valid_username(name) {
                     return answer(StatusCode::BAD_REQUEST, "name: not a user name");
@@ -206,7 +210,15 @@ impl MetricsListener {
                     _ => return answer(StatusCode::BAD_REQUEST, "names: at most 100 strings"),
                 }
             }
-            ("/admin/unlock" | "/admin/sessions/revoke" | "/admin/users/forget", None, _) => {
+            (
+                "/admin/unlock"
+                | "/admin/sessions/revoke"
+                | "/admin/users/forget"
+                | "/admin/tokens/list"
+                | "/admin/tokens/revoke",
+                None,
+                _,
+            ) => {
                 return answer(StatusCode::BAD_REQUEST, "name is required");
             }
             ("/admin/unlock-ip", _, None) => return answer(StatusCode::BAD_REQUEST, "ip is required"),

@@ -19,6 +19,7 @@ use crate::auth::passkey::Passkeys;
 use crate::auth::password::PasswordChecker;
 use crate::auth::record::Attempts;
 use crate::auth::suspicious::SuspiciousActivity;
+use crate::auth::tokens::AccessTokens;
 use crate::auth::totp::Authenticator;
 use crate::auth::users::Users;
 use crate::clock::Clock;
@@ -157,8 +158,10 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         redirects: Redirects::new(public_url, &config.auth.allowed_redirect_domains),
         identity: identity.clone(),
         settings: portal_settings(&config, public_origin),
+        basic_challenge: basic_challenge(&config.auth.app_name),
     };
     let proxy = Proxy::new(&config.upstream, config.server.worker_threads()).map_err(StartError::Config)?;
+    proxy.upgrades().spawn_checks(Arc::downgrade(&gate), crate::proxy::upgrades::CHECK_EVERY);
     register_upstreams(&config);
     let gateway = Gateway {
         prefix,
@@ -222,7 +225,25 @@ impl Shared<'_> {
             secret.clone(),
         );
         let fingerprints = Arc::new(Fingerprints::new(secret));
-        let gate = Gate::new(rules, store.clone(), users.clone(), cookies.clone(), fingerprints.clone(), audit.clone());
+        let tokens = AccessTokens::new(
+            store.clone(),
+            users.clone(),
+            secret,
+            fingerprints.clone(),
+            limiter.clone(),
+            audit.clone(),
+            attempts.clone(),
+            clock.clone(),
+        );
+        let gate = Gate::new(
+            rules,
+            tokens.clone(),
+            store.clone(),
+            users.clone(),
+            cookies.clone(),
+            fingerprints.clone(),
+            audit.clone(),
+        );
         let login = LoginFlow {
             store: store.clone(),
             users: users.clone(),
@@ -253,12 +274,21 @@ impl Shared<'_> {
             passkeys,
             audit: audit.clone(),
             attempts,
+            tokens,
             notifier,
             lockout,
             limiter,
         };
         Ok(AuthHandles { gate: Arc::new(gate), login, account, audit })
     }
+}
+
+/// `WWW-Authenticate` for a request that may carry an access token: HTTP
+/// Basic, in the name of the application (quotes and controls dropped).
+fn basic_challenge(app_name: &str) -> http::HeaderValue {
+    let realm: String = app_name.chars().filter(|c| !c.is_control() && *c != '"' && *c != '\\').collect();
+    http::HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\""))
+        .unwrap_or_else(|_| http::HeaderValue::from_static("Basic realm=\"Portcullis\", charset=\"UTF-8\""))
 }
 
 /// The portal's settings, copied out of the config.

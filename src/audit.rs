@@ -67,6 +67,13 @@ pub enum SecurityEvent {
     /// An operator removed the account (`portcullis user remove`): its
     /// sessions ended and its second factors were forgotten.
     AccountRemoved,
+    /// The user made an access token.
+    TokenCreated,
+    /// An access token was revoked (by its user, an operator, or because
+    /// its user's credential changed).
+    TokenRevoked,
+    /// An access token signed a request (at most once a minute per token).
+    TokenUsed,
 }
 
 impl SecurityEvent {
@@ -89,6 +96,9 @@ impl SecurityEvent {
             SecurityEvent::PasskeyAdded => "passkey_added",
             SecurityEvent::PasskeyRemoved => "passkey_removed",
             SecurityEvent::AccountRemoved => "account_removed",
+            SecurityEvent::TokenCreated => "token_created",
+            SecurityEvent::TokenRevoked => "token_revoked",
+            SecurityEvent::TokenUsed => "token_used",
         }
     }
 }

@@ -26,14 +26,18 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, Method};
 
 use crate::access::{AccessRules, Decision, Resource, Who};
 use crate::audit::{Actor, Audit, SecurityEvent};
+use crate::auth::Client;
 use crate::auth::credential::Fingerprints;
+use crate::auth::tokens::{self, AccessTokens, Presented, TokenCheck, TokenHolder};
 use crate::auth::users::{User, Users};
 use crate::config::Policy;
+use crate::proxy::upgrades::{Liveness, Signer};
 use crate::session::SessionCookies;
 use crate::store::{AuthLevel, SessionRecord, Store, StoreError};
 
@@ -58,22 +62,53 @@ pub struct Authenticated {
     pub user: Arc<User>,
 }
 
+/// Who a request comes from: a browser's session, or a client's access token.
+pub enum Caller {
+    Session(Authenticated),
+    Token(TokenHolder),
+}
+
+impl Caller {
+    pub fn user(&self) -> &Arc<User> {
+        match self {
+            Caller::Session(a) => &a.user,
+            Caller::Token(t) => &t.user,
+        }
+    }
+
+    /// `Remote-Auth-Method`: how the caller signed in.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Caller::Session(_) => "session",
+            Caller::Token(_) => "token",
+        }
+    }
+}
+
 /// The gate's decision.
 pub enum Verdict {
-    /// Let it through: a bypassed resource (no session looked up), or a
-    /// session of the required level.
-    Allow(Option<Authenticated>),
-    /// Log in first: there is no session, or it is below the level required.
-    LoginRequired(Option<Authenticated>),
-    /// Refused by the rules (with the session, if one was looked up).
-    Deny(Option<Authenticated>),
+    /// Let it through: a bypassed resource (nobody looked up), or a caller
+    /// the rule admits at the level it requires.
+    Allow(Option<Caller>),
+    /// Log in first: nobody signed the request, or the session is below the
+    /// level required. `tokens`: the rule accepts access tokens (a client
+    /// that is not a browser is told it may send one: `WWW-Authenticate`).
+    LoginRequired { caller: Option<Caller>, tokens: bool },
+    /// Refused by the rules (with the caller, if one was looked up).
+    Deny(Option<Caller>),
+    /// The client's address is banned for its failures (a token was
+    /// presented): try again after `retry_after`.
+    Limited { retry_after: Duration },
 }
 
 impl Verdict {
-    /// The logged-in user behind the verdict, if the session was looked up.
+    /// The user behind the verdict, if one was looked up.
     pub fn user(&self) -> Option<Arc<User>> {
         match self {
-            Verdict::Allow(a) | Verdict::LoginRequired(a) | Verdict::Deny(a) => a.as_ref().map(|a| a.user.clone()),
+            Verdict::Allow(c) | Verdict::LoginRequired { caller: c, .. } | Verdict::Deny(c) => {
+                c.as_ref().map(|c| c.user().clone())
+            }
+            Verdict::Limited { .. } => None,
         }
     }
 }
@@ -140,9 +175,10 @@ pub struct Levels {
     rules: Arc<AccessRules>,
 }
 
-/// Rules, sessions and users: everything a verdict needs.
+/// Rules, sessions, tokens and users: everything a verdict needs.
 pub struct Gate {
     levels: Levels,
+    tokens: AccessTokens,
     store: Store,
     users: Arc<Users>,
     cookies: SessionCookies,
@@ -153,13 +189,14 @@ pub struct Gate {
 impl Gate {
     pub fn new(
         rules: Arc<AccessRules>,
+        tokens: AccessTokens,
         store: Store,
         users: Arc<Users>,
         cookies: SessionCookies,
         fingerprints: Arc<Fingerprints>,
         audit: Audit,
     ) -> Gate {
-        Gate { levels: Levels::new(rules), store, users, cookies, fingerprints, audit }
+        Gate { levels: Levels::new(rules), tokens, store, users, cookies, fingerprints, audit }
     }
 
     /// The level answers this gate gives.
@@ -169,42 +206,124 @@ impl Gate {
 
     /// Decides a request. `Err`: the store could not answer, and the request
     /// must be refused (fail closed).
+    ///
+    /// Where the rule accepts access tokens, a token in `Authorization`
+    /// signs the request (a plain password over Basic never does: it is
+    /// refused and counted as a wrong token); elsewhere `Authorization` is
+    /// the application's business and the session cookie decides.
     pub async fn check(&self, facts: &Facts<'_>) -> Result<Verdict, StoreError> {
         let resource = &facts.resource;
-        let first = self.levels.rules.policy(resource, None);
-        match first {
+        let first = self.levels.rules.ruling(resource, None);
+        match first.decision {
             Decision::Policy(Policy::Bypass) => return Ok(Verdict::Allow(None)),
             Decision::Policy(Policy::Deny) => return Ok(Verdict::Deny(None)),
             _ => {}
         }
-        let Some(auth) = self.authenticate(facts.headers).await? else {
-            return Ok(Verdict::LoginRequired(None));
+        let pending = first.decision == Decision::NeedsIdentity;
+        // Tokens count where the rule takes them, or may once the user is
+        // known (then only something shaped like a token is tried).
+        let token = match tokens::presented(facts.headers) {
+            Some(p) if first.allow_tokens => Some(p),
+            Some(p @ Presented::Token { .. }) if pending => Some(p),
+            _ => None,
+        };
+        let caller = match token {
+            Some(presented) => {
+                let ua = facts.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let client = Client::new(resource.ip.to_string(), ua);
+                // Boxed: the token path's future is large, and held inline
+                // it would grow every request's.
+                match Box::pin(self.tokens.check(presented, &client)).await? {
+                    TokenCheck::Valid(holder) => Caller::Token(holder),
+                    TokenCheck::Invalid => return Ok(Verdict::LoginRequired { caller: None, tokens: true }),
+                    TokenCheck::Limited { retry_after } => return Ok(Verdict::Limited { retry_after }),
+                }
+            }
+            // Touched only where the rule lets requests keep a session
+            // alive; a rule that needs the user is known only after.
+            None => match self.session(facts.headers, first.refresh_session && !pending).await? {
+                Some(auth) => Caller::Session(auth),
+                None => return Ok(Verdict::LoginRequired { caller: None, tokens: first.allow_tokens }),
+            },
+        };
+        let ruling = match first.decision {
+            Decision::NeedsIdentity => {
+                let who = Who { user: &caller.user().username, groups: &caller.user().groups };
+                self.levels.rules.ruling(resource, Some(who))
+            }
+            _ => first,
+        };
+        let policy = match ruling.decision {
+            Decision::Policy(p) => p,
+            // Cannot happen once the user is known; refuse rather than guess.
+            Decision::NeedsIdentity => Policy::Deny,
+        };
+        let level = match &caller {
+            Caller::Token(_) if !ruling.allow_tokens => {
+                return Ok(Verdict::LoginRequired { caller: Some(caller), tokens: false });
+            }
+            // Where the rule takes tokens, a token meets its level: it was made
+            // at two factors, for requests that cannot give a second factor.
+            Caller::Token(_) => AuthLevel::TwoFactor,
+            Caller::Session(auth) => {
+                if pending && ruling.refresh_session {
+                    self.store.touch_session(&auth.token).await?;
+                }
+                auth.record.level
+            }
         };
         // The account's enrolment without a store round trip (module doc): a
         // one-factor session's account has no second factor, and a
         // two-factor session meets every level whatever the account has.
-        let account = Account { user: &auth.user, second_factor: auth.record.level == AuthLevel::TwoFactor };
-        let need = match first {
-            Decision::Policy(p) => level_needed(p, account.second_factor),
-            Decision::NeedsIdentity => self.levels.required_level(Target::App(resource), &account),
-        };
-        Ok(match need {
-            Need::Refused => Verdict::Deny(Some(auth)),
-            Need::Level(level) if auth.record.level < level => Verdict::LoginRequired(Some(auth)),
-            Need::Level(_) | Need::Nothing => Verdict::Allow(Some(auth)),
+        Ok(match level_needed(policy, level == AuthLevel::TwoFactor) {
+            Need::Refused => Verdict::Deny(Some(caller)),
+            Need::Level(need) if level < need => Verdict::LoginRequired { caller: Some(caller), tokens: false },
+            Need::Level(_) | Need::Nothing => Verdict::Allow(Some(caller)),
         })
+    }
+
+    /// Whether `signer` is still signed in: its session alive and its user's
+    /// (as a request's would be), or its token live and its user's
+    /// credential unchanged. Read without sliding anything.
+    pub async fn still_signed_in(&self, signer: &Signer) -> Result<bool, StoreError> {
+        match signer {
+            Signer::Session(token) => match self.store.peek_session(token).await? {
+                Some(record) => Ok(self.live(token, record).await?.is_some()),
+                None => Ok(false),
+            },
+            Signer::Token(id) => {
+                let Some(record) = self.store.token(id).await? else { return Ok(false) };
+                let users = self.users.snapshot();
+                Ok(users
+                    .get(&record.user)
+                    .is_some_and(|u| !u.disabled && self.fingerprints.changed(u, &record.credential).is_none()))
+            }
+        }
+    }
+
+    /// The session behind the cookie, touched (its idle expiry slid) or only
+    /// read.
+    async fn session(&self, headers: &HeaderMap, touch: bool) -> Result<Option<Authenticated>, StoreError> {
+        let Some(token) = self.cookies.session_token(headers) else {
+            return Ok(None);
+        };
+        let record =
+            if touch { self.store.touch_session(token).await? } else { self.store.peek_session(token).await? };
+        match record {
+            Some(record) => self.live(token, record).await,
+            None => Ok(None),
+        }
     }
 
     /// Resolves the session cookie to a live session of an enabled user
     /// whose credential is the one the session was made with.
     /// `Ok(None)`: not logged in. `Err`: the store could not answer.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Authenticated>, StoreError> {
-        let Some(token) = self.cookies.session_token(headers) else {
-            return Ok(None);
-        };
-        let Some(record) = self.store.touch_session(token).await? else {
-            return Ok(None);
-        };
+        self.session(headers, true).await
+    }
+
+    /// The session `record` behind `token` if its user may still use it.
+    async fn live(&self, token: &str, record: SessionRecord) -> Result<Option<Authenticated>, StoreError> {
         let users = self.users.snapshot();
         let ended = match users.get(&record.user) {
             Some(user) if !user.disabled => match self.fingerprints.changed(user, &record.credential) {
@@ -269,6 +388,12 @@ impl Levels {
     }
 }
 
+impl Liveness for Gate {
+    async fn alive(&self, signer: &Signer) -> Result<bool, StoreError> {
+        self.still_signed_in(signer).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +425,8 @@ mod tests {
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
             users: vec![],
             policy,
+            allow_tokens: false,
+            refresh_session: true,
         }
     }
 

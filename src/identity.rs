@@ -26,6 +26,7 @@ pub struct IdentityHeaders {
     email: HeaderName,
     name: HeaderName,
     groups: HeaderName,
+    auth_method: HeaderName,
 }
 
 impl IdentityHeaders {
@@ -35,11 +36,12 @@ impl IdentityHeaders {
             email: cfg.email.0.clone(),
             name: cfg.name.0.clone(),
             groups: cfg.groups.0.clone(),
+            auth_method: cfg.auth_method.0.clone(),
         }
     }
 
-    fn names(&self) -> [&HeaderName; 4] {
-        [&self.user, &self.email, &self.name, &self.groups]
+    fn names(&self) -> [&HeaderName; 5] {
+        [&self.user, &self.email, &self.name, &self.groups, &self.auth_method]
     }
 
     /// Removes every client-sent copy of the identity headers, in every
@@ -64,12 +66,14 @@ impl IdentityHeaders {
         }
     }
 
-    /// Sets the identity headers to `values` (replacing any copy).
-    pub fn apply(&self, values: &IdentityValues, headers: &mut HeaderMap) {
+    /// Sets the identity headers to `values` (replacing any copy), and how
+    /// the request was signed (`session` or `token`).
+    pub fn apply(&self, values: &IdentityValues, method: &'static str, headers: &mut HeaderMap) {
         headers.insert(self.user.clone(), values.user.clone());
         headers.insert(self.email.clone(), values.email.clone());
         headers.insert(self.name.clone(), values.name.clone());
         headers.insert(self.groups.clone(), values.groups.clone());
+        headers.insert(self.auth_method.clone(), HeaderValue::from_static(method));
     }
 }
 
@@ -102,8 +106,12 @@ mod tests {
             name: HeaderValue::from_static("Alice"),
             groups: HeaderValue::from_static("dev"),
         };
-        ids.apply(&values, &mut h);
+        h.insert("remote_auth_method", HeaderValue::from_static("token"));
+        ids.strip(&mut h);
+        assert!(h.get("remote_auth_method").is_none(), "the method is the gateway's to say too");
+        ids.apply(&values, "session", &mut h);
         assert_eq!(h.get_all("remote-user").iter().collect::<Vec<_>>(), ["alice"]);
+        assert_eq!(h.get("remote-auth-method").unwrap(), "session");
         assert_eq!(h.get("remote-groups").unwrap(), "dev");
         assert_eq!(h.get("x-kept").unwrap(), "1");
     }

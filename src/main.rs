@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use portcullis::app;
 
-use portcullis::auth::operator::{AccountState, Forgotten, IpUnlocked, Operator, OperatorActions, Revoked, Unlocked};
+use portcullis::auth::operator::{
+    AccountState, Forgotten, IpUnlocked, Operator, OperatorActions, Revoked, TokensOf, TokensRevoked, Unlocked,
+};
 use portcullis::auth::users::{self, EditError, UserEntry, UsersFile, UsersFileWriter};
 use portcullis::config::{self, Config};
 use portcullis::logging;
@@ -104,6 +106,9 @@ enum Command {
     /// Manage sessions in the configured store.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// List or revoke a user's access tokens (through the running gateway, as `unlock` does).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Write a starter portcullis.toml (with a fresh secret) and an empty users file.
     Init {
         /// Directory for the two files (created if missing).
@@ -274,6 +279,23 @@ enum SessionsCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// A user's access tokens: id, name, created, expires, last used.
+    List {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Revoke one of a user's access tokens (by ID), or all of them.
+    Revoke {
+        name: String,
+        id: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
 /// An error with the exit code it deserves.
 enum Failure {
     Usage(String),
@@ -315,6 +337,12 @@ fn main() -> ExitCode {
         }
         Command::Sessions(SessionsCommand::Revoke { name, config }) => {
             runtime().and_then(|rt| rt.block_on(revoke_sessions(&name, config.config.as_deref())))
+        }
+        Command::Token(TokenCommand::List { name, config }) => {
+            runtime().and_then(|rt| rt.block_on(list_tokens(&name, config.config.as_deref())))
+        }
+        Command::Token(TokenCommand::Revoke { name, id, config }) => {
+            runtime().and_then(|rt| rt.block_on(revoke_tokens(&name, id.as_deref(), config.config.as_deref())))
         }
         Command::Init { dir, upstream, public_url, listen, metrics_listen } => {
             init(dir, &upstream, &public_url, listen.as_deref(), &metrics_listen)
@@ -742,6 +770,40 @@ async fn operator_action(
 
 fn answer<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, Failure> {
     serde_json::from_value(v).map_err(|e| Failure::Runtime(format!("unexpected answer from the gateway: {e}")))
+}
+
+async fn list_tokens(name: &str, flag: Option<&Path>) -> Result<(), Failure> {
+    let body = serde_json::json!({"name": name});
+    let v = operator_action(flag, "tokens/list", body, async |a, _| a.tokens(name).await.map(|r| serde_json::json!(r)))
+        .await?;
+    let list: TokensOf = answer(v)?;
+    if list.tokens.is_empty() {
+        println!("{} has no access tokens", list.account);
+        return Ok(());
+    }
+    let time = |t: u64| portcullis::portal::format_time(t);
+    println!("{:<22}  {:<24}  {:<20}  {:<20}  LAST USED", "ID", "NAME", "CREATED", "EXPIRES");
+    for t in list.tokens {
+        let r = t.record;
+        let used = r.last_used.map_or_else(|| "never".to_owned(), time);
+        println!("{:<22}  {:<24}  {:<20}  {:<20}  {used}", t.id, r.name, time(r.created), time(r.expires_at));
+    }
+    Ok(())
+}
+
+async fn revoke_tokens(name: &str, id: Option<&str>, flag: Option<&Path>) -> Result<(), Failure> {
+    let body = serde_json::json!({"name": name, "id": id});
+    let v = operator_action(flag, "tokens/revoke", body, async |a, by| {
+        a.revoke_tokens(name, id, by).await.map(|r| serde_json::json!(r))
+    })
+    .await?;
+    let done: TokensRevoked = answer(v)?;
+    match (id, done.revoked) {
+        (Some(id), 0) => return Err(Failure::Usage(format!("ID: {} has no token {id}", done.account))),
+        (Some(id), _) => println!("Revoked token {id} of {}", done.account),
+        (None, n) => println!("Revoked {n} access token(s) of {}", done.account),
+    }
+    Ok(())
 }
 
 async fn unlock(name: Option<&str>, ip: Option<std::net::IpAddr>, flag: Option<&Path>) -> Result<(), Failure> {

@@ -46,6 +46,7 @@ pub const AUTH_ATTEMPTS: &[(&str, &[&str])] = &[
     ("passkey", &["success", "invalid_passkey", "no_ceremony", "not_enrolled", "rate_limited", "locked"]),
     ("backup_code", &["success", "invalid_otp", "rate_limited", "locked"]),
     ("recheck", &["success", "invalid_credentials", "rate_limited", "locked"]),
+    ("token", &["success", "invalid_credentials", "rate_limited"]),
 ];
 /// `rate_limited_total`: the store's rate buckets that refuse requests, and the resend cooldown.
 pub const RATE_LIMITED: &[&str] = &[
@@ -133,6 +134,7 @@ pub struct Metrics {
     pub session_cache_events: IntCounterVec,
     pub session_cache_live: IntGauge,
     pub connections_open: IntGauge,
+    pub upgraded_connections: IntGauge,
     pub connections_asleep: IntGauge,
     pub build_info: IntGaugeVec,
 }
@@ -241,6 +243,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "1 while the near cache's invalidation channel is up and the cache serves; 0 otherwise.",
         ),
         connections_open: gauge(&r, "connections_open", "Client connections open on the gateway's listeners."),
+        upgraded_connections: gauge(
+            &r,
+            "upgraded_connections",
+            "Upgraded connections (WebSocket) proxied for a session or a token, closed when it ends.",
+        ),
         connections_asleep: gauge(
             &r,
             "connections_asleep",

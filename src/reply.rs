@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::error::{AuthError, Factor};
 use crate::auth::passkey::PasskeyError;
+use crate::auth::tokens::TokenError;
 use crate::body::{Body, Response};
 use crate::proxy::ProxyError;
 use crate::render::Templates;
@@ -353,6 +354,8 @@ fn explain_auth(e: &AuthError) -> Explained {
             Explained::new(StatusCode::NOT_FOUND, e.to_string())
         }
         AuthError::Passkey(e) => Explained::new(StatusCode::BAD_REQUEST, e.to_string()),
+        AuthError::Token(e @ TokenError::NoSuchToken) => Explained::new(StatusCode::NOT_FOUND, e.to_string()),
+        AuthError::Token(e) => Explained::new(StatusCode::BAD_REQUEST, e.to_string()),
         AuthError::MailFailed => Explained::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "The verification code could not be sent. Please try again later.",

@@ -14,11 +14,12 @@ use hyper::body::Incoming;
 use ipnet::IpNet;
 
 use crate::body::{Body, Response};
-use crate::gate::{Facts, Gate, Verdict};
+use crate::gate::{Caller, Facts, Gate, Verdict};
 use crate::identity::IdentityHeaders;
 use crate::normalize;
 use crate::portal::Portal;
-use crate::proxy::{self, ForwardContext, Proxy};
+use crate::proxy::upgrades::Signer;
+use crate::proxy::{self, ForwardContext, Proxy, Signed};
 use crate::reply::{self, Failure, Format, Replies};
 use crate::request::{Outcome, RequestInfo};
 use crate::server::{ConnInfo, Handler};
@@ -182,7 +183,15 @@ impl Gateway {
                         scheme: info.connection_scheme(),
                         strip_cookies: &self.cookies.own_names(),
                         identity_headers: &self.identity,
-                        identity: auth.as_ref().map(|a| &a.user.identity),
+                        caller: auth.as_ref().map(|c| Signed {
+                            identity: &c.user().identity,
+                            username: &c.user().username,
+                            method: c.method(),
+                        }),
+                        signer: auth.as_ref().map(|c| match c {
+                            Caller::Session(a) => Signer::Session(a.token.clone()),
+                            Caller::Token(t) => Signer::Token(t.id.clone()),
+                        }),
                     };
                     // Awaited here, not in a function of its own: one future
                     // less to move on every proxied request.
@@ -197,12 +206,16 @@ impl Gateway {
                     }
                 }
             },
-            Verdict::LoginRequired(_) => {
+            Verdict::LoginRequired { tokens, .. } => {
                 let scheme = info.client_scheme(req.headers());
                 let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
                 let port = host.port.map(|p| format!(":{p}")).unwrap_or_default();
                 let original_url = format!("{scheme}://{}{port}{path}", host.name);
-                (self.portal.login_required(req.method(), req.headers(), &original_url), false)
+                (self.portal.login_required(req.method(), req.headers(), &original_url, tokens), false)
+            }
+            Verdict::Limited { retry_after } => {
+                let refused = Failure::Auth(crate::auth::error::AuthError::RateLimited { retry_after });
+                (self.replies.failure(format, &refused), false)
             }
             Verdict::Deny(None) => {
                 (self.replies.failure(format, &Failure::Denied("Access to this resource is denied.")), false)

@@ -34,6 +34,7 @@ use crate::auth::notify::Notifier;
 use crate::auth::passkey::{PasskeyError, PasskeyInfo, Passkeys};
 use crate::auth::password::PasswordChecker;
 use crate::auth::record::{Attempts, Outcome, Stage};
+use crate::auth::tokens::{AccessTokens, NewToken, TokenView};
 use crate::auth::totp::{Authenticator, Enrolment};
 use crate::auth::users::User;
 use crate::gate::{Account, Levels, Need, Target};
@@ -75,6 +76,7 @@ enum Recheck {
     TotpRemove,
     PasskeyAdd,
     PasskeyRemove,
+    TokenCreate,
 }
 
 impl Recheck {
@@ -86,6 +88,7 @@ impl Recheck {
             Recheck::TotpRemove => "password re-check: remove the authenticator app",
             Recheck::PasskeyAdd => "password re-check: add a passkey",
             Recheck::PasskeyRemove => "password re-check: remove a passkey",
+            Recheck::TokenCreate => "password re-check: make an access token",
         }
     }
 }
@@ -110,6 +113,7 @@ pub struct AccountActions {
     pub(crate) passkeys: Passkeys,
     pub(crate) audit: Audit,
     pub(crate) attempts: Attempts,
+    pub(crate) tokens: AccessTokens,
     pub(crate) notifier: Notifier,
     pub(crate) lockout: Lockout,
     pub(crate) limiter: Limiter,
@@ -436,6 +440,33 @@ impl AccountActions {
             )
             .await;
         Ok((info, token))
+    }
+
+    /// A new access token (after the password; the portal has checked that
+    /// the session is at two factors, as for adding a factor: a token is a
+    /// way in without one). Shown once.
+    pub async fn create_token(
+        &self,
+        user: &Arc<User>,
+        session_token: &str,
+        password: Option<&str>,
+        name: &str,
+        lifetime: Option<std::time::Duration>,
+        client: &Client,
+    ) -> Result<NewToken, AuthError> {
+        self.recheck(user, session_token, password, client, Recheck::TokenCreate).await?;
+        self.tokens.issue(user, name, lifetime, client).await
+    }
+
+    /// The user's access tokens, newest first.
+    pub async fn tokens(&self, user: &User) -> Result<Vec<TokenView>, StoreError> {
+        self.tokens.list(user).await
+    }
+
+    /// Revokes the user's access token `id` (a session of the user is proof
+    /// enough: revoking only takes a way in away).
+    pub async fn revoke_token(&self, user: &User, id: &str, client: &Client) -> Result<(), AuthError> {
+        self.tokens.revoke(&user.username, id, client.as_user(user)).await
     }
 
     /// Removes the passkey `id` (with the password).

@@ -34,6 +34,19 @@ impl Factor {
     }
 }
 
+/// Why a token could not be made or revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("Give the token a name (at most 64 characters).")]
+    BadName,
+    #[error("A token lives at most 365 days.")]
+    TooLong,
+    #[error("This account already has the most tokens allowed (50). Revoke one first.")]
+    TooMany,
+    #[error("No such token.")]
+    NoSuchToken,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// The login's name and password (one answer for an unknown name).
@@ -80,6 +93,9 @@ pub enum AuthError {
     /// Adding or removing a passkey failed for a passkey's own reason.
     #[error(transparent)]
     Passkey(PasskeyError),
+    /// Making or revoking an access token failed for a token's own reason.
+    #[error(transparent)]
+    Token(#[from] TokenError),
     #[error("mail could not be sent")]
     MailFailed,
     #[error("store unavailable: {0}")]

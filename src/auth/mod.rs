@@ -18,6 +18,7 @@
 //! - `suspicious`: the suspicious-activity rules run after a login and after
 //!   failures;
 //! - `passkey`: passkeys (WebAuthn ceremonies, stored public keys);
+//! - `tokens`: access tokens (app passwords) for clients that cannot type a code;
 //! - `totp`: authenticator apps (RFC 6238 codes, enrolment, sealed secrets);
 //! - `login`: the login state machine (password → second factor → session);
 //! - `account`: account self-service (2FA on and off, backup codes, sessions);
@@ -39,6 +40,7 @@ pub mod passkey;
 pub mod password;
 pub mod record;
 pub mod suspicious;
+pub mod tokens;
 pub mod totp;
 pub mod users;
 

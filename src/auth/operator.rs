@@ -140,6 +140,53 @@ impl OperatorActions {
     }
 }
 
+/// A user's access tokens as an operator sees them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TokensOf {
+    pub account: String,
+    pub tokens: Vec<crate::store::TokenInfo>,
+}
+
+/// Access tokens revoked by an operator.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TokensRevoked {
+    pub account: String,
+    pub revoked: usize,
+}
+
+impl OperatorActions {
+    /// The access tokens of the user `name` (by name or e-mail).
+    pub async fn tokens(&self, name: &str) -> StoreResult<TokensOf> {
+        let account = self.account(name);
+        let mut tokens = self.store.list_tokens(&account).await?;
+        tokens.sort_by_key(|t| std::cmp::Reverse(t.record.created));
+        Ok(TokensOf { account, tokens })
+    }
+
+    /// Revokes the user's token `id`, or all their tokens without one.
+    pub async fn revoke_tokens(&self, name: &str, id: Option<&str>, by: &Operator) -> StoreResult<TokensRevoked> {
+        let account = self.account(name);
+        let ids: Vec<String> = match id {
+            Some(id) => vec![id.to_owned()],
+            None => self.store.list_tokens(&account).await?.into_iter().map(|t| t.id).collect(),
+        };
+        let mut revoked = 0;
+        for id in &ids {
+            if self.store.revoke_token(&account, id).await? {
+                revoked += 1;
+                let actor = Actor { username: &account, user: Some(&account), ..by.actor() };
+                self.audit.event(actor, SecurityEvent::TokenRevoked, &format!("by an operator: token {id}")).await;
+            }
+        }
+        Ok(TokensRevoked { account, revoked })
+    }
+
+    /// The account `name` finds (by name or e-mail), else `name` itself.
+    fn account(&self, name: &str) -> String {
+        self.users.snapshot().find(name).map_or_else(|| name.to_owned(), |u| u.username.clone())
+    }
+}
+
 impl OperatorActions {
     /// Forgets the user `name` in the store (`Store::forget_user`): their
     /// sessions end and their second factors go, so none of it returns to

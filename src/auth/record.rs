@@ -17,6 +17,8 @@ pub enum Stage {
     Passkey,
     /// The password asked again before a change to the account.
     Recheck,
+    /// An access token presented with a request.
+    Token,
 }
 
 impl Stage {
@@ -28,6 +30,7 @@ impl Stage {
             Stage::BackupCode => "backup_code",
             Stage::Passkey => "passkey",
             Stage::Recheck => "recheck",
+            Stage::Token => "token",
         }
     }
 }
@@ -57,7 +60,7 @@ pub enum Outcome {
 impl Outcome {
     /// The metric's `result`, and the audit record's (None: not audited).
     fn labels(self, stage: Stage) -> (&'static str, Option<AttemptResult>) {
-        let password = matches!(stage, Stage::Password | Stage::Recheck);
+        let password = matches!(stage, Stage::Password | Stage::Recheck | Stage::Token);
         match self {
             Outcome::Success => ("success", None),
             Outcome::Wrong if password => ("invalid_credentials", Some(AttemptResult::InvalidCredentials)),
@@ -146,6 +149,7 @@ mod tests {
             ),
             (Stage::BackupCode, &[Outcome::Success, Outcome::Wrong, Outcome::RateLimited, Outcome::Locked]),
             (Stage::Recheck, &[Outcome::Success, Outcome::Wrong, Outcome::RateLimited, Outcome::Locked]),
+            (Stage::Token, &[Outcome::Success, Outcome::Wrong, Outcome::RateLimited]),
         ];
         for (stage, outcomes) in used {
             let listed = crate::metrics::AUTH_ATTEMPTS.iter().find(|(s, _)| *s == stage.as_str()).map(|(_, r)| *r);

@@ -138,6 +138,14 @@ pub struct UpstreamConfig {
     pub ca_file: Option<CaFile>,
     /// Send the client's Host header upstream (true) or the upstream URL's host.
     pub preserve_host: bool,
+    /// For applications that only understand HTTP Basic: every authenticated
+    /// request reaches them with `Authorization: Basic` of the user's name and
+    /// `basic_auth_password`, and never with the client's own `Authorization`.
+    pub pass_basic_auth: bool,
+    /// The password the application gets with `pass_basic_auth` (a secret,
+    /// usually from the environment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth_password: Option<Secret>,
 }
 
 impl Default for UpstreamConfig {
@@ -148,6 +156,8 @@ impl Default for UpstreamConfig {
             timeout: Duration::from_secs(30),
             ca_file: None,
             preserve_host: true,
+            pass_basic_auth: false,
+            basic_auth_password: None,
         }
     }
 }
@@ -187,6 +197,8 @@ pub struct IdentityHeadersConfig {
     pub email: HeaderNameSetting,
     pub name: HeaderNameSetting,
     pub groups: HeaderNameSetting,
+    /// How the user signed the request: `session` or `token`.
+    pub auth_method: HeaderNameSetting,
 }
 
 impl Default for IdentityHeadersConfig {
@@ -196,6 +208,7 @@ impl Default for IdentityHeadersConfig {
             email: HeaderNameSetting::from_static("remote-email"),
             name: HeaderNameSetting::from_static("remote-name"),
             groups: HeaderNameSetting::from_static("remote-groups"),
+            auth_method: HeaderNameSetting::from_static("remote-auth-method"),
         }
     }
 }
@@ -480,4 +493,16 @@ pub struct RuleConfig {
     #[serde(default, deserialize_with = "super::values::one_or_many")]
     pub users: Vec<String>,
     pub policy: Policy,
+    /// Accept a user's access token (`Authorization: Bearer`, or as the
+    /// password of HTTP Basic) where this rule matches.
+    #[serde(default)]
+    pub allow_tokens: bool,
+    /// Requests this rule matches extend the session's idle timeout (false:
+    /// a page that polls does not keep a forgotten session alive).
+    #[serde(default = "yes")]
+    pub refresh_session: bool,
+}
+
+fn yes() -> bool {
+    true
 }

@@ -122,6 +122,12 @@ fn upstreams(upstream: &mut [UpstreamConfig], p: &mut Vec<Problem>) {
         {
             bad(&format!("upstream[{i}].ca_file"), e);
         }
+        if u.pass_basic_auth && u.basic_auth_password.as_ref().is_none_or(|p| p.expose().is_empty()) {
+            bad(
+                &format!("upstream[{i}].basic_auth_password"),
+                "is required with pass_basic_auth = true (the password the application gets)".into(),
+            );
+        }
         match &u.host {
             None => defaults += 1,
             Some(h) if h.is_empty() || h.contains('/') => {

@@ -16,6 +16,7 @@ use super::pages::SessionRow;
 use crate::auth::account::{Toggle, TotpConfirmed};
 use crate::auth::error::AuthError;
 use crate::auth::passkey::PasskeyInfo;
+use crate::auth::tokens::TokenView;
 use crate::gate::{Authenticated, Target};
 use crate::reply::{Failure, Format};
 use crate::store::{AuthLevel, Store, UserState};
@@ -113,7 +114,7 @@ pub(super) async fn view(cx: &Cx<'_>) -> Answer {
                 .collect(),
             session_level: auth.record.level,
         };
-        Ok::<_, AuthError>(Done::new(me, Page::Account(Notice::default())))
+        Ok::<_, AuthError>(Done::new(me, Page::Account(Box::default())))
     };
     let r = cx.reply(result.await.map_err(Failure::from), Back::Account(&auth)).await;
     (r, Some(auth.user))
@@ -437,10 +438,72 @@ pub(super) async fn sessions(cx: &Cx<'_>) -> Answer {
     let result = match cx.portal.account.sessions(&auth.user).await {
         Ok(list) => {
             let rows = Sessions { sessions: list.iter().map(|s| SessionRow::of(s, &current)).collect() };
-            Ok(Done::new(rows, Page::Account(Notice::default())))
+            Ok(Done::new(rows, Page::Account(Box::default())))
         }
         Err(e) => Err(Failure::from(e)),
     };
     let r = cx.reply(result, Back::Account(&auth)).await;
     (r, Some(auth.user))
+}
+
+#[derive(Deserialize)]
+struct NewTokenForm {
+    name: Option<String>,
+    password: Option<String>,
+    /// Seconds (the page's choices, or any up to a year).
+    expires_in: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Tokens {
+    tokens: Vec<TokenView>,
+}
+
+/// `POST account/tokens`, `POST api/tokens {name, password, expires_in?}`: a
+/// new access token, shown once (`201`). Needs two factors, as adding a
+/// factor does: a token signs requests without one.
+pub(super) async fn token_create(cx: &Cx<'_>, body: Incoming) -> Answer {
+    action(cx, body, Target::NewFactor, async |auth, form: NewTokenForm| {
+        let lifetime = match form.expires_in.as_deref().map(str::parse::<u64>) {
+            None => None,
+            Some(Ok(secs)) => Some(std::time::Duration::from_secs(secs)),
+            Some(Err(_)) => return Err(Failure::Missing("expires_in must be a number of seconds".into())),
+        };
+        let (name, password) = (form.name.unwrap_or_default(), form.password.as_deref());
+        let account = &cx.portal.account;
+        let token = account.create_token(&auth.user, &auth.token, password, &name, lifetime, &cx.client()).await?;
+        let json = serde_json::to_value(&token).map_err(|_| Failure::Render)?;
+        let message = "Your new access token is below. Copy it now: it will not be shown again.";
+        Ok(Done::account(json, Notice { access_token: Some(token), ..Notice::said(message) }).created())
+    })
+    .await
+}
+
+/// `GET api/tokens`: the user's access tokens (never their text).
+pub(super) async fn tokens(cx: &Cx<'_>) -> Answer {
+    let auth = match cx.session(Target::Account).await {
+        Ok(a) => a,
+        Err(r) => return (r, None),
+    };
+    let result = match cx.portal.account.tokens(&auth.user).await {
+        Ok(tokens) => Ok(Done::new(Tokens { tokens }, Page::Account(Box::default()))),
+        Err(e) => Err(Failure::from(e)),
+    };
+    let r = cx.reply(result, Back::Account(&auth)).await;
+    (r, Some(auth.user))
+}
+
+#[derive(Deserialize)]
+struct TokenId {
+    id: Option<String>,
+}
+
+/// `POST account/tokens/revoke` (the id in the form), `DELETE api/tokens/{id}`.
+pub(super) async fn token_revoke(cx: &Cx<'_>, body: Incoming, path_id: &str) -> Answer {
+    action(cx, body, Target::Account, async |auth, form: TokenId| {
+        let id = if path_id.is_empty() { form.id.unwrap_or_default() } else { path_id.to_owned() };
+        cx.portal.account.revoke_token(&auth.user, &id, &cx.client()).await?;
+        Ok(Done::account(Said { message: "Token revoked" }, Notice::said("The access token was revoked.")))
+    })
+    .await
 }

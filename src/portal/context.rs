@@ -50,6 +50,8 @@ pub struct Portal {
     pub redirects: Redirects,
     pub identity: Arc<IdentityHeaders>,
     pub settings: PortalSettings,
+    /// `WWW-Authenticate: Basic realm="<app name>"`, where tokens are accepted.
+    pub basic_challenge: http::HeaderValue,
 }
 
 /// A handler's answer, with the logged-in user for the access log.
@@ -120,7 +122,7 @@ impl Cx<'_> {
         match self.format {
             Format::Html => {
                 let url = format!("{}{}/account", self.portal.settings.public_origin, self.portal.settings.prefix);
-                self.portal.login_required(&Method::GET, self.headers, &url)
+                self.portal.login_required(&Method::GET, self.headers, &url, false)
             }
             Format::Json => self.fail(why),
         }
@@ -134,12 +136,18 @@ impl Cx<'_> {
 
 impl Portal {
     /// The answer to a request that must log in first: browsers are sent to
-    /// the login page with `rd`, everything else gets a 401.
-    pub fn login_required(&self, method: &Method, headers: &HeaderMap, original_url: &str) -> Response {
+    /// the login page with `rd`, everything else gets a 401 (where access
+    /// tokens are accepted, `tokens`, one that invites HTTP Basic, so a
+    /// client that can send a token as a password prompts for it).
+    pub fn login_required(&self, method: &Method, headers: &HeaderMap, original_url: &str, tokens: bool) -> Response {
         let mut r = if reply::is_navigation(method, headers) {
             reply::redirect(StatusCode::FOUND, &self.login_url(original_url))
         } else {
-            reply::json_error(StatusCode::UNAUTHORIZED, "authentication required")
+            let mut r = reply::json_error(StatusCode::UNAUTHORIZED, "authentication required");
+            if tokens {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, self.basic_challenge.clone());
+            }
+            r
         };
         r.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
         r

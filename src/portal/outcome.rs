@@ -22,6 +22,8 @@ pub(super) struct Done {
     page: Page,
     /// Cookies set in either format (a new session, a cleared one).
     cookies: Vec<HeaderValue>,
+    /// The API's status (200 unless something was created).
+    status: StatusCode,
 }
 
 /// What a browser gets when an endpoint did its work.
@@ -29,7 +31,7 @@ pub(super) enum Page {
     /// `303 See Other` to this URL.
     SeeOther(String),
     /// The account page, with what the action did.
-    Account(Notice),
+    Account(Box<Notice>),
 }
 
 impl Done {
@@ -39,12 +41,18 @@ impl Done {
             Ok(Value::Object(m)) => m,
             _ => Map::new(),
         };
-        Done { json, page, cookies: Vec::new() }
+        Done { json, page, cookies: Vec::new(), status: StatusCode::OK }
     }
 
     /// The account page saying `message`; the API answers `view`.
     pub fn account(view: impl Serialize, notice: Notice) -> Done {
-        Done::new(view, Page::Account(notice))
+        Done::new(view, Page::Account(Box::new(notice)))
+    }
+
+    /// `201 Created` for the API.
+    pub fn created(mut self) -> Done {
+        self.status = StatusCode::CREATED;
+        self
     }
 
     pub fn with_cookie(mut self, cookie: HeaderValue) -> Done {
@@ -81,17 +89,17 @@ impl Cx<'_> {
     }
 
     async fn done(&self, done: Done, back: &Back<'_>) -> Response {
-        let Done { mut json, page, cookies } = done;
+        let Done { mut json, page, cookies, status } = done;
         let mut r = match self.format {
             Format::Json => {
                 json.insert("success".into(), json!(true));
-                reply::json(StatusCode::OK, &Value::Object(json))
+                reply::json(status, &Value::Object(json))
             }
             Format::Html => match page {
                 Page::SeeOther(url) => reply::redirect(StatusCode::SEE_OTHER, &url),
                 Page::Account(notice) => match back {
                     Back::Account(auth) | Back::ConfirmEnable(auth) => {
-                        self.account_page(auth, StatusCode::OK, notice).await
+                        self.account_page(auth, StatusCode::OK, *notice).await
                     }
                     _ => self.fail(Failure::Render),
                 },

@@ -133,6 +133,28 @@ impl<'a> LoginRow<'a> {
     }
 }
 
+/// An access token on the account page.
+#[derive(Serialize)]
+pub struct TokenRow {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub expires: String,
+    pub last_used: String,
+}
+
+impl TokenRow {
+    pub fn of(t: crate::auth::tokens::TokenView) -> TokenRow {
+        TokenRow {
+            created: format_time(t.created),
+            expires: format_time(t.expires_at),
+            last_used: t.last_used.map_or_else(|| "never".to_owned(), format_time),
+            id: t.id,
+            name: t.name,
+        }
+    }
+}
+
 /// A passkey on the account page.
 #[derive(Serialize)]
 pub struct PasskeyRow {
@@ -170,6 +192,10 @@ pub struct AccountView<'a> {
     pub needs_step_up: bool,
     /// Where the step-up comes back to (this page).
     pub account_url: &'a str,
+    /// The user's access tokens.
+    pub tokens: Vec<TokenRow>,
+    /// An access token just made, shown this once.
+    pub access_token: Option<&'a crate::auth::tokens::NewToken>,
     pub backup_codes_left: u32,
     /// New backup codes, shown once.
     pub backup_codes: &'a [String],
@@ -249,6 +275,8 @@ pub(super) struct Notice {
     /// A session token just issued (the session rotated): the page binds
     /// its forms to it.
     pub new_token: Option<String>,
+    /// An access token just made, shown this once.
+    pub access_token: Option<crate::auth::tokens::NewToken>,
 }
 
 impl Notice {
@@ -345,6 +373,10 @@ impl Cx<'_> {
             Ok(p) => p.into_iter().map(PasskeyRow::of).collect(),
             Err(e) => return self.fail(e),
         };
+        let tokens = match portal.account.tokens(&auth.user).await {
+            Ok(t) => t.into_iter().map(TokenRow::of).collect(),
+            Err(e) => return self.fail(e),
+        };
         let adding = match portal.account.required_level(&auth.user, Target::NewFactor).await {
             Ok(level) => level,
             Err(e) => return self.fail(e),
@@ -365,6 +397,8 @@ impl Cx<'_> {
             passkeys_available: portal.account.passkeys_available(),
             needs_step_up: auth.record.level < adding,
             account_url: &account_url,
+            tokens,
+            access_token: n.access_token.as_ref(),
             backup_codes_left: data.state.backup_codes_left,
             backup_codes: &n.backup_codes,
             backup_codes_txt: form_urlencoded::byte_serialize(txt.as_bytes()).collect::<String>().replace('+', "%20"),

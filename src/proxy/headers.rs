@@ -279,6 +279,14 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     out
 }
 
+/// `Basic base64(user:password)`, for an application that only understands
+/// HTTP Basic (`pass_basic_auth`).
+pub fn basic_authorization(user: &str, password: &str) -> Option<HeaderValue> {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    HeaderValue::from_str(&format!("Basic {encoded}")).ok()
+}
+
 /// Drops the named cookies from every `Cookie` header, so the upstream never
 /// sees the gateway's session. Other cookies pass untouched. A `Cookie` header
 /// that is not visible ASCII goes whole, as one that may hide ours.

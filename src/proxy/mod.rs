@@ -6,6 +6,7 @@
 
 mod client;
 pub mod headers;
+pub mod upgrades;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use crate::body::{Body, Response};
 use crate::config::UpstreamConfig;
 use crate::identity::{IdentityHeaders, IdentityValues};
 use client::UpstreamClient;
+use upgrades::{Signer, Upgrades};
 
 /// How forwarding failed; `reply::Failure` turns it into an error page.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,9 @@ pub struct Upstream {
     host_header: HeaderValue,
     timeout: Duration,
     preserve_host: bool,
+    /// `pass_basic_auth`: the password the application gets with the
+    /// user's name as HTTP Basic.
+    basic_auth_password: Option<String>,
     /// One pool per worker thread ([`crate::server::worker_index`]), so a
     /// request and the upstream connection serving it stay on one core.
     clients: Box<[UpstreamClient]>,
@@ -87,14 +92,27 @@ pub struct ForwardContext<'a> {
     pub strip_cookies: &'a [&'a str],
     /// The identity headers: client-sent copies are always removed.
     pub identity_headers: &'a IdentityHeaders,
-    /// The logged-in user's identity to add, if any.
-    pub identity: Option<&'a IdentityValues>,
+    /// Who signed the request, if anyone.
+    pub caller: Option<Signed<'a>>,
+    /// What an upgraded connection ends with (the caller's session or token).
+    pub signer: Option<Signer>,
 }
 
-/// All upstreams, in configuration order.
+/// What the proxy tells the application of who signed a request.
+#[derive(Clone, Copy)]
+pub struct Signed<'a> {
+    pub identity: &'a IdentityValues,
+    pub username: &'a str,
+    /// `session` or `token` (`Caller::method`).
+    pub method: &'static str,
+}
+
+/// All upstreams, in configuration order, and the upgraded connections open
+/// to them.
 pub struct Proxy {
     upstreams: Vec<Upstream>,
     default: Option<usize>,
+    upgrades: Upgrades,
 }
 
 impl Proxy {
@@ -119,11 +137,21 @@ impl Proxy {
                 authority,
                 timeout: c.timeout,
                 preserve_host: c.preserve_host,
+                basic_auth_password: c
+                    .pass_basic_auth
+                    .then(|| c.basic_auth_password.as_ref().map(|p| p.expose().to_owned()))
+                    .flatten(),
                 clients,
             });
         }
         let default = upstreams.iter().position(|u| u.host.is_none());
-        Ok(Proxy { upstreams, default })
+        Ok(Proxy { upstreams, default, upgrades: Upgrades::default() })
+    }
+
+    /// The upgraded connections open (checked against their signers'
+    /// sessions and tokens by `Upgrades::spawn_checks`).
+    pub fn upgrades(&self) -> &Upgrades {
+        &self.upgrades
     }
 
     /// First upstream whose host is `host` (a normalised host name, without
@@ -151,8 +179,21 @@ impl Proxy {
         headers::strip_cookies(headers, ctx.strip_cookies);
         headers::strip_forwarding(headers, ctx.trusted_peer);
         headers::set_forwarded(headers, ctx.peer, ctx.trusted_peer, ctx.scheme, original_host.as_ref());
-        if let Some(values) = ctx.identity {
-            ctx.identity_headers.apply(values, headers);
+        if let Some(c) = &ctx.caller {
+            ctx.identity_headers.apply(c.identity, c.method, headers);
+            // A token is the client's secret with the gateway, never the application's.
+            if c.method == "token" {
+                headers.remove(header::AUTHORIZATION);
+            }
+        }
+        if let Some(password) = &upstream.basic_auth_password {
+            // The application gets the user's name, never the client's own credentials.
+            headers.remove(header::AUTHORIZATION);
+            if let Some(c) = &ctx.caller
+                && let Some(v) = headers::basic_authorization(c.username, password)
+            {
+                headers.insert(header::AUTHORIZATION, v);
+            }
         }
         let host = match (&original_host, upstream.preserve_host) {
             (Some(h), true) => h.clone(),
@@ -190,12 +231,27 @@ impl Proxy {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                // Registered before the switch completes: the connection ends
+                // with its signer from its first byte on.
+                let mut registration = ctx.signer.clone().map(|s| self.upgrades.register(s));
                 tokio::spawn(async move {
                     if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
                         let mut c = TokioIo::new(c);
                         let mut u = TokioIo::new(u);
-                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                        let ended = async {
+                            match &mut registration {
+                                Some(r) => {
+                                    let _ = r.closed.wait_for(|closed| *closed).await;
+                                }
+                                None => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut c, &mut u) => {}
+                            () = ended => {}
+                        }
                     }
+                    drop(registration);
                 });
             }
             let (parts, _) = resp.into_parts();

@@ -70,7 +70,10 @@ fn account_ctx() -> serde_json::Value {
         ],
         "message": "Backup codes generated", "error": "", "code_digits": 6,
         "totp_enabled": false, "totp_setup": null, "totp_digits": 6,
-        "passkeys_available": true, "needs_step_up": false, "account_url": "https://auth.example.com/_auth/account"
+        "passkeys_available": true, "needs_step_up": false, "account_url": "https://auth.example.com/_auth/account",
+        "tokens": [{"id": "tid1", "name": "Backup <script>", "created": "2026-11-24T13:05:00Z",
+                    "expires": "2027-02-22T13:05:00Z", "last_used": "never"}],
+        "access_token": null
     }))
 }
 
@@ -384,13 +387,27 @@ fn account_page_sets_up_shows_and_removes_the_authenticator_app() {
 }
 
 #[test]
+fn the_account_page_lists_tokens_escaped_and_shows_a_new_one_once() {
+    let mut v = account_ctx();
+    let html = render("account.html", v.clone());
+    assert!(html.contains("Backup &lt;script&gt;"), "names are escaped");
+    assert!(html.contains(r#"action="/_auth/account/tokens/revoke""#) && html.contains(r#"value="tid1""#));
+    assert!(html.contains(r#"action="/_auth/account/tokens""#) && html.contains(r#"name="expires_in""#));
+    assert!(!html.contains("new-access-token"));
+    v["access_token"] = json!({"id": "tid2", "name": "git", "token": "pct_secret", "expires_at": 1});
+    let html = render("account.html", v);
+    assert!(html.contains(r#"<code id="new-access-token">pct_secret</code>"#));
+}
+
+#[test]
 fn a_one_factor_session_is_offered_the_step_up_instead_of_the_forms_that_add_a_factor() {
     let mut v = account_ctx();
     v["needs_step_up"] = json!(true);
     let html = render("account.html", v);
     assert!(!html.contains(r#"action="/_auth/account/totp""#), "no setup form");
     assert!(!html.contains("data-passkey-register"), "no passkey form");
-    assert_eq!(html.matches(r#"action="/_auth/login/step-up""#).count(), 2, "a step-up for each");
+    assert_eq!(html.matches(r#"action="/_auth/login/step-up""#).count(), 3, "a step-up for each");
+    assert!(!html.contains(r#"action="/_auth/account/tokens""#), "no token form");
     assert!(html.contains("E-mail me a code to add an authenticator app"));
     assert!(html.contains("E-mail me a code to add a passkey"));
     assert!(html.contains(r#"name="rd" value="https://auth.example.com/_auth/account""#), "and back here");

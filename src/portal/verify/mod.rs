@@ -81,11 +81,11 @@ pub(super) async fn verify(cx: &Cx<'_>) -> Answer {
     };
     let user = verdict.user();
     let response = match verdict {
-        Verdict::Allow(auth) => {
+        Verdict::Allow(caller) => {
             metrics::forward_auth("allow");
             let mut r = reply::empty(StatusCode::OK);
-            if let Some(auth) = auth {
-                cx.portal.identity.apply(&auth.user.identity, r.headers_mut());
+            if let Some(c) = caller {
+                cx.portal.identity.apply(&c.user().identity, c.method(), r.headers_mut());
             }
             r
         }
@@ -93,14 +93,22 @@ pub(super) async fn verify(cx: &Cx<'_>) -> Answer {
             metrics::forward_auth("deny");
             reply::json_error(StatusCode::FORBIDDEN, "access denied")
         }
-        Verdict::LoginRequired(_) => {
+        Verdict::LoginRequired { tokens, .. } => {
             let login = cx.portal.login_url(&orig.url());
-            let (r, decision) = match dialect {
+            let (mut r, decision) = match dialect {
                 Dialect::Nginx => (nginx::login_required(&orig, cx.headers, &login), "unauthorized"),
                 Dialect::Forwarded => forwarded::login_required(&orig, cx.headers, &login),
             };
+            if tokens && r.status() == StatusCode::UNAUTHORIZED {
+                // The proxy relays it: a client that can send a token prompts for one.
+                r.headers_mut().insert(http::header::WWW_AUTHENTICATE, cx.portal.basic_challenge.clone());
+            }
             metrics::forward_auth(decision);
             r
+        }
+        Verdict::Limited { retry_after } => {
+            metrics::forward_auth("deny");
+            cx.fail(crate::auth::error::AuthError::RateLimited { retry_after })
         }
     };
     (response, user)
