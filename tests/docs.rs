@@ -484,7 +484,8 @@ fn the_readmes_login_limits_are_the_defaults() {
     let readme = read("README.md");
     let start = readme.find("**Trying it out, and the login limits").expect("the README's paragraph on login limits");
     let paragraph = &readme[start..];
-    let paragraph = &paragraph[..paragraph.find("\n- ").unwrap_or(paragraph.len())];
+    let end = ["\n- ", "\n\n"].iter().filter_map(|e| paragraph.find(e)).min().unwrap_or(paragraph.len());
+    let paragraph = &paragraph[..end];
     let dir = tempfile::tempdir().unwrap();
     let defaults = printed_config(dir.path(), None);
     let mut stated = 0;

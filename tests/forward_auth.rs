@@ -38,7 +38,7 @@ struct Setup {
     up: Upstream,
     /// The public origin of the portal (the proxy's own origin, or the SSO portal host's).
     portal: String,
-    _gw: Gateway,
+    gw: Gateway,
     _users: tempfile::TempDir,
 }
 
@@ -86,6 +86,10 @@ users_file = "{users}"
 [access_control]
 default_policy = "one_factor"
 [[access_control.rules]]
+path = "^/dav/"
+policy = "two_factor"
+allow_tokens = true
+[[access_control.rules]]
 path = "^/public/"
 policy = "bypass"
 [[access_control.rules]]
@@ -122,7 +126,7 @@ policy = "deny"
         assert!(std::time::Instant::now() < deadline, "{} never routed to the gateway", proxy.name);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    Some(Setup { proxy, up, portal, _gw: gw, _users: users_dir })
+    Some(Setup { proxy, up, portal, gw, _users: users_dir })
 }
 
 /// A browser-like client: keeps cookies by domain (readable through `jar`),
@@ -222,6 +226,57 @@ fn session_of(jar: &reqwest::cookie::Jar, url: &str) -> String {
 }
 
 // ---- scenarios, each run against every proxy ----
+
+/// An access token for `who`, made through the proxy: a one-factor session
+/// steps up with the code printed on the gateway's console, then asks.
+async fn token_of(s: &Setup, who: (&str, &str)) -> String {
+    let (http, _) = browser(s.proxy.port);
+    api_login(&http, s, who).await;
+    let post = |path: &str, body: Value| {
+        http.post(format!("{}/_auth/api/{path}", s.portal)).header("Origin", &s.portal).json(&body).send()
+    };
+    let printed = s.gw.stdout().len();
+    assert_eq!(post("step-up", json!({})).await.unwrap().status(), StatusCode::OK);
+    let code = loop {
+        if let Some(code) = support::find_code(&s.gw.stdout()[printed..], 6) {
+            break code;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(post("verify-login-otp", json!({"otp_code": code})).await.unwrap().status(), StatusCode::OK);
+    let r = post("tokens", json!({"name": "client", "password": who.1})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", s.proxy.name);
+    r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+}
+
+async fn a_token_signs_requests_where_the_rule_takes_tokens(kind: Proxy) {
+    use base64::Engine as _;
+    let Some(s) = setup(kind, false).await else { return };
+    let name = s.proxy.name;
+    let token = token_of(&s, ALICE).await;
+    let basic = |pw: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("alice:{pw}")));
+    for auth in [format!("Bearer {token}"), basic(&token)] {
+        let e =
+            echo(client().get(s.proxy.url("/dav/cal")).header("Authorization", auth).send().await.unwrap(), name).await;
+        assert_eq!(e["headers"]["remote-user"], json!(["alice"]), "{name}: {e}");
+        assert_eq!(e["headers"]["remote-auth-method"], json!(["token"]), "{name}: {e}");
+        assert!(e["headers"].get("authorization").is_none(), "{name}: the token reached the app: {e}");
+    }
+    // Elsewhere, no token is anyone; the password is never one.
+    let r = client().get(s.proxy.url("/app")).header("Authorization", format!("Bearer {token}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name}");
+    let r = client().get(s.proxy.url("/dav/cal")).header("Authorization", basic(ALICE.1)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{name}");
+    let challenge = r.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(challenge.starts_with("Basic realm="), "{name}: a client is invited to send its token: {challenge:?}");
+    // A session's request keeps the application's own Authorization.
+    let (http, _) = browser(s.proxy.port);
+    api_login(&http, &s, ALICE).await;
+    let e =
+        echo(http.get(s.proxy.url("/app")).header("Authorization", "Bearer app-own").send().await.unwrap(), name).await;
+    assert_eq!(e["headers"]["authorization"], json!(["Bearer app-own"]), "{name}: {e}");
+    assert_eq!(e["headers"]["remote-auth-method"], json!(["session"]), "{name}: {e}");
+}
 
 async fn unauthenticated_browser_comes_back_to_the_exact_url(kind: Proxy) {
     let Some(s) = setup(kind, false).await else { return };
@@ -527,6 +582,11 @@ macro_rules! behind {
             #[tokio::test]
             async fn only_browsers_are_redirected_to_log_in() {
                 super::only_browsers_are_redirected_to_log_in(Proxy::$kind).await;
+            }
+
+            #[tokio::test]
+            async fn a_token_signs_requests_where_the_rule_takes_tokens() {
+                super::a_token_signs_requests_where_the_rule_takes_tokens(Proxy::$kind).await;
             }
 
             #[tokio::test]

@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use support::flow::{Backend, Harness, Options, PASSWORD};
 
-support::on_both_stores!(unlock_and_session_revoke_reach_the_running_gateway_on_any_store);
+support::on_both_stores!(
+    unlock_and_session_revoke_reach_the_running_gateway_on_any_store,
+    token_list_and_revoke_reach_the_running_gateway_on_any_store,
+);
 
 /// The harness's config as an operator's file would have it: naming the
 /// metrics listener's real address (the harness binds port 0).
@@ -308,4 +311,39 @@ async fn text_logs_escape_what_clients_type() {
     assert!(attempt.contains("mallory\\x0a2026-12-01") && attempt.contains("\\x0d\\x1b[1A"), "{attempt}");
     assert!(!log.lines().any(|l| l.starts_with("2026-12-01T00:00:00Z")), "no forged line:\n{log}");
     assert!(!log.contains(['\u{1b}', '\r']), "{log:?}");
+}
+
+/// `portcullis token list|revoke` reach the running gateway, as `unlock` does.
+async fn token_list_and_revoke_reach_the_running_gateway_on_any_store(b: Backend) {
+    let rules = "[[access_control.rules]]\npath = \"^/dav/\"\npolicy = \"two_factor\"\nallow_tokens = true\n";
+    let options = Options { policy: "one_factor", resend_cooldown: "0s", extra: rules.into(), ..Default::default() };
+    let Some(h) = Harness::start(b, options).await else { return };
+    let c = h.two_factor_client("testuser", PASSWORD, "portcullis tests").await;
+    let mut made = Vec::new();
+    for name in ["nightly backup", "phone calendar"] {
+        let (s, v) = h.post_as(&c, "/_auth/api/tokens", serde_json::json!({"name": name, "password": PASSWORD})).await;
+        assert_eq!(s, 201, "{v}");
+        made.push((v["id"].as_str().unwrap().to_owned(), v["token"].as_str().unwrap().to_owned()));
+    }
+    let (id, token) = &made[0];
+    let config = operator_config(&h);
+    let (code, out, err) = cli(&config, &["token", "list", "testuser"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().next().unwrap().starts_with("ID "), "a header row: {out}");
+    assert!(out.contains("nightly backup") && out.contains("phone calendar") && out.contains(id.as_str()), "{out}");
+    assert!(!out.contains(&token[4 + 22..]), "never the secret: {out}");
+    let (code, out, err) = cli(&config, &["token", "revoke", "testuser", id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("Revoked token {id} of testuser")), "{out}");
+    let r = support::client().get(h.url("/dav/x")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 401, "revoked at once");
+    let (code, _, err) = cli(&config, &["token", "revoke", "testuser", id]);
+    assert_eq!(code, 1, "an id that is not the user's is a usage error: {err}");
+    let (code, out, _) = cli(&config, &["token", "revoke", "testuser"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Revoked 1 access token(s) of testuser"), "{out}");
+    let by_operator = |r: &serde_json::Value| {
+        r["event"] == "token_revoked" && r["details"].as_str().is_some_and(|d| d.starts_with("by an operator"))
+    };
+    assert!(h.gw.wait_for_record(by_operator).await.is_some(), "audited with the operator");
 }

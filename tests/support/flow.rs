@@ -82,6 +82,8 @@ pub struct Options {
     pub mail_timeout: &'static str,
     /// Added to `[server]` (one `key = value` per line).
     pub server: String,
+    /// Added to the `[[upstream]]` (one `key = value` per line).
+    pub upstream: String,
     /// The host of `server.public_url` (and of `origin`): `localhost` for
     /// passkeys, whose relying party cannot be an IP address.
     pub public_host: &'static str,
@@ -100,6 +102,7 @@ impl Default for Options {
             trusted_proxies: None,
             mail_timeout: "5s",
             server: String::new(),
+            upstream: String::new(),
             public_host: "127.0.0.1",
         }
     }
@@ -141,6 +144,7 @@ trusted_proxies = {trusted}
 {server}
 [[upstream]]
 url = "{upstream}"
+{upstream_extra}
 [auth]
 secret = "{SECRET}"
 users_file = "{users}"
@@ -175,6 +179,7 @@ default_policy = "{policy}"
                 digits = o.digits,
                 extra = o.extra,
                 server = o.server,
+                upstream_extra = o.upstream,
                 host = o.public_host,
                 trusted = o.trusted_proxies.unwrap_or(r#"["127.0.0.1/32", "::1/128"]"#),
                 rate_limit = o.rate_limit.unwrap_or(

@@ -14,7 +14,7 @@ use http::StatusCode;
 use http::header::HeaderMap;
 
 use super::context::{Answer, Cx};
-use crate::gate::{Facts, Verdict};
+use crate::gate::{Caller, Facts, Verdict};
 use crate::metrics;
 use crate::reply::{self, Failure};
 
@@ -84,8 +84,17 @@ pub(super) async fn verify(cx: &Cx<'_>) -> Answer {
         Verdict::Allow(caller) => {
             metrics::forward_auth("allow");
             let mut r = reply::empty(StatusCode::OK);
-            if let Some(c) = caller {
+            if let Some(c) = &caller {
                 cx.portal.identity.apply(&c.user().identity, c.method(), r.headers_mut());
+            }
+            // What the proxy should send the application as `Authorization`
+            // (the deploy/ configs copy it over the client's): the client's
+            // own, except a token, which is the client's secret with the
+            // gateway and never the application's.
+            if !matches!(caller, Some(Caller::Token(_)))
+                && let Some(authorization) = cx.headers.get(http::header::AUTHORIZATION)
+            {
+                r.headers_mut().insert(http::header::AUTHORIZATION, authorization.clone());
             }
             r
         }
