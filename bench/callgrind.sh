@@ -14,7 +14,11 @@
 # gateway's /_auth/verify instead (nginx, one worker, keeps its connections to
 # the gateway alive), and the figure is the gateway's instructions per check.
 #
-# Usage: [CASE=proxy|forward-auth] [FLOOR=1] bench/callgrind.sh [duration=20s] [binary=target/release/portcullis ...]
+# With CASE=token, each binary is counted twice under one config whose rule
+# takes access tokens: the session cookie, then `Authorization: Bearer` with a
+# token (made at two factors: a step-up with the e-mailed code first).
+#
+# Usage: [CASE=proxy|forward-auth|token] [FLOOR=1] bench/callgrind.sh [duration=20s] [binary=target/release/portcullis ...]
 #   Several binaries are measured one after another in the same run. FLOOR=1
 #   also counts bench/hyper_floor.rs: the minimal hyper proxy, or with
 #   CASE=forward-auth the minimal hyper server answering 200.
@@ -23,7 +27,7 @@ cd "$(dirname "$0")/.."
 DUR="${1:-20s}"
 shift || true
 CASE="${CASE:-proxy}"
-case "$CASE" in proxy|forward-auth) ;; *) echo "unknown CASE: $CASE (proxy | forward-auth)"; exit 1;; esac
+case "$CASE" in proxy|forward-auth|token) ;; *) echo "unknown CASE: $CASE (proxy | forward-auth | token)"; exit 1;; esac
 BINS=("$@")
 if [ ${#BINS[@]} -eq 0 ]; then
   cargo build --release --quiet
@@ -75,10 +79,12 @@ CONF
   FRONT="$port"
 }
 
-measure() { # binary
-  local bin="$1" gw out
+measure() { # binary [bearer]
+  local bin="$1" bearer="${2:-}" gw out
   gw=$(free_port)
   out="$WORK/callgrind.$gw.out"
+  local rules=""
+  [ "$CASE" = token ] && rules=$'[[access_control.rules]]\npath = "^/"\npolicy = "one_factor"\nallow_tokens = true\n[mail]\ntransport = "file"\nfile_dir = "'"$WORK/outbox"'"'
   cat > "$WORK/portcullis.toml" <<CONF
 [server]
 listen = "127.0.0.1:$gw"
@@ -91,6 +97,7 @@ secret = "fixGfLOuvcHTeVw9Xfk-yilcsO2TFwDrddmNnciOrVmMR70u"
 users_file = "$WORK/users.toml"
 [access_control]
 default_policy = "one_factor"
+$rules
 CONF
   PORTCULLIS_LOG=info valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
     "$bin" --log-format json serve --config "$WORK/portcullis.toml" > "$WORK/gw.$gw.log" 2>&1 &
@@ -108,7 +115,31 @@ CONF
     [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "$url")" = 200 ] \
       || { echo "nginx auth_request to the gateway does not let the session through"; exit 1; }
   fi
+  if [ -n "$bearer" ]; then
+    local token
+    token=$(make_token "$gw" "$cookie")
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$url")" = 200 ] \
+      || { echo "the token does not sign a request"; exit 1; }
+    count "$pid" "$out" "$bin (Bearer token)" "$url" -H "Authorization: Bearer $token"
+    return
+  fi
   count "$pid" "$out" "$bin" "$url" -H "Cookie: $cookie"
+}
+
+# A token for the bench user: step up with the e-mailed code, then make one.
+make_token() { # gateway port, session cookie
+  local gw="$1" cookie="$2" api="http://127.0.0.1:$1/_auth/api" code session pending
+  rm -rf "$WORK/outbox"
+  pending=$(curl -s -D - -o /dev/null -H "Origin: http://127.0.0.1:$gw" -H "Cookie: $cookie" \
+    -H 'Content-Type: application/json' -d '{}' "$api/step-up" \
+    | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(portcullis_session_pending=[^;]*\).*/\1/p' | head -1)
+  for _ in $(seq 100); do ls "$WORK"/outbox/*.eml > /dev/null 2>&1 && break; sleep 0.1; done
+  code=$(grep -ohE '^[[:space:]]*[0-9]{6}[[:space:]]*$' "$WORK"/outbox/*.eml | tr -d ' \r' | head -1)
+  session=$(curl -s -D - -o /dev/null -H "Origin: http://127.0.0.1:$gw" -H "Cookie: $cookie; $pending" \
+    -H 'Content-Type: application/json' -d "{\"otp_code\":\"$code\"}" "$api/verify-login-otp" \
+    | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(portcullis_session=[^;]*\).*/\1/p' | head -1)
+  curl -s -H "Origin: http://127.0.0.1:$gw" -H "Cookie: $session" -H 'Content-Type: application/json' \
+    -d '{"name":"bench","password":"bench-password"}' "$api/tokens" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p'
 }
 
 # Warms up, counts DUR of wrk against URL with instrumentation on, stops the
@@ -156,6 +187,10 @@ measure_floor() {
 
 if [ "$CASE" = forward-auth ]; then
   echo "callgrind, wrk -t1 -c4 -d$DUR per binary, authenticated GET through nginx auth_request → the gateway's verify"
+elif [ "$CASE" = token ]; then
+  echo "callgrind, wrk -t1 -c4 -d$DUR, one rule taking tokens: the session cookie, then a Bearer token"
+  for b in "${BINS[@]}"; do measure "$b"; measure "$b" bearer; done
+  exit 0
 else
   echo "callgrind, wrk -t1 -c4 -d$DUR per binary, authenticated GET through the gateway to a 1 KiB static page"
 fi

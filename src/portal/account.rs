@@ -21,14 +21,15 @@ use crate::gate::{Authenticated, Target};
 use crate::reply::{Failure, Format};
 use crate::store::{AuthLevel, Store, UserState};
 
-/// An account action: the session at the level `target` needs and the typed
-/// form, then `act`, then the reply (the account page, or JSON).
+/// An account action: the session, the typed form (CSRF checked first, so a
+/// cross-site request is refused as such whatever the session's level), the
+/// level `target` needs, then `act`, then the reply (the account page, or JSON).
 async fn action<F, A>(cx: &Cx<'_>, body: Incoming, target: Target<'_>, act: A) -> Answer
 where
     F: DeserializeOwned,
     A: AsyncFnOnce(&Authenticated, F) -> Result<Done, Failure>,
 {
-    let auth = match cx.session(target).await {
+    let auth = match cx.logged_in().await {
         Ok(a) => a,
         Err(r) => return (r, None),
     };
@@ -36,6 +37,9 @@ where
         Ok(f) => f,
         Err(r) => return (r, Some(auth.user)),
     };
+    if let Err(r) = cx.at_level(&auth, target).await {
+        return (r, Some(auth.user));
+    }
     let result = act(&auth, form).await;
     let r = cx.reply(result, Back::Account(&auth)).await;
     (r, Some(auth.user))
@@ -353,7 +357,7 @@ struct OtpEnabled<'a> {
 /// `POST account/otp/confirm`, `POST api/confirm-enable-otp`: the e-mailed
 /// code turns 2FA on; the backup codes are shown once and the session rotates.
 pub(super) async fn confirm_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
-    let auth = match cx.session(Target::Account).await {
+    let auth = match cx.logged_in().await {
         Ok(a) => a,
         Err(r) => return (r, None),
     };
@@ -361,6 +365,9 @@ pub(super) async fn confirm_otp(cx: &Cx<'_>, body: Incoming) -> Answer {
         Ok(f) => f,
         Err(r) => return (r, Some(auth.user)),
     };
+    if let Err(r) = cx.at_level(&auth, Target::Account).await {
+        return (r, Some(auth.user));
+    }
     let code = form.otp_code.unwrap_or_default();
     let result = match cx.portal.account.confirm_enable(&auth.user, &auth.token, &code, &cx.client()).await {
         Ok((codes, token)) => {

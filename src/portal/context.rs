@@ -104,13 +104,25 @@ impl Cx<'_> {
     /// a 401) or with a session below the level `target` needs (asked for
     /// the second factor: step-up).
     pub async fn session(&self, target: Target<'_>) -> Result<Authenticated, Response> {
-        let auth = match self.portal.gate.authenticate(self.headers).await {
-            Ok(Some(a)) => a,
-            Ok(None) => return Err(self.send_to_login(Failure::Unauthenticated)),
-            Err(e) => return Err(self.fail(e)),
-        };
+        let auth = self.logged_in().await?;
+        self.at_level(&auth, target).await?;
+        Ok(auth)
+    }
+
+    /// The logged-in session at whatever level it has (a form then checks
+    /// CSRF before `at_level`, so a cross-site request is refused as such).
+    pub async fn logged_in(&self) -> Result<Authenticated, Response> {
+        match self.portal.gate.authenticate(self.headers).await {
+            Ok(Some(a)) => Ok(a),
+            Ok(None) => Err(self.send_to_login(Failure::Unauthenticated)),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// `Ok` when `auth` is at the level `target` needs, else the step-up answer.
+    pub async fn at_level(&self, auth: &Authenticated, target: Target<'_>) -> Result<(), Response> {
         match self.portal.account.required_level(&auth.user, target).await {
-            Ok(needed) if auth.record.level >= needed => Ok(auth),
+            Ok(needed) if auth.record.level >= needed => Ok(()),
             Ok(_) => Err(self.send_to_login(Failure::StepUp)),
             Err(e) => Err(self.fail(e)),
         }
