@@ -18,6 +18,7 @@ use crate::auth::operator::OperatorActions;
 use crate::auth::passkey::Passkeys;
 use crate::auth::password::PasswordChecker;
 use crate::auth::record::Attempts;
+use crate::auth::reset::{NewPasswords, PasswordReset};
 use crate::auth::suspicious::SuspiciousActivity;
 use crate::auth::tokens::AccessTokens;
 use crate::auth::totp::Authenticator;
@@ -111,6 +112,8 @@ pub struct App {
     pub users: Arc<Users>,
     /// The audit trail (the users file's reloads write to it).
     pub audit: Audit,
+    /// Which sessions a users-file reload ends for a changed credential.
+    pub stale: crate::auth::users::Stale,
 }
 
 /// Builds the gateway from a validated config. `users` may be given (the
@@ -145,12 +148,13 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         secret: &secret,
         clock: &clock,
     };
-    let AuthHandles { gate, login, account, audit } = shared.auth_handles(templates)?;
+    let AuthHandles { gate, login, account, reset, audit, stale } = shared.auth_handles(templates)?;
 
     let portal = Portal {
         gate: gate.clone(),
         login,
         account,
+        reset,
         store: store.clone(),
         replies: replies.clone(),
         cookies: cookies.clone(),
@@ -174,7 +178,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         replies,
         hsts_upstream: config.server.hsts_upstream,
     };
-    Ok(App { config, gateway, store, users, audit })
+    Ok(App { config, gateway, store, users, audit, stale })
 }
 
 /// What every auth handle is built from.
@@ -194,7 +198,9 @@ struct AuthHandles {
     gate: Arc<Gate>,
     login: LoginFlow,
     account: AccountActions,
+    reset: PasswordReset,
     audit: Audit,
+    stale: crate::auth::users::Stale,
 }
 
 impl Shared<'_> {
@@ -257,7 +263,7 @@ impl Shared<'_> {
             attempts: attempts.clone(),
             notifier: notifier.clone(),
             suspicious,
-            fingerprints,
+            fingerprints: fingerprints.clone(),
             levels: gate.levels().clone(),
             settings: Arc::new(LoginSettings {
                 session: config.session.clone(),
@@ -265,10 +271,25 @@ impl Shared<'_> {
             }),
             clock: clock.clone(),
         };
+        let new_passwords =
+            NewPasswords::new(users.clone(), store.clone(), audit.clone(), passwords.clone(), fingerprints.clone());
+        let reset = PasswordReset {
+            users: users.clone(),
+            store: store.clone(),
+            codes: codes.clone(),
+            totp: totp.clone(),
+            limiter: limiter.clone(),
+            lockout: lockout.clone(),
+            attempts: attempts.clone(),
+            audit: audit.clone(),
+            notifier: notifier.clone(),
+            new_passwords: new_passwords.clone(),
+        };
         let account = AccountActions {
             levels: gate.levels().clone(),
             store: store.clone(),
             passwords,
+            new_passwords,
             codes,
             totp,
             passkeys,
@@ -279,7 +300,9 @@ impl Shared<'_> {
             lockout,
             limiter,
         };
-        Ok(AuthHandles { gate: Arc::new(gate), login, account, audit })
+        let stale: crate::auth::users::Stale =
+            Arc::new(move |user, credential| fingerprints.changed(user, credential).is_some());
+        Ok(AuthHandles { gate: Arc::new(gate), login, account, reset, audit, stale })
     }
 }
 
@@ -327,7 +350,7 @@ pub struct Bound {
 /// Binds the public and metrics listeners, prints where they are, and serves
 /// until `shutdown` fires. Returns once in-flight requests have drained.
 pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
-    let App { config, gateway, store, users, audit } = app;
+    let App { config, gateway, store, users, audit, stale } = app;
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
         _ => None,
@@ -338,7 +361,7 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
         None => None,
     };
     let bound = Bound { public: listener.local_addr(), metrics: metrics.as_ref().map(Listener::local_addr) };
-    users.watch(store.clone(), audit.clone(), shutdown.clone());
+    users.watch(store.clone(), audit.clone(), stale, shutdown.clone());
     let scheme = if listener.is_tls() { "https" } else { "http" };
     // One machine-readable line per listener (tests and scripts wait for it).
     println!("portcullis listening on {scheme}://{}", bound.public);

@@ -74,6 +74,12 @@ pub enum SecurityEvent {
     TokenRevoked,
     /// An access token signed a request (at most once a minute per token).
     TokenUsed,
+    /// The user changed their password (the current one given again).
+    PasswordChanged,
+    /// A password-reset code was e-mailed.
+    PasswordResetRequested,
+    /// The password was reset with an e-mailed code.
+    PasswordReset,
 }
 
 impl SecurityEvent {
@@ -99,6 +105,9 @@ impl SecurityEvent {
             SecurityEvent::TokenCreated => "token_created",
             SecurityEvent::TokenRevoked => "token_revoked",
             SecurityEvent::TokenUsed => "token_used",
+            SecurityEvent::PasswordChanged => "password_changed",
+            SecurityEvent::PasswordResetRequested => "password_reset_requested",
+            SecurityEvent::PasswordReset => "password_reset",
         }
     }
 }

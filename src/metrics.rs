@@ -58,9 +58,10 @@ pub const RATE_LIMITED: &[&str] = &[
     "account_failures",
     "session_failures",
     "resend_cooldown",
+    "password_reset",
 ];
 /// `otp_sent_total`: code purposes.
-pub const OTP_PURPOSES: &[&str] = &["login", "enable_otp"];
+pub const OTP_PURPOSES: &[&str] = &["login", "enable_otp", "password_reset"];
 /// `forward_auth_decisions_total`.
 pub const FORWARD_AUTH: &[&str] = &["allow", "unauthorized", "redirect", "deny", "error"];
 /// `upstream_errors_total`, for each configured upstream (see [`known_upstreams`]).

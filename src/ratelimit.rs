@@ -42,6 +42,7 @@ impl Limiter {
             RateBucket::SessionFailures => self.lockout.session_failures,
             RateBucket::FailureAlerts => FAILURE_ALERTS,
             RateBucket::TotpFailures => self.totp_failures,
+            RateBucket::PasswordReset => self.rate.password_reset,
         }
     }
 

@@ -19,6 +19,8 @@ const SOURCES: &[(&str, &str)] = &[
     ("login.html", include_str!("../templates/login.html")),
     ("otp.html", include_str!("../templates/otp.html")),
     ("logout.html", include_str!("../templates/logout.html")),
+    ("password.html", include_str!("../templates/password.html")),
+    ("reset.html", include_str!("../templates/reset.html")),
     ("account.html", include_str!("../templates/account.html")),
     ("error.html", include_str!("../templates/error.html")),
     ("email/login_code.txt", include_str!("../templates/email/login_code.txt")),

@@ -356,6 +356,23 @@ fn explain_auth(e: &AuthError) -> Explained {
         AuthError::Passkey(e) => Explained::new(StatusCode::BAD_REQUEST, e.to_string()),
         AuthError::Token(e @ TokenError::NoSuchToken) => Explained::new(StatusCode::NOT_FOUND, e.to_string()),
         AuthError::Token(e) => Explained::new(StatusCode::BAD_REQUEST, e.to_string()),
+        AuthError::WeakPassword { advice } => {
+            let message = format!("This password is too easy to guess. {advice}");
+            Explained::new(StatusCode::BAD_REQUEST, message.trim_end().to_owned()).with("weak_password", json!(true))
+        }
+        AuthError::SamePassword => bad("The new password is the same as the current one."),
+        AuthError::PasswordsReadOnly => Explained::new(
+            StatusCode::FORBIDDEN,
+            "Passwords cannot be changed here: they are kept in your organisation's directory.",
+        ),
+        AuthError::ResetRefused => {
+            bad("The code is wrong or has expired. Check the latest e-mail, or ask for a new code.")
+        }
+        AuthError::ResetNeedsSecondFactor => {
+            bad("This account also needs a code from its authenticator app, or one of its backup codes. \
+             Ask for a new e-mailed code and enter both.")
+            .with("second_factor_required", json!(true))
+        }
         AuthError::MailFailed => Explained::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "The verification code could not be sent. Please try again later.",

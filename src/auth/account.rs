@@ -34,6 +34,7 @@ use crate::auth::notify::Notifier;
 use crate::auth::passkey::{PasskeyError, PasskeyInfo, Passkeys};
 use crate::auth::password::PasswordChecker;
 use crate::auth::record::{Attempts, Outcome, Stage};
+use crate::auth::reset::NewPasswords;
 use crate::auth::tokens::{AccessTokens, NewToken, TokenView};
 use crate::auth::totp::{Authenticator, Enrolment};
 use crate::auth::users::User;
@@ -77,6 +78,7 @@ enum Recheck {
     PasskeyAdd,
     PasskeyRemove,
     TokenCreate,
+    PasswordChange,
 }
 
 impl Recheck {
@@ -89,6 +91,7 @@ impl Recheck {
             Recheck::PasskeyAdd => "password re-check: add a passkey",
             Recheck::PasskeyRemove => "password re-check: remove a passkey",
             Recheck::TokenCreate => "password re-check: make an access token",
+            Recheck::PasswordChange => "password re-check: change the password",
         }
     }
 }
@@ -108,6 +111,7 @@ pub struct AccountActions {
     pub(crate) levels: Levels,
     pub(crate) store: Store,
     pub(crate) passwords: Arc<PasswordChecker>,
+    pub(crate) new_passwords: NewPasswords,
     pub(crate) codes: Codes,
     pub(crate) totp: Authenticator,
     pub(crate) passkeys: Passkeys,
@@ -584,6 +588,55 @@ impl AccountActions {
             )
             .await;
         Ok(backup)
+    }
+
+    /// Passwords can be changed here (not with a directory Portcullis only reads).
+    pub fn passwords_available(&self) -> bool {
+        self.new_passwords.available()
+    }
+
+    /// Changes the password: the current one again (limited like every
+    /// re-check), a new one zxcvbn scores as strong. Every other session of
+    /// the account ends (they were made with the old password); this one
+    /// goes on under a new id, made with the new one. Returns its token.
+    pub async fn change_password(
+        &self,
+        user: &Arc<User>,
+        session_token: &str,
+        current: Option<&str>,
+        new: &str,
+        client: &Client,
+    ) -> Result<String, AuthError> {
+        if !self.new_passwords.available() {
+            return Err(AuthError::PasswordsReadOnly);
+        }
+        // Before the re-check: a weak password costs no guess.
+        let related = [user.username.as_str(), user.email.as_str(), user.display_name.as_str()];
+        self.new_passwords.check_strength(new, &related)?;
+        self.recheck(user, session_token, current, client, Recheck::PasswordChange).await?;
+        if current == Some(new) {
+            return Err(AuthError::SamePassword);
+        }
+        let mut record = self.store.touch_session(session_token).await?.ok_or(AuthError::NoPendingLogin)?;
+        let (_, fingerprint) = self.new_passwords.set(user, new).await?;
+        // The reload ended the sessions made with the old password (this
+        // one's old id too); any still here were made in between with it.
+        let token = crate::session::new_token();
+        record.credential = fingerprint;
+        self.store.revoke_user_sessions(&user.username).await?;
+        self.store.create_session(&token, &record).await?;
+        crate::metrics::get().sessions_created.inc();
+        self.audit.event(client.as_user(user), SecurityEvent::PasswordChanged, "other sessions ended").await;
+        self.notifier
+            .alert(
+                user,
+                client,
+                "Your password was changed",
+                "The password of your account was changed, and its other sessions were signed out. \
+                 If this wasn't you, reset your password now and tell your administrator.",
+            )
+            .await;
+        Ok(token)
     }
 
     /// Ends one of the user's sessions by its public id.

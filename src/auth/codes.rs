@@ -117,8 +117,12 @@ impl Codes {
         }
         let code = generate_code(self.otp.digits);
         let hash = code_hash(&self.secret, &user.username, purpose.as_str(), &code);
-        self.store.issue_code(&user.username, purpose, &hash, self.otp.ttl, self.otp.max_attempts).await?;
-        if let Err(e) = self.notifier.send_code(user, purpose, &code, self.otp.ttl, client).await {
+        let ttl = match purpose {
+            CodePurpose::PasswordReset => crate::auth::reset::RESET_CODE_TTL,
+            CodePurpose::Login | CodePurpose::EnableOtp => self.otp.ttl,
+        };
+        self.store.issue_code(&user.username, purpose, &hash, ttl, self.otp.max_attempts).await?;
+        if let Err(e) = self.notifier.send_code(user, purpose, &code, ttl, client).await {
             tracing::error!(error = %e, purpose = purpose.as_str(), "code e-mail not sent; code voided");
             crate::metrics::get().mail_failures.inc();
             self.store.void_code(&user.username, purpose).await?;

@@ -96,6 +96,23 @@ pub enum AuthError {
     /// Making or revoking an access token failed for a token's own reason.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// A new password too easy to guess (zxcvbn), with zxcvbn's advice.
+    #[error("weak password")]
+    WeakPassword { advice: String },
+    /// The new password is the current one.
+    #[error("same password")]
+    SamePassword,
+    /// The users live in a directory Portcullis only reads.
+    #[error("passwords cannot be changed here")]
+    PasswordsReadOnly,
+    /// A reset's e-mailed code was wrong, used up or expired, or no account
+    /// matched: one answer for all.
+    #[error("reset refused")]
+    ResetRefused,
+    /// A reset of an account with a second factor, without a right code
+    /// from it (or a backup code).
+    #[error("second factor required for a reset")]
+    ResetNeedsSecondFactor,
     #[error("mail could not be sent")]
     MailFailed,
     #[error("store unavailable: {0}")]

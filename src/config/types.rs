@@ -403,6 +403,8 @@ pub struct RateLimitConfig {
     pub verify: RateSpec,
     pub resend: RateSpec,
     pub otp_emails_per_ip: RateSpec,
+    /// Password-reset requests, per client IP and per account.
+    pub password_reset: RateSpec,
 }
 
 impl Default for RateLimitConfig {
@@ -412,6 +414,7 @@ impl Default for RateLimitConfig {
             verify: RateSpec::new(10, Duration::from_secs(300)),
             resend: RateSpec::new(3, Duration::from_secs(600)),
             otp_emails_per_ip: RateSpec::new(5, Duration::from_secs(3600)),
+            password_reset: RateSpec::new(5, Duration::from_secs(3600)),
         }
     }
 }

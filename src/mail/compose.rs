@@ -15,6 +15,7 @@ pub fn compose_code_mail(t: &Templates, m: &CodeMail<'_>) -> Result<Email, MailE
     let subject = match m.purpose {
         CodePurpose::Login => format!("Your {} verification code", m.app_name),
         CodePurpose::EnableOtp => format!("Confirm two-factor authentication for {}", m.app_name),
+        CodePurpose::PasswordReset => format!("Reset your {} password", m.app_name),
     };
     let mut ctx = Context::new();
     ctx.insert("app_name", m.app_name);

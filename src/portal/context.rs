@@ -43,6 +43,7 @@ pub struct Portal {
     pub gate: Arc<Gate>,
     pub login: LoginFlow,
     pub account: AccountActions,
+    pub reset: crate::auth::reset::PasswordReset,
     pub store: Store,
     pub replies: Arc<Replies>,
     pub cookies: SessionCookies,

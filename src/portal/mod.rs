@@ -12,6 +12,7 @@ mod forms;
 mod login;
 mod outcome;
 mod pages;
+mod password;
 mod verify;
 
 use http::{HeaderMap, Method, Request, StatusCode, header};
@@ -99,6 +100,12 @@ enum Endpoint {
     Tokens,
     TokenRevoke,
     Sessions,
+    PasswordPage,
+    PasswordChange,
+    ResetPage,
+    Reset,
+    ResetStart,
+    ResetFinish,
     Verify,
     Healthz,
     Readyz,
@@ -161,6 +168,10 @@ pub static ROUTES: &[Route] = &[
     route(M::Post, Exact("/account/sessions/revoke-others"), "account_revoke", E::RevokeOthers, R::Html),
     route(M::Post, Exact("/account/tokens"), "account_tokens", E::TokenCreate, R::Html),
     route(M::Post, Exact("/account/tokens/revoke"), "account_tokens", E::TokenRevoke, R::Html),
+    route(M::Read, Exact("/account/password"), "account_password", E::PasswordPage, R::Html),
+    route(M::Post, Exact("/account/password"), "account_password", E::PasswordChange, R::Html),
+    route(M::Read, Exact("/reset"), "reset", E::ResetPage, R::Html),
+    route(M::Post, Exact("/reset"), "reset", E::Reset, R::Html),
     route(M::Post, Exact("/api/send-login-otp"), "api_send_login_otp", E::Password, R::Json),
     route(M::Post, Exact("/api/verify-login-otp"), "api_verify_login_otp", E::Code, R::Json),
     route(M::Post, Exact("/api/verify-backup-code"), "api_verify_backup_code", E::BackupCode, R::Json),
@@ -197,6 +208,9 @@ pub static ROUTES: &[Route] = &[
     route(M::Get, Exact("/api/sessions"), "api_sessions", E::Sessions, R::Json),
     route(M::Delete, Exact("/api/sessions"), "api_sessions", E::RevokeOthers, R::Json),
     route(M::Delete, Prefix("/api/sessions/"), "api_sessions", E::RevokeSession, R::Json),
+    route(M::Post, Exact("/api/password"), "api_password", E::PasswordChange, R::Json),
+    route(M::Post, Exact("/api/password-reset/start"), "api_password_reset_start", E::ResetStart, R::Json),
+    route(M::Post, Exact("/api/password-reset/finish"), "api_password_reset_finish", E::ResetFinish, R::Json),
     route(M::Get, Exact("/api/openapi.json"), "api_openapi", E::OpenApi, R::Json),
     route(M::Read, Exact("/healthz"), "healthz", E::Healthz, R::Json),
     route(M::Read, Exact("/readyz"), "readyz", E::Readyz, R::Json),
@@ -260,6 +274,12 @@ impl Portal {
             E::TokenCreate => account::token_create(&cx, body).await,
             E::Tokens => account::tokens(&cx).await,
             E::TokenRevoke => account::token_revoke(&cx, body, param).await,
+            E::PasswordPage => password::change_page(&cx).await,
+            E::PasswordChange => password::change(&cx, body).await,
+            E::ResetPage => anonymous(password::reset_page(&cx).await),
+            E::Reset => anonymous(password::reset(&cx, body, password::ResetStep::ByForm).await),
+            E::ResetStart => anonymous(password::reset(&cx, body, password::ResetStep::Start).await),
+            E::ResetFinish => anonymous(password::reset(&cx, body, password::ResetStep::Finish).await),
             E::Verify => verify::verify(&cx).await,
             E::Healthz => anonymous(reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
             E::Readyz => anonymous(self.readyz().await),

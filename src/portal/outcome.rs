@@ -32,6 +32,8 @@ pub(super) enum Page {
     SeeOther(String),
     /// The account page, with what the action did.
     Account(Box<Notice>),
+    /// The reset page's next form (`step`), for `username`, saying `info`.
+    Reset { step: &'static str, username: String, info: &'static str },
 }
 
 impl Done {
@@ -75,6 +77,10 @@ pub(super) enum Back<'a> {
     /// The account page, still asking for the code that turns e-mailed
     /// codes on (unless the code died: then it offers a new one).
     ConfirmEnable(&'a Authenticated),
+    /// The password-change form.
+    Password(&'a Authenticated),
+    /// The reset page's form `step`, keeping the typed name.
+    Reset { step: &'static str, username: &'a str },
     /// The error page.
     ErrorPage,
 }
@@ -98,11 +104,15 @@ impl Cx<'_> {
             Format::Html => match page {
                 Page::SeeOther(url) => reply::redirect(StatusCode::SEE_OTHER, &url),
                 Page::Account(notice) => match back {
-                    Back::Account(auth) | Back::ConfirmEnable(auth) => {
+                    Back::Account(auth) | Back::ConfirmEnable(auth) | Back::Password(auth) => {
                         self.account_page(auth, StatusCode::OK, *notice).await
                     }
                     _ => self.fail(Failure::Render),
                 },
+                Page::Reset { step, username, info } => {
+                    let n = super::pages::ResetNotice { step, username: &username, error: "", info, message: "" };
+                    super::pages::reset_form(self, StatusCode::OK, n)
+                }
             },
         };
         for c in cookies {
@@ -157,6 +167,11 @@ impl Cx<'_> {
             Back::ConfirmEnable(auth) => {
                 let notice = Notice { error: e.message.to_string(), confirm_enable: !code_dead, ..Notice::default() };
                 self.account_page(auth, e.status, notice).await
+            }
+            Back::Password(auth) => super::pages::password_form(self, auth, e.status, &e.message),
+            Back::Reset { step, username } => {
+                let n = super::pages::ResetNotice { step, username, error: &e.message, info: "", message: "" };
+                super::pages::reset_form(self, e.status, n)
             }
             Back::ErrorPage => return self.fail(failure),
         };

@@ -42,6 +42,35 @@ pub struct LoginView<'a> {
     /// A one-factor session's user, offered the second factor instead of
     /// the password form.
     pub step_up_user: Option<&'a str>,
+    /// The "forgot your password?" link (passwords can be reset here).
+    pub reset_available: bool,
+}
+
+/// `account/password`: changing the password.
+#[derive(Serialize)]
+pub struct PasswordView<'a> {
+    #[serde(flatten)]
+    pub chrome: Chrome<'a>,
+    pub user: UserView<'a>,
+    /// Passwords can be changed here.
+    pub available: bool,
+    pub error: &'a str,
+}
+
+/// `reset`: asking for a code (`start`), then giving it with the new
+/// password (`finish`), then done (`done`).
+#[derive(Serialize)]
+pub struct ResetView<'a> {
+    #[serde(flatten)]
+    pub chrome: Chrome<'a>,
+    pub step: &'static str,
+    pub username: &'a str,
+    /// Passwords can be reset here.
+    pub available: bool,
+    pub code_digits: u32,
+    pub error: &'a str,
+    pub info: &'a str,
+    pub message: &'a str,
 }
 
 #[derive(Serialize)]
@@ -192,6 +221,8 @@ pub struct AccountView<'a> {
     pub needs_step_up: bool,
     /// Where the step-up comes back to (this page).
     pub account_url: &'a str,
+    /// Passwords can be changed here (the page links to the form).
+    pub password_changeable: bool,
     /// The user's access tokens.
     pub tokens: Vec<TokenRow>,
     /// An access token just made, shown this once.
@@ -225,7 +256,7 @@ macro_rules! views {
         })*
     };
 }
-views!(LoginView, CodeView, LogoutView, AccountView);
+views!(LoginView, CodeView, LogoutView, AccountView, PasswordView, ResetView);
 
 impl Portal {
     /// The chrome of a page for this visitor; `binding` overrides the cookie
@@ -312,6 +343,7 @@ pub(super) fn login_form(
         error,
         info,
         step_up_user: None,
+        reset_available: cx.portal.reset.available(),
     };
     cx.portal.page(status, "login.html", &view)
 }
@@ -325,8 +357,44 @@ pub(super) fn step_up_form(cx: &Cx<'_>, status: StatusCode, rd: Option<&str>, us
         error,
         info: "",
         step_up_user: Some(username),
+        reset_available: false,
     };
     cx.portal.page(status, "login.html", &view)
+}
+
+/// The password-change form for the session's user.
+pub(super) fn password_form(cx: &Cx<'_>, auth: &Authenticated, status: StatusCode, error: &str) -> Response {
+    let view = PasswordView {
+        chrome: cx.portal.chrome(cx.headers, None, "Change your password"),
+        user: UserView::of(&auth.user),
+        available: cx.portal.account.passwords_available(),
+        error,
+    };
+    cx.portal.page(status, "password.html", &view)
+}
+
+/// Which form of the reset page, and what it says.
+pub(super) struct ResetNotice<'a> {
+    pub step: &'static str,
+    pub username: &'a str,
+    pub error: &'a str,
+    pub info: &'a str,
+    pub message: &'a str,
+}
+
+/// The password-reset page.
+pub(super) fn reset_form(cx: &Cx<'_>, status: StatusCode, n: ResetNotice<'_>) -> Response {
+    let view = ResetView {
+        chrome: cx.portal.chrome(cx.headers, None, "Reset your password"),
+        step: n.step,
+        username: n.username,
+        available: cx.portal.reset.available(),
+        code_digits: cx.portal.settings.otp_digits,
+        error: n.error,
+        info: n.info,
+        message: n.message,
+    };
+    cx.portal.page(status, "reset.html", &view)
 }
 
 /// The code page for the pending login; without one, back to the login page.
@@ -397,6 +465,7 @@ impl Cx<'_> {
             passkeys_available: portal.account.passkeys_available(),
             needs_step_up: auth.record.level < adding,
             account_url: &account_url,
+            password_changeable: portal.account.passwords_available(),
             tokens,
             access_token: n.access_token.as_ref(),
             backup_codes_left: data.state.backup_codes_left,

@@ -80,7 +80,7 @@ fn account_ctx() -> serde_json::Value {
 #[test]
 fn every_embedded_template_parses() {
     let t = templates();
-    assert_eq!(Templates::names().count(), 13);
+    assert_eq!(Templates::names().count(), 15);
     for name in Templates::names() {
         assert!(t.tera.contains_template(name), "{name} missing");
     }
@@ -275,6 +275,10 @@ fn pages_have_no_inline_script_or_style() {
         ("logout.html", with(json!({"username": "alice"}))),
         ("account.html", account_ctx()),
         ("error.html", with(json!({"status": 404, "title": "Not found", "message": "No such page."}))),
+        ("password.html", password_ctx()),
+        ("reset.html", reset_ctx("start")),
+        ("reset.html", reset_ctx("finish")),
+        ("reset.html", reset_ctx("done")),
     ];
     for (name, v) in pages {
         let html = render(name, v);
@@ -312,6 +316,44 @@ fn code_mail_renders_in_text_and_html() {
     assert!(html.contains("123456"));
     assert!(html.contains("Confirm two-factor authentication"));
     assert!(html.contains("Alice &lt;Liddell&gt;"));
+}
+
+#[test]
+fn reset_mail_says_what_the_code_is_for() {
+    let text = render("email/login_code.txt", code_mail_ctx("password_reset"));
+    assert!(text.contains("choose a new password for your account \"alice\""), "{text}");
+    assert!(text.contains("a request to reset the password of your account"));
+    assert!(!text.contains("finish signing in"));
+    let html = render("email/login_code.html", code_mail_ctx("password_reset"));
+    assert!(html.contains("Reset your password"));
+}
+
+fn password_ctx() -> serde_json::Value {
+    with(json!({"user": {"username": "alice", "email": "a@example.com", "display_name": "Alice", "groups": []},
+        "available": true, "error": "", "info": "", "message": ""}))
+}
+
+fn reset_ctx(step: &str) -> serde_json::Value {
+    with(json!({"step": step, "username": "alice", "available": true, "code_digits": 6,
+        "error": "", "info": "", "message": ""}))
+}
+
+#[test]
+fn reset_page_shows_one_form_per_step() {
+    let start = render("reset.html", reset_ctx("start"));
+    assert!(start.contains(r#"name="username_or_email""#) && !start.contains(r#"name="code""#));
+    let finish = render("reset.html", reset_ctx("finish"));
+    for field in ["username_or_email", "code", "new_password", "confirm_password", "otp_code"] {
+        assert!(finish.contains(&format!(r#"name="{field}""#)), "{field}");
+    }
+    assert!(finish.contains(r#"value="alice""#));
+    let done = render("reset.html", reset_ctx("done"));
+    assert!(!done.contains("<form class=\"form\" method=\"post\" action=\"/_auth/reset\""));
+    assert!(done.contains("Sign in with the new password"));
+    let mut off = reset_ctx("start");
+    off["available"] = json!(false);
+    let off = render("reset.html", off);
+    assert!(off.contains("Passwords cannot be reset here") && !off.contains(r#"name="username_or_email""#));
 }
 
 #[test]

@@ -119,6 +119,8 @@ pub struct PendingLogin {
 pub enum CodePurpose {
     Login,
     EnableOtp,
+    /// A password reset by e-mail (`auth::reset`).
+    PasswordReset,
 }
 
 impl CodePurpose {
@@ -126,6 +128,7 @@ impl CodePurpose {
         match self {
             CodePurpose::Login => "login",
             CodePurpose::EnableOtp => "enable_otp",
+            CodePurpose::PasswordReset => "password_reset",
         }
     }
 }
@@ -157,10 +160,13 @@ pub enum RateBucket {
     /// also wrong codes confirming a new app, per setup. Counted by
     /// `Store::admit_attempt` (the Redis key is under the user's hash tag).
     TotpFailures,
+    /// Password-reset requests per client IP, and per account (under
+    /// `user:` and the name).
+    PasswordReset,
 }
 
 impl RateBucket {
-    pub const ALL: [RateBucket; 9] = [
+    pub const ALL: [RateBucket; 10] = [
         RateBucket::Login,
         RateBucket::Verify,
         RateBucket::Resend,
@@ -170,11 +176,18 @@ impl RateBucket {
         RateBucket::SessionFailures,
         RateBucket::FailureAlerts,
         RateBucket::TotpFailures,
+        RateBucket::PasswordReset,
     ];
 
     /// The buckets keyed by client IP (what `portcullis unlock --ip` clears).
-    pub const PER_IP: [RateBucket; 5] =
-        [RateBucket::Login, RateBucket::Verify, RateBucket::Resend, RateBucket::OtpEmails, RateBucket::IpFailures];
+    pub const PER_IP: [RateBucket; 6] = [
+        RateBucket::Login,
+        RateBucket::Verify,
+        RateBucket::Resend,
+        RateBucket::OtpEmails,
+        RateBucket::IpFailures,
+        RateBucket::PasswordReset,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -187,6 +200,7 @@ impl RateBucket {
             RateBucket::SessionFailures => "session_failures",
             RateBucket::FailureAlerts => "failure_alerts",
             RateBucket::TotpFailures => "totp_failures",
+            RateBucket::PasswordReset => "password_reset",
         }
     }
 }

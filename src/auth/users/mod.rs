@@ -26,5 +26,5 @@ pub use directory::{
 };
 pub use edit::Change;
 pub use file::{EditError, UsersFileWriter};
-pub use watch::{Reloaded, Users};
+pub use watch::{Reloaded, Stale, Users};
 pub use writer::UsersWriter;

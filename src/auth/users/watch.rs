@@ -28,7 +28,15 @@ pub struct Users {
     current: ArcSwap<UserDirectory>,
     stamps: std::sync::Mutex<Stamps>,
     writer: UsersWriter,
+    /// Which sessions a reload ends for a changed credential (set by `watch`).
+    stale: std::sync::OnceLock<Stale>,
 }
+
+/// Whether a session, made with the credential fingerprint given, is stale
+/// for the user as the file now has them (`auth::credential`). A reload ends
+/// only those: a session made after the change (the one a password change
+/// keeps, made with the new password) survives every replica's reload.
+pub type Stale = Arc<dyn Fn(&super::User, &str) -> bool + Send + Sync>;
 
 /// What the poller knows of the file: (modification time, size, inode). The
 /// inode tells a file renamed into place from the one it replaced even when
@@ -97,6 +105,7 @@ impl Users {
             current: ArcSwap::from_pointee(dir),
             stamps: std::sync::Mutex::new(Stamps::new(file_stamp(path))),
             writer,
+            stale: std::sync::OnceLock::new(),
         }
     }
 
@@ -140,9 +149,13 @@ impl Users {
         match self.reload().await {
             Ok(r) => {
                 tracing::info!(users = r.users, reason = why, "users file reloaded");
-                let lost = r.lost_access.iter().map(|u| (u.clone(), "account removed or disabled".to_owned()));
-                let changed =
-                    r.credential_changed.iter().map(|(u, parts)| (u.clone(), format!("{} changed", parts.join(", "))));
+                let lost = r.lost_access.iter().map(|u| (u.clone(), "account removed or disabled".to_owned(), None));
+                let dir = self.snapshot();
+                let stale = self.stale.get();
+                let changed = r.credential_changed.iter().map(|(u, parts)| {
+                    let keep = stale.zip(dir.get(u)).map(|(f, user)| (f, user.as_ref()));
+                    (u.clone(), format!("{} changed", parts.join(", ")), keep)
+                });
                 end_sessions(store, audit, lost.chain(changed)).await;
             }
             Err(e) => {
@@ -157,7 +170,8 @@ impl Users {
     /// [`SETTLE`]; missed events within [`POLL`]. Call it before announcing the
     /// listener: the SIGHUP handler is in place when this returns, so a reload
     /// right after start-up does not meet the default action (terminate).
-    pub fn watch(self: &Arc<Self>, store: Store, audit: Audit, shutdown: crate::server::Shutdown) {
+    pub fn watch(self: &Arc<Self>, store: Store, audit: Audit, stale: Stale, shutdown: crate::server::Shutdown) {
+        let _ = self.stale.set(stale);
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .inspect_err(|e| tracing::warn!(error = %e, "no SIGHUP handler; the users file reloads on change only"))
@@ -213,6 +227,16 @@ impl Users {
                 }
             }
         }
+    }
+
+    /// Applies an edit this process just wrote (a password change or reset)
+    /// at once, so the answer to the request that made it already holds: the
+    /// new password works and sessions made with the old one have ended. The
+    /// watcher then finds nothing new; applying twice would change nothing.
+    pub async fn apply_written(&self, store: &Store, audit: &Audit) {
+        let now = file_stamp(&self.path);
+        *self.stamps.lock().unwrap_or_else(|p| p.into_inner()) = Stamps::new(now);
+        self.reload_logged("written by the gateway", store, audit).await;
     }
 
     /// Reloads when the file differs from the copy last applied.
@@ -324,9 +348,21 @@ fn lost_access(before: &UserDirectory, after: &UserDirectory) -> Vec<String> {
 /// come back to life when it is re-enabled (or re-added): after a compromise,
 /// that would hand the attacker's session back. Ending them now also takes
 /// them off the account page's list at once.
-async fn end_sessions(store: &Store, audit: &Audit, users: impl Iterator<Item = (String, String)>) {
-    for (user, why) in users {
-        match store.revoke_user_sessions(&user).await {
+///
+/// With `keep` (a credential change, and what tells a stale session), only
+/// the sessions made with the old credential end: the rest were made since,
+/// with the new one.
+async fn end_sessions<'a>(
+    store: &Store,
+    audit: &Audit,
+    users: impl Iterator<Item = (String, String, Option<(&'a Stale, &'a super::User)>)>,
+) {
+    for (user, why, keep) in users {
+        let ended = match keep {
+            None => store.revoke_user_sessions(&user).await,
+            Some((stale, now)) => revoke_stale(store, &user, |credential| stale(now, credential)).await,
+        };
+        match ended {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(user = %user, sessions = n, reason = %why, "sessions ended by the users file");
@@ -336,6 +372,21 @@ async fn end_sessions(store: &Store, audit: &Audit, users: impl Iterator<Item = 
             Err(e) => tracing::warn!(user = %user, error = %e, reason = %why, "sessions not ended"),
         }
     }
+}
+
+/// Ends the sessions of `user` whose credential fingerprint `stale` refuses.
+async fn revoke_stale(
+    store: &Store,
+    user: &str,
+    stale: impl Fn(&str) -> bool,
+) -> Result<usize, crate::store::StoreError> {
+    let mut n = 0;
+    for s in store.list_sessions(user).await? {
+        if stale(&s.record.credential) && store.revoke_session(user, &s.id).await? {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 fn file_stamp(path: &Path) -> Stamp {
