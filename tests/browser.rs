@@ -4,6 +4,9 @@
 //! sets up an authenticator app and signs in with it, computing the codes
 //! itself from the secret the page shows. tests/browser/passkey.mjs adds a
 //! passkey with Chromium's virtual authenticator and signs in with it.
+//! tests/browser/reset.mjs walks "forgot your password?" through the e-mailed
+//! code to signing in with the new password. Screenshots land in
+//! `target/tmp/browser-screenshots`.
 
 mod support;
 
@@ -33,6 +36,13 @@ fn browser_ready() -> bool {
     false
 }
 
+/// Where the scripts keep their screenshots (test artefacts).
+fn shots() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot directory");
+    dir
+}
+
 async fn run_flow(js: &str, digits: usize) {
     run_script("flow.mjs", js, Options { digits, ..Options::default() }).await;
 }
@@ -49,6 +59,7 @@ async fn run_script(script: &str, js: &str, options: Options) {
         .arg(js)
         .arg(digits.to_string())
         .arg(h.up.url().replace("127.0.0.1", "localhost"))
+        .env("SHOTS", shots())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -78,7 +89,7 @@ async fn run_script(script: &str, js: &str, options: Options) {
         use tokio::io::AsyncReadExt;
         let _ = tokio::time::timeout(Duration::from_secs(2), e.read_to_string(&mut err)).await;
     }
-    let status = result.expect("browser flow timed out");
+    let status = result.unwrap_or_else(|_| panic!("browser flow timed out:\n{transcript}"));
     assert!(status.success() && transcript.contains("OK"), "browser flow (js {js}) failed:\n{transcript}\n{err}");
 }
 
@@ -118,4 +129,14 @@ async fn a_passkey_is_added_signs_in_and_is_removed_in_chromium_with_a_virtual_a
 async fn without_javascript_the_account_page_says_passkeys_need_it() {
     let options = Options { policy: "one_factor", public_host: "localhost", ..Options::default() };
     run_script("passkey.mjs", "off", options).await;
+}
+
+#[tokio::test]
+async fn a_forgotten_password_is_reset_in_chromium_with_javascript() {
+    run_script("reset.mjs", "on", Options { policy: "one_factor", ..Options::default() }).await;
+}
+
+#[tokio::test]
+async fn a_forgotten_password_is_reset_in_chromium_without_javascript() {
+    run_script("reset.mjs", "off", Options { policy: "one_factor", ..Options::default() }).await;
 }

@@ -47,6 +47,9 @@ pub fn code_hash(secret: &[u8], user: &str, purpose: &str, code: &str) -> [u8; 3
 /// Letters and digits without look-alikes (0/O, 1/I/L).
 const BACKUP_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 
+/// How long an e-mailed password-reset code is valid (`auth::reset`).
+pub const RESET_CODE_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// Number of backup codes per set, and characters per code.
 pub const BACKUP_CODES: usize = 8;
 pub const BACKUP_CODE_LEN: usize = 8;
@@ -118,7 +121,7 @@ impl Codes {
         let code = generate_code(self.otp.digits);
         let hash = code_hash(&self.secret, &user.username, purpose.as_str(), &code);
         let ttl = match purpose {
-            CodePurpose::PasswordReset => crate::auth::reset::RESET_CODE_TTL,
+            CodePurpose::PasswordReset => RESET_CODE_TTL,
             CodePurpose::Login | CodePurpose::EnableOtp => self.otp.ttl,
         };
         self.store.issue_code(&user.username, purpose, &hash, ttl, self.otp.max_attempts).await?;

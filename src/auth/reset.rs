@@ -24,7 +24,6 @@
 //! requests, its e-mailed code's tries and the account's failure lock.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::audit::{Audit, SecurityEvent};
 use crate::auth::Client;
@@ -39,9 +38,6 @@ use crate::auth::totp::{Authenticator, TotpCheck};
 use crate::auth::users::{EditError, User, Users};
 use crate::ratelimit::{Limiter, RateBucket};
 use crate::store::{Admission, CodeCheck, CodePurpose, Store};
-
-/// How long an e-mailed reset code is valid.
-pub const RESET_CODE_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// The longest password taken (zxcvbn's estimate grows with the length).
 const MAX_PASSWORD_CHARS: usize = 256;

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use super::directory::{UserDirectory, UsersError, load};
+use super::directory::{User, UserDirectory, UsersError, load};
 use super::writer::UsersWriter;
 use crate::audit::{Actor, Audit, SecurityEvent};
 use crate::store::Store;
@@ -36,7 +36,7 @@ pub struct Users {
 /// for the user as the file now has them (`auth::credential`). A reload ends
 /// only those: a session made after the change (the one a password change
 /// keeps, made with the new password) survives every replica's reload.
-pub type Stale = Arc<dyn Fn(&super::User, &str) -> bool + Send + Sync>;
+pub type Stale = Arc<dyn Fn(&User, &str) -> bool + Send + Sync>;
 
 /// What the poller knows of the file: (modification time, size, inode). The
 /// inode tells a file renamed into place from the one it replaced even when
@@ -355,7 +355,7 @@ fn lost_access(before: &UserDirectory, after: &UserDirectory) -> Vec<String> {
 async fn end_sessions<'a>(
     store: &Store,
     audit: &Audit,
-    users: impl Iterator<Item = (String, String, Option<(&'a Stale, &'a super::User)>)>,
+    users: impl Iterator<Item = (String, String, Option<(&'a Stale, &'a User)>)>,
 ) {
     for (user, why, keep) in users {
         let ended = match keep {
