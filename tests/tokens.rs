@@ -165,6 +165,9 @@ async fn a_plain_password_over_basic_is_never_accepted_and_wrong_tokens_are_coun
     let r = bare().get(h.url("/dav/x")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key("www-authenticate"), "no credentials at all: invited to send a token");
+    // Used once: this process now remembers the checked secret; a wrong one
+    // for the same id must still be refused.
+    assert_eq!(get(&h, "/dav/x", &format!("Bearer {token}")).await.status(), 200);
     let wrong = format!("{}{}", &token[..40], "A".repeat(29));
     for _ in 0..4 {
         assert_eq!(get(&h, "/dav/x", &format!("Bearer {wrong}")).await.status(), 401);

@@ -108,21 +108,21 @@ pub fn presented(headers: &HeaderMap) -> Option<Presented> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = value.trim().split_once(' ')?;
     let rest = rest.trim();
-    let (basic_user, token) = if scheme.eq_ignore_ascii_case("bearer") {
-        (None, rest.to_owned())
-    } else if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = STANDARD.decode(rest).ok().and_then(|b| String::from_utf8(b).ok());
-        let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
-            return Some(Presented::NotAToken);
-        };
-        (Some(user.to_owned()), password.to_owned())
-    } else {
-        return None;
-    };
-    Some(match split(&token) {
+    let token = |token: &str, basic_user: Option<String>| match split(token) {
         Some((id, secret)) => Presented::Token { id: id.to_owned(), secret: secret.to_owned(), basic_user },
         None => Presented::NotAToken,
-    })
+    };
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some(token(rest, None))
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = STANDARD.decode(rest).ok().and_then(|b| String::from_utf8(b).ok());
+        Some(match decoded.as_deref().and_then(|d| d.split_once(':')) {
+            Some((user, password)) => token(password, Some(user.to_owned())),
+            None => Presented::NotAToken,
+        })
+    } else {
+        None
+    }
 }
 
 /// `pct_<id><secret>` → (id, secret), when shaped like a token.
@@ -148,7 +148,24 @@ pub struct AccessTokens {
     /// `auth_attempts_total{stage="token",result="success"}`, counted on
     /// every request a token signs (the handle found once).
     signed: prometheus::IntCounter,
+    /// Secrets this process has checked, by token id, with the stored hash
+    /// they matched: a token's next request compares its secret with the
+    /// one remembered instead of computing the keyed hash again (the
+    /// difference between a token's check and a session's). The store's
+    /// record is still read on every request, so a revoked or changed token
+    /// is refused at once; only a secret that matched that very hash is
+    /// remembered. Bounded: emptied when full.
+    verified: Arc<std::sync::Mutex<rustc_hash::FxHashMap<String, Verified>>>,
 }
+
+/// A secret that matched a token's stored hash.
+struct Verified {
+    secret: String,
+    hash: String,
+}
+
+/// How many checked secrets a process remembers.
+const VERIFIED_MAX: usize = 4096;
 
 impl AccessTokens {
     #[allow(clippy::too_many_arguments)]
@@ -173,12 +190,38 @@ impl AccessTokens {
         // SHA-256 is the assembly one (a fifth of the instructions).
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &own);
         let signed = crate::metrics::get().auth_attempts.with_label_values(&[Stage::Token.as_str(), "success"]);
-        AccessTokens { store, users, key, fingerprints, limiter, audit, attempts, clock, signed }
+        let verified = Arc::default();
+        AccessTokens { store, users, key, fingerprints, limiter, audit, attempts, clock, signed, verified }
     }
 
-    /// The stored form of a token's secret: its keyed hash, in hex.
-    fn hash(&self, secret: &str) -> String {
-        hex::encode(ring::hmac::sign(&self.key, secret.as_bytes()))
+    /// Whether `secret` is the one whose keyed hash `record` keeps.
+    fn matches(&self, id: &str, secret: &str, record: &TokenRecord) -> bool {
+        {
+            let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(v) = verified.get(id)
+                && v.hash == record.hash
+            {
+                return v.secret.as_bytes().ct_eq(secret.as_bytes()).into();
+            }
+        }
+        let right: bool = self.hash(secret).ct_eq(record.hash.as_bytes()).into();
+        if right {
+            let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if verified.len() >= VERIFIED_MAX {
+                verified.clear();
+            }
+            verified.insert(id.to_owned(), Verified { secret: secret.to_owned(), hash: record.hash.clone() });
+        }
+        right
+    }
+
+    /// The stored form of a token's secret: its keyed hash, in hex (on the
+    /// stack: this runs for every request a token signs).
+    fn hash(&self, secret: &str) -> [u8; 64] {
+        let mut hex = [0u8; 64];
+        // 32 bytes always fill 64 hex digits.
+        let _ = hex::encode_to_slice(ring::hmac::sign(&self.key, secret.as_bytes()), &mut hex);
+        hex
     }
 
     /// A new token for `user` named `name`, living `lifetime` (default 90
@@ -208,7 +251,7 @@ impl AccessTokens {
         let record = TokenRecord {
             user: user.username.clone(),
             name: name.to_owned(),
-            hash: self.hash(&secret),
+            hash: String::from_utf8_lossy(&self.hash(&secret)).into_owned(),
             created: now,
             expires_at: now + lifetime.as_secs(),
             last_used: None,
@@ -271,7 +314,7 @@ impl AccessTokens {
         let Some(record) = record else {
             return self.refused(client, basic_user.as_deref().unwrap_or(""), "unknown or expired token").await;
         };
-        let right: bool = self.hash(&secret).as_bytes().ct_eq(record.hash.as_bytes()).into();
+        let right = self.matches(&id, &secret, &record);
         let named_right = basic_user.as_deref().is_none_or(|u| u == record.user);
         if !(right && named_right) {
             return self.refused(client, &record.user, "wrong token").await;
