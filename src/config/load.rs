@@ -157,6 +157,9 @@ fn resolve_relative_paths(c: &mut Config, figment: &Figment, file: &Path) {
     if let Some(ca) = &mut c.mail.smtp_ca_file {
         resolve("mail.smtp_ca_file", &mut ca.path);
     }
+    if let Some(ca) = &mut c.ldap.ca_file {
+        resolve("ldap.ca_file", &mut ca.path);
+    }
     for u in &mut c.upstream {
         if let Some(ca) = &mut u.ca_file {
             resolve("upstream", &mut ca.path);

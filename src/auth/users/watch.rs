@@ -4,6 +4,13 @@
 //! sessions of users it removed or disabled, and of users whose password,
 //! e-mail or groups changed.
 //!
+//! With an LDAP directory behind it (`auth.backend = "ldap"`) there is no
+//! file: every user the directory could log in is read at start-up and
+//! again every `ldap.refresh` (and on SIGHUP), and a login adds the user it
+//! found; each read ends sessions exactly as a reload of the file does.
+//! Until the first read succeeds, a session whose user is not known yet is
+//! neither accepted nor ended: the gate answers 503 ([`Users::complete`]).
+//!
 //! The file's directory is watched through the kernel (inotify): a file
 //! renamed into place (every writer of `file`, and most editors) is complete,
 //! so it is applied at once; any other change is applied once the file has
@@ -13,11 +20,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use super::directory::{UserDirectory, UsersError, load};
+use super::directory::{User, UserDirectory, UsersError, load};
+use super::ldap::Directory;
 use super::writer::UsersWriter;
 use crate::audit::{Actor, Audit, SecurityEvent};
 use crate::store::Store;
@@ -28,6 +37,24 @@ pub struct Users {
     current: ArcSwap<UserDirectory>,
     stamps: std::sync::Mutex<Stamps>,
     writer: UsersWriter,
+    pub(super) source: Source,
+    /// Whether `current` holds every user (always, for a file).
+    complete: AtomicBool,
+}
+
+/// Where the users come from.
+pub(super) enum Source {
+    /// The users file at `path` (or the demo's fixed users).
+    File,
+    /// An LDAP directory, asked at login and re-read periodically.
+    Ldap(Arc<Directory>),
+}
+
+/// Which kind of backend holds the users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    File,
+    Ldap,
 }
 
 /// What the poller knows of the file: (modification time, size, inode). The
@@ -97,7 +124,61 @@ impl Users {
             current: ArcSwap::from_pointee(dir),
             stamps: std::sync::Mutex::new(Stamps::new(file_stamp(path))),
             writer,
+            source: Source::File,
+            complete: AtomicBool::new(true),
         }
+    }
+
+    /// Users in an LDAP directory, which Portcullis reads and never writes.
+    /// Empty until the first read ([`Users::watch`] starts it).
+    pub fn ldap(directory: Directory) -> Users {
+        Users {
+            path: PathBuf::from("(ldap)"),
+            current: ArcSwap::from_pointee(UserDirectory::default()),
+            stamps: std::sync::Mutex::new(Stamps::new(None)),
+            writer: UsersWriter::read_only("ldap"),
+            source: Source::Ldap(Arc::new(directory)),
+            complete: AtomicBool::new(false),
+        }
+    }
+
+    /// Which kind of backend holds the users.
+    pub fn backend(&self) -> Backend {
+        match self.source {
+            Source::File => Backend::File,
+            Source::Ldap(_) => Backend::Ldap,
+        }
+    }
+
+    /// Whether passwords can be changed or reset here (the users file can;
+    /// a directory Portcullis only reads, or the demo's user, cannot): the
+    /// password pages and `user passwd` ask this, and say "not available".
+    pub fn can_write_passwords(&self) -> bool {
+        self.writer.is_writable()
+    }
+
+    /// Whether the snapshot holds every user. False until a directory's
+    /// first read: a user missing then may yet exist, and their session
+    /// must be neither accepted nor ended.
+    pub fn complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
+    }
+
+    /// Adds or replaces a user read from the directory at login. An
+    /// unchanged user is left as it is (their credential's fingerprint is
+    /// cached on it).
+    pub(super) fn upsert(&self, user: User) -> Arc<User> {
+        let current = self.current.load();
+        if let Some(known) = current.get(&user.username)
+            && known.credential_changes(&user).is_empty()
+            && known.disabled == user.disabled
+            && known.display_name == user.display_name
+        {
+            return known.clone();
+        }
+        let user = Arc::new(user);
+        self.current.rcu(|dir| dir.with(user.clone()));
+        user
     }
 
     /// A consistent snapshot; cheap (no lock held across awaits).
@@ -112,8 +193,24 @@ impl Users {
         &self.writer
     }
 
-    /// Re-reads the file; on error keeps the previous directory and reports why.
+    /// Re-reads the users; on error keeps the previous directory and reports why.
     pub async fn reload(&self) -> Result<Reloaded, UsersError> {
+        if let Source::Ldap(directory) = &self.source {
+            let listed = directory
+                .every_user()
+                .await
+                .map_err(|e| UsersError::Invalid { path: self.path.clone(), message: e.to_string() })?;
+            let dir = Arc::new(UserDirectory::from_users(listed));
+            let previous = self.current.swap(dir.clone());
+            let first = !self.complete.swap(true, Ordering::AcqRel);
+            return Ok(Reloaded {
+                users: dir.len(),
+                // Before the first read, the users known were only those
+                // logins added: none lost access by not being listed then.
+                lost_access: if first { Vec::new() } else { lost_access(&previous, &dir) },
+                credential_changed: credential_changed(&previous, &dir),
+            });
+        }
         let path = self.path.clone();
         let dir = tokio::task::spawn_blocking(move || load(&path))
             .await
@@ -139,15 +236,19 @@ impl Users {
     async fn reload_logged(&self, why: &str, store: &Store, audit: &Audit) {
         match self.reload().await {
             Ok(r) => {
-                tracing::info!(users = r.users, reason = why, "users file reloaded");
+                match self.source {
+                    Source::File => tracing::info!(users = r.users, reason = why, "users file reloaded"),
+                    Source::Ldap(_) => tracing::info!(users = r.users, reason = why, "directory users read"),
+                }
                 let lost = r.lost_access.iter().map(|u| (u.clone(), "account removed or disabled".to_owned()));
                 let changed =
                     r.credential_changed.iter().map(|(u, parts)| (u.clone(), format!("{} changed", parts.join(", "))));
                 end_sessions(store, audit, lost.chain(changed)).await;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "users file not reloaded; keeping the last good copy")
-            }
+            Err(e) => match self.source {
+                Source::File => tracing::error!(error = %e, "users file not reloaded; keeping the last good copy"),
+                Source::Ldap(_) => tracing::error!(error = %e, "directory users not read; keeping the last good copy"),
+            },
         }
     }
 
@@ -162,6 +263,34 @@ impl Users {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .inspect_err(|e| tracing::warn!(error = %e, "no SIGHUP handler; the users file reloads on change only"))
             .ok();
+        if let Source::Ldap(directory) = &self.source {
+            let every = directory.refresh_every();
+            let users = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    users.reload_logged("refresh", &store, &audit).await;
+                    // Until the first read succeeds, try again soon.
+                    let wait = if users.complete() { every } else { RETRY_FIRST_READ.min(every) };
+                    #[cfg(unix)]
+                    let hup_fut = async {
+                        match hup.as_mut() {
+                            Some(h) => {
+                                h.recv().await;
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    };
+                    #[cfg(not(unix))]
+                    let hup_fut = std::future::pending::<()>();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = hup_fut => {}
+                        _ = shutdown.wait() => return,
+                    }
+                }
+            });
+            return;
+        }
         let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
         let watcher = watch_file(&self.path, tx);
         let users = self.clone();
@@ -232,6 +361,8 @@ impl Users {
     }
 }
 
+/// How soon a directory's first read is tried again after it failed.
+const RETRY_FIRST_READ: Duration = Duration::from_secs(5);
 /// How long a watched users file must hold still before it is applied.
 const SETTLE: Duration = Duration::from_millis(250);
 /// How often the users file's stamp is polled (the fallback to watching).
