@@ -1,0 +1,245 @@
+//! The LDAP / Active Directory user backend against a real slapd
+//! (`support::slapd`: people in two OUs, groups with `member`, a locked
+//! account, Active Directory-style entries): logins, groups and disabled
+//! accounts, filter injection, lockouts that keep binds within our limits,
+//! TLS (ldaps, StartTLS, a wrong CA), a directory that dies or hangs under
+//! load and comes back, changes in the directory ending sessions, and
+//! `check-config`. Skipped (visibly) without slapd, a failure under
+//! `PORTCULLIS_REQUIRE_SERVICES=1`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::flow::{Backend, Harness, Options};
+use support::slapd::{BASE_DN, SERVICE_DN, SERVICE_PASSWORD, Slapd};
+
+/// `[auth]` and `[ldap]` for `slapd`, with `extra` lines added to `[ldap]`.
+fn ldap_options(slapd: &Slapd, url: &str, ldap_extra: &str, o: Options) -> Options {
+    let _ = slapd;
+    Options {
+        auth: "backend = \"ldap\"".into(),
+        extra: format!(
+            "{}\n[ldap]\nurl = \"{url}\"\nbind_dn = \"{SERVICE_DN}\"\nbind_password = \"{SERVICE_PASSWORD}\"\n\
+             base_dn = \"{BASE_DN}\"\ntimeout = \"2s\"\n{ldap_extra}\n",
+            o.extra
+        ),
+        ..o
+    }
+}
+
+async fn gateway(slapd: &Slapd, ldap_extra: &str, o: Options) -> Harness {
+    Harness::start(Backend::Memory, ldap_options(slapd, &slapd.url(), ldap_extra, o)).await.expect("gateway")
+}
+
+fn one_factor() -> Options {
+    Options { policy: "one_factor", ..Default::default() }
+}
+
+/// How many binds as a user the gateway has made (its metric).
+async fn user_binds(h: &Harness) -> f64 {
+    let m = h.metrics().await;
+    support::sample(&m, "portcullis_directory_operation_duration_seconds_count", &[("op", "user_bind")])
+}
+
+/// What the upstream saw of `c`'s identity.
+async fn identity(h: &Harness, c: &reqwest::Client) -> Value {
+    let r = c.get(h.url("/app")).header("Accept", "application/json").send().await.unwrap();
+    assert_eq!(r.status(), 200, "the upstream is reached");
+    let echo: Value = r.json().await.unwrap();
+    echo["headers"].clone()
+}
+
+#[tokio::test]
+async fn a_directory_user_logs_in_with_an_emailed_code_and_the_upstream_sees_their_groups() {
+    let Some(slapd) = Slapd::or_skip() else { return };
+    let h = gateway(&slapd, "", Options::default()).await;
+    // Names compare as the directory compares them: without case.
+    let c = h.login_client("ALICE", "alice-password", "test").await;
+    let seen = identity(&h, &c).await;
+    assert_eq!(seen["remote-user"], json!(["alice"]));
+    assert_eq!(seen["remote-email"], json!(["alice@example.com"]));
+    assert_eq!(seen["remote-name"], json!(["Alice Liddell"]));
+    assert_eq!(seen["remote-groups"], json!(["admins,dev"]));
+    // By e-mail address, from the other OU; the code went to the directory's address.
+    let c = h.login_client("bob@EXAMPLE.com", "bob-password", "test").await;
+    let seen = identity(&h, &c).await;
+    assert_eq!(seen["remote-user"], json!(["bob"]));
+    assert_eq!(seen["remote-groups"], json!(["dev"]));
+    assert!(h.smtp.messages().iter().any(|m| m.header("To").unwrap_or_default().contains("bob@example.com")));
+    // An Active Directory-style entry: groups from memberOf.
+    let c = h.login_client("erin", "erin-password", "test").await;
+    assert_eq!(identity(&h, &c).await["remote-groups"], json!(["Domain Users"]));
+    let m = h.metrics().await;
+    assert!(
+        support::sample(&m, "portcullis_directory_operation_duration_seconds_count", &[("op", "find_user")]) >= 3.0
+    );
+    assert_eq!(support::sample(&m, "portcullis_directory_errors_total", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn a_wrong_password_an_unknown_name_and_an_empty_password_get_the_one_answer() {
+    let Some(slapd) = Slapd::or_skip() else { return };
+    let h = gateway(&slapd, "", one_factor()).await;
+    let binds = user_binds(&h).await;
+    let (s, wrong) = h.send_login("alice", "not-her-password").await;
+    assert_eq!(s, 400, "{wrong}");
+    assert_eq!(user_binds(&h).await, binds + 1.0, "one bind for a wrong password");
+    let (s, unknown) = h.send_login("nobody", "alice-password").await;
+    assert_eq!((s, &unknown), (StatusCode::BAD_REQUEST, &wrong));
+    // An empty password would be an unauthenticated bind, which a directory
+    // answers with success: it never reaches the directory.
+    let (s, empty) =
+        h.post_json("/_auth/api/send-login-otp", json!({"username_or_email": "alice", "password": ""})).await;
+    assert_eq!(s, 400, "{empty}");
+    assert_eq!(user_binds(&h).await, binds + 1.0, "no bind for an unknown name or an empty password");
+    let records = h.gw.security_records();
+    assert!(records.iter().any(|r| r["username"] == "alice" && r["event"] == "invalid_credentials"), "audited");
+}
+
+#[tokio::test]
+async fn locked_and_disabled_directory_accounts_are_refused_like_disabled_file_users() {
+    let Some(slapd) = Slapd::or_skip() else { return };
+    let h = gateway(&slapd, "disabled_filter = \"(employeeType=suspended)\"", one_factor()).await;
+    for (name, why) in [("carol", "nsAccountLock"), ("dave", "userAccountControl 514"), ("frank", "disabled_filter")] {
+        let (s, v) = h.send_login(name, &format!("{name}-password")).await;
+        assert_eq!(s, 403, "{name} ({why}): {v}");
+        assert!(v["error"].as_str().unwrap_or_default().contains("disabled"), "{name}: {v}");
+        // With a wrong password, nothing is told.
+        let (s, _) = h.send_login(name, "wrong").await;
+        assert_eq!(s, 400, "{name} with a wrong password");
+    }
+    let c = h.login_client("erin", "erin-password", "test").await;
+    assert_eq!(identity(&h, &c).await["remote-user"], json!(["erin"]), "userAccountControl 512 is enabled");
+}
+
+#[tokio::test]
+async fn filter_injection_finds_no_other_user() {
+    let Some(slapd) = Slapd::or_skip() else { return };
+    let h = gateway(&slapd, "", one_factor()).await;
+    let binds = user_binds(&h).await;
+    for typed in ["*", ")(uid=*", "alice)(uid=*", "*)(|(uid=*", "al*", "alice\0", "\0", "alicé", "ålice", "a\\6cice"]
+    {
+        let (s, v) = h.send_login(typed, "alice-password").await;
+        assert_eq!(s, 400, "{typed:?}: {v}");
+    }
+    assert_eq!(user_binds(&h).await, binds, "none of them found an entry to bind as");
+    // The same password with the real name works (the password was right all along).
+    let (s, v) = h.send_login("alice", "alice-password").await;
+    assert_eq!(s, 200, "{v}");
+}
+
+#[tokio::test]
+async fn lockouts_keep_the_binds_within_our_limits() {
+    let Some(slapd) = Slapd::or_skip() else { return };
+    let o = Options { lockout: Some("ip_failures = \"50/15m\"\naccount_failures = \"3/1h\""), ..one_factor() };
+    let h = gateway(&slapd, "", o).await;
+    let binds = user_binds(&h).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(h.send_login("bob", "guess").await.0.as_u16());
+    }
+    assert_eq!(statuses, [400, 400, 400, 403, 403, 403], "locked after three failures");
+    assert_eq!(user_binds(&h).await, binds + 3.0, "the directory saw three binds, not six");
+    // The right password does not reach the directory while locked either.
+    assert_eq!(h.send_login("bob", "bob-password").await.0, 403);
+    assert_eq!(user_binds(&h).await, binds + 3.0);
+}
+
+#[tokio::test]
+async fn passwords_cannot_be_changed_here_and_the_account_page_still_rechecks_by_bind() {
+    let Some(slapd) = Slapd::or_skip() else { return };
+    let h = gateway(&slapd, "", Options::default()).await;
+    let c = h.login_client("alice", "alice-password", "test").await;
+    // Setting up an app needs the password again: checked by a bind as alice.
+    let binds = user_binds(&h).await;
+    let (s, v) = h.post_as(&c, "/_auth/api/totp/setup", json!({"password": "wrong"})).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = h.post_as(&c, "/_auth/api/totp/setup", json!({"password": "alice-password"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["secret"].is_string(), "{v}");
+    assert_eq!(user_binds(&h).await, binds + 2.0);
+}
+
+/// Runs `portcullis check-config` on `config`; (exit code, stderr).
+fn check_config(config: &str, args: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(support::binary())
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .args(args)
+        .env_remove("PORTCULLIS_CONFIG")
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn check_config_text(url: &str, ldap_extra: &str) -> String {
+    format!(
+        "[auth]\nsecret = \"{secret}\"\nbackend = \"ldap\"\n[ldap]\nurl = \"{url}\"\nbind_dn = \"{SERVICE_DN}\"\n\
+         bind_password = \"{SERVICE_PASSWORD}\"\nbase_dn = \"{BASE_DN}\"\ntimeout = \"2s\"\n{ldap_extra}\n",
+        secret = support::SECRET
+    )
+}
+
+#[tokio::test]
+async fn check_config_binds_and_runs_the_filter_naming_the_key_that_fails() {
+    let Some(slapd) = Slapd::or_skip() else { return };
+    let url = slapd.url();
+    let (code, err) = check_config(&check_config_text(&url, ""), &[]);
+    assert_eq!(code, 0, "{err}");
+    let text = check_config_text(&url, "").replace(SERVICE_PASSWORD, "wrong-password");
+    let (code, err) = check_config(&text, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("ldap.bind_dn"), "{err}");
+    let (code, err) = check_config(&text, &["--no-files"]);
+    assert_eq!(code, 0, "--no-files asks the directory nothing: {err}");
+    let text =
+        check_config_text(&url, "").replace(&format!("base_dn = \"{BASE_DN}\""), "base_dn = \"dc=nowhere,dc=com\"");
+    let (code, err) = check_config(&text, &[]);
+    assert!(code == 1 && err.contains("ldap.base_dn"), "{err}");
+    let (code, err) =
+        check_config(&check_config_text(&url, "user_filter = \"(&(objectClass=nothing)(uid={input}))\""), &[]);
+    assert!(code == 1 && err.contains("ldap.user_filter") && err.contains("finds no entry"), "{err}");
+    let (code, err) = check_config(&check_config_text(&url, "user_filter = \"(uid=alice)\""), &["--no-files"]);
+    assert!(code == 1 && err.contains("ldap.user_filter") && err.contains("{input}"), "{err}");
+    let dead = format!("ldap://127.0.0.1:{}", support::free_port());
+    let (code, err) = check_config(&check_config_text(&dead, ""), &[]);
+    assert!(code == 1 && err.contains("ldap.url"), "{err}");
+}
+
+#[test]
+fn user_commands_refuse_with_the_directory_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, check_config_text("ldap://127.0.0.1:1", "")).unwrap();
+    for args in [&["user", "passwd", "alice", "--stdin"][..], &["user", "add", "x", "--email", "x@example.com"]] {
+        let out = std::process::Command::new(support::binary())
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("ldap") && err.contains("directory"), "{args:?}: {err}");
+    }
+}
+
+/// Polls `f` until it is true or `within` passes; returns how long it took.
+async fn eventually(within: Duration, mut f: impl AsyncFnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
