@@ -23,8 +23,9 @@ fn ldap_options(slapd: &Slapd, url: &str, ldap_extra: &str, o: Options) -> Optio
         auth: "backend = \"ldap\"".into(),
         extra: format!(
             "{}\n[ldap]\nurl = \"{url}\"\nbind_dn = \"{SERVICE_DN}\"\nbind_password = \"{SERVICE_PASSWORD}\"\n\
-             base_dn = \"{BASE_DN}\"\ntimeout = \"2s\"\n{ldap_extra}\n",
-            o.extra
+             base_dn = \"{BASE_DN}\"\n{timeout}{ldap_extra}\n",
+            o.extra,
+            timeout = if ldap_extra.contains("timeout =") { "" } else { "timeout = \"2s\"\n" },
         ),
         ..o
     }
@@ -242,4 +243,162 @@ async fn eventually(within: Duration, mut f: impl AsyncFnMut() -> bool) -> Optio
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     None
+}
+
+#[tokio::test]
+async fn ldaps_and_start_tls_trust_the_test_ca_and_refuse_another() {
+    let Some(slapd) = Slapd::or_skip() else { return };
+    let ca = slapd.ca_file.display().to_string();
+    let wrong = slapd.wrong_ca_file.display().to_string();
+    for (url, extra) in [
+        (slapd.ldaps_url(), format!("ca_file = \"{ca}\"")),
+        (slapd.url(), format!("start_tls = true\nca_file = \"{ca}\"")),
+    ] {
+        let h = Harness::start(Backend::Memory, ldap_options(&slapd, &url, &extra, one_factor())).await.unwrap();
+        let (s, v) = h.send_login("alice", "alice-password").await;
+        assert_eq!(s, 200, "{url} {extra}: {v}");
+        assert!(!h.gw.log().contains("passwords cross the network in the clear"), "no warning under TLS");
+        let (code, err) = check_config(&check_config_text(&url, &extra), &[]);
+        assert_eq!(code, 0, "{err}");
+    }
+    for (url, extra) in [
+        (slapd.ldaps_url(), format!("ca_file = \"{wrong}\"")),
+        (slapd.url(), format!("start_tls = true\nca_file = \"{wrong}\"")),
+    ] {
+        let h = Harness::start(Backend::Memory, ldap_options(&slapd, &url, &extra, one_factor())).await.unwrap();
+        let (s, v) = h.send_login("alice", "alice-password").await;
+        assert_eq!(s, 503, "{url} {extra}: a certificate from another CA is refused: {v}");
+        let (code, err) = check_config(&check_config_text(&url, &extra), &[]);
+        assert!(code == 1 && err.contains("ldap.ca_file"), "{err}");
+    }
+    // Plain ldap:// is allowed, with a warning.
+    let h = gateway(&slapd, "", one_factor()).await;
+    assert!(h.gw.log_contains("passwords cross the network in the clear"));
+}
+
+#[tokio::test]
+async fn a_killed_directory_gives_503s_and_no_login_under_load_and_logins_work_once_it_is_back() {
+    let Some(mut slapd) = Slapd::or_skip() else { return };
+    let o = Options {
+        rate_limit: Some("login = \"10000/5m\""),
+        lockout: Some("ip_failures = \"10000/15m\"\naccount_failures = \"10000/1h\""),
+        ..one_factor()
+    };
+    let h = gateway(&slapd, "timeout = \"1s\"", o).await;
+    let signed_in = h.login_client("bob", "bob-password", "before").await;
+    // Load: eight clients logging in over and over while the directory dies.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..8 {
+        let (url, origin, stop) = (h.url("/_auth/api/send-login-otp"), h.origin.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let c = support::client();
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                let r = c
+                    .post(&url)
+                    .header("Origin", &origin)
+                    .json(&json!({"username_or_email": "alice", "password": "alice-password"}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let has_session = r
+                    .headers()
+                    .get_all("set-cookie")
+                    .iter()
+                    .any(|v| v.to_str().unwrap_or("").starts_with("portcullis_session="));
+                seen.push((status, started, started.elapsed(), has_session));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    slapd.kill();
+    let killed_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A session made before is checked in the store, not the directory.
+    assert_eq!(signed_in.get(h.url("/app")).send().await.unwrap().status(), 200, "sessions live without the directory");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in load {
+        all.extend(t.await.unwrap());
+    }
+    let unavailable: Vec<_> = all.iter().filter(|(s, ..)| *s == 503).collect();
+    assert!(!unavailable.is_empty(), "the dead directory answers 503");
+    let others: Vec<u16> = all.iter().map(|a| a.0).filter(|s| *s != 200 && *s != 503).collect();
+    assert!(others.is_empty(), "only logins or 503s, also: {others:?}");
+    let slow = unavailable.iter().filter(|(_, _, took, _)| *took > Duration::from_millis(2500)).count();
+    assert_eq!(slow, 0, "each 503 within the timeout (1 s) and a little");
+    assert!(unavailable.iter().all(|(.., session)| !session), "a 503 never carries a session");
+    let after = all.iter().filter(|(s, started, ..)| *s == 200 && *started > killed_at).count();
+    assert_eq!(after, 0, "no login once the directory is gone");
+    eprintln!(
+        "under load: {} logins before the kill, {} answered 503 after it",
+        all.iter().filter(|a| a.0 == 200).count(),
+        unavailable.len()
+    );
+    // Back: logins work again by themselves.
+    slapd.restart();
+    let back =
+        eventually(Duration::from_secs(10), async || h.send_login("alice", "alice-password").await.0 == 200).await;
+    assert!(back.is_some(), "logins work again once the directory is back");
+    let m = h.metrics().await;
+    assert!(support::sample(&m, "portcullis_directory_errors_total", &[]) > 0.0, "errors counted");
+}
+
+#[tokio::test]
+async fn a_directory_that_hangs_answers_503_within_the_timeout() {
+    let Some(slapd) = Slapd::or_skip() else { return };
+    let h = gateway(&slapd, "timeout = \"1s\"", one_factor()).await;
+    assert_eq!(h.send_login("alice", "alice-password").await.0, 200);
+    slapd.signal("STOP");
+    let started = Instant::now();
+    let (s, v) = h.send_login("alice", "alice-password").await;
+    let took = started.elapsed();
+    assert_eq!(s, 503, "{v}");
+    assert!(took < Duration::from_millis(1800), "answered in {took:?}, within ldap.timeout (1s)");
+    slapd.signal("CONT");
+    let back =
+        eventually(Duration::from_secs(10), async || h.send_login("alice", "alice-password").await.0 == 200).await;
+    assert!(back.is_some(), "the directory answers again");
+}
+
+#[tokio::test]
+async fn changes_in_the_directory_end_sessions_within_the_refresh() {
+    let Some(slapd) = Slapd::or_skip() else { return };
+    let h = gateway(&slapd, "refresh = \"5s\"", one_factor()).await;
+    let bob = h.login_client("bob", "bob-password", "bob").await;
+    let alice = h.login_client("alice", "alice-password", "alice").await;
+    let erin = h.login_client("erin", "erin-password", "erin").await;
+    let frank = h.login_client("frank", "frank-password", "frank").await;
+    for c in [&bob, &alice, &erin, &frank] {
+        assert_eq!(c.get(h.url("/app")).send().await.unwrap().status(), 200);
+    }
+    // Bob leaves a group; Alice's password changes; Erin's mailbox moves; Frank is locked.
+    slapd.modify("dn: cn=dev,ou=groups,dc=example,dc=com\nchangetype: modify\ndelete: member\nmember: uid=bob,ou=contractors,dc=example,dc=com\n");
+    slapd.modify("dn: uid=alice,ou=people,dc=example,dc=com\nchangetype: modify\nreplace: userPassword\nuserPassword: alice-new-password\n");
+    slapd.modify(
+        "dn: uid=erin,ou=people,dc=example,dc=com\nchangetype: modify\nreplace: mail\nmail: erin@example.org\n",
+    );
+    slapd.modify("dn: uid=frank,ou=people,dc=example,dc=com\nchangetype: modify\nadd: objectClass\nobjectClass: portcullisTestAccount\n-\nadd: nsAccountLock\nnsAccountLock: TRUE\n");
+    let started = Instant::now();
+    for (who, c) in [("bob", &bob), ("alice", &alice), ("erin", &erin), ("frank", &frank)] {
+        let ended = eventually(Duration::from_secs(12), async || {
+            c.get(h.url("/app")).header("Accept", "application/json").send().await.unwrap().status() == 401
+        })
+        .await;
+        assert!(ended.is_some(), "{who}'s session ended");
+    }
+    assert!(started.elapsed() < Duration::from_secs(12), "within the refresh (5 s) and a little");
+    let revoked = h.gw.security_records().into_iter().filter(|r| r["event"] == "session_revoked").count();
+    assert!(revoked >= 4, "each ending audited");
+    // The new password works, the old one does not.
+    assert_eq!(h.send_login("alice", "alice-password").await.0, 400);
+    assert_eq!(h.send_login("alice", "alice-new-password").await.0, 200);
+    let c = h.login_client("bob", "bob-password", "bob again").await;
+    assert_eq!(identity(&h, &c).await["remote-groups"], json!([""]), "no group left");
 }

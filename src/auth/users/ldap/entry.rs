@@ -6,9 +6,12 @@
 //! The service account cannot read passwords, so the credential's password
 //! part is the entry's DN and the time its password last changed:
 //! `pwdChangedTime` (OpenLDAP's password policy), `pwdLastSet` (Active
-//! Directory), or, where the directory keeps neither, `modifyTimestamp`: then
-//! any change to the entry ends the user's sessions, which errs on the side
-//! of signing people out.
+//! Directory), or, where the directory keeps neither, the entry's change
+//! stamp: `entryCSN` (OpenLDAP; microseconds and a counter, the same on
+//! every replica), else `modifyTimestamp` (whole seconds: a change in the
+//! second of the previous read goes unseen until the next change). Then any
+//! change to the entry ends the user's sessions, which errs on the side of
+//! signing people out.
 
 use std::collections::HashMap;
 
@@ -26,7 +29,7 @@ const USER_ACCOUNT_CONTROL: &str = "userAccountControl";
 /// Active Directory's "account disabled" bit of `userAccountControl`.
 const ACCOUNTDISABLE: i64 = 2;
 /// Where the password's last change is recorded, in order of preference.
-const PASSWORD_CHANGED: [&str; 3] = ["pwdChangedTime", "pwdLastSet", "modifyTimestamp"];
+const PASSWORD_CHANGED: [&str; 4] = ["pwdChangedTime", "pwdLastSet", "entryCSN", "modifyTimestamp"];
 
 /// The attributes a user search asks for.
 pub(super) fn user_attributes(a: &LdapAttributes) -> Vec<String> {

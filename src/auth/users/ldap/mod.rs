@@ -364,15 +364,10 @@ fn failed(op: Op, rc: u32, text: &str) -> Failure {
 /// The key to blame for a failure to open and bind a connection.
 fn problem_of(e: &Failure, config: &LdapConfig) -> Problem {
     let text = e.to_string();
+    let certificate = |why: &str| why.to_ascii_lowercase().contains("certificate");
     let key = match e {
         Failure::Unavailable(Op::ServiceBind, _) => "ldap.bind_dn",
-        Failure::Unavailable(Op::Connect, why) if why.contains("certificate") || why.contains("Certificate") => {
-            if config.ca_file.is_some() {
-                "ldap.ca_file"
-            } else {
-                "ldap.url"
-            }
-        }
+        Failure::Unavailable(Op::Connect, why) if certificate(why) && config.ca_file.is_some() => "ldap.ca_file",
         _ => "ldap.url",
     };
     Problem::new(key, format!("{} ({text})", config.url))
