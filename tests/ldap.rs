@@ -402,3 +402,45 @@ async fn changes_in_the_directory_end_sessions_within_the_refresh() {
     let c = h.login_client("bob", "bob-password", "bob again").await;
     assert_eq!(identity(&h, &c).await["remote-groups"], json!([""]), "no group left");
 }
+
+/// The first ```toml block of docs/quickstart.md's LDAP section.
+fn quickstart_example() -> String {
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/quickstart.md")).unwrap();
+    let section = &text[text.find("## 6. LDAP / Active Directory").expect("the quickstart's LDAP section")..];
+    let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    section[start..start + section[start..].find("```").unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn the_quickstarts_ldap_example_checks_out_against_a_directory_shaped_like_it() {
+    let Some(slapd) = Slapd::or_skip() else { return };
+    let example = quickstart_example();
+    // The example's directory, served by the test one: its address and CA.
+    let config = example
+        .replace("secret = \"...\"", &format!("secret = \"{}\"", support::SECRET))
+        .replace("ldaps://ldap.example.com", &slapd.ldaps_url())
+        .replace("/etc/portcullis/directory-ca.pem", &slapd.ca_file.display().to_string());
+    assert!(config.contains(SERVICE_DN) && config.contains(BASE_DN), "the example names the test directory's DNs");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, &config).unwrap();
+    let run = |password: &str| {
+        std::process::Command::new(support::binary())
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .env("PORTCULLIS_LDAP__BIND_PASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    let out = run(SERVICE_PASSWORD);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("backend = \"ldap\"") && !printed.contains(SERVICE_PASSWORD),
+        "secrets redacted:\n{printed}"
+    );
+    let out = run("wrong");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ldap.bind_dn"));
+}

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use http::HeaderValue;
 use ldap3::SearchEntry;
 
-use super::super::directory::{User, valid_username};
+use crate::auth::users::directory::{User, valid_username};
 use crate::config::LdapAttributes;
 use crate::identity::IdentityValues;
 

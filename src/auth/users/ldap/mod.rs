@@ -19,61 +19,19 @@
 
 mod entry;
 pub mod filter;
+mod op;
 mod pool;
-
-use std::future::Future;
 
 use futures_util::StreamExt as _;
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
-use ldap3::{LdapError, Scope, SearchEntry, SearchOptions};
+use ldap3::{Scope, SearchEntry, SearchOptions};
 use tokio::time::Instant;
 
-use super::directory::User;
+use crate::auth::users::directory::User;
 use crate::config::{LdapConfig, Problem};
+use op::timed;
+pub use op::{Failure, Op};
 use pool::{Identity, Pool};
-
-/// A directory operation, as the metrics label it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Connect,
-    ServiceBind,
-    FindUser,
-    ReadGroups,
-    DisabledCheck,
-    UserBind,
-    ListUsers,
-}
-
-impl Op {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::Connect => "connect",
-            Op::ServiceBind => "service_bind",
-            Op::FindUser => "find_user",
-            Op::ReadGroups => "read_groups",
-            Op::DisabledCheck => "disabled_check",
-            Op::UserBind => "user_bind",
-            Op::ListUsers => "list_users",
-        }
-    }
-}
-
-/// Why the directory could not answer. A login meeting one answers 503.
-#[derive(Debug, thiserror::Error)]
-pub enum Failure {
-    #[error("the directory did not answer ({}) within ldap.timeout", .0.as_str())]
-    Timeout(Op),
-    #[error("the directory failed ({op}): {why}", op = .0.as_str(), why = .1)]
-    Unavailable(Op, String),
-}
-
-impl Failure {
-    pub fn op(&self) -> Op {
-        match self {
-            Failure::Timeout(op) | Failure::Unavailable(op, _) => *op,
-        }
-    }
-}
 
 /// LDAP result codes met here.
 const SUCCESS: u32 = 0;
@@ -81,19 +39,6 @@ const SIZE_LIMIT_EXCEEDED: u32 = 4;
 const INVALID_CREDENTIALS: u32 = 49;
 /// Users listed per page of a refresh (Active Directory's default page limit is 1000).
 const PAGE: i32 = 500;
-
-/// Runs one directory operation before `deadline`, timing it and counting
-/// its failure.
-async fn timed<T>(op: Op, deadline: Instant, work: impl Future<Output = Result<T, LdapError>>) -> Result<T, Failure> {
-    let started = std::time::Instant::now();
-    let result = match tokio::time::timeout_at(deadline, work).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Failure::Unavailable(op, e.to_string())),
-        Err(_) => Err(Failure::Timeout(op)),
-    };
-    crate::metrics::directory_operation(op.as_str(), started.elapsed().as_secs_f64(), result.is_ok());
-    result
-}
 
 /// The directory: its settings and its two pools of connections.
 pub struct Directory {

@@ -14,7 +14,7 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::{Failure, Op, timed};
+use super::op::{Failure, Op, timed};
 use crate::config::LdapConfig;
 
 /// Who a pool's connections are bound as.
