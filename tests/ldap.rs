@@ -444,3 +444,64 @@ async fn the_quickstarts_ldap_example_checks_out_against_a_directory_shaped_like
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ldap.bind_dn"));
 }
+
+/// `logins` password logins (one factor), `concurrency` at a time, as `user`;
+/// returns logins per second and the p50 latency.
+async fn login_rate(h: &Harness, user: &str, password: &str, logins: usize, concurrency: usize) -> (f64, Duration) {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (url, origin, next) = (h.url("/_auth/api/send-login-otp"), h.origin.clone(), next.clone());
+        let body = json!({"username_or_email": user, "password": password});
+        workers.push(tokio::spawn(async move {
+            let c = support::client();
+            let mut took = Vec::new();
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < logins {
+                let t = Instant::now();
+                let r = c.post(&url).header("Origin", &origin).json(&body).send().await.unwrap();
+                assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+                took.push(t.elapsed());
+            }
+            took
+        }));
+    }
+    let mut took = Vec::new();
+    for w in workers {
+        took.extend(w.await.unwrap());
+    }
+    let rate = logins as f64 / started.elapsed().as_secs_f64();
+    took.sort();
+    (rate, took[took.len() / 2])
+}
+
+/// The benchmark row of bench/ldap_logins.sh: password logins per second
+/// with the directory against the users file, side by side in one run
+/// (`LDAP_BENCH_LOGINS` each, default 40; 8 at a time).
+#[tokio::test]
+async fn login_throughput_with_the_directory_against_the_users_file() {
+    let Some(slapd) = Slapd::or_skip() else { return };
+    let logins = std::env::var("LDAP_BENCH_LOGINS").ok().and_then(|n| n.parse().ok()).unwrap_or(40);
+    let unlimited = || Options {
+        rate_limit: Some("login = \"1000000/5m\""),
+        lockout: Some("ip_failures = \"1000000/15m\"\naccount_failures = \"1000000/1h\""),
+        ..one_factor()
+    };
+    let file = Harness::start(Backend::Memory, unlimited()).await.expect("gateway");
+    let ldap = gateway(&slapd, "", unlimited()).await;
+    // Warm up: argon2's buffers, the directory's connections.
+    login_rate(&file, "testuser", support::flow::PASSWORD, 8, 8).await;
+    login_rate(&ldap, "alice", "alice-password", 8, 8).await;
+    let (file_rate, file_p50) = login_rate(&file, "testuser", support::flow::PASSWORD, logins, 8).await;
+    let (ldap_rate, ldap_p50) = login_rate(&ldap, "alice", "alice-password", logins, 8).await;
+    eprintln!(
+        "ldap logins/s: users file {file_rate:.1} (p50 {file_p50:.1?}), directory {ldap_rate:.1} (p50 {ldap_p50:.1?}), \
+         directory ÷ file {:.2}",
+        ldap_rate / file_rate
+    );
+    let m = ldap.metrics().await;
+    let binds = support::sample(&m, "portcullis_directory_operation_duration_seconds_count", &[("op", "user_bind")]);
+    assert!(binds >= logins as f64, "every login bound once ({binds})");
+    let connects = support::sample(&m, "portcullis_directory_operation_duration_seconds_count", &[("op", "connect")]);
+    assert!(connects <= 2.0 * 8.0 + 2.0, "connections are pooled, not opened per login ({connects} opened)");
+}
