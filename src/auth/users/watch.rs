@@ -233,22 +233,30 @@ impl Users {
         }
     }
 
-    async fn reload_logged(&self, why: &str, store: &Store, audit: &Audit) {
+    /// Reloads and ends the sessions the reload calls for; false when the
+    /// users could not be read (the last good copy stays).
+    async fn reload_logged(&self, why: &str, store: &Store, audit: &Audit) -> bool {
+        let ldap = matches!(self.source, Source::Ldap(_));
         match self.reload().await {
             Ok(r) => {
-                match self.source {
-                    Source::File => tracing::info!(users = r.users, reason = why, "users file reloaded"),
-                    Source::Ldap(_) => tracing::info!(users = r.users, reason = why, "directory users read"),
+                match ldap {
+                    false => tracing::info!(users = r.users, reason = why, "users file reloaded"),
+                    true => tracing::info!(users = r.users, reason = why, "directory users read"),
                 }
                 let lost = r.lost_access.iter().map(|u| (u.clone(), "account removed or disabled".to_owned()));
                 let changed =
                     r.credential_changed.iter().map(|(u, parts)| (u.clone(), format!("{} changed", parts.join(", "))));
-                end_sessions(store, audit, lost.chain(changed)).await;
+                let by = if ldap { "directory re-read" } else { "users file reloaded" };
+                end_sessions(store, audit, by, lost.chain(changed)).await;
+                true
             }
-            Err(e) => match self.source {
-                Source::File => tracing::error!(error = %e, "users file not reloaded; keeping the last good copy"),
-                Source::Ldap(_) => tracing::error!(error = %e, "directory users not read; keeping the last good copy"),
-            },
+            Err(e) => {
+                match ldap {
+                    false => tracing::error!(error = %e, "users file not reloaded; keeping the last good copy"),
+                    true => tracing::error!(error = %e, "directory users not read; keeping the last good copy"),
+                }
+                false
+            }
         }
     }
 
@@ -268,9 +276,10 @@ impl Users {
             let users = self.clone();
             tokio::spawn(async move {
                 loop {
-                    users.reload_logged("refresh", &store, &audit).await;
-                    // Until the first read succeeds, try again soon.
-                    let wait = if users.complete() { every } else { RETRY_FIRST_READ.min(every) };
+                    // After a failed read, try again soon: until then the
+                    // directory's changes do not reach the sessions.
+                    let read = users.reload_logged("refresh", &store, &audit).await;
+                    let wait = if read { every } else { RETRY_FAILED_READ.min(every) };
                     #[cfg(unix)]
                     let hup_fut = async {
                         match hup.as_mut() {
@@ -317,7 +326,9 @@ impl Users {
                         }
                         users.reload_if_new(&store, &audit).await;
                     }
-                    _ = hup_fut => users.reload_logged("SIGHUP", &store, &audit).await,
+                    _ = hup_fut => {
+                        users.reload_logged("SIGHUP", &store, &audit).await;
+                    }
                     _ = shutdown.wait() => return,
                 }
             }
@@ -361,8 +372,8 @@ impl Users {
     }
 }
 
-/// How soon a directory's first read is tried again after it failed.
-const RETRY_FIRST_READ: Duration = Duration::from_secs(5);
+/// How soon a directory's users are read again after a read failed.
+const RETRY_FAILED_READ: Duration = Duration::from_secs(5);
 /// How long a watched users file must hold still before it is applied.
 const SETTLE: Duration = Duration::from_millis(250);
 /// How often the users file's stamp is polled (the fallback to watching).
@@ -455,13 +466,14 @@ fn lost_access(before: &UserDirectory, after: &UserDirectory) -> Vec<String> {
 /// come back to life when it is re-enabled (or re-added): after a compromise,
 /// that would hand the attacker's session back. Ending them now also takes
 /// them off the account page's list at once.
-async fn end_sessions(store: &Store, audit: &Audit, users: impl Iterator<Item = (String, String)>) {
+/// `by` says what read the users ("users file reloaded", "directory re-read").
+async fn end_sessions(store: &Store, audit: &Audit, by: &str, users: impl Iterator<Item = (String, String)>) {
     for (user, why) in users {
         match store.revoke_user_sessions(&user).await {
             Ok(0) => {}
             Ok(n) => {
-                tracing::info!(user = %user, sessions = n, reason = %why, "sessions ended by the users file");
-                let details = format!("users file reloaded: {why}; {n} session(s) ended");
+                tracing::info!(user = %user, sessions = n, reason = %why, by, "sessions ended");
+                let details = format!("{by}: {why}; {n} session(s) ended");
                 audit.event(Actor::system(&user), SecurityEvent::SessionRevoked, &details).await;
             }
             Err(e) => tracing::warn!(user = %user, error = %e, reason = %why, "sessions not ended"),
