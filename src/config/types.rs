@@ -237,8 +237,8 @@ pub struct LdapConfig {
     /// `(pwdAccountLockedTime=*)`.
     pub disabled_filter: Option<String>,
     pub attributes: LdapAttributes,
-    /// Deadline for each login's directory work and each refresh step; beyond
-    /// it the directory counts as unavailable (503).
+    /// Deadline for each directory step of a login (the search, the bind)
+    /// and of a refresh; beyond it the directory counts as unavailable (503).
     #[serde(with = "duration")]
     pub timeout: Duration,
     /// Connections kept for searches, and as many for password checks.

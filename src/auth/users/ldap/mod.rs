@@ -10,9 +10,10 @@
 //! - groups come from `ldap.group_filter` and `memberOf`; disabled accounts
 //!   from `nsAccountLock`, `userAccountControl` or `ldap.disabled_filter`
 //!   (`entry`);
-//! - each login's directory work runs under one deadline (`ldap.timeout`):
-//!   a directory that is down or slow is an error, which the login answers
-//!   with 503, never with a session.
+//! - each step of a login (the search with its group lookups, then the
+//!   bind) runs under a deadline of `ldap.timeout`: a directory that is down
+//!   or slow is an error, which the login answers with 503, never with a
+//!   session.
 //!
 //! Every operation is timed (`directory_operation_duration_seconds{op}`) and
 //! its failures counted (`directory_errors_total{op}`).
@@ -210,7 +211,8 @@ impl Directory {
                 let off = disabled.contains(&account.dn.to_ascii_lowercase());
                 Ok::<_, Failure>(entry::user(account, groups, off).ok())
             })
-            .buffer_unordered(self.config.pool_size.max(1))
+            // Half the search connections at most: logins keep the rest.
+            .buffer_unordered((self.config.pool_size / 2).max(1))
             .collect::<Vec<_>>()
             .await;
         users.into_iter().filter_map(Result::transpose).collect()
