@@ -23,8 +23,9 @@ use crate::auth::suspicious::SuspiciousActivity;
 use crate::auth::tokens::AccessTokens;
 use crate::auth::totp::Authenticator;
 use crate::auth::users::Users;
+use crate::auth::users::ldap::Directory;
 use crate::clock::Clock;
-use crate::config::{Config, Problem, RateSpec};
+use crate::config::{Config, Problem, RateSpec, UserBackend};
 use crate::gate::Gate;
 use crate::identity::IdentityHeaders;
 use crate::mail::Mailer;
@@ -62,7 +63,9 @@ pub enum StartError {
 /// finds its files. (The CA bundles are read by validation already.)
 pub fn preflight(config: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
-    if let Err(e) = Users::open(&config.auth.users_file) {
+    if config.auth.backend == UserBackend::File
+        && let Err(e) = Users::open(&config.auth.users_file)
+    {
         problems.push(Problem::new("auth.users_file", e.to_string()));
     }
     if let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key)
@@ -94,6 +97,12 @@ pub fn preflight(config: &Config) -> Vec<Problem> {
 /// and `check-config` prints them.
 pub fn warnings(config: &Config) -> Vec<Problem> {
     let mut warnings = Vec::new();
+    if config.auth.backend == UserBackend::Ldap && config.ldap.url.starts_with("ldap://") && !config.ldap.start_tls {
+        warnings.push(Problem::new(
+            "ldap.start_tls",
+            "false with an ldap:// URL: passwords cross the network in the clear; use ldaps:// or start_tls = true",
+        ));
+    }
     if config.store.url.expose().starts_with("memory:") && config.store.state_file.is_none() {
         warnings.push(Problem::new(
             "store.state_file",
@@ -132,7 +141,7 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
 
     let users = Arc::new(match users {
         Some(u) => u,
-        None => Users::open(&config.auth.users_file)?,
+        None => open_users(&config)?,
     });
     let store = Store::open_with_clock(&config.store, clock.clone()).await?;
     let templates = Arc::new(Templates::load()?);
@@ -179,6 +188,19 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         hsts_upstream: config.server.hsts_upstream,
     };
     Ok(App { config, gateway, store, users, audit, stale })
+}
+
+/// The users, from the backend the config names. A directory is not asked
+/// anything yet: the gateway starts while it is down, answering 503 until
+/// it is back, rather than not at all.
+fn open_users(config: &Config) -> Result<Users, StartError> {
+    match config.auth.backend {
+        UserBackend::File => Ok(Users::open(&config.auth.users_file)?),
+        UserBackend::Ldap => {
+            let directory = Directory::new(&config.ldap).map_err(|e| StartError::Config(format!("ldap: {e}")))?;
+            Ok(Users::ldap(directory))
+        }
+    }
 }
 
 /// What every auth handle is built from.
@@ -290,6 +312,7 @@ impl Shared<'_> {
             store: store.clone(),
             passwords,
             new_passwords,
+            users: users.clone(),
             codes,
             totp,
             passkeys,

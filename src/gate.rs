@@ -331,6 +331,11 @@ impl Gate {
                 // A new password, address or group list: sessions from before end.
                 Some(change) => change.reason(),
             },
+            // A directory not read yet: the user may exist. Neither accept
+            // nor end the session; the request is refused as unavailable.
+            None if !self.users.complete() => {
+                return Err(StoreError::Unavailable("the user directory has not been read yet".into()));
+            }
             // The account was removed or disabled: its sessions end now.
             _ => "account removed or disabled".to_owned(),
         };
@@ -413,6 +418,7 @@ mod tests {
             disabled: false,
             identity: IdentityValues { user: v.clone(), email: v.clone(), name: v.clone(), groups: v },
             fingerprint: Default::default(),
+            dn: None,
         }
     }
 

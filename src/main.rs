@@ -432,7 +432,13 @@ async fn run_demo(config_flag: Option<&Path>) -> Result<(), Failure> {
 
 fn check_config(flag: Option<&Path>, open_files: bool) -> Result<(), Failure> {
     let loaded = config::load(flag, Config::default(), false)?;
-    let problems = if open_files { app::preflight(&loaded.config) } else { Vec::new() };
+    let mut problems = if open_files { app::preflight(&loaded.config) } else { Vec::new() };
+    // The directory is asked as `serve` would ask it: the service account
+    // binds and the user filter runs once.
+    if open_files && loaded.config.auth.backend == config::UserBackend::Ldap {
+        let ldap = &loaded.config.ldap;
+        problems.extend(runtime()?.block_on(portcullis::auth::users::ldap::Directory::check(ldap)));
+    }
     if !problems.is_empty() {
         return Err(config::ConfigError { file: loaded.file, problems }.into());
     }
@@ -485,6 +491,13 @@ fn users_file_path(arg: &UsersFileArg) -> Result<PathBuf, Failure> {
         return Ok(f.clone());
     }
     let loaded = config::load(arg.config.config.as_deref(), Config::default(), true)?;
+    if loaded.config.auth.backend == config::UserBackend::Ldap {
+        return Err(Failure::Usage(
+            "auth.backend is \"ldap\": users and their passwords live in the directory, which Portcullis only \
+             reads; add, change or disable them there (or pass --users-file to edit a users file anyway)"
+                .into(),
+        ));
+    }
     Ok(loaded.config.auth.users_file)
 }
 

@@ -117,6 +117,15 @@ pub const STORE_OPERATIONS: &[&str] = &[
     "recent_audit",
 ];
 
+/// `directory_errors_total`: the user directory's operations (LDAP).
+pub const DIRECTORY_OPERATIONS: &[&str] =
+    &["connect", "service_bind", "find_user", "read_groups", "disabled_check", "user_bind", "list_users"];
+
+/// Directory operations: a search or bind on an open connection takes about a
+/// millisecond; a new TLS connection more; a timeout seconds.
+const DIRECTORY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
 pub struct Metrics {
     pub registry: Registry,
     pub http_requests: IntCounterVec,
@@ -132,6 +141,8 @@ pub struct Metrics {
     pub sessions_created: IntCounter,
     pub store_duration: HistogramVec,
     pub store_errors: IntCounterVec,
+    pub directory_duration: HistogramVec,
+    pub directory_errors: IntCounterVec,
     pub session_cache_events: IntCounterVec,
     pub session_cache_live: IntGauge,
     pub connections_open: IntGauge,
@@ -230,6 +241,19 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             STORE_BUCKETS,
         ),
         store_errors: counter_vec(&r, "store_errors_total", "Failed store operations.", &["op"]),
+        directory_duration: histogram_vec(
+            &r,
+            "directory_operation_duration_seconds",
+            "User directory (LDAP) operation latency, by operation.",
+            &["op"],
+            DIRECTORY_BUCKETS,
+        ),
+        directory_errors: counter_vec(
+            &r,
+            "directory_errors_total",
+            "Failed or timed-out user directory (LDAP) operations, by operation.",
+            &["op"],
+        ),
         session_cache_events: counter_vec(
             &r,
             "session_cache_events_total",
@@ -284,6 +308,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
     for op in STORE_OPERATIONS {
         m.store_errors.with_label_values(&[op]);
+    }
+    for op in DIRECTORY_OPERATIONS {
+        m.directory_errors.with_label_values(&[op]);
     }
     m
 });
@@ -342,6 +369,18 @@ pub fn store_operation(op: &'static str, seconds: f64) {
         static DURATIONS: Handles<1, Histogram> = Handles::default();
     }
     DURATIONS.with(|h| h.with([op], |l| get().store_duration.with_label_values(l), |d| d.observe(seconds)));
+}
+
+/// Records one user directory operation (`directory_operation_duration_seconds`,
+/// and `directory_errors_total` when it failed). Not on any request's hot
+/// path (logins and refreshes only), so through the vectors.
+pub fn directory_operation(op: &'static str, seconds: f64, ok: bool) {
+    debug_check_label(DIRECTORY_OPERATIONS, op);
+    let m = get();
+    m.directory_duration.with_label_values(&[op]).observe(seconds);
+    if !ok {
+        m.directory_errors.with_label_values(&[op]).inc();
+    }
 }
 
 /// A thread's resolved series, keyed by the addresses of their static label

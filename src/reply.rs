@@ -381,6 +381,10 @@ fn explain_auth(e: &AuthError) -> Explained {
             tracing::error!(error = %err, "store unavailable");
             Explained::new(StatusCode::SERVICE_UNAVAILABLE, STORE_DOWN).retry(5)
         }
+        AuthError::Directory(err) => {
+            tracing::error!(error = %err, "user directory unavailable");
+            Explained::new(StatusCode::SERVICE_UNAVAILABLE, STORE_DOWN).retry(5)
+        }
         AuthError::Internal(err) => {
             tracing::error!(error = %err, "internal error");
             Explained::new(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong. Please try again.")

@@ -37,7 +37,7 @@ use crate::auth::record::{Attempts, Outcome, Stage};
 use crate::auth::reset::NewPasswords;
 use crate::auth::tokens::{AccessTokens, NewToken, TokenView};
 use crate::auth::totp::{Authenticator, Enrolment};
-use crate::auth::users::User;
+use crate::auth::users::{User, Users};
 use crate::gate::{Account, Levels, Need, Target};
 use crate::ratelimit::{Limiter, RateBucket};
 use crate::store::{Admission, Attempt, AuthLevel, CodeCheck, CodePurpose, SessionInfo, Store, StoreError, UserState};
@@ -112,6 +112,8 @@ pub struct AccountActions {
     pub(crate) store: Store,
     pub(crate) passwords: Arc<PasswordChecker>,
     pub(crate) new_passwords: NewPasswords,
+    /// Whose passwords the re-checks ask (the users file, or a directory).
+    pub(crate) users: Arc<Users>,
     pub(crate) codes: Codes,
     pub(crate) totp: Authenticator,
     pub(crate) passkeys: Passkeys,
@@ -222,11 +224,7 @@ impl AccountActions {
             self.audit.refused_by(actor, bucket, retry_after).await;
             return Err(AuthError::RateLimited { retry_after });
         }
-        let ok = self
-            .passwords
-            .verify(Some(&user.password_hash), password)
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let ok = self.users.check_password(Some(user), password, &self.passwords).await?;
         if ok {
             self.attempts.record(actor, Stage::Recheck, Outcome::Success, what.details()).await;
             return Ok(());

@@ -117,8 +117,20 @@ pub enum AuthError {
     MailFailed,
     #[error("store unavailable: {0}")]
     Store(#[from] StoreError),
+    /// The user directory (LDAP) is down or slow: no answer either way.
+    #[error("{0}")]
+    Directory(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<crate::auth::users::CheckError> for AuthError {
+    fn from(e: crate::auth::users::CheckError) -> Self {
+        match e {
+            crate::auth::users::CheckError::Directory(e) => AuthError::Directory(e.to_string()),
+            e => AuthError::Internal(e.to_string()),
+        }
+    }
 }
 
 impl From<PasskeyError> for AuthError {

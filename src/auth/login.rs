@@ -174,14 +174,15 @@ impl LoginFlow {
             return Err(AuthError::RateLimited { retry_after });
         }
 
-        let users = self.users.snapshot();
-        let user = users.find(name_or_email).cloned();
-        // Always run argon2, also for unknown names, so timing tells nothing.
-        let ok = self
-            .passwords
-            .verify(user.as_ref().map(|u| u.password_hash.as_str()), password)
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let user = self.users.find_account(name_or_email).await?;
+        // The users file: argon2 runs always, also for unknown names, so
+        // timing tells nothing. A directory is asked only after the locks
+        // (below), so it never sees more attempts than they allow.
+        let remote = self.users.checks_remotely();
+        let mut ok = false;
+        if !remote {
+            ok = self.users.check_password(user.as_deref(), password, &self.passwords).await?;
+        }
 
         // The typed name is locked like an account whether or not it is one,
         // so this answer is the same for both.
@@ -189,6 +190,9 @@ impl LoginFlow {
             let actor = naming_known(anon, user.as_deref());
             self.attempts.record(actor, Stage::Password, Outcome::Locked, "account locked").await;
             return Err(AuthError::Locked { retry_after });
+        }
+        if remote {
+            ok = self.users.check_password(user.as_deref(), password, &self.passwords).await?;
         }
         let user = match (user, ok) {
             (Some(u), true) => u,

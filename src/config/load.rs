@@ -14,7 +14,7 @@ use super::validate::{Problem, validate};
 /// (so `PORTCULLIS_CONFIG` or `PORTCULLIS_REQUIRE_SERVICES` are not mistaken for keys).
 /// `upstream`, a list, has its own reading (`upstream_env`).
 const SECTIONS: &[&str] =
-    &["server", "auth", "session", "otp", "totp", "store", "mail", "rate_limit", "lockout", "access_control"];
+    &["server", "auth", "session", "otp", "totp", "store", "mail", "rate_limit", "lockout", "access_control", "ldap"];
 
 /// A validated configuration and where it came from.
 #[derive(Debug, Clone)]
@@ -157,6 +157,9 @@ fn resolve_relative_paths(c: &mut Config, figment: &Figment, file: &Path) {
     if let Some(ca) = &mut c.mail.smtp_ca_file {
         resolve("mail.smtp_ca_file", &mut ca.path);
     }
+    if let Some(ca) = &mut c.ldap.ca_file {
+        resolve("ldap.ca_file", &mut ca.path);
+    }
     for u in &mut c.upstream {
         if let Some(ca) = &mut u.ca_file {
             resolve("upstream", &mut ca.path);
@@ -227,7 +230,7 @@ mod tests {
 
     #[test]
     fn every_section_takes_environment_variables() {
-        for section in ["server", "upstream", "auth", "session", "otp", "totp", "store", "mail"] {
+        for section in ["server", "upstream", "auth", "session", "otp", "totp", "store", "mail", "ldap"] {
             let var = format!("{}__ISSUER", section.to_ascii_uppercase());
             assert_eq!(names_a_key(&var), section != "upstream", "{var}: upstream has a reading of its own");
         }

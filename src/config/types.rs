@@ -28,6 +28,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub lockout: LockoutConfig,
     pub access_control: AccessControlConfig,
+    /// The LDAP / Active Directory user backend (`auth.backend = "ldap"`).
+    pub ldap: LdapConfig,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             lockout: LockoutConfig::default(),
             access_control: AccessControlConfig::default(),
+            ldap: LdapConfig::default(),
         }
     }
 }
@@ -167,6 +170,8 @@ impl Default for UpstreamConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub prefix: String,
+    /// Where users and their passwords live: the users file, or a directory.
+    pub backend: UserBackend,
     pub users_file: PathBuf,
     pub allowed_redirect_domains: Vec<String>,
     pub identity_headers: IdentityHeadersConfig,
@@ -180,11 +185,108 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             prefix: "/_auth".into(),
+            backend: UserBackend::File,
             users_file: PathBuf::from("config/users.toml"),
             allowed_redirect_domains: Vec::new(),
             identity_headers: IdentityHeadersConfig::default(),
             secret: Secret::default(),
             app_name: "Portcullis".into(),
+        }
+    }
+}
+
+/// Where users and their passwords live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserBackend {
+    /// `auth.users_file`, which Portcullis reads and writes.
+    File,
+    /// An LDAP directory or Active Directory (`[ldap]`), which it only reads.
+    Ldap,
+}
+
+/// `[ldap]`: the directory users log in against when `auth.backend = "ldap"`.
+/// A login searches as the service account (`bind_dn`), then binds as the
+/// user found; the users that `user_filter` matches are re-read every
+/// `refresh`, so a change in the directory ends sessions as a users-file
+/// edit does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldap://host[:port]` or `ldaps://host[:port]`.
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS before anything is sent.
+    pub start_tls: bool,
+    /// The CA certificates (PEM) that sign the directory's, trusted instead
+    /// of the system roots.
+    pub ca_file: Option<CaFile>,
+    /// The service account that searches; empty for an anonymous search.
+    pub bind_dn: String,
+    #[serde(skip_serializing_if = "Secret::is_empty")]
+    pub bind_password: Secret,
+    /// Where users and groups are searched (subtree).
+    pub base_dn: String,
+    /// Finds the account typed at the login form; `{input}` is what was
+    /// typed, escaped (RFC 4515). With `{input}` as `*` it lists every user.
+    pub user_filter: String,
+    /// Finds a user's groups; `{dn}` is the user's DN and `{username}` their
+    /// name, escaped. Empty: groups come from `memberOf` alone.
+    pub group_filter: String,
+    /// Users this filter matches are disabled (besides `nsAccountLock` and
+    /// Active Directory's `userAccountControl` bit 2), e.g.
+    /// `(pwdAccountLockedTime=*)`.
+    pub disabled_filter: Option<String>,
+    pub attributes: LdapAttributes,
+    /// Deadline for each directory step of a login (the search, the bind)
+    /// and of a refresh; beyond it the directory counts as unavailable (503).
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Connections kept for searches, and as many for password checks.
+    pub pool_size: usize,
+    /// How often the directory's users are read again.
+    #[serde(with = "duration")]
+    pub refresh: Duration,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        LdapConfig {
+            url: "ldap://127.0.0.1:389".into(),
+            start_tls: false,
+            ca_file: None,
+            bind_dn: String::new(),
+            bind_password: Secret::default(),
+            base_dn: String::new(),
+            user_filter: "(&(objectClass=person)(|(uid={input})(mail={input})))".into(),
+            group_filter: "(member={dn})".into(),
+            disabled_filter: None,
+            attributes: LdapAttributes::default(),
+            timeout: Duration::from_secs(5),
+            pool_size: 8,
+            refresh: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Which attributes hold what.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LdapAttributes {
+    /// The user's name (lower-cased: the directory compares names without case).
+    pub username: String,
+    pub email: String,
+    pub display_name: String,
+    /// A group entry's name.
+    pub group_name: String,
+}
+
+impl Default for LdapAttributes {
+    fn default() -> Self {
+        LdapAttributes {
+            username: "uid".into(),
+            email: "mail".into(),
+            display_name: "displayName".into(),
+            group_name: "cn".into(),
         }
     }
 }

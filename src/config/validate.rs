@@ -5,8 +5,8 @@
 use std::fmt;
 
 use super::types::{
-    AuthConfig, Config, MailConfig, MailTransport, OtpConfig, ServerConfig, SessionConfig, SmtpTls, StoreConfig,
-    TotpConfig, UpstreamConfig,
+    AuthConfig, Config, LdapConfig, MailConfig, MailTransport, OtpConfig, ServerConfig, SessionConfig, SmtpTls,
+    StoreConfig, TotpConfig, UpstreamConfig, UserBackend,
 };
 
 /// One thing wrong with the configuration.
@@ -45,6 +45,9 @@ pub fn validate(c: &mut Config, demo: bool) -> Vec<Problem> {
     totp(&c.totp, &mut p);
     store(&mut c.store, &mut p);
     mail(&mut c.mail, &mut p);
+    if c.auth.backend == UserBackend::Ldap {
+        ldap(&mut c.ldap, &mut p);
+    }
     p
 }
 
@@ -297,6 +300,85 @@ fn mail(m: &mut MailConfig, p: &mut Vec<Problem>) {
         bad("mail.smtp_password", "smtp_username and smtp_password go together".into());
     } else if let Some(why) = super::secrets::placeholder(m.smtp_password.expose(), false) {
         bad("mail.smtp_password", why);
+    }
+}
+
+/// `[ldap]`, checked only when it is the backend (a config may keep a
+/// directory's settings while it runs on the users file).
+fn ldap(l: &mut LdapConfig, p: &mut Vec<Problem>) {
+    use crate::auth::users::ldap::filter;
+    let mut bad = |key: &str, msg: String| p.push(Problem::new(key, msg));
+    let tls = match url::Url::parse(&l.url) {
+        Ok(u) if !matches!(u.scheme(), "ldap" | "ldaps") => {
+            bad("ldap.url", "must be an ldap:// or ldaps:// URL".into());
+            None
+        }
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+            bad("ldap.url", "must name a host, e.g. ldaps://ldap.example.com".into());
+            None
+        }
+        Ok(u) if u.path().len() > 1 || u.query().is_some() => {
+            bad("ldap.url", "must be only ldap[s]://host[:port] (set base_dn and the filters separately)".into());
+            None
+        }
+        Ok(u) => Some(u.scheme() == "ldaps"),
+        Err(e) => {
+            bad("ldap.url", format!("not a URL ({e}); e.g. ldaps://ldap.example.com"));
+            None
+        }
+    };
+    if l.start_tls && tls == Some(true) {
+        bad("ldap.start_tls", "ldaps:// is TLS already; StartTLS goes with ldap://".into());
+    }
+    if let Some(ca) = &mut l.ca_file {
+        if tls == Some(false) && !l.start_tls {
+            bad("ldap.ca_file", "set, but neither ldaps:// nor start_tls uses TLS".into());
+        } else if let Err(e) = ca.load() {
+            bad("ldap.ca_file", e);
+        }
+    }
+    if l.bind_dn.is_empty() != l.bind_password.is_empty() {
+        bad("ldap.bind_password", "bind_dn and bind_password go together (neither: an anonymous search)".into());
+    } else if let Some(why) = super::secrets::placeholder(l.bind_password.expose(), false) {
+        bad("ldap.bind_password", why);
+    }
+    if l.base_dn.trim().is_empty() {
+        bad("ldap.base_dn", "required, e.g. \"dc=example,dc=com\"".into());
+    }
+    if !l.user_filter.contains(filter::INPUT) {
+        bad("ldap.user_filter", format!("must contain {} (what was typed at the login form)", filter::INPUT));
+    } else if let Err(e) = filter::check(&l.user_filter) {
+        bad("ldap.user_filter", e);
+    }
+    if !l.group_filter.is_empty()
+        && let Err(e) = filter::check(&l.group_filter)
+    {
+        bad("ldap.group_filter", e);
+    }
+    if let Some(f) = &l.disabled_filter
+        && let Err(e) = filter::check(f)
+    {
+        bad("ldap.disabled_filter", e);
+    }
+    let a = &l.attributes;
+    for (key, value) in [
+        ("ldap.attributes.username", &a.username),
+        ("ldap.attributes.email", &a.email),
+        ("ldap.attributes.display_name", &a.display_name),
+        ("ldap.attributes.group_name", &a.group_name),
+    ] {
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-;.".contains(&b)) {
+            bad(key, "must be an attribute name, e.g. uid".into());
+        }
+    }
+    if l.timeout.is_zero() {
+        bad("ldap.timeout", "must be above zero".into());
+    }
+    if l.pool_size == 0 {
+        bad("ldap.pool_size", "must be at least 1".into());
+    }
+    if l.refresh < std::time::Duration::from_secs(5) {
+        bad("ldap.refresh", "must be at least 5s".into());
     }
 }
 

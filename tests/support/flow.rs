@@ -84,6 +84,8 @@ pub struct Options {
     pub server: String,
     /// Added to the `[[upstream]]` (one `key = value` per line).
     pub upstream: String,
+    /// Added to `[auth]` (one `key = value` per line), e.g. `backend = "ldap"`.
+    pub auth: String,
     /// The host of `server.public_url` (and of `origin`): `localhost` for
     /// passkeys, whose relying party cannot be an IP address.
     pub public_host: &'static str,
@@ -103,6 +105,7 @@ impl Default for Options {
             mail_timeout: "5s",
             server: String::new(),
             upstream: String::new(),
+            auth: String::new(),
             public_host: "127.0.0.1",
         }
     }
@@ -148,6 +151,7 @@ url = "{upstream}"
 [auth]
 secret = "{SECRET}"
 users_file = "{users}"
+{auth}
 [otp]
 ttl = "{ttl}"
 resend_cooldown = "{cooldown}"
@@ -180,6 +184,7 @@ default_policy = "{policy}"
                 extra = o.extra,
                 server = o.server,
                 upstream_extra = o.upstream,
+                auth = o.auth,
                 host = o.public_host,
                 trusted = o.trusted_proxies.unwrap_or(r#"["127.0.0.1/32", "::1/128"]"#),
                 rate_limit = o.rate_limit.unwrap_or(

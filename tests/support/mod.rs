@@ -9,6 +9,7 @@ pub mod machine;
 pub mod proxies;
 pub mod redis;
 pub mod skip;
+pub mod slapd;
 pub mod smtp;
 pub mod upstream;
 

@@ -73,6 +73,10 @@ pub struct User {
     /// The credential's fingerprint, computed on first use (`auth::credential`):
     /// a session check compares against it instead of hashing on every request.
     pub(crate) fingerprint: std::sync::OnceLock<String>,
+    /// A directory user's entry, whose password a bind checks (None: a
+    /// users-file user, whose `password_hash` argon2 checks). For a
+    /// directory user `password_hash` stands for the password's last change.
+    pub dn: Option<String>,
 }
 
 /// The parts of a user's credential: a change to any ends their sessions
@@ -130,6 +134,33 @@ impl UserDirectory {
     pub fn users(&self) -> impl Iterator<Item = &Arc<User>> {
         self.by_name.values()
     }
+
+    /// The users read from a directory. A name or an address met twice
+    /// keeps its first owner (logged): a directory does not promise either
+    /// is unique, and the login never looks users up here by address.
+    pub fn from_users(users: impl IntoIterator<Item = User>) -> UserDirectory {
+        let mut dir = UserDirectory::default();
+        for user in users {
+            if dir.by_name.contains_key(&user.username) {
+                tracing::warn!(user = %user.username, "two directory entries have this name; the second is left out");
+                continue;
+            }
+            dir.by_email.entry(user.email.to_ascii_lowercase()).or_insert_with(|| user.username.clone());
+            dir.by_name.insert(user.username.clone(), Arc::new(user));
+        }
+        dir
+    }
+
+    /// This directory with `user` added, or replacing the user of its name.
+    pub fn with(&self, user: Arc<User>) -> UserDirectory {
+        let mut by_name = self.by_name.clone();
+        let mut by_email = self.by_email.clone();
+        if let Some(old) = by_name.insert(user.username.clone(), user.clone()) {
+            by_email.retain(|_, n| *n != old.username);
+        }
+        by_email.entry(user.email.to_ascii_lowercase()).or_insert_with(|| user.username.clone());
+        UserDirectory { by_name, by_email }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +213,7 @@ pub fn parse(path: &Path, text: &str) -> Result<UserDirectory, UsersError> {
                 disabled: e.disabled,
                 identity,
                 fingerprint: std::sync::OnceLock::new(),
+                dn: None,
             }),
         );
     }

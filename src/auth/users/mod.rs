@@ -11,20 +11,27 @@
 //!   command line and the gateway alike: locked, checked, atomic, keeping
 //!   the file's owner and mode;
 //! - `writer`: where the gateway's async code writes changes to users
-//!   ([`UsersWriter`]): the file, or a refusal for a backend it only reads.
+//!   ([`UsersWriter`]): the file, or a refusal for a backend it only reads;
+//! - `ldap`: the LDAP / Active Directory backend, which the live directory
+//!   reads instead of a file;
+//! - `check`: the seam the login goes through, whichever backend holds the
+//!   users: find an account, check its password.
 //!
 //! Each file imports only its siblings; this one only names what they offer.
 
+mod check;
 mod directory;
 pub mod edit;
 mod file;
+pub mod ldap;
 mod watch;
 mod writer;
 
+pub use check::CheckError;
 pub use directory::{
     CREDENTIAL_PARTS, User, UserDirectory, UserEntry, UsersError, UsersFile, load, parse, valid_username,
 };
 pub use edit::Change;
 pub use file::{EditError, UsersFileWriter};
-pub use watch::{Reloaded, Stale, Users};
+pub use watch::{Backend, Reloaded, Stale, Users};
 pub use writer::UsersWriter;

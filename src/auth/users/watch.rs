@@ -4,6 +4,13 @@
 //! sessions of users it removed or disabled, and of users whose password,
 //! e-mail or groups changed.
 //!
+//! With an LDAP directory behind it (`auth.backend = "ldap"`) there is no
+//! file: every user the directory could log in is read at start-up and
+//! again every `ldap.refresh` (and on SIGHUP), and a login adds the user it
+//! found; each read ends sessions exactly as a reload of the file does.
+//! Until the first read succeeds, a session whose user is not known yet is
+//! neither accepted nor ended: the gate answers 503 ([`Users::complete`]).
+//!
 //! The file's directory is watched through the kernel (inotify): a file
 //! renamed into place (every writer of `file`, and most editors) is complete,
 //! so it is applied at once; any other change is applied once the file has
@@ -13,11 +20,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
 use super::directory::{User, UserDirectory, UsersError, load};
+use super::ldap::Directory;
 use super::writer::UsersWriter;
 use crate::audit::{Actor, Audit, SecurityEvent};
 use crate::store::Store;
@@ -30,6 +39,24 @@ pub struct Users {
     writer: UsersWriter,
     /// Which sessions a reload ends for a changed credential (set by `watch`).
     stale: std::sync::OnceLock<Stale>,
+    pub(super) source: Source,
+    /// Whether `current` holds every user (always, for a file).
+    complete: AtomicBool,
+}
+
+/// Where the users come from.
+pub(super) enum Source {
+    /// The users file at `path` (or the demo's fixed users).
+    File,
+    /// An LDAP directory, asked at login and re-read periodically.
+    Ldap(Arc<Directory>),
+}
+
+/// Which kind of backend holds the users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    File,
+    Ldap,
 }
 
 /// Whether a session, made with the credential fingerprint given, is stale
@@ -106,7 +133,62 @@ impl Users {
             stamps: std::sync::Mutex::new(Stamps::new(file_stamp(path))),
             writer,
             stale: std::sync::OnceLock::new(),
+            source: Source::File,
+            complete: AtomicBool::new(true),
         }
+    }
+
+    /// Users in an LDAP directory, which Portcullis reads and never writes.
+    /// Empty until the first read ([`Users::watch`] starts it).
+    pub fn ldap(directory: Directory) -> Users {
+        Users {
+            path: PathBuf::from("(ldap)"),
+            current: ArcSwap::from_pointee(UserDirectory::default()),
+            stamps: std::sync::Mutex::new(Stamps::new(None)),
+            writer: UsersWriter::read_only("ldap"),
+            stale: std::sync::OnceLock::new(),
+            source: Source::Ldap(Arc::new(directory)),
+            complete: AtomicBool::new(false),
+        }
+    }
+
+    /// Which kind of backend holds the users.
+    pub fn backend(&self) -> Backend {
+        match self.source {
+            Source::File => Backend::File,
+            Source::Ldap(_) => Backend::Ldap,
+        }
+    }
+
+    /// Whether passwords can be changed or reset here (the users file can;
+    /// a directory Portcullis only reads, or the demo's user, cannot): the
+    /// password pages and `user passwd` ask this, and say "not available".
+    pub fn can_write_passwords(&self) -> bool {
+        self.writer.is_writable()
+    }
+
+    /// Whether the snapshot holds every user. False until a directory's
+    /// first read: a user missing then may yet exist, and their session
+    /// must be neither accepted nor ended.
+    pub fn complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
+    }
+
+    /// Adds or replaces a user read from the directory at login. An
+    /// unchanged user is left as it is (their credential's fingerprint is
+    /// cached on it).
+    pub(super) fn upsert(&self, user: User) -> Arc<User> {
+        let current = self.current.load();
+        if let Some(known) = current.get(&user.username)
+            && known.credential_changes(&user).is_empty()
+            && known.disabled == user.disabled
+            && known.display_name == user.display_name
+        {
+            return known.clone();
+        }
+        let user = Arc::new(user);
+        self.current.rcu(|dir| dir.with(user.clone()));
+        user
     }
 
     /// A consistent snapshot; cheap (no lock held across awaits).
@@ -121,8 +203,24 @@ impl Users {
         &self.writer
     }
 
-    /// Re-reads the file; on error keeps the previous directory and reports why.
+    /// Re-reads the users; on error keeps the previous directory and reports why.
     pub async fn reload(&self) -> Result<Reloaded, UsersError> {
+        if let Source::Ldap(directory) = &self.source {
+            let listed = directory
+                .every_user()
+                .await
+                .map_err(|e| UsersError::Invalid { path: self.path.clone(), message: e.to_string() })?;
+            let dir = Arc::new(UserDirectory::from_users(listed));
+            let previous = self.current.swap(dir.clone());
+            let first = !self.complete.swap(true, Ordering::AcqRel);
+            return Ok(Reloaded {
+                users: dir.len(),
+                // Before the first read, the users known were only those
+                // logins added: none lost access by not being listed then.
+                lost_access: if first { Vec::new() } else { lost_access(&previous, &dir) },
+                credential_changed: credential_changed(&previous, &dir),
+            });
+        }
         let path = self.path.clone();
         let dir = tokio::task::spawn_blocking(move || load(&path))
             .await
@@ -145,10 +243,16 @@ impl Users {
         }
     }
 
-    async fn reload_logged(&self, why: &str, store: &Store, audit: &Audit) {
+    /// Reloads and ends the sessions the reload calls for; false when the
+    /// users could not be read (the last good copy stays).
+    async fn reload_logged(&self, why: &str, store: &Store, audit: &Audit) -> bool {
+        let ldap = matches!(self.source, Source::Ldap(_));
         match self.reload().await {
             Ok(r) => {
-                tracing::info!(users = r.users, reason = why, "users file reloaded");
+                match ldap {
+                    false => tracing::info!(users = r.users, reason = why, "users file reloaded"),
+                    true => tracing::info!(users = r.users, reason = why, "directory users read"),
+                }
                 let lost = r.lost_access.iter().map(|u| (u.clone(), "account removed or disabled".to_owned(), None));
                 let dir = self.snapshot();
                 let stale = self.stale.get();
@@ -156,10 +260,16 @@ impl Users {
                     let keep = stale.zip(dir.get(u)).map(|(f, user)| (f, user.as_ref()));
                     (u.clone(), format!("{} changed", parts.join(", ")), keep)
                 });
-                end_sessions(store, audit, lost.chain(changed)).await;
+                let by = if ldap { "directory re-read" } else { "users file reloaded" };
+                end_sessions(store, audit, by, lost.chain(changed)).await;
+                true
             }
             Err(e) => {
-                tracing::error!(error = %e, "users file not reloaded; keeping the last good copy")
+                match ldap {
+                    false => tracing::error!(error = %e, "users file not reloaded; keeping the last good copy"),
+                    true => tracing::error!(error = %e, "directory users not read; keeping the last good copy"),
+                }
+                false
             }
         }
     }
@@ -176,6 +286,35 @@ impl Users {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .inspect_err(|e| tracing::warn!(error = %e, "no SIGHUP handler; the users file reloads on change only"))
             .ok();
+        if let Source::Ldap(directory) = &self.source {
+            let every = directory.refresh_every();
+            let users = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    // After a failed read, try again soon: until then the
+                    // directory's changes do not reach the sessions.
+                    let read = users.reload_logged("refresh", &store, &audit).await;
+                    let wait = if read { every } else { RETRY_FAILED_READ.min(every) };
+                    #[cfg(unix)]
+                    let hup_fut = async {
+                        match hup.as_mut() {
+                            Some(h) => {
+                                h.recv().await;
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    };
+                    #[cfg(not(unix))]
+                    let hup_fut = std::future::pending::<()>();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = hup_fut => {}
+                        _ = shutdown.wait() => return,
+                    }
+                }
+            });
+            return;
+        }
         let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
         let watcher = watch_file(&self.path, tx);
         let users = self.clone();
@@ -202,7 +341,9 @@ impl Users {
                         }
                         users.reload_if_new(&store, &audit).await;
                     }
-                    _ = hup_fut => users.reload_logged("SIGHUP", &store, &audit).await,
+                    _ = hup_fut => {
+                        users.reload_logged("SIGHUP", &store, &audit).await;
+                    }
                     _ = shutdown.wait() => return,
                 }
             }
@@ -256,6 +397,8 @@ impl Users {
     }
 }
 
+/// How soon a directory's users are read again after a read failed.
+const RETRY_FAILED_READ: Duration = Duration::from_secs(5);
 /// How long a watched users file must hold still before it is applied.
 const SETTLE: Duration = Duration::from_millis(250);
 /// How often the users file's stamp is polled (the fallback to watching).
@@ -348,6 +491,7 @@ fn lost_access(before: &UserDirectory, after: &UserDirectory) -> Vec<String> {
 /// come back to life when it is re-enabled (or re-added): after a compromise,
 /// that would hand the attacker's session back. Ending them now also takes
 /// them off the account page's list at once.
+/// `by` says what read the users ("users file reloaded", "directory re-read").
 ///
 /// With `keep` (a credential change, and what tells a stale session), only
 /// the sessions made with the old credential end: the rest were made since,
@@ -355,6 +499,7 @@ fn lost_access(before: &UserDirectory, after: &UserDirectory) -> Vec<String> {
 async fn end_sessions<'a>(
     store: &Store,
     audit: &Audit,
+    by: &str,
     users: impl Iterator<Item = (String, String, Option<(&'a Stale, &'a User)>)>,
 ) {
     for (user, why, keep) in users {
@@ -365,8 +510,8 @@ async fn end_sessions<'a>(
         match ended {
             Ok(0) => {}
             Ok(n) => {
-                tracing::info!(user = %user, sessions = n, reason = %why, "sessions ended by the users file");
-                let details = format!("users file reloaded: {why}; {n} session(s) ended");
+                tracing::info!(user = %user, sessions = n, reason = %why, by, "sessions ended");
+                let details = format!("{by}: {why}; {n} session(s) ended");
                 audit.event(Actor::system(&user), SecurityEvent::SessionRevoked, &details).await;
             }
             Err(e) => tracing::warn!(user = %user, error = %e, reason = %why, "sessions not ended"),
