@@ -74,6 +74,12 @@ pub enum SecurityEvent {
     TokenRevoked,
     /// An access token signed a request (at most once a minute per token).
     TokenUsed,
+    /// An operator removed the user's authenticator app, passkeys and backup codes.
+    FactorsReset,
+    /// An operator disabled the account (in the users file).
+    UserDisabled,
+    /// An operator enabled the account again.
+    UserEnabled,
 }
 
 impl SecurityEvent {
@@ -99,6 +105,9 @@ impl SecurityEvent {
             SecurityEvent::TokenCreated => "token_created",
             SecurityEvent::TokenRevoked => "token_revoked",
             SecurityEvent::TokenUsed => "token_used",
+            SecurityEvent::FactorsReset => "factors_reset",
+            SecurityEvent::UserDisabled => "user_disabled",
+            SecurityEvent::UserEnabled => "user_enabled",
         }
     }
 }
@@ -158,11 +167,17 @@ impl Audit {
     }
 
     pub async fn attempt(&self, actor: Actor<'_>, result: AttemptResult, details: &str) {
-        self.write(AuditKind::LoginAttempt, result.as_str(), actor, details).await;
+        self.write(AuditKind::LoginAttempt, result.as_str(), actor, None, details).await;
     }
 
     pub async fn event(&self, actor: Actor<'_>, event: SecurityEvent, details: &str) {
-        self.write(AuditKind::SecurityEvent, event.as_str(), actor, details).await;
+        self.write(AuditKind::SecurityEvent, event.as_str(), actor, None, details).await;
+    }
+
+    /// An event an operator caused (`operator`: their account name): `actor`
+    /// says where they acted from, and names the account acted on.
+    pub async fn operator_event(&self, actor: Actor<'_>, operator: &str, event: SecurityEvent, details: &str) {
+        self.write(AuditKind::SecurityEvent, event.as_str(), actor, Some(operator), details).await;
     }
 
     /// A limit refused a request: `rate_limit_exceeded`, naming the bucket
@@ -177,7 +192,7 @@ impl Audit {
         self.refused(actor, bucket.as_str(), retry_after).await;
     }
 
-    async fn write(&self, kind: AuditKind, event: &str, actor: Actor<'_>, details: &str) {
+    async fn write(&self, kind: AuditKind, event: &str, actor: Actor<'_>, operator: Option<&str>, details: &str) {
         let rec = AuditRecord {
             time: self.clock.now_unix(),
             kind,
@@ -187,6 +202,7 @@ impl Audit {
             ip: actor.ip.to_owned(),
             user_agent: truncate(actor.user_agent, 256).to_owned(),
             details: truncate(details, 512).to_owned(),
+            actor: operator.map(|o| truncate(o, 128).to_owned()),
         };
         tracing::info!(
             target: "security",
@@ -197,6 +213,7 @@ impl Audit {
             ip = %rec.ip,
             user_agent = %rec.user_agent,
             details = %rec.details,
+            actor = rec.actor.as_deref().unwrap_or("-"),
         );
         if let Err(e) = self.store.append_audit(&rec).await {
             tracing::warn!(error = %e, "audit record not stored");

@@ -114,6 +114,11 @@ pub const STORE_OPERATIONS: &[&str] = &[
     "record_known_ip",
     "append_audit",
     "recent_audit",
+    "search_audit",
+    "account_facts",
+    "note_ip_ban",
+    "ip_bans",
+    "forget_ip_ban",
 ];
 
 pub struct Metrics {
