@@ -178,7 +178,7 @@ impl MetricsListener {
         };
         let field = |k: &str| fields.get(k).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty());
         let agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let by = Operator { ip: conn.peer.ip().to_string(), agent: agent.chars().take(128).collect() };
+        let by = Operator { ip: conn.peer.ip().to_string(), agent: agent.chars().take(128).collect(), name: None };
         let result = match (parts.uri.path(), field("name"), field("ip")) {
             ("/admin/unlock", Some(name), _) => self.operator.unlock(name, &by).await.map(|r| json!(r)),
             ("/admin/unlock-ip", _, Some(ip)) => match ip.parse::<IpAddr>() {

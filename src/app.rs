@@ -145,16 +145,20 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         secret: &secret,
         clock: &clock,
     };
-    let AuthHandles { gate, login, account, audit } = shared.auth_handles(templates)?;
+    let AuthHandles { gate, login, account, audit, notifier } = shared.auth_handles(templates)?;
+    let operator =
+        OperatorActions::new(store.clone(), users.clone(), audit.clone(), secret.clone()).with_notifier(notifier);
 
     let portal = Portal {
         gate: gate.clone(),
         login,
         account,
+        operator,
         store: store.clone(),
         replies: replies.clone(),
         cookies: cookies.clone(),
-        csrf: Csrf::new(secret, &public_origin, clock),
+        csrf: Csrf::new(secret, &public_origin, clock.clone()),
+        clock,
         redirects: Redirects::new(public_url, &config.auth.allowed_redirect_domains),
         identity: identity.clone(),
         settings: portal_settings(&config, public_origin),
@@ -195,6 +199,8 @@ struct AuthHandles {
     login: LoginFlow,
     account: AccountActions,
     audit: Audit,
+    /// Alerts for the operator's changes to an account.
+    notifier: Notifier,
 }
 
 impl Shared<'_> {
@@ -275,11 +281,11 @@ impl Shared<'_> {
             audit: audit.clone(),
             attempts,
             tokens,
-            notifier,
+            notifier: notifier.clone(),
             lockout,
             limiter,
         };
-        Ok(AuthHandles { gate: Arc::new(gate), login, account, audit })
+        Ok(AuthHandles { gate: Arc::new(gate), login, account, audit, notifier })
     }
 }
 
@@ -303,6 +309,7 @@ fn portal_settings(config: &Config, public_origin: String) -> PortalSettings {
         body_read_timeout: config.server.body_read_timeout,
         otp_digits: config.otp.digits,
         totp_digits: config.totp.digits,
+        admin_group: config.auth.admin_group.clone(),
     }
 }
 

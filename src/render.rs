@@ -20,6 +20,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("otp.html", include_str!("../templates/otp.html")),
     ("logout.html", include_str!("../templates/logout.html")),
     ("account.html", include_str!("../templates/account.html")),
+    ("admin.html", include_str!("../templates/admin.html")),
     ("error.html", include_str!("../templates/error.html")),
     ("email/login_code.txt", include_str!("../templates/email/login_code.txt")),
     ("email/login_code.html", include_str!("../templates/email/login_code.html")),

@@ -39,6 +39,7 @@ pub mod operator;
 pub mod passkey;
 pub mod password;
 pub mod record;
+pub mod roster;
 pub mod suspicious;
 pub mod tokens;
 pub mod totp;
