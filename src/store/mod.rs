@@ -483,6 +483,15 @@ impl Store {
         dispatch!(self, b => b.recent_audit(user, limit))
     }
 
+    /// About how many records the global trail keeps before the oldest go
+    /// (Redis trims approximately, keeping at least this many).
+    pub fn audit_global_cap(&self) -> usize {
+        match self.backend {
+            Backend::Memory(_) => AUDIT_GLOBAL,
+            Backend::Redis(_) => AUDIT_GLOBAL_REDIS,
+        }
+    }
+
     /// One page of the trail, newest first: the entries that pass `q`'s
     /// filters, from `q.before` back, at most `q.limit` of them, having
     /// looked at no more than [`AUDIT_SCAN_BUDGET`] entries. Never reads the

@@ -573,12 +573,14 @@ impl RedisStore {
         // search filters on without decoding it.
         let json = to_json(rec)?;
         let c = self.conn().await?;
-        let add = |key: String, cap: usize| {
+        // A user's trail is trimmed exactly (it is short); the global one
+        // approximately (`~`: whole nodes at a time, far cheaper at a million).
+        let add = |key: String, cap: usize, approx: &'static str| {
             let mut h = c.shared();
             let cmd = r::cmd("XADD")
                 .arg(key)
                 .arg("MAXLEN")
-                .arg("~")
+                .arg(approx)
                 .arg(cap)
                 .arg("*")
                 .arg("k")
@@ -592,10 +594,10 @@ impl RedisStore {
                 .clone();
             async move { cmd.query_async::<String>(&mut h).await }
         };
-        let global = add(self.keys.global_audit(), AUDIT_GLOBAL_REDIS);
+        let global = add(self.keys.global_audit(), AUDIT_GLOBAL_REDIS, "~");
         match &rec.user {
             Some(user) => {
-                let (own, global) = tokio::join!(add(self.keys.user_audit(user), AUDIT_PER_USER), global);
+                let (own, global) = tokio::join!(add(self.keys.user_audit(user), AUDIT_PER_USER, "="), global);
                 own.and(global).map_err(redis_error)?;
             }
             None => {
@@ -606,8 +608,27 @@ impl RedisStore {
     }
 
     pub(super) async fn recent_audit(&self, user: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>> {
-        let q = AuditQuery { user: user.map(str::to_owned), limit, ..AuditQuery::default() };
-        Ok(self.search_audit(&q).await?.records.into_iter().map(|(_, r)| r).collect())
+        let key = match user {
+            Some(user) => self.keys.user_audit(user),
+            None => self.keys.global_audit(),
+        };
+        let mut c = self.conn().await?;
+        let entries: Vec<(String, Vec<(String, String)>)> = r::cmd("XREVRANGE")
+            .arg(key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_error)?;
+        entries
+            .iter()
+            .map(|(_, fields)| match fields.iter().find(|(k, _)| k == "j") {
+                Some((_, json)) => from_json(json),
+                None => Err(StoreError::Corrupt("audit entry without a record".into())),
+            })
+            .collect()
     }
 
     pub(super) async fn search_audit(&self, q: &AuditQuery) -> StoreResult<AuditPage> {
