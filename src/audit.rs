@@ -220,3 +220,50 @@ impl Audit {
         }
     }
 }
+
+/// A time as an operator types it: unix seconds, a date (`2026-12-06`: its
+/// first second, or with `end_of_day` its last), a UTC date and time
+/// (`2026-12-06T17:05`, seconds optional, `T` or a space), or RFC 3339.
+pub fn parse_time(s: &str, end_of_day: bool) -> Option<u64> {
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    let unix = |t: time::OffsetDateTime| u64::try_from(t.unix_timestamp()).ok();
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return unix(t);
+    }
+    if let Ok(d) = time::Date::parse(s, format_description!("[year]-[month]-[day]")) {
+        let start = unix(d.midnight().assume_utc())?;
+        return Some(if end_of_day { start + 86_399 } else { start });
+    }
+    [
+        format_description!("[year]-[month]-[day]T[hour]:[minute]"),
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+        format_description!("[year]-[month]-[day] [hour]:[minute]"),
+        format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+    ]
+    .into_iter()
+    .find_map(|fmt| time::PrimitiveDateTime::parse(s, fmt).ok())
+    .and_then(|t| unix(t.assume_utc()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_are_read_as_dates_date_times_or_unix_seconds() {
+        let day = 1_796_515_200; // 2026-12-06T00:00:00Z
+        assert_eq!(parse_time("1765040700", false), Some(1_765_040_700));
+        assert_eq!(parse_time("2026-12-06", false), Some(day));
+        assert_eq!(parse_time("2026-12-06", true), Some(day + 86_399));
+        assert_eq!(parse_time("2026-12-06T17:05", false), Some(day + 17 * 3600 + 300));
+        assert_eq!(parse_time("2026-12-06 17:05:09", false), Some(day + 17 * 3600 + 309));
+        assert_eq!(parse_time("2026-12-06T18:05:00+01:00", false), Some(day + 17 * 3600 + 300));
+        assert_eq!(parse_time("yesterday", false), None);
+        assert_eq!(parse_time("2026-13-01", false), None);
+    }
+}

@@ -15,6 +15,7 @@ use support::flow::{Backend, Harness, Options, PASSWORD};
 support::on_both_stores!(
     an_operator_acts_on_users_and_addresses_and_every_action_is_audited,
     the_console_refuses_everyone_but_an_operator_at_two_factors,
+    portcullis_audit_searches_the_trail_on_either_store,
 );
 
 const CAROL: &str = "carols-password-1";
@@ -356,4 +357,59 @@ async fn with_the_store_down_the_console_answers_503() {
         let (s, v) = get(&h, &admin, path).await;
         assert_eq!(s, 503, "{path}: {v}");
     }
+}
+
+/// Runs `portcullis ARGS --config FILE` with the harness's config naming the
+/// metrics listener's real address, as an operator's would: exit code,
+/// stdout, stderr.
+fn cli(h: &Harness, args: &[&str]) -> (i32, String, String) {
+    let metrics = h.gw.metrics_addr.as_ref().expect("metrics listener");
+    let text = h.config.replace("metrics_listen = \"127.0.0.1:0\"", &format!("metrics_listen = \"{metrics}\""));
+    let path = h.gw.dir.path().join("operator.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(support::binary())
+        .args(args)
+        .arg("--config")
+        .arg(&path)
+        .env_remove("PORTCULLIS_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// `portcullis audit` searches as the console does, on the memory store too
+/// (through the running gateway's admin endpoint).
+async fn portcullis_audit_searches_the_trail_on_either_store(b: Backend) {
+    let Some(h) = Harness::start(b, Options::default()).await else { return };
+    promote(&h).await;
+    for i in 0..3 {
+        assert_eq!(attempt(&h, "carol", "wrong", &format!("198.51.100.{i}")).await, 400);
+    }
+    let admin = h.two_factor_client("testuser", PASSWORD, "Firefox/120 (operator)").await;
+    let (s, _) = h.post_as(&admin, "/_auth/api/admin/sessions/revoke", json!({"name": "carol"})).await;
+    assert_eq!(s, 200);
+
+    let (code, out, err) = cli(&h, &["audit", "--user", "carol", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let records: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let failed = records.iter().filter(|r| r["event"] == "invalid_credentials").count();
+    assert_eq!(failed, 3, "{out}");
+    assert!(records.iter().all(|r| r["user"] == "carol"), "only carol's: {out}");
+    assert_eq!(
+        (records[0]["event"].as_str(), records[0]["actor"].as_str()),
+        (Some("session_revoked"), Some("testuser"))
+    );
+    let (code, out, _) = cli(&h, &["audit", "--event", "invalid_credentials", "--ip", "198.51.100.1", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let (code, out, _) = cli(&h, &["audit", "--kind", "security_event", "--limit", "2"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two records: {out}");
+    assert!(lines[0].split_whitespace().eq(["TIME", "(UTC)", "KIND", "EVENT", "USER", "BY", "ADDRESS", "DETAILS"]));
+    assert!(lines[1].contains("session_revoked") && lines[1].contains("testuser"), "{out}");
+    let (code, out, _) = cli(&h, &["audit", "--since", "2000-01-01", "--until", "2000-01-02"]);
+    assert_eq!((code, out.trim()), (0, "no audit records"));
 }

@@ -17,7 +17,7 @@ use crate::auth::Client;
 use crate::auth::lockout::name_key;
 use crate::auth::notify::Notifier;
 use crate::auth::users::{EditError, Users};
-use crate::store::{RateBucket, Store, StoreError, StoreResult, UserState};
+use crate::store::{AuditPage, AuditQuery, RateBucket, Store, StoreError, StoreResult, UserState};
 
 /// Who asked, for the audit trail: the admin endpoint's peer, the command
 /// line working on the store itself, or an operator in the console.
@@ -137,6 +137,12 @@ impl OperatorActions {
     /// The users the actions look accounts up in.
     pub fn users(&self) -> &Arc<Users> {
         &self.users
+    }
+
+    /// A page of the audit trail (`Store::search_audit`), at most 200 records.
+    pub async fn search_audit(&self, q: &AuditQuery) -> StoreResult<AuditPage> {
+        let q = AuditQuery { limit: q.limit.clamp(1, crate::auth::roster::MAX_PAGE), ..q.clone() };
+        self.store.search_audit(&q).await
     }
 
     /// The keys of every lock a login as `user` can meet (what `unlock` lifts).

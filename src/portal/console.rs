@@ -369,39 +369,11 @@ struct AuditForm {
     limit: Option<String>,
 }
 
-/// A time from a query: unix seconds, a date (`2026-12-06`: its first
-/// second, or its last for `until`), or a UTC date and time
-/// (`2026-12-06T17:05`, seconds optional, as an HTML date-time field sends
-/// it; or RFC 3339 with an offset).
+/// A time from a query (`audit::parse_time`), or the 400 naming `field`.
 fn parse_time(field: &str, s: &str, end_of_day: bool) -> Result<u64, Failure> {
-    use time::format_description::well_known::Rfc3339;
-    use time::macros::format_description;
-    let bad = || {
+    crate::audit::parse_time(s, end_of_day).ok_or_else(|| {
         Failure::Missing(format!("{field}: not a time (use 2026-12-06, 2026-12-06T17:05 (UTC) or unix seconds)").into())
-    };
-    let s = s.trim();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse().map_err(|_| bad());
-    }
-    let unix = |t: time::OffsetDateTime| u64::try_from(t.unix_timestamp()).map_err(|_| bad());
-    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
-        return unix(t);
-    }
-    if let Ok(d) = time::Date::parse(s, format_description!("[year]-[month]-[day]")) {
-        let start = unix(d.midnight().assume_utc())?;
-        return Ok(if end_of_day { start + 86_399 } else { start });
-    }
-    for fmt in [
-        format_description!("[year]-[month]-[day]T[hour]:[minute]"),
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
-        format_description!("[year]-[month]-[day] [hour]:[minute]"),
-        format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
-    ] {
-        if let Ok(t) = time::PrimitiveDateTime::parse(s, fmt) {
-            return unix(t.assume_utc());
-        }
-    }
-    Err(bad())
+    })
 }
 
 /// The store's query for the form's fields, or why they cannot be one.
@@ -750,16 +722,6 @@ mod tests {
             assert!(field(f).starts_with("\"'"), "{f}: {}", field(f));
         }
         assert_eq!(field("a=b"), "a=b", "only a first character is a formula");
-    }
-
-    #[test]
-    fn times_are_read_as_dates_date_times_or_unix_seconds() {
-        assert_eq!(parse_time("since", "1765040700", false).ok(), Some(1_765_040_700));
-        assert_eq!(parse_time("since", "2026-12-06", false).ok(), Some(1_796_515_200));
-        assert_eq!(parse_time("until", "2026-12-06", true).ok(), Some(1_796_515_200 + 86_399));
-        assert_eq!(parse_time("since", "2026-12-06T17:05", false).ok(), Some(1_796_515_200 + 17 * 3600 + 300));
-        assert_eq!(parse_time("since", "2026-12-06T17:05:00Z", false).ok(), Some(1_796_515_200 + 17 * 3600 + 300));
-        assert!(parse_time("since", "yesterday", false).is_err());
     }
 
     #[test]

@@ -391,6 +391,19 @@ impl std::fmt::Display for AuditCursor {
     }
 }
 
+impl Serialize for AuditCursor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for AuditCursor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AuditCursor, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(|()| serde::de::Error::custom("not an audit cursor (ms-seq)"))
+    }
+}
+
 impl std::str::FromStr for AuditCursor {
     type Err = ();
     fn from_str(s: &str) -> Result<AuditCursor, ()> {
@@ -404,8 +417,10 @@ impl std::str::FromStr for AuditCursor {
 }
 
 /// A search of the audit trail, newest first. Every filter is an exact
-/// match; an empty one matches everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// match; an empty one matches everything. (The admin endpoint takes it as
+/// JSON, for `portcullis audit`.)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuditQuery {
     /// The account's own trail (`user`), else the global one.
     pub user: Option<String>,
@@ -432,7 +447,7 @@ impl AuditQuery {
 }
 
 /// One page of an audit search.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditPage {
     pub records: Vec<(AuditCursor, AuditRecord)>,
     /// Where the next page starts, when the trail goes on (the search may
