@@ -3,7 +3,7 @@
 deployment's Redis holds for the operator console: USERS users' state (known
 addresses for a last login, e-mailed codes for a third, backup codes for a
 fifth, a lock for one in a hundred) and RECORDS audit records, spread over the
-last 30 days, in the global trail and in each user's own (the newest 1000 per
+last 30 days, in the global trail and in each user's own (the newest 100 per
 user, as the gateway keeps). Usage: console_fill.py USERS RECORDS"""
 import json
 import sys
@@ -51,8 +51,8 @@ def main():
         j = json.dumps(rec, separators=(",", ":"))
         sid = f"{ms}-{i}"
         w.write(resp("XADD", f"{PREFIX}trail", sid, "k", kind, "e", event, "ip", ip, "j", j))
-        # Each user's own trail keeps its newest 1000: the last 1000 × users records.
-        if i >= total - users * 1000:
+        # Each user's own trail keeps its newest 100: the last 100 × users records.
+        if i >= total - users * 100:
             w.write(resp("XADD", f"{PREFIX}{{u:{name}}}:trail", sid, "k", kind, "e", event, "ip", ip, "j", j))
 
 

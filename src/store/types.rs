@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Most audit entries kept per user (Redis trims to about this many).
-pub const AUDIT_PER_USER: usize = 1000;
+/// Most audit entries kept in a user's own trail: what a search by user
+/// finds (the global trail keeps theirs longer, among everyone's). Ten
+/// thousand users' trails stay about 300 MB in Redis.
+pub const AUDIT_PER_USER: usize = 100;
 /// Most audit entries the memory store keeps in its global trail (it lives
 /// in the gateway's memory).
 pub const AUDIT_GLOBAL: usize = 10_000;
