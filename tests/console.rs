@@ -324,6 +324,12 @@ async fn the_console_refuses_everyone_but_an_operator_at_two_factors(b: Backend)
         ("/_auth/api/admin/unlock", json!({"name": "nobody"}), 404, "No such user."),
         ("/_auth/api/admin/bans/unlock", json!({"ip": "not an address"}), 400, "ip: not an address (or an IPv6 /64)"),
         ("/_auth/api/admin/bans/unlock", json!({}), 400, "ip is required"),
+        (
+            "/_auth/api/admin/disable",
+            json!({"name": "testuser"}),
+            400,
+            "name: operators cannot disable their own account here",
+        ),
     ];
     for (path, body, status, error) in bad {
         let (s, v) = h.post_as(&admin, path, body).await;

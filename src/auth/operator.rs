@@ -19,6 +19,9 @@ use crate::auth::notify::Notifier;
 use crate::auth::users::{EditError, Users};
 use crate::store::{AuditPage, AuditQuery, RateBucket, Store, StoreError, StoreResult, UserState};
 
+/// Most rows a page of users, bans or audit records holds.
+pub const MAX_PAGE: usize = 200;
+
 /// Who asked, for the audit trail: the admin endpoint's peer, the command
 /// line working on the store itself, or an operator in the console.
 #[derive(Debug, Clone)]
@@ -141,7 +144,7 @@ impl OperatorActions {
 
     /// A page of the audit trail (`Store::search_audit`), at most 200 records.
     pub async fn search_audit(&self, q: &AuditQuery) -> StoreResult<AuditPage> {
-        let q = AuditQuery { limit: q.limit.clamp(1, crate::auth::roster::MAX_PAGE), ..q.clone() };
+        let q = AuditQuery { limit: q.limit.clamp(1, MAX_PAGE), ..q.clone() };
         self.store.search_audit(&q).await
     }
 

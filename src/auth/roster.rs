@@ -12,8 +12,7 @@ use crate::auth::operator::OperatorActions;
 use crate::auth::users::User;
 use crate::store::{IpBan, StoreResult, UserState};
 
-/// Most rows a page of users or bans holds.
-pub const MAX_PAGE: usize = 200;
+pub use crate::auth::operator::MAX_PAGE;
 
 /// One user as the console lists them.
 #[derive(Debug, Clone, Serialize)]

@@ -686,6 +686,10 @@ async fn perform(cx: &Cx<'_>, auth: &Authenticated, action: Action, form: &Named
             );
             (json!(done), message)
         }
+        Action::Disable if account == auth.user.username => {
+            // An operator who did would be signed out of the console for good.
+            return Err(Failure::Missing("name: operators cannot disable their own account here".into()));
+        }
         Action::Disable | Action::Enable => {
             let disabled = action == Action::Disable;
             let done = ops.set_disabled(account, disabled, &by).await.map_err(changed)?;
