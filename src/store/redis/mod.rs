@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::redis as r;
+use futures_util::future::join_all;
 
 use super::types::{
     AUDIT_GLOBAL_REDIS, AUDIT_PER_USER, AUDIT_SCAN_BUDGET, AccountFacts, Admission, Attempt, AttemptLimits,
@@ -675,24 +676,33 @@ impl RedisStore {
 
     // --- what an operator looks at ---
 
-    /// Two pipelined round trips for the whole page: the accounts' state,
-    /// locks, known addresses and indexed session ids, then whether each
-    /// indexed session still lives (an index may hold ended ones).
+    /// Two rounds for the whole page, each its commands sent at once on one
+    /// multiplexed connection: the accounts' state, locks, known addresses
+    /// and indexed session ids, then whether each indexed session still
+    /// lives (an index may hold ended ones). Single-key commands, not a
+    /// pipeline: a Cluster refuses a pipeline whose keys cross slots.
     pub(super) async fn account_facts(&self, accounts: &[(String, Vec<String>)]) -> StoreResult<Vec<AccountFacts>> {
-        let mut p = r::pipe();
+        let mut cmds = Vec::new();
         for (user, locks) in accounts {
-            p.cmd("HGET").arg(self.keys.state(user)).arg("otp_enabled");
-            p.cmd("SCARD").arg(self.keys.backup_codes(user));
-            p.cmd("HEXISTS").arg(self.keys.totp(user)).arg("secret");
-            p.cmd("EXISTS").arg(self.keys.passkeys(user));
-            p.cmd("HVALS").arg(self.keys.known_ips(user));
-            p.cmd("ZRANGE").arg(self.keys.user_sessions(user)).arg(0).arg(-1);
+            cmds.push(r::cmd("HGET").arg(self.keys.state(user)).arg("otp_enabled").clone());
+            cmds.push(r::cmd("SCARD").arg(self.keys.backup_codes(user)).clone());
+            cmds.push(r::cmd("HEXISTS").arg(self.keys.totp(user)).arg("secret").clone());
+            cmds.push(r::cmd("EXISTS").arg(self.keys.passkeys(user)).clone());
+            cmds.push(r::cmd("HVALS").arg(self.keys.known_ips(user)).clone());
+            cmds.push(r::cmd("ZRANGE").arg(self.keys.user_sessions(user)).arg(0).arg(-1).clone());
             for key in locks {
-                p.cmd("PTTL").arg(self.keys.lock(key));
+                cmds.push(r::cmd("PTTL").arg(self.keys.lock(key)).clone());
             }
         }
-        let mut c = self.conn().await?;
-        let values: Vec<r::Value> = p.query_async(&mut c).await.map_err(redis_error)?;
+        let c = self.conn().await?;
+        let all_at_once = |cmds: Vec<r::Cmd>| {
+            join_all(cmds.into_iter().map(|cmd| {
+                let mut h = c.shared();
+                async move { cmd.query_async::<r::Value>(&mut h).await }
+            }))
+        };
+        let values: Vec<r::Value> =
+            all_at_once(cmds).await.into_iter().collect::<Result<_, _>>().map_err(redis_error)?;
         let mut values = values.into_iter();
         let mut next = || values.next().ok_or_else(|| StoreError::Corrupt("account facts: short reply".into()));
         let (mut out, mut ids) = (Vec::with_capacity(accounts.len()), Vec::with_capacity(accounts.len()));
@@ -725,15 +735,18 @@ impl RedisStore {
             });
             ids.push(sessions);
         }
-        if ids.iter().any(|i| !i.is_empty()) {
-            let mut p = r::pipe();
-            for id in ids.iter().flatten() {
-                p.cmd("EXISTS").arg(self.keys.session(id));
-            }
-            let live: Vec<bool> = p.query_async(&mut c).await.map_err(redis_error)?;
-            let mut live = live.into_iter();
+        let exists: Vec<r::Cmd> =
+            ids.iter().flatten().map(|id| r::cmd("EXISTS").arg(self.keys.session(id)).clone()).collect();
+        if !exists.is_empty() {
+            let live: Vec<r::Value> =
+                all_at_once(exists).await.into_iter().collect::<Result<_, _>>().map_err(redis_error)?;
+            let mut live = live.into_iter().map(from_value::<bool>);
             for (facts, ids) in out.iter_mut().zip(&ids) {
-                facts.sessions = live.by_ref().take(ids.len()).filter(|l| *l).count();
+                let mut n = 0;
+                for l in live.by_ref().take(ids.len()) {
+                    n += usize::from(l?);
+                }
+                facts.sessions = n;
             }
         }
         Ok(out)
