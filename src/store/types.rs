@@ -14,7 +14,8 @@ pub const AUDIT_PER_USER: usize = 100;
 /// in the gateway's memory).
 pub const AUDIT_GLOBAL: usize = 10_000;
 /// About how many audit entries Redis keeps in its global trail (trimmed
-/// approximately, `XADD MAXLEN ~`): about 300 MB of Redis memory when full.
+/// approximately, `XADD MAXLEN ~`): about 345 MB of Redis memory when full
+/// (bench/console.sh).
 pub const AUDIT_GLOBAL_REDIS: usize = 1_000_000;
 /// Most entries one audit search looks at before it answers with what it
 /// found and where to go on (a filter that matches little cannot make one
