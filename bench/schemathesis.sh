@@ -2,7 +2,9 @@
 # Checks docs/openapi.json against a running gateway with schemathesis (PyPI):
 # starts the gateway (this build's debug binary, or PORTCULLIS_BIN) on the
 # memory store with a file outbox, logs a user in twice (one session to test
-# with, one to revoke), and runs `st run --checks all` over every operation:
+# with, one to revoke), raises the first to two factors with the e-mailed code
+# (the user is in the admin group: the operator console's API needs two), and
+# runs `st run --checks all` over every operation:
 # no 5xx, every status and body as documented, invalid input refused, a
 # missing session refused; then each state-changing operation without CSRF
 # proof gets its documented 403.
@@ -23,7 +25,7 @@ trap cleanup EXIT
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ORIGIN="http://127.0.0.1:$PORT"
-printf '[users.alice]\nemail = "alice@example.com"\ndisplay_name = "Alice"\npassword = "%s"\ngroups = ["staff"]\n' \
+printf '[users.alice]\nemail = "alice@example.com"\ndisplay_name = "Alice"\npassword = "%s"\ngroups = ["staff", "admins"]\n' \
   "$(echo alice-password-1 | "$PORTCULLIS_BIN" hash-password)" > "$WORK/users.toml"
 cat > "$WORK/portcullis.toml" <<CONF
 [server]
@@ -50,9 +52,32 @@ login() {
     -d '{"username_or_email":"alice","password":"alice-password-1"}' "$ORIGIN/_auth/api/send-login-otp" \
     | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: portcullis_session=\([^;]*\).*/\1/p' | head -1
 }
+# step_up SESSION → the session raised to two factors (a new cookie): a code
+# e-mailed to the file outbox, entered with the pending login's cookie.
+step_up() {
+  local pending code
+  pending=$(curl -s -D - -o /dev/null -H "Origin: $ORIGIN" -H 'Content-Type: application/json' -d '{}' \
+    -b "portcullis_session=$1" "$ORIGIN/_auth/api/step-up" \
+    | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: portcullis_session_pending=\([^;]*\).*/\1/p' | head -1)
+  for _ in $(seq 50); do ls "$WORK/outbox"/*.eml >/dev/null 2>&1 && break; sleep 0.1; done
+  code=$(python3 - "$WORK/outbox" <<'PY'
+import email, glob, re, sys
+path = sorted(glob.glob(sys.argv[1] + "/*.eml"))[-1]
+msg = email.message_from_binary_file(open(path, "rb"))
+text = next(p for p in msg.walk() if p.get_content_type() == "text/plain").get_payload(decode=True).decode()
+print(re.search(r"\b(\d{6})\b", text).group(1))
+PY
+)
+  curl -s -D - -o /dev/null -H "Origin: $ORIGIN" -H 'Content-Type: application/json' \
+    -b "portcullis_session=$1; portcullis_session_pending=$pending" -d "{\"otp_code\":\"$code\"}" \
+    "$ORIGIN/_auth/api/verify-login-otp" \
+    | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: portcullis_session=\([^;]*\).*/\1/p' | head -1
+}
 PORTCULLIS_SESSION="$(login)"
 [ -n "$PORTCULLIS_SESSION" ] || { echo "login failed"; cat "$WORK/gateway.log"; exit 1; }
 login >/dev/null
+PORTCULLIS_SESSION="$(step_up "$PORTCULLIS_SESSION")"
+[ -n "$PORTCULLIS_SESSION" ] || { echo "step-up failed"; cat "$WORK/gateway.log"; exit 1; }
 PORTCULLIS_SPARE_SESSION_ID="$(curl -sf -b "portcullis_session=$PORTCULLIS_SESSION" "$ORIGIN/_auth/api/sessions" \
   | python3 -c 'import json,sys; print(next(s["id"] for s in json.load(sys.stdin)["sessions"] if not s["current"]))')"
 export PORTCULLIS_SESSION PORTCULLIS_ORIGIN="$ORIGIN" PORTCULLIS_SPARE_SESSION_ID

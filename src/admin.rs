@@ -1,6 +1,6 @@
 //! The admin endpoint: `portcullis unlock NAME`, `portcullis unlock --ip
-//! ADDR`, `portcullis sessions revoke NAME`, `portcullis user remove NAME`
-//! and `portcullis user list` ask the running gateway to act or to look
+//! ADDR`, `portcullis sessions revoke NAME`, `portcullis user remove NAME`,
+//! `portcullis user list` and `portcullis audit` ask the running gateway to act or to look
 //! (`auth::operator`), because the default memory store lives inside it. It
 //! is served beside `/metrics` on the metrics listener (`server.metrics_listen`,
 //! loopback by default), under `/admin/`.
@@ -82,7 +82,7 @@ pub fn local_address(metrics_listen: Option<std::net::SocketAddr>) -> Option<std
 }
 
 /// Asks the gateway at `addr` to do `action` (`unlock`, `unlock-ip`,
-/// `sessions/revoke`, `users/forget`, `users/state`) with the JSON `body`;
+/// `sessions/revoke`, `users/forget`, `users/state`, `audit`) with the JSON `body`;
 /// returns its JSON answer.
 pub async fn call(addr: std::net::SocketAddr, secret: &[u8], action: &str, body: &Value) -> Result<Value, CallError> {
     use hyper_util::client::legacy::Client;
@@ -178,7 +178,7 @@ impl MetricsListener {
         };
         let field = |k: &str| fields.get(k).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty());
         let agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let by = Operator { ip: conn.peer.ip().to_string(), agent: agent.chars().take(128).collect() };
+        let by = Operator { ip: conn.peer.ip().to_string(), agent: agent.chars().take(128).collect(), name: None };
         let result = match (parts.uri.path(), field("name"), field("ip")) {
             ("/admin/unlock", Some(name), _) => self.operator.unlock(name, &by).await.map(|r| json!(r)),
             ("/admin/unlock-ip", _, Some(ip)) => match ip.parse::<IpAddr>() {
@@ -198,6 +198,10 @@ impl MetricsListener {
                 }
                 self.operator.forget_user(name, &by).await.map(|r| json!(r))
             }
+            ("/admin/audit", _, _) => match serde_json::from_value::<crate::store::AuditQuery>(fields.clone()) {
+                Ok(q) => self.operator.search_audit(&q).await.map(|r| json!(r)),
+                Err(e) => return answer(StatusCode::BAD_REQUEST, &format!("invalid audit search: {e}")),
+            },
             ("/admin/users/state", _, _) => {
                 let Some(names) = fields.get("names").and_then(Value::as_array) else {
                     return answer(StatusCode::BAD_REQUEST, "names is required");

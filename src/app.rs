@@ -157,17 +157,21 @@ pub async fn build_with_clock(config: Config, users: Option<Users>, clock: Clock
         secret: &secret,
         clock: &clock,
     };
-    let AuthHandles { gate, login, account, reset, audit, stale } = shared.auth_handles(templates)?;
+    let AuthHandles { gate, login, account, reset, audit, stale, notifier } = shared.auth_handles(templates)?;
+    let operator =
+        OperatorActions::new(store.clone(), users.clone(), audit.clone(), secret.clone()).with_notifier(notifier);
 
     let portal = Portal {
         gate: gate.clone(),
         login,
         account,
         reset,
+        operator,
         store: store.clone(),
         replies: replies.clone(),
         cookies: cookies.clone(),
-        csrf: Csrf::new(secret, &public_origin, clock),
+        csrf: Csrf::new(secret, &public_origin, clock.clone()),
+        clock,
         redirects: Redirects::new(public_url, &config.auth.allowed_redirect_domains),
         identity: identity.clone(),
         settings: portal_settings(&config, public_origin),
@@ -223,6 +227,8 @@ struct AuthHandles {
     reset: PasswordReset,
     audit: Audit,
     stale: crate::auth::users::Stale,
+    /// Alerts for the operator's changes to an account.
+    notifier: Notifier,
 }
 
 impl Shared<'_> {
@@ -319,13 +325,13 @@ impl Shared<'_> {
             audit: audit.clone(),
             attempts,
             tokens,
-            notifier,
+            notifier: notifier.clone(),
             lockout,
             limiter,
         };
         let stale: crate::auth::users::Stale =
             Arc::new(move |user, credential| fingerprints.changed(user, credential).is_some());
-        Ok(AuthHandles { gate: Arc::new(gate), login, account, reset, audit, stale })
+        Ok(AuthHandles { gate: Arc::new(gate), login, account, reset, audit, stale, notifier })
     }
 }
 
@@ -349,6 +355,7 @@ fn portal_settings(config: &Config, public_origin: String) -> PortalSettings {
         body_read_timeout: config.server.body_read_timeout,
         otp_digits: config.otp.digits,
         totp_digits: config.totp.digits,
+        admin_group: config.auth.admin_group.clone(),
     }
 }
 

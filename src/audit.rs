@@ -80,6 +80,12 @@ pub enum SecurityEvent {
     PasswordResetRequested,
     /// The password was reset with an e-mailed code.
     PasswordReset,
+    /// An operator removed the user's authenticator app, passkeys and backup codes.
+    FactorsReset,
+    /// An operator disabled the account (in the users file).
+    UserDisabled,
+    /// An operator enabled the account again.
+    UserEnabled,
 }
 
 impl SecurityEvent {
@@ -108,6 +114,9 @@ impl SecurityEvent {
             SecurityEvent::PasswordChanged => "password_changed",
             SecurityEvent::PasswordResetRequested => "password_reset_requested",
             SecurityEvent::PasswordReset => "password_reset",
+            SecurityEvent::FactorsReset => "factors_reset",
+            SecurityEvent::UserDisabled => "user_disabled",
+            SecurityEvent::UserEnabled => "user_enabled",
         }
     }
 }
@@ -167,11 +176,17 @@ impl Audit {
     }
 
     pub async fn attempt(&self, actor: Actor<'_>, result: AttemptResult, details: &str) {
-        self.write(AuditKind::LoginAttempt, result.as_str(), actor, details).await;
+        self.write(AuditKind::LoginAttempt, result.as_str(), actor, None, details).await;
     }
 
     pub async fn event(&self, actor: Actor<'_>, event: SecurityEvent, details: &str) {
-        self.write(AuditKind::SecurityEvent, event.as_str(), actor, details).await;
+        self.write(AuditKind::SecurityEvent, event.as_str(), actor, None, details).await;
+    }
+
+    /// An event an operator caused (`operator`: their account name): `actor`
+    /// says where they acted from, and names the account acted on.
+    pub async fn operator_event(&self, actor: Actor<'_>, operator: &str, event: SecurityEvent, details: &str) {
+        self.write(AuditKind::SecurityEvent, event.as_str(), actor, Some(operator), details).await;
     }
 
     /// A limit refused a request: `rate_limit_exceeded`, naming the bucket
@@ -186,7 +201,7 @@ impl Audit {
         self.refused(actor, bucket.as_str(), retry_after).await;
     }
 
-    async fn write(&self, kind: AuditKind, event: &str, actor: Actor<'_>, details: &str) {
+    async fn write(&self, kind: AuditKind, event: &str, actor: Actor<'_>, operator: Option<&str>, details: &str) {
         let rec = AuditRecord {
             time: self.clock.now_unix(),
             kind,
@@ -196,6 +211,7 @@ impl Audit {
             ip: actor.ip.to_owned(),
             user_agent: truncate(actor.user_agent, 256).to_owned(),
             details: truncate(details, 512).to_owned(),
+            actor: operator.map(|o| truncate(o, 128).to_owned()),
         };
         tracing::info!(
             target: "security",
@@ -206,9 +222,57 @@ impl Audit {
             ip = %rec.ip,
             user_agent = %rec.user_agent,
             details = %rec.details,
+            actor = rec.actor.as_deref().unwrap_or("-"),
         );
         if let Err(e) = self.store.append_audit(&rec).await {
             tracing::warn!(error = %e, "audit record not stored");
         }
+    }
+}
+
+/// A time as an operator types it: unix seconds, a date (`2026-12-06`: its
+/// first second, or with `end_of_day` its last), a UTC date and time
+/// (`2026-12-06T17:05`, seconds optional, `T` or a space), or RFC 3339.
+pub fn parse_time(s: &str, end_of_day: bool) -> Option<u64> {
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    let unix = |t: time::OffsetDateTime| u64::try_from(t.unix_timestamp()).ok();
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return unix(t);
+    }
+    if let Ok(d) = time::Date::parse(s, format_description!("[year]-[month]-[day]")) {
+        let start = unix(d.midnight().assume_utc())?;
+        return Some(if end_of_day { start + 86_399 } else { start });
+    }
+    [
+        format_description!("[year]-[month]-[day]T[hour]:[minute]"),
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+        format_description!("[year]-[month]-[day] [hour]:[minute]"),
+        format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+    ]
+    .into_iter()
+    .find_map(|fmt| time::PrimitiveDateTime::parse(s, fmt).ok())
+    .and_then(|t| unix(t.assume_utc()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_are_read_as_dates_date_times_or_unix_seconds() {
+        let day = 1_796_515_200; // 2026-12-06T00:00:00Z
+        assert_eq!(parse_time("1765040700", false), Some(1_765_040_700));
+        assert_eq!(parse_time("2026-12-06", false), Some(day));
+        assert_eq!(parse_time("2026-12-06", true), Some(day + 86_399));
+        assert_eq!(parse_time("2026-12-06T17:05", false), Some(day + 17 * 3600 + 300));
+        assert_eq!(parse_time("2026-12-06 17:05:09", false), Some(day + 17 * 3600 + 309));
+        assert_eq!(parse_time("2026-12-06T18:05:00+01:00", false), Some(day + 17 * 3600 + 300));
+        assert_eq!(parse_time("yesterday", false), None);
+        assert_eq!(parse_time("2026-13-01", false), None);
     }
 }

@@ -151,6 +151,10 @@ pub enum Target<'a> {
     /// in with it. An account without one reaches two factors with a code
     /// e-mailed to the address on file.
     NewFactor,
+    /// The operator console: always two factors, whatever the deployment's
+    /// policy (an operator's password alone must not unlock, reset or
+    /// disable anyone).
+    Console,
 }
 
 /// The account a level is decided for.
@@ -371,7 +375,7 @@ impl Levels {
                     Need::Level(if sf { AuthLevel::TwoFactor } else { AuthLevel::OneFactor })
                 }
             },
-            Target::NewFactor => Need::Level(AuthLevel::TwoFactor),
+            Target::NewFactor | Target::Console => Need::Level(AuthLevel::TwoFactor),
         }
     }
 

@@ -87,14 +87,30 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Print recent login attempts and security events from a shared (Redis)
-    /// store. With the memory store (the default) the trail lives inside the
-    /// running gateway: read it from its log's `security` target instead
-    /// (e.g. `journalctl -u portcullis | grep '"target":"security"'`).
+    /// Print the audit trail (login attempts and security events), newest
+    /// first, searched as the operator console searches it. Asks the running
+    /// gateway through its metrics listener (server.metrics_listen), so it
+    /// works on the memory store too; with a Redis store and no gateway
+    /// running there, reads the store directly.
     Audit {
         /// Only this user's records (else the global trail).
         #[arg(long)]
         user: Option<String>,
+        /// Only `login_attempt` or `security_event` records.
+        #[arg(long, value_parser = ["login_attempt", "security_event"])]
+        kind: Option<String>,
+        /// Only this event or attempt result (e.g. invalid_credentials).
+        #[arg(long)]
+        event: Option<String>,
+        /// Only records of this client address.
+        #[arg(long, value_name = "ADDR")]
+        ip: Option<String>,
+        /// From this time on: unix seconds, 2026-12-06 or 2026-12-06T17:05 (UTC).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Up to this time (a date means its end), as --since.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// One JSON object per line instead of a table.
@@ -332,8 +348,24 @@ fn main() -> ExitCode {
         Command::Unlock { name, ip, config } => {
             runtime().and_then(|rt| rt.block_on(unlock(name.as_deref(), ip, config.config.as_deref())))
         }
-        Command::Audit { user, limit, json, config } => {
-            runtime().and_then(|rt| rt.block_on(audit(user.as_deref(), limit, json, config.config.as_deref())))
+        Command::Audit { user, kind, event, ip, since, until, limit, json, config } => {
+            let time = |flag: &str, v: Option<String>, end: bool| -> Result<Option<u64>, Failure> {
+                v.map(|v| {
+                    portcullis::audit::parse_time(&v, end).ok_or_else(|| {
+                        Failure::Usage(format!("{flag}: not a time (use 2026-12-06, 2026-12-06T17:05 or unix seconds)"))
+                    })
+                })
+                .transpose()
+            };
+            let kind = kind.map(|k| match k.as_str() {
+                "login_attempt" => store::AuditKind::LoginAttempt,
+                _ => store::AuditKind::SecurityEvent,
+            });
+            time("--since", since, false).and_then(|since| {
+                let until = time("--until", until, true)?;
+                let q = store::AuditQuery { user, kind, event, ip, since, until, before: None, limit };
+                runtime().and_then(|rt| rt.block_on(audit(q, json, config.config.as_deref())))
+            })
         }
         Command::Sessions(SessionsCommand::Revoke { name, config }) => {
             runtime().and_then(|rt| rt.block_on(revoke_sessions(&name, config.config.as_deref())))
@@ -754,19 +786,6 @@ fn short_duration(secs: u64) -> String {
     }
 }
 
-/// The configured store, when it is one the command line can share with the
-/// gateway (not the memory store, which lives inside the gateway process).
-async fn open_shared_store(config: &Config) -> Result<store::Store, Failure> {
-    if config.store.url.expose().starts_with("memory:") {
-        return Err(Failure::Usage(
-            "store.url: the memory store lives inside the running gateway process; \
-             this command needs a shared store (redis://...)"
-                .into(),
-        ));
-    }
-    store::Store::open(&config.store).await.map_err(|e| Failure::Runtime(e.to_string()))
-}
-
 /// An operator action: asked of the running gateway through its admin
 /// endpoint; done on the store directly when no gateway listens and the
 /// store is shared (Redis), where the result is the same.
@@ -851,20 +870,36 @@ async fn revoke_sessions(name: &str, flag: Option<&Path>) -> Result<(), Failure>
     Ok(())
 }
 
-async fn audit(user: Option<&str>, limit: usize, json: bool, flag: Option<&Path>) -> Result<(), Failure> {
-    let loaded = config::load(flag, Config::default(), true)?;
-    if loaded.config.store.url.expose().starts_with("memory:") {
-        return Err(Failure::Usage(
-            "store.url: audit reads a shared store (redis://...); with the memory store the trail lives \
-             inside the running gateway: read its log's \"security\" target instead \
-             (e.g. journalctl -u portcullis | grep '\"target\":\"security\"')"
-                .into(),
-        ));
+/// Records the command line asks the gateway for at a time: a page must fit
+/// the admin endpoint's answer (64 KiB).
+const AUDIT_PAGE: usize = 40;
+
+async fn audit(q: store::AuditQuery, json: bool, flag: Option<&Path>) -> Result<(), Failure> {
+    let config = config::load(flag, Config::default(), false)?.config;
+    let reach = Reach::find(&config, &config.auth.users_file, Fallback::SharedStore).await.map_err(runtime_failure)?;
+    let mut records = Vec::new();
+    let mut page = store::AuditQuery { limit: q.limit.min(AUDIT_PAGE), ..q.clone() };
+    // Each page looks at a bounded number of records; a search that matches
+    // little goes on from where the last one stopped.
+    for _ in 0..1000 {
+        if records.len() >= q.limit {
+            break;
+        }
+        page.limit = (q.limit - records.len()).min(AUDIT_PAGE);
+        let body = serde_json::to_value(&page).map_err(runtime_failure)?;
+        let found: store::AuditPage =
+            reach.act("audit", body, async |a, _| a.search_audit(&page).await).await.map_err(runtime_failure)?;
+        records.extend(found.records.into_iter().map(|(_, r)| r));
+        match found.next {
+            Some(c) => page.before = Some(c),
+            None => break,
+        }
     }
-    let store = open_shared_store(&loaded.config).await?;
-    let records = store.recent_audit(user, limit).await.map_err(|e| Failure::Runtime(e.to_string()))?;
     if !json && !records.is_empty() {
-        println!("{:<20} {:<15} {:<22} {:<16} {:<15} DETAILS", "TIME (UTC)", "KIND", "EVENT", "USER", "ADDRESS");
+        println!(
+            "{:<20} {:<15} {:<22} {:<16} {:<12} {:<15} DETAILS",
+            "TIME (UTC)", "KIND", "EVENT", "USER", "BY", "ADDRESS"
+        );
     }
     for r in &records {
         if json {
@@ -872,11 +907,12 @@ async fn audit(user: Option<&str>, limit: usize, json: bool, flag: Option<&Path>
         } else {
             // Names and details are as clients typed them: escaped for the terminal.
             println!(
-                "{:<20} {:<15} {:<22} {:<16} {:<15} {}",
+                "{:<20} {:<15} {:<22} {:<16} {:<12} {:<15} {}",
                 portcullis::portal::format_time(r.time),
                 r.kind.as_str(),
                 terminal_safe(&r.event),
                 terminal_safe(&r.username),
+                terminal_safe(r.actor.as_deref().unwrap_or("-")),
                 terminal_safe(&r.ip),
                 terminal_safe(&r.details)
             );

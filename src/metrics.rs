@@ -115,6 +115,11 @@ pub const STORE_OPERATIONS: &[&str] = &[
     "record_known_ip",
     "append_audit",
     "recent_audit",
+    "search_audit",
+    "account_facts",
+    "note_ip_ban",
+    "ip_bans",
+    "forget_ip_ban",
 ];
 
 /// `directory_errors_total`: the user directory's operations (LDAP).

@@ -62,8 +62,15 @@ impl Limiter {
     }
 
     /// Records an event whatever the limit; returns how many the window holds.
+    /// An address whose failures fill its window is noted as banned (for the
+    /// operator console's list), for at most the window's length.
     pub async fn record(&self, bucket: RateBucket, key: &str) -> StoreResult<u32> {
-        self.store.rate_record(bucket, key, self.spec(bucket).window).await
+        let spec = self.spec(bucket);
+        let n = self.store.rate_record(bucket, key, spec.window).await?;
+        if bucket == RateBucket::IpFailures && n >= spec.limit {
+            self.store.note_ip_ban(key, spec.window).await?;
+        }
+        Ok(n)
     }
 }
 

@@ -98,7 +98,7 @@ impl Reach {
                 serde_json::from_value(v).map_err(|e| ReachError(format!("unexpected answer from the gateway: {e}")))
             }
             Reach::Store(actions) => {
-                let by = Operator { ip: "-".into(), agent: "portcullis command line (store)".into() };
+                let by = Operator { ip: "-".into(), agent: "portcullis command line (store)".into(), name: None };
                 direct(actions, &by).await.map_err(|e| ReachError(e.to_string()))
             }
         }

@@ -22,6 +22,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("password.html", include_str!("../templates/password.html")),
     ("reset.html", include_str!("../templates/reset.html")),
     ("account.html", include_str!("../templates/account.html")),
+    ("admin.html", include_str!("../templates/admin.html")),
     ("error.html", include_str!("../templates/error.html")),
     ("email/login_code.txt", include_str!("../templates/email/login_code.txt")),
     ("email/login_code.html", include_str!("../templates/email/login_code.html")),

@@ -163,6 +163,10 @@ pub enum Failure {
     BadPath(crate::normalize::PathError),
     /// A missing `Host`, or one that is not `host[:port]`.
     BadHost,
+    /// The operator console named a user the users file does not have.
+    NoSuchUser,
+    /// The users file could not take an operator's change.
+    UsersFile(crate::auth::users::EditError),
 }
 
 impl From<AuthError> for Failure {
@@ -273,6 +277,14 @@ impl Failure {
             Failure::Render => Explained::new(StatusCode::INTERNAL_SERVER_ERROR, "This page could not be shown."),
             Failure::BadPath(e) => Explained::new(StatusCode::BAD_REQUEST, format!("invalid request path: {e}")),
             Failure::BadHost => Explained::new(StatusCode::BAD_REQUEST, "invalid or missing Host header"),
+            Failure::NoSuchUser => Explained::new(StatusCode::NOT_FOUND, "No such user."),
+            Failure::UsersFile(e @ crate::auth::users::EditError::Unavailable { .. }) => {
+                Explained::new(StatusCode::CONFLICT, e.to_string())
+            }
+            Failure::UsersFile(e) => {
+                tracing::error!(error = %e, "users file not changed");
+                Explained::new(StatusCode::INTERNAL_SERVER_ERROR, "The users file could not be changed.")
+            }
         }
     }
 }

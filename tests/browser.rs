@@ -7,6 +7,9 @@
 //! tests/browser/reset.mjs walks "forgot your password?" through the e-mailed
 //! code to signing in with the new password. Screenshots land in
 //! `target/tmp/browser-screenshots`.
+//! tests/browser/console.mjs has an operator unlock a locked user in the
+//! operator console and search the audit trail, keeping screenshots of each
+//! step under the target directory (`tmp/browser-screenshots/`).
 
 mod support;
 
@@ -53,12 +56,18 @@ async fn run_script(script: &str, js: &str, options: Options) {
     }
     let digits = options.digits;
     let Some(h) = Harness::start(Backend::Memory, options).await else { return };
+    let args = [js.to_owned(), digits.to_string(), h.up.url().replace("127.0.0.1", "localhost")];
+    drive(&h, script, &args, 0).await;
+}
+
+/// Runs `script` with the gateway's origin and `args`, answering each
+/// "NEED_CODE" with the next code e-mailed after the first `mails_before`.
+async fn drive(h: &Harness, script: &str, args: &[String], mails_before: usize) {
+    let js = &args[0];
     let mut child = tokio::process::Command::new("node")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser").join(script))
         .arg(&h.origin)
-        .arg(js)
-        .arg(digits.to_string())
-        .arg(h.up.url().replace("127.0.0.1", "localhost"))
+        .args(args)
         .env("SHOTS", shots())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -76,7 +85,7 @@ async fn run_script(script: &str, js: &str, options: Options) {
             transcript.push('\n');
             if line == "NEED_CODE" {
                 seen += 1;
-                let code = h.code_from_mail(seen).await;
+                let code = h.code_from_mail(mails_before + seen).await;
                 stdin.write_all(format!("{code}\n").as_bytes()).await.unwrap();
                 stdin.flush().await.unwrap();
             }
@@ -139,4 +148,57 @@ async fn a_forgotten_password_is_reset_in_chromium_with_javascript() {
 #[tokio::test]
 async fn a_forgotten_password_is_reset_in_chromium_without_javascript() {
     run_script("reset.mjs", "off", Options { policy: "one_factor", ..Options::default() }).await;
+}
+
+/// The operator console: testuser (in the admin group) unlocks carol, who
+/// failed three times, and finds it in the audit trail.
+async fn run_console(js: &str) {
+    if !browser_ready() {
+        return;
+    }
+    let o = Options { lockout: Some("ip_failures = \"50/15m\"\naccount_failures = \"3/1h\""), ..Options::default() };
+    let Some(h) = Harness::start(Backend::Memory, o).await else { return };
+    support::write_users(
+        &h.users,
+        &[
+            ("testuser", "test@example.com", support::flow::PASSWORD, &["staff", "admins"]),
+            ("bob", "bob@example.com", "bobs-password-1", &[]),
+            ("carol", "carol@example.com", "carols-password-1", &[]),
+        ],
+    );
+    let reloaded = h.gw.wait_for_log(|l| l.contains("users file reloaded") && l.contains("\"users\":3")).await;
+    assert!(reloaded.is_some(), "the gateway reloads the users file");
+    let login = |password: &'static str, ip: String| {
+        let client = support::client();
+        let url = h.url("/_auth/api/send-login-otp");
+        let origin = h.origin.clone();
+        async move {
+            let body = serde_json::json!({"username_or_email": "carol", "password": password});
+            let r = client.post(url).header("Origin", origin).header("X-Forwarded-For", ip).json(&body).send().await;
+            r.unwrap().status().as_u16()
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(login("wrong", format!("198.51.100.{i}")).await, 400);
+    }
+    assert_eq!(login("carols-password-1", "198.51.100.9".into()).await, 403, "carol is locked");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots").join(format!("console-js-{js}"));
+    let _ = std::fs::remove_dir_all(&shots);
+    drive(&h, "console.mjs", &[js.to_owned(), shots.display().to_string()], h.smtp.messages().len()).await;
+    for step in ["1-users-carol-locked", "2-carol-unlocked", "3-audit-carol-events", "4-audit-carol-failures"] {
+        let png = std::fs::read(shots.join(format!("{step}.png"))).unwrap_or_default();
+        assert!(png.starts_with(b"\x89PNG"), "a screenshot of {step} in {}", shots.display());
+    }
+    eprintln!("screenshots of the console: {}", shots.display());
+    assert_eq!(login("carols-password-1", "198.51.100.9".into()).await, 200, "carol is unlocked for real");
+}
+
+#[tokio::test]
+async fn an_operator_unlocks_a_user_and_searches_the_audit_trail_in_chromium_with_javascript() {
+    run_console("on").await;
+}
+
+#[tokio::test]
+async fn an_operator_unlocks_a_user_and_searches_the_audit_trail_in_chromium_without_javascript() {
+    run_console("off").await;
 }

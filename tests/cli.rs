@@ -364,19 +364,28 @@ fn check_config_names_the_passkey_relying_party_or_why_there_is_none() {
     }
 }
 
-/// `audit` reads a shared store; on the default memory store it says where
-/// the trail is instead, and its help says so before anyone tries.
+/// `audit` asks the running gateway, so it works on the default memory
+/// store; with no gateway running there, it says that only the gateway holds
+/// that store's trail (and its help says how it reaches it).
 #[test]
-fn audit_on_the_memory_store_points_to_the_security_log() {
+fn audit_on_the_memory_store_needs_the_running_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let help = portcullis(&["audit", "--help"], dir.path());
     let help = String::from_utf8_lossy(&help.stdout);
-    assert!(help.contains("shared (Redis)") && help.contains("security"), "{help}");
+    assert!(help.contains("memory store") && help.contains("metrics_listen"), "{help}");
 
     let path = dir.path().join("p.toml");
-    std::fs::write(&path, format!("[auth]\nsecret = \"{}\"\n", support::SECRET)).unwrap();
+    let metrics = format!("127.0.0.1:{}", support::free_port());
+    std::fs::write(
+        &path,
+        format!("[server]\nmetrics_listen = \"{metrics}\"\n[auth]\nsecret = \"{}\"\n", support::SECRET),
+    )
+    .unwrap();
     let out = portcullis(&["audit", "--config", path.to_str().unwrap()], dir.path());
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("store.url:") && err.contains("\"security\" target"), "{err}");
+    assert!(err.contains(&format!("no gateway answers at {metrics}")) && err.contains("memory://"), "{err}");
+    let out = portcullis(&["audit", "--since", "last week", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(1), "a bad time is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since: not a time"));
 }

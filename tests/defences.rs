@@ -214,7 +214,7 @@ async fn unlock_lifts_a_lock_and_the_audit_trail_records_each_case() {
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 1 + 3, "a header, then the global trail, limited: {out}");
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["TIME", "(UTC)", "KIND", "EVENT", "USER", "ADDRESS", "DETAILS"], "{out}");
+    assert_eq!(header, ["TIME", "(UTC)", "KIND", "EVENT", "USER", "BY", "ADDRESS", "DETAILS"], "{out}");
 
     // Sessions can be ended from the command line too.
     let c = h.login_client("bob", "bobs-password-1", "curl/8").await;

@@ -33,6 +33,8 @@ mod locks;
 mod memory_backend;
 #[path = "store/near_cache.rs"]
 mod near_cache;
+#[path = "store/operator.rs"]
+mod operator;
 #[path = "store/pending.rs"]
 mod pending;
 #[path = "store/rates.rs"]
@@ -60,6 +62,7 @@ pub use common::*;
 use concurrency::*;
 use durable::*;
 use locks::*;
+use operator::*;
 use pending::*;
 use rates::*;
 use sessions::*;

@@ -27,6 +27,8 @@ mod concurrency;
 mod durable;
 #[path = "store/locks.rs"]
 mod locks;
+#[path = "store/operator.rs"]
+mod operator;
 #[path = "store/pending.rs"]
 mod pending;
 #[path = "store/rates.rs"]
@@ -53,6 +55,7 @@ pub use common::*;
 use concurrency::*;
 use durable::*;
 use locks::*;
+use operator::*;
 use pending::*;
 use rates::*;
 use sessions::*;

@@ -40,6 +40,7 @@ pub mod passkey;
 pub mod password;
 pub mod record;
 pub mod reset;
+pub mod roster;
 pub mod suspicious;
 pub mod tokens;
 pub mod totp;

@@ -1,26 +1,47 @@
 //! What an operator does to accounts and addresses: lift a lock, clear an
-//! address's rate windows, end every session of a user, forget a removed
-//! user, and look up what the store holds of accounts (second factors,
-//! locks). The running gateway does these for `portcullis unlock`,
-//! `sessions revoke`, `user remove` and `user list` (its admin endpoint, in
-//! `admin`), since the default memory store lives inside it; with a shared
-//! store the command line may do them itself. Each change is audited,
-//! whatever it found.
+//! address's rate windows, end every session of a user, reset a user's
+//! second factors, disable or enable a user, forget a removed user, and look
+//! up what the store holds of accounts (second factors, locks). The running
+//! gateway does these for `portcullis unlock`, `sessions revoke`, `user
+//! remove` and `user list` (its admin endpoint, in `admin`), since the
+//! default memory store lives inside it, and for the operator console
+//! (`portal::console`); with a shared store the command line may do them
+//! itself. Each change is audited, whatever it found, with the operator's
+//! account as its actor when one acted in the console.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::audit::{Actor, Audit, SecurityEvent};
+use crate::auth::Client;
 use crate::auth::lockout::name_key;
-use crate::auth::users::Users;
-use crate::store::{RateBucket, Store, StoreResult, UserState};
+use crate::auth::notify::Notifier;
+use crate::auth::users::{EditError, Users};
+use crate::store::{AuditPage, AuditQuery, RateBucket, Store, StoreError, StoreResult, UserState};
 
-/// Who asked, for the audit trail: the admin endpoint's peer, or the
-/// command line working on the store itself.
+/// Most rows a page of users, bans or audit records holds.
+pub const MAX_PAGE: usize = 200;
+
+/// Who asked, for the audit trail: the admin endpoint's peer, the command
+/// line working on the store itself, or an operator in the console.
 #[derive(Debug, Clone)]
 pub struct Operator {
     pub ip: String,
     pub agent: String,
+    /// The operator's account, when they signed in to the console.
+    pub name: Option<String>,
+}
+
+/// Why an operator's change to a user was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no such user")]
+    NoSuchUser,
+    /// The users file could not be written (or this user backend is read-only).
+    #[error(transparent)]
+    Users(#[from] EditError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What `unlock NAME` did.
@@ -68,6 +89,25 @@ pub struct AccountState {
     pub locked_for: Option<u64>,
 }
 
+/// What resetting a user's second factors removed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FactorsReset {
+    pub account: String,
+    /// The second factors as they were.
+    pub factors: UserState,
+}
+
+/// What disabling or enabling a user did.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Toggled {
+    pub account: String,
+    pub disabled: bool,
+    /// False when the user already was so.
+    pub changed: bool,
+    /// Sessions ended (disabling).
+    pub sessions_ended: usize,
+}
+
 /// The operator's actions; cheap to clone.
 #[derive(Clone)]
 pub struct OperatorActions {
@@ -75,11 +115,52 @@ pub struct OperatorActions {
     users: Arc<Users>,
     audit: Audit,
     secret: Arc<[u8]>,
+    /// Alerts the user of a change made to their account (the console's
+    /// reset of second factors); None where no mail is configured (the
+    /// command line working on the store).
+    notifier: Option<Notifier>,
 }
 
 impl OperatorActions {
     pub fn new(store: Store, users: Arc<Users>, audit: Audit, secret: Arc<[u8]>) -> OperatorActions {
-        OperatorActions { store, users, audit, secret }
+        OperatorActions { store, users, audit, secret, notifier: None }
+    }
+
+    /// These actions, alerting users by e-mail through `notifier`.
+    pub fn with_notifier(mut self, notifier: Notifier) -> OperatorActions {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// The store the actions work on (the console reads through it).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The users the actions look accounts up in.
+    pub fn users(&self) -> &Arc<Users> {
+        &self.users
+    }
+
+    /// A page of the audit trail (`Store::search_audit`), at most 200 records.
+    pub async fn search_audit(&self, q: &AuditQuery) -> StoreResult<AuditPage> {
+        let q = AuditQuery { limit: q.limit.clamp(1, MAX_PAGE), ..q.clone() };
+        self.store.search_audit(&q).await
+    }
+
+    /// The keys of every lock a login as `user` can meet (what `unlock` lifts).
+    pub fn lock_keys(&self, username: &str, email: &str) -> Vec<String> {
+        let mut keys = vec![username.to_owned(), name_key(&self.secret, username), name_key(&self.secret, email)];
+        keys.dedup();
+        keys
+    }
+
+    /// Audits `event`, by the console's operator when one acted.
+    async fn record(&self, by: &Operator, actor: Actor<'_>, event: SecurityEvent, details: &str) {
+        match &by.name {
+            Some(name) => self.audit.operator_event(actor, name, event, details).await,
+            None => self.audit.event(actor, event, details).await,
+        }
     }
 
     /// Lifts every lock a login as `name` can meet: the account's (found by
@@ -100,7 +181,7 @@ impl OperatorActions {
         let account = user.map(|u| u.username.clone());
         let details = if was_locked { "by an operator: it was locked" } else { "by an operator: it was not locked" };
         let actor = Actor { username: account.as_deref().unwrap_or(name), user: account.as_deref(), ..by.actor() };
-        self.audit.event(actor, SecurityEvent::AccountUnlocked, details).await;
+        self.record(by, actor, SecurityEvent::AccountUnlocked, details).await;
         Ok(Unlocked { name: name.to_owned(), account, was_locked })
     }
 
@@ -115,15 +196,40 @@ impl OperatorActions {
         if let IpAddr::V4(v4) = canonical {
             forms.push(IpAddr::V6(v4.to_ipv6_mapped()).to_string());
         }
-        let mut windows_cleared = 0;
-        for form in &forms {
-            windows_cleared += self.store.clear_windows(&RateBucket::PER_IP, form).await?;
+        if let IpAddr::V6(v6) = canonical
+            && let Ok(net) = ipnet::Ipv6Net::new(v6, 64)
+        {
+            // The /64 an IPv6 client's failures are counted under.
+            forms.push(net.trunc().to_string());
         }
         let ip = canonical.to_string();
-        let actor = Actor { username: "-", user: None, ip: &ip, user_agent: &by.agent };
+        self.clear_address(&ip, &forms, by).await
+    }
+
+    /// Clears the windows of a banned address as the list of bans names it
+    /// (`Store::ip_bans`): an address, or an IPv6 /64.
+    pub async fn unlock_address(&self, key: &str, by: &Operator) -> StoreResult<Option<IpUnlocked>> {
+        if let Ok(ip) = key.parse::<IpAddr>() {
+            return self.unlock_ip(ip, by).await.map(Some);
+        }
+        match key.parse::<ipnet::Ipv6Net>() {
+            Ok(net) if net.prefix_len() == 64 && net.trunc() == net => {
+                self.clear_address(key, &[key.to_owned()], by).await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn clear_address(&self, ip: &str, forms: &[String], by: &Operator) -> StoreResult<IpUnlocked> {
+        let mut windows_cleared = 0;
+        for form in forms {
+            windows_cleared += self.store.clear_windows(&RateBucket::PER_IP, form).await?;
+            self.store.forget_ip_ban(form).await?;
+        }
+        let actor = Actor { username: "-", user: None, ip, user_agent: &by.agent };
         let details = format!("by an operator from {}: {windows_cleared} windows cleared", by.ip);
-        self.audit.event(actor, SecurityEvent::IpUnlocked, &details).await;
-        Ok(IpUnlocked { ip, windows_cleared })
+        self.record(by, actor, SecurityEvent::IpUnlocked, &details).await;
+        Ok(IpUnlocked { ip: ip.to_owned(), windows_cleared })
     }
 
     /// Ends every session of the user `name` (by name or e-mail; a name that
@@ -135,8 +241,71 @@ impl OperatorActions {
         let revoked = self.store.revoke_user_sessions(target).await?;
         let details = format!("by an operator: {revoked} session(s) ended");
         let actor = Actor { username: target, user: Some(target), ..by.actor() };
-        self.audit.event(actor, SecurityEvent::SessionRevoked, &details).await;
+        self.record(by, actor, SecurityEvent::SessionRevoked, &details).await;
         Ok(Revoked { name: name.to_owned(), account, revoked })
+    }
+
+    /// Removes the user's authenticator app, passkeys and backup codes (an
+    /// operator helping someone who lost them), and e-mails them an alert.
+    /// E-mailed codes stay as they were: they reach the address on file.
+    pub async fn reset_factors(&self, name: &str, by: &Operator) -> Result<FactorsReset, ChangeError> {
+        let user = self.users.snapshot().find(name).cloned().ok_or(ChangeError::NoSuchUser)?;
+        let account = user.username.clone();
+        let before = self.store.user_state(&account).await?;
+        self.store.remove_totp(&account).await?;
+        // A passkey added meanwhile is removed too: swap until nothing is left.
+        for _ in 0..8 {
+            match self.store.passkeys(&account).await? {
+                None => break,
+                Some(old) => {
+                    if self.store.swap_passkeys(&account, Some(&old), None).await? {
+                        break;
+                    }
+                }
+            }
+        }
+        self.store.replace_backup_codes(&account, &[]).await?;
+        let factors = UserState { otp_enabled: false, ..before };
+        let details = format!("by an operator: removed {}", describe_factors(&factors));
+        let actor = Actor { username: &account, user: Some(&account), ..by.actor() };
+        self.record(by, actor, SecurityEvent::FactorsReset, &details).await;
+        if let Some(n) = &self.notifier {
+            let client = Client::new(by.ip.clone(), &by.agent);
+            n.alert_later(
+                user,
+                &client,
+                "Your second factors were reset",
+                "An administrator removed your authenticator app, passkeys and backup codes. \
+                 If you did not ask for this, tell your administrator at once."
+                    .to_owned(),
+            );
+        }
+        Ok(FactorsReset { account, factors: before })
+    }
+
+    /// Disables or enables the user in the users file (through its one
+    /// writer); disabling ends their sessions at once, here and on every
+    /// replica sharing the store. The directory is reloaded, so this
+    /// gateway answers with the change at once.
+    pub async fn set_disabled(&self, name: &str, disabled: bool, by: &Operator) -> Result<Toggled, ChangeError> {
+        let account = self.users.snapshot().find(name).map(|u| u.username.clone()).ok_or(ChangeError::NoSuchUser)?;
+        let changed = self.users.writer().set_disabled(&account, disabled).await?;
+        if let Err(e) = self.users.reload().await {
+            tracing::error!(error = %e, "users file not reloaded after an operator's change");
+        }
+        let sessions_ended = if disabled { self.store.revoke_user_sessions(&account).await? } else { 0 };
+        let (event, what) = match disabled {
+            true => (SecurityEvent::UserDisabled, "disabled"),
+            false => (SecurityEvent::UserEnabled, "enabled"),
+        };
+        let details = match (changed, disabled) {
+            (false, _) => format!("by an operator: already {what}"),
+            (true, true) => format!("by an operator: {sessions_ended} session(s) ended"),
+            (true, false) => "by an operator".to_owned(),
+        };
+        let actor = Actor { username: &account, user: Some(&account), ..by.actor() };
+        self.record(by, actor, event, &details).await;
+        Ok(Toggled { account, disabled, changed, sessions_ended })
     }
 }
 
@@ -175,7 +344,7 @@ impl OperatorActions {
             if self.store.revoke_token(&account, id).await? {
                 revoked += 1;
                 let actor = Actor { username: &account, user: Some(&account), ..by.actor() };
-                self.audit.event(actor, SecurityEvent::TokenRevoked, &format!("by an operator: token {id}")).await;
+                self.record(by, actor, SecurityEvent::TokenRevoked, &format!("by an operator: token {id}")).await;
             }
         }
         Ok(TokensRevoked { account, revoked })
@@ -199,7 +368,7 @@ impl OperatorActions {
             describe_factors(&forgotten.factors)
         );
         let actor = Actor { username: name, user: Some(name), ..by.actor() };
-        self.audit.event(actor, SecurityEvent::AccountRemoved, &details).await;
+        self.record(by, actor, SecurityEvent::AccountRemoved, &details).await;
         Ok(Forgotten { name: name.to_owned(), sessions: forgotten.sessions, factors: forgotten.factors })
     }
 

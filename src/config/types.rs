@@ -179,6 +179,9 @@ pub struct AuthConfig {
     pub secret: Secret,
     /// Name shown on pages and in e-mails.
     pub app_name: String,
+    /// Members of this group reach the operator console (`{prefix}/admin`)
+    /// at two factors.
+    pub admin_group: String,
 }
 
 impl Default for AuthConfig {
@@ -191,6 +194,7 @@ impl Default for AuthConfig {
             identity_headers: IdentityHeadersConfig::default(),
             secret: Secret::default(),
             app_name: "Portcullis".into(),
+            admin_group: "admins".into(),
         }
     }
 }

@@ -147,6 +147,9 @@ fn upstreams(upstream: &mut [UpstreamConfig], p: &mut Vec<Problem>) {
 /// `[auth]`.
 fn auth(a: &AuthConfig, demo: bool, p: &mut Vec<Problem>) {
     let mut bad = |key: &str, msg: String| p.push(Problem::new(key, msg));
+    if a.admin_group.trim().is_empty() || a.admin_group.trim() != a.admin_group {
+        bad("auth.admin_group", "must name a group (no surrounding spaces), e.g. \"admins\"".into());
+    }
     if !a.prefix.starts_with('/') || a.prefix.ends_with('/') || a.prefix.len() < 2 {
         bad("auth.prefix", "must start with '/' and not end with '/', e.g. \"/_auth\"".into());
     }

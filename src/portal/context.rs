@@ -11,6 +11,7 @@ use super::forms::{self, Csrf, Fields, Redirects};
 use crate::auth::Client;
 use crate::auth::account::AccountActions;
 use crate::auth::login::{Completed, LoginFlow};
+use crate::auth::operator::OperatorActions;
 use crate::auth::users::User;
 use crate::body::Response;
 use crate::gate::{Authenticated, Gate, Target};
@@ -36,6 +37,8 @@ pub struct PortalSettings {
     pub otp_digits: u32,
     /// Digits of an authenticator app's code (`totp.digits`).
     pub totp_digits: u32,
+    /// Members of this group reach the operator console (`auth.admin_group`).
+    pub admin_group: String,
 }
 
 /// Everything the portal's handlers use.
@@ -44,6 +47,8 @@ pub struct Portal {
     pub login: LoginFlow,
     pub account: AccountActions,
     pub reset: crate::auth::reset::PasswordReset,
+    /// What the operator console does and reads.
+    pub operator: OperatorActions,
     pub store: Store,
     pub replies: Arc<Replies>,
     pub cookies: SessionCookies,
@@ -53,6 +58,8 @@ pub struct Portal {
     pub settings: PortalSettings,
     /// `WWW-Authenticate: Basic realm="<app name>"`, where tokens are accepted.
     pub basic_challenge: http::HeaderValue,
+    /// The gateway's clock (the console shows when locks end).
+    pub clock: crate::clock::Clock,
 }
 
 /// A handler's answer, with the logged-in user for the access log.
@@ -113,28 +120,40 @@ impl Cx<'_> {
     /// The logged-in session at whatever level it has (a form then checks
     /// CSRF before `at_level`, so a cross-site request is refused as such).
     pub async fn logged_in(&self) -> Result<Authenticated, Response> {
+        self.logged_in_back("/account").await
+    }
+
+    /// As [`Cx::logged_in`], a browser coming back to `back` (under the
+    /// prefix) once logged in.
+    pub async fn logged_in_back(&self, back: &str) -> Result<Authenticated, Response> {
         match self.portal.gate.authenticate(self.headers).await {
             Ok(Some(a)) => Ok(a),
-            Ok(None) => Err(self.send_to_login(Failure::Unauthenticated)),
+            Ok(None) => Err(self.send_to_login(Failure::Unauthenticated, back)),
             Err(e) => Err(self.fail(e)),
         }
     }
 
     /// `Ok` when `auth` is at the level `target` needs, else the step-up answer.
     pub async fn at_level(&self, auth: &Authenticated, target: Target<'_>) -> Result<(), Response> {
+        self.at_level_back(auth, target, "/account").await
+    }
+
+    /// As [`Cx::at_level`], a browser coming back to `back` (under the
+    /// prefix) once it has the second factor.
+    pub async fn at_level_back(&self, auth: &Authenticated, target: Target<'_>, back: &str) -> Result<(), Response> {
         match self.portal.account.required_level(&auth.user, target).await {
             Ok(needed) if auth.record.level >= needed => Ok(()),
-            Ok(_) => Err(self.send_to_login(Failure::StepUp)),
+            Ok(_) => Err(self.send_to_login(Failure::StepUp, back)),
             Err(e) => Err(self.fail(e)),
         }
     }
 
     /// A browser goes to the login page (which offers the second factor to a
-    /// one-factor session), coming back to the account page; JSON gets `why`.
-    fn send_to_login(&self, why: Failure) -> Response {
+    /// one-factor session), coming back to `back`; JSON gets `why`.
+    fn send_to_login(&self, why: Failure, back: &str) -> Response {
         match self.format {
             Format::Html => {
-                let url = format!("{}{}/account", self.portal.settings.public_origin, self.portal.settings.prefix);
+                let url = format!("{}{}{back}", self.portal.settings.public_origin, self.portal.settings.prefix);
                 self.portal.login_required(&Method::GET, self.headers, &url, false)
             }
             Format::Json => self.fail(why),

@@ -7,6 +7,7 @@
 //! in `store`, and failures become responses in `reply`.
 
 mod account;
+mod console;
 mod context;
 mod forms;
 mod login;
@@ -21,6 +22,7 @@ use hyper::body::Incoming;
 use crate::body::{Body, Response};
 use crate::reply::{self, Failure, Format};
 use crate::request::{Outcome, RequestInfo};
+use console::Action;
 use context::{Cx, anonymous};
 
 pub use context::{Portal, PortalSettings, format_time};
@@ -111,6 +113,11 @@ enum Endpoint {
     Readyz,
     Static,
     OpenApi,
+    ConsoleUsers,
+    ConsoleBans,
+    ConsoleAudit,
+    ConsoleExport,
+    Console(console::Action),
 }
 
 /// One endpoint under the prefix.
@@ -212,6 +219,26 @@ pub static ROUTES: &[Route] = &[
     route(M::Post, Exact("/api/password-reset/start"), "api_password_reset_start", E::ResetStart, R::Json),
     route(M::Post, Exact("/api/password-reset/finish"), "api_password_reset_finish", E::ResetFinish, R::Json),
     route(M::Get, Exact("/api/openapi.json"), "api_openapi", E::OpenApi, R::Json),
+    // The operator console: pages, then their JSON twins.
+    route(M::Read, Exact("/admin"), "admin", E::ConsoleUsers, R::Html),
+    route(M::Read, Exact("/admin/bans"), "admin", E::ConsoleBans, R::Html),
+    route(M::Read, Exact("/admin/audit"), "admin", E::ConsoleAudit, R::Html),
+    route(M::Post, Exact("/admin/unlock"), "admin_action", E::Console(Action::Unlock), R::Html),
+    route(M::Post, Exact("/admin/sessions/revoke"), "admin_action", E::Console(Action::EndSessions), R::Html),
+    route(M::Post, Exact("/admin/factors/reset"), "admin_action", E::Console(Action::ResetFactors), R::Html),
+    route(M::Post, Exact("/admin/disable"), "admin_action", E::Console(Action::Disable), R::Html),
+    route(M::Post, Exact("/admin/enable"), "admin_action", E::Console(Action::Enable), R::Html),
+    route(M::Post, Exact("/admin/bans/unlock"), "admin_action", E::Console(Action::Unban), R::Html),
+    route(M::Get, Exact("/api/admin/users"), "api_admin", E::ConsoleUsers, R::Json),
+    route(M::Get, Exact("/api/admin/bans"), "api_admin", E::ConsoleBans, R::Json),
+    route(M::Get, Exact("/api/admin/audit"), "api_admin", E::ConsoleAudit, R::Json),
+    route(M::Get, Exact("/api/admin/audit/export"), "api_admin", E::ConsoleExport, R::Json),
+    route(M::Post, Exact("/api/admin/unlock"), "api_admin_action", E::Console(Action::Unlock), R::Json),
+    route(M::Post, Exact("/api/admin/sessions/revoke"), "api_admin_action", E::Console(Action::EndSessions), R::Json),
+    route(M::Post, Exact("/api/admin/factors/reset"), "api_admin_action", E::Console(Action::ResetFactors), R::Json),
+    route(M::Post, Exact("/api/admin/disable"), "api_admin_action", E::Console(Action::Disable), R::Json),
+    route(M::Post, Exact("/api/admin/enable"), "api_admin_action", E::Console(Action::Enable), R::Json),
+    route(M::Post, Exact("/api/admin/bans/unlock"), "api_admin_action", E::Console(Action::Unban), R::Json),
     route(M::Read, Exact("/healthz"), "healthz", E::Healthz, R::Json),
     route(M::Read, Exact("/readyz"), "readyz", E::Readyz, R::Json),
     route(M::Read, Prefix("/static/"), "static", E::Static, R::Json),
@@ -236,7 +263,16 @@ impl Portal {
     pub async fn handle(&self, req: Request<Incoming>, info: RequestInfo, rest: &str) -> Outcome {
         let (parts, body) = req.into_parts();
         let Some((route, param)) = find_route(&parts.method, rest) else {
-            let r = self.replies.failure(Format::negotiate(&parts.headers), &Failure::NotFound);
+            let format = Format::negotiate(&parts.headers);
+            if is_console(rest) {
+                // Under the console, an unknown path (or method) is refused
+                // as its routes are to anyone but an operator.
+                let cx = Cx { portal: self, info, format, uri: &parts.uri, headers: &parts.headers };
+                let (mut r, user) = console::refuse(&cx).await;
+                reply::secure_headers(r.headers_mut(), self.replies.hsts());
+                return Outcome::with_user("admin", user, r);
+            }
+            let r = self.replies.failure(format, &Failure::NotFound);
             return Outcome::new("not_found", r);
         };
         let format = match route.format {
@@ -285,6 +321,11 @@ impl Portal {
             E::Readyz => anonymous(self.readyz().await),
             E::Static => anonymous(static_file(&parts.headers, param)),
             E::OpenApi => anonymous(asset(&parts.headers, crate::assets::openapi())),
+            E::ConsoleUsers => console::users(&cx).await,
+            E::ConsoleBans => console::bans(&cx).await,
+            E::ConsoleAudit => console::audit(&cx).await,
+            E::ConsoleExport => console::export(&cx).await,
+            E::Console(action) => console::act(&cx, body, action).await,
         };
         match route.endpoint {
             E::Static => {}
@@ -309,6 +350,13 @@ impl Portal {
         }
         Outcome::with_user(route.name, user, response)
     }
+}
+
+/// Whether `path` (after the prefix) lies under the operator console.
+fn is_console(path: &str) -> bool {
+    ["/admin", "/api/admin"]
+        .iter()
+        .any(|p| path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
 }
 
 /// How long browsers and caches may keep an embedded file before revalidating.

@@ -15,9 +15,10 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 use super::types::{
-    AUDIT_GLOBAL, AUDIT_PER_USER, Admission, Attempt, AttemptLimits, AuditRecord, CodeCheck, CodePurpose, IpHistory,
-    PendingLogin, RATE_RECORD_CAP, RateBucket, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult,
-    TokenInfo, TokenRecord, TotpSecrets, UserState, duration_ms, lock, session_expiry_ms,
+    AUDIT_GLOBAL, AUDIT_PER_USER, AUDIT_SCAN_BUDGET, AccountFacts, Admission, Attempt, AttemptLimits, AuditCursor,
+    AuditPage, AuditQuery, AuditRecord, CodeCheck, CodePurpose, IpBan, IpHistory, PendingLogin, RATE_RECORD_CAP,
+    RateBucket, RateDecision, SessionInfo, SessionRecord, StoreError, StoreResult, TokenInfo, TokenRecord, TotpSecrets,
+    UserState, duration_ms, lock, session_expiry_ms,
 };
 use crate::clock::Clock;
 use crate::config::StoreConfig;
@@ -42,6 +43,9 @@ pub(super) struct MemoryStore {
     locks: Mutex<Table<String, Lock>>,
     ceremonies: Mutex<Table<String, Expiring<String>>>,
     audit: Mutex<Audit>,
+    /// Addresses banned for their failures, and until when at the latest
+    /// (unix seconds), for the operator's list.
+    bans: Mutex<HashMap<String, u64>>,
     durable: Durable,
 }
 
@@ -229,15 +233,66 @@ impl RateLog {
     }
 }
 
-/// Capped audit lists, newest first.
+/// Capped audit lists, newest first, each entry under its cursor (the
+/// cursors only grow, so each list is sorted by them, descending).
 struct Audit {
-    global: VecDeque<AuditRecord>,
-    by_user: HashMap<String, VecDeque<AuditRecord>>,
+    global: VecDeque<(AuditCursor, AuditRecord)>,
+    by_user: HashMap<String, VecDeque<(AuditCursor, AuditRecord)>>,
+    last: AuditCursor,
 }
 
-fn push_capped(list: &mut VecDeque<AuditRecord>, rec: &AuditRecord, cap: usize) {
-    list.push_front(rec.clone());
+impl Audit {
+    /// The next cursor at `now_ms`: later than every one given before, as a
+    /// Redis stream id is, even if the clock stepped back.
+    fn next_cursor(&mut self, now_ms: u64) -> AuditCursor {
+        self.last = if now_ms > self.last.ms {
+            AuditCursor { ms: now_ms, seq: 0 }
+        } else {
+            AuditCursor { ms: self.last.ms, seq: self.last.seq + 1 }
+        };
+        self.last
+    }
+}
+
+fn push_capped(list: &mut VecDeque<(AuditCursor, AuditRecord)>, at: AuditCursor, rec: &AuditRecord, cap: usize) {
+    list.push_front((at, rec.clone()));
     list.truncate(cap);
+}
+
+/// A page of `list` (newest first) for `q`: from the newest entry the
+/// cursor and time range allow (found by binary search), checking the
+/// filters on at most [`AUDIT_SCAN_BUDGET`] entries.
+fn search(list: &VecDeque<(AuditCursor, AuditRecord)>, q: &AuditQuery) -> AuditPage {
+    let until = q.until.map(|u| AuditCursor { ms: u.saturating_add(1).saturating_mul(1000), seq: 0 });
+    let bound = match (q.before, until) {
+        (Some(b), Some(u)) => Some(b.min(u)),
+        (b, u) => b.or(u),
+    };
+    let start = bound.map_or(0, |b| list.partition_point(|(at, _)| *at >= b));
+    let since = q.since.map(|s| AuditCursor { ms: s.saturating_mul(1000), seq: 0 });
+    let mut page = AuditPage::default();
+    let mut examined = None;
+    for (scanned, (at, rec)) in list.iter().skip(start).enumerate() {
+        if since.is_some_and(|s| *at < s) {
+            return page;
+        }
+        if scanned == AUDIT_SCAN_BUDGET {
+            // Go on after the last entry looked at.
+            page.next = examined;
+            return page;
+        }
+        examined = Some(*at);
+        if q.matches(rec) {
+            page.records.push((*at, rec.clone()));
+            if page.records.len() == q.limit {
+                // More only if an older entry remains in range.
+                let more = list.get(start + scanned + 1).is_some_and(|(c, _)| since.is_none_or(|s| *c >= s));
+                page.next = more.then_some(*at);
+                return page;
+            }
+        }
+    }
+    page
 }
 
 impl MemoryStore {
@@ -254,7 +309,12 @@ impl MemoryStore {
             rates: Mutex::new(Table::new()),
             locks: Mutex::new(Table::new()),
             ceremonies: Mutex::new(Table::new()),
-            audit: Mutex::new(Audit { global: VecDeque::new(), by_user: HashMap::new() }),
+            audit: Mutex::new(Audit {
+                global: VecDeque::new(),
+                by_user: HashMap::new(),
+                last: AuditCursor { ms: 0, seq: 0 },
+            }),
+            bans: Mutex::new(HashMap::new()),
             durable: Durable::load(cfg.state_file.clone(), max_entries).await?,
         });
         spawn_sweeper(Arc::downgrade(&store));
@@ -700,14 +760,18 @@ impl MemoryStore {
 
     pub(super) async fn append_audit(&self, rec: &AuditRecord) -> StoreResult<()> {
         let mut audit = lock(&self.audit);
-        if let Some(user) = &rec.user {
-            if !audit.by_user.contains_key(user) && audit.by_user.len() >= self.max_entries {
-                return Err(StoreError::Full);
-            }
-            let list = audit.by_user.entry(user.clone()).or_default();
-            push_capped(list, rec, AUDIT_PER_USER);
+        if let Some(user) = &rec.user
+            && !audit.by_user.contains_key(user)
+            && audit.by_user.len() >= self.max_entries
+        {
+            return Err(StoreError::Full);
         }
-        push_capped(&mut audit.global, rec, AUDIT_GLOBAL);
+        let at = audit.next_cursor(self.clock.now_ms());
+        if let Some(user) = &rec.user {
+            let list = audit.by_user.entry(user.clone()).or_default();
+            push_capped(list, at, rec, AUDIT_PER_USER);
+        }
+        push_capped(&mut audit.global, at, rec, AUDIT_GLOBAL);
         Ok(())
     }
 
@@ -717,7 +781,74 @@ impl MemoryStore {
             Some(user) => audit.by_user.get(user),
             None => Some(&audit.global),
         };
-        Ok(list.map(|l| l.iter().take(limit).cloned().collect()).unwrap_or_default())
+        Ok(list.map(|l| l.iter().take(limit).map(|(_, r)| r.clone()).collect()).unwrap_or_default())
+    }
+
+    pub(super) async fn search_audit(&self, q: &AuditQuery) -> StoreResult<AuditPage> {
+        let audit = lock(&self.audit);
+        Ok(match q.user.as_deref() {
+            Some(user) => audit.by_user.get(user).map(|l| search(l, q)).unwrap_or_default(),
+            None => search(&audit.global, q),
+        })
+    }
+
+    // --- what an operator looks at ---
+
+    pub(super) async fn account_facts(&self, accounts: &[(String, Vec<String>)]) -> StoreResult<Vec<AccountFacts>> {
+        let now = self.clock.now_ms();
+        let mut out = Vec::with_capacity(accounts.len());
+        for (user, lock_keys) in accounts {
+            let locked_for = {
+                let mut locks = lock(&self.locks);
+                lock_keys
+                    .iter()
+                    .filter_map(|k| locks.live_mut(k, now).map(|l| Duration::from_millis(l.until - now)))
+                    .max()
+            };
+            let sessions = {
+                let sessions = lock(&self.sessions);
+                sessions.by_user.get(user).map_or(0, |ids| {
+                    ids.iter().filter(|id| sessions.by_id.map.get(*id).is_some_and(|r| r.alive(now))).count()
+                })
+            };
+            out.push(AccountFacts {
+                factors: self.durable.user_state(user),
+                locked_for,
+                sessions,
+                last_login: self.durable.last_login(user),
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn note_ip_ban(&self, ip: &str, lasts: Duration) -> StoreResult<()> {
+        let now = self.clock.now_unix();
+        let until = now + lasts.as_secs().max(1);
+        let mut bans = lock(&self.bans);
+        if !bans.contains_key(ip) && bans.len() >= self.max_entries {
+            bans.retain(|_, u| *u > now);
+            if bans.len() >= self.max_entries {
+                return Err(StoreError::Full);
+            }
+        }
+        let at = bans.entry(ip.to_owned()).or_insert(until);
+        *at = (*at).max(until);
+        Ok(())
+    }
+
+    pub(super) async fn ip_bans(&self, limit: usize) -> StoreResult<Vec<IpBan>> {
+        let now = self.clock.now_unix();
+        let mut bans = lock(&self.bans);
+        bans.retain(|_, u| *u > now);
+        let mut list: Vec<IpBan> = bans.iter().map(|(ip, until)| IpBan { ip: ip.clone(), until: *until }).collect();
+        list.sort_by(|a, b| (a.until, &a.ip).cmp(&(b.until, &b.ip)));
+        list.truncate(limit);
+        Ok(list)
+    }
+
+    pub(super) async fn forget_ip_ban(&self, ip: &str) -> StoreResult<()> {
+        lock(&self.bans).remove(ip);
+        Ok(())
     }
 }
 

@@ -482,4 +482,55 @@ impl Store {
         }
         dispatch!(self, b => b.recent_audit(user, limit))
     }
+
+    /// About how many records the global trail keeps before the oldest go
+    /// (Redis trims approximately, keeping at least this many).
+    pub fn audit_global_cap(&self) -> usize {
+        match self.backend {
+            Backend::Memory(_) => AUDIT_GLOBAL,
+            Backend::Redis(_) => AUDIT_GLOBAL_REDIS,
+        }
+    }
+
+    /// One page of the trail, newest first: the entries that pass `q`'s
+    /// filters, from `q.before` back, at most `q.limit` of them, having
+    /// looked at no more than [`AUDIT_SCAN_BUDGET`] entries. Never reads the
+    /// whole trail: a time range and the cursor are ranges of the trail's
+    /// index, and only the filters are checked entry by entry.
+    pub async fn search_audit(&self, q: &AuditQuery) -> StoreResult<AuditPage> {
+        if q.limit == 0 || q.since.zip(q.until).is_some_and(|(s, u)| s > u) {
+            return Ok(AuditPage::default());
+        }
+        dispatch!(self, b => b.search_audit(q))
+    }
+
+    // --- what an operator looks at ---
+
+    /// What the store holds of each account, in the order asked: its second
+    /// factors, the longest lock among its `lock_keys`, its live sessions
+    /// and its last login. One round trip or two for the whole page.
+    pub async fn account_facts(&self, accounts: &[(String, Vec<String>)]) -> StoreResult<Vec<AccountFacts>> {
+        if accounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self, b => b.account_facts(accounts))
+    }
+
+    /// Notes that `ip` (a rate key: an address, or an IPv6 /64) is turned
+    /// away for its failures for at most `lasts` from now (the store's
+    /// clock), for the operator's list of banned addresses.
+    pub async fn note_ip_ban(&self, ip: &str, lasts: Duration) -> StoreResult<()> {
+        dispatch!(self, b => b.note_ip_ban(ip, lasts))
+    }
+
+    /// The addresses noted as banned whose ban may not yet have ended,
+    /// soonest-ending first, at most `limit`.
+    pub async fn ip_bans(&self, limit: usize) -> StoreResult<Vec<IpBan>> {
+        dispatch!(self, b => b.ip_bans(limit))
+    }
+
+    /// Forgets the note of `ip`'s ban (an operator lifted it).
+    pub async fn forget_ip_ban(&self, ip: &str) -> StoreResult<()> {
+        dispatch!(self, b => b.forget_ip_ban(ip))
+    }
 }

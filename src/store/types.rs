@@ -6,10 +6,21 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Most audit entries kept per user.
+/// Most audit entries kept in a user's own trail: what a search by user
+/// finds (the global trail keeps theirs longer, among everyone's). Ten
+/// thousand users' full trails (a million records) take about 345 MB in Redis.
 pub const AUDIT_PER_USER: usize = 100;
-/// Most audit entries kept in the global list.
-pub const AUDIT_GLOBAL: usize = 1000;
+/// Most audit entries the memory store keeps in its global trail (it lives
+/// in the gateway's memory).
+pub const AUDIT_GLOBAL: usize = 10_000;
+/// About how many audit entries Redis keeps in its global trail (trimmed
+/// approximately, `XADD MAXLEN ~`): about 345 MB of Redis memory when full
+/// (bench/console.sh).
+pub const AUDIT_GLOBAL_REDIS: usize = 1_000_000;
+/// Most entries one audit search looks at before it answers with what it
+/// found and where to go on (a filter that matches little cannot make one
+/// request read the whole trail).
+pub const AUDIT_SCAN_BUDGET: usize = 5_000;
 /// Most known IPs remembered per user; the least recently seen is forgotten first.
 pub const KNOWN_IPS_PER_USER: usize = 64;
 /// Most events `rate_record` keeps per window; the count saturates there.
@@ -376,6 +387,109 @@ pub struct AuditRecord {
     pub ip: String,
     pub user_agent: String,
     pub details: String,
+    /// The operator who acted, for actions taken in the operator console or
+    /// from the command line (`user` is then the account acted on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+}
+
+/// Where an entry sits in the audit trail: the unix milliseconds it was
+/// kept at and a sequence number within them (a Redis stream id,
+/// `ms-seq`). Pages of the trail go on from a cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AuditCursor {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl std::fmt::Display for AuditCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+impl Serialize for AuditCursor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for AuditCursor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AuditCursor, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(|()| serde::de::Error::custom("not an audit cursor (ms-seq)"))
+    }
+}
+
+impl std::str::FromStr for AuditCursor {
+    type Err = ();
+    fn from_str(s: &str) -> Result<AuditCursor, ()> {
+        let (ms, seq) = s.split_once('-').ok_or(())?;
+        let digits = |t: &str| !t.is_empty() && t.len() <= 20 && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(ms) || !digits(seq) {
+            return Err(());
+        }
+        Ok(AuditCursor { ms: ms.parse().map_err(|_| ())?, seq: seq.parse().map_err(|_| ())? })
+    }
+}
+
+/// A search of the audit trail, newest first. Every filter is an exact
+/// match; an empty one matches everything. (The admin endpoint takes it as
+/// JSON, for `portcullis audit`.)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditQuery {
+    /// The account's own trail (`user`), else the global one.
+    pub user: Option<String>,
+    pub kind: Option<AuditKind>,
+    pub event: Option<String>,
+    pub ip: Option<String>,
+    /// Unix seconds, inclusive.
+    pub since: Option<u64>,
+    /// Unix seconds, inclusive.
+    pub until: Option<u64>,
+    /// Only entries older than this (the previous page's `next`).
+    pub before: Option<AuditCursor>,
+    /// Most entries answered.
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    /// Whether `rec` passes the filters other than time and user.
+    pub fn matches(&self, rec: &AuditRecord) -> bool {
+        self.kind.is_none_or(|k| rec.kind == k)
+            && self.event.as_deref().is_none_or(|e| rec.event == e)
+            && self.ip.as_deref().is_none_or(|ip| rec.ip == ip)
+    }
+}
+
+/// One page of an audit search.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub records: Vec<(AuditCursor, AuditRecord)>,
+    /// Where the next page starts, when the trail goes on (the search may
+    /// have stopped at its scan budget with fewer than `limit` entries).
+    pub next: Option<AuditCursor>,
+}
+
+/// What the store holds of one account, for the operator's list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountFacts {
+    pub factors: UserState,
+    /// Time left on the longest of the locks asked about.
+    pub locked_for: Option<Duration>,
+    /// Live sessions.
+    pub sessions: usize,
+    /// Unix seconds of the last login the account's known addresses record.
+    pub last_login: Option<u64>,
+}
+
+/// An address turned away for its failures (`lockout.ip_failures`), and
+/// until when at the latest (unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpBan {
+    pub ip: String,
+    pub until: u64,
 }
 
 /// True for strings shaped like `Store::session_id` output (43 base64url chars).

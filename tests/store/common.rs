@@ -113,5 +113,6 @@ pub fn audit_entry(user: Option<&str>, details: &str) -> AuditRecord {
         ip: "192.0.2.10".to_owned(),
         user_agent: "curl/8.5".to_owned(),
         details: details.to_owned(),
+        actor: None,
     }
 }

@@ -219,6 +219,7 @@ async fn every_redis_key_has_its_documented_type_and_expiry() {
     s.record_known_ip("alice", "198.51.100.7").await.unwrap();
     let audited: AuditRecord = audit_entry(Some("alice"), "x");
     s.append_audit(&audited).await.unwrap();
+    s.note_ip_ban("198.51.100.7", Duration::from_secs(900)).await.unwrap();
 
     let specs = [
         KeySpec {
@@ -244,8 +245,9 @@ async fn every_redis_key_has_its_documented_type_and_expiry() {
         KeySpec { fields: &["otp_enabled"], ..key(r"^portcullis:\{u:alice\}:state$", "hash", None) },
         key(r"^portcullis:\{u:alice\}:backup$", "set", None),
         key(r"^portcullis:\{u:alice\}:ips$", "hash", None),
-        key(r"^portcullis:\{u:alice\}:audit$", "list", None),
-        key(r"^portcullis:audit$", "list", None),
+        key(r"^portcullis:\{u:alice\}:trail$", "stream", None),
+        key(r"^portcullis:trail$", "stream", None),
+        key(r"^portcullis:bans$", "zset", None),
     ];
     let patterns: Vec<regex::Regex> = specs.iter().map(|k| regex::Regex::new(k.pattern).unwrap()).collect();
 
@@ -315,5 +317,5 @@ async fn forgetting_a_user_deletes_their_durable_keys() {
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let mut keys: Vec<String> = ::redis::cmd("KEYS").arg("*").query_async(&mut c).await.unwrap();
     keys.sort();
-    assert_eq!(keys, ["portcullis:audit", "portcullis:{u:alice}:audit", "portcullis:{u:alice}:lock"]);
+    assert_eq!(keys, ["portcullis:trail", "portcullis:{u:alice}:lock", "portcullis:{u:alice}:trail"]);
 }

@@ -55,6 +55,11 @@ macro_rules! conformance_suite {
             // audit
             audit_lists_newest_first_per_user_and_globally,
             audit_lists_keep_only_the_newest_entries,
+            the_audit_trail_is_searched_a_page_at_a_time_newest_first,
+            a_search_that_matches_little_stops_at_its_budget_and_says_where_to_go_on,
+            // what an operator looks at
+            account_facts_tell_factors_locks_sessions_and_last_login,
+            a_noted_ban_is_listed_until_it_is_forgotten,
             // concurrency
             two_hundred_concurrent_verifies_of_one_correct_code_succeed_exactly_once,
             a_thousand_concurrent_hits_on_a_five_per_minute_window_allow_exactly_five,

@@ -238,6 +238,12 @@ impl Durable {
         Ok(true)
     }
 
+    /// When the user last logged in (the latest time a known address was
+    /// seen), unix seconds.
+    pub(super) fn last_login(&self, user: &str) -> Option<u64> {
+        lock(&self.state).users.get(user).and_then(|u| u.known_ips.values().copied().max())
+    }
+
     pub(super) async fn record_known_ip(&self, user: &str, ip: &str, now: u64) -> StoreResult<IpHistory> {
         let mut before = None;
         let mut had_any = false;

@@ -92,12 +92,21 @@ impl Keys {
         self.user(user, "ips")
     }
 
+    /// The user's audit trail (a stream). (`{u:<user>}:audit`, a list, held
+    /// it before the trail became searchable; it is no longer read.)
     pub(super) fn user_audit(&self, user: &str) -> String {
-        self.user(user, "audit")
+        self.user(user, "trail")
     }
 
+    /// The global audit trail (a stream, ids by Redis time).
     pub(super) fn global_audit(&self) -> String {
-        format!("{}audit", self.prefix)
+        format!("{}trail", self.prefix)
+    }
+
+    /// Addresses banned for their failures (a sorted set scored by when the
+    /// ban ends at the latest, unix seconds).
+    pub(super) fn ip_bans(&self) -> String {
+        format!("{}bans", self.prefix)
     }
 
     /// A sliding window. An account's failures live under the user's hash

@@ -26,11 +26,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::redis as r;
+use futures_util::future::join_all;
 
 use super::types::{
-    AUDIT_GLOBAL, AUDIT_PER_USER, Admission, Attempt, AttemptLimits, AuditRecord, CodeCheck, CodePurpose, IpHistory,
-    KNOWN_IPS_PER_USER, PendingLogin, RATE_RECORD_CAP, RateBucket, RateDecision, StoreError, StoreResult, TotpSecrets,
-    UserState, duration_ms, hex32,
+    AUDIT_GLOBAL_REDIS, AUDIT_PER_USER, AUDIT_SCAN_BUDGET, AccountFacts, Admission, Attempt, AttemptLimits,
+    AuditCursor, AuditPage, AuditQuery, AuditRecord, CodeCheck, CodePurpose, IpBan, IpHistory, KNOWN_IPS_PER_USER,
+    PendingLogin, RATE_RECORD_CAP, RateBucket, RateDecision, StoreError, StoreResult, TotpSecrets, UserState,
+    duration_ms, hex32,
 };
 use crate::clock::Clock;
 use crate::config::StoreConfig;
@@ -41,6 +43,11 @@ use self::near_cache::{Limits, NearCache};
 
 pub(super) use self::near_cache::Cached;
 use self::shared::{MAX_EXPIRY_MS, SCRIPTS, from_json, redis_error, to_json};
+
+/// A pipelined reply's value as `T`.
+fn from_value<T: r::FromRedisValue>(v: r::Value) -> StoreResult<T> {
+    r::from_redis_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
 
 /// Handle to the Redis backend; clones share the connections and the cache.
 #[derive(Clone)]
@@ -559,21 +566,39 @@ impl RedisStore {
         Ok(IpHistory::from_parts(u64::try_from(before).ok(), known > 0))
     }
 
-    // --- audit (capped lists, newest first) ---
+    // --- audit (streams, newest last; ids by Redis time) ---
 
     pub(super) async fn append_audit(&self, rec: &AuditRecord) -> StoreResult<()> {
-        // The user's list and the global one live in different slots: one
-        // script each, sent together.
+        // The user's trail and the global one live in different slots: one
+        // XADD each, sent together. The fields beside the record are what a
+        // search filters on without decoding it.
         let json = to_json(rec)?;
         let c = self.conn().await?;
-        let push = |key: String, cap: usize| {
-            let (mut h, json) = (c.shared(), &json);
-            async move { SCRIPTS.audit_push.key(key).arg(json).arg(cap).invoke_async::<i64>(&mut h).await }
+        // A user's trail is trimmed exactly (it is short); the global one
+        // approximately (`~`: whole nodes at a time, far cheaper at a million).
+        let add = |key: String, cap: usize, approx: &'static str| {
+            let mut h = c.shared();
+            let cmd = r::cmd("XADD")
+                .arg(key)
+                .arg("MAXLEN")
+                .arg(approx)
+                .arg(cap)
+                .arg("*")
+                .arg("k")
+                .arg(rec.kind.as_str())
+                .arg("e")
+                .arg(&rec.event)
+                .arg("ip")
+                .arg(&rec.ip)
+                .arg("j")
+                .arg(&json)
+                .clone();
+            async move { cmd.query_async::<String>(&mut h).await }
         };
-        let global = push(self.keys.global_audit(), AUDIT_GLOBAL);
+        let global = add(self.keys.global_audit(), AUDIT_GLOBAL_REDIS, "~");
         match &rec.user {
             Some(user) => {
-                let (own, global) = tokio::join!(push(self.keys.user_audit(user), AUDIT_PER_USER), global);
+                let (own, global) = tokio::join!(add(self.keys.user_audit(user), AUDIT_PER_USER, "="), global);
                 own.and(global).map_err(redis_error)?;
             }
             None => {
@@ -588,11 +613,186 @@ impl RedisStore {
             Some(user) => self.keys.user_audit(user),
             None => self.keys.global_audit(),
         };
-        let stop = i64::try_from(limit).unwrap_or(i64::MAX) - 1;
         let mut c = self.conn().await?;
-        let items: Vec<String> =
-            r::cmd("LRANGE").arg(key).arg(0).arg(stop).query_async(&mut c).await.map_err(redis_error)?;
-        items.iter().map(|j| from_json(j)).collect()
+        let entries: Vec<(String, Vec<(String, String)>)> = r::cmd("XREVRANGE")
+            .arg(key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut c)
+            .await
+            .map_err(redis_error)?;
+        entries
+            .iter()
+            .map(|(_, fields)| match fields.iter().find(|(k, _)| k == "j") {
+                Some((_, json)) => from_json(json),
+                None => Err(StoreError::Corrupt("audit entry without a record".into())),
+            })
+            .collect()
+    }
+
+    pub(super) async fn search_audit(&self, q: &AuditQuery) -> StoreResult<AuditPage> {
+        let key = match q.user.as_deref() {
+            Some(user) => self.keys.user_audit(user),
+            None => self.keys.global_audit(),
+        };
+        // The newest id allowed: older than the cursor, and within `until`
+        // (an id of milliseconds alone means their last entry, as an end).
+        let until = q.until.map(|u| u.saturating_add(1).saturating_mul(1000).saturating_sub(1));
+        let finish = match (q.before, until) {
+            (Some(b), Some(u)) if u < b.ms => u.to_string(),
+            (Some(b), _) => format!("({b}"),
+            (None, Some(u)) => u.to_string(),
+            (None, None) => "+".to_owned(),
+        };
+        let start = q.since.map_or_else(|| "-".to_owned(), |s| s.saturating_mul(1000).to_string());
+        let mut c = self.conn().await?;
+        let reply: Vec<String> = SCRIPTS
+            .audit_search
+            .key(key)
+            .arg(finish)
+            .arg(start)
+            .arg(q.limit)
+            .arg(AUDIT_SCAN_BUDGET)
+            .arg(q.kind.map_or("", |k| k.as_str()))
+            .arg(q.event.as_deref().unwrap_or(""))
+            .arg(q.ip.as_deref().unwrap_or(""))
+            .invoke_async(&mut c)
+            .await
+            .map_err(redis_error)?;
+        let cursor = |id: &str| id.parse::<AuditCursor>().map_err(|()| StoreError::Corrupt(format!("audit id {id}")));
+        let mut items = reply.iter();
+        let next = match items.next().map(String::as_str) {
+            None | Some("") => None,
+            Some(id) => Some(cursor(id)?),
+        };
+        let mut records = Vec::with_capacity(reply.len() / 2);
+        while let (Some(id), Some(json)) = (items.next(), items.next()) {
+            records.push((cursor(id)?, from_json(json)?));
+        }
+        Ok(AuditPage { records, next })
+    }
+
+    // --- what an operator looks at ---
+
+    /// Two rounds for the whole page, each its commands sent at once on one
+    /// multiplexed connection: the accounts' state, locks, known addresses
+    /// and indexed session ids, then whether each indexed session still
+    /// lives (an index may hold ended ones). Single-key commands, not a
+    /// pipeline: a Cluster refuses a pipeline whose keys cross slots.
+    pub(super) async fn account_facts(&self, accounts: &[(String, Vec<String>)]) -> StoreResult<Vec<AccountFacts>> {
+        let mut cmds = Vec::new();
+        for (user, locks) in accounts {
+            cmds.push(r::cmd("HGET").arg(self.keys.state(user)).arg("otp_enabled").clone());
+            cmds.push(r::cmd("SCARD").arg(self.keys.backup_codes(user)).clone());
+            cmds.push(r::cmd("HEXISTS").arg(self.keys.totp(user)).arg("secret").clone());
+            cmds.push(r::cmd("EXISTS").arg(self.keys.passkeys(user)).clone());
+            cmds.push(r::cmd("HVALS").arg(self.keys.known_ips(user)).clone());
+            cmds.push(r::cmd("ZRANGE").arg(self.keys.user_sessions(user)).arg(0).arg(-1).clone());
+            for key in locks {
+                cmds.push(r::cmd("PTTL").arg(self.keys.lock(key)).clone());
+            }
+        }
+        let c = self.conn().await?;
+        let all_at_once = |cmds: Vec<r::Cmd>| {
+            join_all(cmds.into_iter().map(|cmd| {
+                let mut h = c.shared();
+                async move { cmd.query_async::<r::Value>(&mut h).await }
+            }))
+        };
+        let values: Vec<r::Value> =
+            all_at_once(cmds).await.into_iter().collect::<Result<_, _>>().map_err(redis_error)?;
+        let mut values = values.into_iter();
+        let mut next = || values.next().ok_or_else(|| StoreError::Corrupt("account facts: short reply".into()));
+        let (mut out, mut ids) = (Vec::with_capacity(accounts.len()), Vec::with_capacity(accounts.len()));
+        for (_, locks) in accounts {
+            let otp: Option<String> = from_value(next()?)?;
+            let left: u32 = from_value(next()?)?;
+            let totp: bool = from_value(next()?)?;
+            let passkeys: bool = from_value(next()?)?;
+            let seen: Vec<String> = from_value(next()?)?;
+            let sessions: Vec<String> = from_value(next()?)?;
+            let mut locked_for = None;
+            for _ in locks {
+                let ms: i64 = from_value(next()?)?;
+                if let Ok(ms) = u64::try_from(ms)
+                    && ms > 0
+                {
+                    locked_for = locked_for.max(Some(Duration::from_millis(ms)));
+                }
+            }
+            out.push(AccountFacts {
+                factors: UserState {
+                    otp_enabled: otp.as_deref() == Some("1"),
+                    backup_codes_left: left,
+                    totp_enabled: totp,
+                    passkey_enabled: passkeys,
+                },
+                locked_for,
+                sessions: 0,
+                last_login: seen.iter().filter_map(|s| s.parse().ok()).max(),
+            });
+            ids.push(sessions);
+        }
+        let exists: Vec<r::Cmd> =
+            ids.iter().flatten().map(|id| r::cmd("EXISTS").arg(self.keys.session(id)).clone()).collect();
+        if !exists.is_empty() {
+            let live: Vec<r::Value> =
+                all_at_once(exists).await.into_iter().collect::<Result<_, _>>().map_err(redis_error)?;
+            let mut live = live.into_iter().map(from_value::<bool>);
+            for (facts, ids) in out.iter_mut().zip(&ids) {
+                let mut n = 0;
+                for l in live.by_ref().take(ids.len()) {
+                    n += usize::from(l?);
+                }
+                facts.sessions = n;
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn note_ip_ban(&self, ip: &str, lasts: Duration) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        SCRIPTS
+            .ban_note
+            .key(self.keys.ip_bans())
+            .arg(ip)
+            .arg(lasts.as_secs().max(1))
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    pub(super) async fn ip_bans(&self, limit: usize) -> StoreResult<Vec<IpBan>> {
+        let mut c = self.conn().await?;
+        let key = self.keys.ip_bans();
+        let (now, _): (String, String) = r::cmd("TIME").query_async(&mut c).await.map_err(redis_error)?;
+        let now: u64 = now.parse().map_err(|_| StoreError::Corrupt("TIME".into()))?;
+        // Ended bans go first, so the set holds only bans that may still run.
+        r::cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now)
+            .query_async::<i64>(&mut c)
+            .await
+            .map_err(redis_error)?;
+        let rows: Vec<(String, u64)> = r::cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(i64::try_from(limit).unwrap_or(i64::MAX).saturating_sub(1))
+            .arg("WITHSCORES")
+            .query_async(&mut c)
+            .await
+            .map_err(redis_error)?;
+        Ok(rows.into_iter().map(|(ip, until)| IpBan { ip, until }).collect())
+    }
+
+    pub(super) async fn forget_ip_ban(&self, ip: &str) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        r::cmd("ZREM").arg(self.keys.ip_bans()).arg(ip).query_async::<i64>(&mut c).await.map_err(redis_error)?;
+        Ok(())
     }
 
     async fn del(&self, keys: &[String]) -> StoreResult<i64> {
