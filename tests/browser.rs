@@ -4,6 +4,7 @@
 //! sets up an authenticator app and signs in with it, computing the codes
 //! itself from the secret the page shows. tests/browser/passkey.mjs adds a
 //! passkey with Chromium's virtual authenticator and signs in with it.
+//! The scripts share tests/browser/harness.mjs (the browser, checks, codes).
 //! tests/browser/reset.mjs walks "forgot your password?" through the e-mailed
 //! code to signing in with the new password. Screenshots land in
 //! `target/tmp/browser-screenshots`.

@@ -3,46 +3,14 @@
 // runs the gateway and the SMTP sink; when a code is needed this script prints
 // "NEED_CODE" and reads the code from stdin. Any failed check exits non-zero.
 // A third argument gives the codes' length (otp.digits; 6 by default).
-import { chromium } from "playwright-core";
-import readline from "node:readline";
+import { check, emailedCode as code, finish, open, run } from "./harness.mjs";
 
 const [origin, js, digitsArg] = process.argv.slice(2);
 const jsOn = js === "on";
 const digits = parseInt(digitsArg || "6", 10);
-const rl = readline.createInterface({ input: process.stdin });
-const lines = rl[Symbol.asyncIterator]();
+const { browser, page, problems } = await open(jsOn);
 
-async function code() {
-  console.log("NEED_CODE");
-  const { value } = await lines.next();
-  return value.trim();
-}
-
-function check(cond, msg) {
-  if (!cond) {
-    console.error("FAILED: " + msg);
-    process.exit(1);
-  }
-}
-
-process.on("unhandledRejection", (e) => {
-  console.error("FAILED at " + step + ": " + e);
-  process.exit(1);
-});
-let step = "start";
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
-});
-const context = await browser.newContext({ javaScriptEnabled: jsOn });
-const page = await context.newPage();
-const problems = [];
-page.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });
-page.on("pageerror", (e) => problems.push(String(e)));
-if (process.env.FLOW_DEBUG) page.on("response", (r) => console.error(`${r.status()} ${r.request().method()} ${r.url()}`));
-page.on("response", (r) => { if (r.status() >= 400) problems.push(`${r.status()} ${r.request().method()} ${r.url()}`); });
-
-step = "login page";
+run.step = "login page";
 // A protected page sends the browser to the login page, which keeps rd.
 await page.goto(origin + "/app/start?from=browser");
 check(page.url().startsWith(origin + "/_auth/login?rd="), "redirected to login, got " + page.url());
@@ -52,7 +20,7 @@ await page.getByLabel("Password", { exact: true }).fill("testpassword123");
 await Promise.all([page.waitForURL(/\/_auth\/otp/), page.getByRole("button", { name: "Sign in" }).click()]);
 check((await page.content()).includes("tes***@example.com"), "masked e-mail on the code page");
 
-step = "code entry";
+run.step = "code entry";
 const input = page.locator("#otp_code");
 check(await input.getAttribute("autocomplete") === "one-time-code", "one-time-code autocomplete");
 // The form asks for as many digits as the codes have.
@@ -71,7 +39,7 @@ const echo = JSON.parse(await page.locator("body").innerText());
 check(echo.headers["remote-user"][0] === "testuser", "upstream sees the user");
 check(echo.path === "/app/start?from=browser", "back at the original URL: " + echo.path);
 
-step = "account";
+run.step = "account";
 // The account page: turn on 2FA, confirmed by an e-mailed code.
 await page.goto(origin + "/_auth/account");
 check((await page.locator("h1").innerText()).length > 0, "account heading");
@@ -96,16 +64,11 @@ check(await page.getByRole("link", { name: "Download as .txt" }).isVisible(), "d
 await page.goto(origin + "/_auth/account");
 check((await page.locator("#backup-codes li").count()) === 0, "codes are shown only once");
 
-step = "logout";
+run.step = "logout";
 // Sign out through the confirm page.
 await page.goto(origin + "/_auth/logout");
 await Promise.all([page.waitForURL(/\/_auth\/login/), page.getByRole("button", { name: /Sign out/ }).click()]);
 await page.goto(origin + "/app/start");
 check(page.url().startsWith(origin + "/_auth/login"), "signed out for real");
 
-const csp = problems.filter((p) => /Content Security Policy|Refused/.test(p));
-check(csp.length === 0, "no CSP violations: " + csp.join("; "));
-check(problems.length === 0, "no console errors: " + problems.join("; "));
-await browser.close();
-console.log("OK");
-process.exit(0);
+await finish(browser, problems);

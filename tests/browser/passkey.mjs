@@ -4,42 +4,11 @@
 // another origin (the upstream's, same host name so the same RP ID) is
 // refused by the gateway. With JavaScript off, the pages say passkeys need it.
 // Any failed check exits non-zero; success prints "OK".
-import { chromium } from "playwright-core";
-import readline from "node:readline";
+import { check, emailedCode, finish, open, run } from "./harness.mjs";
 
 const [origin, js, , otherOrigin] = process.argv.slice(2);
 const jsOn = js === "on";
-const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-
-// An e-mailed code: the test reads it from its SMTP sink and hands it over.
-async function emailedCode() {
-  console.log("NEED_CODE");
-  const { value } = await lines.next();
-  return value.trim();
-}
-
-let step = "start";
-function check(cond, msg) {
-  if (!cond) {
-    console.error("FAILED at " + step + ": " + msg);
-    process.exit(1);
-  }
-}
-process.on("unhandledRejection", (e) => {
-  console.error("FAILED at " + step + ": " + e);
-  process.exit(1);
-});
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
-});
-const context = await browser.newContext({ javaScriptEnabled: jsOn });
-const page = await context.newPage();
-const problems = [];
-page.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });
-page.on("pageerror", (e) => problems.push(String(e)));
-page.on("response", (r) => { if (r.status() >= 400) problems.push(`${r.status()} ${r.request().method()} ${r.url()}`); });
+const { browser, context, page, problems } = await open(jsOn);
 
 async function signIn() {
   await page.goto(origin + "/_auth/login");
@@ -49,12 +18,12 @@ async function signIn() {
   await page.waitForLoadState();
 }
 
-step = "password only";
+run.step = "password only";
 await signIn();
 check(page.url().startsWith(origin + "/_auth/account"), "at the account page, got " + page.url());
 check((await page.locator("#passkey-heading").innerText()) === "Passkeys", "a passkeys panel");
 
-step = "step up";
+run.step = "step up";
 // The password alone adds no factor: the page offers a code by e-mail first
 // (a form: it works without JavaScript too).
 check(!(await page.locator("#passkey-password").isVisible()), "no passkey form for a one-factor session");
@@ -73,20 +42,17 @@ if (jsOn) {
 if (!jsOn) {
   check(await page.getByText("Adding a passkey needs JavaScript").isVisible(), "says passkeys need JavaScript");
   check(!(await page.getByRole("button", { name: "Add a passkey" }).isVisible()), "no dead button without JavaScript");
-  check(problems.length === 0, "no console errors: " + problems.join("; "));
-  await browser.close();
-  console.log("OK");
-  process.exit(0);
+  await finish(browser, problems);
 }
 
-step = "virtual authenticator";
+run.step = "virtual authenticator";
 const cdp = await page.context().newCDPSession(page);
 await cdp.send("WebAuthn.enable");
 const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
   options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
 });
 
-step = "register";
+run.step = "register";
 check(!(await page.getByText("Adding a passkey needs JavaScript").isVisible()), "the no-JavaScript note is hidden");
 await page.locator("#passkey-name").fill("Test laptop");
 await page.locator("#passkey-password").fill("testpassword123");
@@ -99,16 +65,16 @@ check((await page.locator(".passkey-name").allInnerTexts()).includes("Test lapto
 const creds = (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials;
 check(creds.length === 1 && creds[0].rpId === "localhost", "the authenticator holds one credential for localhost: " + JSON.stringify(creds.map((c) => c.rpId)));
 
-step = "sign out";
+run.step = "sign out";
 await page.goto(origin + "/_auth/logout");
 await Promise.all([page.waitForURL(/\/_auth\/login/), page.getByRole("button", { name: /Sign out/ }).click()]);
 
-step = "sign in: password";
+run.step = "sign in: password";
 await signIn();
 check(page.url().startsWith(origin + "/_auth/otp"), "asked for the second factor, got " + page.url());
 check(await page.getByRole("button", { name: "Sign in with a passkey" }).isVisible(), "the passkey is offered");
 
-step = "an answer made on another origin is refused";
+run.step = "an answer made on another origin is refused";
 // The gateway's challenge, answered by the same authenticator on another
 // origin (the upstream at localhost:<its port>: the same RP ID), then
 // handed to the gateway: its origin check must refuse it.
@@ -146,7 +112,7 @@ check(refused.status === 400 && /could not be verified/.test(refused.body.error)
 const expected = (p) => p.includes("/passkey/login/finish") || p.includes("/elsewhere") || p.includes("status of 40");
 problems.splice(0, problems.length, ...problems.filter((p) => !expected(p)));
 
-step = "sign in: passkey";
+run.step = "sign in: passkey";
 await Promise.all([
   page.waitForURL(/\/_auth\/account/),
   page.getByRole("button", { name: "Sign in with a passkey" }).click(),
@@ -156,7 +122,7 @@ await page.goto(origin + "/app/whoami");
 const echo = JSON.parse(await page.locator("body").innerText());
 check(echo.headers["remote-user"][0] === "testuser", "the upstream sees the user");
 
-step = "remove";
+run.step = "remove";
 await page.goto(origin + "/_auth/account");
 await page.locator("#passkey-remove-1").fill("testpassword123");
 await page.getByRole("button", { name: "Remove “Test laptop”" }).click();
@@ -164,9 +130,4 @@ await page.waitForLoadState();
 check((await page.content()).includes("The passkey was removed."), "removed");
 check((await page.locator(".passkey-name").count()) === 0, "no passkey listed");
 
-const csp = problems.filter((p) => /Content Security Policy|Refused/.test(p));
-check(csp.length === 0, "no CSP violations: " + csp.join("; "));
-check(problems.length === 0, "no console errors: " + problems.join("; "));
-await browser.close();
-console.log("OK");
-process.exit(0);
+await finish(browser, problems);

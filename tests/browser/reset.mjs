@@ -2,51 +2,22 @@
 // JavaScript on or off: the link on the sign-in page, the name, the code from
 // the e-mail (handed over by the test from its SMTP sink), a new password,
 // then signing in with it. Any failed check exits non-zero; success prints "OK".
-import { chromium } from "playwright-core";
-import readline from "node:readline";
+import { check, emailedCode, finish, open, run } from "./harness.mjs";
 
 const [origin, js] = process.argv.slice(2);
 const jsOn = js === "on";
-const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const NEW_PASSWORD = "orchard velvet compass 19";
+const { browser, page, problems } = await open(jsOn);
 
-async function emailedCode() {
-  console.log("NEED_CODE");
-  const { value } = await lines.next();
-  return value.trim();
-}
-
-let step = "start";
-function check(cond, msg) {
-  if (!cond) {
-    console.error("FAILED at " + step + ": " + msg);
-    process.exit(1);
-  }
-}
-process.on("unhandledRejection", (e) => {
-  console.error("FAILED at " + step + ": " + e);
-  process.exit(1);
-});
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
-});
-const context = await browser.newContext({ javaScriptEnabled: jsOn });
-const page = await context.newPage();
-const problems = [];
-page.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });
-page.on("pageerror", (e) => problems.push(String(e)));
-
-step = "the sign-in page links to the reset";
-console.log("STEP " + step);
+run.step = "the sign-in page links to the reset";
+console.log("STEP " + run.step);
 await page.goto(origin + "/_auth/login");
 await page.getByRole("link", { name: "Forgot your password?" }).click();
 await page.waitForLoadState();
 check(page.url() === origin + "/_auth/reset", "at the reset page, got " + page.url());
 
-step = "asking for a code";
-console.log("STEP " + step);
+run.step = "asking for a code";
+console.log("STEP " + run.step);
 await page.getByLabel("Username or e-mail").fill("testuser");
 await page.getByRole("button", { name: "E-mail me a code" }).click();
 await page.waitForLoadState();
@@ -54,8 +25,8 @@ check((await page.content()).includes("If an account matches, a code is on its w
 check(await page.getByLabel("Username or e-mail").inputValue() === "testuser", "the name is kept");
 await page.screenshot({ path: process.env.SHOTS + "/reset-code-" + js + ".png", fullPage: true });
 
-step = "a weak password is refused with advice";
-console.log("STEP " + step);
+run.step = "a weak password is refused with advice";
+console.log("STEP " + run.step);
 const code = await emailedCode();
 await page.getByLabel("Code from the e-mail").fill(code);
 await page.getByLabel("New password", { exact: true }).fill("password1");
@@ -66,8 +37,8 @@ check((await page.content()).includes("This password is too easy to guess."), "t
 // That answer was a 400, which Chromium logs as a failed load: expected.
 problems.length = 0;
 
-step = "setting the new password";
-console.log("STEP " + step);
+run.step = "setting the new password";
+console.log("STEP " + run.step);
 await page.getByLabel("Code from the e-mail").fill(code);
 await page.getByLabel("New password", { exact: true }).fill(NEW_PASSWORD);
 await page.getByLabel("New password again").fill(NEW_PASSWORD);
@@ -76,8 +47,8 @@ await page.waitForLoadState();
 check((await page.content()).includes("Your password was changed"), "the done page: " + (await page.content()).slice(0, 2000));
 await page.screenshot({ path: process.env.SHOTS + "/reset-done-" + js + ".png", fullPage: true });
 
-step = "signing in with the new password";
-console.log("STEP " + step);
+run.step = "signing in with the new password";
+console.log("STEP " + run.step);
 await page.getByRole("link", { name: "Sign in with the new password" }).click();
 await page.waitForLoadState();
 await page.getByLabel("Username or e-mail").fill("testuser");
@@ -86,7 +57,4 @@ await page.getByRole("button", { name: "Sign in" }).click();
 await page.waitForLoadState();
 check(page.url().startsWith(origin + "/_auth/account"), "signed in with the new password, at " + page.url());
 
-check(problems.length === 0, "browser problems: " + problems.join("; "));
-await browser.close();
-console.log("OK");
-process.exit(0);
+await finish(browser, problems);

@@ -3,27 +3,11 @@
 // codes are computed here from the secret the page shows (RFC 6238 with
 // HMAC-SHA-1, as an app does), independently of the gateway's own code.
 // Any failed check exits non-zero; success prints "OK".
-import { chromium } from "playwright-core";
 import { createHmac } from "node:crypto";
-import readline from "node:readline";
+import { check, emailedCode, finish, open, run } from "./harness.mjs";
 
 const [origin, js] = process.argv.slice(2);
 const jsOn = js === "on";
-const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-
-// An e-mailed code: the test reads it from its SMTP sink and hands it over.
-async function emailedCode() {
-  console.log("NEED_CODE");
-  const { value } = await lines.next();
-  return value.trim();
-}
-
-function check(cond, msg) {
-  if (!cond) {
-    console.error("FAILED at " + step + ": " + msg);
-    process.exit(1);
-  }
-}
 
 function base32Decode(text) {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -50,21 +34,7 @@ function totp(secret, step) {
 
 const nowStep = () => Math.floor(Date.now() / 1000 / 30);
 
-process.on("unhandledRejection", (e) => {
-  console.error("FAILED at " + step + ": " + e);
-  process.exit(1);
-});
-let step = "start";
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
-});
-const context = await browser.newContext({ javaScriptEnabled: jsOn });
-const page = await context.newPage();
-const problems = [];
-page.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });
-page.on("pageerror", (e) => problems.push(String(e)));
-page.on("response", (r) => { if (r.status() >= 400) problems.push(`${r.status()} ${r.request().method()} ${r.url()}`); });
+const { browser, page, problems } = await open(jsOn);
 
 async function signIn() {
   await page.goto(origin + "/_auth/login");
@@ -74,12 +44,12 @@ async function signIn() {
   await page.waitForLoadState();
 }
 
-step = "password only";
+run.step = "password only";
 // The policy is one_factor: the password alone reaches the account page.
 await signIn();
 check(page.url().startsWith(origin + "/_auth/account"), "at the account page, got " + page.url());
 
-step = "step up";
+run.step = "step up";
 // The password alone adds no factor: the page offers a code by e-mail first.
 check(!(await page.locator("#totp-setup-password").isVisible()), "no setup form for a one-factor session");
 await page.getByRole("button", { name: "E-mail me a code to add an authenticator app" }).click();
@@ -93,7 +63,7 @@ if (jsOn) {
   await Promise.all([page.waitForURL(/\/_auth\/account/), page.getByRole("button", { name: "Verify and sign in" }).click()]);
 }
 
-step = "setup";
+run.step = "setup";
 await page.locator("#totp-setup-password").fill("testpassword123");
 await page.getByRole("button", { name: "Set up an authenticator app" }).click();
 await page.waitForLoadState();
@@ -103,7 +73,7 @@ check(box && box.width >= 150 && box.height >= 150, "the QR code is big enough t
 const secret = base32Decode(await page.locator("#totp-secret").innerText());
 check(secret.length === 20, "a 160-bit key for typing in");
 
-step = "confirm";
+run.step = "confirm";
 const confirmStep = nowStep();
 const input = page.locator("#totp_code");
 check(await input.getAttribute("maxlength") === "6", "six digits");
@@ -119,11 +89,11 @@ check((await page.content()).includes("Your authenticator app is set up"), "conf
 check((await page.locator("#backup-codes li").count()) === 8, "eight backup codes with the app");
 check(await page.getByRole("button", { name: "Remove the authenticator app" }).isVisible(), "the app is listed as on");
 
-step = "sign out";
+run.step = "sign out";
 await page.goto(origin + "/_auth/logout");
 await Promise.all([page.waitForURL(/\/_auth\/login/), page.getByRole("button", { name: /Sign out/ }).click()]);
 
-step = "sign in with the app";
+run.step = "sign in with the app";
 await signIn();
 check(page.url().startsWith(origin + "/_auth/otp"), "asked for the second factor, got " + page.url());
 check((await page.locator("h1").innerText()).includes("Use your authenticator app"), "the app's form comes first");
@@ -154,7 +124,7 @@ await page.goto(origin + "/app/whoami");
 const echo = JSON.parse(await page.locator("body").innerText());
 check(echo.headers["remote-user"][0] === "testuser", "the upstream sees the user");
 
-step = "remove";
+run.step = "remove";
 await page.goto(origin + "/_auth/account");
 await page.locator("#totp-remove-password").fill("testpassword123");
 await page.getByRole("button", { name: "Remove the authenticator app" }).click();
@@ -162,9 +132,4 @@ await page.waitForLoadState();
 check((await page.content()).includes("Your authenticator app was removed."), "removed");
 check(await page.getByRole("button", { name: "Set up an authenticator app" }).isVisible(), "can be set up again");
 
-const csp = problems.filter((p) => /Content Security Policy|Refused/.test(p));
-check(csp.length === 0, "no CSP violations: " + csp.join("; "));
-check(problems.length === 0, "no console errors: " + problems.join("; "));
-await browser.close();
-console.log("OK");
-process.exit(0);
+await finish(browser, problems);
