@@ -117,9 +117,8 @@ async fn a_password_is_changed_keeping_this_session_on_redis() {
     change_password_on(Backend::Redis).await;
 }
 
-#[tokio::test]
-async fn the_change_form_works_without_javascript() {
-    let Some(h) = Harness::start(Backend::Memory, one_factor()).await else { return };
+async fn the_change_form_works_without_javascript(backend: Backend) {
+    let Some(h) = Harness::start(backend, one_factor()).await else { return };
     let c = h.login_client("testuser", PASSWORD, FIREFOX).await;
     let page = c.get(h.url("/_auth/account/password")).send().await.unwrap().text().await.unwrap();
     let csrf = support::form_field(&page, "csrf_token").expect("a CSRF token in the form");
@@ -193,9 +192,8 @@ async fn a_password_is_reset_by_mail_on_redis() {
     reset_on(Backend::Redis).await;
 }
 
-#[tokio::test]
-async fn three_wrong_codes_void_the_reset_code() {
-    let Some(h) = Harness::start(Backend::Memory, one_factor()).await else { return };
+async fn three_wrong_codes_void_the_reset_code(backend: Backend) {
+    let Some(h) = Harness::start(backend, one_factor()).await else { return };
     let c = browserless();
     let before = h.smtp.messages().len();
     h.post_as(&c, "/_auth/api/password-reset/start", json!({"username_or_email": "bob"})).await;
@@ -212,24 +210,36 @@ async fn three_wrong_codes_void_the_reset_code() {
     assert_eq!(s, 200, "the password is unchanged");
 }
 
-#[tokio::test]
-async fn an_unknown_name_gets_the_same_answers() {
-    let Some(h) = Harness::start(Backend::Memory, one_factor()).await else { return };
+async fn an_unknown_name_gets_the_same_answers(backend: Backend) {
+    let o = Options {
+        rate_limit: Some(
+            "login = \"50/5m\"\nverify = \"50/5m\"\nresend = \"20/10m\"\notp_emails_per_ip = \"50/1h\"\npassword_reset = \"50/1h\"",
+        ),
+        ..one_factor()
+    };
+    let Some(h) = Harness::start(backend, o).await else { return };
     let c = browserless();
     let start = |name: &str| json!({"username_or_email": name});
     // Warm up (connections, first requests).
-    for name in ["bob", "nobody"] {
+    for name in ["nobody", "nobody"] {
         h.post_as(&c, "/_auth/api/password-reset/start", start(name)).await;
     }
     let mut times = [Vec::new(), Vec::new()];
     let mut answers = [None, None];
-    for round in 0..6 {
+    for round in 0..8 {
         for (i, name) in ["bob@example.com", "nobody@example.com"].iter().enumerate() {
+            let mails = h.smtp.messages().len();
             let t = Instant::now();
             let (s, v) = h.post_as(&c, "/_auth/api/password-reset/start", start(name)).await;
             times[i].push(t.elapsed());
             if round == 0 {
                 answers[i] = Some((s, v));
+            }
+            if i == 0 {
+                // The code goes out after the answer: let it, so that its work
+                // does not fall into the next request's time.
+                let sent = h.smtp.wait_for(mails + 1, Duration::from_secs(10)).await;
+                assert_eq!(sent.len(), mails + 1, "bob's code e-mailed in round {round}");
             }
         }
     }
@@ -250,9 +260,8 @@ async fn an_unknown_name_gets_the_same_answers() {
     assert_eq!(s1, 400);
 }
 
-#[tokio::test]
-async fn the_mailbox_alone_cannot_reset_a_two_factor_account() {
-    let Some(h) = Harness::start(Backend::Memory, one_factor()).await else { return };
+async fn the_mailbox_alone_cannot_reset_a_two_factor_account(backend: Backend) {
+    let Some(h) = Harness::start(backend, one_factor()).await else { return };
     let owner = h.login_client("testuser", PASSWORD, FIREFOX).await;
     let backup = h.enable_2fa(&owner).await;
     let c = browserless();
@@ -319,15 +328,14 @@ async fn a_reset_ends_sessions_on_another_replica() {
     assert_eq!(on_replica(&bob).await, 401, "the replica's session ended with the reset");
 }
 
-#[tokio::test]
-async fn reset_requests_are_limited_per_address() {
+async fn reset_requests_are_limited_per_address(backend: Backend) {
     let o = Options {
         rate_limit: Some(
             "login = \"50/5m\"\nverify = \"50/5m\"\nresend = \"20/10m\"\notp_emails_per_ip = \"50/1h\"\npassword_reset = \"3/1h\"",
         ),
         ..one_factor()
     };
-    let Some(h) = Harness::start(Backend::Memory, o).await else { return };
+    let Some(h) = Harness::start(backend, o).await else { return };
     let c = browserless();
     let mut statuses = Vec::new();
     for name in ["a", "b", "c", "d"] {
@@ -339,4 +347,54 @@ async fn reset_requests_are_limited_per_address() {
         }
     }
     assert_eq!(statuses, [200, 200, 200, 429]);
+}
+
+#[tokio::test]
+async fn the_change_form_works_without_javascript_on_memory() {
+    the_change_form_works_without_javascript(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn the_change_form_works_without_javascript_on_redis() {
+    the_change_form_works_without_javascript(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn three_wrong_codes_void_the_reset_code_on_memory() {
+    three_wrong_codes_void_the_reset_code(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn three_wrong_codes_void_the_reset_code_on_redis() {
+    three_wrong_codes_void_the_reset_code(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn an_unknown_name_gets_the_same_answers_on_memory() {
+    an_unknown_name_gets_the_same_answers(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn an_unknown_name_gets_the_same_answers_on_redis() {
+    an_unknown_name_gets_the_same_answers(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn the_mailbox_alone_cannot_reset_a_two_factor_account_on_memory() {
+    the_mailbox_alone_cannot_reset_a_two_factor_account(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn the_mailbox_alone_cannot_reset_a_two_factor_account_on_redis() {
+    the_mailbox_alone_cannot_reset_a_two_factor_account(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn reset_requests_are_limited_per_address_on_memory() {
+    reset_requests_are_limited_per_address(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn reset_requests_are_limited_per_address_on_redis() {
+    reset_requests_are_limited_per_address(Backend::Redis).await;
 }
