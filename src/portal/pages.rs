@@ -192,6 +192,8 @@ pub struct AccountView<'a> {
     pub needs_step_up: bool,
     /// Where the step-up comes back to (this page).
     pub account_url: &'a str,
+    /// The user is in the admin group: the page links to the operator console.
+    pub is_operator: bool,
     /// The user's access tokens.
     pub tokens: Vec<TokenRow>,
     /// An access token just made, shown this once.
@@ -397,6 +399,7 @@ impl Cx<'_> {
             passkeys_available: portal.account.passkeys_available(),
             needs_step_up: auth.record.level < adding,
             account_url: &account_url,
+            is_operator: auth.user.groups.iter().any(|g| *g == portal.settings.admin_group),
             tokens,
             access_token: n.access_token.as_ref(),
             backup_codes_left: data.state.backup_codes_left,
