@@ -418,4 +418,17 @@ async fn portcullis_audit_searches_the_trail_on_either_store(b: Backend) {
     assert!(lines[1].contains("session_revoked") && lines[1].contains("testuser"), "{out}");
     let (code, out, _) = cli(&h, &["audit", "--since", "2000-01-01", "--until", "2000-01-02"]);
     assert_eq!((code, out.trim()), (0, "no audit records"));
+
+    // More than one page of the admin endpoint's (ten records), in order.
+    for i in 0..12 {
+        assert_eq!(attempt(&h, &format!("nobody{i}"), "wrong", "192.0.2.77").await, 400);
+    }
+    let (code, out, err) = cli(&h, &["audit", "--ip", "192.0.2.77", "--limit", "11", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let names: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["username"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (1..12).rev().map(|i| format!("nobody{i}")).collect();
+    assert_eq!(names, expected, "the newest eleven, newest first");
 }
