@@ -399,7 +399,7 @@ impl Cx<'_> {
             passkeys_available: portal.account.passkeys_available(),
             needs_step_up: auth.record.level < adding,
             account_url: &account_url,
-            is_operator: auth.user.groups.iter().any(|g| *g == portal.settings.admin_group),
+            is_operator: auth.user.groups.contains(&portal.settings.admin_group),
             tokens,
             access_token: n.access_token.as_ref(),
             backup_codes_left: data.state.backup_codes_left,

@@ -13,7 +13,7 @@ const NOT_AN_OPERATOR: &str = "This page is for the gateway's operators only.";
 pub(super) async fn operator(cx: &Cx<'_>, back: &str) -> Result<Authenticated, Answer> {
     let auth = cx.logged_in_back(back).await.map_err(|r| (r, None))?;
     let group = &cx.portal.settings.admin_group;
-    if !auth.user.groups.iter().any(|g| g == group) {
+    if !auth.user.groups.contains(group) {
         return Err((cx.fail(Failure::Denied(NOT_AN_OPERATOR)), Some(auth.user)));
     }
     Ok(auth)
