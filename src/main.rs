@@ -871,8 +871,10 @@ async fn revoke_sessions(name: &str, flag: Option<&Path>) -> Result<(), Failure>
 }
 
 /// Records the command line asks the gateway for at a time: a page must fit
-/// the admin endpoint's answer (64 KiB).
-const AUDIT_PAGE: usize = 40;
+/// the admin endpoint's answer (64 KiB), even of records at their longest
+/// (896 bytes of name, user agent and details, each control character six
+/// bytes as JSON).
+const AUDIT_PAGE: usize = 10;
 
 async fn audit(q: store::AuditQuery, json: bool, flag: Option<&Path>) -> Result<(), Failure> {
     let config = config::load(flag, Config::default(), false)?.config;

@@ -223,6 +223,8 @@ pub struct AccountView<'a> {
     pub account_url: &'a str,
     /// Passwords can be changed here (the page links to the form).
     pub password_changeable: bool,
+    /// The user is in the admin group: the page links to the operator console.
+    pub is_operator: bool,
     /// The user's access tokens.
     pub tokens: Vec<TokenRow>,
     /// An access token just made, shown this once.
@@ -466,6 +468,7 @@ impl Cx<'_> {
             needs_step_up: auth.record.level < adding,
             account_url: &account_url,
             password_changeable: portal.account.passwords_available(),
+            is_operator: auth.user.groups.contains(&portal.settings.admin_group),
             tokens,
             access_token: n.access_token.as_ref(),
             backup_codes_left: data.state.backup_codes_left,

@@ -70,7 +70,7 @@ fn account_ctx() -> serde_json::Value {
         ],
         "message": "Backup codes generated", "error": "", "code_digits": 6,
         "totp_enabled": false, "totp_setup": null, "totp_digits": 6,
-        "passkeys_available": true, "needs_step_up": false, "account_url": "https://auth.example.com/_auth/account",
+        "passkeys_available": true, "needs_step_up": false, "account_url": "https://auth.example.com/_auth/account", "is_operator": true,
         "tokens": [{"id": "tid1", "name": "Backup <script>", "created": "2026-11-24T13:05:00Z",
                     "expires": "2027-02-22T13:05:00Z", "last_used": "never"}],
         "access_token": null

@@ -100,6 +100,10 @@ const failed = await page.locator("table.console-table tbody tr").allInnerTexts(
 check(failed.length === 3 && failed.every((t) => t.includes("invalid_credentials")), "three failed attempts: " + failed.join(" | "));
 await shot("4-audit-carol-failures");
 
+step = "the account page links to the console";
+await page.goto(origin + "/_auth/account");
+check(await page.getByRole("link", { name: "Operator console" }).count() === 1, "an operator's account page links the console");
+
 const csp = problems.filter((p) => /Content Security Policy|Refused/.test(p));
 check(csp.length === 0, "no CSP violations: " + csp.join("; "));
 check(problems.length === 0, "no console errors: " + problems.join("; "));
