@@ -4,47 +4,16 @@
 // trail for what they did. tests/browser.rs sets the scene (testuser in the
 // admin group, carol locked) and answers "NEED_CODE" with the e-mailed code.
 // Screenshots of each step go to the directory given as the third argument.
-import { chromium } from "playwright-core";
-import readline from "node:readline";
 import { mkdirSync } from "node:fs";
+import { check, emailedCode as code, finish, open, run } from "./harness.mjs";
 
 const [origin, js, shots] = process.argv.slice(2);
 const jsOn = js === "on";
 mkdirSync(shots, { recursive: true });
-const rl = readline.createInterface({ input: process.stdin });
-const lines = rl[Symbol.asyncIterator]();
-
-async function code() {
-  console.log("NEED_CODE");
-  const { value } = await lines.next();
-  return value.trim();
-}
-
-function check(cond, msg) {
-  if (!cond) {
-    console.error("FAILED at " + step + ": " + msg);
-    process.exit(1);
-  }
-}
-
-let step = "start";
-process.on("unhandledRejection", (e) => {
-  console.error("FAILED at " + step + ": " + e);
-  process.exit(1);
-});
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
-});
-const context = await browser.newContext({ javaScriptEnabled: jsOn, viewport: { width: 1280, height: 900 } });
-const page = await context.newPage();
-const problems = [];
-page.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });
-page.on("pageerror", (e) => problems.push(String(e)));
-page.on("response", (r) => { if (r.status() >= 400) problems.push(`${r.status()} ${r.request().method()} ${r.url()}`); });
+const { browser, page, problems } = await open(jsOn, { width: 1280, height: 900 });
 const shot = async (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
 
-step = "sign in from the console";
+run.step = "sign in from the console";
 await page.goto(origin + "/_auth/admin");
 check(page.url().startsWith(origin + "/_auth/login?rd="), "sent to sign in, got " + page.url());
 await page.getByLabel("Username or e-mail").fill("testuser");
@@ -60,14 +29,14 @@ if (jsOn) {
 }
 check((await page.locator("h1").innerText()).includes("Operator console"), "the console's heading");
 
-step = "the users page";
+run.step = "the users page";
 const carol = page.locator('tr[data-user="carol"]');
 check(await carol.count() === 1, "carol is listed");
 check((await carol.innerText()).includes("Locked"), "carol is shown locked");
 check(await page.locator('tr[data-user="bob"]').count() === 1, "bob is listed");
 await shot("1-users-carol-locked");
 
-step = "unlock";
+run.step = "unlock";
 await Promise.all([
   page.waitForURL(/\/_auth\/admin\/unlock$/),
   page.getByRole("button", { name: "Unlock carol" }).click(),
@@ -77,7 +46,7 @@ check(!(await page.locator('tr[data-user="carol"]').innerText()).includes("Locke
 check(await page.getByRole("button", { name: "Unlock carol" }).count() === 0, "no unlock button left");
 await shot("2-carol-unlocked");
 
-step = "search the audit trail";
+run.step = "search the audit trail";
 await Promise.all([page.waitForURL(/\/_auth\/admin\/audit$/), page.getByRole("link", { name: "Audit trail" }).click()]);
 await page.getByLabel("User").fill("carol");
 await page.getByLabel("Kind").selectOption("security_event");
@@ -92,7 +61,7 @@ const exportHref = await page.getByRole("link", { name: "Export as CSV" }).getAt
 check(exportHref.includes("user=carol") && exportHref.includes("kind=security_event"), "the export keeps the search: " + exportHref);
 await shot("3-audit-carol-events");
 
-step = "search by result";
+run.step = "search by result";
 await page.getByLabel("Kind").selectOption("login_attempt");
 await page.getByLabel("Event or result").fill("invalid_credentials");
 await Promise.all([page.waitForURL(/event=invalid_credentials/), page.getByRole("button", { name: "Search" }).click()]);
@@ -100,13 +69,8 @@ const failed = await page.locator("table.console-table tbody tr").allInnerTexts(
 check(failed.length === 3 && failed.every((t) => t.includes("invalid_credentials")), "three failed attempts: " + failed.join(" | "));
 await shot("4-audit-carol-failures");
 
-step = "the account page links to the console";
+run.step = "the account page links to the console";
 await page.goto(origin + "/_auth/account");
 check(await page.getByRole("link", { name: "Operator console" }).count() === 1, "an operator's account page links the console");
 
-const csp = problems.filter((p) => /Content Security Policy|Refused/.test(p));
-check(csp.length === 0, "no CSP violations: " + csp.join("; "));
-check(problems.length === 0, "no console errors: " + problems.join("; "));
-await browser.close();
-console.log("OK");
-process.exit(0);
+await finish(browser, problems);

@@ -31,13 +31,14 @@ process.on("unhandledRejection", (e) => {
   process.exit(1);
 });
 
-/// A fresh browser, context and page; `problems` collects what went wrong.
-export async function open(jsOn) {
+/// A fresh browser, context and page (`viewport` optional); `problems`
+/// collects what went wrong.
+export async function open(jsOn, viewport) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
   });
-  const context = await browser.newContext({ javaScriptEnabled: jsOn });
+  const context = await browser.newContext(viewport ? { javaScriptEnabled: jsOn, viewport } : { javaScriptEnabled: jsOn });
   const page = await context.newPage();
   const problems = [];
   page.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });
