@@ -281,7 +281,7 @@ impl Line {
         b.extend_from_slice(b",\"user\":");
         json_str(b, e.user);
         b.extend_from_slice(b",\"client_ip\":\"");
-        crate::proxy::headers::push_ip(b, e.client_ip);
+        crate::client_ip::push_ip(b, e.client_ip);
         b.extend_from_slice(b"\",\"target\":\"access\"}\n");
     }
 }

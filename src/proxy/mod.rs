@@ -72,14 +72,14 @@ pub struct Upstream {
     /// `pass_basic_auth`: the password the application gets with the
     /// user's name as HTTP Basic.
     basic_auth_password: Option<String>,
-    /// One pool per worker thread ([`crate::server::worker_index`]), so a
+    /// One pool per worker thread ([`crate::worker::index`]), so a
     /// request and the upstream connection serving it stay on one core.
     clients: Box<[UpstreamClient]>,
 }
 
 impl Upstream {
     fn client(&self) -> &UpstreamClient {
-        &self.clients[crate::server::worker_index() % self.clients.len()]
+        &self.clients[crate::worker::index() % self.clients.len()]
     }
 }
 

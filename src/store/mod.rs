@@ -26,7 +26,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::clock::Clock;
-use crate::config::StoreConfig;
+use crate::config::{StoreConfig, StoreUrl};
 
 use self::memory::MemoryStore;
 use self::redis::{Cached, RedisStore};
@@ -85,11 +85,10 @@ impl Store {
     /// manual one). Redis's scripts read Redis `TIME`; its near cache reads
     /// this clock, corrected by how far Redis's is ahead.
     pub async fn open_with_clock(cfg: &StoreConfig, clock: Clock) -> StoreResult<Store> {
-        let url = cfg.url.expose();
-        let backend = if url.starts_with("memory:") {
-            Backend::Memory(MemoryStore::open(cfg, clock).await?)
-        } else {
-            Backend::Redis(RedisStore::open(cfg, clock)?)
+        let url = cfg.store_url().map_err(|e| StoreError::Unavailable(format!("store.url: {e}")))?;
+        let backend = match url {
+            StoreUrl::Memory => Backend::Memory(MemoryStore::open(cfg, clock).await?),
+            StoreUrl::Redis(topology) => Backend::Redis(RedisStore::open(cfg, topology, clock)?),
         };
         Ok(Store { backend, timeout: cfg.timeout })
     }
