@@ -36,7 +36,8 @@
 //! - `mail`: transports and message rendering; `render`: the templates.
 //! - `config`: the typed config, loading and validation (with the value
 //!   languages: `store.url` as a `StoreUrl`, LDAP filter templates);
-//!   `clock`: time; `ca_file`: operator-supplied CA certificates.
+//!   `clock`: time; `ca_file`: operator-supplied CA certificates; `keys`:
+//!   every key and keyed hash drawn from `auth.secret`.
 //! - `admin`: the admin endpoint beside `/metrics` (unlock, revoke sessions,
 //!   forget a removed user, accounts' factors and locks for `user list`);
 //!   `reach`: how a command finds it, or the store when no gateway runs.
@@ -61,6 +62,7 @@ pub mod gate;
 pub mod healthcheck;
 pub mod identity;
 pub mod init;
+pub mod keys;
 pub mod logging;
 pub mod mail;
 pub mod metrics;
