@@ -213,7 +213,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         upstream_errors: counter_vec(
             &r,
             "upstream_errors_total",
-            "Failed upstream requests, by kind (connect, timeout, protocol, no_upstream).",
+            "Failed upstream requests, by kind (connect, timeout, protocol).",
             &["upstream", "kind"],
         ),
         auth_attempts: counter_vec(

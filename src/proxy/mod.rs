@@ -27,8 +27,6 @@ use upgrades::{Signer, Upgrades};
 /// How forwarding failed; `reply::Failure` turns it into an error page.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("no upstream serves this host")]
-    NoUpstream,
     #[error("upstream {upstream} unreachable: {detail}")]
     Connect { upstream: String, detail: String },
     #[error("upstream {upstream} did not answer within {timeout:?}")]
@@ -40,7 +38,6 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoUpstream => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         }
@@ -49,7 +46,6 @@ impl ProxyError {
     /// Bounded label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            ProxyError::NoUpstream => "no_upstream",
             ProxyError::Connect { .. } => "connect",
             ProxyError::Timeout { .. } => "timeout",
             ProxyError::Protocol { .. } => "protocol",
