@@ -15,8 +15,8 @@
 //!   the portal for paths under `auth.prefix`, or the gate and the proxy.
 //! - `request`: what is known of a request (client address, scheme) and of
 //!   its answer for the log.
-//! - `gate`: the one access decision (rules + session → allow, log in, deny)
-//!   and the one answer to which level a request needs.
+//! - `gate`: the one access decision (rules + session → allow, log in, deny),
+//!   asking `auth::levels` (the one answer to which level a request needs).
 //! - `access`: the access-control rules, and how a request is described to them.
 //! - `normalize`: the one normal form of paths, hosts and URLs.
 //! - `session`: tokens, the gateway's cookies (written and read), lifetimes.
@@ -29,7 +29,7 @@
 //!   stylesheet, script and icon.
 //! - `auth`: users (the users file, its live copy and its one writer),
 //!   passwords, codes, the login state machine, account actions, lockouts,
-//!   alerts; narrow handles, unit-testable.
+//!   alerts, the levels sessions need; narrow handles, unit-testable.
 //! - `ratelimit`: the configured limits over the store's sliding windows.
 //! - `audit`: the audit trail (store + `security` log target).
 //! - `store`: the state behind domain operations (memory or Redis).
