@@ -25,7 +25,10 @@ pub enum Need {
 
 /// The level a policy asks of a session, for an account with or without a
 /// second factor (an account that has one always needs two). The one place
-/// where a policy becomes a level.
+/// where a policy becomes a level. `#[inline]`: the gate asks it on every
+/// request, from another module (in a release build, possibly another
+/// codegen unit).
+#[inline]
 pub fn level_needed(policy: Policy, second_factor: bool) -> Need {
     match policy {
         Policy::Bypass => Need::Nothing,
