@@ -158,8 +158,7 @@ impl AccessRules {
             if !r.methods.is_empty() && !r.methods.iter().any(|m| m.as_str().eq_ignore_ascii_case(s.method.as_str())) {
                 continue;
             }
-            if !r.networks.is_empty() && !r.networks.iter().any(|n| n.contains(&crate::proxy::headers::canonical(s.ip)))
-            {
+            if !r.networks.is_empty() && !r.networks.iter().any(|n| n.contains(&crate::client_ip::canonical(s.ip))) {
                 continue;
             }
             if !r.users.is_empty() || !r.groups.is_empty() {

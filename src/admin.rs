@@ -45,13 +45,8 @@ pub const MAX_NAMES: usize = 100;
 
 /// The bearer token of the admin endpoint for this `auth.secret`.
 pub fn token(secret: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| {
-        // HMAC takes keys of any length; this branch cannot be taken.
-        <Hmac<sha2::Sha256> as Mac>::new_from_slice(b"portcullis").expect("fixed key")
-    });
-    mac.update(b"portcullis admin endpoint v1");
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    let key = crate::keys::derive(secret, crate::keys::Purpose::AdminEndpoint);
+    key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Why the command line could not have the gateway act.

@@ -35,8 +35,9 @@ use crate::ratelimit::Limiter;
 use crate::render::Templates;
 use crate::reply::Replies;
 use crate::router::Gateway;
-use crate::server::{self, Limits, Listener, ServerError, Shutdown};
+use crate::server::{self, Limits, Listener, ServerError};
 use crate::session::SessionCookies;
+use crate::shutdown::Shutdown;
 use crate::store::Store;
 
 /// Why the gateway could not start.

@@ -29,6 +29,8 @@ impl Clock {
     }
 
     /// Unix time in milliseconds (0 if the system clock is before 1970).
+    // The one reading of the system clock the gateway's time comes from.
+    #[allow(clippy::disallowed_methods)]
     pub fn now_ms(&self) -> u64 {
         match &self.manual {
             Some(t) => t.load(Ordering::Relaxed),

@@ -12,7 +12,8 @@ use hyper::body::Incoming;
 use crate::auth::users::{self, Users};
 use crate::body::{Body, Response};
 use crate::config::{Config, MailTransport, Secret};
-use crate::server::{ConnInfo, Handler, Limits, Listener, Shutdown};
+use crate::server::{ConnInfo, Handler, Limits, Listener};
+use crate::shutdown::Shutdown;
 
 /// The demo's starting point before env overrides: everything embedded. The
 /// secret is not set here: the config layer serialises its defaults, and a

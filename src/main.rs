@@ -17,7 +17,7 @@ use portcullis::config::{self, Config};
 use portcullis::logging;
 use portcullis::logging::terminal_safe;
 use portcullis::reach::{Fallback, Reach};
-use portcullis::server::Shutdown;
+use portcullis::shutdown::Shutdown;
 use portcullis::{demo, store};
 
 /// jemalloc rather than the system allocator: with its background thread it

@@ -14,6 +14,7 @@ use prometheus::{
     TextEncoder,
 };
 
+pub mod connections;
 #[cfg(target_os = "linux")]
 mod process;
 
@@ -212,7 +213,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         upstream_errors: counter_vec(
             &r,
             "upstream_errors_total",
-            "Failed upstream requests, by kind (connect, timeout, protocol, no_upstream).",
+            "Failed upstream requests, by kind (connect, timeout, protocol).",
             &["upstream", "kind"],
         ),
         auth_attempts: counter_vec(
@@ -446,25 +447,12 @@ pub fn observe_upstream(upstream: &str, elapsed: Duration, status: Option<Status
 /// Renders the registry in the Prometheus text format.
 pub fn render() -> Vec<u8> {
     let m = get();
-    let connections = crate::server::connections();
+    let connections = connections::connections();
     m.connections_open.set(connections.open);
     m.connections_asleep.set(connections.asleep);
     let mut buf = Vec::with_capacity(16 * 1024);
     let _ = TextEncoder::new().encode(&m.registry.gather(), &mut buf);
     buf
-}
-
-/// The metrics listener's one endpoint, `/metrics`.
-pub struct MetricsEndpoint;
-
-impl crate::server::Handler for MetricsEndpoint {
-    async fn handle(
-        self: std::sync::Arc<Self>,
-        req: http::Request<hyper::body::Incoming>,
-        _conn: crate::server::ConnInfo,
-    ) -> crate::body::Response {
-        answer(req.uri().path())
-    }
 }
 
 /// The metrics listener's answer for `path`: the metrics, or 404.

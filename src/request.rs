@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use crate::auth::users::User;
 use crate::body::Response;
+use crate::client_ip;
 use crate::proxy::headers;
 use crate::server::ConnInfo;
 
@@ -26,13 +27,13 @@ pub struct RequestInfo {
 
 impl RequestInfo {
     pub fn new(conn: ConnInfo, request_headers: &HeaderMap, trusted_proxies: &[IpNet]) -> RequestInfo {
-        let trusted_peer = headers::is_trusted(conn.peer.ip(), trusted_proxies);
+        let trusted_peer = client_ip::is_trusted(conn.peer.ip(), trusted_proxies);
         // Both ways canonical: an IPv4 client of a dual-stack listener shows as
         // ::ffff:a.b.c.d, which IPv4 rules and limits must see as a.b.c.d.
         let client_ip = if trusted_peer {
-            headers::client_ip(conn.peer.ip(), request_headers, trusted_proxies)
+            client_ip::client_ip(conn.peer.ip(), request_headers, trusted_proxies)
         } else {
-            headers::canonical(conn.peer.ip())
+            client_ip::canonical(conn.peer.ip())
         };
         RequestInfo { conn, client_ip, trusted_peer }
     }

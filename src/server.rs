@@ -10,7 +10,6 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
@@ -24,11 +23,13 @@ use ipnet::IpNet;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::Response;
 use crate::config::ServerConfig;
+use crate::metrics::connections::Counted;
+use crate::shutdown::Shutdown;
 
 mod asleep;
 mod on_wake;
@@ -56,62 +57,6 @@ pub enum ServerError {
     Tls(String),
     #[error("cannot start the worker threads (server.workers): {0}")]
     Workers(std::io::Error),
-}
-
-/// A broadcast "stop now" that every accept loop and background task watches.
-#[derive(Clone)]
-pub struct Shutdown {
-    tx: Arc<watch::Sender<bool>>,
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Shutdown { tx: Arc::new(watch::channel(false).0) }
-    }
-}
-
-impl Shutdown {
-    pub fn trigger(&self) {
-        self.tx.send_replace(true);
-    }
-
-    /// Resolves once shutdown has been triggered.
-    pub async fn wait(&self) {
-        let mut rx = self.tx.subscribe();
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
-
-    /// Triggers on SIGINT or SIGTERM.
-    pub fn on_signals(&self) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutdown signal received");
-            this.trigger();
-        });
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Connection-level limits taken from `[server]`.
@@ -160,7 +105,7 @@ impl ClientSlots {
     /// The address connections are counted under: IPv4 as is (IPv4-mapped
     /// IPv6 read as IPv4), IPv6 by its /64.
     fn key(ip: IpAddr) -> IpAddr {
-        match crate::proxy::headers::canonical(ip) {
+        match crate::client_ip::canonical(ip) {
             IpAddr::V6(v6) => {
                 let s = v6.segments();
                 IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
@@ -171,7 +116,7 @@ impl ClientSlots {
 
     /// A slot for a new connection from `peer`, or None when it holds its share.
     fn take(self: &Arc<Self>, peer: IpAddr) -> Option<Slot> {
-        if crate::proxy::headers::is_trusted(peer, &self.exempt) {
+        if crate::client_ip::is_trusted(peer, &self.exempt) {
             return Some(Slot { slots: self.clone(), key: None });
         }
         let key = Self::key(peer);
@@ -347,7 +292,7 @@ impl<H: Handler> Accepting<H> {
         let tls = self.tls.clone();
         tokio::spawn(async move {
             let _held = held;
-            let _open = Counted::new(&OPEN);
+            let _open = Counted::open();
             match tls {
                 None => conn.serve_plain(stream).await,
                 // Boxed: a TLS session's state is large, and a plain
@@ -402,7 +347,7 @@ pub async fn serve_on_workers<H: Handler>(
             .name(format!("portcullis-worker-{index}"))
             .stack_size(STACK_SIZE)
             .spawn(move || {
-                WORKER.set(index);
+                crate::worker::set_index(index);
                 runtime.block_on(async move {
                     // This worker's access-log lines go to the writer in batches.
                     tokio::spawn(crate::logging::batch_access_log());
@@ -440,49 +385,8 @@ pub async fn serve_on_workers<H: Handler>(
     Ok(())
 }
 
-/// How many connections the process's listeners hold, and how many of them sleep.
-#[derive(Debug, Clone, Copy)]
-pub struct Connections {
-    pub open: i64,
-    pub asleep: i64,
-}
-
-static OPEN: AtomicI64 = AtomicI64::new(0);
-static ASLEEP: AtomicI64 = AtomicI64::new(0);
-
-/// The connections open and asleep now, for `/metrics`.
-pub fn connections() -> Connections {
-    Connections { open: OPEN.load(Ordering::Relaxed), asleep: ASLEEP.load(Ordering::Relaxed) }
-}
-
-/// One connection counted until it is dropped.
-struct Counted(&'static AtomicI64);
-
-impl Counted {
-    fn new(count: &'static AtomicI64) -> Counted {
-        count.fetch_add(1, Ordering::Relaxed);
-        Counted(count)
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Stack size of every runtime thread (the main runtime's too).
 pub const STACK_SIZE: usize = 4 * 1024 * 1024;
-
-thread_local! {
-    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Which worker thread this is (0 outside [`serve_on_workers`]'s threads):
-/// lets per-worker resources, such as upstream pools, stay on their core.
-pub fn worker_index() -> usize {
-    WORKER.get()
-}
 
 /// One accepted connection, and what serving it needs: kept small, since an
 /// idle keep-alive connection holds it for as long as the client likes.
@@ -650,7 +554,7 @@ async fn drive<C: Future<Output = hyper::Result<()>>>(
 /// sends again (or closes), false when it stays quiet for `limit` or the
 /// gateway shuts down.
 async fn sleep_until_readable<S: Socket>(socket: &S, limit: Duration, shutdown: &Shutdown) -> bool {
-    let _asleep = Counted::new(&ASLEEP);
+    let _asleep = Counted::asleep();
     tokio::select! {
         readable = socket.readable() => readable.is_ok(),
         _ = tokio::time::sleep(limit) => false,
@@ -704,7 +608,7 @@ mod tests {
     struct WhichWorker;
     impl Handler for WhichWorker {
         async fn handle(self: Arc<Self>, _: Request<Incoming>, _: ConnInfo) -> Response {
-            Response::new(crate::body::Body::full(worker_index().to_string()))
+            Response::new(crate::body::Body::full(crate::worker::index().to_string()))
         }
     }
 

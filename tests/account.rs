@@ -1,6 +1,10 @@
 //! The account page and its API (the seed's dashboard): 2FA on and off, backup
 //! codes, login history, sessions and alerts. Each case runs on both stores.
 
+// Tests measure and wait in real time: the gateway runs as a child process,
+// out of reach of a manual clock (clippy.toml bans these in the gateway's code).
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 use reqwest::StatusCode;

@@ -5,6 +5,10 @@
 //! (Foreign `Origin`/`Referer`, a foreign `rd` in the query and the form flow
 //! with its token are covered in tests/login.rs.)
 
+// Tests measure and wait in real time: the gateway runs as a child process,
+// out of reach of a manual clock (clippy.toml bans these in the gateway's code).
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 use reqwest::StatusCode;

@@ -1,4 +1,4 @@
-//! The client's address from `X-Forwarded-For` (`proxy::headers::client_ip`),
+//! The client's address from `X-Forwarded-For` (`client_ip::client_ip`),
 //! which rate limits, lockouts, network rules and the audit trail rely on.
 //!
 //! Input: line 1 the peer's address, line 2 the trusted proxies (CIDRs,
@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use http::header::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
-use portcullis::proxy::headers::{X_FORWARDED_FOR, canonical, client_ip, is_trusted};
+use portcullis::client_ip::{X_FORWARDED_FOR, canonical, client_ip, is_trusted};
 use portcullis_fuzz::{lines, text};
 
 const FORGED: &[&[u8]] =

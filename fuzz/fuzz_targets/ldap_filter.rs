@@ -1,4 +1,4 @@
-//! The LDAP filter escaping (`auth::users::ldap::filter`): what a person
+//! The LDAP filter escaping (`config::ldap_filter`): what a person
 //! types at the login form becomes part of the search the directory runs.
 //!
 //! Input: line 1 what was typed, line 2 a DN (as `{dn}` in a group filter).
@@ -15,7 +15,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use ldap3::asn1::{ASNTag, PL, StructureTag};
-use portcullis::auth::users::ldap::filter::{DN, INPUT, USERNAME, escape, fill};
+use portcullis::config::ldap_filter::{DN, INPUT, USERNAME, escape, fill};
 use portcullis_fuzz::{lines, text};
 
 /// Filter choices (RFC 4511): 0 and, 1 or, 2 not, 3 equality, 4 substrings,

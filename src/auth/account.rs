@@ -29,6 +29,7 @@ use crate::audit::{Audit, SecurityEvent};
 use crate::auth::Client;
 use crate::auth::codes::Codes;
 use crate::auth::error::{AuthError, Factor};
+use crate::auth::levels::{Account, Levels, Need, Target};
 use crate::auth::lockout::Lockout;
 use crate::auth::notify::Notifier;
 use crate::auth::passkey::{PasskeyError, PasskeyInfo, Passkeys};
@@ -38,7 +39,6 @@ use crate::auth::reset::NewPasswords;
 use crate::auth::tokens::{AccessTokens, NewToken, TokenView};
 use crate::auth::totp::{Authenticator, Enrolment};
 use crate::auth::users::{User, Users};
-use crate::gate::{Account, Levels, Need, Target};
 use crate::ratelimit::{Limiter, RateBucket};
 use crate::store::{Admission, Attempt, AuthLevel, CodeCheck, CodePurpose, SessionInfo, Store, StoreError, UserState};
 

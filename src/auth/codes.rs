@@ -6,8 +6,7 @@
 
 use std::sync::Arc;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 
 use crate::audit::{Audit, SecurityEvent};
 use crate::auth::Client;
@@ -18,8 +17,6 @@ use crate::config::OtpConfig;
 use crate::ratelimit::{Limiter, RateBucket};
 use crate::store::{CodeCheck, CodePurpose, Store, StoreResult};
 
-type HmacSha256 = Hmac<Sha256>;
-
 /// A numeric code of `digits` digits, uniformly drawn.
 pub fn generate_code(digits: u32) -> String {
     let bound = 10u64.pow(digits);
@@ -28,10 +25,7 @@ pub fn generate_code(digits: u32) -> String {
 }
 
 fn keyed(secret: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(secret).unwrap_or_else(|_| {
-        // HMAC accepts keys of any length; this branch cannot be taken.
-        HmacSha256::new_from_slice(b"portcullis").expect("fixed key")
-    });
+    let mut mac = crate::keys::keyed(secret);
     for p in parts {
         mac.update(&(p.len() as u32).to_be_bytes());
         mac.update(p);

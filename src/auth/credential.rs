@@ -12,15 +12,14 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 
 use crate::auth::users::{CREDENTIAL_PARTS as PARTS, User};
 const TAG: usize = 8;
 
 /// Computes fingerprints; keyed once, cheap to share.
 pub struct Fingerprints {
-    mac: Hmac<Sha256>,
+    mac: crate::keys::Keyed,
 }
 
 /// How a session's credential differs from its user's.
@@ -44,11 +43,7 @@ impl Changed {
 
 impl Fingerprints {
     pub fn new(secret: &[u8]) -> Fingerprints {
-        let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| {
-            // HMAC takes keys of any length; this branch cannot be taken.
-            <Hmac<Sha256> as Mac>::new_from_slice(b"portcullis").expect("fixed key")
-        });
-        Fingerprints { mac }
+        Fingerprints { mac: crate::keys::keyed(secret) }
     }
 
     /// One part's tag.

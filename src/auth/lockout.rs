@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 
 use crate::audit::{Audit, SecurityEvent};
 use crate::auth::Client;
@@ -37,10 +36,7 @@ use crate::store::{Admission, Attempt, AttemptLimits, Store, StoreResult};
 pub fn name_key(secret: &[u8], typed: &str) -> String {
     let typed = typed.trim();
     let normal = if typed.contains('@') { typed.to_ascii_lowercase() } else { typed.to_owned() };
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| {
-        // HMAC takes keys of any length; this branch cannot be taken.
-        <Hmac<Sha256> as Mac>::new_from_slice(b"portcullis").expect("fixed key")
-    });
+    let mut mac = crate::keys::keyed(secret);
     mac.update(b"lockout-name\0");
     mac.update(normal.as_bytes());
     let digest = mac.finalize().into_bytes();

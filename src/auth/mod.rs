@@ -32,6 +32,7 @@ pub mod account;
 pub mod codes;
 pub mod credential;
 pub mod error;
+pub mod levels;
 pub mod lockout;
 pub mod login;
 pub mod notify;

@@ -19,10 +19,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use serde::Serialize;
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::audit::{Actor, Audit, SecurityEvent};
@@ -179,13 +177,8 @@ impl AccessTokens {
         attempts: Attempts,
         clock: Clock,
     ) -> AccessTokens {
-        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| {
-            // HMAC takes keys of any length; this branch cannot be taken.
-            <Hmac<Sha256> as Mac>::new_from_slice(b"portcullis").expect("fixed key")
-        });
         // A key of its own, derived rather than reused.
-        derive.update(b"portcullis access token v1");
-        let own: [u8; 32] = derive.finalize().into_bytes().into();
+        let own = crate::keys::derive(secret, crate::keys::Purpose::AccessTokens);
         // ring's HMAC: this runs on every request a token signs, and ring's
         // SHA-256 is the assembly one (a fifth of the instructions).
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &own);

@@ -18,7 +18,6 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::auth::users::User;
@@ -148,10 +147,7 @@ impl Sealer {
     fn new(secret: &[u8]) -> Sealer {
         // A key of its own, derived rather than reused: the same secret also
         // keys code hashes and CSRF tokens.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
-            .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new_from_slice(b"portcullis").expect("fixed key"));
-        mac.update(b"portcullis totp secret sealing v1");
-        let key: [u8; 32] = mac.finalize().into_bytes().into();
+        let key = crate::keys::derive(secret, crate::keys::Purpose::TotpSealing);
         Sealer { cipher: ChaCha20Poly1305::new(&key.into()) }
     }
 

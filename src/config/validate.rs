@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::store_url::StoreUrl;
 use super::types::{
     AuthConfig, Config, LdapConfig, MailConfig, MailTransport, OtpConfig, ServerConfig, SessionConfig, SmtpTls,
     StoreConfig, TotpConfig, UpstreamConfig, UserBackend,
@@ -235,21 +236,18 @@ fn store(st: &mut StoreConfig, p: &mut Vec<Problem>) {
     let url = st.url.expose().to_owned();
     let url = url.as_str();
     // The URL may hold a password: problems name what is wrong, never the URL.
-    let tls = if url.starts_with("memory:") {
-        None
-    } else {
-        match crate::store::redis::url::parse(url).map(|t| t.tls()) {
-            Ok(tls) => Some(tls),
-            Err(e) => {
-                bad(
-                    "store.url",
-                    format!(
-                        "{e}; use memory://, redis://host:port/db, rediss://..., \
-                         redis+sentinel://h1:p1,h2:p2,h3:p3/MASTER_NAME[/DB] or redis+cluster://h1:p1,h2:p2,..."
-                    ),
-                );
-                None
-            }
+    let tls = match st.store_url() {
+        Ok(StoreUrl::Memory) => None,
+        Ok(StoreUrl::Redis(topology)) => Some(topology.tls()),
+        Err(e) => {
+            bad(
+                "store.url",
+                format!(
+                    "{e}; use memory://, redis://host:port/db, rediss://..., \
+                     redis+sentinel://h1:p1,h2:p2,h3:p3/MASTER_NAME[/DB] or redis+cluster://h1:p1,h2:p2,..."
+                ),
+            );
+            None
         }
     };
     if st.pool_size == 0 {
@@ -309,7 +307,7 @@ fn mail(m: &mut MailConfig, p: &mut Vec<Problem>) {
 /// `[ldap]`, checked only when it is the backend (a config may keep a
 /// directory's settings while it runs on the users file).
 fn ldap(l: &mut LdapConfig, p: &mut Vec<Problem>) {
-    use crate::auth::users::ldap::filter;
+    use super::ldap_filter as filter;
     let mut bad = |key: &str, msg: String| p.push(Problem::new(key, msg));
     let tls = match url::Url::parse(&l.url) {
         Ok(u) if !matches!(u.scheme(), "ldap" | "ldaps") => {

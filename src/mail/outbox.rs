@@ -22,6 +22,8 @@ pub(super) async fn write(dir: &Path, raw: &[u8]) -> Result<PathBuf, MailError> 
     };
     tokio::fs::create_dir_all(dir).await.map_err(|e| fail("creating", dir, e))?;
 
+    // A file name that sorts by when the mail was written, on the wall clock.
+    #[allow(clippy::disallowed_methods)]
     let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
     let seq = COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = format!("{millis:013}-{}-{seq:06}.eml", std::process::id());

@@ -133,6 +133,8 @@ impl SmtpRelay {
         let mut idle = self.idle();
         idle.retain(|i| i.since.elapsed() < MAX_IDLE_AGE);
         if idle.len() < MAX_IDLE {
+            // How long a pooled connection has idled, in real time.
+            #[allow(clippy::disallowed_methods)]
             idle.push(Idle { conn, since: Instant::now() });
         }
     }

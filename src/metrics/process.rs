@@ -55,6 +55,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // burns real CPU time
     fn cpu_time_is_reported_below_the_second() {
         // Burn a little CPU so there is something to count.
         let start = std::time::Instant::now();

@@ -8,11 +8,10 @@ use std::collections::HashMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use http::{HeaderMap, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use sha2::Sha256;
 
 use crate::clock::Clock;
 use crate::reply::{BodyError, X_CSRF_TOKEN};
@@ -176,8 +175,6 @@ pub fn query(uri: &http::Uri) -> Fields {
 
 // ---- CSRF ----
 
-type HmacSha256 = Hmac<Sha256>;
-
 /// How long a form's CSRF token stays valid.
 const CSRF_TTL_SECS: u64 = 12 * 3600;
 
@@ -196,7 +193,7 @@ impl Csrf {
     }
 
     fn mac(&self, ts: u64, binding: &str) -> [u8; 32] {
-        let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        let mut mac = crate::keys::keyed(&self.secret);
         mac.update(b"csrf\0");
         mac.update(&ts.to_be_bytes());
         mac.update(binding.as_bytes());

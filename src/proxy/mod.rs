@@ -27,8 +27,6 @@ use upgrades::{Signer, Upgrades};
 /// How forwarding failed; `reply::Failure` turns it into an error page.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("no upstream serves this host")]
-    NoUpstream,
     #[error("upstream {upstream} unreachable: {detail}")]
     Connect { upstream: String, detail: String },
     #[error("upstream {upstream} did not answer within {timeout:?}")]
@@ -40,7 +38,6 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoUpstream => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         }
@@ -49,7 +46,6 @@ impl ProxyError {
     /// Bounded label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            ProxyError::NoUpstream => "no_upstream",
             ProxyError::Connect { .. } => "connect",
             ProxyError::Timeout { .. } => "timeout",
             ProxyError::Protocol { .. } => "protocol",
@@ -72,14 +68,14 @@ pub struct Upstream {
     /// `pass_basic_auth`: the password the application gets with the
     /// user's name as HTTP Basic.
     basic_auth_password: Option<String>,
-    /// One pool per worker thread ([`crate::server::worker_index`]), so a
+    /// One pool per worker thread ([`crate::worker::index`]), so a
     /// request and the upstream connection serving it stay on one core.
     clients: Box<[UpstreamClient]>,
 }
 
 impl Upstream {
     fn client(&self) -> &UpstreamClient {
-        &self.clients[crate::server::worker_index() % self.clients.len()]
+        &self.clients[crate::worker::index() % self.clients.len()]
     }
 }
 

@@ -170,6 +170,8 @@ impl UsersFileWriter {
 
 /// Opens `path` and holds its lock, on the inode the path names once the lock
 /// is held (see the module's note). Creates the file (empty, 0600) if missing.
+// A real deadline, on the blocking pool (the writer runs there), not a runtime thread.
+#[allow(clippy::disallowed_methods)]
 fn lock(path: &Path) -> std::io::Result<File> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
@@ -189,6 +191,8 @@ fn lock(path: &Path) -> std::io::Result<File> {
     }
 }
 
+// Polls flock on the blocking pool (the writer runs there), not a runtime thread.
+#[allow(clippy::disallowed_methods)]
 fn wait_for_lock(file: &File, deadline: Instant) -> std::io::Result<()> {
     loop {
         match file.try_lock() {

@@ -280,7 +280,7 @@ impl Users {
     /// [`SETTLE`]; missed events within [`POLL`]. Call it before announcing the
     /// listener: the SIGHUP handler is in place when this returns, so a reload
     /// right after start-up does not meet the default action (terminate).
-    pub fn watch(self: &Arc<Self>, store: Store, audit: Audit, stale: Stale, shutdown: crate::server::Shutdown) {
+    pub fn watch(self: &Arc<Self>, store: Store, audit: Audit, stale: Stale, shutdown: crate::shutdown::Shutdown) {
         let _ = self.stale.set(stale);
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())

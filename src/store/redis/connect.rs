@@ -27,8 +27,7 @@ use deadpool_redis::redis::{
 };
 use tokio::sync::Mutex;
 
-use super::url::{Cluster, Sentinel, Topology};
-use crate::config::StoreConfig;
+use crate::config::{Cluster, Sentinel, StoreConfig, Topology};
 use crate::store::types::{StoreError, StoreResult};
 
 /// Opens connections to the configured topology; clones share the pools.

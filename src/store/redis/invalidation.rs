@@ -53,6 +53,8 @@ pub(super) fn spawn(
     Subscriber(tokio::spawn(run(cache, target, channel, timeout)))
 }
 
+// How long the channel has been down, in real time, for the log.
+#[allow(clippy::disallowed_methods)]
 async fn run(cache: Arc<NearCache>, target: Arc<SubscriptionTarget>, channel: String, timeout: Duration) {
     let live = &crate::metrics::get().session_cache_live;
     let mut attempt = 0usize;
@@ -169,6 +171,8 @@ fn drain(cache: &NearCache, stream: &mut PubSubStream) -> bool {
 
 /// Pings every `HEARTBEAT`, reporting when each answered ping was sent; ends
 /// (closing `pongs`) at the first failure or late answer.
+// When each ping was sent, in the monotonic time the near cache's lease counts in.
+#[allow(clippy::disallowed_methods)]
 async fn ping(mut sink: PubSubSink, pongs: mpsc::Sender<Instant>, timeout: Duration) {
     loop {
         let sent = Instant::now();

@@ -20,7 +20,6 @@ mod near_cache;
 mod sessions;
 mod shared;
 mod tokens;
-pub(crate) mod url;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +34,7 @@ use super::types::{
     duration_ms, hex32,
 };
 use crate::clock::Clock;
-use crate::config::StoreConfig;
+use crate::config::{StoreConfig, Topology};
 
 use self::connect::{Conn, Connector};
 use self::keys::Keys;
@@ -83,8 +82,7 @@ impl RedisStore {
     /// Prepares the connections without requiring a server to be up (the
     /// gateway starts and reports not ready), and starts the near cache's
     /// invalidation channel.
-    pub(super) fn open(cfg: &StoreConfig, clock: Clock) -> StoreResult<RedisStore> {
-        let topology = url::parse(cfg.url.expose()).map_err(|e| StoreError::Unavailable(format!("store.url: {e}")))?;
+    pub(super) fn open(cfg: &StoreConfig, topology: Topology, clock: Clock) -> StoreResult<RedisStore> {
         let connector = Connector::open(cfg, &topology)?;
         let keys = Arc::new(Keys::new(&cfg.key_prefix));
         let (near, subscriber) = if cfg.near_cache {

@@ -133,6 +133,8 @@ impl NearCache {
             },
             live: AtomicBool::new(false),
             lease_until: AtomicU64::new(0),
+            // Leases count in monotonic time from here, as the pings that extend them.
+            #[allow(clippy::disallowed_methods)]
             origin: Instant::now(),
             skew_ms: AtomicI64::new(0),
             clock,
@@ -386,6 +388,7 @@ mod tests {
     }
 
     /// A live cache on a manual clock at `NOW_S`, with a long lease.
+    #[allow(clippy::disallowed_methods)] // a lease, in the monotonic time leases count in
     fn cache(limits: Limits) -> (NearCache, Clock) {
         let clock = Clock::manual(NOW_S * 1000);
         let c = NearCache::new(limits, clock.clone());
@@ -466,6 +469,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // a lease, in the monotonic time leases count in
     fn without_a_live_channel_or_a_fresh_lease_nothing_is_served() {
         let (c, _) = cache(roomy());
         let id = Store::session_id("tok");

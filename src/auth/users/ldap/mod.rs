@@ -19,7 +19,6 @@
 //! its failures counted (`directory_errors_total{op}`).
 
 mod entry;
-pub mod filter;
 mod op;
 mod pool;
 
@@ -29,6 +28,7 @@ use ldap3::{Scope, SearchEntry, SearchOptions};
 use tokio::time::Instant;
 
 use crate::auth::users::directory::User;
+use crate::config::ldap_filter as filter;
 use crate::config::{LdapConfig, Problem};
 use op::timed;
 pub use op::{Failure, Op};

@@ -1,6 +1,8 @@
-//! LDAP search filters built from the operator's templates and what a person
-//! typed. Every value is escaped (RFC 4515) before it meets a filter, so a
-//! name like `*` or `)(uid=*` is a name and never filter syntax: it finds the
+//! LDAP search filters built from the operator's templates (`ldap.user_filter`,
+//! `ldap.group_filter`, `ldap.disabled_filter`: checked here when the config is
+//! validated) and what a person typed (filled here by `auth::users::ldap`).
+//! Every value is escaped (RFC 4515) before it meets a filter, so a name
+//! like `*` or `)(uid=*` is a name and never filter syntax: it finds the
 //! account with that literal name or nothing. Beyond the five characters the
 //! RFC requires, every byte outside printable ASCII is escaped too (NUL,
 //! controls, UTF-8), so what reaches the directory is plain ASCII whatever

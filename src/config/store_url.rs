@@ -1,4 +1,6 @@
-//! The Redis URL forms `store.url` accepts, and what each means:
+//! `store.url`, parsed: [`StoreUrl`], the value the config checks and the
+//! store opens (the config never calls into the store). `memory://` names
+//! the in-process store; the Redis forms, and what each means:
 //!
 //! - `redis://[user:password@]host:port/db`, `rediss://...`: one server (or a
 //!   proxy in front of several), handed to the redis crate as it is.
@@ -19,7 +21,7 @@ const SENTINEL_PORT: u16 = 26379;
 
 /// Where the Redis data lives, as `store.url` names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Topology {
+pub enum Topology {
     /// One server; the URL goes to the redis crate unchanged.
     Standalone {
         url: String,
@@ -30,7 +32,7 @@ pub(crate) enum Topology {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Sentinel {
+pub struct Sentinel {
     pub sentinels: Vec<(String, u16)>,
     pub master: String,
     pub db: i64,
@@ -41,20 +43,20 @@ pub(crate) struct Sentinel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Cluster {
+pub struct Cluster {
     pub nodes: Vec<(String, u16)>,
     pub tls: bool,
     pub auth: Credentials,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Credentials {
+pub struct Credentials {
     pub username: Option<String>,
     pub password: Option<String>,
 }
 
 impl Topology {
-    pub(crate) fn tls(&self) -> bool {
+    pub fn tls(&self) -> bool {
         match self {
             Topology::Standalone { tls, .. } => *tls,
             Topology::Sentinel(s) => s.tls,
@@ -63,7 +65,7 @@ impl Topology {
     }
 
     /// `redis`, `redis-sentinel` or `redis-cluster`, for logs.
-    pub(crate) fn name(&self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Topology::Standalone { .. } => "redis",
             Topology::Sentinel(_) => "redis-sentinel",
@@ -72,9 +74,36 @@ impl Topology {
     }
 }
 
+/// Where the store's state lives, as `store.url` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `memory://`: the gateway's own process (and `store.state_file`).
+    Memory,
+    /// A Redis server, a Sentinel-watched master, or a Cluster.
+    Redis(Topology),
+}
+
+impl StoreUrl {
+    /// Parses `store.url`; the error says what is wrong without repeating
+    /// the URL (it may hold a password).
+    pub fn parse(url: &str) -> Result<StoreUrl, String> {
+        if url.starts_with("memory:") {
+            return Ok(StoreUrl::Memory);
+        }
+        parse(url).map(StoreUrl::Redis)
+    }
+}
+
+impl super::types::StoreConfig {
+    /// `store.url`, parsed (validation has reported it if it does not parse).
+    pub fn store_url(&self) -> Result<StoreUrl, String> {
+        StoreUrl::parse(self.url.expose())
+    }
+}
+
 /// Parses a Redis `store.url`; the error says what is wrong without repeating
 /// the URL.
-pub(crate) fn parse(url: &str) -> Result<Topology, String> {
+fn parse(url: &str) -> Result<Topology, String> {
     let (scheme, rest) = url.split_once("://").ok_or("not a URL (expected scheme://...)")?;
     let (tls, kind) = match scheme {
         "redis" => (false, None),
@@ -221,6 +250,13 @@ mod tests {
 
     fn nodes(list: &[(&str, u16)]) -> Vec<(String, u16)> {
         list.iter().map(|(h, p)| ((*h).to_owned(), *p)).collect()
+    }
+
+    #[test]
+    fn memory_names_the_in_process_store() {
+        assert_eq!(StoreUrl::parse("memory://"), Ok(StoreUrl::Memory));
+        let url = "redis://h:6379/0";
+        assert_eq!(StoreUrl::parse(url), Ok(StoreUrl::Redis(Topology::Standalone { url: url.into(), tls: false })));
     }
 
     #[test]
