@@ -9,6 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-export PORTCULLIS_BIN="$PWD/target/release/portcullis" PORTCULLIS_REQUIRE_SERVICES=1 PATH="$PATH:/usr/sbin"
+export PORTCULLIS_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/portcullis" PORTCULLIS_REQUIRE_SERVICES=1 PATH="$PATH:/usr/sbin"
 export LDAP_BENCH_LOGINS="${1:-400}"
 cargo test --quiet --test ldap login_throughput -- --nocapture --test-threads 1 2>&1 | grep -oE 'ldap logins/s.*|test result: .*'

@@ -375,7 +375,8 @@ async fn a_killed_directory_gives_503s_and_no_login_under_load_and_logins_work_o
 async fn a_directory_that_hangs_answers_503_within_the_timeout() {
     let Some(slapd) = Slapd::or_skip() else { return };
     let h = gateway(&slapd, "timeout = \"1s\"", one_factor()).await;
-    assert_eq!(h.send_login("alice", "alice-password").await.0, 200);
+    let (s, v) = h.send_login("alice", "alice-password").await;
+    assert_eq!(s, 200, "{v}");
     slapd.signal("STOP");
     let started = Instant::now();
     let (s, v) = h.send_login("alice", "alice-password").await;
@@ -525,4 +526,30 @@ async fn login_throughput_with_the_directory_against_the_users_file() {
     assert!(binds >= logins as f64, "every login bound once ({binds})");
     let connects = support::sample(&m, "portcullis_directory_operation_duration_seconds_count", &[("op", "connect")]);
     assert!(connects <= 2.0 * 8.0 + 2.0, "connections are pooled, not opened per login ({connects} opened)");
+}
+
+/// A gateway that starts while the directory is down has not read its users:
+/// a session made elsewhere (another replica, before a restart) is neither
+/// served nor ended, but answered 503 until the directory is read.
+#[tokio::test]
+async fn a_replica_started_while_the_directory_is_down_neither_serves_nor_ends_sessions_until_it_reads_it() {
+    let Some(mut slapd) = Slapd::or_skip() else { return };
+    let Some(h) = Harness::start(Backend::Redis, ldap_options(&slapd, &slapd.url(), "", one_factor())).await else {
+        return;
+    };
+    let c = h.login_client("bob", "bob-password", "bob").await;
+    assert_eq!(c.get(h.url("/app")).send().await.unwrap().status(), 200);
+    slapd.kill();
+    let (replica, origin) = h.start_replica();
+    let on_replica =
+        || async { c.get(format!("{origin}/app")).header("Accept", "application/json").send().await.unwrap().status() };
+    assert_eq!(on_replica().await, 503, "the replica cannot tell whether bob still exists");
+    assert_eq!(
+        c.get(h.url("/app")).send().await.unwrap().status(),
+        200,
+        "the first gateway, which read the directory, serves"
+    );
+    slapd.restart();
+    let served = eventually(Duration::from_secs(15), async || on_replica().await == 200).await;
+    assert!(served.is_some(), "once the replica reads the directory, the session is served; log:\n{}", replica.log());
 }

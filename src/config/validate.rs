@@ -389,6 +389,45 @@ mod tests {
     use crate::config::Secret;
 
     #[test]
+    fn a_directory_config_names_each_bad_key_and_is_read_only_as_the_backend() {
+        let mut c = Config::default();
+        c.auth.secret = Secret::new(crate::init::new_secret());
+        c.ldap.url = "http://ldap.example.com".into();
+        c.ldap.bind_dn = "cn=portcullis,dc=example,dc=com".into();
+        c.ldap.user_filter = "(uid=alice)".into();
+        c.ldap.group_filter = "(member={dn}".into();
+        c.ldap.timeout = std::time::Duration::ZERO;
+        c.ldap.pool_size = 0;
+        c.ldap.attributes.email = "ma il".into();
+        assert!(validate(&mut c, false).is_empty(), "[ldap] is not checked with the users file");
+        c.auth.backend = UserBackend::Ldap;
+        let keys: Vec<String> = validate(&mut c, false).into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "ldap.url",
+                "ldap.bind_password",
+                "ldap.base_dn",
+                "ldap.user_filter",
+                "ldap.group_filter",
+                "ldap.attributes.email",
+                "ldap.timeout",
+                "ldap.pool_size"
+            ]
+        );
+        let mut c = Config::default();
+        c.auth.secret = Secret::new(crate::init::new_secret());
+        c.auth.backend = UserBackend::Ldap;
+        c.ldap.url = "ldaps://ldap.example.com".into();
+        c.ldap.start_tls = true;
+        c.ldap.base_dn = "dc=example,dc=com".into();
+        let p = validate(&mut c, false);
+        assert!(p.len() == 1 && p[0].key == "ldap.start_tls", "{p:?}");
+        c.ldap.start_tls = false;
+        assert!(validate(&mut c, false).is_empty());
+    }
+
+    #[test]
     fn production_requires_a_long_secret() {
         let mut c = Config::default();
         let p = validate(&mut c, false);

@@ -86,9 +86,21 @@ access to * by * read
         if !out.status.success() {
             return Err(format!("slapadd failed: {}", String::from_utf8_lossy(&out.stderr)));
         }
-        let mut s = Slapd { child: None, port: free_port()?, tls_port: free_port()?, dir, ca_file, wrong_ca_file };
-        s.child = Some(s.spawn(&slapd)?);
-        Ok(s)
+        let mut s = Slapd { child: None, port: 0, tls_port: 0, dir, ca_file, wrong_ca_file };
+        // A port free a moment ago may be taken by another test's server
+        // first: this one then exits, and is started again on other ports.
+        for _ in 0..10 {
+            (s.port, s.tls_port) = (free_port()?, free_port()?);
+            match s.spawn(&slapd) {
+                Ok(child) => {
+                    s.child = Some(child);
+                    return Ok(s);
+                }
+                Err(Spawn::Exited) => continue,
+                Err(Spawn::Failed(why)) => return Err(why),
+            }
+        }
+        Err("slapd could not listen on ten pairs of free ports in a row".into())
     }
 
     /// A directory for `test`, or None after recording why it is skipped
@@ -103,28 +115,43 @@ access to * by * read
         }
     }
 
-    fn spawn(&self, slapd: &Path) -> Result<Child, String> {
+    /// Starts slapd and waits until it is serving: its pid file written (it
+    /// is, once its listeners are open) and both ports answering. A server
+    /// that exits first could not have its ports.
+    fn spawn(&self, slapd: &Path) -> Result<Child, Spawn> {
         let urls = format!("ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{}/", self.port, self.tls_port);
+        let pid_file = self.dir.path().join("slapd.pid");
+        let _ = std::fs::remove_file(&pid_file);
+        let log = std::fs::File::create(self.dir.path().join("slapd.log")).map_err(|e| Spawn::Failed(e.to_string()))?;
         // -d keeps it in the foreground (it never forks), so it is ours to kill.
-        let child = Command::new(slapd)
+        let mut child = Command::new(slapd)
             .arg("-f")
             .arg(self.dir.path().join("slapd.conf"))
             .args(["-h", &urls, "-d", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.path().join("slapd.log")).map_err(|e| e.to_string())?)
+            .stderr(log)
             .spawn()
-            .map_err(|e| format!("slapd: {e}"))?;
+            .map_err(|e| Spawn::Failed(format!("slapd: {e}")))?;
+        let ours = child.id().to_string();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
-            || std::net::TcpStream::connect(("127.0.0.1", self.tls_port)).is_err()
-        {
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return Err(Spawn::Exited);
+            }
+            let serving = std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == ours)
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", self.tls_port)).is_ok();
+            if serving {
+                return Ok(child);
+            }
             if Instant::now() > deadline {
-                return Err("slapd did not listen within 10 s".into());
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Spawn::Failed("slapd did not listen within 10 s".into()));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(child)
     }
 
     pub fn url(&self) -> String {
@@ -147,7 +174,11 @@ access to * by * read
     pub fn restart(&mut self) {
         self.kill();
         let slapd = find("slapd").expect("slapd");
-        self.child = Some(self.spawn(&slapd).expect("slapd restarts"));
+        match self.spawn(&slapd) {
+            Ok(child) => self.child = Some(child),
+            Err(Spawn::Exited) => panic!("slapd could not listen on its ports again (taken meanwhile)"),
+            Err(Spawn::Failed(why)) => panic!("slapd did not restart: {why}"),
+        }
     }
 
     /// Stops (SIGSTOP) or continues (SIGCONT) the server: a directory that
@@ -156,6 +187,16 @@ access to * by * read
         let pid = self.child.as_ref().expect("running").id();
         let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("kill");
         assert!(ok.success());
+        // A stop takes effect thread by thread, when each is next scheduled:
+        // on a busy machine one may still answer a request meanwhile. Wait
+        // until every thread is stopped.
+        if sig == "STOP" {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !all_threads_stopped(pid) {
+                assert!(Instant::now() < deadline, "slapd did not stop within 10 s");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
     }
 
     /// Applies an LDIF change (ldapmodify as the directory's root).
@@ -182,6 +223,24 @@ impl Drop for Slapd {
         }
         self.kill();
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in /proc).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.filter_map(Result::ok).all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T')))
+            .unwrap_or(false)
+    })
+}
+
+/// Why slapd did not start serving.
+enum Spawn {
+    /// It exited: its ports were taken (or its config refused).
+    Exited,
+    Failed(String),
 }
 
 fn free_port() -> Result<u16, String> {

@@ -548,6 +548,18 @@ mod tests {
     use super::super::directory::parse;
     use super::*;
 
+    #[tokio::test]
+    async fn a_directory_cannot_take_password_changes_and_is_incomplete_until_read() {
+        let config = crate::config::LdapConfig { base_dn: "dc=example,dc=com".into(), ..Default::default() };
+        let users = Users::ldap(Directory::new(&config).unwrap());
+        assert_eq!(users.backend(), Backend::Ldap);
+        assert!(!users.can_write_passwords(), "password change and reset are not available");
+        assert!(!users.complete(), "a session's user missing now may yet exist");
+        let file = Users::fixed(Path::new("u.toml"), UserDirectory::default());
+        assert_eq!(file.backend(), Backend::File);
+        assert!(file.can_write_passwords() && file.complete());
+    }
+
     #[test]
     fn a_change_is_applied_only_after_it_holds_for_a_poll() {
         let t = |secs: u64, len: u64| Some((SystemTime::UNIX_EPOCH + Duration::from_secs(secs), len, 7));
