@@ -446,6 +446,22 @@ mod tests {
     }
 
     #[test]
+    fn a_port_is_one_to_five_decimal_digits_and_no_other_spelling() {
+        // u16's parser would read each of these as a port (`+80` and
+        // `000080` as 80); a browser would not send them, so neither does a
+        // proxy that forwards what the browser sent.
+        for bad in ["a.test:+80", "a.test:000080", "a.test:-80", "a.test: 80", "a.test:80 ", "a.test:0x50", "a.test:65536"] {
+            assert_eq!(host(bad), Err(HostError), "{bad:?} accepted");
+        }
+        for bad in ["[::1]:+80", "[::1]:000080", "[::1]80", "[::1]:"] {
+            assert_eq!(host(bad), Err(HostError), "{bad:?} accepted");
+        }
+        assert_eq!(host("a.test:1").unwrap().port, Some(1));
+        assert_eq!(host("a.test:65535").unwrap().port, Some(65535), "five digits is the most");
+        assert_eq!(host("[::1]:65535").unwrap().port, Some(65535));
+    }
+
+    #[test]
     fn an_address_has_the_one_spelling_a_browser_sends() {
         // The property fuzz/fuzz_targets/normalize.rs checks: these were
         // names to the rules but another host (or none) to a URL parser.
