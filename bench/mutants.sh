@@ -12,8 +12,12 @@
 # FILES picks a subset of the access core (default: all six files below).
 # MUTANTS_JOBS builds and tests that many mutants side by side (default 1;
 # each needs its own copy of the tree and about 2 cores).
-# The report goes to $CARGO_TARGET_DIR/mutants/mutants.out (or target/...),
-# cargo-mutants' own build tree under $CARGO_TARGET_DIR/mutants/target.
+# The report goes to $CARGO_TARGET_DIR/mutants/mutants.out (or target/...).
+# Mutants build in copies of the tree, by default with their own target dir
+# ($CARGO_TARGET_DIR/mutants/target: the first run builds every dependency
+# once more, and no run rebuilds or waits on the developer's own build).
+# MUTANTS_TARGET_DIR=$CARGO_TARGET_DIR shares the developer's instead: no
+# second copy of the dependencies, but a build of one waits for the other.
 # Installs cargo-mutants (pinned below) when it is missing.
 # Exits 1 when a mutant was missed, or cargo-mutants could not run.
 set -uo pipefail
@@ -24,6 +28,7 @@ MUTANTS_VERSION=27.1.0
 FILES="${FILES:-src/normalize.rs src/access.rs src/gate.rs src/auth/login.rs src/session.rs src/proxy/headers.rs}"
 JOBS="${MUTANTS_JOBS:-1}"
 BASE="${CARGO_TARGET_DIR:-$PWD/target}/mutants"
+TARGET="${MUTANTS_TARGET_DIR:-$BASE/target}"
 
 if ! cargo mutants --version >/dev/null 2>&1; then
   echo "bench/mutants.sh: installing cargo-mutants $MUTANTS_VERSION"
@@ -37,11 +42,9 @@ for f in $FILES; do
 done
 mkdir -p "$BASE"
 start=$(date +%s)
-# Mutants build in copies of the tree with their own target dir, so a run
-# never rebuilds (or waits on) the developer's own. --no-shuffle: the same
-# order each run, so two reports compare line by line. Arguments after --
-# go to `cargo test`: the library's unit tests only.
-CARGO_TARGET_DIR="$BASE/target" cargo mutants --no-shuffle --jobs "$JOBS" "${file_args[@]}" \
+# --no-shuffle: the same order each run, so two reports compare line by
+# line. Arguments after -- go to `cargo test`: the library's unit tests only.
+CARGO_TARGET_DIR="$TARGET" cargo mutants --no-shuffle --jobs "$JOBS" "${file_args[@]}" \
   --output "$BASE" -- --lib
 status=$?
 secs=$(( $(date +%s) - start ))
