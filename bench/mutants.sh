@@ -12,7 +12,8 @@
 # FILES picks a subset of the access core (default: all six files below).
 # MUTANTS_JOBS builds and tests that many mutants side by side (default 1;
 # each needs its own copy of the tree and about 2 cores).
-# The report goes to $CARGO_TARGET_DIR/mutants/mutants.out (or target/...).
+# The report goes to $CARGO_TARGET_DIR/mutants/mutants.out (or target/...),
+# or MUTANTS_OUT/mutants.out (the previous one is kept as mutants.out.old).
 # Mutants build in copies of the tree, by default with their own target dir
 # ($CARGO_TARGET_DIR/mutants/target: the first run builds every dependency
 # once more, and no run rebuilds or waits on the developer's own build).
@@ -40,15 +41,16 @@ for f in $FILES; do
   [ -f "$f" ] || { echo "bench/mutants.sh: no such file: $f"; exit 1; }
   file_args+=(--file "$f")
 done
-mkdir -p "$BASE"
+OUT_DIR="${MUTANTS_OUT:-$BASE}"
+mkdir -p "$OUT_DIR"
 start=$(date +%s)
 # --no-shuffle: the same order each run, so two reports compare line by
 # line. Arguments after -- go to `cargo test`: the library's unit tests only.
 CARGO_TARGET_DIR="$TARGET" cargo mutants --no-shuffle --jobs "$JOBS" "${file_args[@]}" \
-  --output "$BASE" -- --lib
+  --output "$OUT_DIR" -- --lib
 status=$?
 secs=$(( $(date +%s) - start ))
-OUT="$BASE/mutants.out"
+OUT="$OUT_DIR/mutants.out"
 [ -f "$OUT/caught.txt" ] || { echo "bench/mutants.sh: cargo-mutants produced no report (exit $status)"; exit 1; }
 
 count() { # file outcome

@@ -523,4 +523,18 @@ mod tests {
         }
         assert!(matches!(host("a-b_c.test").map(|h| h.name), Ok(Cow::Borrowed("a-b_c.test"))));
     }
+
+    #[test]
+    fn upper_case_letters_count_toward_a_label_like_any_other() {
+        assert_eq!(host("A.B.Test").unwrap().name, "a.b.test", "one-letter labels in upper case");
+        assert!(host(&format!("{}.test", "A".repeat(63))).is_ok());
+        assert_eq!(host(&format!("{}.test", "A".repeat(64))), Err(HostError), "a label over 63");
+    }
+
+    #[test]
+    fn a_fragment_is_what_a_browser_keeps_to_itself() {
+        assert_eq!(without_fragment("https://a.test/x?q=1#top"), "https://a.test/x?q=1");
+        assert_eq!(without_fragment("https://a.test/x#a#b"), "https://a.test/x", "from the first '#'");
+        assert_eq!(without_fragment("https://a.test/x?q=1"), "https://a.test/x?q=1");
+    }
 }
