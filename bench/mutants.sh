@@ -19,6 +19,8 @@
 # once more, and no run rebuilds or waits on the developer's own build).
 # MUTANTS_TARGET_DIR=$CARGO_TARGET_DIR shares the developer's instead: no
 # second copy of the dependencies, but a build of one waits for the other.
+# MUTANTS_ARGS adds options to cargo-mutants (e.g. "--baseline skip --timeout 120"
+# for a second run over an unchanged tree).
 # Installs cargo-mutants (pinned below) when it is missing.
 # Exits 1 when a mutant was missed, or cargo-mutants could not run.
 set -uo pipefail
@@ -45,9 +47,11 @@ OUT_DIR="${MUTANTS_OUT:-$BASE}"
 mkdir -p "$OUT_DIR"
 start=$(date +%s)
 # --no-shuffle: the same order each run, so two reports compare line by
-# line. Arguments after -- go to `cargo test`: the library's unit tests only.
+# line. --cargo-test-arg=--lib: `cargo test --lib`, which builds and runs the
+# library's unit tests only (arguments after `--` would reach the test
+# binaries, not cargo, and every integration test would be built).
 CARGO_TARGET_DIR="$TARGET" cargo mutants --no-shuffle --jobs "$JOBS" "${file_args[@]}" \
-  --output "$OUT_DIR" -- --lib
+  --output "$OUT_DIR" --cargo-test-arg=--lib ${MUTANTS_ARGS:-}
 status=$?
 secs=$(( $(date +%s) - start ))
 OUT="$OUT_DIR/mutants.out"
