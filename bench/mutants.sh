@@ -47,11 +47,11 @@ OUT_DIR="${MUTANTS_OUT:-$BASE}"
 mkdir -p "$OUT_DIR"
 start=$(date +%s)
 # --no-shuffle: the same order each run, so two reports compare line by
-# line. --cargo-test-arg=--lib: `cargo test --lib`, which builds and runs the
-# library's unit tests only (arguments after `--` would reach the test
-# binaries, not cargo, and every integration test would be built).
+# line. -C --lib (--cargo-arg, given to every cargo command, the build too):
+# `cargo test --lib` builds and runs the library's unit tests only (arguments
+# after `--` would reach the test binaries, and --cargo-test-arg only the run).
 CARGO_TARGET_DIR="$TARGET" cargo mutants --no-shuffle --jobs "$JOBS" "${file_args[@]}" \
-  --output "$OUT_DIR" --cargo-test-arg=--lib ${MUTANTS_ARGS:-}
+  --output "$OUT_DIR" -C --lib ${MUTANTS_ARGS:-}
 status=$?
 secs=$(( $(date +%s) - start ))
 OUT="$OUT_DIR/mutants.out"
