@@ -450,7 +450,9 @@ mod tests {
         // u16's parser would read each of these as a port (`+80` and
         // `000080` as 80); a browser would not send them, so neither does a
         // proxy that forwards what the browser sent.
-        for bad in ["a.test:+80", "a.test:000080", "a.test:-80", "a.test: 80", "a.test:80 ", "a.test:0x50", "a.test:65536"] {
+        for bad in
+            ["a.test:+80", "a.test:000080", "a.test:-80", "a.test: 80", "a.test:80 ", "a.test:0x50", "a.test:65536"]
+        {
             assert_eq!(host(bad), Err(HostError), "{bad:?} accepted");
         }
         for bad in ["[::1]:+80", "[::1]:000080", "[::1]80", "[::1]:"] {

@@ -272,7 +272,8 @@ mod tests {
             h.insert(header::COOKIE, HeaderValue::from_str(v).unwrap());
             h
         };
-        let all = cookies(&format!("portcullis_session={token}; portcullis_session_pending=p1; portcullis_session_csrf=c1"));
+        let all =
+            cookies(&format!("portcullis_session={token}; portcullis_session_pending=p1; portcullis_session_csrf=c1"));
         assert_eq!(jar.session_token(&all), Some(token.as_str()));
         assert_eq!(jar.pending_token(&all), Some("p1"));
         assert_eq!(jar.session_token(&cookies("portcullis_session=forged")), None, "not shaped like a token");
