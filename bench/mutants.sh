@@ -19,8 +19,8 @@
 # once more, and no run rebuilds or waits on the developer's own build).
 # MUTANTS_TARGET_DIR=$CARGO_TARGET_DIR shares the developer's instead: no
 # second copy of the dependencies, but a build of one waits for the other.
-# MUTANTS_ARGS adds options to cargo-mutants (e.g. "--baseline skip --timeout 120"
-# for a second run over an unchanged tree).
+# MUTANTS_ARGS adds options to cargo-mutants, e.g. "--re decide" for only the
+# mutants whose description matches.
 # Installs cargo-mutants (pinned below) when it is missing.
 # Exits 1 when a mutant was missed, or cargo-mutants could not run.
 set -uo pipefail
