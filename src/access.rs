@@ -417,6 +417,23 @@ mod tests {
         assert!(!at("/other").allow_tokens && at("/other").refresh_session, "the default allows no tokens");
         assert!(at("/dav/cal;x").allow_tokens, "both readings are under /dav/");
         assert!(!at("/dav;x/cal").allow_tokens, "one reading is not under /dav/: no tokens");
+        assert!(!at("/api;x/poll").refresh_session, "one reading is under /api/poll: no refresh");
+        assert!(!at("/api/poll;x").refresh_session, "both readings are under /api/poll");
+        assert!(at("/other;x").refresh_session, "neither reading is: the default refreshes");
+    }
+
+    #[test]
+    fn only_rules_naming_users_or_groups_make_the_rules_depend_on_who_asks() {
+        let mut by_user = rule(Policy::Bypass);
+        by_user.users = vec!["alice".into()];
+        let mut by_group = rule(Policy::Bypass);
+        by_group.groups = vec!["ops".into()];
+        let mut by_path = rule(Policy::Bypass);
+        by_path.path = path("^/x");
+        assert!(rules(Policy::Deny, vec![by_path.clone(), by_user]).identity_dependent, "a users rule");
+        assert!(rules(Policy::Deny, vec![by_group, by_path.clone()]).identity_dependent, "a groups rule");
+        assert!(!rules(Policy::Deny, vec![by_path]).identity_dependent);
+        assert!(!rules(Policy::Deny, vec![]).identity_dependent);
     }
 
     #[test]

@@ -446,6 +446,24 @@ mod tests {
     }
 
     #[test]
+    fn a_port_is_one_to_five_decimal_digits_and_no_other_spelling() {
+        // u16's parser would read each of these as a port (`+80` and
+        // `000080` as 80); a browser would not send them, so neither does a
+        // proxy that forwards what the browser sent.
+        for bad in
+            ["a.test:+80", "a.test:000080", "a.test:-80", "a.test: 80", "a.test:80 ", "a.test:0x50", "a.test:65536"]
+        {
+            assert_eq!(host(bad), Err(HostError), "{bad:?} accepted");
+        }
+        for bad in ["[::1]:+80", "[::1]:000080", "[::1]80", "[::1]:"] {
+            assert_eq!(host(bad), Err(HostError), "{bad:?} accepted");
+        }
+        assert_eq!(host("a.test:1").unwrap().port, Some(1));
+        assert_eq!(host("a.test:65535").unwrap().port, Some(65535), "five digits is the most");
+        assert_eq!(host("[::1]:65535").unwrap().port, Some(65535));
+    }
+
+    #[test]
     fn an_address_has_the_one_spelling_a_browser_sends() {
         // The property fuzz/fuzz_targets/normalize.rs checks: these were
         // names to the rules but another host (or none) to a URL parser.
@@ -506,5 +524,19 @@ mod tests {
             assert_eq!(host(bad), Err(HostError), "{bad:?} accepted");
         }
         assert!(matches!(host("a-b_c.test").map(|h| h.name), Ok(Cow::Borrowed("a-b_c.test"))));
+    }
+
+    #[test]
+    fn upper_case_letters_count_toward_a_label_like_any_other() {
+        assert_eq!(host("A.B.Test").unwrap().name, "a.b.test", "one-letter labels in upper case");
+        assert!(host(&format!("{}.test", "A".repeat(63))).is_ok());
+        assert_eq!(host(&format!("{}.test", "A".repeat(64))), Err(HostError), "a label over 63");
+    }
+
+    #[test]
+    fn a_fragment_is_what_a_browser_keeps_to_itself() {
+        assert_eq!(without_fragment("https://a.test/x?q=1#top"), "https://a.test/x?q=1");
+        assert_eq!(without_fragment("https://a.test/x#a#b"), "https://a.test/x", "from the first '#'");
+        assert_eq!(without_fragment("https://a.test/x?q=1"), "https://a.test/x?q=1");
     }
 }

@@ -237,5 +237,63 @@ mod tests {
         let ff = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
         assert_eq!(describe_device(ff), "Firefox on Linux");
         assert_eq!(describe_device("curl/8.5.0"), "curl");
+        assert_eq!(describe_device("Mozilla/5.0 (X11; Linux x86_64) Chromium/120.0"), "Chrome on Linux");
+        assert_eq!(describe_device("Mozilla/5.0 (iPad; CPU OS 17_0) Safari/604.1"), "Safari on iOS");
+        assert_eq!(describe_device("Mozilla/5.0 (Macintosh) Firefox/128.0"), "Firefox on macOS");
+    }
+
+    #[test]
+    fn a_token_is_43_characters_of_base64url_and_nothing_else() {
+        let t = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ-_01234";
+        assert_eq!(t.len(), 43);
+        assert!(plausible_token(t));
+        assert!(!plausible_token(&t.replace('-', "+")), "standard base64 is not ours");
+        assert!(!plausible_token(&t.replace('_', "/")), "standard base64 is not ours");
+        assert!(!plausible_token(&t.replace('0', "=")));
+        assert!(!plausible_token(&format!("{t}a")), "44 characters");
+        assert!(!plausible_token(&t[1..]), "42 characters");
+    }
+
+    #[test]
+    fn each_cookie_is_written_and_read_back_by_its_own_name() {
+        let jar = SessionCookies::new(&SessionConfig::default(), false);
+        let text = |v: HeaderValue| v.to_str().unwrap().to_owned();
+        let pending = text(jar.pending("p1", Duration::from_secs(600)));
+        assert!(pending.starts_with("portcullis_session_pending=p1;") && pending.contains("Max-Age=600"), "{pending}");
+        let csrf = text(jar.csrf("c1"));
+        assert!(csrf.starts_with("portcullis_session_csrf=c1;") && !csrf.contains("Max-Age"), "{csrf}");
+        let cleared = text(jar.clear("portcullis_session"));
+        assert!(cleared.starts_with("portcullis_session=;") && cleared.contains("Max-Age=0"), "{cleared}");
+        assert_eq!(jar.own_names(), ["portcullis_session", "portcullis_session_pending", "portcullis_session_csrf"]);
+
+        let token = new_token();
+        let cookies = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::COOKIE, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        let all =
+            cookies(&format!("portcullis_session={token}; portcullis_session_pending=p1; portcullis_session_csrf=c1"));
+        assert_eq!(jar.session_token(&all), Some(token.as_str()));
+        assert_eq!(jar.pending_token(&all), Some("p1"));
+        assert_eq!(jar.session_token(&cookies("portcullis_session=forged")), None, "not shaped like a token");
+        assert_eq!(jar.csrf_binding(&all), Some(token.as_str()), "the session first");
+        let no_session = cookies("portcullis_session=; portcullis_session_pending=p1; portcullis_session_csrf=c1");
+        assert_eq!(jar.csrf_binding(&no_session), Some("p1"), "an empty value binds nothing");
+        assert_eq!(jar.csrf_binding(&cookies("portcullis_session_csrf=c1")), Some("c1"));
+        assert_eq!(jar.csrf_binding(&cookies("other=1")), None);
+    }
+
+    #[test]
+    fn a_session_slides_by_the_idle_timeout_up_to_the_absolute_one_or_lasts_remember_me() {
+        let cfg = SessionConfig::default();
+        let record = |remember_me| {
+            new_record(&cfg, 1_000, "alice", AuthLevel::TwoFactor, remember_me, "10.0.0.1", "Firefox", "fp".into())
+        };
+        let r = record(false);
+        assert_eq!((r.created, r.last_seen, r.idle_secs, r.absolute_expiry), (1_000, 1_000, 3_600, 1_000 + 12 * 3_600));
+        assert_eq!((r.user.as_str(), r.level, r.remember_me), ("alice", AuthLevel::TwoFactor, false));
+        let r = record(true);
+        assert_eq!((r.idle_secs, r.absolute_expiry, r.remember_me), (30 * 86_400, 1_000 + 30 * 86_400, true));
     }
 }

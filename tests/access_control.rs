@@ -40,10 +40,15 @@ async fn harness(policy: &'static str, extra: String) -> Harness {
 
 /// The session cookie of a one-factor login (`name=value`).
 async fn session_cookie(h: &Harness) -> String {
+    session_cookie_of(h, "testuser", PASSWORD).await
+}
+
+/// The session cookie of `user`'s one-factor login (`name=value`).
+async fn session_cookie_of(h: &Harness, user: &str, password: &str) -> String {
     let r = client()
         .post(h.url("/_auth/api/send-login-otp"))
         .header("Origin", &h.origin)
-        .json(&json!({"username_or_email": "testuser", "password": PASSWORD}))
+        .json(&json!({"username_or_email": user, "password": password}))
         .send()
         .await
         .unwrap();
@@ -97,6 +102,70 @@ async fn rules_see_the_path_an_upstream_would_resolve() {
         assert_eq!(r.status, 403, "logged in {path}: {}", r.head);
     }
     assert_eq!(h.up.hits(), 0, "no spelling of /admin/ reached the app");
+}
+
+/// Writes under `/reports/` (POST and DELETE) are denied, reading and
+/// replacing need only the password; `/bob/` is for bob alone.
+fn method_and_user_rules() -> String {
+    r#"
+[[access_control.rules]]
+path = "^/reports/"
+methods = ["POST", "DELETE"]
+policy = "deny"
+[[access_control.rules]]
+path = "^/bob/"
+users = ["bob"]
+policy = "one_factor"
+[[access_control.rules]]
+path = "^/bob/"
+policy = "deny"
+"#
+    .into()
+}
+
+/// Checks the rules of [`method_and_user_rules`] at `origin` (the gateway in
+/// proxy mode, or a proxy asking it): each request's status, as an API
+/// client asks, and that only the allowed ones reached the app.
+async fn method_and_user_rules_hold(h: &Harness, origin: &str) {
+    let testuser = session_cookie(h).await;
+    let bob = session_cookie_of(h, "bob", "bobs-password-1").await;
+    let cases = [
+        ("testuser", "GET", "/reports/q3", 200),
+        ("testuser", "PUT", "/reports/q3", 200),
+        ("testuser", "POST", "/reports/q3", 403),
+        ("testuser", "DELETE", "/reports/q3", 403),
+        ("bob", "POST", "/reports/q3", 403),
+        ("testuser", "GET", "/bob/notes", 403),
+        ("bob", "GET", "/bob/notes", 200),
+        ("nobody", "GET", "/bob/notes", 401),
+    ];
+    let before = h.up.hits();
+    for (who, method, path, want) in cases {
+        let mut r = client()
+            .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{origin}{path}"))
+            .header("Accept", "application/json");
+        match who {
+            "testuser" => r = r.header("Cookie", &testuser),
+            "bob" => r = r.header("Cookie", &bob),
+            _ => {}
+        }
+        let status = r.send().await.unwrap().status();
+        assert_eq!(status, want, "{method} {path} as {who}");
+    }
+    assert_eq!(h.up.hits() - before, 3, "only the three allowed requests reached the app");
+}
+
+#[tokio::test]
+async fn a_methods_rule_and_a_users_rule_hold_in_proxy_mode() {
+    let h = harness("one_factor", method_and_user_rules()).await;
+    method_and_user_rules_hold(&h, &h.origin).await;
+}
+
+#[tokio::test]
+async fn a_methods_rule_and_a_users_rule_hold_behind_nginx() {
+    let h = harness("one_factor", method_and_user_rules()).await;
+    let Some(nginx) = support::proxies::nginx(&h.gw.addr, &h.up.addr.to_string()) else { return };
+    method_and_user_rules_hold(&h, &nginx.origin()).await;
 }
 
 #[tokio::test]
