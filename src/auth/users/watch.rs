@@ -296,14 +296,7 @@ impl Users {
                     let read = users.reload_logged("refresh", &store, &audit).await;
                     let wait = if read { every } else { RETRY_FAILED_READ.min(every) };
                     #[cfg(unix)]
-                    let hup_fut = async {
-                        match hup.as_mut() {
-                            Some(h) => {
-                                h.recv().await;
-                            }
-                            None => std::future::pending::<()>().await,
-                        }
-                    };
+                    let hup_fut = hangup(&mut hup);
                     #[cfg(not(unix))]
                     let hup_fut = std::future::pending::<()>();
                     tokio::select! {
@@ -323,14 +316,7 @@ impl Users {
             let mut tick = tokio::time::interval(POLL);
             loop {
                 #[cfg(unix)]
-                let hup_fut = async {
-                    match hup.as_mut() {
-                        Some(h) => {
-                            h.recv().await;
-                        }
-                        None => std::future::pending::<()>().await,
-                    }
-                };
+                let hup_fut = hangup(&mut hup);
                 #[cfg(not(unix))]
                 let hup_fut = std::future::pending::<()>();
                 tokio::select! {
@@ -399,6 +385,17 @@ impl Users {
 
 /// How soon a directory's users are read again after a read failed.
 const RETRY_FAILED_READ: Duration = Duration::from_secs(5);
+/// The next SIGHUP; never, where no handler could be installed.
+#[cfg(unix)]
+async fn hangup(hup: &mut Option<tokio::signal::unix::Signal>) {
+    match hup.as_mut() {
+        Some(h) => {
+            h.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
 /// How long a watched users file must hold still before it is applied.
 const SETTLE: Duration = Duration::from_millis(250);
 /// How often the users file's stamp is polled (the fallback to watching).
