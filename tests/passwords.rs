@@ -151,6 +151,14 @@ async fn the_change_form_works_without_javascript(backend: Backend) {
 async fn reset_on(backend: Backend) {
     let Some(h) = Harness::start(backend, one_factor()).await else { return };
     let bob = h.login_client("bob", "bobs-password-1", FIREFOX).await;
+    let r = bob
+        .post(h.url("/_auth/api/password"))
+        .header("Origin", "https://evil.example")
+        .json(&json!({"current_password": "bobs-password-1", "new_password": NEW_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a foreign Origin with bob's session");
     let c = browserless();
     let before = h.smtp.messages().len();
     let (s, v) =
@@ -401,4 +409,138 @@ async fn reset_requests_are_limited_per_address_on_memory() {
 #[tokio::test]
 async fn reset_requests_are_limited_per_address_on_redis() {
     reset_requests_are_limited_per_address(Backend::Redis).await;
+}
+
+/// As an attacker would try it: a parallel burst of wrong reset codes, a code
+/// asked for one account given for another, a foreign Origin, malformed
+/// values, and a session that is not the account's.
+async fn an_attacker_gets_nothing_past_the_reset_and_the_change(backend: Backend) {
+    let o = Options {
+        rate_limit: Some(
+            "login = \"50/5m\"\nverify = \"100/5m\"\nresend = \"20/10m\"\notp_emails_per_ip = \"50/1h\"\npassword_reset = \"50/1h\"",
+        ),
+        lockout: Some("ip_failures = \"100/15m\"\naccount_failures = \"100/1h\""),
+        ..one_factor()
+    };
+    let Some(h) = Harness::start(backend, o).await else { return };
+    let c = browserless();
+
+    // A burst of 40 wrong codes at once on one live code: at most its 3 tries compared.
+    let before = h.smtp.messages().len();
+    h.post_as(&c, "/_auth/api/password-reset/start", json!({"username_or_email": "bob"})).await;
+    let code = reset_code(&h, before).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let burst = (0..40).map(|_| {
+        let body = json!({"username_or_email": "bob", "code": wrong, "new_password": NEW_PASSWORD});
+        h.post_as(&c, "/_auth/api/password-reset/finish", body)
+    });
+    let answers = futures_util::future::join_all(burst).await;
+    assert!(answers.iter().all(|(s, _)| *s == 400), "{answers:?}");
+    let compared =
+        h.gw.security_records()
+            .iter()
+            .filter(|r| r["details"] == "password reset: wrong code" && r["username"] == "bob")
+            .count();
+    assert!(compared <= 3, "{compared} wrong codes compared, the code allows 3");
+    let (s, _) = h
+        .post_as(
+            &c,
+            "/_auth/api/password-reset/finish",
+            json!({"username_or_email": "bob", "code": code, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, 400, "the code is void after its tries");
+
+    // Bob's code given for testuser.
+    let before = h.smtp.messages().len();
+    h.post_as(&c, "/_auth/api/password-reset/start", json!({"username_or_email": "bob"})).await;
+    let code = reset_code(&h, before).await;
+    let (s, _) = h
+        .post_as(
+            &c,
+            "/_auth/api/password-reset/finish",
+            json!({"username_or_email": "testuser", "code": code, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, 400, "a code works only for the account it was sent to");
+    let (s, _) = h.send_login("testuser", PASSWORD).await;
+    assert_eq!(s, 200, "testuser's password is unchanged");
+
+    // A foreign Origin, on each endpoint.
+    let foreign = |path: &'static str, body: Value| {
+        c.post(h.url(path)).header("Origin", "https://evil.example").json(&body).send()
+    };
+    for (path, body) in [
+        ("/_auth/api/password-reset/start", json!({"username_or_email": "bob"})),
+        (
+            "/_auth/api/password-reset/finish",
+            json!({"username_or_email": "bob", "code": code, "new_password": NEW_PASSWORD}),
+        ),
+    ] {
+        assert_eq!(foreign(path, body).await.unwrap().status(), 403, "{path}");
+    }
+
+    // Malformed values: a clear 400, nothing changed.
+    for body in [
+        json!({"username_or_email": ""}),
+        json!({"username_or_email": {"$ne": null}}),
+        json!({"username_or_email": "bob", "code": "12345678901234567890", "new_password": NEW_PASSWORD}),
+        json!({"username_or_email": "bob", "code": "1234\u{0}5", "new_password": NEW_PASSWORD}),
+        json!({"username_or_email": "bob", "code": code, "new_password": "x".repeat(300)}),
+    ] {
+        let path = if body.get("code").is_some() {
+            "/_auth/api/password-reset/finish"
+        } else {
+            "/_auth/api/password-reset/start"
+        };
+        let (s, v) = h.post_as(&c, path, body.clone()).await;
+        assert_eq!(s, 400, "{body}: {v}");
+        assert!(v["error"].is_string(), "{v}");
+    }
+    let (s, _) = h.send_login("bob", "bobs-password-1").await;
+    assert_eq!(s, 200, "bob's password is unchanged");
+
+    // Without a session, and with bob's session naming testuser: only bob's own password.
+    let (s, _) =
+        h.post_as(&c, "/_auth/api/password", json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD})).await;
+    assert_eq!(s, 401, "no session, no change");
+    let bob = h.login_client("bob", "bobs-password-1", FIREFOX).await;
+    let r = bob
+        .post(h.url("/_auth/api/password"))
+        .header("Origin", "https://evil.example")
+        .json(&json!({"current_password": "bobs-password-1", "new_password": NEW_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a foreign Origin with bob's session");
+    let (s, _) = h
+        .post_as(
+            &bob,
+            "/_auth/api/password",
+            json!({"username": "testuser", "current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, 400, "testuser's password is not bob's current password");
+    let (s, _) = h.send_login("testuser", PASSWORD).await;
+    assert_eq!(s, 200, "testuser's password is unchanged");
+
+    // A parallel burst of wrong current passwords from one session: the
+    // session's re-check window (5 by default) refuses the rest.
+    let burst = (0..12).map(|i| {
+        let body = json!({"current_password": format!("wrong {i}"), "new_password": NEW_PASSWORD});
+        h.post_as(&bob, "/_auth/api/password", body)
+    });
+    let answers = futures_util::future::join_all(burst).await;
+    let refused = answers.iter().filter(|(s, _)| s.as_u16() == 429).count();
+    assert!(refused > 0, "the re-check window refuses a burst: {answers:?}");
+}
+
+#[tokio::test]
+async fn an_attacker_gets_nothing_past_the_reset_and_the_change_on_memory() {
+    an_attacker_gets_nothing_past_the_reset_and_the_change(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn an_attacker_gets_nothing_past_the_reset_and_the_change_on_redis() {
+    an_attacker_gets_nothing_past_the_reset_and_the_change(Backend::Redis).await;
 }

@@ -211,11 +211,14 @@ impl AccountActions {
             return Err(AuthError::Locked { retry_after });
         }
         let session = Store::session_id(session_token);
+        // The session's window is taken before the compare (a parallel burst
+        // of guesses cannot all pass a check made before any is counted), and
+        // given back when the password is right.
         let refusal = match self.lockout.ip_banned(&client.limit_key).await? {
             Some(wait) => Some((RateBucket::IpFailures, wait)),
             None => self
                 .limiter
-                .check(RateBucket::SessionFailures, &session)
+                .hit(RateBucket::SessionFailures, &session)
                 .await?
                 .map(|w| (RateBucket::SessionFailures, w)),
         };
@@ -226,11 +229,11 @@ impl AccountActions {
         }
         let ok = self.users.check_password(Some(user), password, &self.passwords).await?;
         if ok {
+            self.store.rate_reset(RateBucket::SessionFailures, &session).await?;
             self.attempts.record(actor, Stage::Recheck, Outcome::Success, what.details()).await;
             return Ok(());
         }
         self.attempts.record(actor, Stage::Recheck, Outcome::Wrong, what.details()).await;
-        self.limiter.record(RateBucket::SessionFailures, &session).await?;
         self.lockout.record_failure(user, client).await?;
         Err(AuthError::Wrong { factor: Factor::Password, remaining: None })
     }

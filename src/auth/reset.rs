@@ -252,7 +252,11 @@ impl PasswordReset {
                 return Err(AuthError::ResetRefused);
             }
         };
-        self.attempts.record(actor, Stage::Email, outcome, "password reset: wrong code").await;
+        let details = match outcome {
+            Outcome::MaxAttempts => "password reset: code used up",
+            _ => "password reset: wrong code",
+        };
+        self.attempts.record(actor, Stage::Email, outcome, details).await;
         self.lockout.wrong(user, &attempt, client).await?;
         Err(AuthError::ResetRefused)
     }
