@@ -216,11 +216,9 @@ impl AccountActions {
         // given back when the password is right.
         let refusal = match self.lockout.ip_banned(&client.limit_key).await? {
             Some(wait) => Some((RateBucket::IpFailures, wait)),
-            None => self
-                .limiter
-                .hit(RateBucket::SessionFailures, &session)
-                .await?
-                .map(|w| (RateBucket::SessionFailures, w)),
+            None => {
+                self.limiter.hit(RateBucket::SessionFailures, &session).await?.map(|w| (RateBucket::SessionFailures, w))
+            }
         };
         if let Some((bucket, retry_after)) = refusal {
             self.attempts.record(actor, Stage::Recheck, Outcome::RateLimited, what.details()).await;
