@@ -4,12 +4,15 @@
 //! answer takes as long as for a real user with a wrong password.
 //!
 //! Each check needs argon2's working memory (19 MiB at the default cost). The
-//! checker keeps one buffer per permit and reuses it, so password checks hold a
-//! fixed amount of memory (at most `concurrency` buffers, each made on first
-//! use) instead of allocating and freeing 19 MiB a login, which the allocator
-//! may or may not hand back to the system: resident memory then depends on
-//! which thread last freed a buffer, not on the load.
+//! checker keeps one buffer per permit while checks keep coming, so a burst of
+//! logins reuses at most `concurrency` buffers instead of allocating and
+//! freeing 19 MiB a login, and lets them all go as soon as no check is running
+//! or waiting: an idle gateway holds none, and resident memory after a burst
+//! falls back to where it was (blocks this large are handed straight back to
+//! the system by every allocator the binary is built with; bench/README.md,
+//! "Footprint", has the figures).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
@@ -80,10 +83,51 @@ fn blocks<'a>(memory: &'a mut Memory, params: &Params) -> &'a mut [Block] {
 /// Runs password checks off the async runtime with bounded concurrency.
 pub struct PasswordChecker {
     permits: Arc<Semaphore>,
-    /// argon2 buffers not in use: a check takes one (or makes one when none is
-    /// left) and puts it back. Holding a permit bounds them to `concurrency`.
-    memory: Arc<Mutex<Vec<Memory>>>,
+    memory: Arc<Pool>,
     dummy_hash: Arc<str>,
+}
+
+/// argon2 buffers not in use, and how many checks are running or waiting: a
+/// check takes a buffer (or makes one when none is left) and puts it back;
+/// holding a permit bounds them to `concurrency`. The last check out empties
+/// the pool.
+#[derive(Default)]
+struct Pool {
+    free: Mutex<Vec<Memory>>,
+    busy: AtomicUsize,
+}
+
+/// One check's claim on the pool, from before it waits for a permit until its
+/// buffer is back: the last one dropped frees every buffer.
+struct Busy(Arc<Pool>);
+
+impl Busy {
+    fn enter(pool: &Arc<Pool>) -> Busy {
+        pool.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(pool.clone())
+    }
+
+    fn take(&self) -> Memory {
+        self.0.free.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default()
+    }
+
+    fn give_back(&self, memory: Memory) {
+        self.0.free.lock().unwrap_or_else(|e| e.into_inner()).push(memory);
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
+            // Checked again under the lock: a check that came in meanwhile
+            // keeps the buffers, and empties the pool when it leaves.
+            if self.0.busy.load(Ordering::Acquire) == 0 {
+                free.clear();
+                free.shrink_to_fit();
+            }
+        }
+    }
 }
 
 impl PasswordChecker {
@@ -91,12 +135,10 @@ impl PasswordChecker {
     pub fn new(concurrency: usize) -> Result<PasswordChecker, PasswordError> {
         let mut random = [0u8; 24];
         rand::fill(&mut random);
-        let mut memory = Memory::new();
-        let dummy =
-            hash_with(&mut memory, &base64::Engine::encode(&base64::engine::general_purpose::STANDARD, random))?;
+        let dummy = hash_password(&base64::Engine::encode(&base64::engine::general_purpose::STANDARD, random))?;
         Ok(PasswordChecker {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            memory: Arc::new(Mutex::new(vec![memory])),
+            memory: Arc::default(),
             dummy_hash: dummy.into(),
         })
     }
@@ -125,23 +167,25 @@ impl PasswordChecker {
         &self,
         work: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
+        let busy = Busy::enter(&self.memory);
         let permit = self.permits.clone().acquire_owned().await.map_err(|_| PasswordError::Cancelled)?;
-        let pool = self.memory.clone();
+        // The buffers are freed on the blocking thread too (`busy` dropped
+        // last), not on the runtime.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let mut memory = pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+            let mut memory = busy.take();
             let result = work(&mut memory);
-            pool.lock().unwrap_or_else(|e| e.into_inner()).push(memory);
+            busy.give_back(memory);
             result
         })
         .await
         .map_err(|_| PasswordError::Cancelled)
     }
 
-    /// How many argon2 buffers exist (in use or not); for tests.
+    /// How many argon2 buffers are kept, not in use; for tests.
     #[cfg(test)]
     fn buffers(&self) -> usize {
-        self.memory.lock().unwrap().len()
+        self.memory.free.lock().unwrap().len()
     }
 }
 
@@ -217,22 +261,49 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn checks_reuse_one_buffer_per_permit() {
+    async fn a_burst_reuses_one_buffer_per_permit_and_the_last_check_frees_them() {
         let checker = Arc::new(PasswordChecker::new(2).unwrap());
+        assert_eq!(checker.buffers(), 0, "start-up's dummy hash keeps no buffer");
         let hash = hash_password("correct horse").unwrap();
+        // Eight checks queued behind two permits: while any is running or
+        // waiting, a finished check's buffer stays for the next.
+        let made = Arc::new(AtomicUsize::new(0));
         let checks: Vec<_> = (0..8)
             .map(|i| {
-                let (checker, hash) = (checker.clone(), hash.clone());
+                let (checker, hash, made) = (checker.clone(), hash.clone(), made.clone());
                 tokio::spawn(async move {
-                    checker.verify(Some(&hash), if i % 2 == 0 { "correct horse" } else { "no" }).await
+                    let password = if i % 2 == 0 { "correct horse" } else { "no" };
+                    checker
+                        .with_memory(move |memory| {
+                            if memory.is_empty() {
+                                made.fetch_add(1, Ordering::Relaxed);
+                            }
+                            verify_with(memory, &hash, password)
+                        })
+                        .await
                 })
             })
             .collect();
         for (i, check) in checks.into_iter().enumerate() {
             assert_eq!(check.await.unwrap().unwrap(), i % 2 == 0);
         }
+        assert_eq!(made.load(Ordering::Relaxed), 2, "eight checks at two at a time make two buffers");
+        assert_eq!(checker.buffers(), 0, "once none is running or waiting, no buffer is kept");
         assert!(checker.hash("another password").await.is_ok());
-        assert_eq!(checker.buffers(), 2, "eight checks at two at a time use two buffers, kept for the next");
+        assert_eq!(checker.buffers(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_check_given_up_while_waiting_for_a_permit_leaves_nothing_held() {
+        let checker = PasswordChecker::new(1).unwrap();
+        let hash = hash_password("correct horse").unwrap();
+        let all_permits = checker.permits.clone().acquire_owned().await.unwrap();
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(20), checker.verify(Some(&hash), "x"));
+        assert!(waiting.await.is_err(), "the check was still waiting for the permit");
+        assert_eq!(checker.memory.busy.load(Ordering::Relaxed), 0, "the given-up check no longer counts");
+        drop(all_permits);
+        assert!(checker.verify(Some(&hash), "correct horse").await.unwrap());
+        assert_eq!(checker.buffers(), 0);
     }
 
     #[test]
