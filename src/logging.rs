@@ -34,7 +34,12 @@ pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    // 8,192 messages waiting for stderr, not the crate's 128,000: the queue's
+    // slots are allocated and touched up front (4 MiB at that size), and
+    // access-log lines come in batches of up to 16 KiB a message (see
+    // [`batch_access_log`]), so this is still over 100 MiB of lines.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(8192)
         .lossy(false)
         .finish(BatchedStderr(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr())));
     if json {
