@@ -28,6 +28,24 @@ use portcullis::{demo, store};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the
+/// environment still overrides them): freed pages go back to the system
+/// after about a second rather than ten, so the memory of connections that
+/// went to sleep or closed does not pile up while thousands more open
+/// (bench/README.md, "Footprint"). The background thread is on from the build.
+#[cfg(feature = "jemalloc")]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static JEMALLOC_CONF: JemallocConf = JemallocConf(c"dirty_decay_ms:1000".as_ptr());
+
+/// A C string jemalloc reads at start; never written.
+#[cfg(feature = "jemalloc")]
+#[repr(transparent)]
+struct JemallocConf(*const std::ffi::c_char);
+
+// SAFETY: it points at a string literal, immutable for the program's life.
+#[cfg(feature = "jemalloc")]
+unsafe impl Sync for JemallocConf {}
+
 /// mimalloc instead, when built for it (bench/README.md compares the three).
 #[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
 #[global_allocator]

@@ -385,6 +385,9 @@ pub async fn serve_on_workers<H: Handler>(
     Ok(())
 }
 
+/// How long an HTTP/1.1 connection stays awake with nothing to do.
+pub const SLEEP_AFTER: Duration = Duration::from_secs(1);
+
 /// Stack size of every runtime thread (the main runtime's too).
 pub const STACK_SIZE: usize = 4 * 1024 * 1024;
 
@@ -396,7 +399,8 @@ struct Connection<H> {
     protocols: Arc<Protocols>,
     shutdown: Shutdown,
     /// The header-read timeout: how long a new connection may wait for its
-    /// first byte; an HTTP/1.1 connection quiet for a third of it sleeps.
+    /// first byte; an HTTP/1.1 connection quiet for a third of it sleeps (or
+    /// for [`SLEEP_AFTER`], if shorter).
     first_byte: Duration,
     idle: Duration,
 }
@@ -434,12 +438,16 @@ impl<H: Handler> Connection<H> {
     }
 
     /// Serves HTTP/1.1 requests, and puts the connection to sleep whenever it
-    /// has been quiet for a third of the header-read timeout ([`asleep`] tells how).
+    /// has been quiet for [`SLEEP_AFTER`] (or a third of the header-read
+    /// timeout, if shorter; [`asleep`] tells how).
     async fn serve_h1<S: Socket>(self, mut socket: S, tls: bool) {
         // hyper closes a connection that has not sent a whole request head
         // within the header-read timeout of its last response, idle or not:
         // sleeping well before that keeps it open until the idle timeout.
-        let sleep_after = Some(self.first_byte / 3);
+        // Sooner still, as a rule: an awake connection holds about 14 KiB, a
+        // sleeping one 2, and a client opening thousands at once should not
+        // find them all awake (bench/README.md, "Footprint").
+        let sleep_after = Some((self.first_byte / 3).min(SLEEP_AFTER));
         let activity = Arc::new(Activity::default());
         let mut service = self.service(tls, activity.clone());
         loop {
@@ -513,8 +521,9 @@ async fn drive<C: Future<Output = hyper::Result<()>>>(
     activity: &Activity,
 ) -> Option<Duration> {
     // A timer per connection, not one per request; quiet is counted in whole
-    // intervals, so a connection sleeps after between one and two of them.
-    let every = sleep_after.map_or(idle / 4, |after| after.min(idle / 4));
+    // intervals of half the time to sleep, so a connection sleeps after
+    // between one and one and a half times it.
+    let every = sleep_after.map_or(idle / 4, |after| (after / 2).min(idle / 4));
     let mut checks = tokio::time::interval(every);
     checks.tick().await;
     let mut seen = activity.moves();

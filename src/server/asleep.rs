@@ -5,7 +5,7 @@
 //! idle keep-alive connection, and browsers and proxies hold many. hyper also
 //! closes a connection whose next request head has not come within the
 //! header-read timeout, idle or not. So once a connection has been quiet for a
-//! third of that timeout, hyper's part of it is ended and only the socket is
+//! second (or a third of that timeout, if shorter), hyper's part of it is ended and only the socket is
 //! kept, with a small task waiting for it to become readable; the next
 //! request's first bytes wake it, and a new hyper connection takes it on. A
 //! sleeping connection stays open until the idle timeout.
