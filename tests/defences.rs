@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::assert_eventually;
 use support::flow::{Backend, Harness, Options, PASSWORD};
 
 async fn attempt(
@@ -248,11 +249,7 @@ async fn a_login_from_a_new_ip_alerts_but_the_very_first_login_does_not(b: Backe
     // guessed pause. The gateway sends a login's alert before answering it; were
     // alerts sent in the background, an earlier login's would still not come
     // after a later one's, so waiting for the third login's covers the first two.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !h.smtp.messages().iter().any(new_ip) {
-        assert!(std::time::Instant::now() < deadline, "no new-IP alert: {:?}", subjects(&h));
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    assert_eventually!(h.smtp.messages().iter().any(new_ip), "no new-IP alert: {:?}", subjects(&h));
     let alerts: Vec<_> = h.smtp.messages().into_iter().filter(new_ip).collect();
     assert_eq!(alerts.len(), 1, "one alert, for the new address only: {:?}", subjects(&h));
     let alert = &alerts[0];

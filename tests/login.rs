@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::assert_eventually;
 use support::find_code;
 use support::flow::{Backend, Harness, Options, PASSWORD};
 use support::form_field;
@@ -391,11 +392,11 @@ async fn mail_failure_gives_503_and_voids_the_code(b: Backend) {
     // gone (it is removed in the background), only the waiting browser's is left,
     // and the user has no code.
     if h.redis.is_some() {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while h.redis_keys("portcullis:pending:*").await.unwrap_or_default().len() > 1 {
-            assert!(std::time::Instant::now() < deadline, "the failed login's pending entry is still there");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        assert_eventually!(
+            within Duration::from_secs(5),
+            h.redis_keys("portcullis:pending:*").await.unwrap_or_default().len() <= 1,
+            "the failed login's pending entry is still there"
+        );
         assert_eq!(h.redis_keys("portcullis:pending:*").await.unwrap_or_default().len(), 1);
         assert_eq!(h.redis_keys("portcullis:{u:testuser}:code:*").await, Some(vec![]));
     }

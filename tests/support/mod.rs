@@ -3,6 +3,7 @@
 //! self-signed TLS material. Everything listens on loopback only.
 #![allow(dead_code)]
 
+pub mod eventually;
 pub mod faults;
 pub mod flow;
 pub mod machine;
@@ -26,6 +27,8 @@ macro_rules! on_both_stores {
         }
     };
 }
+#[allow(unused_imports)]
+pub(crate) use eventually::assert_eventually;
 #[allow(unused_imports)]
 pub(crate) use on_both_stores;
 
@@ -211,29 +214,20 @@ impl Gateway {
     /// Blocks the thread, so it is for plain `#[test]`s: async tests use
     /// [`Gateway::wait_for_log`].
     pub fn log_contains(&self, needle: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if self.log().contains(needle) {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        eventually::poll_blocking(Duration::from_secs(5), || self.log().contains(needle).then_some(())).is_some()
     }
 
     /// Waits (without blocking the runtime, which may be running the SMTP sink)
     /// until a log line satisfies `wanted`; returns that line, or None after
     /// 10 s. The gateway's log writer batches lines, so one read can come too early.
     pub async fn wait_for_log(&self, wanted: impl Fn(&str) -> bool) -> Option<String> {
-        poll(|| self.log().lines().find(|l| wanted(l)).map(str::to_owned)).await
+        eventually::poll(eventually::PATIENCE, async || self.log().lines().find(|l| wanted(l)).map(str::to_owned)).await
     }
 
     /// Waits (as [`Gateway::wait_for_log`]) until an audit record satisfies
     /// `wanted`; returns it, or None after 10 s.
     pub async fn wait_for_record(&self, wanted: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
-        poll(|| self.security_records().into_iter().find(|r| wanted(r))).await
+        eventually::poll(eventually::PATIENCE, async || self.security_records().into_iter().find(|r| wanted(r))).await
     }
 
     /// The `security` target's JSON records (audit lines) logged so far.
@@ -267,14 +261,7 @@ impl Gateway {
 
     /// Waits for the process to exit; returns its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        eventually::poll_blocking(limit, || self.child.try_wait().ok().flatten()).and_then(|status| status.code())
     }
 }
 
@@ -380,21 +367,6 @@ pub fn client() -> reqwest::Client {
 /// [`Gateway::start_on_own_port`], which retries on a clash.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-/// Polls `found` every 25 ms (without blocking the runtime) until it gives a
-/// value, or None after 10 s.
-async fn poll<T>(found: impl Fn() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = found() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// Extracts the first run of `digits` consecutive ASCII digits standing alone.
