@@ -155,6 +155,12 @@ impl Listener {
         Ok(Listener { tcp, tls })
     }
 
+    /// A socket bound already (a test binds port 0 and knows the address
+    /// before the gateway is built).
+    pub fn from_tcp(tcp: TcpListener, tls: Option<TlsAcceptor>) -> Listener {
+        Listener { tcp, tls }
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.tcp.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }

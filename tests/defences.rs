@@ -100,7 +100,7 @@ async fn an_account_lock_expires_by_itself(b: Backend) {
         lockout: Some("ip_failures = \"100/15m\"\naccount_failures = \"3/1h\"\naccount_lock = \"2s\""),
         ..Default::default()
     };
-    let Some(h) = Harness::start(b, o).await else { return };
+    let Some(h) = Harness::start_on_clock(b, o).await else { return };
     for _ in 0..3 {
         assert_eq!(attempt(&h, &h.origin, "testuser", "wrong", None).await.0, 400);
     }
@@ -112,7 +112,7 @@ async fn an_account_lock_expires_by_itself(b: Backend) {
     assert!(alert[0].header("Subject").unwrap_or_default().contains("locked"), "lock alert e-mailed");
     // Other accounts are unaffected.
     assert_eq!(attempt(&h, &h.origin, "bob", "bobs-password-1", None).await.0, 200);
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    h.pass(Duration::from_millis(2300)).await;
     assert_eq!(attempt(&h, &h.origin, "testuser", PASSWORD, None).await.0, 200, "the lock expired");
 }
 
