@@ -14,6 +14,10 @@
 
 #[path = "../tests/support/redis.rs"]
 mod redis_support;
+// What redis_support waits with (found at `super::eventually`).
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/support/eventually.rs"]
+mod eventually;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

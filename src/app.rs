@@ -1,6 +1,11 @@
 //! Assembly: [`build`] turns a validated config into the [`Gateway`] (every
 //! handle built once and shared by `Arc`), and [`run`] binds the listeners and
 //! serves until shutdown. This is the only module that sees every part.
+//!
+//! Tests assemble the same gateway in their own process (mini-redis's
+//! `server::run(listener, shutdown)`): [`build_with_clock`] with a manual
+//! clock, then [`serve`] on listeners they bound, so time is moved rather
+//! than waited for.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -378,19 +383,41 @@ pub struct Bound {
     pub metrics: Option<SocketAddr>,
 }
 
+/// Where a gateway serves: the public listener and the metrics one.
+pub struct Listeners {
+    pub public: Listener,
+    pub metrics: Option<Listener>,
+}
+
+impl Listeners {
+    /// Binds what the config names: `server.listen` (with TLS when
+    /// `server.tls_cert` and `tls_key` are set) and `server.metrics_listen`.
+    pub async fn bind(config: &Config) -> Result<Listeners, StartError> {
+        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
+            _ => None,
+        };
+        let public = Listener::bind(config.server.listen, tls).await?;
+        let metrics = match config.server.metrics_listen {
+            Some(addr) => Some(Listener::bind(addr, None).await?),
+            None => None,
+        };
+        Ok(Listeners { public, metrics })
+    }
+}
+
 /// Binds the public and metrics listeners, prints where they are, and serves
 /// until `shutdown` fires. Returns once in-flight requests have drained.
 pub async fn run(app: App, shutdown: Shutdown) -> Result<(), StartError> {
+    let listeners = Listeners::bind(&app.config).await?;
+    serve(app, listeners, shutdown).await
+}
+
+/// As [`run`], on listeners bound already (what `server.listen` and
+/// `metrics_listen` say is not read).
+pub async fn serve(app: App, listeners: Listeners, shutdown: Shutdown) -> Result<(), StartError> {
     let App { config, gateway, store, users, audit, stale } = app;
-    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
-        (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
-        _ => None,
-    };
-    let listener = Listener::bind(config.server.listen, tls).await?;
-    let metrics = match config.server.metrics_listen {
-        Some(addr) => Some(Listener::bind(addr, None).await?),
-        None => None,
-    };
+    let Listeners { public: listener, metrics } = listeners;
     let bound = Bound { public: listener.local_addr(), metrics: metrics.as_ref().map(Listener::local_addr) };
     users.watch(store.clone(), audit.clone(), stale, shutdown.clone());
     let scheme = if listener.is_tls() { "https" } else { "http" };

@@ -6,7 +6,9 @@
 //! A map of the modules, in the order a request meets them
 //! (`docs/architecture.md` walks three requests through them):
 //!
-//! - `server`: listeners, TLS, connection limits, worker threads, draining;
+//! - `server`: listeners, TLS, connection limits, worker threads, draining
+//!   (a file each: `listener`, `tls`, `limits`, `client_slots`, `accept`,
+//!   `workers`, `connection`, `protocols`, `asleep`, `on_wake`, `handler`);
 //!   `shutdown`: the one "stop now" everything watches; `worker`: which
 //!   worker thread runs the code at hand.
 //! - `client_ip`: the client's address (the peer, or what a trusted proxy

@@ -4,7 +4,7 @@
 //! Every template is embedded with `include_str!` and parsed once by
 //! [`Templates::load`], so a broken template stops the gateway at start-up instead
 //! of failing a login later. Names are paths relative to `templates/`
-//! ("login.html", "email/login_code.txt"). Autoescaping is on for `.html`, so
+//! ("login.html", "email/login_code.txt", "email/alerts/new_ip.txt"). Autoescaping is on for `.html`, so
 //! user-controlled values (usernames, device strings) cannot inject markup; `.txt`
 //! e-mail bodies are plain text and are not escaped.
 
@@ -28,6 +28,24 @@ const SOURCES: &[(&str, &str)] = &[
     ("email/login_code.html", include_str!("../templates/email/login_code.html")),
     ("email/security_alert.txt", include_str!("../templates/email/security_alert.txt")),
     ("email/security_alert.html", include_str!("../templates/email/security_alert.html")),
+    // Each alert's words (`mail::Alert`): the title, a blank line, the details.
+    ("email/alerts/otp_enabled.txt", include_str!("../templates/email/alerts/otp_enabled.txt")),
+    ("email/alerts/otp_disabled.txt", include_str!("../templates/email/alerts/otp_disabled.txt")),
+    ("email/alerts/totp_enabled.txt", include_str!("../templates/email/alerts/totp_enabled.txt")),
+    ("email/alerts/totp_removed.txt", include_str!("../templates/email/alerts/totp_removed.txt")),
+    ("email/alerts/passkey_added.txt", include_str!("../templates/email/alerts/passkey_added.txt")),
+    ("email/alerts/passkey_removed.txt", include_str!("../templates/email/alerts/passkey_removed.txt")),
+    (
+        "email/alerts/backup_codes_regenerated.txt",
+        include_str!("../templates/email/alerts/backup_codes_regenerated.txt"),
+    ),
+    ("email/alerts/backup_code_used.txt", include_str!("../templates/email/alerts/backup_code_used.txt")),
+    ("email/alerts/password_changed.txt", include_str!("../templates/email/alerts/password_changed.txt")),
+    ("email/alerts/password_reset.txt", include_str!("../templates/email/alerts/password_reset.txt")),
+    ("email/alerts/factors_reset.txt", include_str!("../templates/email/alerts/factors_reset.txt")),
+    ("email/alerts/repeated_failures.txt", include_str!("../templates/email/alerts/repeated_failures.txt")),
+    ("email/alerts/new_ip.txt", include_str!("../templates/email/alerts/new_ip.txt")),
+    ("email/alerts/account_locked.txt", include_str!("../templates/email/alerts/account_locked.txt")),
 ];
 
 /// The compiled template set. Cheap to share behind an `Arc`; rendering takes `&self`.

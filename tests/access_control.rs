@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::flow::{Backend, Harness, Options, PASSWORD};
-use support::{Gateway, SECRET, client, write_users};
+use support::{Gateway, SECRET, assert_eventually, client, write_users};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `/public/` bypasses, `/admin/` is denied to everyone, the rest needs a password.
@@ -469,6 +469,15 @@ async fn one_client_cannot_hold_every_connection() {
     )
     .await
     .unwrap();
+    // The connections the gateway holds, read over one kept-alive connection
+    // (so the reading itself counts the same each time).
+    let scrape = reqwest::Client::new();
+    let metrics = format!("http://{}/metrics", h.gw.metrics_addr.as_ref().unwrap());
+    let open = async || {
+        let text = scrape.get(&metrics).send().await.unwrap().text().await.unwrap();
+        support::sample(&text, "portcullis_connections_open", &[])
+    };
+    let before = open().await;
     // Four idle connections are this client's share.
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -476,7 +485,8 @@ async fn one_client_cannot_hold_every_connection() {
         s.write_all(b"GET /").await.unwrap();
         held.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A connection is counted once accepted, with its client's slot taken.
+    assert_eventually!(open().await >= before + 4.0, "the four connections accepted");
     let mut fifth = tokio::net::TcpStream::connect(&h.gw.addr).await.unwrap();
     let _ = fifth.write_all(format!("GET /x HTTP/1.1\r\nHost: {}\r\n\r\n", h.gw.addr).as_bytes()).await;
     let mut buf = vec![0u8; 1024];
@@ -485,16 +495,11 @@ async fn one_client_cannot_hold_every_connection() {
     assert!(n == 0 || text.starts_with("HTTP/1.1 503"), "the fifth connection is turned away: {text}");
     drop(held);
     // With the others gone, the client is served again.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Ok(r) = client().get(h.url("/x")).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "served again once its connections closed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eventually!(
+        within Duration::from_secs(5),
+        client().get(h.url("/x")).send().await.is_ok_and(|r| r.status() == 200),
+        "served again once its connections closed"
+    );
 }
 
 #[tokio::test]

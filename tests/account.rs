@@ -152,10 +152,10 @@ async fn revoking_a_session_kills_its_cookie_at_once(b: Backend) {
 }
 
 async fn me_lists_recent_logins_newest_first(b: Backend) {
-    let Some(h) = Harness::start(b, one_factor()).await else { return };
+    let Some(h) = Harness::start_on_clock(b, one_factor()).await else { return };
     for ua in [FIREFOX, CHROME_MAC, IPHONE] {
         h.login_client("testuser", PASSWORD, ua).await;
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        h.pass(std::time::Duration::from_millis(1100)).await;
     }
     let c = h.login_client("testuser", PASSWORD, FIREFOX).await;
     let me: Value = c.get(h.url("/_auth/api/me")).send().await.unwrap().json().await.unwrap();

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::assert_eventually;
 use support::flow::{Backend, Harness, Options, PASSWORD};
 
 async fn attempt(
@@ -99,7 +100,7 @@ async fn an_account_lock_expires_by_itself(b: Backend) {
         lockout: Some("ip_failures = \"100/15m\"\naccount_failures = \"3/1h\"\naccount_lock = \"2s\""),
         ..Default::default()
     };
-    let Some(h) = Harness::start(b, o).await else { return };
+    let Some(h) = Harness::start_on_clock(b, o).await else { return };
     for _ in 0..3 {
         assert_eq!(attempt(&h, &h.origin, "testuser", "wrong", None).await.0, 400);
     }
@@ -111,7 +112,7 @@ async fn an_account_lock_expires_by_itself(b: Backend) {
     assert!(alert[0].header("Subject").unwrap_or_default().contains("locked"), "lock alert e-mailed");
     // Other accounts are unaffected.
     assert_eq!(attempt(&h, &h.origin, "bob", "bobs-password-1", None).await.0, 200);
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    h.pass(Duration::from_millis(2300)).await;
     assert_eq!(attempt(&h, &h.origin, "testuser", PASSWORD, None).await.0, 200, "the lock expired");
 }
 
@@ -248,11 +249,7 @@ async fn a_login_from_a_new_ip_alerts_but_the_very_first_login_does_not(b: Backe
     // guessed pause. The gateway sends a login's alert before answering it; were
     // alerts sent in the background, an earlier login's would still not come
     // after a later one's, so waiting for the third login's covers the first two.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !h.smtp.messages().iter().any(new_ip) {
-        assert!(std::time::Instant::now() < deadline, "no new-IP alert: {:?}", subjects(&h));
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    assert_eventually!(h.smtp.messages().iter().any(new_ip), "no new-IP alert: {:?}", subjects(&h));
     let alerts: Vec<_> = h.smtp.messages().into_iter().filter(new_ip).collect();
     assert_eq!(alerts.len(), 1, "one alert, for the new address only: {:?}", subjects(&h));
     let alert = &alerts[0];

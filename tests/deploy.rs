@@ -13,6 +13,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use support::eventually::{PATIENCE, eventually_blocking};
 use support::{Gateway, SECRET};
 
 fn repo(path: &str) -> PathBuf {
@@ -143,11 +144,8 @@ async fn the_units_reload_command_makes_the_gateway_reread_its_users() {
     let status = Command::new(words.next().unwrap()).args(words).status().unwrap();
     assert!(status.success(), "{command}");
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while gw.log().matches(reloaded).count() <= before {
-        assert!(std::time::Instant::now() < deadline, "no reload after {command}:\n{}", gw.log());
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let reload = format!("a reload after {command}");
+    eventually_blocking(reload, PATIENCE, || (gw.log().matches(reloaded).count() > before).then_some(()));
     let line = gw.log().lines().rfind(|l| l.contains(reloaded)).unwrap_or_default().to_string();
     assert!(line.contains("\"reason\":\"SIGHUP\""), "{line}");
 }

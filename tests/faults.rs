@@ -15,12 +15,14 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::assert_eventually;
+use support::eventually::{poll, poll_every};
 use support::faults::{Fault, FaultProxy};
 use support::redis::server_or_skip;
 use support::upstream::Upstream;
@@ -99,14 +101,13 @@ impl Rig {
     /// Polls until a proxied request gets 200; returns how long that took.
     async fn until_ok(&self, path: &str, limit: Duration) -> Duration {
         let started = Instant::now();
-        loop {
-            let r = self.get(path).await;
-            if r.status == 200 {
-                return started.elapsed();
-            }
-            assert!(started.elapsed() < limit, "still {} after {limit:?}", r.status);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let mut last = None;
+        let ok = async || {
+            let status = self.get(path).await.status;
+            last = Some(status);
+            (status == 200).then(|| started.elapsed())
+        };
+        poll(limit, ok).await.unwrap_or_else(|| panic!("still {last:?} after {limit:?}"))
     }
 }
 
@@ -196,28 +197,40 @@ async fn redis_killed_under_load_fails_closed_then_the_session_works_again_withi
 
     let rig = Arc::new(rig);
     let stop = Arc::new(AtomicBool::new(false));
+    // What the load has been answered so far, to wait for rather than guess.
+    let (answered, forwarded) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let workers: Vec<_> = (0..8)
         .map(|_| {
-            let (rig, stop) = (rig.clone(), stop.clone());
+            let (rig, stop, answered, forwarded) = (rig.clone(), stop.clone(), answered.clone(), forwarded.clone());
             tokio::spawn(async move {
                 let mut replies = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    replies.push(rig.get("/app").await);
+                    let reply = rig.get("/app").await;
+                    if reply.status == 200 {
+                        forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    replies.push(reply);
                 }
                 replies
             })
         })
         .collect();
+    let (answered, forwarded) = (|| answered.load(Ordering::Relaxed), || forwarded.load(Ordering::Relaxed));
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eventually!(forwarded() >= 16, "requests passing before the kill");
     tokio::task::block_in_place(|| redis.kill());
     let killed = Instant::now();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The 8 in flight at the kill, then 32 begun and answered while Redis is down.
+    let at_kill = answered();
+    assert_eventually!(answered() >= at_kill + 8 + 32, "the load to go on while Redis is down");
     // Redis may answer a moment before restart() returns.
     let restarting = Instant::now();
     tokio::task::block_in_place(|| redis.restart()).expect("redis-server restarts on the same port");
     let restarted = Instant::now();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Healed, and still healed 500 forwarded requests later.
+    let at_restart = forwarded();
+    assert_eventually!(forwarded() > at_restart + 500, "the session to work again after the restart, and go on");
     stop.store(true, Ordering::Relaxed);
 
     let mut replies: Vec<Reply> = Vec::new();
@@ -289,15 +302,13 @@ async fn burst_refused_in_time(rig: &Arc<Rig>, n: usize, bound: Duration, what: 
     let client_slowest = replies.iter().map(|r| r.took).max().unwrap_or_default();
     // Access-log lines are written asynchronously (an earlier request's may
     // still come after the mark).
-    let mut answered = Vec::new();
-    for _ in 0..100 {
-        answered = gateway_durations(&rig.gw.log(), mark);
-        answered.retain(|&(status, _)| status == 503);
-        if answered.len() >= n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let refusals = || {
+        let mut refused = gateway_durations(&rig.gw.log(), mark);
+        refused.retain(|&(status, _)| status == 503);
+        refused
+    };
+    let _ = poll(Duration::from_secs(2), async || (refusals().len() >= n).then_some(())).await;
+    let answered = refusals();
     assert_eq!(answered.len(), n, "{what}: one access-log line per 503");
     let mut took: Vec<Duration> = answered.iter().map(|&(_, d)| d).collect();
     took.sort();
@@ -570,16 +581,18 @@ async fn a_100_mb_response_to_a_client_that_stops_reading_stays_in_bounded_memor
 
     // The upstream may fill the socket buffers on the way (the kernel's, which
     // autotune to tens of MiB on loopback), then must be held back instead of
-    // being read into the gateway's memory.
-    let mut delivered = faults.reply_bytes();
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // being read into the gateway's memory: the same count in two readings
+    // 100 ms apart.
+    let mut last = None;
+    let held_back = async || {
         let now = faults.reply_bytes();
-        if now == delivered {
-            break;
-        }
-        delivered = now;
-    }
+        let same = last == Some(now);
+        last = Some(now);
+        same.then_some(now)
+    };
+    let settled = poll_every(Duration::from_millis(100), Duration::from_secs(5), held_back).await;
+    let delivered = settled.unwrap_or_else(|| faults.reply_bytes());
+    // Held back, and still: nothing more for half a second (time passing is the point).
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(faults.reply_bytes(), delivered, "the upstream is held back");
     let grown = memory_kib(rig.gw.pid(), "VmHWM").saturating_sub(peak_before);

@@ -16,9 +16,10 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use reqwest::cookie::CookieStore;
 use serde_json::{Value, json};
+use support::eventually::{PATIENCE, eventually};
 use support::proxies::{Launch, Proxy, ProxyProcess};
 use support::upstream::Upstream;
-use support::{Gateway, SECRET, client, form_field, write_users};
+use support::{Gateway, SECRET, assert_eventually, client, form_field, write_users};
 
 const ALICE: (&str, &str) = ("alice", "alice-password-1");
 const BOB: (&str, &str) = ("bob", "bob-password-1");
@@ -121,15 +122,12 @@ policy = "deny"
     }
     let (proxy, portal, gw) = started.expect("ten free ports in a row were taken before the proxy could bind them");
     // Proxies may accept connections before their routes are loaded.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let r = client().get(proxy.url("/_auth/healthz")).send().await;
-        if r.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{} never routed to the gateway", proxy.name);
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    assert_eventually!(
+        within std::time::Duration::from_secs(15),
+        client().get(proxy.url("/_auth/healthz")).send().await.is_ok_and(|r| r.status() == 200),
+        "{} never routed to the gateway",
+        proxy.name
+    );
     Some(Setup { proxy, up, portal, gw, _users: users_dir })
 }
 
@@ -241,12 +239,8 @@ async fn token_of(s: &Setup, who: (&str, &str)) -> String {
     };
     let printed = s.gw.stdout().len();
     assert_eq!(post("step-up", json!({})).await.unwrap().status(), StatusCode::OK);
-    let code = loop {
-        if let Some(code) = support::find_code(&s.gw.stdout()[printed..], 6) {
-            break code;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let code =
+        eventually("a code on the console", PATIENCE, async || support::find_code(&s.gw.stdout()[printed..], 6)).await;
     assert_eq!(post("verify-login-otp", json!({"otp_code": code})).await.unwrap().status(), StatusCode::OK);
     let r = post("tokens", json!({"name": "client", "password": who.1})).await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{}", s.proxy.name);

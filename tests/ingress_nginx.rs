@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use support::proxies::{self, ProxyProcess};
 use support::smtp::SmtpSink;
 use support::upstream::Upstream;
-use support::{Gateway, SECRET, form_field, write_users};
+use support::{Gateway, SECRET, assert_eventually, form_field, write_users};
 
 const ALICE: (&str, &str) = ("alice", "alice-password-1");
 const BOB: (&str, &str) = ("bob", "bob-password-1");
@@ -111,16 +111,12 @@ async fn setup() -> Option<Setup> {
     let gw = Gateway::start_in(dir, &config, &env);
     let s = Setup { proxy, up, smtp, portal, app, portal_host, app_host, _gw: gw };
     // nginx may accept connections a moment before it routes.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let (http, _) = browser(&s);
-    loop {
-        let r = http.get(format!("{}/_auth/healthz", s.portal)).send().await;
-        if r.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "ingress-nginx never routed to the gateway");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    assert_eventually!(
+        within std::time::Duration::from_secs(15),
+        http.get(format!("{}/_auth/healthz", s.portal)).send().await.is_ok_and(|r| r.status() == 200),
+        "ingress-nginx never routed to the gateway"
+    );
     Some(s)
 }
 

@@ -15,6 +15,7 @@ use std::process::{Command, Output, Stdio};
 
 use reqwest::StatusCode;
 use serde_json::json;
+use support::eventually::{PATIENCE, eventually};
 use support::upstream::Upstream;
 use support::{Gateway, client, find_code, free_port};
 
@@ -119,14 +120,7 @@ async fn init_writes_a_config_that_checks_serves_and_protects_the_app() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let code = loop {
-        if let Some(c) = find_code(&gw.stdout(), 6) {
-            break c;
-        }
-        assert!(std::time::Instant::now() < deadline, "no code on the console:\n{}", gw.stdout());
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let code = eventually("a code on the console", PATIENCE, async || find_code(&gw.stdout(), 6)).await;
     let r = http
         .post(format!("{public}/_auth/api/verify-login-otp"))
         .header("Origin", &public)

@@ -13,10 +13,14 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::assert_eventually;
+use support::eventually::poll_every;
 use support::flow::{Backend, Harness, Options};
 use support::slapd::{BASE_DN, SERVICE_DN, SERVICE_PASSWORD, Slapd};
 
@@ -254,16 +258,11 @@ fn user_commands_refuse_with_the_directory_backend() {
     }
 }
 
-/// Polls `f` until it is true or `within` passes; returns how long it took.
+/// Asks `f` every 200 ms (a login costs a password hash) until it is true
+/// or `within` passes; returns how long it took.
 async fn eventually(within: Duration, mut f: impl AsyncFnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
-    while start.elapsed() < within {
-        if f().await {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    None
+    poll_every(Duration::from_millis(200), within, async || f().await.then(|| start.elapsed())).await
 }
 
 #[tokio::test]
@@ -309,9 +308,11 @@ async fn a_killed_directory_gives_503s_and_no_login_under_load_and_logins_work_o
     let signed_in = h.login_client("bob", "bob-password", "before").await;
     // Load: eight clients logging in over and over while the directory dies.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (logins, refusals) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut load = Vec::new();
     for _ in 0..8 {
         let (url, origin, stop) = (h.url("/_auth/api/send-login-otp"), h.origin.clone(), stop.clone());
+        let (logins, refusals) = (logins.clone(), refusals.clone());
         load.push(tokio::spawn(async move {
             let c = support::client();
             let mut seen = Vec::new();
@@ -331,18 +332,25 @@ async fn a_killed_directory_gives_503s_and_no_login_under_load_and_logins_work_o
                     .iter()
                     .any(|v| v.to_str().unwrap_or("").starts_with("portcullis_session="));
                 seen.push((status, started, started.elapsed(), has_session));
+                match status {
+                    200 => logins.fetch_add(1, Ordering::Relaxed),
+                    _ => refusals.fetch_add(1, Ordering::Relaxed),
+                };
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             seen
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eventually!(logins.load(Ordering::Relaxed) >= 8, "logins under load before the kill");
     slapd.kill();
     let killed_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The load meets the dead directory (forty answers, five a client).
+    let refused = refusals.load(Ordering::Relaxed);
+    assert_eventually!(refusals.load(Ordering::Relaxed) >= refused + 40, "503s once the directory is gone");
     // A session made before is checked in the store, not the directory.
     assert_eq!(signed_in.get(h.url("/app")).send().await.unwrap().status(), 200, "sessions live without the directory");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let refused = refusals.load(Ordering::Relaxed);
+    assert_eventually!(refusals.load(Ordering::Relaxed) >= refused + 8, "more 503s while the directory is gone");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut all = Vec::new();
     for t in load {

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::assert_eventually;
 use support::flow::{Backend, Harness, Options};
 
 const ATTEMPTS: usize = 1000;
@@ -107,9 +108,7 @@ async fn brute_force(b: Backend) {
     let attackers: Vec<reqwest::Client> = (0..CLIENTS).map(|_| support::client()).collect();
     let (ready, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let user = spawn_user(h.origin.clone(), ready.clone(), done.clone());
-    while !ready.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert_eventually!(within Duration::from_secs(30), ready.load(Ordering::SeqCst), "the user to sign in");
 
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));

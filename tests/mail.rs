@@ -17,6 +17,7 @@ use portcullis::config::{CaFile, MailConfig, MailTransport, Secret, SmtpTls};
 use portcullis::mail::{CodeMail, Email, MailError, Mailer, compose_code_mail};
 use portcullis::render::Templates;
 use portcullis::store::CodePurpose;
+use support::assert_eventually;
 use support::smtp::{self, Failure, SmtpSink};
 
 fn smtp_config(port: u16, timeout: Duration) -> MailConfig {
@@ -441,11 +442,7 @@ async fn console_transport_prints_the_code_mail_on_stdout() {
     .expect("send-login-otp");
     assert_eq!(r.status(), 200);
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gw.stdout().contains("END OF MAIL") {
-        assert!(Instant::now() < deadline, "no mail on stdout:\n{}", gw.stdout());
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    assert_eventually!(gw.stdout().contains("END OF MAIL"), "no mail on stdout:\n{}", gw.stdout());
     let out = gw.stdout();
     let mail = &out[out.find("MAIL (console transport)").expect("the mail block")..];
     assert!(mail.lines().any(|l| l.starts_with("To:") && l.contains("alice@example.com")), "{mail}");

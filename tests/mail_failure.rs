@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::assert_eventually;
 use support::flow::{Backend, Harness, Options, PASSWORD};
 use support::sample;
 use support::smtp::Failure;
@@ -119,11 +120,11 @@ async fn failed_login(h: &Harness) -> Duration {
     assert!(v["error"].as_str().is_some_and(|e| e.contains("No pending login")), "{v}");
     if h.redis.is_some() {
         // The pending login is removed in the background: poll for it.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while h.redis_keys("portcullis:pending:*").await != Some(vec![]) {
-            assert!(Instant::now() < deadline, "a pending login is left in Redis");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        assert_eventually!(
+            within Duration::from_secs(5),
+            h.redis_keys("portcullis:pending:*").await == Some(vec![]),
+            "a pending login is left in Redis"
+        );
         assert_eq!(h.redis_keys("portcullis:{u:testuser}:code:*").await, Some(vec![]), "the code is voided");
     }
 

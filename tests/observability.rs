@@ -11,6 +11,7 @@ mod support;
 use std::process::Command;
 
 use serde_json::{Value, json};
+use support::assert_eventually;
 use support::flow::{Backend, Harness, Options, PASSWORD};
 use support::proxies::find_program;
 use support::sample;
@@ -66,11 +67,11 @@ async fn counters_move_for_each_outcome_and_pass_promtool() {
     h.redis.as_mut().unwrap().kill();
     // The near cache serves the session until it sees its channel's connection
     // closed, a few milliseconds (docs/store.md); from then on, 503.
-    let killed = std::time::Instant::now();
-    while sample(&h.metrics().await, "portcullis_session_cache_live", &[]) != 0.0 {
-        assert!(killed.elapsed() < std::time::Duration::from_millis(500), "the near cache still serves");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    assert_eventually!(
+        within std::time::Duration::from_millis(500),
+        sample(&h.metrics().await, "portcullis_session_cache_live", &[]) == 0.0,
+        "the near cache still serves"
+    );
     let r = h.http.get(h.url("/app")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     let ready = h.http.get(h.url("/_auth/readyz")).send().await.unwrap();

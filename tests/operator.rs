@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use support::assert_eventually;
 use support::flow::{Backend, Harness, Options, PASSWORD};
 
 support::on_both_stores!(
@@ -291,6 +292,18 @@ async fn text_logs_escape_what_clients_type() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Stderr as written, byte for byte (a stray \r must show).
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let (mut err, stderr) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut err, &mut buf) {
+                stderr.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let logged = || String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("the gateway starts").unwrap();
@@ -307,10 +320,11 @@ async fn text_logs_escape_what_clients_type() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eventually!(logged().contains("invalid_credentials"), "the attempt logged");
     let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
+    let _ = child.wait();
+    reader.join().unwrap();
+    let log = logged();
     let attempt = log.lines().find(|l| l.contains("invalid_credentials")).unwrap_or_else(|| panic!("{log}"));
     assert!(attempt.contains("mallory\\x0a2026-12-01") && attempt.contains("\\x0d\\x1b[1A"), "{attempt}");
     assert!(!log.lines().any(|l| l.starts_with("2026-12-01T00:00:00Z")), "no forged line:\n{log}");

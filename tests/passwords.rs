@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::eventually::{PATIENCE, eventually, poll};
 use support::flow::{Backend, Harness, Options, PASSWORD};
 
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
@@ -37,33 +38,23 @@ fn browserless() -> reqwest::Client {
 }
 
 async fn wait_for_subject(h: &Harness, needle: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if h.smtp.messages().iter().any(|m| m.header("Subject").unwrap_or_default().contains(needle)) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+    let arrived = || h.smtp.messages().iter().any(|m| m.header("Subject").unwrap_or_default().contains(needle));
+    poll(PATIENCE, async || arrived().then_some(())).await.is_some()
 }
 
 /// The code in the newest reset mail after `before` mails.
 async fn reset_code(h: &Harness, before: usize) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let text = eventually("a reset mail", PATIENCE, async || {
         let msgs = h.smtp.messages();
-        if let Some(m) = msgs[before.min(msgs.len())..]
+        let m = msgs[before.min(msgs.len())..]
             .iter()
             .rev()
-            .find(|m| m.header("Subject").unwrap_or_default().contains("Reset your"))
-        {
-            let text = m.text_body().unwrap_or_default();
-            assert!(text.contains("15 minutes"), "the reset code lives 15 minutes:\n{text}");
-            return support::find_code(&text, h.digits).expect("a code in the reset mail");
-        }
-        assert!(Instant::now() < deadline, "no reset mail");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .find(|m| m.header("Subject").unwrap_or_default().contains("Reset your"))?;
+        Some(m.text_body().unwrap_or_default())
+    })
+    .await;
+    assert!(text.contains("15 minutes"), "the reset code lives 15 minutes:\n{text}");
+    support::find_code(&text, h.digits).expect("a code in the reset mail")
 }
 
 async fn change_password_on(backend: Backend) {

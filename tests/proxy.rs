@@ -11,6 +11,8 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use support::assert_eventually;
+use support::eventually::poll_every;
 use support::upstream::Upstream;
 use support::{Gateway, base_config, client, empty_users};
 
@@ -336,11 +338,7 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
     let url = gw.url("/slow?ms=1500");
     let in_flight = tokio::spawn(async move { client().get(url).send().await });
     // SIGTERM once the request is in flight: the upstream has it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while up.hits() == 0 {
-        assert!(Instant::now() < deadline, "the request never reached the upstream");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert_eventually!(up.hits() > 0, "the request to reach the upstream");
     gw.signal("TERM");
     let r = in_flight.await.unwrap().unwrap();
     assert_eq!(r.status(), 200);
@@ -442,17 +440,10 @@ async fn gauge(gw: &Gateway, name: &str) -> i64 {
     support::sample(&text, name, &[]) as i64
 }
 
-/// Waits (at most 20 s) until `n` connections are asleep.
-async fn wait_until_asleep(gw: &Gateway, n: i64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let asleep = gauge(gw, "portcullis_connections_asleep").await;
-        if asleep == n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{asleep} connections asleep, not {n}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Asserts that `n` connections fall asleep within 20 s.
+async fn assert_asleep_eventually(gw: &Gateway, n: i64) {
+    let sleepers = async || gauge(gw, "portcullis_connections_asleep").await;
+    assert_eventually!(within Duration::from_secs(20), sleepers().await == n, "{} connections asleep, not {n}", sleepers().await);
 }
 
 /// Reads `n` whole responses from `s`; their status lines and bodies.
@@ -485,7 +476,7 @@ async fn idle_http1_connections_sleep_and_stay_open_until_the_idle_timeout() {
     let gw = sleepy_gateway(&up, "4s", "");
     let mut s = tokio::net::TcpStream::connect(&gw.addr).await.unwrap();
     assert_eq!(ask(&mut s, b"GET /first HTTP/1.1\r\nHost: app\r\n\r\n", 1).await[0].0, "HTTP/1.1 200 OK");
-    wait_until_asleep(&gw, 1).await;
+    assert_asleep_eventually(&gw, 1).await;
 
     // Twice the header-read timeout after the first request: awake again.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -495,7 +486,7 @@ async fn idle_http1_connections_sleep_and_stay_open_until_the_idle_timeout() {
     assert_eq!(gauge(&gw, "portcullis_connections_asleep").await, 0, "awake while it works");
 
     // Asleep again, then two requests in one write: both answered, in order.
-    wait_until_asleep(&gw, 1).await;
+    assert_asleep_eventually(&gw, 1).await;
     let both = ask(&mut s, b"GET /a HTTP/1.1\r\nHost: app\r\n\r\nGET /b HTTP/1.1\r\nHost: app\r\n\r\n", 2).await;
     assert!(both[0].1.contains("\"/a\"") && both[1].1.contains("\"/b\""), "{both:?}");
     assert_eq!(up.hits(), 4);
@@ -541,22 +532,18 @@ async fn idle_keep_alive_connections_cost_bounded_memory() {
     let gw = sleepy_gateway(&up, "60s", "max_connections_per_client = 5000\n");
     // The baseline: a gateway that has answered a few requests.
     drop(idle_connections(gw.port(), 8).await);
-    wait_until_asleep(&gw, 0).await;
+    assert_asleep_eventually(&gw, 0).await;
     let baseline = rss_kib(gw.pid());
 
     let mut held = idle_connections(gw.port(), N).await;
-    wait_until_asleep(&gw, N as i64).await;
+    assert_asleep_eventually(&gw, N as i64).await;
     // What hyper held is freed when a connection sleeps; the allocator's
     // background thread gives the pages back to the system within seconds.
     let limit = 12.0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let per_connection = loop {
-        let asleep = rss_kib(gw.pid()).saturating_sub(baseline) as f64 / N as f64;
-        if asleep <= limit || Instant::now() > deadline {
-            break asleep;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let per_connection = || rss_kib(gw.pid()).saturating_sub(baseline) as f64 / N as f64;
+    let within_limit = async || Some(per_connection()).filter(|kib| *kib <= limit);
+    let every = Duration::from_millis(200);
+    let per_connection = poll_every(every, Duration::from_secs(30), within_limit).await.unwrap_or_else(per_connection);
     eprintln!("RSS baseline {baseline} KiB; {per_connection:.1} KiB per sleeping connection");
     // 7.6 KiB measured here (debug build; 4.9 KiB in a release build with
     // 10,000): the socket's registration, the small task and its counters.

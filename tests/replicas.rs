@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
+use support::assert_eventually;
+use support::eventually::{PATIENCE, eventually, poll};
 use support::redis::{RedisServer, SentinelSetup, or_skip, server_or_skip};
 use support::upstream::Upstream;
 use support::{Gateway, SECRET, free_port, write_users};
@@ -208,14 +210,7 @@ async fn a_replica_answers_503_at_once_when_redis_dies_and_recovers_with_it() {
     assert_eq!(metric(&b_gw, "portcullis_session_cache_live", &[]).await, 0.0);
 
     tokio::task::block_in_place(|| redis.restart()).expect("restart redis");
-    let back = Instant::now();
-    let cookie = loop {
-        match login(&http, &b).await {
-            Ok(c) => break c,
-            Err(_) if back.elapsed() < Duration::from_secs(10) => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(s) => panic!("no login 10 s after Redis came back: {s}"),
-        }
-    };
+    let cookie = eventually("a login once Redis is back", PATIENCE, async || login(&http, &b).await.ok()).await;
     assert_eq!(app(&http, &b, &cookie).await, Some(StatusCode::OK), "a new session works");
 }
 
@@ -286,7 +281,7 @@ async fn a_sentinel_failover_under_load_keeps_the_gateway_closed_then_serves_wit
     };
     let valid = hammer(cookie.clone(), valid_200.clone(), true);
     let denied = hammer(revoked.clone(), revoked_200.clone(), false);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eventually!(*valid_200.lock().unwrap() >= 20, "the load to run");
 
     let old_master = sentinel.master.addr();
     tokio::task::block_in_place(|| sentinel.master.kill());
@@ -295,7 +290,7 @@ async fn a_sentinel_failover_under_load_keeps_the_gateway_closed_then_serves_wit
 
     let mut promoted = None;
     let mut relogin = None;
-    while kill.elapsed() < Duration::from_secs(15) {
+    let recovered = async || {
         if promoted.is_none() && sentinel.current_master().is_some_and(|m| m != old_master) {
             promoted = Some(kill.elapsed());
         }
@@ -307,12 +302,12 @@ async fn a_sentinel_failover_under_load_keeps_the_gateway_closed_then_serves_wit
             assert_eq!(app(&http, &base, &c).await, Some(StatusCode::OK), "the new session works");
             relogin = Some(kill.elapsed());
         }
-        if promoted.is_some() && relogin.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+        (promoted.is_some() && relogin.is_some()).then_some(())
+    };
+    poll(Duration::from_secs(15), recovered).await;
+    // The load goes on a while after the recovery, the revoked session too.
+    let after = timeline.lock().unwrap().statuses.len() + 20;
+    assert_eventually!(timeline.lock().unwrap().statuses.len() >= after, "the load to go on after the recovery");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     valid.await.unwrap();
     denied.await.unwrap();

@@ -116,11 +116,8 @@ impl Fixture {
 
 /// Waits (up to 5 s) until the store's near cache serves.
 pub async fn near_cache_serving(store: &Store) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !store.near_cache_live() {
-        assert!(tokio::time::Instant::now() < deadline, "the near cache's invalidation channel did not come up");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let limit = Duration::from_secs(5);
+    support::assert_eventually!(within limit, store.near_cache_live(), "the invalidation channel did not come up");
 }
 
 /// Generates, for each time-dependent conformance function `f(&Store, &Time)`,

@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 
 use portcullis::config::StoreConfig;
 use portcullis::store::{CodePurpose, RateBucket, RateDecision, Store};
+use support::assert_eventually;
 use support::redis::{RedisCluster, key_slot, or_skip};
 use tokio::task::JoinHandle;
 
@@ -70,10 +71,9 @@ async fn open(url: &str, prefix: &str, near_cache: bool) -> Store {
     let cfg = StoreConfig { key_prefix: format!("{prefix}:"), near_cache, ..config(url) };
     let store = Store::open(&cfg).await.expect("open cluster store");
     store.ping().await.expect("the cluster answers");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while near_cache && !store.near_cache_live() {
-        assert!(Instant::now() < deadline, "{prefix}: the near cache's channel did not come up");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    if near_cache {
+        let limit = Duration::from_secs(5);
+        assert_eventually!(within limit, store.near_cache_live(), "{prefix}: the near cache's channel did not come up");
     }
     store
 }
@@ -272,7 +272,8 @@ async fn operations_carry_on_while_their_slot_moves_to_another_master() {
         })
         .collect();
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ran = || done.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
+    assert_eventually!(ran() >= 100, "the load to run");
     let before = done.load(Ordering::Relaxed);
     let started = Instant::now();
     let moved = tokio::task::spawn_blocking(move || {
@@ -283,7 +284,8 @@ async fn operations_carry_on_while_their_slot_moves_to_another_master() {
     result.expect("redis-cli --cluster reshard");
     let took = started.elapsed();
     let during = done.load(Ordering::Relaxed) - before;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = ran() + 100;
+    assert_eventually!(ran() >= after, "the load to go on once the slot has moved");
     stop.store(true, Ordering::Relaxed);
     let mut errors = Vec::new();
     for w in workers {

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::assert_eventually;
+use support::eventually::poll;
 use support::flow::{Backend, Harness, Options, PASSWORD};
 
 const BOB_PASSWORD: &str = "bobs-password-1";
@@ -270,15 +272,15 @@ async fn app_status(h: &Harness, c: &reqwest::Client) -> StatusCode {
 /// Waits (up to `limit`) for `c`'s session to be refused; returns how long it took.
 async fn refused_within(h: &Harness, c: &reqwest::Client, limit: Duration) -> Duration {
     let since = Instant::now();
-    loop {
-        let status = app_status(h, c).await;
-        if status == StatusCode::UNAUTHORIZED {
-            return since.elapsed();
+    let refused = async || match app_status(h, c).await {
+        StatusCode::UNAUTHORIZED => true,
+        status => {
+            assert_eq!(status, 200);
+            false
         }
-        assert_eq!(status, 200);
-        assert!(since.elapsed() < limit, "the session still works after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    };
+    assert_eventually!(within limit, refused().await, "the session still works after {limit:?}");
+    since.elapsed()
 }
 
 /// `user list`'s rows split on whitespace, header first.
@@ -359,14 +361,14 @@ async fn user_remove_ends_sessions_and_forgets_the_second_factors_and_list_shows
         Some(&format!("{STRONG}\n")),
     );
     ok(&out);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (status, v) = loop {
-        let (status, v) = login_status(&h, "bob", STRONG).await;
-        if status != 400 || Instant::now() > deadline {
-            break (status, v);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Until the gateway has read the new bob (400: no such user yet).
+    let mut last = (StatusCode::BAD_REQUEST, Value::Null);
+    let read = async || {
+        last = login_status(&h, "bob", STRONG).await;
+        (last.0 != 400).then_some(())
     };
+    let _ = poll(Duration::from_secs(5), read).await;
+    let (status, v) = last;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["otp_required"], false, "no e-mailed code is asked of the new bob: {v}");
     let rows = table(&portcullis(&["user", "list", "--config", cfg], None));
@@ -389,20 +391,20 @@ async fn user_disable_and_enable_round_trip() {
         ok(&portcullis(&["user", "disable", "bob", "--users-file", file], None)),
         format!("User bob was already disabled in {file}\n")
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while login_status(&h, "bob", BOB_PASSWORD).await.0 != StatusCode::FORBIDDEN {
-        assert!(Instant::now() < deadline, "bob is not refused as disabled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eventually!(
+        within Duration::from_secs(5),
+        login_status(&h, "bob", BOB_PASSWORD).await.0 == StatusCode::FORBIDDEN,
+        "bob is not refused as disabled"
+    );
     assert_eq!(
         ok(&portcullis(&["user", "enable", "bob", "--users-file", file], None)),
         format!("Enabled user bob in {file}\n")
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while login_status(&h, "bob", BOB_PASSWORD).await.0 != StatusCode::OK {
-        assert!(Instant::now() < deadline, "bob cannot log in after enable");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eventually!(
+        within Duration::from_secs(5),
+        login_status(&h, "bob", BOB_PASSWORD).await.0 == StatusCode::OK,
+        "bob cannot log in after enable"
+    );
     assert_eq!(app_status(&h, &bob).await, 401, "the session from before stays ended");
     assert!(!portcullis::auth::users::load(&h.users).unwrap().get("bob").unwrap().disabled);
 }

@@ -39,6 +39,7 @@ use crate::auth::reset::NewPasswords;
 use crate::auth::tokens::{AccessTokens, NewToken, TokenView};
 use crate::auth::totp::{Authenticator, Enrolment};
 use crate::auth::users::{User, Users};
+use crate::mail::Alert;
 use crate::ratelimit::{Limiter, RateBucket};
 use crate::store::{Admission, Attempt, AuthLevel, CodeCheck, CodePurpose, SessionInfo, Store, StoreError, UserState};
 
@@ -287,14 +288,7 @@ impl AccountActions {
         let actor = client.as_user(user);
         self.audit.event(actor, SecurityEvent::OtpEnabled, "").await;
         self.audit.event(actor, SecurityEvent::BackupCodesGenerated, "on enabling 2FA").await;
-        self.notifier
-            .alert(
-                user,
-                client,
-                "Two-factor authentication was turned on",
-                "Sign-ins to your account now need a code sent to this address (or a backup code).",
-            )
-            .await;
+        self.notifier.alert(user, client, Alert::OtpEnabled).await;
         Ok((backup, new_token))
     }
 
@@ -371,15 +365,7 @@ impl AccountActions {
         };
         let token = self.rotate(user, session_token, None).await?;
         self.audit.event(actor, SecurityEvent::TotpEnabled, "").await;
-        self.notifier
-            .alert(
-                user,
-                client,
-                "An authenticator app was set up",
-                "Sign-ins to your account now need a code from your authenticator app (or a code sent to this \
-                 address, or a backup code). If this wasn't you, change your password now.",
-            )
-            .await;
+        self.notifier.alert(user, client, Alert::TotpEnabled).await;
         Ok(TotpConfirmed { backup_codes, token })
     }
 
@@ -430,18 +416,7 @@ impl AccountActions {
         let token = self.rotate(user, session_token, None).await?;
         let actor = client.as_user(user);
         self.audit.event(actor, SecurityEvent::PasskeyAdded, &format!("passkey \"{}\"", info.name)).await;
-        self.notifier
-            .alert(
-                user,
-                client,
-                "A passkey was added to your account",
-                &format!(
-                    "A passkey named \"{}\" can now be used to sign in to your account as the second step. \
-                     If this wasn't you, change your password now.",
-                    info.name
-                ),
-            )
-            .await;
+        self.notifier.alert(user, client, Alert::PasskeyAdded { passkey: info.name.clone() }).await;
         Ok((info, token))
     }
 
@@ -484,17 +459,7 @@ impl AccountActions {
         self.recheck(user, session_token, password, client, Recheck::PasskeyRemove).await?;
         let (name, left) = self.passkeys.remove(user, id).await?;
         self.audit.event(client.as_user(user), SecurityEvent::PasskeyRemoved, &format!("passkey \"{name}\"")).await;
-        self.notifier
-            .alert(
-                user,
-                client,
-                "A passkey was removed from your account",
-                &format!(
-                    "The passkey named \"{name}\" can no longer be used to sign in to your account. \
-                     If this wasn't you, change your password now."
-                ),
-            )
-            .await;
+        self.notifier.alert(user, client, Alert::PasskeyRemoved { passkey: name }).await;
         Ok(left)
     }
 
@@ -517,15 +482,7 @@ impl AccountActions {
             self.store.replace_backup_codes(&user.username, &[]).await?;
         }
         self.audit.event(client.as_user(user), SecurityEvent::TotpRemoved, "").await;
-        self.notifier
-            .alert(
-                user,
-                client,
-                "Your authenticator app was removed",
-                "Sign-ins to your account no longer accept codes from your authenticator app. \
-                 If this wasn't you, change your password now.",
-            )
-            .await;
+        self.notifier.alert(user, client, Alert::TotpRemoved).await;
         Ok(Toggle::Changed)
     }
 
@@ -549,14 +506,7 @@ impl AccountActions {
             self.store.replace_backup_codes(&user.username, &[]).await?;
         }
         self.audit.event(client.as_user(user), SecurityEvent::OtpDisabled, "").await;
-        self.notifier
-            .alert(
-                user,
-                client,
-                "Two-factor authentication was turned off",
-                "Sign-ins to your account no longer need a code. If this wasn't you, change your password now.",
-            )
-            .await;
+        self.notifier.alert(user, client, Alert::OtpDisabled).await;
         Ok(Toggle::Changed)
     }
 
@@ -577,15 +527,7 @@ impl AccountActions {
         let (backup, hashes) = self.codes.new_backup_codes(user);
         self.store.replace_backup_codes(&user.username, &hashes).await?;
         self.audit.event(client.as_user(user), SecurityEvent::BackupCodesGenerated, "regenerated").await;
-        self.notifier
-            .alert(
-                user,
-                client,
-                "New backup codes were generated",
-                "Your account has new backup codes; the old ones no longer work. \
-                 If this wasn't you, change your password now.",
-            )
-            .await;
+        self.notifier.alert(user, client, Alert::BackupCodesRegenerated).await;
         Ok(backup)
     }
 
@@ -626,15 +568,7 @@ impl AccountActions {
         self.store.create_session(&token, &record).await?;
         crate::metrics::get().sessions_created.inc();
         self.audit.event(client.as_user(user), SecurityEvent::PasswordChanged, "other sessions ended").await;
-        self.notifier
-            .alert(
-                user,
-                client,
-                "Your password was changed",
-                "The password of your account was changed, and its other sessions were signed out. \
-                 If this wasn't you, reset your password now and tell your administrator.",
-            )
-            .await;
+        self.notifier.alert(user, client, Alert::PasswordChanged).await;
         Ok(token)
     }
 

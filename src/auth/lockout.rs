@@ -25,6 +25,7 @@ use crate::auth::notify::Notifier;
 use crate::auth::suspicious::SuspiciousActivity;
 use crate::auth::users::User;
 use crate::config::RateSpec;
+use crate::mail::Alert;
 use crate::ratelimit::{Limiter, RateBucket};
 use crate::store::{Admission, Attempt, AttemptLimits, Store, StoreResult};
 
@@ -185,12 +186,7 @@ impl Lockout {
         let details = format!("{n} failed attempts");
         self.audit.event(client.as_user(user), SecurityEvent::AccountLocked, &details).await;
         let minutes = self.lock_for.as_secs().div_ceil(60);
-        self.notifier.alert_later(
-            user.clone(),
-            client,
-            "Your account was temporarily locked",
-            format!("After {n} failed sign-in attempts, sign-ins are blocked for {minutes} minutes."),
-        );
+        self.notifier.alert_later(user.clone(), client, Alert::AccountLocked { failures: n, minutes });
     }
 
     /// One more failure under `key`; locks it when the window is full.

@@ -22,7 +22,7 @@ use crate::auth::totp::{Authenticator, TotpCheck};
 use crate::auth::users::{User, Users};
 use crate::clock::Clock;
 use crate::config::{RateSpec, SessionConfig};
-use crate::mail;
+use crate::mail::{self, Alert};
 use crate::ratelimit::{Limiter, RateBucket, count_refusal};
 use crate::session;
 use crate::store::{Admission, Attempt, AuthLevel, CodeCheck, CodePurpose, PendingLogin, Store, UserState};
@@ -435,14 +435,7 @@ impl LoginFlow {
             let left = self.store.user_state(&user.username).await?.backup_codes_left;
             let details = format!("{left} backup codes left");
             self.audit.event(actor, SecurityEvent::BackupCodeUsed, &details).await;
-            self.notifier
-                .alert(
-                    &user,
-                    client,
-                    "A backup code was used to sign in",
-                    &format!("One of your backup codes was used to sign in. {left} unused backup codes remain."),
-                )
-                .await;
+            self.notifier.alert(&user, client, Alert::BackupCodeUsed { left }).await;
             return self.finish_pending(pending_token, &user, Factor::BackupCode, client).await;
         }
         self.attempts.record(actor, Stage::BackupCode, Outcome::Wrong, "invalid backup code").await;

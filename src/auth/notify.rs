@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::auth::Client;
 use crate::auth::users::User;
 use crate::clock::Clock;
-use crate::mail::{self, AlertMail, CodeMail, MailError, Mailer};
+use crate::mail::{self, Alert, AlertMail, CodeMail, MailError, Mailer};
 use crate::render::Templates;
 use crate::store::CodePurpose;
 
@@ -68,13 +68,13 @@ impl Notifier {
     /// E-mails a security alert in the background: the request that caused it
     /// does not wait for the mail relay (and takes no longer than one that
     /// causes none).
-    pub fn alert_later(&self, user: Arc<User>, client: &Client, title: &'static str, details: String) {
+    pub fn alert_later(&self, user: Arc<User>, client: &Client, alert: Alert) {
         let (this, client) = (self.clone(), client.clone());
-        tokio::spawn(async move { this.alert(&user, &client, title, &details).await });
+        tokio::spawn(async move { this.alert(&user, &client, alert).await });
     }
 
     /// E-mails a security alert; a failure is logged and counted.
-    pub async fn alert(&self, user: &User, client: &Client, title: &str, details: &str) {
+    pub async fn alert(&self, user: &User, client: &Client, alert: Alert) {
         let device = client.device();
         let msg = mail::compose_alert_mail(
             &self.templates,
@@ -83,8 +83,7 @@ impl Notifier {
                 to_email: &user.email,
                 to_name: Some(&user.display_name),
                 username: &user.username,
-                title,
-                details,
+                alert: &alert,
                 ip: &client.ip,
                 device: &device,
                 time: &human_time(self.clock.now_unix()),

@@ -17,6 +17,7 @@ use crate::auth::Client;
 use crate::auth::lockout::name_key;
 use crate::auth::notify::Notifier;
 use crate::auth::users::{EditError, Users};
+use crate::mail::Alert;
 use crate::store::{AuditPage, AuditQuery, RateBucket, Store, StoreError, StoreResult, UserState};
 
 /// Most rows a page of users, bans or audit records holds.
@@ -271,14 +272,7 @@ impl OperatorActions {
         self.record(by, actor, SecurityEvent::FactorsReset, &details).await;
         if let Some(n) = &self.notifier {
             let client = Client::new(by.ip.clone(), &by.agent);
-            n.alert_later(
-                user,
-                &client,
-                "Your second factors were reset",
-                "An administrator removed your authenticator app, passkeys and backup codes. \
-                 If you did not ask for this, tell your administrator at once."
-                    .to_owned(),
-            );
+            n.alert_later(user, &client, Alert::FactorsReset);
         }
         Ok(FactorsReset { account, factors: before })
     }

@@ -36,6 +36,7 @@ use crate::auth::password::{PasswordChecker, strength};
 use crate::auth::record::{Attempts, Outcome, Stage};
 use crate::auth::totp::{Authenticator, TotpCheck};
 use crate::auth::users::{EditError, User, Users};
+use crate::mail::Alert;
 use crate::ratelimit::{Limiter, RateBucket};
 use crate::store::{Admission, CodeCheck, CodePurpose, Store};
 
@@ -215,15 +216,7 @@ impl PasswordReset {
         let actor = client.as_user(&user);
         self.attempts.record(actor, Stage::Email, Outcome::Success, "password reset").await;
         self.audit.event(actor, SecurityEvent::PasswordReset, "every session ended").await;
-        self.notifier
-            .alert(
-                &user,
-                client,
-                "Your password was reset",
-                "Your password was reset with a code sent to this address, and every session of your account \
-                 was signed out. If this wasn't you, contact your administrator now.",
-            )
-            .await;
+        self.notifier.alert(&user, client, Alert::PasswordReset).await;
         Ok(())
     }
 

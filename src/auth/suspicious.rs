@@ -11,6 +11,7 @@ use crate::auth::Client;
 use crate::auth::notify::Notifier;
 use crate::auth::users::User;
 use crate::clock::Clock;
+use crate::mail::Alert;
 use crate::ratelimit::{FAILURE_ALERTS, RateBucket};
 use crate::store::{IpHistory, RateDecision, Store};
 
@@ -62,18 +63,7 @@ impl SuspiciousActivity {
         }
         let details = format!("{failures} failed attempts in the last hour");
         self.audit.event(client.as_user(user), SecurityEvent::SuspiciousActivity, &details).await;
-        self.notifier
-            .alert(
-                user,
-                client,
-                "Several failed sign-in attempts on your account",
-                &format!(
-                    "There were {failures} failed attempts to sign in to your account (or to confirm its \
-                     password) in the last hour. If this wasn't you, someone may be guessing your password: \
-                     change it, and keep two-factor authentication on."
-                ),
-            )
-            .await;
+        self.notifier.alert(user, client, Alert::RepeatedFailures { failures }).await;
     }
 
     pub async fn after_login(&self, user: &User, client: &Client) {
@@ -103,14 +93,7 @@ impl SuspiciousActivity {
                 };
                 if new_ip {
                     self.audit.event(actor, SecurityEvent::SuspiciousActivity, "login from a new IP address").await;
-                    self.notifier
-                        .alert(
-                            user,
-                            client,
-                            "New sign-in from an unfamiliar IP address",
-                            "Your account was signed in to from an IP address not seen in the last 30 days.",
-                        )
-                        .await;
+                    self.notifier.alert(user, client, Alert::NewIp).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "known-IP record failed"),

@@ -1,12 +1,13 @@
 //! Rendering of the two kinds of mail (one-time code, security alert) from
-//! `templates/email/`, and conversion of a rendered [`Email`] into an RFC 5322
-//! multipart/alternative message for the transports.
+//! `templates/email/` (an alert's words from `email/alerts/<kind>.txt`), and
+//! conversion of a rendered [`Email`] into an RFC 5322 multipart/alternative
+//! message for the transports.
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{Address, Message};
 use tera::Context;
 
-use super::message::{AlertMail, CodeMail, Email, MailError};
+use super::message::{Alert, AlertMail, CodeMail, Email, MailError};
 use crate::render::Templates;
 use crate::store::CodePurpose;
 
@@ -31,19 +32,30 @@ pub fn compose_code_mail(t: &Templates, m: &CodeMail<'_>) -> Result<Email, MailE
     render_pair(t, "email/login_code", &ctx, m.to_email, m.to_name, subject)
 }
 
-/// Renders the alert e-mail from templates/email/.
+/// Renders the alert e-mail: its kind's words in the frame of templates/email/security_alert.
 pub fn compose_alert_mail(t: &Templates, m: &AlertMail<'_>) -> Result<Email, MailError> {
-    let subject = format!("{} security alert: {}", m.app_name, m.title);
+    let (title, details) = alert_words(t, m.alert)?;
+    let subject = format!("{} security alert: {}", m.app_name, title);
     let mut ctx = Context::new();
     ctx.insert("app_name", m.app_name);
     ctx.insert("name", greeting_name(m.to_name, m.username));
     ctx.insert("username", m.username);
-    ctx.insert("title", m.title);
-    ctx.insert("details", m.details);
+    ctx.insert("title", &title);
+    ctx.insert("details", &details);
     ctx.insert("ip", m.ip);
     ctx.insert("device", m.device);
     ctx.insert("time", m.time);
     render_pair(t, "email/security_alert", &ctx, m.to_email, m.to_name, subject)
+}
+
+/// An alert's title (its template's first line) and details (the rest).
+/// Rendered as plain text: the HTML frame escapes them where it shows them.
+pub(super) fn alert_words(t: &Templates, alert: &Alert) -> Result<(String, String), MailError> {
+    let text = t.render(alert.template(), &alert.context()).map_err(|e| MailError::Render(e.to_string()))?;
+    match text.split_once('\n') {
+        Some((title, details)) => Ok((title.trim().to_owned(), details.trim().to_owned())),
+        None => Err(MailError::Render(format!("template {}: no details after the title", alert.template()))),
+    }
 }
 
 fn greeting_name<'a>(to_name: Option<&'a str>, username: &'a str) -> &'a str {
@@ -165,8 +177,7 @@ mod tests {
             to_email: "alice@example.com",
             to_name: None,
             username: "alice",
-            title: "Two-factor authentication was turned off",
-            details: "Someone with your password turned it off.",
+            alert: &Alert::OtpDisabled,
             ip: "203.0.113.9",
             device: "Firefox on Linux",
             time: "2026-11-24 13:05 UTC",
@@ -175,8 +186,80 @@ mod tests {
             panic!("compose failed");
         };
         assert_eq!(mail.subject, "Portcullis security alert: Two-factor authentication was turned off");
-        assert!(mail.text.contains("Someone with your password turned it off."));
-        assert!(mail.html.contains("Someone with your password turned it off."));
+        assert!(mail.text.contains("Sign-ins to your account no longer need a code."));
+        assert!(mail.html.contains("Sign-ins to your account no longer need a code."));
+    }
+
+    /// One alert of each kind, with values a template could mangle.
+    fn every_alert() -> Vec<Alert> {
+        let passkey = "Phone <b>\"work\"</b>".to_owned();
+        vec![
+            Alert::OtpEnabled,
+            Alert::OtpDisabled,
+            Alert::TotpEnabled,
+            Alert::TotpRemoved,
+            Alert::PasskeyAdded { passkey: passkey.clone() },
+            Alert::PasskeyRemoved { passkey },
+            Alert::BackupCodesRegenerated,
+            Alert::BackupCodeUsed { left: 7 },
+            Alert::PasswordChanged,
+            Alert::PasswordReset,
+            Alert::FactorsReset,
+            Alert::RepeatedFailures { failures: 5 },
+            Alert::NewIp,
+            Alert::AccountLocked { failures: 10, minutes: 15 },
+        ]
+    }
+
+    #[test]
+    fn every_alert_kind_has_a_template_that_renders_in_text_and_html() {
+        let t = templates();
+        let alerts = every_alert();
+        let named: std::collections::BTreeSet<&str> = alerts.iter().map(Alert::template).collect();
+        let embedded: std::collections::BTreeSet<&str> =
+            Templates::names().filter(|n| n.starts_with("email/alerts/")).collect();
+        assert_eq!(named, embedded, "one template per kind, each embedded, none unused");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/email/alerts");
+        let Ok(files) = std::fs::read_dir(&dir) else { panic!("{}", dir.display()) };
+        assert_eq!(files.count(), named.len(), "every file in {} is a kind's", dir.display());
+        for alert in &alerts {
+            let Ok((title, details)) = alert_words(&t, alert) else { panic!("{alert:?}: words") };
+            assert!(!title.is_empty() && !title.contains('\n'), "{alert:?}: a one-line title");
+            assert!(!details.is_empty() && !details.contains('\n'), "{alert:?}: one paragraph");
+            let m = AlertMail {
+                app_name: "Portcullis",
+                to_email: "alice@example.com",
+                to_name: Some("Alice"),
+                username: "alice",
+                alert,
+                ip: "203.0.113.9",
+                device: "Firefox on Linux",
+                time: "2026-11-24 13:05 UTC",
+            };
+            let Ok(mail) = compose_alert_mail(&t, &m) else { panic!("{alert:?}: compose") };
+            assert_eq!(mail.subject, format!("Portcullis security alert: {title}"));
+            assert!(mail.text.contains(&title) && mail.text.contains(&details), "{alert:?}: {}", mail.text);
+            assert!(mail.html.contains(&tera_escaped(&details)), "{alert:?}: {}", mail.html);
+            for part in [&title, &details, &mail.text, &mail.html] {
+                assert!(!part.contains("{{") && !part.contains("{%"), "{alert:?}: {part}");
+            }
+        }
+    }
+
+    /// What the HTML frame makes of a text (its autoescaping).
+    fn tera_escaped(s: &str) -> String {
+        s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    }
+
+    #[test]
+    fn alert_words_carry_their_values() {
+        let t = templates();
+        let words = |a: Alert| alert_words(&t, &a).map(|(_, d)| d).unwrap_or_default();
+        assert!(words(Alert::PasskeyAdded { passkey: "Phone <b>".into() }).contains("\"Phone <b>\""));
+        assert!(words(Alert::BackupCodeUsed { left: 7 }).contains(" 7 unused backup codes remain."));
+        assert!(words(Alert::RepeatedFailures { failures: 5 }).starts_with("There were 5 failed attempts"));
+        let locked = words(Alert::AccountLocked { failures: 10, minutes: 15 });
+        assert_eq!(locked, "After 10 failed sign-in attempts, sign-ins are blocked for 15 minutes.");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::config::{MailConfig, MailTransport};
 
 pub use compose::{compose_alert_mail, compose_code_mail};
 pub use mask::mask_email;
-pub use message::{AlertMail, CodeMail, Email, MailError};
+pub use message::{Alert, AlertMail, CodeMail, Email, MailError};
 
 /// Sends mail over the configured transport; cheap to clone.
 #[derive(Clone)]

@@ -80,7 +80,7 @@ fn account_ctx() -> serde_json::Value {
 #[test]
 fn every_embedded_template_parses() {
     let t = templates();
-    assert_eq!(Templates::names().count(), 16);
+    assert_eq!(Templates::names().count(), 30);
     for name in Templates::names() {
         assert!(t.tera.contains_template(name), "{name} missing");
     }

@@ -5,12 +5,13 @@
 //! empties the cache (fail closed) and it recovers with Redis.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use portcullis::config::StoreConfig;
 use portcullis::store::{Store, StoreError};
 
+use crate::support::assert_eventually;
 use crate::support::redis::{RedisServer, server_or_skip};
 use crate::{config, live_session, near_cache_serving, now_s, session};
 
@@ -78,17 +79,22 @@ async fn a_load_racing_a_revocation_never_brings_the_session_back() {
         // b keeps loading the session from two tasks while a ends it.
         let ended_at: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
+        // Touches so far, and those begun more than 100 ms after the end.
+        let (touches, late) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let hammers: Vec<_> = (0..2)
             .map(|_| {
                 let (b, token, ended_at, stop) = (b.clone(), token.clone(), ended_at.clone(), stop.clone());
+                let (touches, late) = (touches.clone(), late.clone());
                 tokio::spawn(async move {
                     let mut late_hits = 0;
                     while !stop.load(Ordering::Relaxed) {
                         let started = Instant::now();
                         let found = b.touch_session(&token).await.unwrap().is_some();
                         let ended = *ended_at.lock().unwrap();
-                        if found && ended.is_some_and(|e| started > e + Duration::from_millis(100)) {
-                            late_hits += 1;
+                        touches.fetch_add(1, Ordering::Relaxed);
+                        if ended.is_some_and(|e| started > e + Duration::from_millis(100)) {
+                            late.fetch_add(1, Ordering::Relaxed);
+                            late_hits += usize::from(found);
                         }
                         // A cache hit never waits, so let the other tasks run.
                         tokio::task::yield_now().await;
@@ -97,10 +103,10 @@ async fn a_load_racing_a_revocation_never_brings_the_session_back() {
                 })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eventually!(touches.load(Ordering::Relaxed) >= 4, "b to load the session");
         a.delete_session(&token).await.unwrap();
         *ended_at.lock().unwrap() = Some(Instant::now());
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eventually!(late.load(Ordering::Relaxed) >= 20, "touches begun more than 100 ms after the end");
         stop.store(true, Ordering::Relaxed);
         for h in hammers {
             assert_eq!(h.await.unwrap(), 0, "{token}: b served the session more than 100 ms after it ended");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use portcullis::config::StoreConfig;
@@ -15,6 +15,8 @@ use portcullis::store::{
 };
 
 use crate::pending::pending_login;
+use crate::support::assert_eventually;
+use crate::support::eventually::poll_every;
 use crate::support::redis::server_or_skip;
 use crate::{audit_entry, code_hash, config, live_session, now_s, session};
 
@@ -69,11 +71,9 @@ async fn killing_redis_fails_operations_fast_and_a_restart_heals_the_same_store(
     server.kill();
     // The near cache answers until its channel's closed connection is seen,
     // within milliseconds; after that, sessions too fail closed.
-    let killed = Instant::now();
-    while s.near_cache_live() {
-        assert!(killed.elapsed() < Duration::from_millis(100), "the near cache still serves 100 ms after the kill");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let gone = async || (!s.near_cache_live()).then_some(());
+    let seen = poll_every(Duration::from_millis(1), Duration::from_millis(100), gone).await;
+    assert!(seen.is_some(), "the near cache still serves 100 ms after the kill");
     every_kind_fails_closed(&s).await;
 
     tokio::task::block_in_place(|| server.restart()).expect("redis-server restarts on the same port");
@@ -99,9 +99,10 @@ async fn operations_in_flight_when_redis_dies_fail_within_the_timeout() {
 
     // 16 callers loop on reads and writes; each logs (start, duration, outcome).
     let stop = Arc::new(AtomicBool::new(false));
+    let (succeeded, failures) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let workers: Vec<_> = (0..16)
         .map(|i| {
-            let (s, stop) = (s.clone(), stop.clone());
+            let (s, stop, succeeded, failures) = (s.clone(), stop.clone(), succeeded.clone(), failures.clone());
             tokio::spawn(async move {
                 let mut log = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
@@ -114,6 +115,10 @@ async fn operations_in_flight_when_redis_dies_fail_within_the_timeout() {
                             .map(drop)
                     };
                     let failed = outcome.is_err();
+                    match failed {
+                        true => failures.fetch_add(1, Ordering::Relaxed),
+                        false => succeeded.fetch_add(1, Ordering::Relaxed),
+                    };
                     log.push((i % 2 == 0, started, started.elapsed(), outcome));
                     if failed {
                         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -126,11 +131,13 @@ async fn operations_in_flight_when_redis_dies_fail_within_the_timeout() {
         })
         .collect();
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eventually!(succeeded.load(Ordering::Relaxed) >= 32, "operations to run before the kill");
     tokio::task::block_in_place(|| server.kill());
     // Taken once the process is gone: whatever starts later cannot reach it.
     let killed = Instant::now();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Thirty-two failures seen; the operations in flight at the kill finish
+    // (within the timeout) before the workers hand their logs back.
+    assert_eventually!(failures.load(Ordering::Relaxed) >= 32, "operations to fail once Redis is gone");
     stop.store(true, Ordering::Relaxed);
 
     let (mut ok_before, mut failed) = (0, 0);

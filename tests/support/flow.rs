@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use portcullis::auth::totp::{base32_decode, code_at, step_at};
+use portcullis::clock::Clock;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -112,7 +113,31 @@ impl Default for Options {
 }
 
 impl Harness {
+    /// The gateway binary as a child process.
     pub async fn start(backend: Backend, o: Options) -> Option<Harness> {
+        Harness::launch(backend, o, false).await
+    }
+
+    /// For a test that lets time pass ([`Harness::pass`]): on the memory
+    /// store the gateway runs in this process on a manual clock, which
+    /// `pass` moves at once. Redis keeps the time itself (its `TIME`), so
+    /// with Redis the gateway is a process as from [`Harness::start`] and
+    /// `pass` waits in real time. The in-process gateway's log is not
+    /// captured.
+    pub async fn start_on_clock(backend: Backend, o: Options) -> Option<Harness> {
+        Harness::launch(backend, o, true).await
+    }
+
+    /// Lets `d` pass for the gateway: its manual clock moves, or (a gateway
+    /// process, whose time is the system's or Redis's) the test waits.
+    pub async fn pass(&self, d: Duration) {
+        match self.gw.clock() {
+            Some(clock) => clock.advance(d),
+            None => tokio::time::sleep(d).await,
+        }
+    }
+
+    async fn launch(backend: Backend, o: Options, on_clock: bool) -> Option<Harness> {
         let redis = match backend {
             Backend::Memory => None,
             Backend::Redis => match super::redis::RedisServer::start() {
@@ -193,7 +218,15 @@ default_policy = "{policy}"
                 lockout = o.lockout.unwrap_or("ip_failures = \"50/15m\""),
             )
         };
-        let (gw, port) = Gateway::start_on_own_port(dir, &[], config);
+        let (gw, port) = match (on_clock, backend) {
+            (true, Backend::Memory) => {
+                // Starts at the real time: cookies' expiry dates stay in the future.
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+                let clock = Clock::manual(u64::try_from(now.as_millis()).unwrap());
+                Gateway::start_in_process(dir, clock, config).await
+            }
+            _ => Gateway::start_on_own_port(dir, &[], config),
+        };
         let origin = format!("http://{}:{port}", o.public_host);
         let config = config(port);
         Some(Harness { gw, up, smtp, http: client(), origin, redis, digits: o.digits, config, users })

@@ -118,14 +118,9 @@ impl Machine {
     /// Waits (up to 5 s: alerts are sent in the background) until `n` e-mails
     /// have a subject containing `needle`; returns how many do.
     pub async fn wait_for_subject(&self, needle: &str, n: usize) -> usize {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let seen = self.subjects().iter().filter(|s| s.contains(needle)).count();
-            if seen >= n || std::time::Instant::now() > deadline {
-                return seen;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let seen = || self.subjects().iter().filter(|s| s.contains(needle)).count();
+        super::eventually::poll(std::time::Duration::from_secs(5), async || (seen() >= n).then_some(())).await;
+        seen()
     }
 
     /// The code in the newest e-mail of the outbox (`digits` long).

@@ -1,8 +1,10 @@
 //! Fixtures shared by the integration tests: the real gateway binary on a free
-//! port, an echo upstream (HTTP, streaming, slow, WebSocket), a users file and
+//! port (or the same gateway in the test's own process, on a manual clock),
+//! an echo upstream (HTTP, streaming, slow, WebSocket), a users file and
 //! self-signed TLS material. Everything listens on loopback only.
 #![allow(dead_code)]
 
+pub mod eventually;
 pub mod faults;
 pub mod flow;
 pub mod machine;
@@ -26,6 +28,8 @@ macro_rules! on_both_stores {
         }
     };
 }
+#[allow(unused_imports)]
+pub(crate) use eventually::assert_eventually;
 #[allow(unused_imports)]
 pub(crate) use on_both_stores;
 
@@ -57,15 +61,26 @@ pub fn services_required() -> bool {
     std::env::var("PORTCULLIS_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
 
-/// A running gateway process.
+/// A running gateway: the binary as a child process, or (for tests that
+/// move time) the library in this process.
 pub struct Gateway {
-    child: Child,
+    running: Running,
     pub addr: String,
     pub scheme: &'static str,
     pub metrics_addr: Option<String>,
     pub dir: tempfile::TempDir,
     log: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
+}
+
+enum Running {
+    Process(Child),
+    /// Its tasks on the test's runtime and its worker threads; its log is
+    /// the test process's (not captured), its time the manual `clock`.
+    InProcess {
+        shutdown: portcullis::shutdown::Shutdown,
+        clock: portcullis::clock::Clock,
+    },
 }
 
 /// A random 48-character secret for test configs (patterned ones are refused).
@@ -180,7 +195,7 @@ impl Gateway {
             }
         }
         Ok(Gateway {
-            child,
+            running: Running::Process(child),
             addr: addr.expect("address"),
             scheme,
             metrics_addr: metrics,
@@ -188,6 +203,68 @@ impl Gateway {
             log,
             stdout: stdout_text,
         })
+    }
+
+    /// The gateway in this process, keeping time by `clock`, on a loopback
+    /// port bound here: `config(port)` is its config (a file in `dir`, read
+    /// as `serve --config` reads it, without `PORTCULLIS_*` variables;
+    /// `server.listen` and `metrics_listen` are not used). Returns the
+    /// gateway and its port. Everything global is shared with the other
+    /// tests of the binary (the metrics registry, the SIGHUP handler), and
+    /// nothing it logs is captured: [`Gateway::log`] is for processes.
+    pub async fn start_in_process(
+        dir: tempfile::TempDir,
+        clock: portcullis::clock::Clock,
+        config: impl Fn(u16) -> String,
+    ) -> (Gateway, u16) {
+        use figment::providers::{Format, Serialized, Toml};
+        use portcullis::app::{self, Listeners};
+        use portcullis::server::Listener;
+        let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind metrics");
+        let (addr, metrics_addr) = (public.local_addr().expect("addr"), metrics.local_addr().expect("addr"));
+        let path = dir.path().join("portcullis.toml");
+        std::fs::write(&path, config(addr.port())).expect("write config");
+        let figment = figment::Figment::from(Serialized::defaults(portcullis::config::Config::default()))
+            .merge(Toml::file_exact(&path));
+        let loaded = portcullis::config::load_from_figment(figment, Some(path), false)
+            .unwrap_or_else(|e| panic!("config: {:?}", e.problems));
+        let built = app::build_with_clock(loaded.config, None, clock.clone()).await.expect("the gateway builds");
+        let listeners =
+            Listeners { public: Listener::from_tcp(public, None), metrics: Some(Listener::from_tcp(metrics, None)) };
+        let shutdown = portcullis::shutdown::Shutdown::default();
+        let served = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = app::serve(built, listeners, served).await {
+                panic!("the in-process gateway stopped: {e}");
+            }
+        });
+        let gw = Gateway {
+            running: Running::InProcess { shutdown, clock },
+            addr: addr.to_string(),
+            scheme: "http",
+            metrics_addr: Some(metrics_addr.to_string()),
+            dir,
+            log: Arc::default(),
+            stdout: Arc::default(),
+        };
+        (gw, addr.port())
+    }
+
+    /// The manual clock of a gateway in this process.
+    pub fn clock(&self) -> Option<&portcullis::clock::Clock> {
+        match &self.running {
+            Running::InProcess { clock, .. } => Some(clock),
+            Running::Process(_) => None,
+        }
+    }
+
+    /// The child process; a gateway in this process has none of its own.
+    fn child(&mut self) -> &mut Child {
+        match &mut self.running {
+            Running::Process(child) => child,
+            Running::InProcess { .. } => panic!("a gateway in the test's process has no process of its own"),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -199,11 +276,17 @@ impl Gateway {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.running {
+            Running::Process(child) => child.id(),
+            Running::InProcess { .. } => panic!("a gateway in the test's process has no process of its own"),
+        }
     }
 
-    /// Everything the gateway logged so far (stderr).
+    /// Everything the gateway logged so far (stderr). Only a process's log
+    /// is captured: reading an in-process gateway's fails rather than find
+    /// nothing.
     pub fn log(&self) -> String {
+        assert!(self.clock().is_none(), "the log of a gateway in the test's process is not captured");
         self.log.lock().unwrap().clone()
     }
 
@@ -211,29 +294,20 @@ impl Gateway {
     /// Blocks the thread, so it is for plain `#[test]`s: async tests use
     /// [`Gateway::wait_for_log`].
     pub fn log_contains(&self, needle: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if self.log().contains(needle) {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        eventually::poll_blocking(Duration::from_secs(5), || self.log().contains(needle).then_some(())).is_some()
     }
 
     /// Waits (without blocking the runtime, which may be running the SMTP sink)
     /// until a log line satisfies `wanted`; returns that line, or None after
     /// 10 s. The gateway's log writer batches lines, so one read can come too early.
     pub async fn wait_for_log(&self, wanted: impl Fn(&str) -> bool) -> Option<String> {
-        poll(|| self.log().lines().find(|l| wanted(l)).map(str::to_owned)).await
+        eventually::poll(eventually::PATIENCE, async || self.log().lines().find(|l| wanted(l)).map(str::to_owned)).await
     }
 
     /// Waits (as [`Gateway::wait_for_log`]) until an audit record satisfies
     /// `wanted`; returns it, or None after 10 s.
     pub async fn wait_for_record(&self, wanted: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
-        poll(|| self.security_records().into_iter().find(|r| wanted(r))).await
+        eventually::poll(eventually::PATIENCE, async || self.security_records().into_iter().find(|r| wanted(r))).await
     }
 
     /// The `security` target's JSON records (audit lines) logged so far.
@@ -245,8 +319,9 @@ impl Gateway {
             .collect()
     }
 
-    /// Everything printed on stdout (console mail, banners).
+    /// Everything printed on stdout (console mail, banners), by a process.
     pub fn stdout(&self) -> String {
+        assert!(self.clock().is_none(), "the stdout of a gateway in the test's process is not captured");
         self.stdout.lock().unwrap().clone()
     }
 
@@ -267,14 +342,8 @@ impl Gateway {
 
     /// Waits for the process to exit; returns its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        let child = self.child();
+        eventually::poll_blocking(limit, || child.try_wait().ok().flatten()).and_then(|status| status.code())
     }
 }
 
@@ -290,11 +359,16 @@ fn config_has_metrics(config: &str) -> bool {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() && self.clock().is_none() {
             eprintln!("--- gateway log ---\n{}--- end of gateway log ---", self.log());
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.running {
+            Running::Process(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Running::InProcess { shutdown, .. } => shutdown.trigger(),
+        }
     }
 }
 
@@ -380,21 +454,6 @@ pub fn client() -> reqwest::Client {
 /// [`Gateway::start_on_own_port`], which retries on a clash.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-/// Polls `found` every 25 ms (without blocking the runtime) until it gives a
-/// value, or None after 10 s.
-async fn poll<T>(found: impl Fn() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = found() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// Extracts the first run of `digits` consecutive ASCII digits standing alone.

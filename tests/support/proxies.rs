@@ -10,8 +10,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::eventually::poll_blocking;
 use super::free_port;
 
 pub struct ProxyProcess {
@@ -36,12 +37,8 @@ impl Drop for ProxyProcess {
     /// leaves them running, orphaned). SIGKILL only if it has not exited soon.
     fn drop(&mut self) {
         let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        if poll_blocking(Duration::from_secs(5), || self.child.try_wait().ok().flatten()).is_some() {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -148,25 +145,26 @@ fn wait_listening(proxy: &mut ProxyProcess, log: &Path) -> Result<(), PortTaken>
     let port_taken = |text: &str| {
         text.lines().any(|l| l.to_ascii_lowercase().contains("address already in use") && l.contains(&on_our_port))
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
+    let outcome = poll_blocking(Duration::from_secs(20), || {
         if port_taken(&std::fs::read_to_string(log).unwrap_or_default()) {
-            return Err(PortTaken);
+            return Some(Err(PortTaken));
         }
         if listener_belongs_to(proxy.port, proxy.child.id()) {
-            return Ok(());
+            return Some(Ok(()));
         }
         if let Ok(Some(status)) = proxy.child.try_wait() {
             // Read again: it may have written why just before it exited.
             let text = std::fs::read_to_string(log).unwrap_or_default();
             if port_taken(&text) {
-                return Err(PortTaken);
+                return Some(Err(PortTaken));
             }
             panic!("{} exited with {status}: {text}", proxy.name);
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{} did not start listening: {}", proxy.name, std::fs::read_to_string(log).unwrap_or_default());
+        None
+    });
+    outcome.unwrap_or_else(|| {
+        panic!("{} did not start listening: {}", proxy.name, std::fs::read_to_string(log).unwrap_or_default())
+    })
 }
 
 /// Whether process `pid` holds a socket listening on loopback port `port`:

@@ -16,7 +16,9 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::eventually::{poll_blocking, poll_blocking_every};
 
 /// A running (or deliberately stopped) redis-server.
 pub struct RedisServer {
@@ -150,21 +152,21 @@ impl RedisServer {
             }
         })?;
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("redis-server on port {} exited: {status}", self.port));
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        let up = poll_blocking(Duration::from_secs(10), || match child.try_wait() {
+            Ok(Some(status)) => Some(Err(format!("redis-server on port {} exited: {status}", self.port))),
+            _ => TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok().then_some(Ok(())),
+        });
+        match up {
+            Some(Ok(())) => {
                 self.child = Some(child);
-                return Ok(());
+                Ok(())
             }
-            if Instant::now() > deadline {
+            Some(Err(exited)) => Err(exited),
+            None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("redis-server on port {} did not come up", self.port));
+                Err(format!("redis-server on port {} did not come up", self.port))
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -204,16 +206,11 @@ fn retry_on_free_ports(mut start: impl FnMut(u16) -> Result<RedisServer, String>
     Err(last_err)
 }
 
-/// Polls `check` every 50 ms until it holds or `limit` passes.
+/// Asks `check` until it holds or `limit` passes (blocking: the fixtures
+/// start servers from plain threads).
 pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Result<(), String> {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        if Instant::now() > deadline {
-            return Err(format!("timed out after {limit:?} waiting for {what}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
+    poll_blocking_every(Duration::from_millis(50), limit, || check().then_some(()))
+        .ok_or_else(|| format!("timed out after {limit:?} waiting for {what}"))
 }
 
 /// A loopback port nobody listens on right now.

@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::eventually::{eventually_blocking, poll_blocking};
 
 /// The directory's base, service account and root (which edits entries).
 pub const BASE_DN: &str = "dc=example,dc=com";
@@ -134,23 +136,23 @@ access to * by * read
             .spawn()
             .map_err(|e| Spawn::Failed(format!("slapd: {e}")))?;
         let ours = child.id().to_string();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let up = poll_blocking(Duration::from_secs(10), || {
             if let Ok(Some(_)) = child.try_wait() {
-                return Err(Spawn::Exited);
+                return Some(false);
             }
             let serving = std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == ours)
                 && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
                 && std::net::TcpStream::connect(("127.0.0.1", self.tls_port)).is_ok();
-            if serving {
-                return Ok(child);
-            }
-            if Instant::now() > deadline {
+            serving.then_some(true)
+        });
+        match up {
+            Some(true) => Ok(child),
+            Some(false) => Err(Spawn::Exited),
+            None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(Spawn::Failed("slapd did not listen within 10 s".into()));
+                Err(Spawn::Failed("slapd did not listen within 10 s".into()))
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -191,11 +193,9 @@ access to * by * read
         // on a busy machine one may still answer a request meanwhile. Wait
         // until every thread is stopped.
         if sig == "STOP" {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !all_threads_stopped(pid) {
-                assert!(Instant::now() < deadline, "slapd did not stop within 10 s");
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            eventually_blocking("slapd's threads to stop", Duration::from_secs(10), || {
+                all_threads_stopped(pid).then_some(())
+            });
         }
     }
 
