@@ -293,3 +293,323 @@ impl Liveness for Gate {
         self.still_signed_in(signer).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The gate over the memory store, in process: every verdict a rule and a
+    //! session (or a token) can lead to, and when a session's idle time slides.
+
+    use std::net::Ipv4Addr;
+    use std::path::Path;
+
+    use http::HeaderValue;
+
+    use super::*;
+    use crate::auth::record::Attempts;
+    use crate::auth::users::UserDirectory;
+    use crate::clock::Clock;
+    use crate::config::{
+        AccessControlConfig, LdapConfig, LockoutConfig, PathPattern, Policy, RateLimitConfig, RateSpec, RuleConfig,
+        SessionConfig, StoreConfig,
+    };
+    use crate::identity::IdentityValues;
+    use crate::ratelimit::Limiter;
+    use crate::session;
+
+    const SECRET: &[u8] = b"the gate's tests' secret";
+    const IP: &str = "192.0.2.7";
+    const DEVICE: &str = "Firefox on Linux";
+
+    fn user(name: &str, groups: &[&str], disabled: bool) -> User {
+        let v = HeaderValue::from_static("x");
+        User {
+            username: name.to_owned(),
+            email: format!("{name}@example.com"),
+            display_name: name.to_owned(),
+            password_hash: format!("{name}'s password hash"),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            disabled,
+            identity: IdentityValues { user: v.clone(), email: v.clone(), name: v.clone(), groups: v },
+            fingerprint: Default::default(),
+            dn: None,
+        }
+    }
+
+    fn rule(path: &str, policy: Policy) -> RuleConfig {
+        RuleConfig {
+            domain: vec![],
+            path: Some(PathPattern(regex::Regex::new(path).unwrap())),
+            methods: vec![],
+            networks: vec![],
+            groups: vec![],
+            users: vec![],
+            policy,
+            allow_tokens: false,
+            refresh_session: true,
+        }
+    }
+
+    /// Two factors by default; `/open/` bypassed, `/closed/` denied, `/one/`
+    /// and `/two/` their level; `/poll/` does not refresh the session;
+    /// `/api/` takes tokens; `/team/` (taking tokens) and `/quiet-team/`
+    /// (neither taking tokens nor refreshing) are one factor for admins and
+    /// closed to anyone else.
+    fn rules() -> AccessControlConfig {
+        let admins = |mut r: RuleConfig| {
+            r.groups = vec!["admins".into()];
+            r
+        };
+        let rules = vec![
+            rule("^/open/", Policy::Bypass),
+            rule("^/closed/", Policy::Deny),
+            rule("^/one/", Policy::OneFactor),
+            rule("^/two/", Policy::TwoFactor),
+            RuleConfig { refresh_session: false, ..rule("^/poll/", Policy::OneFactor) },
+            RuleConfig { allow_tokens: true, ..rule("^/api/", Policy::OneFactor) },
+            RuleConfig { allow_tokens: true, ..admins(rule("^/team/", Policy::OneFactor)) },
+            rule("^/team/", Policy::Deny),
+            RuleConfig { refresh_session: false, ..admins(rule("^/quiet-team/", Policy::OneFactor)) },
+            rule("^/quiet-team/", Policy::Deny),
+        ];
+        AccessControlConfig { default_policy: Policy::TwoFactor, rules }
+    }
+
+    struct Fixture {
+        gate: Gate,
+        store: Store,
+        clock: Clock,
+        tokens: AccessTokens,
+        users: Arc<Users>,
+        fingerprints: Arc<Fingerprints>,
+    }
+
+    /// alice (an admin), bob, and carol (disabled).
+    async fn fixture() -> Fixture {
+        let dir = UserDirectory::from_users([
+            user("alice", &["admins"], false),
+            user("bob", &[], false),
+            user("carol", &[], true),
+        ]);
+        fixture_with(Users::read_only(Path::new("(test)"), dir, "test")).await
+    }
+
+    async fn fixture_with(users: Users) -> Fixture {
+        let clock = Clock::manual(1_800_000_000_000);
+        let store = Store::open_with_clock(&StoreConfig::default(), clock.clone()).await.unwrap();
+        let users = Arc::new(users);
+        let audit = Audit::new(store.clone(), clock.clone());
+        let limiter = Limiter::new(
+            store.clone(),
+            &RateLimitConfig::default(),
+            &LockoutConfig::default(),
+            RateSpec::new(5, Duration::from_secs(300)),
+        );
+        let fingerprints = Arc::new(Fingerprints::new(SECRET));
+        let tokens = AccessTokens::new(
+            store.clone(),
+            users.clone(),
+            SECRET,
+            fingerprints.clone(),
+            limiter,
+            audit.clone(),
+            Attempts::new(audit.clone()),
+            clock.clone(),
+        );
+        let gate = Gate::new(
+            Arc::new(AccessRules::new(&rules())),
+            tokens.clone(),
+            store.clone(),
+            users.clone(),
+            SessionCookies::new(&SessionConfig::default(), false),
+            fingerprints.clone(),
+            audit,
+        );
+        Fixture { gate, store, clock, tokens, users, fingerprints }
+    }
+
+    impl Fixture {
+        /// A session of `name` at `level`, made with their current credential.
+        async fn session(&self, name: &str, level: AuthLevel) -> String {
+            let credential = self.users.snapshot().get(name).map(|u| self.fingerprints.of(u)).unwrap_or_default();
+            self.session_with(name, level, credential).await
+        }
+
+        async fn session_with(&self, name: &str, level: AuthLevel, credential: String) -> String {
+            let token = session::new_token();
+            let now = self.clock.now_unix();
+            let record =
+                session::new_record(&SessionConfig::default(), now, name, level, false, IP, DEVICE, credential);
+            self.store.create_session(&token, &record).await.unwrap();
+            token
+        }
+
+        /// A new access token of `name`'s.
+        async fn token(&self, name: &str) -> tokens::NewToken {
+            let user = self.users.snapshot().get(name).unwrap().clone();
+            self.tokens.issue(&user, "ci", None, &Client::new(IP, "curl/8")).await.unwrap()
+        }
+
+        /// The gate's verdict on a GET of `path`, in words.
+        async fn says(&self, path: &str, headers: &HeaderMap) -> String {
+            let ip = IpAddr::from(Ipv4Addr::new(192, 0, 2, 7));
+            let facts = Facts::new("app.example.com", path, &Method::GET, ip, headers);
+            said(&self.gate.check(&facts).await.unwrap())
+        }
+
+        /// When the session was last seen, read without sliding it.
+        async fn last_seen(&self, session: &str) -> u64 {
+            self.store.peek_session(session).await.unwrap().unwrap().last_seen
+        }
+    }
+
+    fn said(verdict: &Verdict) -> String {
+        let name = verdict.user().map(|u| u.username.clone()).unwrap_or_default();
+        let who = |c: &Option<Caller>| c.as_ref().map(|c| format!(" {name} by {}", c.method())).unwrap_or_default();
+        match verdict {
+            Verdict::Allow(c) => format!("allow{}", who(c)),
+            Verdict::LoginRequired { caller, tokens } => {
+                format!("log in{}{}", who(caller), if *tokens { ", or send a token" } else { "" })
+            }
+            Verdict::Deny(c) => format!("deny{}", who(c)),
+            Verdict::Limited { .. } => "limited".to_owned(),
+        }
+    }
+
+    fn with_cookie(session: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::COOKIE, HeaderValue::from_str(&format!("portcullis_session={session}")).unwrap());
+        h
+    }
+
+    fn with_bearer(token: &str, mut h: HeaderMap) -> HeaderMap {
+        h.insert(http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+        h
+    }
+
+    #[tokio::test]
+    async fn open_and_closed_paths_are_decided_without_a_session() {
+        let f = fixture().await;
+        let none = HeaderMap::new();
+        assert_eq!(f.says("/open/x", &none).await, "allow");
+        assert_eq!(f.says("/closed/x", &none).await, "deny");
+        assert_eq!(f.says("/one/x", &none).await, "log in");
+        assert_eq!(f.says("/api/x", &none).await, "log in, or send a token");
+        let alice = with_cookie(&f.session("alice", AuthLevel::TwoFactor).await);
+        assert_eq!(f.says("/open/x", &alice).await, "allow", "nobody is looked up");
+        assert_eq!(f.says("/closed/x", &alice).await, "deny");
+    }
+
+    #[tokio::test]
+    async fn a_session_passes_where_its_level_is_enough_and_logs_in_again_where_not() {
+        let f = fixture().await;
+        let one = with_cookie(&f.session("bob", AuthLevel::OneFactor).await);
+        assert_eq!(f.says("/one/x", &one).await, "allow bob by session");
+        assert_eq!(f.says("/two/x", &one).await, "log in bob by session");
+        assert_eq!(f.says("/elsewhere", &one).await, "log in bob by session", "the default asks two");
+        let two = with_cookie(&f.session("bob", AuthLevel::TwoFactor).await);
+        assert_eq!(f.says("/one/x", &two).await, "allow bob by session");
+        assert_eq!(f.says("/two/x", &two).await, "allow bob by session");
+        assert_eq!(f.says("/one/x", &with_cookie(&session::new_token())).await, "log in", "an unknown session");
+    }
+
+    #[tokio::test]
+    async fn a_groups_rule_is_decided_once_the_user_is_known() {
+        let f = fixture().await;
+        let alice = with_cookie(&f.session("alice", AuthLevel::OneFactor).await);
+        let bob = with_cookie(&f.session("bob", AuthLevel::TwoFactor).await);
+        assert_eq!(f.says("/team/x", &alice).await, "allow alice by session");
+        assert_eq!(f.says("/team/x", &bob).await, "deny bob by session");
+        assert_eq!(f.says("/team/x", &HeaderMap::new()).await, "log in");
+    }
+
+    #[tokio::test]
+    async fn a_token_signs_only_where_the_deciding_rule_takes_tokens() {
+        let f = fixture().await;
+        let alice = f.token("alice").await.token;
+        let none = HeaderMap::new;
+        assert_eq!(f.says("/api/x", &with_bearer(&alice, none())).await, "allow alice by token");
+        assert_eq!(f.says("/api/x", &with_bearer(&format!("{alice}x"), none())).await, "log in, or send a token");
+        // A groups rule: a token is tried, then held to the rule that decides.
+        assert_eq!(f.says("/team/x", &with_bearer(&alice, none())).await, "allow alice by token");
+        assert_eq!(f.says("/quiet-team/x", &with_bearer(&alice, none())).await, "log in alice by token");
+        // Where no rule takes tokens, Authorization is the application's,
+        // and the session decides.
+        assert_eq!(f.says("/one/x", &with_bearer(&alice, none())).await, "log in");
+        let session = with_cookie(&f.session("bob", AuthLevel::OneFactor).await);
+        assert_eq!(f.says("/one/x", &with_bearer("not-a-token", session.clone())).await, "allow bob by session");
+        let shaped_wrong = format!("pct_{}", "A".repeat(65));
+        assert_eq!(f.says("/one/x", &with_bearer(&shaped_wrong, session)).await, "allow bob by session");
+    }
+
+    #[tokio::test]
+    async fn a_request_slides_the_session_only_where_its_rule_refreshes() {
+        let f = fixture().await;
+        let token = f.session("alice", AuthLevel::TwoFactor).await;
+        let alice = with_cookie(&token);
+        let start = f.last_seen(&token).await;
+        for (path, slides) in [("/poll/x", false), ("/quiet-team/x", false), ("/one/x", true), ("/team/x", true)] {
+            f.clock.advance(Duration::from_secs(60));
+            let before = f.last_seen(&token).await;
+            assert!(f.says(path, &alice).await.starts_with("allow"), "{path}");
+            let after = f.last_seen(&token).await;
+            assert_eq!(after != before, slides, "{path}: last seen {before} → {after}");
+        }
+        assert_eq!(f.last_seen(&token).await, start + 240);
+    }
+
+    #[tokio::test]
+    async fn a_session_ends_with_its_users_credential_and_the_end_is_audited() {
+        let f = fixture().await;
+        let older =
+            User { password_hash: "alice's previous password hash".into(), ..user("alice", &["admins"], false) };
+        let stale = f.session_with("alice", AuthLevel::TwoFactor, f.fingerprints.of(&older)).await;
+        assert_eq!(f.says("/one/x", &with_cookie(&stale)).await, "log in");
+        assert!(f.store.peek_session(&stale).await.unwrap().is_none(), "ended");
+        let audit = f.store.recent_audit(Some("alice"), 10).await.unwrap();
+        let ended = audit.iter().find(|r| r.event == "session_revoked").expect("audited");
+        assert_eq!((ended.ip.as_str(), ended.user_agent.as_str()), (IP, DEVICE), "the session's address and device");
+        assert_eq!(ended.details, "password changed");
+
+        for name in ["carol", "dave"] {
+            let gone = f.session(name, AuthLevel::TwoFactor).await;
+            assert!(f.gate.authenticate(&with_cookie(&gone)).await.unwrap().is_none(), "{name}");
+            assert!(f.store.peek_session(&gone).await.unwrap().is_none(), "{name}'s session ended");
+        }
+        let audit = f.store.recent_audit(Some("carol"), 10).await.unwrap();
+        assert!(audit.iter().any(|r| r.details == "account removed or disabled"));
+    }
+
+    #[tokio::test]
+    async fn a_session_is_authenticated_and_slid_once_looked_up() {
+        let f = fixture().await;
+        let token = f.session("alice", AuthLevel::TwoFactor).await;
+        f.clock.advance(Duration::from_secs(60));
+        let auth = f.gate.authenticate(&with_cookie(&token)).await.unwrap().expect("alice's session");
+        assert_eq!((auth.user.username.as_str(), auth.token.as_str()), ("alice", token.as_str()));
+        assert_eq!(auth.record.last_seen, f.clock.now_unix());
+    }
+
+    #[tokio::test]
+    async fn before_a_directory_is_read_a_missing_user_is_neither_let_in_nor_signed_out() {
+        let config = LdapConfig { base_dn: "dc=example,dc=com".into(), ..Default::default() };
+        let f = fixture_with(Users::ldap(crate::auth::users::ldap::Directory::new(&config).unwrap())).await;
+        let token = f.session("alice", AuthLevel::TwoFactor).await;
+        assert!(matches!(f.gate.authenticate(&with_cookie(&token)).await, Err(StoreError::Unavailable(_))));
+        assert!(f.store.peek_session(&token).await.unwrap().is_some(), "kept");
+    }
+
+    #[tokio::test]
+    async fn an_upgraded_connection_stays_open_while_its_signer_is_signed_in() {
+        let f = fixture().await;
+        let session = f.session("alice", AuthLevel::TwoFactor).await;
+        let alice = f.token("alice").await.id;
+        let carol = f.token("carol").await.id;
+        assert!(f.gate.alive(&Signer::Session(session.clone())).await.unwrap());
+        assert!(f.gate.alive(&Signer::Token(alice)).await.unwrap());
+        assert!(!f.gate.alive(&Signer::Session(session::new_token())).await.unwrap(), "no such session");
+        assert!(!f.gate.alive(&Signer::Token(carol)).await.unwrap(), "carol is disabled");
+        assert!(!f.gate.alive(&Signer::Token("A".repeat(22))).await.unwrap(), "no such token");
+        f.store.delete_session(&session).await.unwrap();
+        assert!(!f.gate.alive(&Signer::Session(session)).await.unwrap(), "signed out");
+    }
+}

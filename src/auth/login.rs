@@ -633,3 +633,174 @@ impl LoginFlow {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The level a login reaches and how its attempts are counted, over the
+    //! memory store in process (mail goes to the console transport).
+
+    use std::path::Path;
+
+    use http::HeaderValue;
+
+    use super::*;
+    use crate::access::AccessRules;
+    use crate::audit::Audit;
+    use crate::auth::password::hash_password;
+    use crate::auth::users::UserDirectory;
+    use crate::config::{Config, PathPattern, Policy, RuleConfig};
+    use crate::identity::IdentityValues;
+    use crate::render::Templates;
+    use crate::store::AuditRecord;
+
+    const PASSWORD: &str = "correct horse battery";
+
+    #[test]
+    fn the_second_factors_are_offered_app_first_e_mail_always_and_backup_codes_while_some_are_left() {
+        let state = |passkey, totp, backup| UserState {
+            passkey_enabled: passkey,
+            totp_enabled: totp,
+            backup_codes_left: backup,
+            ..UserState::default()
+        };
+        assert_eq!(methods(&state(false, false, 0)), ["email"]);
+        assert_eq!(methods(&state(false, false, 1)), ["email", "backup_code"]);
+        assert_eq!(methods(&state(false, true, 10)), ["totp", "email", "backup_code"]);
+        assert_eq!(methods(&state(true, true, 0)), ["passkey", "totp", "email"]);
+    }
+
+    fn user(name: &str, password_hash: &str) -> User {
+        let v = HeaderValue::from_static("x");
+        User {
+            username: name.to_owned(),
+            email: format!("{name}@example.com"),
+            display_name: name.to_owned(),
+            password_hash: password_hash.to_owned(),
+            groups: vec![],
+            disabled: false,
+            identity: IdentityValues { user: v.clone(), email: v.clone(), name: v.clone(), groups: v },
+            fingerprint: Default::default(),
+            dn: None,
+        }
+    }
+
+    /// One factor by default, two under `/two/`; alice's password is
+    /// [`PASSWORD`]. Built as `app` builds it, on a manual clock.
+    async fn login_flow() -> LoginFlow {
+        let mut config = Config::default();
+        config.access_control.default_policy = Policy::OneFactor;
+        config.access_control.rules = vec![RuleConfig {
+            domain: vec![],
+            path: Some(PathPattern(regex::Regex::new("^/two/").unwrap())),
+            methods: vec![],
+            networks: vec![],
+            groups: vec![],
+            users: vec![],
+            policy: Policy::TwoFactor,
+            allow_tokens: false,
+            refresh_session: true,
+        }];
+        let secret: Arc<[u8]> = Arc::from(&b"the login's tests' secret"[..]);
+        let clock = Clock::manual(1_800_000_000_000);
+        let store = Store::open_with_clock(&config.store, clock.clone()).await.unwrap();
+        let dir = UserDirectory::from_users([user("alice", &hash_password(PASSWORD).unwrap())]);
+        let users = Arc::new(Users::read_only(Path::new("(test)"), dir, "test"));
+        let audit = Audit::new(store.clone(), clock.clone());
+        let attempts = Attempts::new(audit.clone());
+        let totp_failures = RateSpec::new(config.otp.max_attempts, config.session.pending_login_ttl);
+        let limiter = Limiter::new(store.clone(), &config.rate_limit, &config.lockout, totp_failures);
+        let templates = Arc::new(Templates::load().unwrap());
+        let mailer = crate::mail::Mailer::new(&config.mail).unwrap();
+        let notifier = Notifier::new(mailer, templates, &config.auth.app_name, clock.clone());
+        let codes =
+            Codes::new(store.clone(), notifier.clone(), limiter.clone(), audit.clone(), secret.clone(), &config.otp);
+        let suspicious = SuspiciousActivity::new(store.clone(), audit.clone(), notifier.clone(), clock.clone());
+        let lockout = Lockout::new(
+            store.clone(),
+            limiter.clone(),
+            audit.clone(),
+            notifier.clone(),
+            suspicious.clone(),
+            config.lockout.account_lock,
+            secret.clone(),
+        );
+        LoginFlow {
+            store: store.clone(),
+            users,
+            passwords: Arc::new(PasswordChecker::new(1).unwrap()),
+            codes,
+            totp: Authenticator::new(store.clone(), &secret, &config.totp, clock.clone()),
+            passkeys: Passkeys::new(store.clone(), &config.server.public_url, None, clock.clone()),
+            limiter,
+            lockout,
+            audit,
+            attempts,
+            notifier,
+            suspicious,
+            fingerprints: Arc::new(Fingerprints::new(&secret)),
+            levels: Levels::new(Arc::new(AccessRules::new(&config.access_control))),
+            settings: Arc::new(LoginSettings {
+                session: config.session.clone(),
+                account_url: "http://127.0.0.1:8080/_auth/account".into(),
+            }),
+            clock,
+        }
+    }
+
+    fn client() -> Client {
+        Client::new("192.0.2.7", "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0")
+    }
+
+    /// What the password step leads to, in words.
+    async fn after_password(flow: &LoginFlow, name: &str, password: &str, rd: Option<&str>) -> String {
+        match flow.password_step(name, password, false, rd.map(str::to_owned), &client()).await {
+            Ok(PasswordOutcome::Done(done)) => {
+                let level = flow.store.peek_session(&done.token).await.unwrap().expect("a session").level;
+                format!("signed in at {level:?}, on to {}", done.redirect)
+            }
+            Ok(PasswordOutcome::CodeSent { methods, .. }) => format!("code sent, then one of {methods:?}"),
+            Ok(PasswordOutcome::AppCodeAsked { .. }) => "app code asked".to_owned(),
+            Err(e) => format!("refused: {e:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_right_password_signs_in_at_the_level_of_where_the_login_leads() {
+        let flow = login_flow().await;
+        assert_eq!(
+            after_password(&flow, "alice", PASSWORD, None).await,
+            "signed in at OneFactor, on to http://127.0.0.1:8080/_auth/account"
+        );
+        let one = "https://app.example.com/one/x";
+        assert_eq!(
+            after_password(&flow, "alice", PASSWORD, Some(one)).await,
+            format!("signed in at OneFactor, on to {one}")
+        );
+        let two = "https://app.example.com/two/x";
+        assert_eq!(after_password(&flow, "alice", PASSWORD, Some(two)).await, "code sent, then one of [\"email\"]");
+        assert_eq!(
+            after_password(&flow, "alice@example.com", PASSWORD, Some("not an address")).await,
+            "code sent, then one of [\"email\"]",
+            "a return address that does not read asks the strongest level"
+        );
+    }
+
+    /// The audit trail's failed password attempts, oldest first.
+    async fn wrong_passwords(flow: &LoginFlow) -> Vec<AuditRecord> {
+        let mut records = flow.store.recent_audit(None, 100).await.unwrap();
+        records.retain(AuditRecord::is_failed_attempt);
+        records.reverse();
+        records
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_refused_and_audited_under_the_name_typed_and_the_account_it_found() {
+        let flow = login_flow().await;
+        for typed in ["alice@example.com", "mallory"] {
+            assert_eq!(after_password(&flow, typed, "wrong", None).await, "refused: InvalidCredentials");
+        }
+        let audited: Vec<(String, Option<String>)> =
+            wrong_passwords(&flow).await.into_iter().map(|r| (r.username, r.user)).collect();
+        assert_eq!(audited, [("alice@example.com".to_owned(), Some("alice".to_owned())), ("mallory".to_owned(), None)]);
+    }
+}

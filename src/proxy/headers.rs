@@ -277,12 +277,13 @@ mod tests {
             h.insert(HeaderName::from_static(n), HeaderValue::from_static("6.6.6.6"));
         }
         h.insert("x-forwarded", HeaderValue::from_static("kept: not a header of the family"));
+        h.insert("x-forwarded-", HeaderValue::from_static("kept: the family's prefix alone names none of it"));
         h.insert("x-forwardedfor", HeaderValue::from_static("kept"));
         h.insert("accept", HeaderValue::from_static("kept"));
         strip_forwarding(&mut h, false);
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
-        assert_eq!(left, ["accept", "x-forwarded", "x-forwardedfor"]);
+        assert_eq!(left, ["accept", "x-forwarded", "x-forwarded-", "x-forwardedfor"]);
     }
 
     #[test]
@@ -314,13 +315,28 @@ mod tests {
         assert!(h.get("x-secret").is_none() && h.get("keep-alive").is_none());
         assert!(h.get(header::CONNECTION).is_none());
         assert_eq!(h.get("x-kept").unwrap(), "1");
+
+        // Connection the only hop-by-hop header present: what it names goes too.
+        let mut h = headers(&[("connection", "x-secret"), ("x-secret", "1"), ("x-kept", "1")]);
+        strip_hop_by_hop(&mut h, false);
+        let names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
     }
 
     #[test]
     fn every_hop_by_hop_header_is_removed_and_upgrade_only_kept_for_a_switch() {
         let request = || {
             let mut h = HeaderMap::new();
-            for name in ["te", "trailer", "transfer-encoding", "proxy-authorization", "proxy-connection", "upgrade"] {
+            for name in [
+                "te",
+                "trailer",
+                "transfer-encoding",
+                "proxy-authorization",
+                "proxy-authenticate",
+                "proxy-connection",
+                "keep-alive",
+                "upgrade",
+            ] {
                 h.insert(HeaderName::from_static(name), HeaderValue::from_static("x"));
             }
             h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
@@ -383,5 +399,59 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         let names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
+    }
+
+    /// The three headers `set_forwarded` leaves, each value in order.
+    fn forwarded(h: &HeaderMap) -> [Vec<&str>; 3] {
+        [&X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST]
+            .map(|n| h.get_all(n).iter().map(|v| v.to_str().unwrap()).collect())
+    }
+
+    #[test]
+    fn an_untrusted_peers_forwarding_headers_are_replaced_by_what_the_gateway_saw() {
+        let peer = IpAddr::from([198, 51, 100, 4]);
+        let host = HeaderValue::from_static("app.example.com");
+        let spoofed = || {
+            headers(&[
+                ("x-forwarded-for", "10.0.0.1"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "admin.example.com"),
+            ])
+        };
+        let mut h = spoofed();
+        set_forwarded(&mut h, peer, false, "http", Some(&host));
+        assert_eq!(forwarded(&h), [["198.51.100.4"], ["http"], ["app.example.com"]]);
+
+        // Without a Host of its own, the request keeps no X-Forwarded-Host at all.
+        let mut h = spoofed();
+        set_forwarded(&mut h, peer, false, "http", None);
+        assert_eq!(forwarded(&h), [vec!["198.51.100.4"], vec!["http"], vec![]]);
+        let mut h = HeaderMap::new();
+        set_forwarded(&mut h, peer, false, "https", Some(&host));
+        assert_eq!(forwarded(&h), [["198.51.100.4"], ["https"], ["app.example.com"]]);
+    }
+
+    #[test]
+    fn a_trusted_proxys_forwarding_headers_are_kept_and_its_address_added() {
+        let proxy = IpAddr::from([10, 0, 0, 2]);
+        let host = HeaderValue::from_static("proxy.internal");
+        let mut h = headers(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-for", "192.0.2.1, 10.0.0.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "app.example.com"),
+        ]);
+        set_forwarded(&mut h, proxy, true, "http", Some(&host));
+        assert_eq!(forwarded(&h), [["203.0.113.7, 192.0.2.1, 10.0.0.9, 10.0.0.2"], ["https"], ["app.example.com"]]);
+
+        // What the proxy did not say, the gateway says.
+        let mut h = HeaderMap::new();
+        set_forwarded(&mut h, proxy, true, "http", Some(&host));
+        assert_eq!(forwarded(&h), [["10.0.0.2"], ["http"], ["proxy.internal"]]);
+    }
+
+    #[test]
+    fn basic_authorization_is_the_name_and_password_in_base64() {
+        assert_eq!(basic_authorization("alice", "open sesame").unwrap(), "Basic YWxpY2U6b3BlbiBzZXNhbWU=");
     }
 }
