@@ -309,9 +309,8 @@ async fn footprint_report() {
 
     let n = 10_000;
     reset_peak(pid);
-    let plain = tokio::task::spawn_blocking(move || {
-        idle_connections(pid, &format!("127.0.0.1:{}", h.gw.port()), n, &["--settle", "10"])
-    });
+    let addr = format!("127.0.0.1:{}", h.gw.port());
+    let plain = tokio::task::spawn_blocking(move || idle_connections(pid, &addr, n, &["--settle", "10"]));
     let h1 = plain.await.unwrap();
     assert_eq!(h1.opened, n, "every connection opened");
     report("h1_10k_peak_mib", format!("{:.1}", mib(peak_kib(pid))));
