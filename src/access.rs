@@ -210,17 +210,7 @@ mod tests {
     use crate::config::{MethodSetting, PathPattern, RuleConfig};
 
     fn rule(policy: Policy) -> RuleConfig {
-        RuleConfig {
-            domain: vec![],
-            path: None,
-            methods: vec![],
-            networks: vec![],
-            groups: vec![],
-            users: vec![],
-            policy,
-            allow_tokens: false,
-            refresh_session: true,
-        }
+        RuleConfig::any(policy)
     }
 
     fn rules(default_policy: Policy, rules: Vec<RuleConfig>) -> AccessRules {

@@ -336,17 +336,7 @@ mod tests {
     }
 
     fn rule(path: &str, policy: Policy) -> RuleConfig {
-        RuleConfig {
-            domain: vec![],
-            path: Some(PathPattern(regex::Regex::new(path).unwrap())),
-            methods: vec![],
-            networks: vec![],
-            groups: vec![],
-            users: vec![],
-            policy,
-            allow_tokens: false,
-            refresh_session: true,
-        }
+        RuleConfig { path: Some(PathPattern(regex::Regex::new(path).unwrap())), ..RuleConfig::any(policy) }
     }
 
     /// Two factors by default; `/open/` bypassed, `/closed/` denied, `/one/`

@@ -160,15 +160,9 @@ mod tests {
 
     fn rule(path: &str, policy: Policy, groups: &[&str]) -> RuleConfig {
         RuleConfig {
-            domain: vec![],
             path: Some(PathPattern(regex::Regex::new(path).unwrap())),
-            methods: vec![],
-            networks: vec![],
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-            users: vec![],
-            policy,
-            allow_tokens: false,
-            refresh_session: true,
+            ..RuleConfig::any(policy)
         }
     }
 

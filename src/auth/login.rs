@@ -690,15 +690,8 @@ mod tests {
         let mut config = Config::default();
         config.access_control.default_policy = Policy::OneFactor;
         config.access_control.rules = vec![RuleConfig {
-            domain: vec![],
             path: Some(PathPattern(regex::Regex::new("^/two/").unwrap())),
-            methods: vec![],
-            networks: vec![],
-            groups: vec![],
-            users: vec![],
-            policy: Policy::TwoFactor,
-            allow_tokens: false,
-            refresh_session: true,
+            ..RuleConfig::any(Policy::TwoFactor)
         }];
         let secret: Arc<[u8]> = Arc::from(&b"the login's tests' secret"[..]);
         let clock = Clock::manual(1_800_000_000_000);

@@ -612,6 +612,24 @@ pub struct RuleConfig {
     pub refresh_session: bool,
 }
 
+impl RuleConfig {
+    /// A rule matching every request with `policy`, as one with only
+    /// `policy = ...` written reads (tests narrow it by setting fields).
+    pub fn any(policy: Policy) -> RuleConfig {
+        RuleConfig {
+            domain: vec![],
+            path: None,
+            methods: vec![],
+            networks: vec![],
+            groups: vec![],
+            users: vec![],
+            policy,
+            allow_tokens: false,
+            refresh_session: yes(),
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }
