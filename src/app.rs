@@ -224,6 +224,23 @@ struct Shared<'a> {
     clock: &'a Clock,
 }
 
+/// The login flow as [`build_with_clock`] wires it, for `auth::login`'s unit
+/// tests (which hold it to its level and attempt logic in process).
+#[cfg(test)]
+pub(crate) fn login_flow(
+    config: &Config,
+    store: &Store,
+    users: &Arc<Users>,
+    clock: &Clock,
+) -> Result<crate::auth::login::LoginFlow, StartError> {
+    let public_origin = config.server.public_url.origin().ascii_serialization();
+    let secret: Arc<[u8]> = config.auth.secret.expose().as_bytes().into();
+    let cookies = SessionCookies::new(&config.session, config.server.public_url.scheme() == "https");
+    let shared =
+        Shared { config, public_origin: &public_origin, store, users, cookies: &cookies, secret: &secret, clock };
+    Ok(shared.auth_handles(Arc::new(Templates::load()?))?.login)
+}
+
 /// The access gate and the login and account handles, sharing one audit
 /// trail, notifier, limiter and lockout.
 struct AuthHandles {

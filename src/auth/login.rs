@@ -644,13 +644,10 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
-    use crate::access::AccessRules;
-    use crate::audit::Audit;
     use crate::auth::password::hash_password;
     use crate::auth::users::UserDirectory;
     use crate::config::{Config, PathPattern, Policy, RuleConfig};
     use crate::identity::IdentityValues;
-    use crate::render::Templates;
     use crate::store::AuditRecord;
 
     const PASSWORD: &str = "correct horse battery";
@@ -693,51 +690,12 @@ mod tests {
             path: Some(PathPattern(regex::Regex::new("^/two/").unwrap())),
             ..RuleConfig::any(Policy::TwoFactor)
         }];
-        let secret: Arc<[u8]> = Arc::from(&b"the login's tests' secret"[..]);
+        config.auth.secret = crate::config::Secret::new("the login's tests' secret".to_owned());
         let clock = Clock::manual(1_800_000_000_000);
         let store = Store::open_with_clock(&config.store, clock.clone()).await.unwrap();
         let dir = UserDirectory::from_users([user("alice", &hash_password(PASSWORD).unwrap())]);
         let users = Arc::new(Users::read_only(Path::new("(test)"), dir, "test"));
-        let audit = Audit::new(store.clone(), clock.clone());
-        let attempts = Attempts::new(audit.clone());
-        let totp_failures = RateSpec::new(config.otp.max_attempts, config.session.pending_login_ttl);
-        let limiter = Limiter::new(store.clone(), &config.rate_limit, &config.lockout, totp_failures);
-        let templates = Arc::new(Templates::load().unwrap());
-        let mailer = crate::mail::Mailer::new(&config.mail).unwrap();
-        let notifier = Notifier::new(mailer, templates, &config.auth.app_name, clock.clone());
-        let codes =
-            Codes::new(store.clone(), notifier.clone(), limiter.clone(), audit.clone(), secret.clone(), &config.otp);
-        let suspicious = SuspiciousActivity::new(store.clone(), audit.clone(), notifier.clone(), clock.clone());
-        let lockout = Lockout::new(
-            store.clone(),
-            limiter.clone(),
-            audit.clone(),
-            notifier.clone(),
-            suspicious.clone(),
-            config.lockout.account_lock,
-            secret.clone(),
-        );
-        LoginFlow {
-            store: store.clone(),
-            users,
-            passwords: Arc::new(PasswordChecker::new(1).unwrap()),
-            codes,
-            totp: Authenticator::new(store.clone(), &secret, &config.totp, clock.clone()),
-            passkeys: Passkeys::new(store.clone(), &config.server.public_url, None, clock.clone()),
-            limiter,
-            lockout,
-            audit,
-            attempts,
-            notifier,
-            suspicious,
-            fingerprints: Arc::new(Fingerprints::new(&secret)),
-            levels: Levels::new(Arc::new(AccessRules::new(&config.access_control))),
-            settings: Arc::new(LoginSettings {
-                session: config.session.clone(),
-                account_url: "http://127.0.0.1:8080/_auth/account".into(),
-            }),
-            clock,
-        }
+        crate::app::login_flow(&config, &store, &users, &clock).unwrap()
     }
 
     fn client() -> Client {
