@@ -57,7 +57,7 @@ async fn reset_code(h: &Harness, before: usize) -> String {
     support::find_code(&text, h.digits).expect("a code in the reset mail")
 }
 
-async fn change_password_on(backend: Backend) {
+async fn a_password_is_changed_keeping_this_session(backend: Backend) {
     let Some(h) = Harness::start(backend, one_factor()).await else { return };
     // A comment and the file's mode, which the write must keep.
     let text = std::fs::read_to_string(&h.users).unwrap();
@@ -102,16 +102,6 @@ async fn change_password_on(backend: Backend) {
     assert!(h.gw.security_records().iter().any(|r| r["details"] == "password re-check: change the password"));
 }
 
-#[tokio::test]
-async fn a_password_is_changed_keeping_this_session_on_memory() {
-    change_password_on(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn a_password_is_changed_keeping_this_session_on_redis() {
-    change_password_on(Backend::Redis).await;
-}
-
 async fn the_change_form_works_without_javascript(backend: Backend) {
     let Some(h) = Harness::start(backend, one_factor()).await else { return };
     let c = h.login_client("testuser", PASSWORD, FIREFOX).await;
@@ -139,7 +129,7 @@ async fn the_change_form_works_without_javascript(backend: Backend) {
     assert_eq!(r.status(), 403);
 }
 
-async fn reset_on(backend: Backend) {
+async fn a_password_is_reset_by_mail(backend: Backend) {
     let Some(h) = Harness::start(backend, one_factor()).await else { return };
     let bob = h.login_client("bob", "bobs-password-1", FIREFOX).await;
     let r = bob
@@ -183,16 +173,6 @@ async fn reset_on(backend: Backend) {
         assert!(h.gw.wait_for_record(|r| r["event"] == event).await.is_some(), "{event} audited");
     }
     assert!(wait_for_subject(&h, "Your password was reset").await, "an alert mail");
-}
-
-#[tokio::test]
-async fn a_password_is_reset_by_mail_on_memory() {
-    reset_on(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn a_password_is_reset_by_mail_on_redis() {
-    reset_on(Backend::Redis).await;
 }
 
 async fn three_wrong_codes_void_the_reset_code(backend: Backend) {
@@ -352,56 +332,6 @@ async fn reset_requests_are_limited_per_address(backend: Backend) {
     assert_eq!(statuses, [200, 200, 200, 429]);
 }
 
-#[tokio::test]
-async fn the_change_form_works_without_javascript_on_memory() {
-    the_change_form_works_without_javascript(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn the_change_form_works_without_javascript_on_redis() {
-    the_change_form_works_without_javascript(Backend::Redis).await;
-}
-
-#[tokio::test]
-async fn three_wrong_codes_void_the_reset_code_on_memory() {
-    three_wrong_codes_void_the_reset_code(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn three_wrong_codes_void_the_reset_code_on_redis() {
-    three_wrong_codes_void_the_reset_code(Backend::Redis).await;
-}
-
-#[tokio::test]
-async fn an_unknown_name_gets_the_same_answers_on_memory() {
-    an_unknown_name_gets_the_same_answers(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn an_unknown_name_gets_the_same_answers_on_redis() {
-    an_unknown_name_gets_the_same_answers(Backend::Redis).await;
-}
-
-#[tokio::test]
-async fn the_mailbox_alone_cannot_reset_a_two_factor_account_on_memory() {
-    the_mailbox_alone_cannot_reset_a_two_factor_account(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn the_mailbox_alone_cannot_reset_a_two_factor_account_on_redis() {
-    the_mailbox_alone_cannot_reset_a_two_factor_account(Backend::Redis).await;
-}
-
-#[tokio::test]
-async fn reset_requests_are_limited_per_address_on_memory() {
-    reset_requests_are_limited_per_address(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn reset_requests_are_limited_per_address_on_redis() {
-    reset_requests_are_limited_per_address(Backend::Redis).await;
-}
-
 /// As an attacker would try it: a parallel burst of wrong reset codes, a code
 /// asked for one account given for another, a foreign Origin, malformed
 /// values, and a session that is not the account's.
@@ -526,12 +456,13 @@ async fn an_attacker_gets_nothing_past_the_reset_and_the_change(backend: Backend
     assert!(refused > 0, "the re-check window refuses a burst: {answers:?}");
 }
 
-#[tokio::test]
-async fn an_attacker_gets_nothing_past_the_reset_and_the_change_on_memory() {
-    an_attacker_gets_nothing_past_the_reset_and_the_change(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn an_attacker_gets_nothing_past_the_reset_and_the_change_on_redis() {
-    an_attacker_gets_nothing_past_the_reset_and_the_change(Backend::Redis).await;
-}
+support::on_both_stores!(
+    a_password_is_changed_keeping_this_session,
+    a_password_is_reset_by_mail,
+    the_change_form_works_without_javascript,
+    three_wrong_codes_void_the_reset_code,
+    an_unknown_name_gets_the_same_answers,
+    the_mailbox_alone_cannot_reset_a_two_factor_account,
+    reset_requests_are_limited_per_address,
+    an_attacker_gets_nothing_past_the_reset_and_the_change,
+);
