@@ -51,6 +51,13 @@ async fn get_at(origin: &str, c: &reqwest::Client, path: &str) -> (StatusCode, V
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// A same-origin JSON POST from the console's page to `at`'s `path`.
+async fn post_at(h: &Harness, at: &str, c: &reqwest::Client, path: &str, body: Value) -> (StatusCode, Value) {
+    let r = c.post(format!("{at}{path}")).header("Origin", &h.origin).json(&body).send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 /// A password step from `ip` (as a trusted proxy would say): the status.
 async fn attempt(h: &Harness, name: &str, password: &str, ip: &str) -> StatusCode {
     support::client()
@@ -118,15 +125,8 @@ async fn an_operator_acts_on_users_and_addresses_and_every_action_is_audited(b: 
         assert_eq!(s, 200, "{v}");
         assert!(v["users"][0]["locked_for"].as_u64().is_some(), "the replica sees the lock: {v}");
     }
-    let r = admin
-        .post(format!("{at}/_auth/api/admin/unlock"))
-        .header("Origin", &h.origin)
-        .json(&json!({"name": "carol"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
+    let (s, v) = post_at(&h, &at, &admin, "/_auth/api/admin/unlock", json!({"name": "carol"})).await;
+    assert_eq!(s, 200);
     assert_eq!((v["was_locked"].clone(), v["message"].clone()), (json!(true), json!("carol is unlocked.")));
     assert_eq!(attempt(&h, "carol", CAROL, "198.51.100.9").await, 200, "unlocked everywhere at once");
     assert_eq!(carol_row(&h, &admin).await["locked_for"], Value::Null);
@@ -136,15 +136,8 @@ async fn an_operator_acts_on_users_and_addresses_and_every_action_is_audited(b: 
     assert_eq!(carol.get(h.url("/app")).send().await.unwrap().status(), 200);
     assert!(carol_row(&h, &admin).await["sessions"].as_u64().is_some_and(|n| n >= 1));
     // (With Redis, asked of the replica: the session ends on this gateway too.)
-    let r = admin
-        .post(format!("{at}/_auth/api/admin/sessions/revoke"))
-        .header("Origin", &h.origin)
-        .json(&json!({"name": "carol"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
+    let (s, v) = post_at(&h, &at, &admin, "/_auth/api/admin/sessions/revoke", json!({"name": "carol"})).await;
+    assert_eq!(s, 200);
     assert!(v["revoked"].as_u64().is_some_and(|n| n >= 1), "{v}");
     assert_eventually!(
         within std::time::Duration::from_secs(3),
