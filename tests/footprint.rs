@@ -135,6 +135,53 @@ async fn memory_taken_by_a_burst_of_logins_is_given_back_when_it_ends() {
     );
 }
 
+/// As an attacker would try it: a parallel burst of wrong passwords whose
+/// clients hang up while their checks wait (each check needs 19 MiB), mixed
+/// with malformed and cross-site attempts. Nothing is held once it ends, no
+/// wrong password got through, and the right one still signs in.
+#[tokio::test]
+async fn a_burst_of_abandoned_password_checks_holds_nothing_and_lets_nothing_in() {
+    let h = harness().await;
+    let pid = h.gw.pid();
+    burst(&h, 2, 1).await;
+    let before = steady_rss(pid).await;
+    let url = h.url("/_auth/api/send-login-otp");
+    let attempts: Vec<_> = (0..48)
+        .map(|i| {
+            let (url, origin) = (url.clone(), h.origin.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder().timeout(Duration::from_millis(5 + i % 20)).build().unwrap();
+                let body = json!({"username_or_email": "testuser", "password": format!("guess {i}")});
+                match client.post(&url).header("Origin", &origin).json(&body).send().await {
+                    // Gone before the answer: the check is abandoned.
+                    Err(_) => None,
+                    Ok(r) => Some(r.status().as_u16()),
+                }
+            })
+        })
+        .collect();
+    let c = support::client();
+    let foreign = c
+        .post(&url)
+        .header("Origin", "https://evil.example")
+        .json(&json!({"username_or_email": "testuser", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403, "a cross-site login is refused");
+    let malformed = c.post(&url).header("Origin", &h.origin).body("{\"username_or_email\": 7").send().await.unwrap();
+    assert_eq!(malformed.status(), 400, "a malformed body is refused");
+    for a in attempts {
+        let answered = a.await.unwrap();
+        assert!(answered.is_none_or(|s| s == 400 || s == 429), "a wrong password answered {answered:?}");
+    }
+    let took = falls_below(pid, before + 8 * 1024, Duration::from_secs(5)).await;
+    assert!(took.is_some(), "{:.1} MiB after the burst, {:.1} MiB before", mib(rss_kib(pid)), mib(before));
+    let (s, v) = h.send_login("testuser", PASSWORD).await;
+    assert_eq!(s, 200, "the right password still signs in: {v}");
+    assert_eq!(v["otp_required"], true, "{v}");
+}
+
 /// The TLS gateway of the HTTP/2 measurements: room for thousands of
 /// connections from one address.
 fn tls_gateway(upstream: &str) -> (Gateway, std::path::PathBuf) {
