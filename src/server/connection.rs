@@ -26,7 +26,7 @@ use crate::metrics::connections::Counted;
 use crate::shutdown::Shutdown;
 
 /// How long an HTTP/1.1 connection stays awake with nothing to do.
-const SLEEP_AFTER: Duration = Duration::from_secs(1);
+const SLEEP_AFTER: Duration = Duration::from_millis(250);
 
 /// One accepted connection, and what serving it needs: kept small, since an
 /// idle keep-alive connection holds it for as long as the client likes.
