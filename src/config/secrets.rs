@@ -56,10 +56,52 @@ pub fn placeholder(value: &str, anywhere: bool) -> Option<String> {
 }
 
 /// zxcvbn's estimate of the guesses `value` takes, as a power of ten, when it
-/// is below [`MIN_SECRET_GUESSES_LOG10`].
+/// is below [`MIN_SECRET_GUESSES_LOG10`]. A value that is [`clearly_random`]
+/// is not scored: zxcvbn's first estimate builds 4.7 MiB of dictionaries
+/// that stay for the life of the process, and at start-up that is all it
+/// would be used for.
 pub fn guessable(value: &str) -> Option<f64> {
+    if clearly_random(value) {
+        return None;
+    }
     let log10 = zxcvbn::zxcvbn(value, &[]).guesses_log10();
     (log10 < MIN_SECRET_GUESSES_LOG10).then_some(log10)
+}
+
+/// Bits a value must carry, by [`clearly_random`]'s count, to skip zxcvbn:
+/// four times the 64 at which zxcvbn stops counting, so that only what
+/// random generators make passes unscored (`openssl rand -base64 48` and
+/// `portcullis init` about 410 bits, `openssl rand -hex 32` about 320),
+/// and anything shorter or with structure is scored by zxcvbn as before.
+const CLEARLY_RANDOM_BITS: f64 = 256.0;
+
+/// True when `value` is long, drawn from a wide alphabet and without
+/// structure: every character counts log2 of the alphabet its classes span
+/// (lower case 26, upper case 26, digits 10, others 33), except one that
+/// continues a run (`aaa`, `abc`, `cba`) or ends three characters seen
+/// before, which counts nothing. Words count in full here, so a value of
+/// words could pass; they cannot reach 256 bits in under about 40
+/// characters, and zxcvbn too lets a long phrase of words pass. Only the
+/// first 256 characters are looked at (the count is quadratic).
+fn clearly_random(value: &str) -> bool {
+    let chars: Vec<char> = value.chars().take(256).collect();
+    let classes: [fn(&char) -> bool; 3] = [char::is_ascii_lowercase, char::is_ascii_uppercase, char::is_ascii_digit];
+    let sizes = [26.0, 26.0, 10.0];
+    let mut alphabet: f64 =
+        classes.iter().zip(sizes).filter(|(class, _)| chars.iter().any(class)).map(|(_, n)| n).sum();
+    if chars.iter().any(|c| !c.is_ascii_alphanumeric()) {
+        alphabet += 33.0;
+    }
+    let mut free = 0usize;
+    for i in 0..chars.len() {
+        let run = i >= 2 && {
+            let (a, b, c) = (chars[i - 2] as i64, chars[i - 1] as i64, chars[i] as i64);
+            c - b == b - a && (c - b).abs() <= 1
+        };
+        let seen = i >= 2 && (0..i - 2).any(|j| chars[j..j + 3] == chars[i - 2..=i]);
+        free += usize::from(!run && !seen);
+    }
+    free as f64 * alphabet.log2() >= CLEARLY_RANDOM_BITS
 }
 
 /// Everything wrong with a key (`auth.secret`), as one message.
@@ -131,6 +173,36 @@ mod tests {
             for value in [b64, hex32, hex16] {
                 assert_eq!(key_problem(&value), None, "{value:?}");
             }
+        }
+    }
+
+    #[test]
+    fn only_long_unstructured_values_skip_the_dictionary_estimate() {
+        // What the docs and `init` make: no dictionaries are built for them.
+        for _ in 0..40 {
+            let mut bytes = [0u8; 48];
+            rand::fill(&mut bytes);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+            let hex32: String = bytes[..32].iter().map(|b| format!("{b:02x}")).collect();
+            assert!(clearly_random(&b64), "{b64:?}");
+            assert!(clearly_random(&hex32), "{hex32:?}");
+            // 128 bits in 32 characters: random, but scored by zxcvbn.
+            let hex16: String = bytes[32..].iter().map(|b| format!("{b:02x}")).collect();
+            assert!(!clearly_random(&hex16), "{hex16:?}");
+        }
+        // Patterned values go to zxcvbn (which refuses most of these) also
+        // when they are long.
+        for value in [
+            "xyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxyxy",
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+            "bench-secret-bench-secret-bench-secret-bench-secret-bench-secret-0123",
+            "Tr0ub4dor&3Tr0ub4dor&3Tr0ub4dor&3Tr0ub4dor&3Tr0ub4dor&3Tr0ub4dor&3",
+            "passwordpasswordpasswordpasswordpasswordpasswordpasswordpassword",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "qwertyuiopasdfghjklzxcvbnm",
+        ] {
+            assert!(!clearly_random(value), "{value:?}");
         }
     }
 
