@@ -14,7 +14,10 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use portcullis::auth::password::{PasswordChecker, hash_password};
 
 use serde_json::json;
 use support::eventually::poll_every;
@@ -293,33 +296,39 @@ fn report(row: &str, value: impl std::fmt::Display) {
     println!("footprint {row} {value}");
 }
 
-/// Hashes/s of argon2id at the gateway's cost on `threads` threads at once,
-/// for `time`: the most password checks the machine can do.
-fn argon2_limit(threads: usize, time: Duration) -> f64 {
+/// Password checks/s through the gateway's own checker (one permit per
+/// core, argon2id at the gateway's cost, buffers reused as the gateway
+/// reuses them), kept busy from `4 * cores` tasks for `time`: the most
+/// password checks this machine can do, with no HTTP, session or e-mail.
+async fn argon2_limit(cores: usize, time: Duration) -> f64 {
+    let checker = Arc::new(PasswordChecker::new(cores).unwrap());
+    let hash: Arc<str> = hash_password(PASSWORD).unwrap().into();
     let started = Instant::now();
-    let done: usize = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut n = 0;
-                    while started.elapsed() < time {
-                        portcullis::auth::password::hash_password("a password of some length").unwrap();
-                        n += 1;
-                    }
-                    n
-                })
+    let tasks: Vec<_> = (0..4 * cores)
+        .map(|_| {
+            let (checker, hash) = (checker.clone(), hash.clone());
+            tokio::spawn(async move {
+                let mut done = 0;
+                while started.elapsed() < time {
+                    assert!(checker.verify(Some(&hash), PASSWORD).await.unwrap());
+                    done += 1;
+                }
+                done
             })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).sum()
-    });
-    done as f64 / started.elapsed().as_secs_f64()
+        })
+        .collect();
+    let mut done = 0;
+    for task in tasks {
+        done += task.await.unwrap();
+    }
+    f64::from(done) / started.elapsed().as_secs_f64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark of two minutes: bench/footprint.sh runs it on release builds"]
 async fn footprint_report() {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    let limit = tokio::task::spawn_blocking(move || argon2_limit(cores, Duration::from_secs(3))).await.unwrap();
+    let limit_before = argon2_limit(cores, Duration::from_secs(3)).await;
 
     let h = harness().await;
     let pid = h.gw.pid();
@@ -328,9 +337,6 @@ async fn footprint_report() {
 
     let took = burst(&h, 400, 32).await;
     let rate = 400.0 / took.as_secs_f64();
-    report("logins_per_s", format!("{rate:.0}"));
-    report("argon2_limit_per_s", format!("{limit:.0}"));
-    report("logins_over_limit", format!("{:.2}", rate / limit));
     report("after_burst_mib", format!("{:.1}", mib(rss_kib(pid))));
     let back = falls_below(pid, idle + idle / 4, Duration::from_secs(15)).await;
     report("back_within_1_25x_idle_s", back.map_or("never (15 s)".to_string(), |s| format!("{s:.1}")));
@@ -338,6 +344,12 @@ async fn footprint_report() {
     let waited = back.unwrap_or(15.0);
     tokio::time::sleep(Duration::from_secs_f64((10.0 - waited).max(0.0))).await;
     report("10s_after_burst_mib", format!("{:.1}", mib(rss_kib(pid))));
+    // The limit measured on either side of the burst, the higher taken:
+    // load from elsewhere on the machine only lowers it.
+    let limit = limit_before.max(argon2_limit(cores, Duration::from_secs(3)).await);
+    report("logins_per_s", format!("{rate:.0}"));
+    report("argon2_limit_per_s", format!("{limit:.0}"));
+    report("logins_over_limit", format!("{:.2}", rate / limit));
 
     // The streams go through the proxy, which asks for a login.
     h.login().await;
