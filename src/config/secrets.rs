@@ -161,16 +161,19 @@ mod tests {
         }
     }
 
+    /// Fresh random secrets as `openssl rand -base64 48` (and `init`),
+    /// `-hex 32` and `-hex 16` make them.
+    fn usual_random_secrets() -> [String; 3] {
+        let mut bytes = [0u8; 48];
+        rand::fill(&mut bytes);
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect();
+        [base64::engine::general_purpose::STANDARD.encode(bytes), hex(&bytes[..32]), hex(&bytes[32..])]
+    }
+
     #[test]
     fn random_secrets_of_every_usual_shape_pass() {
-        // What `openssl rand -base64 48`, `-hex 32`, `-hex 16` and `init` make.
         for _ in 0..40 {
-            let mut bytes = [0u8; 48];
-            rand::fill(&mut bytes);
-            let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-            let hex32: String = bytes[..32].iter().map(|b| format!("{b:02x}")).collect();
-            let hex16: String = bytes[32..].iter().map(|b| format!("{b:02x}")).collect();
-            for value in [b64, hex32, hex16] {
+            for value in usual_random_secrets() {
                 assert_eq!(key_problem(&value), None, "{value:?}");
             }
         }
@@ -180,14 +183,10 @@ mod tests {
     fn only_long_unstructured_values_skip_the_dictionary_estimate() {
         // What the docs and `init` make: no dictionaries are built for them.
         for _ in 0..40 {
-            let mut bytes = [0u8; 48];
-            rand::fill(&mut bytes);
-            let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-            let hex32: String = bytes[..32].iter().map(|b| format!("{b:02x}")).collect();
+            let [b64, hex32, hex16] = usual_random_secrets();
             assert!(clearly_random(&b64), "{b64:?}");
             assert!(clearly_random(&hex32), "{hex32:?}");
             // 128 bits in 32 characters: random, but scored by zxcvbn.
-            let hex16: String = bytes[32..].iter().map(|b| format!("{b:02x}")).collect();
             assert!(!clearly_random(&hex16), "{hex16:?}");
         }
         // Patterned values go to zxcvbn (which refuses most of these) also
