@@ -501,6 +501,43 @@ async fn idle_http1_connections_sleep_and_stay_open_until_the_idle_timeout() {
     assert!(after >= Duration::from_millis(3500), "closed {after:?} after the last request, before the idle timeout");
 }
 
+/// A request head that arrives in two parts with a pause between them longer
+/// than a connection takes to fall asleep (a lost segment, a slow link) is
+/// answered, on a fresh connection and on one that served a request before,
+/// from sixteen such clients at once; the pause stays within the header-read
+/// timeout, which still closes a head that never ends.
+#[tokio::test]
+async fn a_request_head_split_by_a_pause_is_answered_not_dropped() {
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::start().await;
+    let gw = sleepy_gateway(&up, "30s", "");
+    let split = |port: u16, i: usize| async move {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        if i % 2 == 1 {
+            assert_eq!(ask(&mut s, HEALTHZ, 1).await[0].0, "HTTP/1.1 200 OK");
+        }
+        s.write_all(format!("GET /split/{i} HTTP/1.1\r\nHo").as_bytes()).await.unwrap();
+        // Past the quarter second after which a quiet connection sleeps,
+        // short of the header-read timeout (1 s).
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (status, body) = ask(&mut s, b"st: app\r\n\r\n", 1).await.remove(0);
+        assert_eq!(status, "HTTP/1.1 200 OK", "client {i}: {body}");
+        assert!(body.contains(&format!("/split/{i}")), "client {i}: {body}");
+    };
+    let clients: Vec<_> = (0..16).map(|i| tokio::spawn(split(gw.port(), i))).collect();
+    for c in clients {
+        c.await.unwrap();
+    }
+
+    // A head that never ends is still closed at the header-read timeout.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gw.port())).await.unwrap();
+    s.write_all(b"GET /never HTTP/1.1\r\nHo").await.unwrap();
+    let mut buf = [0u8; 256];
+    use tokio::io::AsyncReadExt;
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("closed within 5 s");
+    assert!(!matches!(&n, Ok(k) if *k > 0 && buf[..*k].starts_with(b"HTTP/1.1 200")), "answered: {n:?}");
+}
+
 /// A connection stays awake while a request is in flight, however long it
 /// is quiet: a slow response and an upload that pauses mid-body both finish.
 #[tokio::test]

@@ -5,8 +5,8 @@
 //! idle keep-alive connection, and browsers and proxies hold many. hyper also
 //! closes a connection whose next request head has not come within the
 //! header-read timeout, idle or not. So once a connection has been quiet for a
-//! second (or a third of that timeout, if shorter), hyper's part of it is ended and only the socket is
-//! kept, with a small task waiting for it to become readable; the next
+//! quarter of a second (or a third of that timeout, if shorter), hyper's part
+//! of it is ended and only the socket is kept, with a small task waiting for it to become readable; the next
 //! request's first bytes wake it, and a new hyper connection takes it on. A
 //! sleeping connection stays open until the idle timeout.
 //!
@@ -16,8 +16,10 @@
 //! end of the stream once the connection's task asks it to, and skips the
 //! shutdown of the socket that follows. The task asks only when [`Activity`]
 //! shows hyper is between requests: every response finished (its body
-//! dropped), the last request had no body that might be left unread, and no
-//! bytes came for a whole check interval. If hyper gives the socket back with
+//! dropped), the last request had no body that might be left unread, no part
+//! of the next request's head has come (a head split by a pause is waited
+//! for, up to the header-read timeout), and no bytes came for a whole check
+//! interval. If hyper gives the socket back with
 //! an error (a request head begun and cut short, which its header-read timeout
 //! would soon have ended anyway) or with bytes it read and did not parse, the
 //! connection is closed rather than put to sleep.
@@ -66,6 +68,9 @@ pub(super) struct Activity {
     in_flight: AtomicUsize,
     /// The last request came with a body, which its handler may have left unread.
     last_had_body: AtomicBool,
+    /// Bytes came between requests and no request has begun from them yet:
+    /// a head under way, which hyper holds and a sleep would lose.
+    head_begun: AtomicBool,
     /// The task's request: end hyper's part at its next read that finds nothing.
     sleep: AtomicBool,
 }
@@ -87,9 +92,10 @@ impl Activity {
         self.in_flight.load(Relaxed) == 0
     }
 
-    /// Between requests, with nothing of the last one left to read.
+    /// Between requests, with nothing of the last one left to read and no
+    /// part of the next one read.
     pub(super) fn may_sleep(&self) -> bool {
-        self.between_requests() && !self.last_had_body.load(Relaxed)
+        self.between_requests() && !self.last_had_body.load(Relaxed) && !self.head_begun.load(Relaxed)
     }
 
     pub(super) fn ask_to_sleep(&self) {
@@ -107,6 +113,7 @@ impl Activity {
         self.requests.fetch_add(1, Relaxed);
         self.in_flight.fetch_add(1, Relaxed);
         self.last_had_body.store(has_body, Relaxed);
+        self.head_begun.store(false, Relaxed);
         InFlight(self.clone())
     }
 }
@@ -178,6 +185,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Sleepy<S> {
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
                 this.activity.reads.fetch_add(1, Relaxed);
+                if this.activity.between_requests() {
+                    this.activity.head_begun.store(true, Relaxed);
+                }
                 // Bytes came after all: a request is under way, stay awake.
                 if this.activity.sleep.load(Relaxed) {
                     this.activity.sleep.store(false, Relaxed);
