@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use support::assert_eventually;
 use support::eventually::poll_every;
+use support::flow::{Backend, Harness, Options, PASSWORD};
 use support::upstream::Upstream;
 use support::{Gateway, base_config, client, empty_users};
 
@@ -536,6 +537,104 @@ async fn a_request_head_split_by_a_pause_is_answered_not_dropped() {
     use tokio::io::AsyncReadExt;
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("closed within 5 s");
     assert!(!matches!(&n, Ok(k) if *k > 0 && buf[..*k].starts_with(b"HTTP/1.1 200")), "answered: {n:?}");
+}
+
+/// The cookies a browser would hold after `set_cookie` headers on top of
+/// `jar`, as one Cookie header value.
+fn with_cookies(jar: &str, response: &reqwest::Response) -> String {
+    let mut pairs: Vec<(String, String)> =
+        jar.split("; ").filter_map(|p| p.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
+    for set in response.headers().get_all("set-cookie") {
+        let pair = set.to_str().unwrap().split(';').next().unwrap();
+        let (name, value) = pair.split_once('=').unwrap();
+        pairs.retain(|(k, _)| k != name);
+        if !value.is_empty() {
+            pairs.push((name.into(), value.into()));
+        }
+    }
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+}
+
+/// `user`'s Cookie header after the password (one factor, a code pending)
+/// and after the e-mailed code too (two factors), by hand as a raw client
+/// would hold them.
+async fn login_cookies(h: &Harness, user: &str, password: &str) -> (String, String) {
+    support::crypto();
+    // No cookie store: the cookies are carried by hand, as the raw client will.
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let before = h.smtp.messages().len();
+    let body = serde_json::json!({"username_or_email": user, "password": password});
+    let r = c.post(h.url("/_auth/api/send-login-otp")).header("Origin", &h.origin).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let pending = with_cookies("", &r);
+    let code = h.code_from_mail(before + 1).await;
+    let r = c
+        .post(h.url("/_auth/api/verify-login-otp"))
+        .header("Origin", &h.origin)
+        .header("Cookie", &pending)
+        .json(&serde_json::json!({"otp_code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let session = with_cookies(&pending, &r);
+    (pending, session)
+}
+
+/// As an attacker would try a connection that sleeps between requests: who
+/// a request is forwarded as is decided by that request alone. One
+/// keep-alive connection carries, with a sleep between each, one user's
+/// session, then another's (its head split by a pause), none, a one-factor
+/// session, a malformed cookie, a pipelined pair of a session and no
+/// session, and a cross-site POST: each gets its own answer, and only the
+/// two-factor sessions reach the application, as their own user.
+#[tokio::test]
+async fn whom_a_sleeping_connection_forwards_as_is_decided_by_each_request() {
+    use tokio::io::AsyncWriteExt;
+    let Some(h) = Harness::start(Backend::Memory, Options::default()).await else { return };
+    let (_, alice) = login_cookies(&h, "testuser", PASSWORD).await;
+    let (bobs_one_factor, bob) = login_cookies(&h, "bob", "bobs-password-1").await;
+    let host = format!("127.0.0.1:{}", h.gw.port());
+    let get = |cookie: &str| format!("GET /whoami HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n");
+    let asleep = async || support::sample(&h.metrics().await, "portcullis_connections_asleep", &[]) == 1.0;
+    let forwarded_as = |(status, body): &(String, String)| {
+        (status == "HTTP/1.1 200 OK").then(|| {
+            let echo: serde_json::Value = serde_json::from_str(body).unwrap();
+            echo["headers"]["remote-user"][0].as_str().unwrap_or("(none)").to_string()
+        })
+    };
+
+    let mut s = tokio::net::TcpStream::connect(&h.gw.addr).await.unwrap();
+    assert_eq!(forwarded_as(&ask(&mut s, get(&alice).as_bytes(), 1).await[0]), Some("testuser".into()));
+    assert_eventually!(within Duration::from_secs(10), asleep().await, "the connection sleeps");
+
+    // Bob's head, split before its Cookie line by a pause past the sleep.
+    let bobs = get(&bob);
+    let (first, rest) = bobs.split_at(bobs.find("Cookie").unwrap());
+    s.write_all(first.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(forwarded_as(&ask(&mut s, rest.as_bytes(), 1).await[0]), Some("bob".into()));
+
+    for (what, cookie) in [
+        ("no session", String::new()),
+        ("a one-factor session", bobs_one_factor),
+        ("a malformed cookie", "portcullis_session=%ff%00;;=".to_string()),
+    ] {
+        assert_eventually!(within Duration::from_secs(10), asleep().await, "the connection sleeps");
+        let answer = ask(&mut s, get(&cookie).as_bytes(), 1).await.remove(0);
+        assert_eq!(forwarded_as(&answer), None, "{what} was forwarded: {answer:?}");
+    }
+
+    assert_eventually!(within Duration::from_secs(10), asleep().await, "the connection sleeps");
+    let both = ask(&mut s, format!("{}{}", get(&alice), get("")).as_bytes(), 2).await;
+    assert_eq!(forwarded_as(&both[0]), Some("testuser".into()));
+    assert_eq!(forwarded_as(&both[1]), None, "the pipelined request without a session: {:?}", both[1]);
+
+    assert_eventually!(within Duration::from_secs(10), asleep().await, "the connection sleeps");
+    let post = format!(
+        "POST /_auth/api/backup-codes HTTP/1.1\r\nHost: {host}\r\nCookie: {alice}\r\nOrigin: https://evil.example\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    assert_eq!(ask(&mut s, post.as_bytes(), 1).await[0].0, "HTTP/1.1 403 Forbidden");
 }
 
 /// A connection stays awake while a request is in flight, however long it
