@@ -163,14 +163,20 @@ async fn steady_rss(pid: u32) -> u64 {
     steady.unwrap_or_else(|| rss_kib(pid))
 }
 
-#[tokio::test]
-async fn memory_taken_by_a_burst_of_logins_is_given_back_when_it_ends() {
+/// A gateway after two logins, its pid and its resident memory then: what
+/// the first logins build and keep (the session table, the mail connection)
+/// is not what a burst takes.
+async fn warmed_up() -> (Harness, u32, u64) {
     let h = harness().await;
     let pid = h.gw.pid();
-    // Two logins first: what the first ones build and keep (the session
-    // table, the mail connection) is not what a burst takes.
     burst(&h, 2, 1).await;
     let before = steady_rss(pid).await;
+    (h, pid, before)
+}
+
+#[tokio::test]
+async fn memory_taken_by_a_burst_of_logins_is_given_back_when_it_ends() {
+    let (h, pid, before) = warmed_up().await;
     // 32 at once against two permits: each check needs argon2's 19 MiB.
     burst(&h, 64, 32).await;
     // argon2's buffers (two, 38 MiB) are freed by the last check out; what
@@ -213,10 +219,7 @@ fn a_random_secret_is_checked_without_building_zxcvbns_dictionaries() {
 /// wrong password got through, and the right one still signs in.
 #[tokio::test]
 async fn a_burst_of_abandoned_password_checks_holds_nothing_and_lets_nothing_in() {
-    let h = harness().await;
-    let pid = h.gw.pid();
-    burst(&h, 2, 1).await;
-    let before = steady_rss(pid).await;
+    let (h, pid, before) = warmed_up().await;
     let url = h.url("/_auth/api/send-login-otp");
     let attempts: Vec<_> = (0..48)
         .map(|i| {

@@ -85,13 +85,14 @@ const CLEARLY_RANDOM_BITS: f64 = 256.0;
 /// first 256 characters are looked at (the count is quadratic).
 fn clearly_random(value: &str) -> bool {
     let chars: Vec<char> = value.chars().take(256).collect();
-    let classes: [fn(&char) -> bool; 3] = [char::is_ascii_lowercase, char::is_ascii_uppercase, char::is_ascii_digit];
-    let sizes = [26.0, 26.0, 10.0];
-    let mut alphabet: f64 =
-        classes.iter().zip(sizes).filter(|(class, _)| chars.iter().any(class)).map(|(_, n)| n).sum();
-    if chars.iter().any(|c| !c.is_ascii_alphanumeric()) {
-        alphabet += 33.0;
-    }
+    type Class = (fn(&char) -> bool, f64);
+    let classes: [Class; 4] = [
+        (char::is_ascii_lowercase, 26.0),
+        (char::is_ascii_uppercase, 26.0),
+        (char::is_ascii_digit, 10.0),
+        (|c| !c.is_ascii_alphanumeric(), 33.0),
+    ];
+    let alphabet: f64 = classes.iter().filter(|(class, _)| chars.iter().any(class)).map(|(_, n)| n).sum();
     let mut free = 0usize;
     for i in 0..chars.len() {
         let run = i >= 2 && {

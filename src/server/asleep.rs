@@ -6,9 +6,10 @@
 //! closes a connection whose next request head has not come within the
 //! header-read timeout, idle or not. So once a connection has been quiet for a
 //! quarter of a second (or a third of that timeout, if shorter), hyper's part
-//! of it is ended and only the socket is kept, with a small task waiting for it to become readable; the next
-//! request's first bytes wake it, and a new hyper connection takes it on. A
-//! sleeping connection stays open until the idle timeout.
+//! of it is ended and only the socket is kept, with a small task waiting for
+//! it to become readable; the next request's first bytes wake it, and a new
+//! hyper connection takes it on. A sleeping connection stays open until the
+//! idle timeout.
 //!
 //! hyper has no call that hands back an idle connection's socket. It does end
 //! a connection cleanly, and give the socket back through `into_parts`, when a
@@ -19,9 +20,8 @@
 //! dropped), the last request had no body that might be left unread, no part
 //! of the next request's head has come (a head split by a pause is waited
 //! for, up to the header-read timeout), and no bytes came for a whole check
-//! interval. If hyper gives the socket back with
-//! an error (a request head begun and cut short, which its header-read timeout
-//! would soon have ended anyway) or with bytes it read and did not parse, the
+//! interval. If hyper gives the socket back with an error (a request head
+//! begun and cut short) or with bytes it read and did not parse, the
 //! connection is closed rather than put to sleep.
 
 use std::io;
